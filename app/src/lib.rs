@@ -1,0 +1,56 @@
+//! carrier's dashboard: routes, pages and server functions. Server functions are thin
+//! adapters over carrier-core; pages only arrange data the server functions return.
+
+pub mod error;
+pub mod model;
+pub mod serverfns;
+#[cfg(feature = "ssr")]
+pub mod services;
+mod ui;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::{path, SsrMode};
+
+use ui::pages::{CarriersPage, MachinePage, MachinesPage, NotFound};
+
+/// The HTML document the server renders around [`App`].
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+/// Every page renders completely on the server (`SsrMode::Async`), so it works with
+/// JavaScript off; hydration then takes over in the browser.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/carrier.css"/>
+        <Title formatter=|page: String| format!("{page} · carrier")/>
+        <Router>
+            <ui::components::Layout>
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=MachinesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/machines") view=MachinesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/machines/*name") view=MachinePage ssr=SsrMode::Async/>
+                    <Route path=path!("/carriers") view=CarriersPage ssr=SsrMode::Async/>
+                </Routes>
+            </ui::components::Layout>
+        </Router>
+    }
+}

@@ -1,0 +1,164 @@
+//! What the dashboard shows, as plain serialisable types, plus the small calculations
+//! on them (tested here, not in components).
+
+use serde::{Deserialize, Serialize};
+
+/// One row of the machines table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineSummary {
+    pub name: String,
+    pub spin: String,
+    pub fqdn: Option<String>,
+    pub target: Option<String>,
+    pub carrier: Option<String>,
+    pub tags: Vec<String>,
+    pub managed: bool,
+    pub is_carrier: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineList {
+    pub machines: Vec<MachineSummary>,
+    /// Machines in the cluster before filtering.
+    pub total: usize,
+}
+
+/// A carried `<carrier>#<alias>`: where and how a machine is carried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedView {
+    pub name: String,
+    pub carrier: String,
+    pub source: String,
+    pub alias: Option<String>,
+    pub spin: String,
+    pub build_attribute: String,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineDetail {
+    pub summary: MachineSummary,
+    pub alias: Option<String>,
+    pub cluster_name: String,
+    pub profile: String,
+    pub runnable: bool,
+    pub build_attribute: String,
+    /// Module files, relative to the configuration directory.
+    pub files: Vec<String>,
+    /// Every option as `(dotted path, JSON value)`.
+    pub options: Vec<(String, String)>,
+    /// For a source machine: its carried copies. For a carried machine: itself.
+    pub carried_as: Vec<CarriedView>,
+    /// For a carrier: what it carries.
+    pub carries: Vec<CarriedView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarrierView {
+    pub name: String,
+    pub fqdn: Option<String>,
+    pub carried: Vec<CarriedView>,
+}
+
+/// The inventory's provenance, shown in the page footer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InventoryInfo {
+    pub machines: usize,
+    pub carriers: usize,
+    pub evaluated_at: Option<String>,
+    pub content_key: String,
+}
+
+/// The query of the machines page: raw strings, exactly as a form submits them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MachineQuery {
+    pub pattern: String,
+    /// Space- or comma-separated tags; `^tag` excludes.
+    pub tags: String,
+    /// Space-separated `key=value` / `key!=value`.
+    pub attrs: String,
+    /// `managed`, `unmanaged` or `all` (empty: all).
+    pub managed: String,
+}
+
+impl MachineQuery {
+    pub fn tag_list(&self) -> Vec<String> {
+        split_words(&self.tags, &[' ', ','])
+    }
+
+    pub fn attr_list(&self) -> Vec<String> {
+        split_words(&self.attrs, &[' '])
+    }
+
+    /// The dashboard lists every machine unless told otherwise (the CLI defaults to
+    /// managed ones, as upstream).
+    pub fn managed_or_default(&self) -> &str {
+        if self.managed.trim().is_empty() { "all" } else { self.managed.trim() }
+    }
+}
+
+fn split_words(s: &str, seps: &[char]) -> Vec<String> {
+    s.split(|c: char| seps.contains(&c) || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The URL of a machine's page. Names may hold `#` and `/`, so they are escaped.
+pub fn machine_href(name: &str) -> String {
+    format!("/machines/{}", urlencoding::encode(name))
+}
+
+/// Flattens an options tree into `(dotted.path, value)` rows; lists and empty
+/// attrsets stay whole.
+pub fn flatten_options(value: &serde_json::Value) -> Vec<(String, String)> {
+    fn go(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(map) if !map.is_empty() => {
+                for (k, child) in map {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    go(&path, child, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    go("", value, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hrefs_escape_hash_and_slash() {
+        assert_eq!(machine_href("pxe-server#prg/node1"), "/machines/pxe-server%23prg%2Fnode1");
+        assert_eq!(machine_href("web1"), "/machines/web1");
+    }
+
+    #[test]
+    fn query_words() {
+        let q = MachineQuery { tags: "prod, ^web  db".into(), attrs: "spin=nixos labels.dc!=prg".into(), ..Default::default() };
+        assert_eq!(q.tag_list(), ["prod", "^web", "db"]);
+        assert_eq!(q.attr_list(), ["spin=nixos", "labels.dc!=prg"]);
+        assert_eq!(q.managed_or_default(), "all");
+    }
+
+    #[test]
+    fn options_flatten() {
+        let rows = flatten_options(&json!({"spin": "nixos", "host": {"port": 22, "fqdn": null}, "tags": ["a"], "labels": {}}));
+        assert_eq!(
+            rows,
+            [
+                ("host.fqdn".to_string(), "null".to_string()),
+                ("host.port".into(), "22".into()),
+                ("labels".into(), "{}".into()),
+                ("spin".into(), "\"nixos\"".into()),
+                ("tags".into(), "[\"a\"]".into()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,18 @@
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::MachineDetail;
+
+/// One machine with every option, its carrier and its carried names.
+#[server(prefix = "/api", endpoint = "get_machine")]
+pub async fn get_machine(name: String) -> Result<MachineDetail, AppError> {
+    use crate::services::{authorize, views, Permission};
+
+    let state = authorize(Permission::ReadInventory).await?;
+    let loaded = state.inventory.load().await?;
+    let machine = loaded
+        .cluster
+        .get(&name)
+        .ok_or_else(|| AppError::NotFound(format!("no machine named '{name}' in the cluster")))?;
+    Ok(views::detail(&loaded.cluster, machine, &state.inventory))
+}

@@ -1,0 +1,13 @@
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::model::InventoryInfo;
+
+/// Counts and provenance of the inventory, for the footer.
+#[server(prefix = "/api", endpoint = "inventory_info")]
+pub async fn inventory_info() -> Result<InventoryInfo, AppError> {
+    use crate::services::{authorize, Permission};
+
+    let state = authorize(Permission::ReadInventory).await?;
+    state.inventory.info().await
+}

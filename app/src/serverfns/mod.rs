@@ -1,0 +1,4 @@
+//! Server functions: each authorises its caller, makes one service call and maps the
+//! error. One small file per function.
+
+pub mod inventory;

@@ -1,0 +1,106 @@
+//! The dashboard's view of the cluster: loads it through carrier-core off the async
+//! runtime, and keeps a durable record of every evaluation (when Nix ran or failed).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use carrier_core::cluster::{Inventory, InventoryError, Loaded};
+use sqlx::SqlitePool;
+
+use crate::error::AppError;
+use crate::model::InventoryInfo;
+
+pub struct InventoryService {
+    inventory: Arc<Inventory>,
+    conf_dir: PathBuf,
+    db: SqlitePool,
+    recorded: Mutex<Option<String>>,
+}
+
+impl InventoryService {
+    pub fn new(inventory: Inventory, conf_dir: PathBuf, db: SqlitePool) -> Self {
+        InventoryService { inventory: Arc::new(inventory), conf_dir, db, recorded: Mutex::new(None) }
+    }
+
+    pub fn conf_dir(&self) -> &std::path::Path {
+        &self.conf_dir
+    }
+
+    /// The current cluster; Nix runs only when a configuration file changed.
+    pub async fn load(&self) -> Result<Loaded, AppError> {
+        let (inventory, dir) = (self.inventory.clone(), self.conf_dir.clone());
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || inventory.load(&dir)).await.map_err(|e| {
+            tracing::error!("inventory task failed: {e}");
+            AppError::Internal
+        })?;
+        let elapsed = started.elapsed().as_millis() as i64;
+        match result {
+            Ok(loaded) => {
+                let is_new = self.recorded.lock().unwrap().as_deref() != Some(loaded.key.as_str());
+                if is_new {
+                    self.record(&loaded.key, Some(loaded.cluster.machines.len()), elapsed, None).await;
+                    *self.recorded.lock().unwrap() = Some(loaded.key.clone());
+                }
+                Ok(loaded)
+            }
+            Err(e) => {
+                let message = self.user_message(&e);
+                tracing::warn!("cluster evaluation failed: {e}");
+                self.record("", None, elapsed, Some(&message)).await;
+                *self.recorded.lock().unwrap() = None;
+                Err(AppError::Cluster(message))
+            }
+        }
+    }
+
+    pub async fn info(&self) -> Result<InventoryInfo, AppError> {
+        let loaded = self.load().await?;
+        let evaluated_at: Option<String> = sqlx::query_scalar(
+            "SELECT evaluated_at FROM evaluations WHERE content_key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(&loaded.key)
+        .fetch_optional(&self.db)
+        .await
+        .map_err(|e| {
+            tracing::error!("reading evaluations: {e}");
+            AppError::Internal
+        })?;
+        Ok(InventoryInfo {
+            machines: loaded.cluster.machines.len(),
+            carriers: loaded.cluster.carriers().count(),
+            evaluated_at,
+            content_key: loaded.key[..12].to_string(),
+        })
+    }
+
+    async fn record(&self, key: &str, machines: Option<usize>, duration_ms: i64, error: Option<&str>) {
+        let result = sqlx::query(
+            "INSERT INTO evaluations (content_key, evaluated_at, machines, duration_ms, error) \
+             VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ?, ?)",
+        )
+        .bind(key)
+        .bind(machines.map(|m| m as i64))
+        .bind(duration_ms)
+        .bind(error)
+        .execute(&self.db)
+        .await;
+        if let Err(e) = result {
+            tracing::error!("recording an evaluation: {e}");
+        }
+    }
+
+    /// Nix's message with the configuration directory's absolute path removed.
+    pub fn user_message(&self, e: &InventoryError) -> String {
+        let dir = self.conf_dir.display().to_string();
+        let abs = std::path::absolute(&self.conf_dir).map(|p| p.display().to_string()).unwrap_or(dir.clone());
+        e.to_string().replace(&format!("{abs}/"), "").replace(&abs, ".")
+    }
+
+    /// Paths relative to the configuration directory, for display.
+    pub fn relative(&self, path: &str) -> String {
+        let abs = std::path::absolute(&self.conf_dir).map(|p| p.display().to_string()).unwrap_or_default();
+        path.strip_prefix(&format!("{abs}/")).unwrap_or(path).to_string()
+    }
+}

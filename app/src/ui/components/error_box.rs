@@ -1,0 +1,20 @@
+use leptos::prelude::*;
+
+use crate::error::AppError;
+
+#[component]
+pub fn ErrorBox(error: AppError) -> impl IntoView {
+    let title = match &error {
+        AppError::BadInput(_) => "Invalid filter",
+        AppError::NotFound(_) => "Not found",
+        AppError::Unauthorized(_) => "Not authorised",
+        AppError::Cluster(_) => "The cluster configuration does not evaluate",
+        AppError::Internal | AppError::Transport(_) => "Error",
+    };
+    view! {
+        <div class="error" role="alert">
+            <strong>{title}</strong>
+            <pre>{error.to_string()}</pre>
+        </div>
+    }
+}

@@ -1,0 +1,20 @@
+//! One module per page.
+
+mod carriers;
+mod machine;
+mod machines;
+
+pub use carriers::CarriersPage;
+pub use machine::MachinePage;
+pub use machines::MachinesPage;
+
+use leptos::prelude::*;
+
+#[component]
+pub fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+        resp.set_status(http::StatusCode::NOT_FOUND);
+    }
+    view! { <h1>"Page not found"</h1> }
+}

@@ -1,0 +1,50 @@
+//! Errors of reading a cluster. Each names the file and the machine or option concerned.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("no cluster directory: '{}' does not exist (expected the configuration directory holding cluster/<name>/module.nix)", .0.display())]
+    MissingClusterDir(PathBuf),
+
+    #[error(
+        "Nix is not installed: '{program}' was not found in PATH. Install Nix (on Debian: \
+         `apt-get install --no-install-recommends nix-bin`, or run scripts/setup) and try again"
+    )]
+    NixNotInstalled { program: String },
+
+    /// Nix rejected the cluster: syntax errors (with Nix's location), unknown options,
+    /// wrong types, conflicting definitions, missing required options.
+    #[error("evaluating the cluster in '{}' failed:\n{message}", conf_dir.display())]
+    Eval { conf_dir: PathBuf, message: String },
+
+    #[error(
+        "carrier '{carrier}' (defined in {}) carries machine '{machine}', which does not exist in the cluster",
+        files.join(", ")
+    )]
+    UnknownCarriedMachine { carrier: String, machine: String, files: Vec<String> },
+
+    #[error(
+        "two machines are both named '{name}': {first} and {second}; give one of the carried entries a distinct alias"
+    )]
+    DuplicateName { name: String, first: String, second: String },
+
+    #[error("machine '{machine}' (defined in {}): {message}", files.join(", "))]
+    Invalid { machine: String, files: Vec<String>, message: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the evaluator's output could not be read: {0}")]
+    Output(String),
+}
+
+impl InventoryError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        InventoryError::Io { context: context.into(), source }
+    }
+}

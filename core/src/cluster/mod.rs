@@ -1,0 +1,14 @@
+//! The cluster inventory: the typed model of `cluster.<name>`, its evaluation from
+//! Nix, carrier expansion and machine selection.
+
+mod error;
+mod expand;
+mod inventory;
+mod model;
+mod select;
+
+pub use error::InventoryError;
+pub use expand::expand;
+pub use inventory::{discover_module_files, Inventory, Loaded};
+pub use model::*;
+pub use select::{AttrFilter, ManagedFilter, SelectError, Selection, TagFilter};

@@ -1,0 +1,7 @@
+//! carrier's domain: everything a user can do, independent of the CLI and the web.
+//!
+//! The CLI (`server` crate) and the dashboard (`app` crate) are thin adapters over
+//! the functions here.
+
+pub mod cluster;
+pub mod nix;

@@ -1,0 +1,95 @@
+//! Command-line interface definitions (clap). Every command that takes machines uses
+//! [`SelectArgs`], which parses into carrier-core's shared `Selection`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use carrier_core::cluster::Selection;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "carrier", version, about = "Deploy and netboot clusters of NixOS-style machines")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args)]
+pub struct GlobalArgs {
+    /// The configuration directory: the one holding cluster/<name>/module.nix.
+    #[arg(short = 'C', long = "config", env = "CARRIER_CONFIG", default_value = ".", global = true)]
+    pub config: PathBuf,
+    /// Where evaluated inventories are cached [default: $XDG_CACHE_HOME/carrier]
+    #[arg(long, env = "CARRIER_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    pub fn inventory(&self) -> carrier_core::cluster::Inventory {
+        let dir = self.cache_dir.clone().unwrap_or_else(carrier_core::cluster::Inventory::default_cache_dir);
+        carrier_core::cluster::Inventory::new(dir)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// List machines (carried machines included) as a table or JSON.
+    Ls(LsArgs),
+    /// Run the web dashboard.
+    Serve(ServeArgs),
+}
+
+/// Machine selection shared by every command.
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    /// Machine name, flake key or glob (`*`, `?`, `[..]`, `{a,b}`; `#` is ordinary).
+    pub pattern: Option<String>,
+    /// Require a tag; `^tag` excludes it. Repeatable, all must hold.
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// `key=value` or `key!=value` on a machine attribute (dotted path). Repeatable.
+    #[arg(short = 'a', long = "attr")]
+    pub attrs: Vec<String>,
+    /// y|yes|n|no|a|all: managed machines only (default), unmanaged only, or all.
+    #[arg(long)]
+    pub managed: Option<String>,
+}
+
+impl SelectArgs {
+    pub fn selection(&self) -> Result<Selection, carrier_core::cluster::SelectError> {
+        Selection::parse(self.pattern.as_deref(), &self.tags, &self.attrs, self.managed.as_deref())
+    }
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Columns (attribute paths), comma-separated [default: name,spin,host.fqdn]
+    #[arg(short = 'o', long = "output", value_delimiter = ',')]
+    pub output: Option<Vec<String>>,
+    /// Print JSON: full machine records, or the chosen columns when -o is given.
+    #[arg(long)]
+    pub json: bool,
+    /// Omit the table header.
+    #[arg(short = 'H', long = "hide-header")]
+    pub hide_header: bool,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CARRIER_ADDR", default_value = "127.0.0.1:3000")]
+    pub addr: SocketAddr,
+    /// Database URL [default: sqlite in $XDG_DATA_HOME/carrier/carrier.db]
+    #[arg(long, env = "CARRIER_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The built site (CSS, WASM) produced by `cargo leptos build`.
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+    /// Require this token (Bearer header or `carrier_token` cookie) for every request.
+    #[arg(long, env = "CARRIER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}

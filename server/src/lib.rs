@@ -1,0 +1,5 @@
+//! The `carrier` binary's commands, as a library so tests can drive them.
+
+pub mod cli;
+pub mod ls;
+pub mod serve;
