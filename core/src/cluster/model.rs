@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 pub const PROFILES_DIR: &str = "/nix/var/nix/profiles";
 
 /// The machine's spin: selects the system evaluator and the netboot menu layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Spin {
     Openvz,

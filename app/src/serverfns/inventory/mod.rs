@@ -1,11 +1,11 @@
 //! Reading the cluster inventory.
 
 mod get_machine;
-mod inventory_info;
+mod get_inventory_info;
 mod list_carriers;
 mod list_machines;
 
 pub use get_machine::*;
-pub use inventory_info::*;
+pub use get_inventory_info::*;
 pub use list_carriers::*;
 pub use list_machines::*;

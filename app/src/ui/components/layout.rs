@@ -1,11 +1,11 @@
 use leptos::prelude::*;
 
-use crate::serverfns::inventory::inventory_info;
+use crate::serverfns::inventory::get_inventory_info;
 
 /// Navigation, the page, and a footer with the inventory's provenance.
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
-    let info = Resource::new(|| (), |_| inventory_info());
+    let info = Resource::new(|| (), |_| get_inventory_info());
     view! {
         <header class="top">
             <a class="brand" href="/machines">"carrier"</a>

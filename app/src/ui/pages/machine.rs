@@ -31,7 +31,10 @@ pub fn MachinePage() -> impl IntoView {
 #[component]
 fn Detail(detail: MachineDetail) -> impl IntoView {
     let s = detail.summary;
-    let carrier_link = s.carrier.clone().map(|c| view! { <a href=machine_href(&c)>{c}</a> });
+    let carrier_link = s.carrier.clone().map(|c| {
+        let href = machine_href(&c);
+        view! { <a href=href>{c}</a> }
+    });
     view! {
         <h1 data-testid="machine-name">{s.name.clone()}</h1>
         <dl class="facts">

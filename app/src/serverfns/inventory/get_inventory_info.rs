@@ -4,8 +4,8 @@ use crate::error::AppError;
 use crate::model::InventoryInfo;
 
 /// Counts and provenance of the inventory, for the footer.
-#[server(prefix = "/api", endpoint = "inventory_info")]
-pub async fn inventory_info() -> Result<InventoryInfo, AppError> {
+#[server(prefix = "/api", endpoint = "get_inventory_info")]
+pub async fn get_inventory_info() -> Result<InventoryInfo, AppError> {
     use crate::services::{authorize, Permission};
 
     let state = authorize(Permission::ReadInventory).await?;

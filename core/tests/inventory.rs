@@ -1,0 +1,217 @@
+//! Evaluates fixture clusters with the real `nix-instantiate` through carrier's evaluator.
+//! Fixtures and their expected outcomes: tests/fixtures/README.md.
+
+use std::path::{Path, PathBuf};
+
+use carrier_core::cluster::{Cluster, Inventory, InventoryError, Selection, Spin};
+use serde_json::json;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn load(dir: &Path) -> Result<Cluster, InventoryError> {
+    let cache = tempfile::tempdir().unwrap();
+    Inventory::new(cache.path()).load(dir).map(|l| (*l.cluster).clone())
+}
+
+fn load_err(name: &str) -> String {
+    match load(&fixture(name)) {
+        Ok(c) => panic!("{name} evaluated: {:?}", c.machines.iter().map(|m| &m.name).collect::<Vec<_>>()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn helpers_follow_module_system_semantics() {
+    let c = load(&fixture("helpers")).unwrap();
+    let names: Vec<_> = c.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["node1", "node2", "prg/node3", "pxe", "pxe#node1", "pxe#os/node2"]);
+
+    let node1 = &c.get("node1").unwrap().meta_config;
+    let host = node1.host.as_ref().unwrap();
+    assert_eq!(host.fqdn.as_deref(), Some("node1.prg.example.org"), "fqdn derived");
+    assert_eq!(host.full_domain.as_deref(), Some("prg.example.org"));
+    assert_eq!(host.target.as_deref(), Some("node1.prg.example.org"), "target defaults to fqdn");
+    assert_eq!(host.port, 2201, "a plain definition beats mkDefault");
+    assert_eq!(node1.auto_rollback.timeout, 120, "mkForce beats a plain definition");
+    assert_eq!(node1.host_generations.max, Some(40), "mkOverride 900 beats mkDefault");
+    for tag in ["web", "extra", "has-os-peer"] {
+        assert!(node1.tags.contains(&tag.to_string()), "lists concatenate: {:?}", node1.tags);
+    }
+    assert!(!node1.tags.contains(&"never".to_string()), "mkIf false drops: {:?}", node1.tags);
+    assert_eq!(node1.labels.get("role"), Some(&json!("web")));
+    assert_eq!(node1.labels.get("team"), Some(&json!("ops")), "attrsets merge");
+    assert!(!node1.labels.contains_key("never"));
+    assert!(node1.netboot.enable, "mkIf true inside mkMerge");
+    assert_eq!(node1.addresses.primary.as_ref().unwrap().address, "192.0.2.11", "primary = first v4");
+    assert_eq!(node1.health_checks.machine_commands[0].command, ["curl", "-sf", "http://{host.fqdn}/"]);
+    assert_eq!(node1.health_checks.machine_commands[0].timeout, 60, "submodule defaults");
+    assert_eq!(node1.build_attribute, ["system", "build", "toplevel"]);
+    assert!(node1.auto_rollback.enable);
+
+    let node2 = c.get("node2").unwrap();
+    assert_eq!(node2.meta_config.spin, Spin::Vpsadminos);
+    assert_eq!(node2.target_host(), Some("node1.prg.example.org"), "cross reference through config");
+
+    let node3 = c.get("prg/node3").unwrap();
+    assert!(node3.is_localhost());
+    assert!(!node3.is_managed(), "spin other is unmanaged by default");
+    assert_eq!(node3.meta_config.host.as_ref().unwrap().port, 22);
+
+    let pxe = c.get("pxe").unwrap();
+    assert!(pxe.is_carrier());
+    let os = c.get("pxe#os/node2").unwrap();
+    assert_eq!(os.carrier.as_deref(), Some("pxe"));
+    assert_eq!(os.cluster_name, "node2");
+    assert_eq!(os.profile(), "/nix/var/nix/profiles/confctl-os:node2");
+    assert_eq!(os.meta_config.tags, ["os", "pxe"]);
+    assert_eq!(os.meta_config.labels.get("netboot"), Some(&json!("yes")));
+    assert_eq!(os.meta_config.host_generations.max, Some(5));
+    assert_eq!(os.meta_config.build_attribute, ["system", "build", "dist"]);
+    assert_eq!(os.extra_modules.len(), 1);
+    assert!(os.extra_modules[0].ends_with("/helpers/cluster/pxe/pxe-only.nix"), "{:?}", os.extra_modules);
+    assert_eq!(os.target_host(), node2.target_host(), "host is inherited");
+    assert!(!os.is_runnable());
+    let plain = c.get("pxe#node1").unwrap();
+    assert_eq!(plain.alias, None);
+    assert_eq!(plain.profile(), "/nix/var/nix/profiles/confctl-node1");
+    assert!(plain.files.iter().any(|f| f.ends_with("helpers/cluster/node1/module.nix")), "{:?}", plain.files);
+
+    let sel = Selection::parse(Some("pxe#*"), &[], &[], None).unwrap();
+    let carried: Vec<_> = sel.select(&c).unwrap().into_iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(carried, ["pxe#node1", "pxe#os/node2"]);
+}
+
+#[test]
+fn module_list_wins_and_cluster_modules_extend_options() {
+    let c = load(&fixture("module-list")).unwrap();
+    let names: Vec<_> = c.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["listed", "nested/deep"], "unlisted/module.nix is not evaluated");
+    let listed = c.get("listed").unwrap();
+    assert_eq!(listed.meta_config.extra["monitoring"], json!({"enable": false, "name": "listed"}));
+    let deep = c.get("nested/deep").unwrap();
+    assert_eq!(deep.fqdn(), Some("deep.nested.example.org"));
+    assert_eq!(deep.meta_config.extra["monitoring"]["enable"], json!(true));
+}
+
+#[test]
+fn syntax_error_shows_nix_location() {
+    let err = load_err("bad-syntax");
+    assert!(err.contains("syntax error"), "{err}");
+    assert!(err.contains("bad-syntax/cluster/node1/module.nix:"), "{err}");
+}
+
+#[test]
+fn unknown_option_names_option_and_file() {
+    let err = load_err("unknown-option");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(err.contains("'cluster.node1."), "{err}");
+    assert!(err.contains("unknown-option/cluster/node1/module.nix"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_option_file_and_value() {
+    let err = load_err("wrong-type");
+    assert!(err.contains("is not of type"), "{err}");
+    assert!(err.contains("'cluster.node1."), "{err}");
+    assert!(err.contains("wrong-type/cluster/node1/module.nix"), "{err}");
+}
+
+#[test]
+fn conflicting_definitions_name_both_files() {
+    let err = load_err("conflict");
+    assert!(err.contains("conflicting definitions"), "{err}");
+    assert!(err.contains("conflict/cluster/node1/module.nix"), "{err}");
+    assert!(err.contains("conflict/cluster/overrides/module.nix"), "{err}");
+}
+
+#[test]
+fn missing_required_option_is_named() {
+    let err = load_err("missing-spin");
+    assert!(err.contains("spin") && err.contains("used but not defined"), "{err}");
+    assert!(err.contains("missing-spin/cluster/"), "{err}");
+}
+
+fn write_cluster(dir: &Path, modules: &[(&str, &str)]) {
+    for (name, body) in modules {
+        let d = dir.join("cluster").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("module.nix"), body).unwrap();
+    }
+}
+
+#[test]
+fn carried_entry_naming_a_missing_machine_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_cluster(
+        tmp.path(),
+        &[("pxe", r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "ghost"; } ]; }; }"#)],
+    );
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("carrier 'pxe'") && err.contains("'ghost'"), "{err}");
+    assert!(err.contains("cluster/pxe/module.nix"), "{err}");
+}
+
+#[test]
+fn two_carried_entries_with_one_name_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_cluster(
+        tmp.path(),
+        &[
+            ("node", r#"{ cluster.node.spin = "nixos"; }"#),
+            ("pxe", r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "node"; } { machine = "node"; alias = null; } ]; }; }"#),
+        ],
+    );
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("'pxe#node'"), "{err}");
+}
+
+#[test]
+fn missing_cluster_directory_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err = load(&tmp.path().join("absent")).unwrap_err().to_string();
+    assert!(err.contains("absent/cluster") && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn unchanged_cluster_is_not_evaluated_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let conf = tmp.path().join("conf");
+    write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = [ "one" ]; }; }"#)]);
+
+    let first = Inventory::new(&cache).load(&conf).unwrap();
+    assert!(!first.cached, "first load evaluates");
+    // a new Inventory (a new process) reads the on-disk cache
+    let inv = Inventory::new(&cache);
+    let second = inv.load(&conf).unwrap();
+    assert!(second.cached);
+    assert_eq!(first.key, second.key);
+    assert_eq!(*first.cluster, *second.cluster);
+
+    write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = [ "two" ]; }; }"#)]);
+    let third = inv.load(&conf).unwrap();
+    assert!(!third.cached, "an edit re-evaluates");
+    assert_eq!(third.cluster.get("a").unwrap().meta_config.tags, ["two"]);
+
+    // an error is not cached: fixing the file works at once
+    write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = "x"; }; }"#)]);
+    assert!(inv.load(&conf).is_err());
+    write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = [ "one" ]; }; }"#)]);
+    let fixed = inv.load(&conf).unwrap();
+    assert!(fixed.cached, "back to the first content: served from the cache");
+    assert_eq!(fixed.cluster.get("a").unwrap().meta_config.tags, ["one"]);
+}
+
+#[test]
+fn example_cluster_evaluates() {
+    let c = load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")).unwrap();
+    let carriers: Vec<_> = c.carriers().map(|m| m.name.as_str()).collect();
+    assert_eq!(carriers, ["pxe-server"]);
+    let carried: Vec<_> = c.carried_by("pxe-server").collect();
+    assert_eq!(carried.len(), 2);
+    let spins: std::collections::BTreeSet<_> = carried.iter().map(|m| m.meta_config.spin).collect();
+    assert_eq!(spins.len(), 2, "one nixos and one vpsadminos carried machine");
+    assert!(carried.iter().any(|m| m.alias.is_some()));
+}

@@ -1,0 +1,81 @@
+import { test, expect, Page } from '@playwright/test';
+
+// Runs twice: in the `js` project (hydrated WASM, client-side navigation) and in the
+// `nojs` project (plain server-rendered HTML and GET forms).
+
+async function machineNames(page: Page): Promise<string[]> {
+  return page.locator('tr[data-machine]').evaluateAll((rows) =>
+    rows.map((r) => r.getAttribute('data-machine') ?? ''),
+  );
+}
+
+// Marks the window so a later check can tell a client-side navigation (marker kept)
+// from a full page load (marker gone).
+async function markWindow(page: Page) {
+  await page.evaluate(() => ((window as any).__carrierMarker = 'kept'));
+}
+
+test('the machines page lists every machine, carried ones included, in name order', async ({ page }) => {
+  await page.goto('/machines');
+  await expect(page.locator('h1')).toHaveText('Machines');
+  const names = await machineNames(page);
+  for (const n of ['backup', 'prg/web1', 'pxe-server', 'pxe-server#node1', 'pxe-server#rescue']) {
+    expect(names).toContain(n);
+  }
+  expect(names).toEqual([...names].sort());
+  await expect(page.getByTestId('machine-count')).toHaveText(`${names.length} of ${names.length} machines`);
+  const carried = page.locator('tr[data-machine="pxe-server#node1"]');
+  await expect(carried.locator('td').nth(1)).toHaveText('vpsadminos');
+  await expect(carried.locator('td').nth(3)).toHaveText('pxe-server');
+});
+
+test('the pattern filter narrows the list on the server', async ({ page, javaScriptEnabled }) => {
+  await page.goto('/machines');
+  if (javaScriptEnabled) await markWindow(page);
+  await page.fill('input[name=pattern]', 'pxe-server#*');
+  await page.click('form[data-testid=filter] button[type=submit]');
+  await expect(page).toHaveURL(/pattern=pxe-server%23\*/);
+  await expect(page.locator('tr[data-machine]')).toHaveCount(2);
+  expect(await machineNames(page)).toEqual(['pxe-server#node1', 'pxe-server#rescue']);
+  await expect(page.locator('input[name=pattern]')).toHaveValue('pxe-server#*');
+  if (javaScriptEnabled) {
+    // the hydrated app navigated without reloading the document
+    expect(await page.evaluate(() => (window as any).__carrierMarker)).toBe('kept');
+  }
+});
+
+test('tags and attributes filter like the CLI', async ({ page }) => {
+  await page.goto('/machines?tags=netboot+%5Erescue&managed=all');
+  expect(await machineNames(page)).toEqual(['pxe-server#node1']);
+  await page.goto('/machines?attrs=labels.dc%3Dbrq');
+  expect(await machineNames(page)).toEqual(['backup']);
+});
+
+test('a bad filter shows an error naming the value', async ({ page }) => {
+  await page.goto('/machines');
+  await page.fill('input[name=attrs]', 'nonsense');
+  await page.click('form[data-testid=filter] button[type=submit]');
+  await expect(page.getByRole('alert')).toContainText("invalid --attr 'nonsense'");
+  await expect(page.locator('tr[data-machine]')).toHaveCount(0);
+});
+
+test('a carried machine page names its carrier and lists every option', async ({ page }) => {
+  await page.goto('/machines');
+  await page.click('a[href="/machines/pxe-server%23node1"]');
+  await expect(page.getByTestId('machine-name')).toHaveText('pxe-server#node1');
+  await expect(page.getByTestId('carried-by')).toHaveText('pxe-server');
+  await expect(page.locator('table[data-testid=options]')).toContainText('buildAttribute');
+  await expect(page.locator('table[data-testid=options]')).toContainText('["system","build","dist"]');
+  await expect(page.locator('tr[data-carried="pxe-server#node1"]')).toContainText('/nix/var/nix/profiles/confctl-node1');
+});
+
+test('the carriers page shows carried machines with alias, build attribute and profile', async ({ page }) => {
+  await page.goto('/carriers');
+  const section = page.locator('section[data-carrier="pxe-server"]');
+  await expect(section).toContainText('2 carried machines');
+  const node1 = section.locator('tr[data-carried="pxe-server#node1"]');
+  await expect(node1).toContainText('prg/node1');
+  await expect(node1).toContainText('system.build.dist');
+  await expect(node1).toContainText('/nix/var/nix/profiles/confctl-node1');
+  await expect(section.locator('tr[data-carried="pxe-server#rescue"]')).toContainText('/nix/var/nix/profiles/confctl-rescue');
+});
