@@ -66,6 +66,10 @@ test('a carried machine page names its carrier and lists every option', async ({
   await expect(page.getByTestId('carried-by')).toHaveText('pxe-server');
   await expect(page.locator('table[data-testid=options]')).toContainText('buildAttribute');
   await expect(page.locator('table[data-testid=options]')).toContainText('["system","build","dist"]');
+  await expect(page.getByTestId('profile')).toHaveText('/nix/var/nix/profiles/confctl-node1');
+  // the source machine lists where it is carried
+  await page.click('dd >> a[href="/machines/prg%2Fnode1"]');
+  await expect(page.getByTestId('machine-name')).toHaveText('prg/node1');
   await expect(page.locator('tr[data-carried="pxe-server#node1"]')).toContainText('/nix/var/nix/profiles/confctl-node1');
 });
 

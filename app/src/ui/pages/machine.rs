@@ -44,7 +44,7 @@ fn Detail(detail: MachineDetail) -> impl IntoView {
             <dt>"Managed"</dt><dd>{if s.managed { "yes" } else { "no" }}</dd>
             <dt>"Runnable"</dt><dd>{if detail.runnable { "yes" } else { "no" }}</dd>
             <dt>"Build attribute"</dt><dd><code>{detail.build_attribute}</code></dd>
-            <dt>"Profile"</dt><dd><code>{detail.profile}</code></dd>
+            <dt>"Profile"</dt><dd data-testid="profile"><code>{detail.profile}</code></dd>
             <dt>"Tags"</dt><dd><Tags tags=s.tags/></dd>
             {carrier_link.map(|l| view! { <dt>"Carried by"</dt><dd data-testid="carried-by">{l}</dd> })}
             {detail.alias.map(|a| view! { <dt>"Alias"</dt><dd>{a}</dd> })}
