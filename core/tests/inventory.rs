@@ -215,3 +215,27 @@ fn example_cluster_evaluates() {
     assert_eq!(spins.len(), 2, "one nixos and one vpsadminos carried machine");
     assert!(carried.iter().any(|m| m.alias.is_some()));
 }
+
+/// The evaluator's raw output equals the golden file (`@CONFDIR@` = the fixture path).
+fn assert_golden(name: &str) {
+    let dir = fixture(name);
+    let cache = tempfile::tempdir().unwrap();
+    let evaluator = carrier_core::nix::materialize_evaluator(cache.path()).unwrap();
+    let modules = carrier_core::cluster::discover_module_files(&dir.join("cluster")).unwrap();
+    let argv = carrier_core::nix::eval_json_argv(
+        &evaluator.join("eval-cluster.nix"),
+        &[("confDir", &dir.display().to_string()), ("moduleFilesJson", &serde_json::to_string(&modules).unwrap())],
+    );
+    let got: serde_json::Value = serde_json::from_slice(&carrier_core::nix::run(&argv).unwrap()).unwrap();
+    let expected = std::fs::read_to_string(dir.join("expected.json"))
+        .unwrap()
+        .replace("@CONFDIR@", &dir.display().to_string());
+    let expected: serde_json::Value = serde_json::from_str(&expected).unwrap();
+    assert_eq!(got, expected, "{name}: evaluator output differs from expected.json");
+}
+
+#[test]
+fn evaluator_output_matches_golden_files() {
+    assert_golden("helpers");
+    assert_golden("module-list");
+}

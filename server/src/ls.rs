@@ -1,10 +1,11 @@
 //! `carrier ls`: the machine table (configurable columns) or JSON.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use carrier_core::cluster::{attr_to_string, Machine};
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::cli::{GlobalArgs, LsArgs};
 
@@ -16,15 +17,17 @@ pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<ExitCode> {
     let loaded = global.inventory().load(&global.config)?;
     let machines = selection.select(&loaded.cluster)?;
     let columns = args.output.clone().unwrap_or_else(|| DEFAULT_COLUMNS.map(String::from).to_vec());
-    let mut out = std::io::stdout().lock();
+    let stdout = std::io::stdout();
+    let pretty = stdout.is_terminal();
+    let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        let rows: Vec<Value> = if args.output.is_some() {
-            machines.iter().map(|m| columns_json(m, &columns)).collect()
+        if args.output.is_some() {
+            let rows: Vec<Value> = machines.iter().map(|m| columns_json(m, &columns)).collect();
+            write_json(&mut out, &rows, pretty)?;
         } else {
-            machines.iter().map(|m| record_json(m)).collect()
-        };
-        serde_json::to_writer_pretty(&mut out, &rows)?;
-        writeln!(out)?;
+            let rows: Vec<Record> = machines.iter().map(|m| Record::new(m)).collect();
+            write_json(&mut out, &rows, pretty)?;
+        }
     } else {
         let rows: Vec<Vec<String>> = machines
             .iter()
@@ -32,21 +35,51 @@ pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<ExitCode> {
             .collect();
         write_table(&mut out, &columns, &rows, !args.hide_header)?;
     }
+    out.flush()?;
+    // The process ends here: skip freeing a large cluster piece by piece.
+    std::mem::forget(loaded);
     Ok(ExitCode::SUCCESS)
 }
 
+/// Pretty on a terminal, compact for programs.
+fn write_json(out: &mut impl Write, value: &impl Serialize, pretty: bool) -> anyhow::Result<()> {
+    if pretty {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+    } else {
+        serde_json::to_writer(&mut *out, value)?;
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
 /// The full machine record (upstream's machine JSON, spec 1.4) plus derived fields.
-fn record_json(m: &Machine) -> Value {
-    let mut v = serde_json::to_value(m).expect("machines serialize");
-    let obj = v.as_object_mut().expect("a machine is an object");
-    obj.insert("key".into(), json!(m.key()));
-    obj.insert("profile".into(), json!(m.profile()));
-    obj.insert("targetHost".into(), json!(m.target_host()));
-    obj.insert("targetPort".into(), json!(m.target_port()));
-    obj.insert("managedEffective".into(), json!(m.is_managed()));
-    obj.insert("runnable".into(), json!(m.is_runnable()));
-    obj.insert("isCarrier".into(), json!(m.is_carrier()));
-    v
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Record<'a> {
+    #[serde(flatten)]
+    machine: &'a Machine,
+    key: String,
+    profile: String,
+    target_host: Option<&'a str>,
+    target_port: u16,
+    managed_effective: bool,
+    runnable: bool,
+    is_carrier: bool,
+}
+
+impl<'a> Record<'a> {
+    fn new(m: &'a Machine) -> Self {
+        Record {
+            machine: m,
+            key: m.key(),
+            profile: m.profile(),
+            target_host: m.target_host(),
+            target_port: m.target_port(),
+            managed_effective: m.is_managed(),
+            runnable: m.is_runnable(),
+            is_carrier: m.is_carrier(),
+        }
+    }
 }
 
 fn columns_json(m: &Machine, columns: &[String]) -> Value {

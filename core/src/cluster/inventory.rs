@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -31,10 +31,10 @@ pub struct Loaded {
     pub cached: bool,
 }
 
+/// The evaluator's output, read untyped to find the machine a typed read fails on.
 #[derive(Deserialize)]
 struct EvalOutput {
     machines: BTreeMap<String, Value>,
-    files: BTreeMap<String, Vec<String>>,
 }
 
 impl Inventory {
@@ -63,7 +63,19 @@ impl Inventory {
         if !cluster_dir.is_dir() {
             return Err(InventoryError::MissingClusterDir(cluster_dir));
         }
-        let key = content_key(&conf_dir)?;
+        let memo_file = self.cache_dir.join("hashes").join(format!(
+            "{}.json",
+            &hex::encode(Sha256::digest(conf_dir.as_os_str().as_encoded_bytes()))[..32]
+        ));
+        let mut memo: FileHashes = std::fs::read(&memo_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let key = content_key(&conf_dir, &mut memo)?;
+        if memo.changed {
+            // a cache: losing it only costs re-reading files
+            let _ = write_atomically(&memo_file, &serde_json::to_vec(&memo).expect("hashes serialize"));
+        }
         if let Some((last_key, cluster)) = &*self.last.lock().expect("inventory lock") {
             if *last_key == key {
                 return Ok(Loaded { cluster: cluster.clone(), key, cached: true });
@@ -104,18 +116,36 @@ fn nix_error(e: NixError, conf_dir: &Path) -> InventoryError {
 }
 
 fn parse_output(raw: &[u8]) -> Result<Definitions, InventoryError> {
-    let out: EvalOutput =
-        serde_json::from_slice(raw).map_err(|e| InventoryError::Output(e.to_string()))?;
+    #[derive(Deserialize)]
+    struct Typed {
+        machines: BTreeMap<String, MetaConfig>,
+        files: BTreeMap<String, Vec<String>>,
+    }
+    let out: Typed = match serde_json::from_slice(raw) {
+        Ok(out) => out,
+        Err(e) => return Err(explain_output_error(raw, e)),
+    };
     let mut files = out.files;
-    out.machines
+    Ok(out
+        .machines
         .into_iter()
-        .map(|(name, value)| {
-            let meta: MetaConfig = serde_json::from_value(value)
-                .map_err(|e| InventoryError::Output(format!("machine '{name}': {e}")))?;
+        .map(|(name, meta)| {
             let files = files.remove(&name).unwrap_or_default();
-            Ok((name, (meta, files)))
+            (name, (meta, files))
         })
-        .collect()
+        .collect())
+}
+
+/// Names the machine whose values do not fit the model (the slow path, on errors only).
+fn explain_output_error(raw: &[u8], e: serde_json::Error) -> InventoryError {
+    if let Ok(out) = serde_json::from_slice::<EvalOutput>(raw) {
+        for (name, value) in out.machines {
+            if let Err(e) = serde_json::from_value::<MetaConfig>(value) {
+                return InventoryError::Output(format!("machine '{name}': {e}"));
+            }
+        }
+    }
+    InventoryError::Output(e.to_string())
 }
 
 /// Every `module.nix` below `cluster_dir`, sorted, as absolute paths.
@@ -145,11 +175,15 @@ fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) -> Result<(), In
             continue;
         }
         let path = entry.path();
-        // follows symlinks; a dangling link is skipped
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        if meta.is_dir() {
+        let Ok(mut kind) = entry.file_type() else { continue };
+        if kind.is_symlink() {
+            // follow it; a dangling link is skipped
+            let Ok(meta) = std::fs::metadata(&path) else { continue };
+            kind = meta.file_type();
+        }
+        if kind.is_dir() {
             walk(&path, depth + 1, visit)?;
-        } else if meta.is_file() {
+        } else if kind.is_file() {
             visit(&path);
         }
     }
@@ -159,7 +193,11 @@ fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) -> Result<(), In
 /// The cache key: the evaluator's digest plus the path and content of every `*.nix`
 /// and `*.json` file of the configuration directory (hidden entries and `result*`
 /// links skipped), so an edit anywhere a module could import from invalidates it.
-fn content_key(conf_dir: &Path) -> Result<String, InventoryError> {
+///
+/// File contents are hashed once and remembered with the file's stat data (size,
+/// mtime, ctime, inode, as git's index does); an unchanged stat reuses the hash.
+/// Files modified in the last two seconds are not remembered (timestamps are coarse).
+fn content_key(conf_dir: &Path, memo: &mut FileHashes) -> Result<String, InventoryError> {
     let mut files = Vec::new();
     for top in std::fs::read_dir(conf_dir).map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))? {
         let top = top.map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))?;
@@ -176,19 +214,68 @@ fn content_key(conf_dir: &Path) -> Result<String, InventoryError> {
     }
     files.retain(|p| p.extension().is_some_and(|e| e == "nix" || e == "json"));
     files.sort();
+    let recent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(i64::MAX, |d| d.as_secs() as i64 - 2);
     let mut h = Sha256::new();
     h.update(nix::evaluator_digest().as_bytes());
     h.update(conf_dir.as_os_str().as_encoded_bytes());
+    let mut seen = BTreeMap::new();
     for path in files {
-        let content =
-            std::fs::read(&path).map_err(|e| InventoryError::io(format!("reading {}", path.display()), e))?;
+        let read_err = |e| InventoryError::io(format!("reading {}", path.display()), e);
+        let meta = std::fs::metadata(&path).map_err(read_err)?;
+        let stamp = Stamp::of(&meta);
+        let key = path.display().to_string();
+        let digest = match memo.files.get(&key) {
+            Some((s, d)) if *s == stamp => d.clone(),
+            _ => hex::encode(Sha256::digest(std::fs::read(&path).map_err(read_err)?)),
+        };
         h.update([0]);
         h.update(path.as_os_str().as_encoded_bytes());
         h.update([0]);
-        h.update((content.len() as u64).to_le_bytes());
-        h.update(&content);
+        h.update(digest.as_bytes());
+        if stamp.mtime < recent {
+            seen.insert(key, (stamp, digest));
+        }
     }
+    memo.changed = seen != memo.files;
+    memo.files = seen;
     Ok(hex::encode(h.finalize()))
+}
+
+/// What identifies an unchanged file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
+    len: u64,
+    mtime: i64,
+    mtime_ns: i64,
+    ctime: i64,
+    ctime_ns: i64,
+    ino: u64,
+    dev: u64,
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: m.len(),
+            mtime: m.mtime(),
+            mtime_ns: m.mtime_nsec(),
+            ctime: m.ctime(),
+            ctime_ns: m.ctime_nsec(),
+            ino: m.ino(),
+            dev: m.dev(),
+        }
+    }
+}
+
+/// Content hashes of a configuration directory's files, by path.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct FileHashes {
+    files: BTreeMap<String, (Stamp, String)>,
+    #[serde(skip)]
+    changed: bool,
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InventoryError> {
@@ -223,15 +310,43 @@ mod tests {
         let c = tmp.path().join("cluster/a");
         std::fs::create_dir_all(&c).unwrap();
         std::fs::write(c.join("module.nix"), "{}").unwrap();
-        let k1 = content_key(tmp.path()).unwrap();
-        assert_eq!(k1, content_key(tmp.path()).unwrap());
+        let key = |memo: &mut FileHashes| content_key(tmp.path(), memo).unwrap();
+        let mut memo = FileHashes::default();
+        let k1 = key(&mut memo);
+        assert_eq!(k1, key(&mut memo));
         std::fs::write(tmp.path().join("lib.nix"), "1").unwrap();
-        let k2 = content_key(tmp.path()).unwrap();
+        let k2 = key(&mut memo);
         assert_ne!(k1, k2);
         std::fs::write(tmp.path().join("notes.txt"), "x").unwrap();
-        assert_eq!(k2, content_key(tmp.path()).unwrap(), "other files are not part of the key");
+        assert_eq!(k2, key(&mut memo), "other files are not part of the key");
         std::fs::write(c.join("module.nix"), "{ }").unwrap();
-        assert_ne!(k2, content_key(tmp.path()).unwrap());
+        assert_ne!(k2, key(&mut memo));
+    }
+
+    #[test]
+    fn remembered_hashes_are_used_only_while_the_stat_is_unchanged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("cluster/a/module.nix");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "{ a = 1; }").unwrap();
+        // age the file so its hash may be remembered
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
+        let mut memo = FileHashes::default();
+        let k1 = content_key(tmp.path(), &mut memo).unwrap();
+        assert!(memo.changed && memo.files.len() == 1, "the hash is remembered");
+        // a remembered hash is trusted while the stat matches...
+        let (_, digest) = memo.files.values_mut().next().unwrap();
+        *digest = "0".repeat(64);
+        assert_ne!(content_key(tmp.path(), &mut memo).unwrap(), k1, "the remembered hash was used");
+        // ...and a changed file (new ctime) is read again
+        let mut memo = FileHashes::default();
+        let k1 = content_key(tmp.path(), &mut memo).unwrap();
+        std::fs::write(&file, "{ a = 2; }").unwrap();
+        let k2 = content_key(tmp.path(), &mut memo).unwrap();
+        assert_ne!(k1, k2);
+        assert!(memo.files.is_empty(), "a file written just now is not remembered");
+        assert_ne!(content_key(tmp.path(), &mut memo).unwrap(), k1);
     }
 
     #[test]
