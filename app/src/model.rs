@@ -104,6 +104,11 @@ fn split_words(s: &str, seps: &[char]) -> Vec<String> {
         .collect()
 }
 
+/// `1 carrier`, `2 carriers`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// The URL of a machine's page. Names may hold `#` and `/`, so they are escaped.
 pub fn machine_href(name: &str) -> String {
     format!("/machines/{}", urlencoding::encode(name))
@@ -137,6 +142,13 @@ mod tests {
     fn hrefs_escape_hash_and_slash() {
         assert_eq!(machine_href("pxe-server#prg/node1"), "/machines/pxe-server%23prg%2Fnode1");
         assert_eq!(machine_href("web1"), "/machines/web1");
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1, "carrier"), "1 carrier");
+        assert_eq!(count(0, "machine"), "0 machines");
+        assert_eq!(count(8, "machine"), "8 machines");
     }
 
     #[test]

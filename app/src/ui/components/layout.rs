@@ -1,5 +1,6 @@
 use leptos::prelude::*;
 
+use crate::model::count;
 use crate::serverfns::inventory::get_inventory_info;
 
 /// Navigation, the page, and a footer with the inventory's provenance.
@@ -21,7 +22,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                     match info.await {
                         Ok(i) => view! {
                             <span data-testid="inventory-info">
-                                {format!("{} machines, {} carriers", i.machines, i.carriers)}
+                                {format!("{}, {}", count(i.machines, "machine"), count(i.carriers, "carrier"))}
                                 {i.evaluated_at.map(|t| format!(" · evaluated {t}"))}
                                 {format!(" · config {}", i.content_key)}
                             </span>

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::machine::CarriedTable;
-use crate::model::machine_href;
+use crate::model::{count, machine_href};
 use crate::serverfns::inventory::list_carriers;
 use crate::ui::components::ErrorBox;
 
@@ -21,7 +21,7 @@ pub fn CarriersPage() -> impl IntoView {
                         <section class="carrier" data-carrier=c.name.clone()>
                             <h2><a href=machine_href(&c.name)>{c.name.clone()}</a>
                                 {c.fqdn.map(|f| view! { <small>{f}</small> })}</h2>
-                            <p>{format!("{} carried machines", c.carried.len())}</p>
+                            <p>{count(c.carried.len(), "carried machine")}</p>
                             <CarriedTable rows=c.carried/>
                         </section>
                     }).collect_view().into_any(),
