@@ -1,0 +1,157 @@
+# NixOS module for a carrier: the machine that holds carried machines' profiles
+# (/nix/var/nix/profiles/confctl-<alias>) and, with netboot enabled, serves them
+# over TFTP (atftpd) and HTTP (nginx).
+#
+# It provides the options upstream confctl users already write:
+#   confctl.carrier.onChangeCommands
+#   confctl.carrier.netboot.{enable, host, enableACME, memtest86.{enable,params},
+#                            isoImages, allowedIPv4Ranges, tftp.bindAddress}
+# and wires `carrier profile set|delete-generations` (run on the carrier by
+# `carrier deploy <carrier>#<machine>`) to run the on-change commands, with
+# `carrier netboot build` among them when netboot is enabled.
+#
+# Needs nixpkgs (pkgs.atftp, pkgs.syslinux, pkgs.memtest86plus, nginx); carrier's
+# CI only checks that this file parses. See docs/nixos-module.md.
+{ config, lib, pkgs, ... }:
+let
+  inherit (lib) mkOption mkEnableOption mkIf mkMerge mkBefore types optional optionalString
+    concatMapStringsSep concatStringsSep baseNameOf;
+
+  cfg = config.confctl.carrier;
+  nb = cfg.netboot;
+
+  baseDir = "/var/lib/confctl/carrier/netboot";
+  tftpRoot = "${baseDir}/tftp";
+  httpRoot = "${baseDir}/http";
+
+  netbootConfig = pkgs.writeText "carrier-netboot.json" (builtins.toJSON {
+    inherit tftpRoot httpRoot;
+    hostName = config.networking.hostName;
+    httpUrl = "http://${nb.host}";
+    syslinux = "${pkgs.syslinux}/share/syslinux";
+    memtest =
+      if nb.memtest86.enable
+      then { file = "${pkgs.memtest86plus}/memtest.bin"; params = nb.memtest86.params; }
+      else null;
+    isoImages = map
+      (img: { file = "${img.file}"; label = if img.label == "" then baseNameOf (toString img.file) else img.label; })
+      nb.isoImages;
+    profilesDir = "/nix/var/nix/profiles";
+    lockFile = "/run/carrier/netboot.lock";
+  });
+
+  onChangeScript = pkgs.writeShellScript "carrier-on-change" cfg.onChangeCommands;
+
+  # Read by `carrier profile ...`: where profiles live, what runs after a change.
+  hostConfig = pkgs.writeText "carrier-host.json" (builtins.toJSON {
+    profilesDir = "/nix/var/nix/profiles";
+    lockFile = "/run/carrier/profiles.lock";
+    onChange = [ [ "${onChangeScript}" ] ];
+  });
+
+  isoImageType = types.submodule {
+    options = {
+      file = mkOption { type = types.path; description = "ISO image booted through memdisk."; };
+      label = mkOption { type = types.str; default = ""; description = "Menu label; the file's name when empty."; };
+    };
+  };
+in
+{
+  options.confctl.carrier = {
+    enable = mkEnableOption "the carrier role (carried profiles and on-change hooks)";
+
+    package = mkOption {
+      type = types.package;
+      default = pkgs.carrier;
+      defaultText = "pkgs.carrier";
+      description = "The carrier package providing the `carrier` binary.";
+    };
+
+    onChangeCommands = mkOption {
+      type = types.lines;
+      default = "";
+      description = "Shell commands run after a carried profile changed (set or generations deleted).";
+    };
+
+    netboot = {
+      enable = mkEnableOption "the netboot (PXE) server built from the carried profiles";
+      host = mkOption {
+        type = types.str;
+        description = "Host name or IP address the clients use; the nginx virtual host and http://<host>.";
+      };
+      enableACME = mkOption { type = types.bool; default = false; description = "Add TLS with ACME to the virtual host."; };
+      memtest86 = {
+        enable = mkOption { type = types.bool; default = true; description = "Offer Memtest86+ in the menus."; };
+        params = mkOption { type = types.listOf types.str; default = [ ]; description = "Memtest86+ parameters."; };
+      };
+      isoImages = mkOption { type = types.listOf isoImageType; default = [ ]; description = "ISO images in the menus."; };
+      allowedIPv4Ranges = mkOption {
+        type = types.listOf types.str;
+        default = [ ];
+        description = "IPv4 ranges allowed to use TFTP and HTTP; empty means not restricted.";
+      };
+      tftp.bindAddress = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Address atftpd binds to.";
+      };
+    };
+  };
+
+  config = mkMerge [
+    (mkIf cfg.enable {
+      environment.systemPackages = [ cfg.package ];
+      environment.etc."carrier/host.json".source = hostConfig;
+    })
+
+    (mkIf nb.enable {
+      confctl.carrier.onChangeCommands = mkBefore ''
+        ${cfg.package}/bin/carrier netboot build --config /etc/carrier/netboot.json
+        rc=$?
+        if [ $rc != 0 ]; then
+          echo "carrier netboot build failed with $rc"
+          exit 1
+        fi
+      '';
+
+      environment.etc."carrier/netboot.json".source = netbootConfig;
+
+      systemd.tmpfiles.rules = [ "d ${baseDir} 0755 root root -" "d /run/carrier 0755 root root -" ];
+
+      systemd.services.netboot-atftpd = {
+        description = "TFTP Server for Netboot";
+        after = [ "network.target" ];
+        wantedBy = [ "multi-user.target" ];
+        serviceConfig.ExecStart = concatStringsSep " " ([ "${pkgs.atftp}/bin/atftpd" "--daemon" "--no-fork" ]
+          ++ optional (nb.tftp.bindAddress != null) "--bind-address ${nb.tftp.bindAddress}"
+          ++ [ tftpRoot ]);
+      };
+
+      services.nginx = {
+        enable = true;
+        appendConfig = "worker_processes auto;";
+        virtualHosts.${nb.host} = {
+          root = httpRoot;
+          addSSL = nb.enableACME;
+          enableACME = nb.enableACME;
+          locations."/".extraConfig = ''
+            autoindex on;
+          '' + optionalString (nb.allowedIPv4Ranges != [ ]) ''
+            ${concatMapStringsSep "\n" (r: "allow ${r};") nb.allowedIPv4Ranges}
+            deny all;
+          '';
+        };
+      };
+
+      # Upstream opens udp/68 (the DHCP client port); carrier opens TFTP (69) and
+      # HTTP(S) only: DHCP is provided elsewhere (see docs/nixos-module.md).
+      networking.firewall.extraCommands = mkIf (nb.allowedIPv4Ranges != [ ]) (concatMapStringsSep "\n" (range:
+        let dest = optionalString (nb.tftp.bindAddress != null) " -d ${nb.tftp.bindAddress}"; in ''
+          iptables -A nixos-fw -p udp -s ${range}${dest} --dport 69 -j nixos-fw-accept
+          iptables -A nixos-fw -p tcp -s ${range} --dport 80 -j nixos-fw-accept
+        '' + optionalString nb.enableACME ''
+          iptables -A nixos-fw -p tcp -s ${range} --dport 443 -j nixos-fw-accept
+        '') nb.allowedIPv4Ranges);
+    })
+  ];
+}
