@@ -3,5 +3,6 @@
 //! The CLI (`server` crate) and the dashboard (`app` crate) are thin adapters over
 //! the functions here.
 
+pub mod carrier;
 pub mod cluster;
 pub mod nix;

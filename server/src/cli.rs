@@ -39,6 +39,35 @@ pub enum Command {
     Ls(LsArgs),
     /// Run the web dashboard.
     Serve(ServeArgs),
+    /// Carried profiles on this carrier (run here by deploys of `<carrier>#<machine>`).
+    Profile(ProfileArgs),
+}
+
+#[derive(Args)]
+pub struct ProfileArgs {
+    /// The carrier's settings: profiles directory, lock file, on-change hooks.
+    #[arg(long, env = "CARRIER_HOST_CONFIG", default_value = carrier_core::carrier::profile_change::HostConfig::DEFAULT_PATH, global = true)]
+    pub host_config: PathBuf,
+    #[command(subcommand)]
+    pub command: ProfileCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ProfileCommand {
+    /// Make a store path the profile's new generation, then run the on-change hooks.
+    Set {
+        /// The profile: <profiles dir>/confctl-<alias>.
+        #[arg(short = 'p', long)]
+        profile: PathBuf,
+        store_path: String,
+    },
+    /// Delete generations (numbers, `old`, `+N`, `Nd`), then run the on-change hooks.
+    DeleteGenerations {
+        #[arg(short = 'p', long)]
+        profile: PathBuf,
+        #[arg(required = true)]
+        generations: Vec<String>,
+    },
 }
 
 /// Machine selection shared by every command.

@@ -2,4 +2,5 @@
 
 pub mod cli;
 pub mod ls;
+pub mod profile;
 pub mod serve;

@@ -1,13 +1,14 @@
 //! The `carrier` binary: parses the command line and hands over to a command module.
 
 use clap::Parser;
-use server::{cli, ls, serve};
+use server::{cli, ls, profile, serve};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Ls(args) => ls::run(&cli.global, args),
         cli::Command::Serve(args) => serve::run(&cli.global, args),
+        cli::Command::Profile(args) => profile::run(args),
     };
     match result {
         Ok(code) => code,

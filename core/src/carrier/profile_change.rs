@@ -1,0 +1,273 @@
+//! What upstream calls `carrier-env`: changing a carried profile on the carrier
+//! (`nix-env --set` or `--delete-generations`), then running the carrier's on-change
+//! hooks. Profile changes of one carrier are serialised by an exclusive lock.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Deserialize;
+
+/// The carrier's own settings, `/etc/carrier/host.json` (written by the NixOS module).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostConfig {
+    /// Where `confctl-<alias>` profiles live.
+    #[serde(default = "default_profiles_dir")]
+    pub profiles_dir: PathBuf,
+    /// Serialises profile changes of this carrier.
+    #[serde(default = "default_lock_file")]
+    pub lock_file: PathBuf,
+    /// Commands (argv vectors) run in order after every successful change.
+    #[serde(default)]
+    pub on_change: Vec<Vec<String>>,
+}
+
+fn default_profiles_dir() -> PathBuf {
+    PathBuf::from(crate::cluster::PROFILES_DIR)
+}
+
+fn default_lock_file() -> PathBuf {
+    PathBuf::from("/run/carrier/profiles.lock")
+}
+
+impl HostConfig {
+    pub const DEFAULT_PATH: &'static str = "/etc/carrier/host.json";
+
+    pub fn load(path: &Path) -> Result<Self, ProfileChangeError> {
+        let bad = |message: String| ProfileChangeError::Config { file: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let config: HostConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if let Some(i) = config.on_change.iter().position(|argv| argv.is_empty()) {
+            return Err(bad(format!("onChange[{i}] is an empty command")));
+        }
+        Ok(config)
+    }
+}
+
+/// A change of a carried profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileChange {
+    /// Make `store_path` the profile's new generation.
+    Set { store_path: String },
+    /// Delete generations: numbers, `old`, `+N` (keep the last N) or `Nd` (older than N days).
+    DeleteGenerations { generations: Vec<String> },
+}
+
+impl ProfileChange {
+    fn action(&self) -> &'static str {
+        match self {
+            ProfileChange::Set { .. } => "set",
+            ProfileChange::DeleteGenerations { .. } => "delete-generations",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileChangeError {
+    #[error("invalid carrier configuration {}: {message}", file.display())]
+    Config { file: PathBuf, message: String },
+    #[error("invalid profile '{}': {reason}", profile.display())]
+    Profile { profile: PathBuf, reason: String },
+    #[error("invalid store path '{0}': expected an existing path directly below /nix/store")]
+    StorePath(String),
+    #[error("invalid generation '{0}': expected a number, 'old', '+N' or 'Nd'")]
+    Generation(String),
+    #[error("no generations given to delete")]
+    NoGenerations,
+    #[error("locking {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("nix-env failed on '{}' ({status}): {stderr}", profile.display())]
+    NixEnv { profile: PathBuf, status: String, stderr: String },
+    #[error(
+        "the profile '{}' was changed, but the on-change hook `{}` failed ({status}): {output}",
+        profile.display(),
+        argv.join(" ")
+    )]
+    Hook { profile: PathBuf, argv: Vec<String>, status: String, output: String },
+    #[error("running {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Only `<profiles dir>/confctl-<name>` may be changed: a typo must not touch the
+/// system profile or anything else.
+pub fn check_profile(config: &HostConfig, profile: &Path) -> Result<(), ProfileChangeError> {
+    let bad = |reason: &str| ProfileChangeError::Profile { profile: profile.to_path_buf(), reason: reason.into() };
+    let name = profile.file_name().and_then(|n| n.to_str()).ok_or_else(|| bad("it has no file name"))?;
+    if profile.parent() != Some(config.profiles_dir.as_path()) {
+        return Err(bad(&format!("carried profiles live directly in {}", config.profiles_dir.display())));
+    }
+    match name.strip_prefix("confctl-") {
+        Some(rest) if !rest.is_empty() && !rest.ends_with("-link") => Ok(()),
+        _ => Err(bad("the name must be confctl-<alias>")),
+    }
+}
+
+/// Generation patterns nix-env understands; anything else is refused up front.
+pub fn check_generation(spec: &str) -> Result<(), ProfileChangeError> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let ok = spec == "old"
+        || digits(spec)
+        || spec.strip_prefix('+').is_some_and(digits)
+        || spec.strip_suffix('d').is_some_and(digits);
+    if ok { Ok(()) } else { Err(ProfileChangeError::Generation(spec.to_string())) }
+}
+
+fn check_store_path(path: &str) -> Result<(), ProfileChangeError> {
+    let p = Path::new(path);
+    let ok = p.parent() == Some(Path::new("/nix/store")) && p.exists();
+    if ok { Ok(()) } else { Err(ProfileChangeError::StorePath(path.to_string())) }
+}
+
+/// The nix-env argv of a change.
+pub fn nix_env_argv(profile: &Path, change: &ProfileChange) -> Vec<String> {
+    let mut argv = vec!["nix-env".to_string(), "-p".into(), profile.display().to_string()];
+    match change {
+        ProfileChange::Set { store_path } => argv.extend(["--set".to_string(), store_path.clone()]),
+        ProfileChange::DeleteGenerations { generations } => {
+            argv.push("--delete-generations".into());
+            argv.extend(generations.iter().cloned());
+        }
+    }
+    argv
+}
+
+/// Validates, takes the carrier's lock, runs nix-env, then each on-change hook with
+/// `CARRIER_PROFILE` and `CARRIER_ACTION` in its environment. A hook failure is
+/// reported as such: the profile has already changed then (upstream behaves alike;
+/// the message says so).
+pub fn apply(config: &HostConfig, profile: &Path, change: &ProfileChange) -> Result<(), ProfileChangeError> {
+    check_profile(config, profile)?;
+    match change {
+        ProfileChange::Set { store_path } => check_store_path(store_path)?,
+        ProfileChange::DeleteGenerations { generations } if generations.is_empty() => {
+            return Err(ProfileChangeError::NoGenerations);
+        }
+        ProfileChange::DeleteGenerations { generations } => generations.iter().try_for_each(|g| check_generation(g))?,
+    }
+    let _lock = lock(&config.lock_file)?;
+
+    let argv = nix_env_argv(profile, change);
+    let out = run(&argv, &[])?;
+    if !out.status.success() {
+        return Err(ProfileChangeError::NixEnv {
+            profile: profile.to_path_buf(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let env = [("CARRIER_PROFILE", profile.display().to_string()), ("CARRIER_ACTION", change.action().to_string())];
+    for hook in &config.on_change {
+        let out = run(hook, &env)?;
+        if !out.status.success() {
+            let mut output = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !stderr.trim().is_empty() {
+                output = format!("{output}\n{}", stderr.trim()).trim().to_string();
+            }
+            return Err(ProfileChangeError::Hook {
+                profile: profile.to_path_buf(),
+                argv: hook.clone(),
+                status: out.status.to_string(),
+                output,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn run(argv: &[String], env: &[(&str, String)]) -> Result<std::process::Output, ProfileChangeError> {
+    let (program, args) = argv.split_first().expect("argv has a program");
+    Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .map_err(|source| ProfileChangeError::Spawn { program: program.clone(), source })
+}
+
+/// An exclusive lock held until the returned file is dropped.
+fn lock(path: &Path) -> Result<File, ProfileChangeError> {
+    let err = |source| ProfileChangeError::Lock { path: path.to_path_buf(), source };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let file = File::options().create(true).truncate(false).write(true).open(path).map_err(err)?;
+    file.lock().map_err(err)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> HostConfig {
+        HostConfig {
+            profiles_dir: "/nix/var/nix/profiles".into(),
+            lock_file: "/run/carrier/profiles.lock".into(),
+            on_change: vec![],
+        }
+    }
+
+    #[test]
+    fn argv_of_set_and_delete() {
+        let p = Path::new("/nix/var/nix/profiles/confctl-node1");
+        assert_eq!(
+            nix_env_argv(p, &ProfileChange::Set { store_path: "/nix/store/abc-dist".into() }),
+            ["nix-env", "-p", "/nix/var/nix/profiles/confctl-node1", "--set", "/nix/store/abc-dist"]
+        );
+        assert_eq!(
+            nix_env_argv(p, &ProfileChange::DeleteGenerations { generations: vec!["1".into(), "+3".into()] }),
+            ["nix-env", "-p", "/nix/var/nix/profiles/confctl-node1", "--delete-generations", "1", "+3"]
+        );
+    }
+
+    #[test]
+    fn only_carried_profiles_may_change() {
+        let c = config();
+        assert!(check_profile(&c, Path::new("/nix/var/nix/profiles/confctl-node1")).is_ok());
+        assert!(check_profile(&c, Path::new("/nix/var/nix/profiles/confctl-prg:node1")).is_ok());
+        for bad in [
+            "/nix/var/nix/profiles/system",
+            "/nix/var/nix/profiles/confctl-",
+            "/nix/var/nix/profiles/confctl-node1-3-link",
+            "/tmp/confctl-node1",
+            "/nix/var/nix/profiles/x/confctl-node1",
+        ] {
+            let e = check_profile(&c, Path::new(bad)).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
+    }
+
+    #[test]
+    fn generation_patterns() {
+        for ok in ["1", "42", "old", "+5", "30d"] {
+            assert!(check_generation(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-1", "+", "d", "5x", "1;rm", "old "] {
+            assert!(check_generation(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("host.json");
+        std::fs::write(&f, r#"{"onChange": [[]]}"#).unwrap();
+        let e = HostConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("host.json") && e.contains("onChange[0]"), "{e}");
+        std::fs::write(&f, r#"{"onchange": []}"#).unwrap();
+        let e = HostConfig::load(&f).unwrap_err().to_string();
+        assert!(e.contains("unknown field `onchange`"), "{e}");
+        std::fs::write(&f, r#"{"onChange": [["/bin/true"]]}"#).unwrap();
+        let c = HostConfig::load(&f).unwrap();
+        assert_eq!(c.profiles_dir, Path::new("/nix/var/nix/profiles"));
+    }
+}

@@ -1,0 +1,165 @@
+//! `carrier profile set|delete-generations` with the real nix-env on real store paths
+//! (added with `nix-store --add`), real hook scripts and a real lock.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Carrier {
+    tmp: tempfile::TempDir,
+}
+
+impl Carrier {
+    /// A carrier whose hook appends `<action> <profile> -> <target>` to events.log.
+    fn new(hook_body: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("profiles")).unwrap();
+        let hook = tmp.path().join("on-change");
+        std::fs::write(&hook, format!("#!/bin/sh\nset -e\n{hook_body}\n")).unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let config = serde_json::json!({
+            "profilesDir": tmp.path().join("profiles"),
+            "lockFile": tmp.path().join("profiles.lock"),
+            "onChange": [[hook]],
+        });
+        std::fs::write(tmp.path().join("host.json"), config.to_string()).unwrap();
+        Carrier { tmp }
+    }
+
+    fn profile(&self, alias: &str) -> PathBuf {
+        self.tmp.path().join("profiles").join(format!("confctl-{alias}"))
+    }
+
+    fn events(&self) -> String {
+        std::fs::read_to_string(self.tmp.path().join("events.log")).unwrap_or_default()
+    }
+
+    fn carrier(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_carrier"))
+            .arg("profile")
+            .arg("--host-config")
+            .arg(self.tmp.path().join("host.json"))
+            .args(args)
+            .current_dir(self.tmp.path())
+            .output()
+            .unwrap()
+    }
+}
+
+const LOG_HOOK: &str = r#"echo "$CARRIER_ACTION $CARRIER_PROFILE -> $(readlink "$CARRIER_PROFILE")" >> "$(dirname "$0")/events.log""#;
+
+/// A real store path holding a machine.json that names `marker`.
+fn store_path(marker: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let content = dir.path().join(format!("dist-{marker}"));
+    std::fs::create_dir(&content).unwrap();
+    std::fs::write(content.join("machine.json"), format!(r#"{{"toplevel":"/nix/store/x","marker":"{marker}"}}"#)).unwrap();
+    let out = Command::new("nix-store").arg("--add").arg(&content).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn realpath(p: &Path) -> String {
+    std::fs::canonicalize(p).unwrap().display().to_string()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn set_creates_generations_and_runs_the_hook_each_time() {
+    let c = Carrier::new(LOG_HOOK);
+    let (a, b) = (store_path("a"), store_path("b"));
+    let p = c.profile("node1");
+    ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), &a]));
+    assert_eq!(realpath(&p), a);
+    assert_eq!(realpath(&c.profile("node1-1-link")), a);
+    assert_eq!(c.events().lines().count(), 1);
+    assert!(c.events().starts_with(&format!("set {} -> confctl-node1-1-link", p.display())), "{}", c.events());
+
+    ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), &b]));
+    assert_eq!(realpath(&p), b);
+    assert_eq!(realpath(&c.profile("node1-2-link")), b);
+    assert_eq!(realpath(&c.profile("node1-1-link")), a, "the previous generation stays");
+    assert_eq!(c.events().lines().count(), 2);
+
+    ok(&c.carrier(&["delete-generations", "-p", p.to_str().unwrap(), "1"]));
+    assert!(!c.profile("node1-1-link").exists());
+    assert_eq!(realpath(&p), b);
+    assert!(c.events().lines().nth(2).unwrap().starts_with("delete-generations "), "{}", c.events());
+}
+
+#[test]
+fn aliases_with_colons_work() {
+    let c = Carrier::new(LOG_HOOK);
+    let p = c.profile("prg:node1");
+    let a = store_path("colon");
+    ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), &a]));
+    assert_eq!(realpath(&c.profile("prg:node1-1-link")), a);
+}
+
+#[test]
+fn a_failing_hook_fails_the_command_and_says_the_profile_changed() {
+    let c = Carrier::new("echo 'netboot build failed' >&2; exit 3");
+    let p = c.profile("node1");
+    let a = store_path("hookfail");
+    let o = c.carrier(&["set", "-p", p.to_str().unwrap(), &a]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("was changed, but the on-change hook"), "{err}");
+    assert!(err.contains("exit status: 3") && err.contains("netboot build failed"), "{err}");
+    assert_eq!(realpath(&p), a);
+}
+
+#[test]
+fn bad_input_is_refused_before_anything_changes() {
+    let c = Carrier::new(LOG_HOOK);
+    let p = c.profile("node1");
+    let a = store_path("bad");
+    // not a store path
+    let o = c.carrier(&["set", "-p", p.to_str().unwrap(), "/etc"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid store path '/etc'"));
+    // a store path that does not exist
+    let o = c.carrier(&["set", "-p", p.to_str().unwrap(), "/nix/store/00000000000000000000000000000000-nothing"]);
+    assert!(!o.status.success());
+    // not a carried profile
+    let sys = c.tmp.path().join("profiles/system");
+    let o = c.carrier(&["set", "-p", sys.to_str().unwrap(), &a]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("the name must be confctl-<alias>"));
+    // a bad generation pattern
+    let o = c.carrier(&["delete-generations", "-p", p.to_str().unwrap(), "1;reboot"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid generation '1;reboot'"));
+    assert!(!p.exists(), "nothing was created");
+    assert_eq!(c.events(), "", "no hook ran");
+}
+
+#[test]
+fn nix_env_failure_runs_no_hook() {
+    let c = Carrier::new(LOG_HOOK);
+    let p = c.profile("node1");
+    // deleting the current generation is refused by nix-env
+    let a = store_path("current");
+    ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), &a]));
+    let o = c.carrier(&["delete-generations", "-p", p.to_str().unwrap(), "1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nix-env failed"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(c.events().lines().count(), 1, "only the set ran the hook");
+}
+
+#[test]
+fn profile_changes_of_one_carrier_are_serialised() {
+    // The hook records its start and end around a sleep; two concurrent changes must
+    // not overlap.
+    let c = Carrier::new(&format!("echo start >> \"$(dirname \"$0\")/events.log\"; sleep 0.3; {LOG_HOOK}; echo end >> \"$(dirname \"$0\")/events.log\""));
+    let (a, b) = (store_path("ser-a"), store_path("ser-b"));
+    let (p1, p2) = (c.profile("one"), c.profile("two"));
+    std::thread::scope(|s| {
+        let h1 = s.spawn(|| c.carrier(&["set", "-p", p1.to_str().unwrap(), &a]));
+        let h2 = s.spawn(|| c.carrier(&["set", "-p", p2.to_str().unwrap(), &b]));
+        ok(&h1.join().unwrap());
+        ok(&h2.join().unwrap());
+    });
+    let events = c.events();
+    let kinds: Vec<&str> = events.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(kinds, ["start", "set", "end", "start", "set", "end"], "{}", c.events());
+}
