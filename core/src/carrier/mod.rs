@@ -1,3 +1,13 @@
 //! Carrier-side work: what runs on a carrier when a carried machine is deployed to it.
+//!
+//! - [`profile_change`] changes a carried profile (`nix-env --set`/`--delete-generations`)
+//!   and runs the carrier's on-change hooks (upstream's `carrier-env`).
+//! - [`profiles`] reads a Nix profiles directory: every `confctl-<name>-<N>-link`, grouped
+//!   by profile, with the current generation, and the typed `machine.json` of a
+//!   generation (spec 1.5, 3.2).
+//! - [`netboot`] builds and atomically publishes the TFTP (PXELINUX and iPXE) and HTTP
+//!   trees of a netboot server from those profiles (spec 3.2 to 3.6).
 
+pub mod netboot;
 pub mod profile_change;
+pub mod profiles;
