@@ -41,6 +41,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Carried profiles on this carrier (run here by deploys of `<carrier>#<machine>`).
     Profile(ProfileArgs),
+    /// The netboot server of this carrier.
+    Netboot(NetbootArgs),
 }
 
 #[derive(Args)]
@@ -67,6 +69,35 @@ pub enum ProfileCommand {
         profile: PathBuf,
         #[arg(required = true)]
         generations: Vec<String>,
+    },
+    /// List carried profiles: generations, dates, current, store paths, machine.json.
+    List {
+        /// Only this profile (<profiles dir>/confctl-<alias>); all confctl-* otherwise.
+        #[arg(short = 'p', long)]
+        profile: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct NetbootArgs {
+    #[command(subcommand)]
+    pub command: NetbootCommand,
+}
+
+#[derive(Subcommand)]
+pub enum NetbootCommand {
+    /// Rebuild and publish the TFTP and HTTP netboot trees from the carried profiles.
+    /// Exits non-zero, with a summary, when a machine was left out.
+    Build {
+        /// The netboot configuration (JSON; written by the NixOS module).
+        #[arg(long, env = "CARRIER_NETBOOT_CONFIG", default_value = "/etc/carrier/netboot.json")]
+        config: PathBuf,
+        /// Print the build report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -2,5 +2,6 @@
 
 pub mod cli;
 pub mod ls;
+pub mod netboot;
 pub mod profile;
 pub mod serve;

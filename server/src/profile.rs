@@ -1,8 +1,11 @@
 //! `carrier profile`: carried profiles on this carrier.
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use carrier_core::carrier::profile_change::{apply, HostConfig, ProfileChange};
+use anyhow::Context;
+use carrier_core::carrier::profile_change::{apply, check_profile, HostConfig, ProfileChange};
+use carrier_core::carrier::profiles;
 
 use crate::cli::{ProfileArgs, ProfileCommand};
 
@@ -13,7 +16,50 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
         ProfileCommand::DeleteGenerations { profile, generations } => {
             (profile, ProfileChange::DeleteGenerations { generations })
         }
+        ProfileCommand::List { profile, json } => return list(&config, profile.as_deref(), json),
     };
     apply(&config, &profile, &change)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(config: &HostConfig, profile: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let only = match profile {
+        Some(p) => {
+            check_profile(config, p)?;
+            let name = p.file_name().and_then(|n| n.to_str()).context("profile name")?;
+            Some(name.trim_start_matches("confctl-").to_string())
+        }
+        None => None,
+    };
+    let listing = profiles::list(&config.profiles_dir, only.as_deref())?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if json {
+        if stdout.is_terminal() {
+            serde_json::to_writer_pretty(&mut out, &listing)?;
+        } else {
+            serde_json::to_writer(&mut out, &listing)?;
+        }
+        writeln!(out)?;
+    } else {
+        for p in &listing {
+            writeln!(out, "{}", p.path.display())?;
+            for g in &p.generations {
+                let what = match (&g.machine, &g.error) {
+                    (Some(m), _) => format!(
+                        "{} {}{}",
+                        m.spin,
+                        m.fqdn.as_deref().unwrap_or("-"),
+                        m.version.as_deref().map(|v| format!(" {v}")).unwrap_or_default()
+                    ),
+                    (None, Some(e)) => format!("invalid: {e}"),
+                    (None, None) => String::new(),
+                };
+                let mark = if g.current { " (current)" } else { "" };
+                writeln!(out, "  {:>4}  {}  {}  {what}{mark}", g.number, g.date, g.store_path.display())?;
+            }
+        }
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

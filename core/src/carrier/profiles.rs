@@ -511,3 +511,68 @@ mod tests {
         assert_eq!(m.to_value(), v);
     }
 }
+
+/// What `carrier profile list` reports for one profile (and what the dashboard reads
+/// from a carrier through its JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProfileListing {
+    pub name: String,
+    pub path: PathBuf,
+    /// The store path the profile points to; None when the link is missing.
+    pub current: Option<PathBuf>,
+    /// Ascending by number.
+    pub generations: Vec<GenerationListing>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GenerationListing {
+    pub number: u64,
+    /// Creation time, epoch seconds, and as RFC 3339 in UTC.
+    pub time: i64,
+    pub date: String,
+    pub current: bool,
+    pub store_path: PathBuf,
+    /// The generation's `machine.json`, or why it could not be read.
+    pub machine: Option<MachineJson>,
+    pub error: Option<String>,
+}
+
+/// Every `confctl-*` profile of `dir` (or only `confctl-<only>`), with generations and
+/// what their `machine.json` says.
+pub fn list(dir: &Path, only: Option<&str>) -> Result<Vec<ProfileListing>, ProfileError> {
+    Ok(scan(dir)?
+        .into_iter()
+        .filter(|p| only.is_none_or(|name| p.name == name))
+        .map(|p| ProfileListing {
+            generations: p
+                .generations
+                .iter()
+                .map(|g| {
+                    let (machine, error) = match g.read_machine_json() {
+                        Ok(m) => (Some(m), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    };
+                    GenerationListing {
+                        number: g.number,
+                        time: g.time,
+                        date: jiff::Timestamp::from_second(g.time).map_or_else(|_| g.time.to_string(), |t| t.to_string()),
+                        current: g.current,
+                        store_path: g.store_path.clone(),
+                        machine,
+                        error,
+                    }
+                })
+                .collect(),
+            name: p.name,
+            path: p.path,
+            current: p.store_path,
+        })
+        .collect())
+}
+
+impl<'de> serde::Deserialize<'de> for MachineJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        MachineJson::from_value(Path::new("machine.json"), value).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,209 @@
+//! The netboot server proven end to end: real carried profiles (nix-env on store paths
+//! built by Nix), `carrier netboot build` publishing the trees, real atftpd and nginx
+//! serving them, and QEMU PXE-booting a Debian kernel with a marker initramfs.
+
+mod support;
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{generation_link, set_link_time, set_profile, switch_generation, Batch, Entry};
+use support::netlab::*;
+
+const FQDN: &str = "node1.netboot.test";
+const ALIAS: &str = "prg/node1";
+const AUTO_MAC: &str = "52:54:00:12:34:56";
+const MENU_MAC: &str = "52:54:00:65:43:21";
+const BOOT_PARAMS: &str = "console=ttyS0 panic=-1";
+
+/// `nix-store --add`: a real store path holding `file`.
+fn add_to_store(file: &Path) -> PathBuf {
+    let out = Command::new("nix-store").arg("--add").arg(file).output().unwrap();
+    assert!(out.status.success(), "nix-store --add: {}", String::from_utf8_lossy(&out.stderr));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+struct Carrier {
+    dir: tempfile::TempDir,
+    profiles: PathBuf,
+    /// Store path of each generation's toplevel, by generation number.
+    toplevels: Vec<PathBuf>,
+}
+
+impl Carrier {
+    /// A carrier carrying `prg/node1` (NixOS) with generations 1..=3, current 2.
+    fn new() -> Carrier {
+        let dir = tempfile::Builder::new().prefix("carrier-netboot.").tempdir().unwrap();
+        let profiles = dir.path().join("profiles");
+        let kernel = add_to_store(&tools().kernel);
+        let mut toplevels = Vec::new();
+        for generation in 1..=3u64 {
+            let initrd_file = dir.path().join(format!("initrd-{generation}"));
+            build_initramfs(&initrd_file, FQDN, generation).unwrap();
+            let initrd = add_to_store(&initrd_file);
+            let (top, dist) = (format!("nixos-system-node1-{generation}"), format!("dist-node1-{generation}"));
+            let machine_json = serde_json::json!({
+                "spin": "nixos",
+                "fqdn": FQDN,
+                "label": FQDN,
+                "toplevel": format!("{{{{{top}}}}}"),
+                "version": format!("26.11.{generation}"),
+                "revision": format!("{generation}234567890abcdef"),
+                "macs": [AUTO_MAC.to_uppercase()],
+                "kernelParams": BOOT_PARAMS.split(' ').collect::<Vec<_>>(),
+            });
+            let mut batch = Batch::new();
+            batch.add(&top, &[("init", Entry::text("#!/bin/sh\n")), ("kernel", Entry::link(kernel.display().to_string()))]);
+            batch.add(
+                &dist,
+                &[
+                    ("bzImage", Entry::link(kernel.display().to_string())),
+                    ("initrd", Entry::link(initrd.display().to_string())),
+                    ("machine.json", Entry::text(machine_json.to_string())),
+                ],
+            );
+            let paths = batch.build();
+            toplevels.push(paths[&top].clone());
+            assert_eq!(set_profile(&profiles, ALIAS, &paths[&dist]), generation);
+            set_link_time(&generation_link(&profiles, ALIAS, generation), 1_790_000_000 + generation as i64 * 86_400);
+        }
+        switch_generation(&profiles, ALIAS, 2);
+        Carrier { dir, profiles, toplevels }
+    }
+
+    fn tftp_root(&self) -> PathBuf {
+        self.dir.path().join("netboot/tftp")
+    }
+
+    fn http_root(&self) -> PathBuf {
+        self.dir.path().join("netboot/http")
+    }
+
+    /// Runs `carrier netboot build` with a config like the NixOS module writes.
+    fn build(&self, http_url: &str) -> String {
+        let config = self.dir.path().join("netboot.json");
+        let json = serde_json::json!({
+            "tftpRoot": self.tftp_root(),
+            "httpRoot": self.http_root(),
+            "hostName": "carrier-lab",
+            "httpUrl": http_url,
+            "syslinux": ["/usr/lib/PXELINUX", "/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux"],
+            "memtest": null,
+            "isoImages": [],
+            "profilesDir": self.profiles,
+            "lockFile": self.dir.path().join("netboot.lock"),
+            "timeZone": "UTC",
+        });
+        std::fs::write(&config, json.to_string()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_carrier"))
+            .args(["netboot", "build", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "carrier netboot build failed: {stderr}");
+        assert!(stderr.contains("published 1 machine"), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn assert_cmdline(&self, m: &Marker, generation: u64, http_url: &str) {
+        let toplevel = self.toplevels[generation as usize - 1].display();
+        for want in [
+            format!("httproot={http_url}/{FQDN}/{generation}/initrd"),
+            format!("init={toplevel}/init"),
+            BOOT_PARAMS.to_string(),
+        ] {
+            assert!(m.cmdline.contains(&want), "kernel command line {:?} lacks {want:?}", m.cmdline);
+        }
+    }
+}
+
+/// (a) Real atftpd in a network namespace: PXELINUX finds the per-MAC file (the MAC was
+/// written in upper case in machine.json) and boots the current generation, 2, which
+/// is not the newest.
+#[test]
+fn pxelinux_boots_the_current_generation_by_mac_from_atftpd() {
+    let carrier = Carrier::new();
+    let url = "http://10.0.2.2";
+    let progress = carrier.build(url);
+    assert!(progress.contains(&format!("{FQDN}\n")), "{progress}");
+    assert!(progress.contains("(current)"), "{progress}");
+
+    let mut lab = Lab::new().unwrap();
+    lab.link_host().unwrap();
+    let atftpd = lab.start_atftpd(&carrier.tftp_root()).unwrap();
+    let spec = BootSpec::new(BootSource::Url(atftpd.url("pxelinux.0")), AUTO_MAC);
+    let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
+    carrier.assert_cmdline(&m, 2, url);
+    let served = served_by_atftpd(&atftpd.log());
+    for f in ["pxelinux.cfg/01-52-54-00-12-34-56".to_string(), format!("boot/{FQDN}/2/initrd")] {
+        assert!(served.contains(&f), "atftpd did not serve {f}; log:\n{}", atftpd.log());
+    }
+    assert!(!served.contains("pxelinux.cfg/default"), "the per-MAC file should win:\n{}", atftpd.log());
+}
+
+/// (b) A machine without a per-MAC file walks the menus on the serial console and boots
+/// an older generation (1) from the machine's menu.
+#[test]
+fn an_older_generation_boots_from_the_menu() {
+    let carrier = Carrier::new();
+    let url = "http://10.0.2.2";
+    carrier.build(url);
+    let spec = BootSpec::new(
+        BootSource::BuiltinTftp { root: carrier.tftp_root(), bootfile: "pxelinux.0".into() },
+        MENU_MAC,
+    );
+    // main menu: NixOS >; NixOS menu: the machine; machine menu: current, Gen 3, Gen 1.
+    let steps = [
+        MenuStep::new("NixOS >", &[Key::Enter]),
+        MenuStep::new(&format!("{FQDN} >"), &[Key::Enter]),
+        MenuStep::new("Gen 1 - ", &[Key::Down, Key::Down, Key::Enter]),
+    ];
+    let (m, log) = boot_expect(&spec, &steps, FQDN, 1).unwrap();
+    carrier.assert_cmdline(&m, 1, url);
+    assert!(log.serial.contains("Gen 3 - "), "every generation is listed:\n{}", log.serial);
+}
+
+/// (c) iPXE over HTTP from real nginx: the generic boot script chains this NIC's script,
+/// which boots the current generation.
+#[test]
+fn ipxe_boots_over_http_from_nginx() {
+    let carrier = Carrier::new();
+    let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
+    let url = nginx.guest_url();
+    carrier.build(&url);
+    let spec = BootSpec::new(BootSource::Url(format!("{url}/ipxe/boot.ipxe")), AUTO_MAC);
+    let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
+    carrier.assert_cmdline(&m, 2, &url);
+    let access = nginx.access_log();
+    for path in ["/ipxe/boot.ipxe".to_string(), format!("/{FQDN}/2/bzImage"), format!("/{FQDN}/2/initrd")] {
+        assert!(access.contains(&format!("\"GET {path} HTTP/1.1\" 200 ")), "nginx did not serve {path}:\n{access}");
+    }
+}
+
+/// Every file of both published trees, through real atftpd and real nginx; the JSON
+/// files kexec-netboot reads are there and name the current generation.
+#[test]
+fn published_trees_are_served_whole_by_atftpd_and_nginx() {
+    let carrier = Carrier::new();
+    let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
+    carrier.build(&nginx.url());
+    let atftpd = Atftpd::start(&carrier.tftp_root()).unwrap();
+    let tftp = verify_tree_tftp(&carrier.tftp_root(), atftpd.addr, TftpClient::Curl).unwrap();
+    assert!(tftp.iter().any(|f| f == &format!("boot/{FQDN}/3/initrd")), "{tftp:?}");
+    let http = verify_tree_http(&carrier.http_root(), &nginx.url()).unwrap();
+    assert!(http.iter().any(|f| f == &format!("{FQDN}/1/kernel-params")), "{http:?}");
+
+    let machines: serde_json::Value =
+        serde_json::from_slice(&http_get(&format!("{}/machines.json", nginx.url())).unwrap().body).unwrap();
+    assert_eq!(machines["machines"][0]["name"], "prg:node1");
+    let machine: serde_json::Value =
+        serde_json::from_slice(&http_get(&format!("{}/{FQDN}/machine.json", nginx.url())).unwrap().body).unwrap();
+    let current: Vec<_> = machine["generations"].as_array().unwrap().iter().filter(|g| g["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["generation"], 2);
+    let link = std::fs::read_link(carrier.http_root().join(FQDN).join("current")).unwrap();
+    assert_eq!(link, Path::new("2"));
+}
