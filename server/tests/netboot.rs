@@ -81,8 +81,17 @@ impl Carrier {
         self.dir.path().join("netboot/http")
     }
 
-    /// Runs `carrier netboot build` with a config like the NixOS module writes.
+    /// Runs `carrier netboot build` with a config like the NixOS module writes; asserts
+    /// a clean build.
     fn build(&self, http_url: &str) -> String {
+        let out = self.run_build(http_url);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "carrier netboot build failed: {stderr}");
+        assert!(stderr.contains("published 1 machine"), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn run_build(&self, http_url: &str) -> std::process::Output {
         let config = self.dir.path().join("netboot.json");
         let json = serde_json::json!({
             "tftpRoot": self.tftp_root(),
@@ -97,15 +106,7 @@ impl Carrier {
             "timeZone": "UTC",
         });
         std::fs::write(&config, json.to_string()).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .args(["netboot", "build", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "carrier netboot build failed: {stderr}");
-        assert!(stderr.contains("published 1 machine"), "{stderr}");
-        String::from_utf8(out.stdout).unwrap()
+        Command::new(env!("CARGO_BIN_EXE_carrier")).args(["netboot", "build", "--config"]).arg(&config).output().unwrap()
     }
 
     fn assert_cmdline(&self, m: &Marker, generation: u64, http_url: &str) {
@@ -206,4 +207,47 @@ fn published_trees_are_served_whole_by_atftpd_and_nginx() {
     assert_eq!(current[0]["generation"], 2);
     let link = std::fs::read_link(carrier.http_root().join(FQDN).join("current")).unwrap();
     assert_eq!(link, Path::new("2"));
+}
+
+/// The allow-list of the NixOS module (`allow <range>; deny all;`) on the published
+/// tree: a client inside the range gets the files, one outside gets 403. Both clients
+/// and the server live in network namespaces this test creates.
+#[test]
+fn allow_list_admits_only_the_allowed_range() {
+    let carrier = Carrier::new();
+    let mut lab = Lab::new().unwrap();
+    let inside = lab.add_client("inside").unwrap();
+    let outside = lab.add_client("outside").unwrap();
+    let base = format!("http://{}", lab.service_addr());
+    carrier.build(&base);
+    let nginx = lab.start_nginx(&carrier.http_root(), &NginxOptions::allow(&[&inside.net])).unwrap();
+    let initrd = format!("{base}/{FQDN}/2/initrd");
+    let want = std::fs::read(carrier.http_root().join(format!("{FQDN}/2/initrd"))).unwrap();
+    let got = inside.http_get(&initrd).unwrap();
+    assert_eq!(got.status, 200);
+    assert!(got.body == want, "the inside client got the initrd");
+    assert_eq!(inside.http_get(&format!("{base}/machines.json")).unwrap().status, 200);
+    for url in [initrd.as_str(), &format!("{base}/machines.json")] {
+        assert_eq!(outside.http_get(url).unwrap().status, 403, "{url} from outside");
+    }
+    assert!(nginx.error_log().contains(&format!("access forbidden by rule, client: {}", outside.addr)));
+}
+
+/// One broken carried machine no longer takes the netboot server down: the build exits
+/// non-zero naming it, and every other machine is still published.
+#[test]
+fn a_broken_carried_machine_is_left_out_and_the_rest_published() {
+    let carrier = Carrier::new();
+    let broken = common::build_dist("dist-broken", &[("bzImage", "k"), ("initrd", "i")]);
+    set_profile(&carrier.profiles, "broken", &broken);
+    let out = carrier.run_build("http://10.0.2.2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a fault must fail the command");
+    assert!(stderr.contains("published 1 machine") && stderr.contains("1 left out"), "{stderr}");
+    assert!(stderr.contains("broken") && stderr.contains("machine.json"), "{stderr}");
+    assert!(carrier.tftp_root().join("pxelinux.cfg/01-52-54-00-12-34-56").exists());
+    let machines: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(carrier.http_root().join("machines.json")).unwrap()).unwrap();
+    let names: Vec<_> = machines["machines"].as_array().unwrap().iter().map(|m| m["name"].clone()).collect();
+    assert_eq!(names, [serde_json::json!("prg:node1")]);
 }
