@@ -77,7 +77,7 @@ let
   onlyOwnOptions = b.all (m: m.options == { } || m.file == optionsFile) evaluated.modules;
   needsFix = v:
     let t = b.typeOf v; in
-    if t == "set" then b.any needsFix (b.attrValues v)
+    if t == "set" then (let vs = b.attrValues v; in !(b.all b.isString vs) && b.any needsFix vs)
     else if t == "list" then !(b.all b.isString v) && b.any needsFix v
     else t == "path" || t == "lambda";
   machineNeedsFix = m:
@@ -98,16 +98,31 @@ let
   # Files per machine: the files of the definitions of cluster.<name> that
   # survive their mkIf conditions.
   definitions = evaluated.options.cluster.definitionsWithLocations;
-  byName = b.zipAttrsWith (_: ds: ds)
-    (map (d: b.mapAttrs (_: v: { inherit (d) file; value = v; }) d.value)
-      (b.filter (d: b.isAttrs d.value) definitions));
-  filesOf = name:
-    lib.uniqueStrings (map (d: d.file)
-      (b.filter (d: lib.dischargeDef null null d.file d.value != [ ]) (byName.${name} or [ ])));
+  survives = file: v: !(b.isAttrs v && v ? _type) || lib.dischargeDef null null file v != [ ];
+  # The usual case: every definition defines one machine (e.g. one module per
+  # machine); "" collects the other ones.
+  bySingleName = b.groupBy (d:
+    if b.isAttrs d.value then (let ns = b.attrNames d.value; in if ns != [ ] && b.tail ns == [ ] then b.head ns else "")
+    else "") definitions;
+  byName = b.groupBy (d: d.name) (b.concatMap (d:
+    if b.isAttrs d.value
+    then map (name: { inherit name; inherit (d) file; value = d.value.${name}; }) (b.attrNames d.value)
+    else [ ]) definitions);
+  filesOf =
+    if !(bySingleName ? "") then
+      (name: _:
+        let ds = bySingleName.${name}; in
+        if b.tail ds == [ ] then (let d = b.head ds; in if survives d.file d.value.${name} then [ d.file ] else [ ])
+        else lib.uniqueStrings (map (d: d.file) (b.filter (d: survives d.file d.value.${name}) ds)))
+    else
+      (name: _:
+        let ds = byName.${name} or [ ]; in
+        if ds != [ ] && b.tail ds == [ ] then (let d = b.head ds; in if survives d.file d.value then [ d.file ] else [ ])
+        else lib.uniqueStrings (map (d: d.file) (b.filter (d: survives d.file d.value) ds)));
 
   result = {
     machines = b.mapAttrs machineData cluster;
-    files = b.mapAttrs (name: _: filesOf name) cluster;
+    files = b.mapAttrs filesOf cluster;
   };
 in
 # Fully evaluated before anything is printed: on an error stdout stays empty

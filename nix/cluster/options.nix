@@ -15,15 +15,17 @@
 # evaluated value is always a boolean; host.fullDomain / host.fqdn are
 # computed by `apply` (so an explicit null is also derived).
 #
-# Everything that does not depend on the machine's own `config` is built once
-# (outside the per-machine module function) to keep the evaluation of large
-# clusters cheap.
+# Every module here is an attribute set built once, so that carrier's module
+# system evaluates it once for all machines (and shares the defaults, see
+# `_pureDefaults` in nix/lib/modules.nix). The few option attributes that
+# need the machine's (or the host's, or the address's) own config are given by
+# `lib.withConfig`, which is what a `{ config, ... }:` module declaring them
+# would be.
 { lib, ... }:
 let
-  inherit (lib) mkOption mkEnableOption types optional concatStringsSep elem head;
+  inherit (lib) mkOption mkEnableOption types optional concatStringsSep elem head withConfig;
 
-  # Types are built once: several options are declared inside per-machine
-  # module functions, and constructing a type there would cost on every machine.
+  # Types are built once.
   nullOrStr = types.nullOr types.str;
   nullOrBool = types.nullOr types.bool;
   nullOrInt = types.nullOr types.int;
@@ -63,17 +65,15 @@ let
       description = "Prefix length";
     };
   };
-  addressModule = v:
-    let static = addressOptions v; in
-    { config, ... }: {
-      options = static // {
-        string = mkOption {
-          type = nullOrStr;
-          default = "${config.address}/${toString config.prefix}";
-          description = "Address with prefix as string";
-        };
-      };
+  addressModule = v: {
+    _pureDefaults = true;
+    options = addressOptions v // {
+      string = mkOption {
+        type = nullOrStr;
+        description = "Address with prefix as string";
+      } // withConfig (config: { default = "${config.address}/${toString config.prefix}"; });
     };
+  };
   address4 = types.submodule (addressModule 4);
   address6 = types.submodule (addressModule 6);
   nullOrAddress4 = types.nullOr address4;
@@ -91,20 +91,21 @@ let
 
   # `addresses` is a set of options (per the carrier spec, and what carrier's
   # Rust model reads), not upstream's `null or submodule` with default null;
-  # `primary` needs the machine's config, so it is declared per machine.
-  addressesOptions = config: {
+  # the default of `primary` needs the machine's config.
+  addressesOptions = {
     primary = mkOption {
       type = nullOrAddress4;
-      default =
-        if config.addresses.v4 != [ ] then head config.addresses.v4
-        else if config.addresses.v6 != [ ] then head config.addresses.v6
-        else null;
       description = ''
         Default address other machines should use to connect to this
         machine. Defaults to the first IPv4 address, else the first IPv6
         address, else null.
       '';
-    };
+    } // withConfig (config: {
+      default =
+        if config.addresses.v4 != [ ] then head config.addresses.v4
+        else if config.addresses.v6 != [ ] then head config.addresses.v6
+        else null;
+    });
     v4 = addressesV4;
     v6 = addressesV6;
   };
@@ -133,21 +134,24 @@ let
     };
   };
 
-  hostModule = { config, ... }: {
+  hostModule = {
+    _pureDefaults = true;
     options = staticHostOptions // {
       fullDomain = mkOption {
         type = nullOrStr;
         default = null;
         description = "Domain including location, i.e. the FQDN without the host name";
+      } // withConfig (config: {
         apply = v:
           if v == null && config.domain != null then
             concatStringsSep "." (optional (config.location != null) config.location ++ [ config.domain ])
           else v;
-      };
+      });
       fqdn = mkOption {
         type = nullOrStr;
         default = null;
         description = "Host FQDN, by default name[.location][.domain]";
+      } // withConfig (config: {
         apply = v:
           if v == null && config.name != null then
             concatStringsSep "." (
@@ -155,20 +159,20 @@ let
               ++ optional (config.location != null) config.location
               ++ optional (config.domain != null) config.domain)
           else v;
-      };
+      });
       target = mkOption {
         type = nullOrStr;
-        default = config.fqdn;
         description = ''
           Address/host to which the configuration is deployed. null means the
           machine is not deployable; "localhost" deploys locally.
         '';
-      };
+      } // withConfig (config: { default = config.fqdn; });
     };
   };
 
   # ------------------------------------------------------------ swpins (legacy)
   gitSpec = {
+    _pureDefaults = true;
     options = {
       url = mkOption {
         type = types.str;
@@ -199,6 +203,7 @@ let
     };
   };
   swpinSpec = {
+    _pureDefaults = true;
     options = {
       type = mkOption {
         type = types.enum [ "git" "git-rev" ];
@@ -217,6 +222,7 @@ let
 
   # ------------------------------------------------------------ carried machines
   carriedMachine = {
+    _pureDefaults = true;
     options = {
       machine = mkOption {
         type = types.str;
@@ -250,6 +256,7 @@ let
 
   # ------------------------------------------------------------ health checks
   systemdProperty = {
+    _pureDefaults = true;
     options = {
       property = mkOption {
         type = types.str;
@@ -291,6 +298,7 @@ let
   };
 
   checkCommand = {
+    _pureDefaults = true;
     options = {
       description = mkOption {
         type = types.str;
@@ -452,21 +460,23 @@ let
     };
   };
 
-  machineModule = { config, ... }: {
+  machineModule = {
+    _pureDefaults = true;
     options = staticMachineOptions // {
-      addresses = addressesOptions config;
+      addresses = addressesOptions;
 
       managed = mkOption {
         type = nullOrBool;
         default = null;
-        apply = v:
-          if v != null then v
-          else elem config.spin [ "nixos" "vpsadminos" ];
         description = ''
           Whether the machine is managed by carrier. null (the default) means
           true for the nixos and vpsadminos spins and false otherwise.
         '';
-      };
+      } // withConfig (config: {
+        apply = v:
+          if v != null then v
+          else elem config.spin [ "nixos" "vpsadminos" ];
+      });
     };
   };
 in

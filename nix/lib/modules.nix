@@ -43,11 +43,35 @@
 #   * submodule definitions that are plain attribute sets are config only
 #     (nixpkgs' shorthandOnlyDefinesConfig, the default of types.submodule).
 #
+# Extensions (carrier's own):
+#   * `mkOption { ... } // withConfig (config: { apply = ...; })`: option
+#     attributes that need the configuration of the evaluation declaring the
+#     option (e.g. the element of a submodule type); the same as declaring the
+#     option with those attributes in a `{ config, ... }:` module. It lets an
+#     attribute-set module hold such options (see below).
+#   * `_pureDefaults = true` in an attribute-set module of a submodule type
+#     promises that the defaults of its options read no configuration, so
+#     they may be evaluated (and type-checked) together, once for all
+#     elements, when one element first needs them (see planOf). Options with
+#     `withConfig` attributes are never shared.
+#
 # Performance (a cluster of 1000 machines is evaluated in a fraction of a
-# second): the merged default of an option declaration is computed once and
-# shared by every evaluation that leaves the option undefined; one-module /
-# one-definition levels, plain single definitions and config-only submodule
-# definitions take shortcuts that give the same results as the general path.
+# second). Every shortcut gives the results (values and errors) of the
+# general path:
+#   * the merged default of an option declaration is computed once and shared
+#     by every evaluation that leaves the option undefined (defaultMemoOf);
+#   * attribute-set modules of a submodule type are normalized once, and their
+#     option trees planned once (planOf): evaluating an element visits only
+#     the names it defines, takes the names nobody defines from the plan
+#     (whole sub-trees at once for `_pureDefaults` modules), and checks the
+#     common plain definitions of scalar options, of lists of scalars and of
+#     submodules without the general merging (plannedLevelG);
+#   * one declaring module, one definition, plain definitions, one mkIf or
+#     mkOverride around a plain value, and submodule elements defined by one
+#     plain attribute set (mergeOne) take direct routes; so do the common
+#     shapes of submodule types (one attribute-set module, one function
+#     module, or one of each declaring disjoint options) and attrsOf values
+#     defined one name per module (e.g. one machine per file).
 #
 # All errors are thrown with messages starting with "carrier: ".
 let
@@ -57,7 +81,7 @@ let
     mapAttrs concatMap filter foldl' length head tail elem elemAt genList listToAttrs
     concatStringsSep toJSON typeOf all any removeAttrs zipAttrsWith functionArgs
     intersectAttrs substring stringLength replaceStrings match sort genericClosure
-    catAttrs hasAttr getAttr split concatLists;
+    catAttrs hasAttr getAttr split concatLists groupBy;
 
   # ------------------------------------------------------------------ helpers
   id = x: x;
@@ -251,13 +275,35 @@ let
 
   isPlainDef = d: let v = d.value; in !(isAttrs v && v ? _type && propTypes ? ${v._type});
 
+  # The value a single definition stands for when it is an mkIf whose
+  # condition is true or an mkOverride with a priority above the option
+  # default's, around anything (finalizeDefs gives the same); else itself.
+  unwrapDef = v:
+    if v._type == "override" && isInt v.priority && v.priority < 1500 then v.content
+    else if v._type == "if" && v.condition == true then v.content
+    else v;
+
   # Definitions of one option/element -> the definitions that count
   # (conditions evaluated, highest priority only, ordered). The option
   # default takes part with priority 1500.
   finalizeDefs = declFile: opt: defs:
     if defs == [ ] then (if opt ? default then [ { file = declFile; value = opt.default; } ] else [ ])
+    else if tail defs == [ ] then
+      # One definition: plain, or one mkIf / high-priority mkOverride around a
+      # plain value (what the general case below computes for those).
+      (let d = head defs; v = d.value; in
+       if isPlainDef d then defs
+       else if v._type == "if" && !(isProp v.content) then
+         (if checkCondition d.file v.condition then [ { inherit (d) file; prio = null; order = null; value = v.content; } ]
+          else if opt ? default then [ { file = declFile; value = opt.default; } ]
+          else [ ])
+       else if v._type == "override" && isInt v.priority && v.priority < 1500 && !(isProp v.content) then
+         [ { inherit (d) file; value = v.content; } ]
+       else finalizeAll declFile opt defs)
     else if all isPlainDef defs then defs
-    else
+    else finalizeAll declFile opt defs;
+
+  finalizeAll = declFile: opt: defs:
       let
         discharged = concatMap (d: dischargeDef null null d.file d.value) defs;
         ds = discharged
@@ -290,12 +336,16 @@ let
   mergeFinal = type: declFile: loc: final:
     if tail final == [ ] then
       (let d = head final; in
-       if type.check d.value then (if type.isScalar or false then d.value else mergeWith type declFile loc final)
+       if type.check d.value then
+         (if type.isScalar or false then d.value
+          else if type ? merge' then type.merge' declFile loc final
+          else type.merge loc final)
        else throw (typeErrorMsg loc type d))
-    else if all (d: type.check d.value) final then mergeWith type declFile loc final
+    else if all (d: type.check d.value) final then
+      (if type ? merge' then type.merge' declFile loc final else type.merge loc final)
     else throw (typeErrorMsg loc type (head (filter (d: !(type.check d.value)) final)));
 
-  noCtx = { files = [ ]; };
+  noCtx = { files = [ ]; config = throw "carrier: internal error: no configuration"; };
 
   # Full merge of the raw definitions of an element (attrsOf value, list entry).
   mergeElemDefs = type: declFile: loc: defs:
@@ -452,12 +502,13 @@ let
       let
         merge' = declFile: loc: defs:
           if tail defs == [ ] then
-            (if (head defs).value == null then null else mergeWith elemType declFile loc defs)
+            (if (head defs).value == null then null else elemMerge declFile loc defs)
           else
             let nulls = count (d: d.value == null) defs; in
             if nulls == length defs then null
             else if nulls != 0 then throw (conflictMsg loc defs)
-            else mergeWith elemType declFile loc defs;
+            else elemMerge declFile loc defs;
+        elemMerge = if elemType ? merge' then elemType.merge' else (_: elemType.merge);
       in
       mkOptionType {
         name = "nullOr";
@@ -472,6 +523,8 @@ let
           if other.name == "nullOr" then
             (let e = typeMergeOf elemType other.elemType; in if e == null then null else nullOr e)
           else null;
+      } // optionalAttrs (elemType ? mergeOne) {
+        mergeOne = declFile: loc: file: v: if v == null then null else elemType.mergeOne declFile loc file v;
       };
 
     listOf = elemType:
@@ -482,6 +535,17 @@ let
         merge' = declFile: loc: defs:
           if (if plainCheck then all (d: all elemType.check d.value) defs else scalar && all (d: !(any isProp d.value)) defs) then
             (if tail defs == [ ] then (head defs).value else concatMap (d: d.value) defs)
+          else if tail defs == [ ] && all isAttrs (head defs).value && catAttrs "_type" (head defs).value == [ ] then
+            # one definition, of attribute sets (e.g. submodules) none of which
+            # is an mkIf & co.
+            (let d = head defs; elemMerge = if elemType ? merge' then elemType.merge' declFile else elemType.merge; in
+             genList (i:
+               let x = elemAt d.value i; in
+               if elemType.check x then
+                 (if scalar then x
+                  else if elemType ? mergeOne then elemType.mergeOne declFile (loc ++ [ "[${toString i}]" ]) d.file x
+                  else elemMerge (loc ++ [ "[${toString i}]" ]) [ { inherit (d) file; value = x; } ])
+               else throw (typeErrorMsg (loc ++ [ "[${toString i}]" ]) elemType { inherit (d) file; value = x; })) (length d.value))
           else
             let
               items = concatMap (d: concatMap (x:
@@ -496,7 +560,7 @@ let
                 (if scalar then it.value else elemMerge (loc ++ [ "[${toString i}]" ]) [ it ])
               else throw (typeErrorMsg (loc ++ [ "[${toString i}]" ]) elemType it)) (length items);
       in
-      mkOptionType {
+      mkOptionType ({
         name = "listOf";
         description = "list of ${phrase (c: c == "noun" || c == "composite") elemType}";
         descriptionClass = "composite";
@@ -507,11 +571,23 @@ let
           if other.name == "listOf" then
             (let e = typeMergeOf elemType other.elemType; in if e == null then null else listOf e)
           else null;
-      };
+      } // optionalAttrs plainCheck {
+        # a plain list of values of this scalar element type is its own merge
+        plainElemCheck = elemType.check;
+      } // optionalAttrs (!scalar && elemType ? mergeOne) {
+        # merge' of one definition (e.g. a list of submodule definitions)
+        mergeOne = declFile: loc: file: v:
+          if isList v && all isAttrs v && catAttrs "_type" v == [ ] then
+            genList (i:
+              let x = elemAt v i; in
+              if elemType.check x then elemType.mergeOne declFile (loc ++ [ "[${toString i}]" ]) file x
+              else throw (typeErrorMsg (loc ++ [ "[${toString i}]" ]) elemType { inherit file; value = x; })) (length v)
+          else merge' declFile loc [ { inherit file; value = v; } ];
+      });
 
     nonEmptyListOf = elemType:
       let l = listOf elemType; in
-      l // {
+      removeAttrs l [ "plainElemCheck" ] // {
         description = "non-empty ${l.description}";
         check = x: x != [ ] && l.check x;
       };
@@ -524,6 +600,12 @@ let
         merge' = declFile: loc: defs:
           let
             elemMerge = if elemType ? merge' then elemType.merge' declFile else elemType.merge;
+            vals = catAttrs "value" defs;
+            allVals = concatMap attrValues vals;
+            # Several definitions that define one name each (e.g. one machine
+            # per module), none under mkIf & co.: grouped by groupBy.
+            simple = tail defs != [ ] && length allVals == length vals && !(elem { } vals)
+              && catAttrs "_type" (filter isAttrs allVals) == [ ];
             grouped =
               if tail defs == [ ] then
                 (let d = head defs; in mapAttrs (_: v: [ { inherit (d) file; value = v; } ]) d.value)
@@ -533,6 +615,18 @@ let
               if all (n: uncond grouped.${n}) (attrNames grouped) then grouped
               else filterAttrs (_: ds: uncond ds || any (d: survives d.file d.value) ds) grouped;
           in
+          if simple then
+            mapAttrs (n: ds:
+              if tail ds == [ ] then
+                (let d = head ds; x = d.value.${n}; in
+                 if elemType.check x then
+                   (if scalar then x
+                    else if elemType ? mergeOne then elemType.mergeOne declFile (loc ++ [ n ]) d.file x
+                    else elemMerge (loc ++ [ n ]) [ { inherit (d) file; value = x; } ])
+                 else throw (typeErrorMsg (loc ++ [ n ]) elemType { inherit (d) file; value = x; }))
+              else mergeFinal elemType declFile (loc ++ [ n ]) (map (d: { inherit (d) file; value = d.value.${n}; }) ds))
+              (groupBy (d: head (attrNames d.value)) defs)
+          else
           mapAttrs (n: ds:
             if all isPlainDef ds then
               (if tail ds == [ ] then
@@ -615,24 +709,125 @@ let
         # The usual case: definitions are plain (config-only) attribute sets
         # and the base modules import nothing. Same result as `generic`,
         # without the module collection machinery.
-        merge' = declFile: loc: defs:
-          if shorthandOnlyDefinesConfig && all (d: isAttrs d.value) defs then
+        argNames = [ "lib" "config" "options" "name" ] ++ attrNames specialArgs;
+        # What does not depend on the element, per base module: attribute-set
+        # modules are normalized once and their option trees planned once
+        # (planOf); for functions, whether every argument they take exists.
+        baseInfo = map (m:
+          if isAttrs m && !(m ? _type)
+            && (!(m ? config || m ? options) || removeAttrs m moduleKeys == { })
+          then
+            let n = normalizeApplied "" m; in
+            {
+              kind = "static";
+              file = if m ? _file then n.file else null;
+              inherit (n) imports options config;
+              plan = if n.options == { } then null else planOf (m._pureDefaults or false) n.options;
+            }
+          else if isFunction m then
+            (let fa = functionArgs m; in
+             {
+               kind = "function"; module = m; direct = fa != { } && removeAttrs fa argNames == { }; inherit fa; imports = null;
+               # `{ config, ... }:` (and no specialArgs named config)
+               onlyConfig = attrNames fa == [ "config" ] && !(specialArgs ? config);
+             })
+          else { kind = "other"; module = m; imports = null; }) base;
+        general = declFile: loc: defs:
+          let
+            args = { inherit lib config options; name = last loc; } // specialArgs;
+            bases = map (i:
+              if i.kind == "static" then
+                { file = if i.file == null then declFile else i.file; inherit (i) imports options config plan; }
+              else if i.kind == "function" then
+                normalizeApplied declFile (if i.direct then i.module (intersectAttrs i.fa args) else applyModule declFile args i.module)
+              else if isAttrs i.module then normalizeApplied declFile i.module
+              else (let f = toString i.module; in normalizeModule args f f true (import i.module))) baseInfo;
+            simple = all (m: m.imports == [ ]) bases;
+            ctx = { files = uniqueStrings (map (d: d.file) defs); inherit config; };
+            decls = concatMap (m: if m.options == { } then [ ] else [ { inherit (m) file; value = m.options; plan = m.plan or null; } ]) bases;
+            defs' = concatMap (m: if m.config == { } then [ ] else [ { inherit (m) file; value = m.config; } ]) bases ++ defs;
+            g = groupDefs loc defs';
+            config = configOf ctx loc decls defs' g;
+            options = (evalLevelG ctx loc decls g).options;
+          in
+          if simple then config else generic declFile loc defs;
+        # Common shapes, with the same results as `general`: one static module
+        # declaring options ("S"), one function module returning only options
+        # ("D"), or one of each ("SD", "DS"; e.g. static options plus those
+        # that need `config`).
+        isS = i: i.kind == "static" && i.imports == [ ] && i.config == { } && i.options != { };
+        isD = i: i.kind == "function" && i.direct;
+        shape =
+          let n = length baseInfo; b0 = head baseInfo; b1 = elemAt baseInfo 1; in
+          if n == 1 && isS b0 then "S"
+          else if n == 1 && isD b0 then "D"
+          else if n == 2 && isS b0 && isD b1 then "SD"
+          else if n == 2 && isD b0 && isS b1 then "DS"
+          else "any";
+        sInfo = if shape == "DS" then elemAt baseInfo 1 else head baseInfo;
+        dInfo = if shape == "SD" then elemAt baseInfo 1 else head baseInfo;
+        # the function module's result, when it is `{ options = ...; }` only
+        onlyOptions = r: isAttrs r && r ? options && removeAttrs r [ "options" ] == { } && isAttrs r.options && r.options != { };
+        mergeD = declFile: loc: defs:
+          let
+            r = dInfo.module (
+              if dInfo.onlyConfig then { inherit config; }
+              else intersectAttrs dInfo.fa ({ inherit lib config options; name = last loc; } // specialArgs));
+            ctx = { files = uniqueStrings (map (d: d.file) defs); inherit config; };
+            config = evalLevel1G ctx loc declFile r.options (groupDefs loc defs);
+            options = (evalLevel ctx loc [ { file = declFile; value = r.options; } ] defs).options;
+          in
+          if onlyOptions r then config else general declFile loc defs;
+        mergeSD = declFile: loc: defs:
+          let
+            r = dInfo.module (
+              if dInfo.onlyConfig then { inherit config; }
+              else intersectAttrs dInfo.fa ({ inherit lib config options; name = last loc; } // specialArgs));
+            ctx = { files = uniqueStrings (map (d: d.file) defs); inherit config; };
+            dDecl = { file = declFile; value = r.options; };
+            sDecl = { file = if sInfo.file == null then declFile else sInfo.file; value = sInfo.options; plan = sInfo.plan; };
+            g = groupDefs loc defs;
+            unmatched = removeAttrs (removeAttrs g.dv sInfo.plan.names) (attrNames r.options);
+            config =
+              if unmatched != { } then unknownOption loc g unmatched
+              else if defs == [ ] then
+                plannedLevelG ctx loc (if sInfo.file == null then declFile else sInfo.file) sInfo.plan noDefs
+                  (evalLevel1G ctx loc declFile r.options noDefs)
+              else
+                plannedLevelG ctx loc (if sInfo.file == null then declFile else sInfo.file) sInfo.plan
+                  { one = true; inherit (g) oneFile; dv = intersectAttrs sInfo.options g.dv; }
+                  (evalLevel1G ctx loc declFile r.options { one = true; inherit (g) oneFile; dv = intersectAttrs r.options g.dv; });
+            options = (evalLevel ctx loc (if shape == "SD" then [ sDecl dDecl ] else [ dDecl sDecl ]) defs).options;
+          in
+          if onlyOptions r && (g.one || defs == [ ]) && intersectAttrs r.options sInfo.options == { } then config
+          else general declFile loc defs;
+        mergeS = declFile: loc: defs:
+          let
+            ctx = { files = uniqueStrings (map (d: d.file) defs); inherit config; };
+            config = plannedLevel ctx loc (if sInfo.file == null then declFile else sInfo.file) sInfo.plan defs;
+          in
+          config;
+        # shape "S" and one plain definition (`file`, `v`; the usual case):
+        # already grouped
+        sFast = shape == "S" && shorthandOnlyDefinesConfig && isAttrs sInfo.options;
+        # merge' of one definition, without building the list
+        mergeOne = declFile: loc: file: v:
+          if sFast && isAttrs v && !(v ? _type) then
             let
-              args = { inherit lib config options; name = last loc; } // specialArgs;
-              bases = map (m:
-                if isFunction m then normalizeApplied declFile (applyModule declFile args m)
-                else if isAttrs m then normalizeApplied declFile m
-                else (let f = toString m; in normalizeModule args f f true (import m))) base;
-              simple = all (m: m.imports == [ ]) bases;
-              ctx = { files = uniqueStrings (map (d: d.file) defs); };
-              decls = concatMap (m: if m.options == { } then [ ] else [ { inherit (m) file; value = m.options; } ]) bases;
-              defs' = concatMap (m: if m.config == { } then [ ] else [ { inherit (m) file; value = m.config; } ]) bases ++ defs;
-              config =
-                if decls != [ ] && tail decls == [ ] then evalLevel1 ctx loc (head decls) defs'
-                else (evalLevel ctx loc decls defs').config;
-              options = (evalLevel ctx loc decls defs').options;
+              ctx = { files = [ file ]; inherit config; };
+              config = plannedLevelG ctx loc (if sInfo.file == null then declFile else sInfo.file) sInfo.plan
+                { one = true; oneFile = file; dv = v; } { };
             in
-            if simple then config else generic declFile loc defs
+            config
+          else merge' declFile loc [ { inherit file; value = v; } ];
+        merge' = declFile: loc: defs:
+          if sFast && defs != [ ] && tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
+            mergeOne declFile loc (head defs).file (head defs).value
+          else if shorthandOnlyDefinesConfig && (if defs != [ ] && tail defs == [ ] then isAttrs (head defs).value else all (d: isAttrs d.value) defs) then
+            (if shape == "S" then mergeS declFile loc defs
+             else if shape == "D" then mergeD declFile loc defs
+             else if shape == "any" then general declFile loc defs
+             else mergeSD declFile loc defs)
           else generic declFile loc defs;
       in
       mkOptionType {
@@ -641,7 +836,7 @@ let
         description = if description == null then "submodule" else description;
         descriptionClass = "noun";
         check = x: isAttrs x || isFunction x || isPath x;
-        inherit merge';
+        inherit merge' mergeOne;
         merge = merge' "<unknown-file>";
         getSubModules = base;
         submoduleArgs = attrs;
@@ -700,6 +895,18 @@ let
     type = mkOptionType { name = "sink"; check = _: true; merge = _: _: false; };
   } // attrs);
 
+  # Option attributes that need the configuration of the evaluation declaring
+  # the option (e.g. the element of a submodule type):
+  #   mkOption { ... } // withConfig (config: { apply = ...; })
+  # is the option `mkOption { ... } // { apply = ...; }` declared by a module
+  # `{ config, ... }:` of that evaluation. Static option trees (attribute-set
+  # modules, see planOf) can so hold such options.
+  withConfig = f: { _withConfig = f; };
+  isWcOption = o: isAttrs o && o ? _withConfig && o._type or null == "option";
+  withConfigOf = ctx: o: o // o._withConfig ctx.config;
+  # the same without `_withConfig` (for code that looks for it again)
+  withConfigOf' = ctx: o: removeAttrs o [ "_withConfig" ] // o._withConfig ctx.config;
+
   # Several declarations of one option -> { option, file (of the default), files }
   mergeDecls = loc: ds:
     if tail ds == [ ] then
@@ -733,22 +940,40 @@ let
 
   # Final definitions of an option (raw definitions `defs`, possibly empty).
   optionFinal = declFile: opt: type: defs:
-    if defs != [ ] && (type.lazyKeys or false)
-      && !(any (d: hasTopOverride d.value) defs)
-      && (!(opt ? default) || opt.default == { })
-    then concatMap (d: pushDownWith keepBad d.file d.value) defs
+    if defs != [ ] && (type.lazyKeys or false) then
+      (if all (d: let v = d.value; in isAttrs v && !(v ? _type)) defs then
+         # plain attribute sets (the usual case): nothing to push down
+         (if !(opt ? default) || opt.default == { } then defs else finalizeDefs declFile opt defs)
+       else if !(any (d: hasTopOverride d.value) defs) && (!(opt ? default) || opt.default == { }) then
+         concatMap (d: pushDownWith keepBad d.file d.value) defs
+       else finalizeDefs declFile opt defs)
     else finalizeDefs declFile opt defs;
 
   # The value of an option with raw definitions `defs` (non-empty).
   optionValue = ctx: loc: declFile: opt: defs:
     let
       type = opt.type or types.unspecified;
-      final = optionFinal declFile opt type defs;
+      final = if type.lazyKeys or false then optionFinal declFile opt type defs else finalizeDefs declFile opt defs;
       merged = if final == [ ] then throw (notDefinedMsg ctx loc) else mergeFinal type declFile loc final;
     in
     if opt ? apply then opt.apply merged else merged;
 
   # The value of an option nobody defined.
+  # defaultValue of an option with a default but no memo (e.g. `mkOption
+  # { ... } // { default = ...; }`).
+  defaultNoMemo = ctx: loc: declFile: opt:
+    let type = opt.type or types.unspecified; d = opt.default; in
+    if type.check d then
+      (let
+         merged =
+           if type.isScalar or false then d
+           else if type ? mergeOne then type.mergeOne declFile loc declFile d
+           else if type ? merge' then type.merge' declFile loc [ { file = declFile; value = d; } ]
+           else type.merge loc [ { file = declFile; value = d; } ];
+       in
+       if opt ? apply then opt.apply merged else merged)
+    else defaultValue ctx loc declFile opt;
+
   defaultValue = ctx: loc: declFile: opt:
     if !(opt ? default) then throw (notDefinedMsg ctx loc)
     else
@@ -768,7 +993,7 @@ let
       type = opt.type or types.unspecified;
       final = optionFinal decl.file opt type defs;
     in
-    removeAttrs opt [ "_defaultMemo" ] // {
+    removeAttrs opt [ "_defaultMemo" "_withConfig" ] // {
       inherit loc type;
       value = if defs == [ ] then defaultValue ctx loc decl.file opt else optionValue ctx loc decl.file opt defs;
       isDefined = final != [ ];
@@ -787,96 +1012,319 @@ let
   levelBad = loc: file: v:
     throw "carrier: the option '${showOption loc}' is a set of options, but is defined as a non-attribute-set value in '${file}': ${showValue v}";
 
+  badDeclMsg = loc: file:
+    "carrier: the option declaration '${showOption loc}' in '${file}' is neither an option (mkOption) nor an attribute set of options";
+
+  # The definitions of one level (sets of values, possibly under
+  # mkIf/mkMerge/mkOverride), pushed down and grouped by name:
+  #   { one = true; oneFile; dv }: a single definition (the common case, no
+  #     grouping); `dv` is its value, `oneFile` its file;
+  #   { one = false; dv }: `dv` maps each defined name to [ { file, value } ].
+  groupDefs = loc: defs:
+    if defs == [ ] then noDefs
+    else if tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
+      { one = true; oneFile = (head defs).file; dv = (head defs).value; }
+    else
+      let
+        pushed = concatMap (d:
+          let v = d.value; in
+          if isAttrs v && !(v ? _type) then [ d ] else pushDownWith (levelBad loc) d.file v) defs;
+        one = pushed != [ ] && tail pushed == [ ];
+      in
+      { inherit one; oneFile = (head pushed).file; dv = if one then (head pushed).value else groupByName pushed; };
+
+  noDefs = { one = false; oneFile = null; dv = { }; };
+
+  unknownOption = loc: g: unmatched:
+    let n = head (attrNames unmatched); in
+    throw "carrier: the option '${showOption (loc ++ [ n ])}' does not exist (defined in ${showFiles (if g.one then [ g.oneFile ] else uniqueStrings (map (d: d.file) unmatched.${n}))})";
+
   # The config of a (sub-)tree of declarations from one module that nobody
   # defines: every option's default (evalLevel without the bookkeeping).
   defaultsTree = ctx: loc: file: tree:
-    if !(isAttrs tree) then
-      throw "carrier: the option declaration '${showOption loc}' in '${file}' is neither an option (mkOption) nor an attribute set of options"
+    if !(isAttrs tree) then throw (badDeclMsg loc file)
     else
       mapAttrs (n: o:
-        if o._type or null == "option" then
+        if o ? _withConfig && o._type or null == "option" then (defaultsTree ctx loc file { ${n} = withConfigOf' ctx o; }).${n}
+        else if o._type or null == "option" then
           let m = o._defaultMemo or null; in
-          if m != null && !(o ? apply) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-          then m.value
+          if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+          then (if o ? apply then o.apply m.value else m.value)
           else defaultValue ctx (loc ++ [ n ]) file o
         else defaultsTree ctx (loc ++ [ n ]) file o) tree;
 
+  # What every evaluation of a static declaration tree (the `options` of an
+  # attribute-set module of a submodule type) shares: its names, the plans of
+  # its sub-trees, how plain definitions are checked (`info`) and, when the
+  # module is marked `_pureDefaults = true` (its defaults read no
+  # configuration), the values of the options and whole sub-trees nobody
+  # defines (`shared`, computed once for all elements instead of once per
+  # element; `unshared` is the rest of the tree). Only options whose merged
+  # default is memoized (see defaultMemoOf) are shared, so the values are the
+  # ones the per-element evaluation computes.
+  planOf = pure: tree:
+    let
+      names = attrNames tree;
+      sub = mapAttrs (_: o: planOf pure o) tree;
+      shareable = n:
+        let o = tree.${n}; in
+        if o._type or null == "option" then
+          (let m = o._defaultMemo or null; in
+           m != null && !(o ? _withConfig) && o ? default && m.ok && m.default == o.default && m.type == (o.type or types.unspecified))
+        else isAttrs o && sub.${n}.unshared == { };
+      sharedNames = filter shareable names;
+      # the options with attributes from withConfig
+      wc = listToAttrs (concatMap (n: if isWcOption tree.${n} then [ (nameValuePair n true) ] else [ ]) names);
+      sharedValue = n:
+        let o = tree.${n}; in
+        if o._type or null == "option" then
+          (if o ? apply then o.apply o._defaultMemo.value else o._defaultMemo.value)
+        else sub.${n}.shared;
+      # the options with attributes from withConfig: the merged default of
+      # their static part, when memoized (see undefinedWithConfig)
+      wcBase = mapAttrs (n: _:
+        let o = tree.${n}; m = o._defaultMemo or null; in
+        if m != null && o ? default && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+        then { inherit (m) value; } else null) wc;
+      # the names, all with the same value
+      univ = mapAttrs (_: _: true) tree;
+      # an option that has to be defined (then usually is): no default and
+      # nothing from withConfig
+      required = n: let o = tree.${n}; in o._type or null == "option" && !(o ? default) && !(o ? _withConfig);
+      # per name, how a plain definition is checked: kind 1, an option of a
+      # scalar type (the definition is the value when `check` accepts it);
+      # kind 2, a list of such (`plainElemCheck`); kind 3, a type with
+      # `mergeOne` (submodules); 0, anything else.
+      info = mapAttrs (_: o:
+        if o._type or null == "option" && !(o ? apply) && !(o ? _withConfig) then
+          (let t = o.type or types.unspecified; in
+           if t.lazyKeys or false then { kind = 0; }
+           else if t ? plainElemCheck then { kind = 2; inherit (t) plainElemCheck; }
+           else if t.isScalar or false then { kind = 1; inherit (t) check; }
+           else if t ? mergeOne then { kind = 3; inherit (t) check mergeOne; }
+           else { kind = 0; })
+        else { kind = 0; }) tree;
+    in
+    if pure then {
+      inherit tree names sub wc wcBase info univ;
+      hasWc = wc != { };
+      shared = listToAttrs (map (n: { name = n; value = sharedValue n; }) sharedNames);
+      unshared = removeAttrs tree sharedNames;
+      unsharedRequired = all required (attrNames (removeAttrs tree sharedNames));
+    } else { inherit tree names sub wc wcBase info univ; hasWc = wc != { }; shared = { }; unshared = tree; unsharedRequired = all required names; };
+
   # The config of one level declared by a single module (the common case):
   # like `(evalLevel ctx loc [ decl ] defs).config` with less bookkeeping.
+  # With a plan (see planOf; static trees), the names nobody defines come from
+  # the plan, and only the defined names are visited.
   evalLevel1 = ctx: loc: decl: defs:
-    let
-      tree = decl.value;
-      file = decl.file;
-      pushed = concatMap (d:
-        let v = d.value; in
-        if isAttrs v && !(v ? _type) then [ d ] else pushDownWith (levelBad loc) d.file v) defs;
-      one = pushed != [ ] && tail pushed == [ ];
-      # name -> the value (one definition) or name -> [ { file, value } ]
-      dv = if one then (head pushed).value else groupByName pushed;
-      defsOf = n: if one then [ { inherit (head pushed) file; value = dv.${n}; } ] else dv.${n};
-      unmatched = removeAttrs dv (attrNames tree);
-      valueOf = n: o:
-        if dv ? ${n} then
-          (if o._type or null == "option" then
-            let
-              v = if one then dv.${n} else (head dv.${n}).value;
-              t = o.type or types.unspecified;
-            in
-            if (one || tail dv.${n} == [ ]) && !(o ? apply) && !(t.lazyKeys or false)
-              && !(isAttrs v && v ? _type) && t.check v
-            then
-              # one plain, well-typed definition
-              (if t.isScalar or false then v
-               else if t ? merge' then t.merge' file (loc ++ [ n ]) (defsOf n)
-               else t.merge (loc ++ [ n ]) (defsOf n))
-            else optionValue ctx (loc ++ [ n ]) file o (defsOf n)
-          else evalLevel1 ctx (loc ++ [ n ]) { inherit file; value = o; } (defsOf n))
-        else if o._type or null == "option" then
-          (let m = o._defaultMemo or null; in
-           if m != null && !(o ? apply) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-           then m.value
-           else defaultValue ctx (loc ++ [ n ]) file o)
-        else defaultsTree ctx (loc ++ [ n ]) file o;
-    in
-    if !(isAttrs tree) then
-      throw "carrier: the option declaration '${showOption loc}' in '${file}' is neither an option (mkOption) nor an attribute set of options"
-    else if unmatched == { } then mapAttrs valueOf tree
+    if decl.plan or null != null then plannedLevel ctx loc decl.file decl.plan defs
+    else if !(isAttrs decl.value) then throw (badDeclMsg loc decl.file)
+    else evalLevel1G ctx loc decl.file decl.value (groupDefs loc defs);
+
+  # evalLevel1 of a tree without a plan, with the grouped definitions.
+  evalLevel1G = ctx: loc: file: tree: g:
+        let unmatched = removeAttrs g.dv (attrNames tree); in
+        if unmatched != { } then unknownOption loc g unmatched
+        else
+          mapAttrs (n: o:
+            if o ? _withConfig && o._type or null == "option" then
+              # the same with the option's attributes from withConfig
+              (evalLevel1G ctx loc file { ${n} = withConfigOf' ctx o; } (g // { dv = intersectAttrs { ${n} = null; } g.dv; })).${n}
+            else if g.dv ? ${n} then
+              (if o._type or null == "option" then
+                 let dn = g.dv.${n}; in
+                 if g.one && !(isAttrs dn && dn ? _type) && !(o ? apply) then
+                   # one plain definition (the usual case)
+                   (let t = o.type or types.unspecified; in
+                    if t.lazyKeys or false then optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ]
+                    else if t ? plainElemCheck && isList dn && all t.plainElemCheck dn then dn
+                    else if t.check dn then
+                      (if t.isScalar or false then dn
+                       else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ]
+                       else t.merge (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ])
+                    else optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ])
+                 else
+                 let
+                   # one mkIf (true) or high-priority mkOverride around a plain value
+                   v =
+                     if g.one then (if isAttrs dn && dn ? _type then unwrapDef dn else dn)
+                     else unwrapIf (head dn).value;
+                   t = o.type or types.unspecified;
+                 in
+                 if (g.one || tail dn == [ ]) && !(o ? apply) && !(t.lazyKeys or false)
+                   && !(isAttrs v && v ? _type)
+                 then
+                   # one plain definition: a list of plain values of a scalar
+                   # type, or well-typed
+                   (if t ? plainElemCheck && isList v && all t.plainElemCheck v then v
+                    else if t.check v then
+                      (if t.isScalar or false then v
+                       else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ]
+                       else t.merge (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ])
+                    else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn))
+                 else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn)
+               else evalLevel1 ctx (loc ++ [ n ]) { inherit file; value = o; } (if g.one then [ { file = g.oneFile; value = g.dv.${n}; } ] else g.dv.${n}))
+            else if o._type or null == "option" then
+              (let m = o._defaultMemo or null; in
+               if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+               then (if o ? apply then o.apply m.value else m.value)
+               else if m == null && o ? default then defaultNoMemo ctx (loc ++ [ n ]) file o
+               else defaultValue ctx (loc ++ [ n ]) file o)
+            else defaultsTree ctx (loc ++ [ n ]) file o) tree;
+
+  unwrapIf = v: if isAttrs v && v ? _type then unwrapDef v else v;
+
+  # The value of the undefined option `o0` with attributes from withConfig
+  # (`base`: its static part's memoized default or null); the same as the
+  # option `o0 // o0._withConfig ctx.config` gives, without building it when
+  # withConfig only adds an `apply` or only a `default`.
+  undefinedWithConfig = ctx: loc: file: base: o0:
+    let w = o0._withConfig ctx.config; in
+    if base != null && !(w ? default || w ? type || w ? _defaultMemo || w ? _type) then
+      (if w ? apply then w.apply base.value else if o0 ? apply then o0.apply base.value else base.value)
+    else if w ? default && !(o0 ? default || o0 ? apply || w ? type || w ? apply || w ? _defaultMemo || w ? _type)
+      && o0._defaultMemo or null == null then
+      (let t = o0.type or types.unspecified; d = w.default; in
+       if t.check d then
+         (if t.isScalar or false then d
+          else if t ? mergeOne then t.mergeOne file loc file d
+          else if t ? merge' then t.merge' file loc [ { inherit file; value = d; } ]
+          else t.merge loc [ { inherit file; value = d; } ])
+       else defaultValue ctx loc file (o0 // w))
     else
-      let n = head (attrNames unmatched); in
-      throw "carrier: the option '${showOption (loc ++ [ n ])}' does not exist (defined in ${showFiles (if one then [ (head pushed).file ] else uniqueStrings (map (d: d.file) unmatched.${n}))})";
+      let o = o0 // w; m = o._defaultMemo or null; in
+      if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+      then (if o ? apply then o.apply m.value else m.value)
+      else if m == null && o ? default then defaultNoMemo ctx loc file o
+      else defaultValue ctx loc file o;
+
+  # evalLevel1 of a static tree with its plan.
+  plannedLevel = ctx: loc: file: plan: defs:
+    if !(isAttrs plan.tree) then throw (badDeclMsg loc file)
+    else if defs == [ ] then (if plan.unshared == { } then plan.shared else plannedLevelG ctx loc file plan noDefs { })
+    else plannedLevelG ctx loc file plan (groupDefs loc defs) { };
+
+  # plannedLevel with the grouped definitions `g` (of a tree: checked
+  # already), plus the names in `extra` (another declaration's).
+  plannedLevelG = ctx: loc: file: plan: g: extra:
+    # names not in the tree (the sizes differ; cheaper than removeAttrs)
+    if g.dv // plan.univ != plan.univ then unknownOption loc g (removeAttrs g.dv plan.names)
+    else
+      plan.shared
+      // (if plan.unshared == { } || (plan.unsharedRequired && intersectAttrs g.dv plan.unshared == plan.unshared) then { } else mapAttrs (n: o0:
+        if o0 ? _withConfig && o0._type or null == "option" then undefinedWithConfig ctx (loc ++ [ n ]) file plan.wcBase.${n} o0
+        else
+        let o = o0; in
+        if o._type or null == "option" then
+          (let m = o._defaultMemo or null; in
+           if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+           then (if o ? apply then o.apply m.value else m.value)
+           else if m == null && o ? default then defaultNoMemo ctx (loc ++ [ n ]) file o
+           else defaultValue ctx (loc ++ [ n ]) file o)
+        else if isAttrs o then plannedLevel ctx (loc ++ [ n ]) file plan.sub.${n} [ ]
+        else throw (badDeclMsg (loc ++ [ n ]) file)) plan.unshared)
+      // mapAttrs (n: dn:
+        let i = plan.info.${n}; in
+        # one plain definition of an option of a scalar type or a list of such
+        if i.kind == 1 && g.one && !(isAttrs dn && dn ? _type) && i.check dn then dn
+        else if i.kind == 2 && g.one && isList dn && all i.plainElemCheck dn then dn
+        else if i.kind == 3 && g.one && !(isAttrs dn && dn ? _type) && i.check dn then i.mergeOne file (loc ++ [ n ]) g.oneFile dn
+        else
+        let o = if plan.hasWc && plan.wc ? ${n} then withConfigOf ctx plan.tree.${n} else plan.tree.${n}; in
+        if o._type or null == "option" then
+          (if g.one && !(isAttrs dn && dn ? _type) && !(o ? apply) then
+             # one plain definition (the usual case)
+             (let t = o.type or types.unspecified; in
+              if t.lazyKeys or false then optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ]
+              else if t ? plainElemCheck && isList dn && all t.plainElemCheck dn then dn
+              else if t.check dn then
+                (if t.isScalar or false then dn
+                 else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ]
+                 else t.merge (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ])
+              else optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ])
+           else let
+             # one mkIf (true) or high-priority mkOverride around a plain value
+             v =
+               if g.one then (if isAttrs dn && dn ? _type then unwrapDef dn else dn)
+               else unwrapIf (head dn).value;
+             t = o.type or types.unspecified;
+           in
+           if (g.one || tail dn == [ ]) && !(o ? apply) && !(t.lazyKeys or false)
+             && !(isAttrs v && v ? _type)
+           then
+             # one plain definition: a list of plain values of a scalar type,
+             # or well-typed
+             (if t ? plainElemCheck && isList v && all t.plainElemCheck v then v
+              else if t.check v then
+                (if t.isScalar or false then v
+                 else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ]
+                 else t.merge (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ])
+              else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn))
+           else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn))
+        else if isAttrs o then
+          (if g.one && isAttrs dn && !(dn ? _type) then
+             # one plain definition: already grouped
+             plannedLevelG ctx (loc ++ [ n ]) file plan.sub.${n} { one = true; inherit (g) oneFile; dv = dn; } { }
+           else plannedLevel ctx (loc ++ [ n ]) file plan.sub.${n} (if g.one then [ { file = g.oneFile; value = dn; } ] else dn))
+        else throw (badDeclMsg (loc ++ [ n ]) file)) g.dv
+      // extra;
+
+  # True when no name is declared by two of the trees.
+  disjointTrees = decls:
+    foldl' (acc: d: if acc != null && intersectAttrs d.value acc == { } then acc // d.value else null) { } decls != null;
+
+  # The config of a level.
+  #   decls: [ { file, value = tree, plan (optional, see planOf) } ]
+  #   defs:  its definitions; g: groupDefs of them
+  # One declaring module, or several declaring disjoint sets of names (e.g. a
+  # submodule's static options and those its function module adds) and one
+  # definition, take the direct route; anything else the general one
+  # (evalLevel).
+  configOf = ctx: loc: decls: defs: g:
+    if decls != [ ] && tail decls == [ ] then
+      (let d = head decls; in
+       if d.plan or null != null then plannedLevel ctx loc d.file d.plan defs
+       else if !(isAttrs d.value) then throw (badDeclMsg loc d.file)
+       else evalLevel1G ctx loc d.file d.value g)
+    else if decls != [ ] && (g.one || defs == [ ]) && all (d: isAttrs d.value) decls && disjointTrees decls then
+      (let
+         unmatched = removeAttrs g.dv (concatMap (d: if d.plan or null != null then d.plan.names else attrNames d.value) decls);
+       in
+       if unmatched != { } then unknownOption loc g unmatched
+       else if defs == [ ] then foldl' (acc: d: acc // evalLevel1 ctx loc d [ ]) { } decls
+       else foldl' (acc: d: acc // evalLevel1 ctx loc d [ { file = g.oneFile; value = intersectAttrs d.value g.dv; } ]) { } decls)
+    else (evalLevelG ctx loc decls g).config;
 
   # One level of the option tree.
   #   decls: [ { file, value = attrs of options and sub-levels } ]
   #   defs:  [ { file, value = attrs (possibly under mkIf/mkMerge/mkOverride) } ]
   # Returns { config, options }; `config` throws on definitions of undeclared
   # options.
-  evalLevel = ctx: loc: decls: defs:
+  evalLevel = ctx: loc: decls: defs: evalLevelG ctx loc decls (groupDefs loc defs);
+
+  evalLevelG = ctx: loc: decls: g:
     let
       # The common case, one module declaring the whole level, avoids
       # grouping: `declsByName` then maps names to the declarations themselves.
       single = tail decls == [ ];
       singleFile = (head decls).file;
       declsByName = if decls == [ ] then { } else if single then (head decls).value else groupByName decls;
-      # declarations of one name as a list of { file, value }
-      declsOf = n: d: if single then [ { file = singleFile; value = d; } ] else d;
+      # declarations of one name as a list of { file, value } (options with
+      # their attributes from withConfig)
+      declsOf = n: d: map (x: if isWcOption x.value then x // { value = withConfigOf' ctx x.value; } else x)
+        (if single then [ { file = singleFile; value = d; } ] else d);
 
-      pushed = concatMap (d:
-        let v = d.value; in
-        if isAttrs v && !(v ? _type) then [ d ] else pushDownWith (levelBad loc) d.file v) defs;
       # One definition (the common case): no grouping either.
-      singleDef = pushed != [ ] && tail pushed == [ ];
-      singleDefFile = (head pushed).file;
-      singleDefValue = (head pushed).value;
-      defsByName = if singleDef then singleDefValue else groupByName pushed;
+      singleDef = g.one;
+      singleDefFile = g.oneFile;
+      singleDefValue = g.dv;
+      defsByName = g.dv;
       hasDefs = n: defsByName ? ${n};
       defsOf = n:
         if singleDef then (if singleDefValue ? ${n} then [ { file = singleDefFile; value = singleDefValue.${n}; } ] else [ ])
         else defsByName.${n} or [ ];
       unmatched = removeAttrs defsByName (attrNames declsByName);
-      firstUnmatched = head (attrNames unmatched);
-      unmatchedFiles =
-        if singleDef then [ singleDefFile ]
-        else uniqueStrings (map (d: d.file) unmatched.${firstUnmatched});
 
       # per name: "option" (one declaration), "options" (several), "level"
       kindOf = n: ds:
@@ -891,7 +1339,7 @@ let
       subLevel = n: d:
         evalLevel ctx (loc ++ [ n ]) (map (d:
           if isAttrs d.value then d
-          else throw "carrier: the option declaration '${showOption (loc ++ [ n ])}' in '${d.file}' is neither an option (mkOption) nor an attribute set of options") (declsOf n d))
+          else throw (badDeclMsg (loc ++ [ n ]) d.file)) (declsOf n d))
           (defsOf n);
       subLevels = mapAttrs subLevel declsByName;
 
@@ -900,7 +1348,8 @@ let
         if hasDefs n then optionValue ctx (loc ++ [ n ]) file o (defsOf n)
         else defaultValue ctx (loc ++ [ n ]) file o;
 
-      valueOf = n: o:
+      valueOf = n: o0:
+        let o = if o0 ? _withConfig && o0._type or null == "option" then withConfigOf' ctx o0 else o0; in
         if single && o._type or null == "option" then
           # fast paths for one declaration: one plain definition of a scalar
           # option, or no definition and the shared merged default
@@ -915,8 +1364,8 @@ let
             else optionValue ctx (loc ++ [ n ]) singleFile o (defsOf n)
           else
             let m = o._defaultMemo or null; in
-            if m != null && !(o ? apply) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-            then m.value
+            if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+            then (if o ? apply then o.apply m.value else m.value)
             else defaultValue ctx (loc ++ [ n ]) singleFile o
         else if single && !(hasDefs n) then defaultsTree ctx (loc ++ [ n ]) singleFile o
         else
@@ -936,7 +1385,7 @@ let
 
       config =
         if unmatched == { } then mapAttrs valueOf declsByName
-        else throw "carrier: the option '${showOption (loc ++ [ firstUnmatched ])}' does not exist (defined in ${showFiles unmatchedFiles})";
+        else unknownOption loc g unmatched;
     in
     { inherit config; options = mapAttrs infoOf declsByName; };
 
@@ -949,14 +1398,17 @@ let
       given = intersectAttrs fa args;
     in
     if fa == { } then f args
-    else if length (attrNames given) == length (attrNames fa) then f given
+    else if intersectAttrs args fa == fa then f given
     else
       f (given // listToAttrs (concatMap (n:
         if fa.${n} || args ? ${n} then [ ]
         else [ (nameValuePair n (throw "carrier: the module '${file}' takes the argument '${n}', which is not available (available: ${concatStringsSep ", " (attrNames args)})")) ]
       ) (attrNames fa)));
 
-  moduleKeys = [ "_file" "key" "imports" "options" "config" "meta" "disabledModules" "_class" "freeformType" ];
+  moduleKeys = [ "_file" "key" "imports" "options" "config" "meta" "disabledModules" "_class" "freeformType" "_pureDefaults" ];
+  moduleKeySet = genAttrs moduleKeys (_: true);
+  # the configuration of a shorthand module (everything but its module keys)
+  shorthandConfig = m: if intersectAttrs moduleKeySet m == { } then m else removeAttrs m moduleKeys;
 
   # An attribute-set module (already applied) in a submodule's fast path ->
   # normalized record (key and fromPath are not needed there).
@@ -969,7 +1421,7 @@ let
         let extra = attrNames (removeAttrs m moduleKeys); in
         if extra != [ ] then throw (unsupportedAttrMsg file' extra)
         else { file = file'; imports = m.imports or [ ]; options = m.options or { }; config = m.config or { }; }
-      else { file = file'; imports = m.imports or [ ]; options = { }; config = removeAttrs m moduleKeys; };
+      else { file = file'; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
 
   notModuleMsg = file: m:
     "carrier: the module in '${file}' is not a module (expected an attribute set or a function, got a value of type ${typeOf m})";
@@ -992,7 +1444,33 @@ let
         if extra != [ ] then throw (unsupportedAttrMsg file' extra)
         else { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = m.options or { }; config = m.config or { }; }
       else
-        { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = { }; config = removeAttrs m moduleKeys; };
+        { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
+
+  # A path module -> normalized record (normalizeModule, with the module
+  # function applied directly when every argument it takes is available).
+  pathModule = args: p:
+    let
+      f = toString p;
+      m0 = import p;
+      fa = functionArgs m0;
+      m =
+        if !(isFunction m0) then m0
+        else if fa != { } && intersectAttrs args fa == fa then m0 (intersectAttrs fa args)
+        else applyModule f args m0;
+    in
+    if !(isAttrs m) then throw (notModuleMsg f m)
+    else if m ? _type then { key = f; file = f; fromPath = true; imports = [ ]; options = { }; config = m; }
+    else
+      let
+        file' = if m ? _file then toString m._file else f;
+        key' = if m ? key then toString m.key else f;
+      in
+      if m ? config || m ? options then
+        let extra = attrNames (removeAttrs m moduleKeys); in
+        if extra != [ ] then throw (unsupportedAttrMsg file' extra)
+        else { key = key'; file = file'; fromPath = true; imports = m.imports or [ ]; options = m.options or { }; config = m.config or { }; }
+      else
+        { key = key'; file = file'; fromPath = true; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
 
   # entries: [ { file, module, configOnly } ]
   #   -> [ { key, file, imports, options, config, fromPath } ] in depth-first
@@ -1004,8 +1482,7 @@ let
       load = parentKey: idx: e:
         if e.configOnly && isAttrs e.module then
           { key = "${parentKey}:${toString idx}"; inherit (e) file; fromPath = false; imports = [ ]; options = { }; config = e.module; }
-        else if isPathLike e.module then
-          (let f = toString e.module; in normalize f f true (import e.module))
+        else if isPathLike e.module then pathModule args e.module
         else normalize e.file "${parentKey}:${toString idx}" false e.module;
 
       walk = ancestors: mod:
@@ -1018,7 +1495,10 @@ let
             else walk ancestors' (load mod.key i { inherit (mod) file; module = m; configOnly = false; })
           ) (genList id (length mod.imports));
 
-      roots = genList (i: load "" i (elemAt entries i)) (length entries);
+      roots = genList (i:
+        let e = elemAt entries i; m = e.module; in
+        if !e.configOnly && (isPath m || (isString m && substring 0 1 m == "/")) then pathModule args m
+        else load "" i e) (length entries);
       flat = if all (m: m.imports == [ ]) roots then roots else concatMap (walk [ ]) roots;
     in
     if any (m: m.fromPath) flat then genericClosure { startSet = flat; operator = _: [ ]; }
@@ -1030,11 +1510,11 @@ let
       collected = collectModules args entries;
       decls = concatMap (m: if m.options == { } then [ ] else [ { inherit (m) file; value = m.options; } ]) collected;
       defs = concatMap (m: if m.config == { } then [ ] else [ { inherit (m) file; value = m.config; } ]) collected;
-      ctx = { files = ctxFiles; };
-      config =
-        if decls != [ ] && tail decls == [ ] then evalLevel1 ctx prefix (head decls) defs
-        else (evalLevel ctx prefix decls defs).config;
-      options = (evalLevel ctx prefix decls defs).options;
+      ctx = { files = ctxFiles; inherit config; };
+      # shared by config and options
+      g = groupDefs prefix defs;
+      config = configOf ctx prefix decls defs g;
+      options = (evalLevelG ctx prefix decls g).options;
     in
     { inherit config options; modules = collected; };
 
@@ -1046,7 +1526,7 @@ let
     };
 
   lib = {
-    inherit lib types evalModules mkOption mkOptionType mkEnableOption mkSinkUndeclaredOptions
+    inherit lib types evalModules mkOption mkOptionType mkEnableOption mkSinkUndeclaredOptions withConfig
       mkIf mkMerge mkOverride mkOptionDefault mkDefault mkImageMediaOverride mkForce mkVMOverride
       mkOrder mkBefore mkAfter defaultOverridePriority defaultOrderPriority
       isOption showOption showFiles showValue mergeEqualOption mergeOneOption mergeDefaultOption
@@ -1070,7 +1550,7 @@ let
     strings = { inherit concatStrings concatMapStrings concatMapStringsSep hasPrefix hasSuffix removePrefix removeSuffix splitString toUpper toLower stringToCharacters escapeRegex; };
     lists = { inherit optional optionals toList last init take drop sublist flatten range imap0 imap1 count foldr foldl reverseList findFirst unique intersectLists subtractLists; };
     attrsets = { inherit nameValuePair genAttrs mapAttrs' mapAttrsToList filterAttrs zipAttrs attrByPath hasAttrByPath getAttrFromPath setAttrByPath recursiveUpdate recursiveUpdateUntil optionalAttrs; };
-    options = { inherit mkOption mkEnableOption showOption isOption; };
+    options = { inherit mkOption mkEnableOption showOption isOption withConfig; };
     modules = { inherit evalModules mkIf mkMerge mkOverride mkDefault mkForce mkOrder mkBefore mkAfter; };
     trivial = { inherit id const flip fix min max mod boolToString; };
   };
