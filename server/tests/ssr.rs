@@ -168,3 +168,19 @@ async fn broken_cluster_shows_the_nix_error_without_absolute_paths() {
         .unwrap();
     assert!(n >= 1);
 }
+
+#[tokio::test]
+async fn concurrent_requests_record_one_evaluation() {
+    let h = harness(example(), None).await;
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let app = h.app.clone();
+            tokio::spawn(async move { get(&app, "/carriers", &[]).await })
+        })
+        .collect();
+    for handle in handles {
+        assert_eq!(handle.await.unwrap().0, StatusCode::OK);
+    }
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evaluations").fetch_one(&h.db).await.unwrap();
+    assert_eq!(n, 1, "one configuration, one evaluation record");
+}

@@ -38,10 +38,15 @@ impl InventoryService {
         let elapsed = started.elapsed().as_millis() as i64;
         match result {
             Ok(loaded) => {
-                let is_new = self.recorded.lock().unwrap().as_deref() != Some(loaded.key.as_str());
+                // Check and mark in one step: concurrent requests record a key once.
+                let is_new = {
+                    let mut recorded = self.recorded.lock().unwrap();
+                    let is_new = recorded.as_deref() != Some(loaded.key.as_str());
+                    *recorded = Some(loaded.key.clone());
+                    is_new
+                };
                 if is_new {
                     self.record(&loaded.key, Some(loaded.cluster.machines.len()), elapsed, None).await;
-                    *self.recorded.lock().unwrap() = Some(loaded.key.clone());
                 }
                 Ok(loaded)
             }
