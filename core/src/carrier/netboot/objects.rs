@@ -48,6 +48,13 @@ use crate::carrier::profiles::ProfileLinks;
 /// Bump when the rendered output changes, so old objects are not reused.
 const FORMAT: &str = "carrier-netboot-objects-1";
 
+/// Bytes of SHA-256 in an object key (24 hex digits; 96 bits keep collisions out of
+/// reach for any number of machines). Short keys keep the trees' links to the objects
+/// (`../../../tftp.objects/<key>/menus`, 52 bytes) under 60 bytes, which ext4 stores in
+/// the inode ("fast" symlinks); a longer target costs a data block per link, written
+/// and freed again by every build.
+const KEY_BYTES: usize = 12;
+
 /// How long the per-MAC iPXE script waits before booting the default entry.
 pub const IPXE_AUTO_TIMEOUT_MS: u32 = 5000;
 
@@ -190,7 +197,7 @@ impl ObjectStore {
             field(&g.inode.to_le_bytes());
             field(g.target.as_os_str().as_encoded_bytes());
         }
-        hex::encode(&h.finalize()[..16])
+        hex::encode(&h.finalize()[..KEY_BYTES])
     }
 
     /// The object's summary, when a complete object exists for `key`.
@@ -217,7 +224,7 @@ impl ObjectStore {
         h.update(FORMAT);
         h.update(b"\0shared dir\0");
         spec.hash(&mut h);
-        let key = format!("d-{}", hex::encode(&h.finalize()[..16]));
+        let key = format!("d-{}", hex::encode(&h.finalize()[..KEY_BYTES]));
         let (objects, name) = match side {
             Side::Tftp => (&self.tftp, &self.tftp_name),
             Side::Http => (&self.http, &self.http_name),
