@@ -12,7 +12,7 @@ usage: netboot-fixture.py store DIR
 kernel) and a dist `dist-<host>-<g>` holding small `bzImage`, `initrd`, `kernel-params`,
 `machine.json` (distinct fqdn and MAC, `toplevel`, version, revision, swpins-info) and,
 for every 4th machine (vpsAdminOS), `root.squashfs`. The store paths go to
-DIR/store.json; the call is skipped when that file exists.
+DIR/store.json; the call is skipped while the paths that file names exist.
 
 `profiles` lays out DIR/CASE/profiles exactly as `nix-env -p <dir>/confctl-<m> --set`
 leaves it: `confctl-<m>-<N>-link -> /nix/store/…-dist-…` (absolute) for N = 1..GENERATIONS
@@ -84,7 +84,11 @@ def nix_add(dirs):
 def cmd_store(dir):
     manifest = os.path.join(dir, "store.json")
     if os.path.exists(manifest):
-        return
+        with open(manifest) as f:
+            pool = json.load(f)
+        # Still valid unless the garbage collector took the paths.
+        if all(os.path.exists(p) for p in [pool["kernel"], *pool["dist"]["0"].values()]):
+            return
     src = os.path.join(dir, "src")
     shutil.rmtree(src, ignore_errors=True)
     os.makedirs(os.path.join(src, "kernel", "linux-6.6.30"))

@@ -460,21 +460,11 @@ fn write_tftp(
         w.dir(&dir.join("boot/memtest86"))?;
         w.link(&mt.file, &dir.join("boot/memtest86/memtest.bin"))?;
     }
-    // One link per machine in each of `boot/` and `pxeserver/machines/`: the two
-    // directories side by side (creating entries in one directory is serialised by the
-    // kernel, so more threads per directory would not help).
-    let (boot, machines) = (dir.join("boot"), dir.join("pxeserver/machines"));
-    std::thread::scope(|s| {
-        let menus = s.spawn(|| {
-            published.iter().try_for_each(|(key, m)| {
-                w.link(&store.tftp_menus_target(key), &machines.join(&m.machine.fqdn))
-            })
-        });
-        let boot = published
-            .iter()
-            .try_for_each(|(key, m)| w.link(&store.tftp_boot_target(key), &boot.join(&m.machine.fqdn)));
-        boot.and(menus.join().expect("the TFTP link writer does not panic"))
-    })?;
+    for (key, meta) in published {
+        let m = &meta.machine;
+        w.link(&store.tftp_boot_target(key), &dir.join("boot").join(&m.fqdn))?;
+        w.link(&store.tftp_menus_target(key), &dir.join("pxeserver/machines").join(&m.fqdn))?;
+    }
 
     // pxelinux.cfg/ and ipxe/ change only with the menus and the MAC assignments, so
     // they are shared directories; their per-MAC links reach the machine's files

@@ -24,7 +24,6 @@ use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{BuildReport, NetbootError};
@@ -232,37 +231,6 @@ pub(crate) fn remove_path(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Removes the directory `dir` and everything in it (symlinks are not followed), like
-/// [`remove_path`] but with its subdirectories and its own entries removed side by
-/// side: a tree's big directories (`boot/`, `pxeserver/machines/`, the HTTP root's
-/// per-machine links) are separate tasks. One directory's entries are removed by one
-/// thread, since the kernel serialises changes to a directory anyway.
-pub(crate) fn remove_tree(dir: &Path) -> std::io::Result<()> {
-    let ignore_gone = |r: std::io::Result<()>| match r {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        r => r,
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-        r => r?,
-    };
-    let (mut subdirs, mut others) = (Vec::new(), Vec::new());
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            subdirs.push(entry.path());
-        } else {
-            others.push(entry.path());
-        }
-    }
-    let (dirs, files) = rayon::join(
-        || subdirs.par_iter().try_for_each(|d| ignore_gone(std::fs::remove_dir_all(d))),
-        || others.iter().try_for_each(|f| ignore_gone(std::fs::remove_file(f))),
-    );
-    dirs.and(files)?;
-    ignore_gone(std::fs::remove_dir(dir))
-}
-
 /// Builds new trees for `roots` with `write` (given the new directories, in the order
 /// of `roots`) and publishes them atomically. Returns the new directories; `warnings`
 /// gets the problems that did not stop publishing (a previous tree that could not be
@@ -326,7 +294,10 @@ where
     // The previous trees go only now that nothing points to them (in parallel: they are
     // independent and large).
     let previous: Vec<PathBuf> = roots.iter().filter_map(Root::previous_tree).collect();
-    let removals: Vec<std::io::Result<()>> = previous.par_iter().map(|p| remove_tree(p)).collect();
+    let removals: Vec<std::io::Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = previous.iter().map(|p| s.spawn(move || remove_path(p))).collect();
+        handles.into_iter().map(|h| h.join().expect("removing a tree does not panic")).collect()
+    });
     for (prev, result) in previous.iter().zip(removals) {
         if let Err(e) = result {
             warnings.push(format!("could not remove the previous tree '{}': {e}", prev.display()));
