@@ -239,3 +239,24 @@ fn evaluator_output_matches_golden_files() {
     assert_golden("helpers");
     assert_golden("module-list");
 }
+
+#[test]
+fn concurrent_loads_share_one_evaluation() {
+    let cache = tempfile::tempdir().unwrap();
+    let inventory = Inventory::new(cache.path());
+    let dir = fixture("helpers");
+    let loads: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6).map(|_| s.spawn(|| inventory.load(&dir))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let fresh = loads.iter().filter(|l| !l.as_ref().unwrap().cached).count();
+    assert_eq!(fresh, 1, "Nix ran once for six concurrent loads");
+    let key = &loads[0].as_ref().unwrap().key;
+    assert!(cache.path().join("inventory").join(format!("{key}.json")).is_file());
+    let leftovers: Vec<_> = std::fs::read_dir(cache.path().join("inventory"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+}

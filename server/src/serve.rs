@@ -3,14 +3,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use app::services::{AccessPolicy, AppState, InventoryService};
 use app::{shell, App};
 use axum::Router;
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
@@ -50,8 +50,17 @@ pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
 }
 
 /// The whole web application, ready to serve; tests call this too.
+/// The app's routes, generated once per process. While leptos generates a route list it
+/// suppresses resource loading process-wide, and a page whose data starts loading in that
+/// moment never finishes (leptos-rs/leptos#4773); so no route list is generated while
+/// pages may be rendering.
+fn routes() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
-    let routes = generate_route_list(App);
+    let routes = routes();
     Router::new()
         .leptos_routes_with_context(
             &leptos_options,

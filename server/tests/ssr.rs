@@ -53,7 +53,7 @@ fn rows(html: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machines_page_lists_every_machine_with_carried_ones() {
     let h = harness(example(), None).await;
     let (status, html) = get(&h.app, "/machines", &[]).await;
@@ -72,7 +72,7 @@ async fn machines_page_lists_every_machine_with_carried_ones() {
     assert_eq!(n, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_is_applied_server_side() {
     let h = harness(example(), None).await;
     let (_, html) = get(&h.app, "/machines?pattern=pxe-server%23*&tags=&attrs=&managed=all", &[]).await;
@@ -91,7 +91,7 @@ fn rows_empty(html: &str) -> bool {
     rows(html).is_empty()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filter_names_the_value() {
     let h = harness(example(), None).await;
     let (status, html) = get(&h.app, "/machines?attrs=nonsense", &[]).await;
@@ -100,7 +100,7 @@ async fn bad_filter_names_the_value() {
     assert!(rows_empty(&html));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn machine_page_shows_options_and_carrier() {
     let h = harness(example(), None).await;
     let (status, html) = get(&h.app, "/machines/pxe-server", &[]).await;
@@ -111,7 +111,7 @@ async fn machine_page_shows_options_and_carrier() {
     assert!(carried.len() >= 2, "{carried:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carriers_page_lists_carried_machines() {
     let h = harness(example(), None).await;
     let (status, html) = get(&h.app, "/carriers", &[]).await;
@@ -120,14 +120,14 @@ async fn carriers_page_lists_carried_machines() {
     assert!(html.contains("system.build.dist"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_machine_is_not_found() {
     let h = harness(example(), None).await;
     let (_, html) = get(&h.app, "/machines/no-such-machine", &[]).await;
     assert!(html.contains("no machine named &#x27;no-such-machine&#x27;") || html.contains("no machine named 'no-such-machine'"), "{html}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_is_enforced_for_pages_and_server_functions() {
     let h = harness(example(), Some("s3cret")).await;
     let (_, html) = get(&h.app, "/machines", &[]).await;
@@ -152,7 +152,7 @@ async fn token_is_enforced_for_pages_and_server_functions() {
     assert_eq!(carriers[0]["name"], "pxe-server");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_cluster_shows_the_nix_error_without_absolute_paths() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cluster/broken");
@@ -169,7 +169,7 @@ async fn broken_cluster_shows_the_nix_error_without_absolute_paths() {
     assert!(n >= 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_requests_record_one_evaluation() {
     let h = harness(example(), None).await;
     let handles: Vec<_> = (0..8)
@@ -183,4 +183,23 @@ async fn concurrent_requests_record_one_evaluation() {
     }
     let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evaluations").fetch_one(&h.db).await.unwrap();
     assert_eq!(n, 1, "one configuration, one evaluation record");
+}
+
+/// Building a router while another one renders pages must not stall those pages (leptos
+/// stalls a page whose data starts loading while a route list is generated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_while_other_routers_are_built() {
+    let h = harness(example(), None).await;
+    let builder = tokio::spawn(async {
+        for _ in 0..20 {
+            harness(example(), None).await;
+        }
+    });
+    for _ in 0..20 {
+        let page = tokio::time::timeout(std::time::Duration::from_secs(10), get(&h.app, "/carriers", &[])).await;
+        let (status, html) = page.expect("the page finished rendering");
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("data-carrier=\"pxe-server\""));
+    }
+    builder.await.unwrap();
 }

@@ -19,6 +19,8 @@ use crate::nix::{self, NixError};
 pub struct Inventory {
     cache_dir: PathBuf,
     last: Mutex<Option<(String, Arc<Cluster>)>>,
+    /// Held while a load misses `last`: concurrent callers wait for one evaluation.
+    evaluating: Mutex<()>,
 }
 
 /// A loaded cluster and where it came from.
@@ -39,7 +41,7 @@ struct EvalOutput {
 
 impl Inventory {
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
-        Inventory { cache_dir: cache_dir.into(), last: Mutex::new(None) }
+        Inventory { cache_dir: cache_dir.into(), last: Mutex::new(None), evaluating: Mutex::new(()) }
     }
 
     /// `$CARRIER_CACHE_DIR`, else `$XDG_CACHE_HOME/carrier`, else `~/.cache/carrier`.
@@ -76,10 +78,12 @@ impl Inventory {
             // a cache: losing it only costs re-reading files
             let _ = write_atomically(&memo_file, &serde_json::to_vec(&memo).expect("hashes serialize"));
         }
-        if let Some((last_key, cluster)) = &*self.last.lock().expect("inventory lock") {
-            if *last_key == key {
-                return Ok(Loaded { cluster: cluster.clone(), key, cached: true });
-            }
+        if let Some(cluster) = self.remembered(&key) {
+            return Ok(Loaded { cluster, key, cached: true });
+        }
+        let _evaluating = self.evaluating.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cluster) = self.remembered(&key) {
+            return Ok(Loaded { cluster, key, cached: true });
         }
         let cache_file = self.cache_dir.join("inventory").join(format!("{key}.json"));
         let (raw, cached) = match std::fs::read(&cache_file) {
@@ -88,10 +92,18 @@ impl Inventory {
         };
         let cluster = Arc::new(expand(&parse_output(&raw)?)?);
         if !cached {
-            write_atomically(&cache_file, &raw)?;
+            // a cache: failing to keep it only costs the next load an evaluation
+            let _ = write_atomically(&cache_file, &raw);
         }
         *self.last.lock().expect("inventory lock") = Some((key.clone(), cluster.clone()));
         Ok(Loaded { cluster, key, cached })
+    }
+
+    fn remembered(&self, key: &str) -> Option<Arc<Cluster>> {
+        match &*self.last.lock().expect("inventory lock") {
+            Some((last_key, cluster)) if last_key == key => Some(cluster.clone()),
+            _ => None,
+        }
     }
 
     fn evaluate(&self, conf_dir: &Path, cluster_dir: &Path) -> Result<Vec<u8>, InventoryError> {
@@ -281,9 +293,11 @@ struct FileHashes {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InventoryError> {
     let dir = path.parent().expect("cache file has a parent");
     std::fs::create_dir_all(dir).map_err(|e| InventoryError::io(format!("creating {}", dir.display()), e))?;
-    let tmp = dir.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap().to_string_lossy()));
-    std::fs::write(&tmp, bytes).map_err(|e| InventoryError::io(format!("writing {}", tmp.display()), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| InventoryError::io(format!("writing {}", path.display()), e))
+    let io = |e| InventoryError::io(format!("writing {}", path.display()), e);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut tmp, bytes).map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
