@@ -5,4 +5,5 @@
 
 pub mod carrier;
 pub mod cluster;
+pub mod events;
 pub mod nix;

@@ -1,0 +1,71 @@
+//! Typed progress events of builds and deploys. The engine emits them to an
+//! [`EventSink`]; the CLI prints them (progress lines or JSON), the dashboard streams them.
+
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+/// A step of a deploy run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Build,
+    Status,
+    Copy,
+    Activate,
+    CarriedProfile,
+    Reboot,
+    HealthCheck,
+}
+
+/// How one machine's step ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum Outcome {
+    Ok,
+    Skipped { reason: String },
+    Failed { error: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A phase starts for `machines` machines.
+    PhaseStarted { phase: Phase, machines: usize },
+    /// Counts within a phase: derivations built, paths copied, bytes transferred.
+    Progress { phase: Phase, machine: Option<String>, done: u64, expected: u64, bytes: u64 },
+    /// One line of output (Nix's log, a remote command's output).
+    Log { phase: Phase, machine: Option<String>, line: String },
+    /// A machine's step has ended.
+    MachineFinished { phase: Phase, machine: String, outcome: Outcome },
+    /// A phase has ended.
+    PhaseFinished { phase: Phase },
+}
+
+/// Where events go. Implementations must be cheap: they are called from worker threads.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, event: Event);
+}
+
+/// Drops every event.
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn emit(&self, _: Event) {}
+}
+
+/// Keeps every event, for tests and for summaries.
+#[derive(Default)]
+pub struct Recorder(pub Mutex<Vec<Event>>);
+
+impl EventSink for Recorder {
+    fn emit(&self, event: Event) {
+        self.0.lock().expect("recorder lock").push(event);
+    }
+}
+
+impl Recorder {
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().expect("recorder lock").clone()
+    }
+}
