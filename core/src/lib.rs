@@ -5,5 +5,6 @@
 
 pub mod carrier;
 pub mod cluster;
+pub mod deploy;
 pub mod events;
 pub mod nix;

@@ -57,11 +57,15 @@ pub struct ProfileArgs {
 #[derive(Subcommand)]
 pub enum ProfileCommand {
     /// Make a store path the profile's new generation, then run the on-change hooks.
+    /// Several profiles at once: `-p A -p B <path for A> <path for B>`; the hooks then run
+    /// once, after all of them.
     Set {
-        /// The profile: <profiles dir>/confctl-<alias>.
-        #[arg(short = 'p', long)]
-        profile: PathBuf,
-        store_path: String,
+        /// The profile: <profiles dir>/confctl-<alias> (repeatable).
+        #[arg(short = 'p', long, required = true)]
+        profile: Vec<PathBuf>,
+        /// One store path per profile, in the same order.
+        #[arg(required = true)]
+        store_path: Vec<String>,
     },
     /// Delete generations (numbers, `old`, `+N`, `Nd`), then run the on-change hooks.
     DeleteGenerations {

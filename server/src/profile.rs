@@ -4,21 +4,30 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use carrier_core::carrier::profile_change::{apply, check_profile, HostConfig, ProfileChange};
+use carrier_core::carrier::profile_change::{apply_all, check_profile, HostConfig, ProfileChange};
 use carrier_core::carrier::profiles;
 
 use crate::cli::{ProfileArgs, ProfileCommand};
 
 pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
     let config = HostConfig::load(&args.host_config)?;
-    let (profile, change) = match args.command {
-        ProfileCommand::Set { profile, store_path } => (profile, ProfileChange::Set { store_path }),
+    let changes: Vec<_> = match args.command {
+        ProfileCommand::Set { profile, store_path } => {
+            if profile.len() != store_path.len() {
+                anyhow::bail!(
+                    "{} profiles (-p) but {} store paths: give one store path per profile, in the same order",
+                    profile.len(),
+                    store_path.len()
+                );
+            }
+            profile.into_iter().zip(store_path).map(|(p, store_path)| (p, ProfileChange::Set { store_path })).collect()
+        }
         ProfileCommand::DeleteGenerations { profile, generations } => {
-            (profile, ProfileChange::DeleteGenerations { generations })
+            vec![(profile, ProfileChange::DeleteGenerations { generations })]
         }
         ProfileCommand::List { profile, json } => return list(&config, profile.as_deref(), json),
     };
-    apply(&config, &profile, &change)?;
+    apply_all(&config, &changes)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -163,3 +163,21 @@ fn profile_changes_of_one_carrier_are_serialised() {
     let kinds: Vec<&str> = events.lines().map(|l| l.split(' ').next().unwrap()).collect();
     assert_eq!(kinds, ["start", "set", "end", "start", "set", "end"], "{}", c.events());
 }
+
+#[test]
+fn several_profiles_in_one_set_run_the_hooks_once() {
+    let c = Carrier::new(LOG_HOOK);
+    let (a, b) = (store_path("multi-a"), store_path("multi-b"));
+    let (p1, p2) = (c.profile("node1"), c.profile("node2"));
+    ok(&c.carrier(&["set", "-p", p1.to_str().unwrap(), "-p", p2.to_str().unwrap(), &a, &b]));
+    assert_eq!(realpath(&p1), a);
+    assert_eq!(realpath(&p2), b);
+    assert_eq!(c.events().lines().count(), 1, "one hook run for both: {}", c.events());
+
+    // a count mismatch changes nothing and says what is wrong
+    let out = c.carrier(&["set", "-p", p1.to_str().unwrap(), "-p", p2.to_str().unwrap(), &b]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 profiles (-p) but 1 store paths"));
+    assert_eq!(realpath(&p1), a);
+    assert_eq!(c.events().lines().count(), 1);
+}

@@ -140,31 +140,45 @@ pub fn nix_env_argv(profile: &Path, change: &ProfileChange) -> Vec<String> {
     argv
 }
 
-/// Validates, takes the carrier's lock, runs nix-env, then each on-change hook with
-/// `CARRIER_PROFILE` and `CARRIER_ACTION` in its environment. A hook failure is
-/// reported as such: the profile has already changed then (upstream behaves alike;
-/// the message says so).
-pub fn apply(config: &HostConfig, profile: &Path, change: &ProfileChange) -> Result<(), ProfileChangeError> {
-    check_profile(config, profile)?;
-    match change {
-        ProfileChange::Set { store_path } => check_store_path(store_path)?,
-        ProfileChange::DeleteGenerations { generations } if generations.is_empty() => {
-            return Err(ProfileChangeError::NoGenerations);
+/// Validates every change, takes the carrier's lock, runs nix-env for each, then each
+/// on-change hook once with `CARRIER_PROFILE` and `CARRIER_ACTION` in its environment.
+/// A hook failure is reported as such: the profiles have already changed then
+/// (upstream behaves alike; the message says so).
+///
+/// Several changes under one lock, then the hooks once: a deploy that sets several
+/// carried profiles of a carrier rebuilds its netboot tree once. Everything is
+/// validated before anything changes; `CARRIER_PROFILE` names the first profile and
+/// `CARRIER_PROFILES` all of them, one per line.
+pub fn apply_all(config: &HostConfig, changes: &[(PathBuf, ProfileChange)]) -> Result<(), ProfileChangeError> {
+    for (profile, change) in changes {
+        check_profile(config, profile)?;
+        match change {
+            ProfileChange::Set { store_path } => check_store_path(store_path)?,
+            ProfileChange::DeleteGenerations { generations } if generations.is_empty() => {
+                return Err(ProfileChangeError::NoGenerations);
+            }
+            ProfileChange::DeleteGenerations { generations } => generations.iter().try_for_each(|g| check_generation(g))?,
         }
-        ProfileChange::DeleteGenerations { generations } => generations.iter().try_for_each(|g| check_generation(g))?,
     }
+    let Some((first, first_change)) = changes.first() else { return Ok(()) };
     let _lock = lock(&config.lock_file)?;
 
-    let argv = nix_env_argv(profile, change);
-    let out = run(&argv, &[])?;
-    if !out.status.success() {
-        return Err(ProfileChangeError::NixEnv {
-            profile: profile.to_path_buf(),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+    for (profile, change) in changes {
+        let out = run(&nix_env_argv(profile, change), &[])?;
+        if !out.status.success() {
+            return Err(ProfileChangeError::NixEnv {
+                profile: profile.to_path_buf(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
     }
-    let env = [("CARRIER_PROFILE", profile.display().to_string()), ("CARRIER_ACTION", change.action().to_string())];
+    let all: Vec<String> = changes.iter().map(|(p, _)| p.display().to_string()).collect();
+    let env = [
+        ("CARRIER_PROFILE", first.display().to_string()),
+        ("CARRIER_PROFILES", all.join("\n")),
+        ("CARRIER_ACTION", first_change.action().to_string()),
+    ];
     for hook in &config.on_change {
         let out = run(hook, &env)?;
         if !out.status.success() {
@@ -174,7 +188,7 @@ pub fn apply(config: &HostConfig, profile: &Path, change: &ProfileChange) -> Res
                 output = format!("{output}\n{}", stderr.trim()).trim().to_string();
             }
             return Err(ProfileChangeError::Hook {
-                profile: profile.to_path_buf(),
+                profile: first.to_path_buf(),
                 argv: hook.clone(),
                 status: out.status.to_string(),
                 output,

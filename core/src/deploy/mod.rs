@@ -1,0 +1,291 @@
+//! The deploy engine (spec 2): from built artifacts to activated machines and set
+//! carried profiles. `run` goes through the phases of spec 2.0 steps 6-7 in bulk mode
+//! (or one machine at a time) and returns a report that says, for every machine, where
+//! it stands. Events go to an [`EventSink`] as it works.
+
+pub mod activate;
+pub mod copy;
+pub mod health;
+pub mod plan;
+pub mod remote;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::events::{Event, EventSink, Outcome, Phase};
+pub use plan::{Action, Artifact, Kind, Target};
+pub use remote::{Connections, SshSettings};
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub action: Action,
+    pub max_concurrent_copy: usize,
+    pub one_by_one: bool,
+    pub copy_only: bool,
+    pub dry_activate_first: bool,
+    /// `Some(true)`/`Some(false)` force auto-rollback on or off; `None` follows each
+    /// machine's `autoRollback.enable`.
+    pub auto_rollback: Option<bool>,
+    pub health_checks: bool,
+}
+
+impl Default for DeployOptions {
+    fn default() -> Self {
+        DeployOptions {
+            action: Action::Switch,
+            max_concurrent_copy: 5,
+            one_by_one: false,
+            copy_only: false,
+            dry_activate_first: false,
+            auto_rollback: None,
+            health_checks: true,
+        }
+    }
+}
+
+/// Where one machine stands after the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum MachineState {
+    /// Activated (standalone) or its profile set (carried).
+    Deployed,
+    /// Copied only (`--copy-only`, or an action that does nothing for carried machines).
+    Copied,
+    /// Nothing to do: already using the generation.
+    Current,
+    /// The step failed; `changed` says whether the machine runs something new now.
+    Failed { phase: Phase, error: String, changed: bool },
+    /// Not attempted because the run stopped after another machine failed.
+    NotAttempted { reason: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MachineReport {
+    pub machine: String,
+    pub host: String,
+    pub generation: String,
+    pub toplevel: PathBuf,
+    #[serde(flatten)]
+    pub state: MachineState,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployReport {
+    pub action: Action,
+    pub machines: Vec<MachineReport>,
+    /// SSH connections opened by this run (one per host at most).
+    pub connections: usize,
+}
+
+impl DeployReport {
+    pub fn success(&self) -> bool {
+        self.machines.iter().all(|m| !matches!(m.state, MachineState::Failed { .. } | MachineState::NotAttempted { .. }))
+    }
+}
+
+/// Deploys `targets` (see [`plan::targets`]).
+pub async fn run(targets: Vec<Target>, opts: &DeployOptions, ssh: SshSettings, sink: &dyn EventSink) -> DeployReport {
+    let connections = match Connections::new(ssh) {
+        Ok(c) => c,
+        Err(e) => {
+            let error = format!("creating the SSH control directory: {e}");
+            let states = targets
+                .iter()
+                .map(|t| (t.machine.clone(), MachineState::Failed { phase: Phase::Status, error: error.clone(), changed: false }))
+                .collect();
+            return report(&targets, states, opts, 0);
+        }
+    };
+    let mut states: BTreeMap<String, MachineState> = BTreeMap::new();
+    let groups: Vec<Vec<Target>> =
+        if opts.one_by_one { targets.iter().map(|t| vec![t.clone()]).collect() } else { vec![targets.clone()] };
+    for group in groups {
+        if states.values().any(|s| matches!(s, MachineState::Failed { .. })) {
+            for t in &group {
+                states.insert(t.machine.clone(), not_attempted());
+            }
+            continue;
+        }
+        run_group(&group, opts, &connections, sink, &mut states).await;
+    }
+    report(&targets, states, opts, connections.connection_count())
+}
+
+fn not_attempted() -> MachineState {
+    MachineState::NotAttempted { reason: "the run stopped after a failure".into() }
+}
+
+async fn run_group(
+    targets: &[Target],
+    opts: &DeployOptions,
+    connections: &Connections,
+    sink: &dyn EventSink,
+    states: &mut BTreeMap<String, MachineState>,
+) {
+    let finish = |sink: &dyn EventSink, phase, machine: &str, outcome| {
+        sink.emit(Event::MachineFinished { phase, machine: machine.to_string(), outcome })
+    };
+
+    // Status: connect, and drop what already runs the generation.
+    sink.emit(Event::PhaseStarted { phase: Phase::Status, machines: targets.len() });
+    let mut pending: Vec<&Target> = Vec::new();
+    for t in targets {
+        let remote = match connections.get(&t.host, t.port).await {
+            Ok(r) => r,
+            Err(e) => {
+                finish(sink, Phase::Status, &t.machine, Outcome::Failed { error: e.to_string() });
+                states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::Status, error: e.to_string(), changed: false });
+                continue;
+            }
+        };
+        if !opts.copy_only && activate::is_current(&remote, t, opts.action).await {
+            let reason = format!("already using target generation {}", t.artifact.generation);
+            finish(sink, Phase::Status, &t.machine, Outcome::Skipped { reason });
+            states.insert(t.machine.clone(), MachineState::Current);
+            continue;
+        }
+        pending.push(t);
+    }
+    sink.emit(Event::PhaseFinished { phase: Phase::Status });
+
+    // Copy.
+    let owned: Vec<Target> = pending.iter().map(|t| (*t).clone()).collect();
+    let order = plan::copy_order(&owned);
+    sink.emit(Event::PhaseStarted { phase: Phase::Copy, machines: order.len() });
+    let paths = |t: &Target| {
+        let mut p = vec![t.artifact.toplevel.clone()];
+        if uses_auto_rollback(t, opts) {
+            p.extend(t.artifact.auto_rollback.clone());
+        }
+        p
+    };
+    let copied = copy::copy_all(&order, paths, connections, opts.max_concurrent_copy, sink).await;
+    let mut copied_ok = Vec::new();
+    for (machine, result) in copied {
+        match result {
+            Ok(()) => {
+                finish(sink, Phase::Copy, &machine, Outcome::Ok);
+                copied_ok.push(machine);
+            }
+            Err(error) => {
+                finish(sink, Phase::Copy, &machine, Outcome::Failed { error: error.clone() });
+                states.insert(machine, MachineState::Failed { phase: Phase::Copy, error, changed: false });
+            }
+        }
+    }
+    sink.emit(Event::PhaseFinished { phase: Phase::Copy });
+    let ready: Vec<&Target> = owned.iter().filter(|t| copied_ok.contains(&t.machine)).collect();
+    if opts.copy_only {
+        for t in ready {
+            states.insert(t.machine.clone(), MachineState::Copied);
+        }
+        return;
+    }
+    // Nothing is activated when any copy failed: every host stays on what it runs.
+    if states.values().any(|s| matches!(s, MachineState::Failed { .. })) {
+        for t in ready {
+            states.insert(t.machine.clone(), MachineState::NotAttempted { reason: "copied, not activated: another copy failed".into() });
+        }
+        return;
+    }
+
+    // Activation: standalone in order, then carried machines, one profile set per carrier.
+    let order: Vec<&Target> = plan::activation_order(&ready.iter().map(|t| (*t).clone()).collect::<Vec<_>>())
+        .into_iter()
+        .map(|t| *ready.iter().find(|r| r.machine == t.machine).expect("same targets"))
+        .collect();
+    sink.emit(Event::PhaseStarted { phase: Phase::Activate, machines: order.len() });
+    let mut stopped = false;
+    let mut carried_by: Vec<(String, Vec<&Target>)> = Vec::new();
+    for t in order {
+        if stopped {
+            states.insert(t.machine.clone(), not_attempted());
+            continue;
+        }
+        if let Some(carrier) = t.carrier() {
+            if opts.action == Action::Switch {
+                match carried_by.iter_mut().find(|(c, _)| c == carrier) {
+                    Some((_, v)) => v.push(t),
+                    None => carried_by.push((carrier.to_string(), vec![t])),
+                }
+            } else {
+                // spec 2.4: only switch changes a carried profile
+                states.insert(t.machine.clone(), MachineState::Copied);
+            }
+            continue;
+        }
+        let remote = connections.get(&t.host, t.port).await.expect("connected in the status phase");
+        match activate::standalone(&remote, t, opts.action, opts.dry_activate_first, uses_auto_rollback(t, opts)).await {
+            Ok(()) => {
+                finish(sink, Phase::Activate, &t.machine, Outcome::Ok);
+                states.insert(t.machine.clone(), MachineState::Deployed);
+            }
+            Err(f) => {
+                let error = if f.rolled_back { format!("{} (rolled back to the previous system)", f.message) } else { f.message };
+                finish(sink, Phase::Activate, &t.machine, Outcome::Failed { error: error.clone() });
+                states.insert(
+                    t.machine.clone(),
+                    MachineState::Failed { phase: Phase::Activate, error, changed: false },
+                );
+                stopped = true;
+            }
+        }
+    }
+    for (carrier, group) in carried_by {
+        if stopped {
+            for t in group {
+                states.insert(t.machine.clone(), not_attempted());
+            }
+            continue;
+        }
+        let remote = connections.get(&group[0].host, group[0].port).await.expect("connected in the status phase");
+        match activate::carried(&remote, &group).await {
+            Ok(()) => {
+                for t in group {
+                    finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Ok);
+                    states.insert(t.machine.clone(), MachineState::Deployed);
+                }
+            }
+            Err(e) => {
+                // the profiles may be set already when a hook failed (spec 2.4): say so
+                let error = format!("setting carried profiles on {carrier}: {e}");
+                for t in group {
+                    let changed = activate::is_current(&remote, t, Action::Switch).await;
+                    finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Failed { error: error.clone() });
+                    states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::CarriedProfile, error: error.clone(), changed });
+                }
+                stopped = true;
+            }
+        }
+    }
+    sink.emit(Event::PhaseFinished { phase: Phase::Activate });
+
+    if opts.health_checks && matches!(opts.action, Action::Switch | Action::Test) {
+        let deployed: Vec<&Target> =
+            targets.iter().filter(|t| t.carrier().is_none() && states.get(&t.machine) == Some(&MachineState::Deployed)).collect();
+        health::run_all(&deployed, connections, sink, states).await;
+    }
+}
+
+fn uses_auto_rollback(t: &Target, opts: &DeployOptions) -> bool {
+    t.carrier().is_none() && t.artifact.auto_rollback.is_some() && opts.auto_rollback.unwrap_or(t.auto_rollback_enabled)
+}
+
+fn report(targets: &[Target], mut states: BTreeMap<String, MachineState>, opts: &DeployOptions, connections: usize) -> DeployReport {
+    DeployReport {
+        action: opts.action,
+        connections,
+        machines: targets
+            .iter()
+            .map(|t| MachineReport {
+                machine: t.machine.clone(),
+                host: t.host.clone(),
+                generation: t.artifact.generation.clone(),
+                toplevel: t.artifact.toplevel.clone(),
+                state: states.remove(&t.machine).unwrap_or_else(not_attempted),
+            })
+            .collect(),
+    }
+}
