@@ -43,6 +43,8 @@ pub enum Command {
     Profile(ProfileArgs),
     /// The netboot server of this carrier.
     Netboot(NetbootArgs),
+    /// Build, copy and activate machines; `<carrier>#<machine>` sets carried profiles.
+    Deploy(DeployArgs),
 }
 
 #[derive(Args)]
@@ -156,4 +158,48 @@ pub struct ServeArgs {
     /// Require this token (Bearer header or `carrier_token` cookie) for every request.
     #[arg(long, env = "CARRIER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// switch (default), boot, test or dry-activate.
+    pub action: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// Deploy this existing build generation instead of building.
+    #[arg(short = 'g', long = "generation")]
+    pub generation: Option<String>,
+    /// Copies running at the same time.
+    #[arg(long, default_value_t = 5)]
+    pub max_concurrent_copy: usize,
+    /// Copy, activate and check one machine before starting the next.
+    #[arg(long)]
+    pub one_by_one: bool,
+    /// Copy closures, activate nothing.
+    #[arg(long)]
+    pub copy_only: bool,
+    /// Build, copy nothing.
+    #[arg(long)]
+    pub build_only: bool,
+    /// Run `switch-to-configuration dry-activate` before the action.
+    #[arg(long)]
+    pub dry_activate_first: bool,
+    /// Force auto-rollback on for every machine.
+    #[arg(long, conflicts_with = "disable_auto_rollback")]
+    pub enable_auto_rollback: bool,
+    /// Force auto-rollback off.
+    #[arg(long)]
+    pub disable_auto_rollback: bool,
+    /// Skip health checks after activation.
+    #[arg(long)]
+    pub no_health_checks: bool,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Print the final report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -61,17 +61,14 @@ fn routes() -> Vec<AxumRouteListing> {
 
 pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
     let routes = routes();
+    let context = move || provide_context(state.clone());
     Router::new()
-        .leptos_routes_with_context(
-            &leptos_options,
-            routes,
-            move || provide_context(state.clone()),
-            {
-                let options = leptos_options.clone();
-                move || shell(options.clone())
-            },
-        )
-        .fallback(leptos_axum::file_and_error_handler(shell))
+        .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
+        // unknown paths render the app's not-found page, which reads the state too
+        .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
         .with_state(leptos_options)
 }
 

@@ -203,3 +203,11 @@ async fn pages_render_while_other_routers_are_built() {
     }
     builder.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_paths_get_the_not_found_page_with_the_app_state() {
+    let h = harness(example(), None).await;
+    let (status, html) = get(&h.app, "/no/such/page", &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(html.contains("data-testid=\"inventory-info\""), "the footer read the inventory: {html}");
+}

@@ -10,10 +10,11 @@ pub mod plan;
 pub mod remote;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::cluster::Machine;
 use crate::events::{Event, EventSink, Outcome, Phase};
 pub use plan::{Action, Artifact, Kind, Target};
 pub use remote::{Connections, SshSettings};
@@ -83,6 +84,43 @@ impl DeployReport {
     pub fn success(&self) -> bool {
         self.machines.iter().all(|m| !matches!(m.state, MachineState::Failed { .. } | MachineState::NotAttempted { .. }))
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    #[error("no build generation '{generation}' for {}", machines.join(", "))]
+    MissingGeneration { generation: String, machines: Vec<String> },
+}
+
+/// The artifacts to deploy: a new build of every machine, or with `generation` that
+/// existing build generation (every machine must have it; upstream would ask whether to
+/// go on without the others, carrier refuses and names them).
+pub fn artifacts(
+    conf_dir: &Path,
+    machines: &[&Machine],
+    generation: Option<&str>,
+    sink: &dyn EventSink,
+) -> Result<Vec<Artifact>, ArtifactError> {
+    let generations: Vec<crate::build::Generation> = match generation {
+        Some(name) => {
+            let found: Vec<_> = machines.iter().map(|m| (m, crate::build::find(conf_dir, &m.name, name))).collect();
+            let missing: Vec<String> = found.iter().filter(|(_, g)| g.is_none()).map(|(m, _)| m.name.clone()).collect();
+            if !missing.is_empty() {
+                return Err(ArtifactError::MissingGeneration { generation: name.to_string(), machines: missing });
+            }
+            found.into_iter().filter_map(|(_, g)| g).collect()
+        }
+        None => {
+            let owned: Vec<Machine> = machines.iter().map(|m| (*m).clone()).collect();
+            crate::build::build(conf_dir, &owned, &crate::build::BuildOptions::default(), sink)?.into_values().collect()
+        }
+    };
+    Ok(generations
+        .into_iter()
+        .map(|g| Artifact { machine: g.machine, generation: g.name, toplevel: g.toplevel, auto_rollback: g.auto_rollback })
+        .collect())
 }
 
 /// Deploys `targets` (see [`plan::targets`]).

@@ -1,0 +1,122 @@
+//! `carrier deploy [pattern [action]]`: selection, confirmation, then carrier-core's
+//! build and deploy engine; progress as lines, the report as a table or JSON.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings};
+use carrier_core::events::{Event, EventSink, Outcome, Phase};
+
+use crate::cli::{DeployArgs, GlobalArgs};
+
+pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let action: Action = args.action.as_deref().unwrap_or("switch").parse().map_err(anyhow::Error::msg)?;
+    let selection = args.select.selection()?;
+    let loaded = global.inventory().load(&global.config)?;
+    let machines = selection.select(&loaded.cluster)?;
+    if machines.is_empty() {
+        bail!("no machines to deploy");
+    }
+    if !args.yes {
+        confirm(&machines, args.generation.as_deref(), action)?;
+    }
+    let sink = Printer { json: args.json };
+    let artifacts = deploy::artifacts(&global.config, &machines, args.generation.as_deref(), &sink)?;
+    if args.build_only {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let targets = deploy::plan::targets(&loaded.cluster, &machines, &artifacts)?;
+    let opts = DeployOptions {
+        action,
+        max_concurrent_copy: args.max_concurrent_copy,
+        one_by_one: args.one_by_one,
+        copy_only: args.copy_only,
+        dry_activate_first: args.dry_activate_first,
+        auto_rollback: match (args.enable_auto_rollback, args.disable_auto_rollback) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        health_checks: !args.no_health_checks,
+    };
+    let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let report = runtime.block_on(deploy::run(targets, &opts, ssh, &sink));
+    if args.json {
+        serde_json::to_writer(std::io::stdout().lock(), &report)?;
+        println!();
+    } else {
+        for m in &report.machines {
+            let state = match &m.state {
+                MachineState::Deployed => "deployed".to_string(),
+                MachineState::Copied => "copied".to_string(),
+                MachineState::Current => "already current".to_string(),
+                MachineState::Failed { phase, error, changed } => {
+                    let now = if *changed { "changed" } else { "unchanged" };
+                    format!("FAILED in {phase:?} ({now}): {error}")
+                }
+                MachineState::NotAttempted { reason } => format!("not attempted: {reason}"),
+            };
+            println!("{:<24} {:<22} {state}", m.machine, m.generation);
+        }
+    }
+    Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Upstream's confirmation: the machines, the generation and the action, then y/N.
+fn confirm(machines: &[&carrier_core::cluster::Machine], generation: Option<&str>, action: Action) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        bail!("refusing to deploy without confirmation on a non-interactive input: pass -y/--yes");
+    }
+    let mut err = std::io::stderr().lock();
+    for m in machines {
+        writeln!(err, "  {}", m.name)?;
+    }
+    writeln!(err, "Generation: {}", generation.unwrap_or("new build"))?;
+    writeln!(err, "Target action: {}", action.as_str())?;
+    write!(err, "Continue? [y/N] ")?;
+    err.flush()?;
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line).context("reading the answer")?;
+    if matches!(line.trim(), "y" | "Y" | "yes") { Ok(()) } else { bail!("aborted") }
+}
+
+/// Progress as plain lines on stderr (stdout carries the report).
+struct Printer {
+    json: bool,
+}
+
+impl EventSink for Printer {
+    fn emit(&self, event: Event) {
+        let line = match event {
+            Event::PhaseStarted { phase, machines } => format!("{}: {machines} machine(s)", phase_name(phase)),
+            Event::MachineFinished { phase: Phase::Status, machine, outcome: Outcome::Skipped { reason } } => {
+                format!("Skipping {machine}: {reason}")
+            }
+            Event::MachineFinished { phase, machine, outcome } => match outcome {
+                Outcome::Ok => format!("[{machine}] {} done", phase_name(phase)),
+                Outcome::Skipped { reason } => format!("[{machine}] {} skipped: {reason}", phase_name(phase)),
+                Outcome::Failed { error } => format!("[{machine}] {} failed: {error}", phase_name(phase)),
+            },
+            Event::Progress { phase, machine: Some(m), done, expected, .. } if !self.json => {
+                format!("[{m}] {} [{done}/{expected}]", phase_name(phase))
+            }
+            _ => return,
+        };
+        eprintln!("{line}");
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Build => "build",
+        Phase::Status => "status",
+        Phase::Copy => "copy",
+        Phase::Activate => "activate",
+        Phase::CarriedProfile => "carried profile",
+        Phase::Reboot => "reboot",
+        Phase::HealthCheck => "health checks",
+    }
+}
