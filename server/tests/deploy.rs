@@ -1,0 +1,270 @@
+//! `carrier deploy` against a real lab: sshd hosts with their own /nix (`carrier lab up`),
+//! real nix-build of examples/lab, real nix-copy-closure, real activation and carried
+//! profiles set by `carrier profile set` on the carrier. The first test mirrors the
+//! upstream acceptance scenario (spec 6.1) step by step; the others break things.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Lab {
+    tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    /// A copy of examples/lab (its configs get edited) and a lab of its hosts.
+    fn up() -> Lab {
+        let tmp = tempfile::tempdir().unwrap();
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
+        let out = Command::new("cp").arg("-r").arg(&example).arg(tmp.path().join("conf")).output().unwrap();
+        assert!(out.status.success());
+        let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
+        let lab = Lab { tmp };
+        let out = lab.carrier(&["lab", "up", "--dir", lab.dir().to_str().unwrap()]);
+        ok(&out);
+        lab
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.tmp.path().join("conf")
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join("lab")
+    }
+
+    fn host_root(&self, alias: &str) -> PathBuf {
+        self.dir().join("hosts").join(alias)
+    }
+
+    fn carrier(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_carrier"))
+            .arg("-C")
+            .arg(self.conf())
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .args(args)
+            .env("CARRIER_SSH_CONFIG", self.dir().join("ssh_config"))
+            .output()
+            .unwrap()
+    }
+
+    fn deploy(&self, args: &[&str]) -> Output {
+        let mut all = vec!["deploy", "-y"];
+        all.extend(args);
+        self.carrier(&all)
+    }
+
+    /// A command on a lab host; its exit status is checked.
+    fn ssh(&self, alias: &str, argv: &[&str]) -> String {
+        let out = Command::new("ssh").arg("-F").arg(self.dir().join("ssh_config")).arg(alias).args(argv).output().unwrap();
+        ok(&out);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    fn realpath(&self, alias: &str, path: &str) -> String {
+        self.ssh(alias, &["realpath", path])
+    }
+
+    /// The machine's current build generation: (name, toplevel).
+    fn generation(&self, machine: &str) -> (String, String) {
+        let dir = self.conf().join(".confctl/generations").join(machine.replace('/', ":"));
+        let name = std::fs::read_link(dir.join("current")).unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join(&name).join("generation.json")).unwrap()).unwrap();
+        (name, json["toplevel"].as_str().unwrap().to_string())
+    }
+
+    fn events(&self) -> String {
+        std::fs::read_to_string(self.host_root("pxe.lab").join("run/carrier-events.log")).unwrap_or_default()
+    }
+
+    fn set_marker(&self, marker: &str) {
+        for m in ["pxe", "node1", "node2", "os1"] {
+            let f = self.conf().join("cluster").join(m).join("config.nix");
+            let text = std::fs::read_to_string(&f).unwrap();
+            let re = text.find("confctl.marker = \"").expect("config sets confctl.marker");
+            let start = re + "confctl.marker = \"".len();
+            let end = start + text[start..].find('"').unwrap();
+            std::fs::write(&f, format!("{}{marker}{}", &text[..start], &text[end..])).unwrap();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
+        let roots = carrier_core::build::default_gc_roots_dir(&self.conf());
+        let _ = std::fs::remove_dir_all(roots);
+    }
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn file(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+const STANDALONE: [(&str, &str); 3] = [("pxe", "pxe.lab"), ("node1", "node1.lab"), ("os1", "os1.lab")];
+const CARRIED: [(&str, &str); 2] = [("pxe#node1", "node1"), ("pxe#os1", "os1")];
+
+/// Spec 6.1, assertion by assertion.
+#[test]
+fn upstream_carrier_acceptance_scenario() {
+    let lab = Lab::up();
+
+    // 1. standalone build and deploy
+    for (m, alias) in STANDALONE {
+        ok(&lab.deploy(&[m]));
+        let (_, toplevel) = lab.generation(m);
+        assert!(Path::new(&toplevel).join("bin/switch-to-configuration").is_file(), "{m}");
+        assert_eq!(lab.realpath(alias, "/nix/var/nix/profiles/system"), toplevel, "{m} profile");
+        assert_eq!(lab.realpath(alias, "/run/current-system"), toplevel, "{m} current system");
+    }
+    let standalone_a: Vec<String> = STANDALONE.iter().map(|(m, _)| lab.generation(m).1).collect();
+
+    // 2. carried builds come from the same source configs
+    ok(&lab.deploy(&["--build-only", "pxe#*"]));
+    for (m, source) in CARRIED {
+        let (_, dist) = lab.generation(m);
+        let standalone = lab.generation(source).1;
+        assert_ne!(dist, standalone, "{m}");
+        assert_eq!(file(&Path::new(&dist).join("build-mode")), "carried\n");
+        let mj: serde_json::Value = serde_json::from_str(&file(&Path::new(&dist).join("machine.json"))).unwrap();
+        assert_eq!(mj["machine"], source);
+        assert_eq!(mj["marker"], "A");
+        assert_eq!(mj["toplevel"].as_str(), Some(standalone.as_str()), "{m}: machine.json names the standalone toplevel");
+    }
+
+    // 3. carried deploy (both in one run) writes carrier-managed profiles, one rebuild
+    ok(&lab.deploy(&["pxe#*"]));
+    for (m, alias) in CARRIED {
+        let (_, dist) = lab.generation(m);
+        let profile = format!("/nix/var/nix/profiles/confctl-{alias}");
+        assert_eq!(lab.realpath("pxe.lab", &profile), dist, "{m}");
+        assert_eq!(lab.realpath("pxe.lab", &format!("{profile}-1-link")), dist);
+        lab.ssh("pxe.lab", &["test", "-e", &format!("{dist}/machine.json")]);
+        assert!(lab.events().contains(&profile), "hooks saw {profile}: {}", lab.events());
+    }
+    assert_eq!(lab.events().matches("on-change").count(), 1, "one hook run for two carried machines");
+    for ((m, alias), a) in STANDALONE.iter().zip(&standalone_a) {
+        assert_eq!(&lab.realpath(alias, "/run/current-system"), a, "{m} untouched");
+    }
+    // the carrier's netboot tree now serves the carried machine
+    let http = lab.host_root("pxe.lab").join("srv/http");
+    let served = std::fs::read_dir(&http).map(|d| d.count()).unwrap_or(0);
+    assert!(served > 0, "netboot HTTP tree published in {}", http.display());
+
+    // 4. redeploying the same generation is skipped and runs no hook
+    let (gen_a, _) = lab.generation("pxe#node1");
+    let before = lab.events();
+    let out = lab.deploy(&["--generation", &gen_a, "pxe#node1"]);
+    ok(&out);
+    assert!(text(&out).contains("Skipping pxe#node1: already using target generation"), "{}", text(&out));
+    assert_eq!(lab.events(), before);
+
+    // 5. updated builds
+    lab.set_marker("B");
+    ok(&lab.deploy(&["--build-only", "*"]));
+    for ((m, _), a) in STANDALONE.iter().zip(&standalone_a) {
+        assert_ne!(&lab.generation(m).1, a, "{m} rebuilt");
+    }
+    let dist_a: Vec<String> = CARRIED
+        .iter()
+        .map(|(_, alias)| lab.realpath("pxe.lab", &format!("/nix/var/nix/profiles/confctl-{alias}")))
+        .collect();
+    for (m, _) in CARRIED {
+        let mj: serde_json::Value =
+            serde_json::from_str(&file(&Path::new(&lab.generation(m).1).join("machine.json"))).unwrap();
+        assert_eq!(mj["marker"], "B");
+    }
+
+    // 6. standalone updates leave carried profiles alone
+    for (m, alias) in STANDALONE {
+        let (gen_b, toplevel) = lab.generation(m);
+        ok(&lab.deploy(&["--generation", &gen_b, m, "switch"]));
+        assert_eq!(lab.realpath(alias, "/run/current-system"), toplevel);
+        assert_eq!(lab.realpath(alias, "/nix/var/nix/profiles/system"), toplevel);
+    }
+    for ((_, alias), a) in CARRIED.iter().zip(&dist_a) {
+        assert_eq!(&lab.realpath("pxe.lab", &format!("/nix/var/nix/profiles/confctl-{alias}")), a);
+    }
+
+    // 7. second carried generation
+    for ((m, alias), a) in CARRIED.iter().zip(&dist_a) {
+        let (gen_b, dist_b) = lab.generation(m);
+        ok(&lab.deploy(&["--generation", &gen_b, m]));
+        let profile = format!("/nix/var/nix/profiles/confctl-{alias}");
+        assert_eq!(lab.realpath("pxe.lab", &profile), dist_b);
+        assert_eq!(lab.realpath("pxe.lab", &format!("{profile}-2-link")), dist_b);
+        assert_eq!(&lab.realpath("pxe.lab", &format!("{profile}-1-link")), a);
+    }
+}
+
+/// What upstream does not test: hosts that fail in different ways end in a known,
+/// reported state, and nothing else changes.
+#[test]
+fn failures_leave_every_host_in_a_known_state() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node1", "--json"]));
+    let node1_a = lab.generation("node1").1;
+
+    // an activation that fails is rolled back; the profile is not touched
+    let cfg = lab.conf().join("cluster/node1/config.nix");
+    let text_a = file(&cfg);
+    std::fs::write(&cfg, text_a.replacen('{', "{\n  lab.failActivation = true;", 1)).unwrap();
+    let out = lab.deploy(&["node1", "--json"]);
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["machines"][0]["state"], "failed", "{report}");
+    assert_eq!(report["machines"][0]["phase"], "activate");
+    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a, "still on the previous system");
+    assert_eq!(lab.realpath("node1.lab", "/nix/var/nix/profiles/system"), node1_a);
+    std::fs::write(&cfg, text_a).unwrap();
+
+    // a changed host key is refused before anything is copied
+    let known = lab.dir().join("known_hosts");
+    let original = file(&known);
+    let other = lab.host_root("node2.lab");
+    let node2_key = std::fs::read_dir(&other)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pub"))
+        .map(|p| file(&p))
+        .expect("node2's host public key");
+    let forged: String = original
+        .lines()
+        .map(|l| if l.starts_with("node1.lab ") { format!("node1.lab {}", node2_key.trim()) } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&known, forged + "\n").unwrap();
+    let out = lab.deploy(&["node1"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("host key"), "{}", text(&out));
+    std::fs::write(&known, original).unwrap();
+
+    // an unreachable host fails its machine; the reachable one in the same run deploys
+    let lab_json: serde_json::Value = serde_json::from_str(&file(&lab.dir().join("lab.json"))).unwrap();
+    let node2 = lab_json["hosts"].as_array().unwrap().iter().find(|h| h["alias"] == "node2.lab").unwrap();
+    let pid = node2["pid"].as_i64().unwrap() as i32;
+    Command::new("kill").arg(pid.to_string()).status().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = lab.deploy(&["{node1,node2}", "--json"]);
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = |m: &str| report["machines"].as_array().unwrap().iter().find(|r| r["machine"] == m).unwrap().clone();
+    assert_eq!(state("node2")["state"], "failed", "{report}");
+    assert_eq!(state("node2")["phase"], "status");
+    assert!(matches!(state("node1")["state"].as_str(), Some("current" | "deployed")), "{report}");
+}
