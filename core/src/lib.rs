@@ -6,4 +6,5 @@
 pub mod carrier;
 pub mod cluster;
 pub mod events;
+pub mod lab;
 pub mod nix;
