@@ -1,6 +1,7 @@
 //! The `carrier` binary's commands, as a library so tests can drive them.
 
 pub mod cli;
+pub mod lab;
 pub mod ls;
 pub mod netboot;
 pub mod profile;

@@ -1,7 +1,7 @@
 //! The `carrier` binary: parses the command line and hands over to a command module.
 
 use clap::Parser;
-use server::{cli, ls, netboot, profile, serve};
+use server::{cli, lab, ls, netboot, profile, serve};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
@@ -10,6 +10,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Serve(args) => serve::run(&cli.global, args),
         cli::Command::Profile(args) => profile::run(args),
         cli::Command::Netboot(args) => netboot::run(args),
+        cli::Command::Lab(args) => lab::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -220,9 +220,14 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
     let result = start_all(&layout, hosts, &ports, &mut started);
     if let Err(e) = result {
         let targets: Vec<(u32, PathBuf)> = started.iter().map(|(r, _)| (r.pid, r.layout().sshd_config())).collect();
-        process::stop(&targets.iter().map(|(p, c)| (*p, c.as_path())).collect::<Vec<_>>());
-        for (_, mut child) in started {
-            let _ = child.try_wait();
+        let results = process::stop(&targets.iter().map(|(p, c)| (*p, c.as_path())).collect::<Vec<_>>());
+        for ((_, mut child), result) in started.into_iter().zip(results) {
+            // Unreaped children of this process cannot have a reused PID: one that has not
+            // reached sshd's exec yet (so did not look like ours) is killed directly.
+            if result == Stopped::NotOurs {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
         }
         return Err(e);
     }

@@ -62,7 +62,9 @@ pub fn pid_alive(pid: u32) -> bool {
 }
 
 /// True when `pid` runs with `sshd_config` on its command line: the sshd started for
-/// this host (or its start script, before the exec).
+/// this host (or its start script, before the exec). sshd rewrites its title into one
+/// string (`sshd: /usr/sbin/sshd -D -e -f <config> [listener] …`), so words are split
+/// on spaces as well as NULs (lab paths never contain spaces, see `config_safe`).
 pub fn is_lab_sshd(pid: u32, sshd_config: &Path) -> bool {
     let mut buf = Vec::new();
     let Ok(mut f) = File::open(format!("/proc/{pid}/cmdline")) else { return false };
@@ -70,7 +72,7 @@ pub fn is_lab_sshd(pid: u32, sshd_config: &Path) -> bool {
         return false;
     }
     let want = sshd_config.as_os_str().as_encoded_bytes();
-    buf.split(|b| *b == 0).any(|arg| arg == want)
+    buf.split(|b| *b == 0 || *b == b' ').any(|arg| arg == want)
 }
 
 pub fn port_accepts(port: u16) -> bool {
@@ -232,6 +234,10 @@ mod tests {
         use std::os::unix::process::CommandExt;
         // argv[0] stands in for the sshd_config path on an sshd's command line.
         let child = Command::new("sleep").arg0("/tmp/lab-test/sshd_config").arg("30").spawn().unwrap();
+        let until = Instant::now() + Duration::from_secs(2);
+        while !is_lab_sshd(child.id(), Path::new("/tmp/lab-test/sshd_config")) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let r = stop(&[(child.id(), Path::new("/tmp/lab-test/sshd_config"))]);
         assert_eq!(r, [Stopped::Terminated]);
         assert!(!pid_alive(child.id()));
