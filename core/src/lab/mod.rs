@@ -322,7 +322,9 @@ fn prepare_host(
     port: u16,
     carrier_bin_dir: &Path,
 ) -> Result<String, LabError> {
-    for d in [host.nix(), host.root(), host.run().join("sshd"), host.etc()] {
+    // A real NixOS host always has its profiles directory; `carrier profile list` needs it.
+    let profiles = host.nix().join("var/nix/profiles");
+    for d in [profiles, host.root(), host.run().join("sshd"), host.etc()] {
         mkdir(&d)?;
     }
     // sshd refuses a privilege separation directory writable by others.
