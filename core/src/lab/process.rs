@@ -233,7 +233,7 @@ mod tests {
     fn stop_terminates_a_matching_process() {
         use std::os::unix::process::CommandExt;
         // argv[0] stands in for the sshd_config path on an sshd's command line.
-        let child = Command::new("sleep").arg0("/tmp/lab-test/sshd_config").arg("30").spawn().unwrap();
+        let mut child = Command::new("sleep").arg0("/tmp/lab-test/sshd_config").arg("30").spawn().unwrap();
         let until = Instant::now() + Duration::from_secs(2);
         while !is_lab_sshd(child.id(), Path::new("/tmp/lab-test/sshd_config")) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
@@ -241,5 +241,7 @@ mod tests {
         let r = stop(&[(child.id(), Path::new("/tmp/lab-test/sshd_config"))]);
         assert_eq!(r, [Stopped::Terminated]);
         assert!(!pid_alive(child.id()));
+        // `stop` reaped it already; this only satisfies the Child's contract.
+        let _ = child.wait();
     }
 }
