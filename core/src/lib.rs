@@ -7,4 +7,5 @@ pub mod carrier;
 pub mod cluster;
 pub mod deploy;
 pub mod events;
+pub mod lab;
 pub mod nix;

@@ -45,6 +45,35 @@ pub enum Command {
     Netboot(NetbootArgs),
     /// Build, copy and activate machines; `<carrier>#<machine>` sets carried profiles.
     Deploy(DeployArgs),
+    /// Simulated hosts (sshd in their own mount namespaces) for real deploys on one machine.
+    Lab(LabArgs),
+}
+
+#[derive(Args)]
+pub struct LabArgs {
+    /// The lab's state directory [default: <config dir>/.carrier-lab]
+    #[arg(long, global = true)]
+    pub dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: LabCommand,
+}
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Start one lab host per runnable machine and print the CARRIER_SSH_CONFIG export.
+    Up,
+    /// Stop the lab's sshds (exactly the recorded PIDs) and remove its record.
+    Down {
+        /// Also remove the host directories (their /nix stores), keys and configs.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Show each lab host: alias, port, PID, alive, carrier.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]

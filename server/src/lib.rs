@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod deploy;
+pub mod lab;
 pub mod ls;
 pub mod netboot;
 pub mod profile;

@@ -4,7 +4,7 @@
 mod error;
 mod expand;
 mod inventory;
-mod model;
+pub(crate) mod model;
 mod select;
 
 pub use error::InventoryError;

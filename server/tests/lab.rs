@@ -1,0 +1,212 @@
+//! `carrier lab up|status|down` end to end: real sshd in mount namespaces, real ssh, real
+//! Nix copying closures to the simulated hosts. Needs root (unshare, mount), sshd,
+//! ssh-keygen and nix (scripts/setup); traffic stays on 127.0.0.1.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::netlab::run;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/fixtures/lab")
+}
+
+/// A lab state directory in a tempdir; dropping it runs `carrier lab down --purge`, so
+/// no sshd outlives the test, panics included.
+struct Lab {
+    tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Self {
+        Lab { tmp: tempfile::tempdir().unwrap() }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join("lab")
+    }
+
+    fn carrier(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
+        cmd.arg("-C").arg(fixture()).arg("lab").args(args).arg("--dir").arg(self.dir());
+        cmd.env("CARRIER_CACHE_DIR", self.tmp.path().join("cache"));
+        run(&mut cmd, TIMEOUT).unwrap()
+    }
+
+    fn ssh(&self, alias: &str, command: &[&str]) -> Output {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F").arg(self.dir().join("ssh_config")).arg(alias).args(command);
+        run(&mut cmd, TIMEOUT).unwrap()
+    }
+
+    fn record(&self) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.dir().join("lab.json")).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.carrier(&["down", "--purge"]);
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[track_caller]
+fn ok(o: &Output) -> String {
+    assert!(o.status.success(), "failed ({}): {}{}", o.status, text(&o.stdout), text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// Running and not a zombie (PID 1 of some containers never reaps).
+fn pid_alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X'])))
+}
+
+/// Every running process whose command line mentions `needle`.
+fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+        .filter(|pid| pid_alive(*pid))
+        .filter_map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = text(&cmd).replace('\0', " ");
+            cmd.contains(&needle).then(|| format!("{pid}: {cmd}"))
+        })
+        .collect()
+}
+
+/// A new store path on the developer's store, unique to this run.
+fn tiny_store_path(dir: &Path) -> String {
+    let file = dir.join("lab-payload");
+    std::fs::write(&file, format!("lab payload {:?}\n", std::time::SystemTime::now())).unwrap();
+    let out = run(Command::new("nix-store").arg("--add").arg(&file), TIMEOUT).unwrap();
+    ok(&out).trim().to_string()
+}
+
+#[test]
+fn lab_hosts_are_real_ssh_and_nix_hosts() {
+    let lab = Lab::new();
+    let out = lab.carrier(&["up"]);
+    let ssh_config = lab.dir().join("ssh_config");
+    assert_eq!(ok(&out), format!("export CARRIER_SSH_CONFIG={}\n", ssh_config.display()));
+
+    let record = lab.record();
+    let hosts = record["hosts"].as_array().unwrap();
+    let aliases: Vec<&str> = hosts.iter().map(|h| h["alias"].as_str().unwrap()).collect();
+    assert_eq!(aliases, ["node1.lab", "node2.lab", "pxe.lab"]);
+    let carriers: Vec<bool> = hosts.iter().map(|h| h["carrier"].as_bool().unwrap()).collect();
+    assert_eq!(carriers, [false, false, true]);
+    assert_eq!(record["sshConfig"], ssh_config.display().to_string());
+    let pids: Vec<u64> = hosts.iter().map(|h| h["pid"].as_u64().unwrap()).collect();
+
+    // Every host answers over ssh, in its own UTS namespace.
+    for alias in &aliases {
+        let uptime = ok(&lab.ssh(alias, &["cat", "/proc/uptime"]));
+        assert!(uptime.split_whitespace().all(|f| f.parse::<f64>().is_ok()), "{alias}: {uptime:?}");
+        assert_eq!(ok(&lab.ssh(alias, &["hostname"])).trim(), *alias);
+    }
+
+    // Each host has its own /nix: a copied closure lands on node1 only.
+    let path = tiny_store_path(lab.tmp.path());
+    let base = Path::new(&path).file_name().unwrap().to_owned();
+    let mut copy = Command::new("nix-copy-closure");
+    copy.args(["--to", "node1.lab", &path]).env("NIX_SSHOPTS", format!("-F {}", ssh_config.display()));
+    ok(&run(&mut copy, TIMEOUT).unwrap());
+    ok(&lab.ssh("node1.lab", &["test", "-e", &path]));
+    assert!(lab.dir().join("hosts/node1.lab/nix/store").join(&base).exists());
+    assert!(!lab.dir().join("hosts/node2.lab/nix/store").join(&base).exists());
+    let o = lab.ssh("node2.lab", &["test", "-e", &path]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+
+    // The running carrier is on the PATH; only carriers get the carrier settings.
+    assert!(ok(&lab.ssh("pxe.lab", &["carrier", "--version"])).starts_with("carrier "));
+    let host_json = lab.dir().join("hosts/pxe.lab/etc/carrier/host.json");
+    assert_eq!(ok(&lab.ssh("pxe.lab", &["printenv", "CARRIER_HOST_CONFIG"])).trim(), host_json.display().to_string());
+    assert_eq!(lab.ssh("node1.lab", &["printenv", "CARRIER_HOST_CONFIG"]).status.code(), Some(1));
+    ok(&lab.ssh("pxe.lab", &["carrier", "profile", "list", "--json"]));
+
+    // A host presenting another key than known_hosts says is refused.
+    let known_hosts = lab.dir().join("known_hosts");
+    let original = std::fs::read_to_string(&known_hosts).unwrap();
+    let other = lab.tmp.path().join("other_key");
+    ok(&run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other), TIMEOUT).unwrap());
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let forged: String = original
+        .lines()
+        .map(|l| {
+            if l.starts_with("node1.lab ") {
+                format!("node1.lab {}\n", other_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&known_hosts, forged).unwrap();
+    let o = lab.ssh("node1.lab", &["true"]);
+    std::fs::write(&known_hosts, &original).unwrap();
+    assert!(!o.status.success());
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("Host key verification failed"), "{stderr}");
+    ok(&lab.ssh("node1.lab", &["true"]));
+
+    // status: every host alive.
+    let status: Value = serde_json::from_str(&ok(&lab.carrier(&["status", "--json"]))).unwrap();
+    assert!(status.as_array().unwrap().iter().all(|h| h["alive"] == true), "{status}");
+    let table = ok(&lab.carrier(&["status"]));
+    assert!(table.lines().any(|l| l.starts_with("pxe.lab ") && l.ends_with("yes    yes")), "{table}");
+
+    // A second up refuses and names the running hosts.
+    let o = lab.carrier(&["up"]);
+    assert!(!o.status.success());
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("already up") && stderr.contains(&format!("pxe.lab pid {}", pids[2])), "{stderr}");
+
+    // down stops exactly the recorded sshds.
+    ok(&lab.carrier(&["down"]));
+    for pid in &pids {
+        assert!(!pid_alive(*pid), "pid {pid} still runs");
+    }
+    assert!(processes_mentioning(&lab.dir()).is_empty(), "{:?}", processes_mentioning(&lab.dir()));
+    assert!(!lab.dir().join("lab.json").exists());
+    let o = lab.carrier(&["down"]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("no lab is up in"), "{}", text(&o.stderr));
+    assert!(!lab.carrier(&["status"]).status.success());
+
+    // Up again in the same directory: same host keys, node1's /nix kept; then purge.
+    ok(&lab.carrier(&["up"]));
+    assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), original);
+    ok(&lab.ssh("node1.lab", &["test", "-e", &path]));
+    ok(&lab.carrier(&["down", "--purge"]));
+    assert!(!lab.dir().exists(), "purge leaves {:?}", std::fs::read_dir(lab.dir()).map(|d| d.count()));
+}
+
+#[test]
+fn a_host_that_fails_to_start_stops_the_others() {
+    let lab = Lab::new();
+    // A broken host key for node2: its sshd exits at once, after node1's has started.
+    let host = lab.dir().join("hosts/node2.lab");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("ssh_host_ed25519_key"), "not a key\n").unwrap();
+    std::fs::write(host.join("ssh_host_ed25519_key.pub"), "ssh-ed25519 AAAAbroken lab\n").unwrap();
+    let o = lab.carrier(&["up"]);
+    assert!(!o.status.success());
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("lab host 'node2.lab' did not start"), "{stderr}");
+    assert!(stderr.contains("sshd.log"), "{stderr}");
+    assert!(!lab.dir().join("lab.json").exists());
+    assert!(processes_mentioning(&lab.dir()).is_empty(), "{:?}", processes_mentioning(&lab.dir()));
+}
