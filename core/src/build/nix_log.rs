@@ -50,6 +50,9 @@ impl<'a> LogParser<'a> {
                 let level = num("level").unwrap_or(0);
                 let msg = v.get("msg").and_then(Value::as_str).unwrap_or_default();
                 let msg = crate::nix::clean_stderr(msg);
+                if msg.is_empty() {
+                    return;
+                }
                 if level == 0 {
                     self.errors.push(msg.clone());
                 }
@@ -72,7 +75,7 @@ impl<'a> LogParser<'a> {
                 if ty == RES_PROGRESS && self.builds_activities.contains(&id) {
                     let n = |i: usize| fields.get(i).and_then(Value::as_u64).unwrap_or(0);
                     let (done, expected) = (n(0), n(1));
-                    if (done, expected) != self.last_progress {
+                    if expected > 0 && (done, expected) != self.last_progress {
                         self.last_progress = (done, expected);
                         self.sink.emit(Event::Progress {
                             phase: Phase::Build,
