@@ -14,6 +14,8 @@ pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("eval-cluster.nix", include_str!("../../nix/eval-cluster.nix")),
     ("lib/modules.nix", include_str!("../../nix/lib/modules.nix")),
     ("cluster/options.nix", include_str!("../../nix/cluster/options.nix")),
+    ("build-machines.nix", include_str!("../../nix/build-machines.nix")),
+    ("auto-rollback.sh", include_str!("../../nix/auto-rollback.sh")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -37,6 +37,8 @@ impl GlobalArgs {
 pub enum Command {
     /// List machines (carried machines included) as a table or JSON.
     Ls(LsArgs),
+    /// Build the selected managed machines and record local build generations.
+    Build(BuildArgs),
     /// Run the web dashboard.
     Serve(ServeArgs),
     /// Carried profiles on this carrier (run here by deploys of `<carrier>#<machine>`).
@@ -171,6 +173,24 @@ pub struct LsArgs {
     /// Omit the table header.
     #[arg(short = 'H', long = "hide-header")]
     pub hide_header: bool,
+}
+
+#[derive(Args)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Print JSON: machine name -> generation.
+    #[arg(long)]
+    pub json: bool,
+    /// Pass --show-trace to Nix.
+    #[arg(long)]
+    pub show_trace: bool,
+    /// Nix's --max-jobs (a number or `auto`).
+    #[arg(short = 'j', long)]
+    pub max_jobs: Option<String>,
+    /// Nix's --cores.
+    #[arg(long)]
+    pub cores: Option<u32>,
 }
 
 #[derive(Args)]

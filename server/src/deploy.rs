@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use carrier_core::build::BuildOptions;
 use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
 
@@ -14,7 +15,9 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse().map_err(anyhow::Error::msg)?;
     let selection = args.select.selection()?;
     let loaded = global.inventory().load(&global.config)?;
-    let machines = selection.select(&loaded.cluster)?;
+    let inventory = global.inventory();
+    // only managed machines are deployed, whatever --managed says (spec 2.0 step 1)
+    let machines: Vec<_> = selection.select(&loaded.cluster)?.into_iter().filter(|m| m.is_managed()).collect();
     if machines.is_empty() {
         bail!("no machines to deploy");
     }
@@ -22,7 +25,8 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
         confirm(&machines, args.generation.as_deref(), action)?;
     }
     let sink = Printer { json: args.json };
-    let artifacts = deploy::artifacts(&global.config, &machines, args.generation.as_deref(), &sink)?;
+    let build_options = BuildOptions::new(inventory.cache_dir());
+    let artifacts = deploy::artifacts(&global.config, &machines, args.generation.as_deref(), &build_options, &sink)?;
     if args.build_only {
         return Ok(ExitCode::SUCCESS);
     }

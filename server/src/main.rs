@@ -1,12 +1,13 @@
 //! The `carrier` binary: parses the command line and hands over to a command module.
 
 use clap::Parser;
-use server::{cli, deploy, lab, ls, netboot, profile, serve};
+use server::{build, cli, deploy, lab, ls, netboot, profile, serve};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Ls(args) => ls::run(&cli.global, args),
+        cli::Command::Build(args) => build::run(&cli.global, args),
         cli::Command::Serve(args) => serve::run(&cli.global, args),
         cli::Command::Profile(args) => profile::run(args),
         cli::Command::Netboot(args) => netboot::run(args),

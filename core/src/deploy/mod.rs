@@ -101,6 +101,7 @@ pub fn artifacts(
     conf_dir: &Path,
     machines: &[&Machine],
     generation: Option<&str>,
+    build_options: &crate::build::BuildOptions,
     sink: &dyn EventSink,
 ) -> Result<Vec<Artifact>, ArtifactError> {
     let generations: Vec<crate::build::Generation> = match generation {
@@ -114,7 +115,7 @@ pub fn artifacts(
         }
         None => {
             let owned: Vec<Machine> = machines.iter().map(|m| (*m).clone()).collect();
-            crate::build::build(conf_dir, &owned, &crate::build::BuildOptions::default(), sink)?.into_values().collect()
+            crate::build::build(conf_dir, &owned, build_options, sink)?.into_values().collect()
         }
     };
     Ok(generations

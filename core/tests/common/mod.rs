@@ -37,7 +37,9 @@ pub fn busybox_dir() -> PathBuf {
     let root = std::env::var_os("CARRIER_ROOT").map(PathBuf::from).unwrap_or_else(repo_root);
     let dir = root.join(".local/busybox");
     assert!(dir.join("bin/busybox").is_file(), "{} is missing: run scripts/setup", dir.display());
-    dir
+    // A symlinked .local (a worktree sharing another checkout's) would be imported by
+    // builtins.path as the symlink itself, which the build sandbox cannot follow.
+    dir.canonicalize().expect("busybox directory resolves")
 }
 
 /// One entry of a store path being built.

@@ -1,0 +1,15 @@
+# Metadata of lab machine node1 (nixos); its system is ./config.nix.
+{ config, ... }:
+{
+  cluster.node1 = {
+    spin = "nixos";
+    host = { name = "node1"; domain = "lab"; target = "node1.lab"; };
+    # The lab's stand-ins for nixpkgs and vpsAdminOS, found relative to this
+    # file wherever the directory is checked out (toString: no store copy).
+    nix.nixPath = [
+      "nixpkgs=${toString ../../lib/nixpkgs}"
+      "vpsadminos=${toString ../../lib/vpsadminos}"
+    ];
+    tags = [ "lab" ];
+    healthChecks.machineCommands = [ { description = "true"; command = [ "true" ]; } ];  };
+}

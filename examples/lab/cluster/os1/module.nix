@@ -1,0 +1,15 @@
+# Metadata of lab machine os1 (vpsadminos); its system is ./config.nix.
+{ config, ... }:
+{
+  cluster.os1 = {
+    spin = "vpsadminos";
+    host = { name = "os1"; domain = "lab"; target = "os1.lab"; };
+    # The lab's stand-ins for nixpkgs and vpsAdminOS, found relative to this
+    # file wherever the directory is checked out (toString: no store copy).
+    nix.nixPath = [
+      "nixpkgs=${toString ../../lib/nixpkgs}"
+      "vpsadminos=${toString ../../lib/vpsadminos}"
+    ];
+    tags = [ "lab" ];
+    healthChecks.machineCommands = [ { description = "true"; command = [ "true" ]; } ];  };
+}

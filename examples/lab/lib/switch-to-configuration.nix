@@ -1,0 +1,41 @@
+# bin/switch-to-configuration of a lab system: the activation protocol of a
+# NixOS toplevel without systemd. `@out@` is replaced by the toplevel's own
+# path when it is built. It runs on the lab's sshd "hosts" (this machine, each
+# with its own /run), so it calls /bin/busybox explicitly rather than trusting
+# PATH.
+#
+#   switch | test    /run/current-system -> toplevel, and "<action> <toplevel>"
+#                    appended to /run/carrier-activations.log
+#   boot             only the log line (the system profile is set by the deployer)
+#   dry-activate     prints "would activate <toplevel>", changes nothing
+#   anything else    exit 1
+# With lab.failActivation every valid action prints an error and exits 1 before
+# changing anything (a failing activation for the deploy and rollback tests).
+{ failActivation }:
+''
+  #!/bin/busybox sh
+  set -eu
+  bb=/bin/busybox
+  toplevel=@out@
+  action="''${1:-}"
+  case "$action" in
+    switch|test|boot|dry-activate) ;;
+    *) echo "switch-to-configuration: unknown action '$action' (expected switch, boot, test or dry-activate)" >&2; exit 1 ;;
+  esac
+  ${if failActivation then ''
+  echo "switch-to-configuration: activation of $toplevel failed (lab.failActivation is set)" >&2
+  exit 1
+  '' else ""}
+  case "$action" in
+    dry-activate)
+      echo "would activate $toplevel"
+      ;;
+    switch|test)
+      $bb ln -sfn "$toplevel" /run/current-system
+      echo "$action $toplevel" >> /run/carrier-activations.log
+      ;;
+    boot)
+      echo "$action $toplevel" >> /run/carrier-activations.log
+      ;;
+  esac
+''

@@ -1,0 +1,68 @@
+# Evaluates and builds machines' systems: the build attribute of each machine
+# (spec 2.1, 2.4), plus the auto-rollback script (spec 2.3).
+#
+# Invocation (one nix-build per group of machines with identical nix.nixPath;
+# each entry of it becomes `-I name=path`, and `-I carrier=<this directory>`
+# lets nixpkgs-free systems find carrier's module system):
+#
+#   nix-build --no-out-link nix/build-machines.nix \
+#     --argstr confDir /abs/conf \
+#     --argstr moduleFilesJson '["/abs/conf/cluster/a/module.nix", ...]' \
+#     --argstr machinesJson '[{"key":"m_a_1234abcd","name":"a","clusterName":"a",
+#                              "spin":"nixos","buildAttribute":["system","build","toplevel"],
+#                              "extraModules":[]}]' \
+#     -A m_a_1234abcd.toplevel
+#
+#   nix-instantiate --eval --read-write-mode --json ... -A m_a_1234abcd.autoRollback
+#
+# Result: { <key> = { name; toplevel = <derivation of the build attribute>;
+#                     autoRollback = <store path of the script>; }; }
+# Keys are the machines' flake keys (m_<sanitized>_<8 hex>), safe in -A paths,
+# where machine names (`carrier#alias`, `prg/node1`) are not.
+#
+# A machine's system is `cluster/<clusterName>/config.nix` plus its extraModules,
+# evaluated by its spin's entry point as confctl does:
+#   nixos:      import <nixpkgs/nixos/lib/eval-config.nix> { modules; specialArgs; }
+#   vpsadminos: import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; specialArgs; }
+# with specialArgs { confMachine (the unmodified source cluster.<clusterName>,
+# plus name), confDir, carrierMachine (this entry) }.
+{ confDir, machinesJson, moduleFilesJson ? "[]" }:
+let
+  b = builtins;
+  confDirStr = toString confDir;
+  machines = b.fromJSON machinesJson;
+
+  # The source machines' metadata, evaluated only when a system reads confMachine.
+  inventory = import ./eval-cluster.nix { confDir = confDirStr; inherit moduleFilesJson; };
+
+  autoRollback = b.toFile "auto-rollback" (b.readFile ./auto-rollback.sh);
+
+  fail = m: msg: throw "carrier: machine '${m.name}': ${msg}";
+
+  buildOne = m:
+    let
+      configFile = "${confDirStr}/cluster/${m.clusterName}/config.nix";
+      modules = [ configFile ] ++ (m.extraModules or [ ]);
+      confMachine = (inventory.machines.${m.clusterName}
+        or (fail m "cluster.${m.clusterName} does not exist")) // { name = m.clusterName; };
+      specialArgs = { inherit confMachine; confDir = confDirStr; carrierMachine = m; };
+      system =
+        if !(b.pathExists configFile) then fail m "${configFile} does not exist"
+        else if m.spin == "nixos" then
+          import <nixpkgs/nixos/lib/eval-config.nix> { inherit modules specialArgs; }
+        else if m.spin == "vpsadminos" then
+          import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; inherit specialArgs; }
+        else fail m "spin '${m.spin}' cannot be built (only nixos and vpsadminos)";
+      attrName = b.concatStringsSep "." m.buildAttribute;
+      value = b.foldl' (acc: a:
+        if b.isAttrs acc && acc ? ${a} then acc.${a}
+        else fail m "the build attribute '${attrName}' does not exist in ${configFile}")
+        system.config m.buildAttribute;
+    in
+    if b.isAttrs value && (value.type or null) == "derivation" then value
+    else fail m "the build attribute '${attrName}' is not a derivation";
+in
+b.listToAttrs (map (m: {
+  name = m.key;
+  value = { inherit (m) name; toplevel = buildOne m; inherit autoRollback; };
+}) machines)

@@ -1,0 +1,79 @@
+//! `carrier build`: builds the selected managed machines (spec 2.0, 2.1) and records
+//! their local build generations (spec 1.6). Nix's progress goes to stderr; the result
+//! to stdout: `Built generations:`, each generation name, its machines indented (or
+//! JSON: machine name -> generation).
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use carrier_core::build::{self, BuildOptions};
+use carrier_core::cluster::Machine;
+use carrier_core::events::{Event, EventSink};
+
+use crate::cli::{BuildArgs, GlobalArgs};
+
+pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let selection = args.select.selection()?;
+    let inventory = global.inventory();
+    let loaded = inventory.load(&global.config)?;
+    // Only managed machines are built, whatever --managed says (upstream's deploy
+    // front part, spec 2.0 step 1).
+    let machines: Vec<Machine> = selection
+        .select(&loaded.cluster)?
+        .into_iter()
+        .filter(|m| m.is_managed())
+        .cloned()
+        .collect();
+    if machines.is_empty() {
+        anyhow::bail!("No machines to build");
+    }
+    let opts = BuildOptions {
+        show_trace: args.show_trace,
+        max_jobs: args.max_jobs.clone(),
+        cores: args.cores,
+        ..BuildOptions::new(inventory.cache_dir())
+    };
+    let generations = build::build(&global.config, &machines, &opts, &StderrProgress)?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if args.json {
+        if stdout.is_terminal() {
+            serde_json::to_writer_pretty(&mut out, &generations)?;
+        } else {
+            serde_json::to_writer(&mut out, &generations)?;
+        }
+        writeln!(out)?;
+    } else {
+        let mut by_gen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (machine, g) in &generations {
+            by_gen.entry(g.name.as_str()).or_default().push(machine);
+        }
+        writeln!(out, "Built generations:")?;
+        for (name, hosts) in by_gen {
+            writeln!(out, "{name}")?;
+            for h in hosts {
+                writeln!(out, "  {h}")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Nix's messages and derivation counts, one line each, on stderr.
+struct StderrProgress;
+
+impl EventSink for StderrProgress {
+    fn emit(&self, event: Event) {
+        let line = match event {
+            Event::Log { machine, line, .. } => match machine {
+                Some(m) => format!("[{m}] {line}"),
+                None => line,
+            },
+            Event::Progress { done, expected, .. } => format!("built {done}/{expected} derivations"),
+            _ => return,
+        };
+        eprintln!("{line}");
+    }
+}
