@@ -5,6 +5,8 @@
 # no confirmation arrives within <timeout> seconds (the new system cut the deployer
 # off), the previous system is switched back with the same action.
 set -u
+# The deployer's SSH connection may drop while the new system comes up: keep going.
+trap '' HUP
 timeout=60
 if [ "${1:-}" = "-t" ]; then
   timeout="${2:-}"
@@ -22,9 +24,22 @@ action=$2
 check_file=$3
 
 previous=$(readlink -f /run/current-system 2>/dev/null || true)
+
+switch_back() {
+  if [ -n "$previous" ] && [ -x "$previous/bin/switch-to-configuration" ]; then
+    "$previous/bin/switch-to-configuration" "$action" || true
+  fi
+}
+
 echo switching > "$check_file"
-# Its exit status is ignored (upstream): the confirmation decides.
-"$toplevel/bin/switch-to-configuration" "$action" || true
+# Upstream ignores a failed activation here and lets the confirmation decide, so a
+# system that failed to activate gets confirmed. carrier switches back at once.
+if ! "$toplevel/bin/switch-to-configuration" "$action"; then
+  echo failed > "$check_file"
+  echo "auto-rollback: activating $toplevel failed, switching back to ${previous:-nothing}" >&2
+  switch_back
+  exit 1
+fi
 echo switched > "$check_file"
 
 polls=$((timeout * 2))
@@ -40,7 +55,5 @@ while :; do
 done
 
 echo "auto-rollback: no confirmation within ${timeout}s, switching back to ${previous:-nothing}" >&2
-if [ -n "$previous" ] && [ -x "$previous/bin/switch-to-configuration" ]; then
-  "$previous/bin/switch-to-configuration" "$action" || true
-fi
+switch_back
 exit 1

@@ -223,13 +223,22 @@ fn failures_leave_every_host_in_a_known_state() {
     // an activation that fails is rolled back; the profile is not touched
     let cfg = lab.conf().join("cluster/node1/config.nix");
     let text_a = file(&cfg);
-    std::fs::write(&cfg, text_a.replacen('{', "{\n  lab.failActivation = true;", 1)).unwrap();
+    std::fs::write(&cfg, text_a.replacen("\n{\n", "\n{\n  lab.failActivation = true;\n", 1)).unwrap();
     let out = lab.deploy(&["node1", "--json"]);
-    assert!(!out.status.success());
+    assert!(!out.status.success(), "{}", text(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["machines"][0]["state"], "failed", "{report}");
     assert_eq!(report["machines"][0]["phase"], "activate");
+    assert!(report["machines"][0]["error"].as_str().unwrap().contains("switched back"), "{report}");
     assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a, "still on the previous system");
+    assert_eq!(lab.realpath("node1.lab", "/nix/var/nix/profiles/system"), node1_a);
+    // the same without auto-rollback: carrier activates the previous system again
+    let out = lab.deploy(&["node1", "--json", "--disable-auto-rollback"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["machines"][0]["phase"], "activate", "{report}");
+    assert!(report["machines"][0]["error"].as_str().unwrap().contains("rolled back"), "{report}");
+    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a);
     assert_eq!(lab.realpath("node1.lab", "/nix/var/nix/profiles/system"), node1_a);
     std::fs::write(&cfg, text_a).unwrap();
 

@@ -98,6 +98,8 @@ async fn activate_with_rollback(
             let state = remote.output(&["cat", &check_file]).await.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
             match state.as_deref() {
                 Some("switched") => break,
+                // the activation failed and the target switches back by itself
+                Some("failed") => return false,
                 Some("switching") => continue,
                 _ if started.elapsed() > Duration::from_secs(timeout + 10) => return false,
                 _ => continue,
@@ -116,7 +118,7 @@ async fn activate_with_rollback(
     match result {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(ActivationFailure {
-            message: format!("activation was not confirmed; the machine switched back: {}", super::remote::failure_message(&out)),
+            message: format!("the machine switched back to its previous system: {}", super::remote::failure_message(&out)),
             rolled_back: true,
         }),
         Err(e) => Err(ActivationFailure { message: e.to_string(), rolled_back: false }),
