@@ -98,6 +98,15 @@ impl Drop for Lab {
     }
 }
 
+/// Makes a directory writable again (chattr -i) when the test ends, even on a panic.
+struct Unfreeze(PathBuf);
+
+impl Drop for Unfreeze {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
 fn ok(o: &Output) {
     assert!(
         o.status.success(),
@@ -262,6 +271,25 @@ fn failures_leave_every_host_in_a_known_state() {
     assert!(!out.status.success());
     assert!(text(&out).contains("host key"), "{}", text(&out));
     std::fs::write(&known, original).unwrap();
+
+    // a copy that fails (node2's store cannot take new paths) activates nothing anywhere
+    ok(&lab.deploy(&["node2"]));
+    let node2_a = lab.generation("node2").1;
+    lab.set_marker("C");
+    let store = lab.host_root("node2.lab").join("nix/store");
+    let _unfreeze = Unfreeze(store.clone());
+    assert!(Command::new("chattr").arg("+i").arg(&store).status().unwrap().success());
+    let out = lab.deploy(&["{node1,node2}", "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = |m: &str| report["machines"].as_array().unwrap().iter().find(|r| r["machine"] == m).unwrap().clone();
+    assert_eq!(state("node2")["state"], "failed", "{report}");
+    assert_eq!(state("node2")["phase"], "copy");
+    assert_eq!(state("node1")["state"], "not-attempted", "{report}");
+    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a, "node1 was copied, not switched");
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), node2_a);
+    drop(_unfreeze);
+    lab.set_marker("A");
 
     // an unreachable host fails its machine; the reachable one in the same run deploys
     let lab_json: serde_json::Value = serde_json::from_str(&file(&lab.dir().join("lab.json"))).unwrap();
