@@ -78,6 +78,16 @@ impl Lab {
         std::fs::read_to_string(self.host_root("pxe.lab").join("run/carrier-events.log")).unwrap_or_default()
     }
 
+    /// The current generation the carrier's HTTP netboot tree offers for `fqdn`:
+    /// (number, store path).
+    fn netboot_generation(&self, fqdn: &str) -> (u64, String) {
+        let dir = self.host_root("pxe.lab").join("srv/http").join(fqdn);
+        let current: u64 = std::fs::read_link(dir.join("current")).unwrap().to_string_lossy().parse().unwrap();
+        let g: serde_json::Value =
+            serde_json::from_str(&file(&dir.join(current.to_string()).join("generation.json"))).unwrap();
+        (current, g["store_path"].as_str().unwrap().to_string())
+    }
+
     fn set_marker(&self, marker: &str) {
         for m in ["pxe", "node1", "node2", "os1"] {
             let f = self.conf().join("cluster").join(m).join("config.nix");
@@ -170,10 +180,10 @@ fn upstream_carrier_acceptance_scenario() {
     for ((m, alias), a) in STANDALONE.iter().zip(&standalone_a) {
         assert_eq!(&lab.realpath(alias, "/run/current-system"), a, "{m} untouched");
     }
-    // the carrier's netboot tree now serves the carried machine
-    let http = lab.host_root("pxe.lab").join("srv/http");
-    let served = std::fs::read_dir(&http).map(|d| d.count()).unwrap_or(0);
-    assert!(served > 0, "netboot HTTP tree published in {}", http.display());
+    // the carrier's netboot tree now offers generation 1 of each carried machine
+    for (m, alias) in CARRIED {
+        assert_eq!(lab.netboot_generation(&format!("{alias}.lab")), (1, lab.generation(m).1), "{m}");
+    }
 
     // 4. redeploying the same generation is skipped and runs no hook
     let (gen_a, _) = lab.generation("pxe#node1");
@@ -218,6 +228,7 @@ fn upstream_carrier_acceptance_scenario() {
         assert_eq!(lab.realpath("pxe.lab", &profile), dist_b);
         assert_eq!(lab.realpath("pxe.lab", &format!("{profile}-2-link")), dist_b);
         assert_eq!(&lab.realpath("pxe.lab", &format!("{profile}-1-link")), a);
+        assert_eq!(lab.netboot_generation(&format!("{alias}.lab")), (2, dist_b), "{m}: the netboot tree follows");
     }
 }
 
