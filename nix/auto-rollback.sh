@@ -42,7 +42,8 @@ if ! "$toplevel/bin/switch-to-configuration" "$action"; then
 fi
 echo switched > "$check_file"
 
-polls=$((timeout * 2))
+# poll every 0.1 s: the deployer confirms within milliseconds over its open connection
+polls=$((timeout * 10))
 i=0
 while :; do
   if [ "$(cat "$check_file" 2>/dev/null || true)" = confirmed ]; then
@@ -50,7 +51,7 @@ while :; do
     exit 0
   fi
   [ "$i" -ge "$polls" ] && break
-  sleep 0.5
+  sleep 0.1
   i=$((i + 1))
 done
 

@@ -94,7 +94,7 @@ async fn activate_with_rollback(
     let confirm = async {
         let started = Instant::now();
         loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
             let state = remote.output(&["cat", &check_file]).await.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
             match state.as_deref() {
                 Some("switched") => break,
