@@ -316,3 +316,53 @@ fn failures_leave_every_host_in_a_known_state() {
     assert_eq!(state("node2")["phase"], "status");
     assert!(matches!(state("node1")["state"].as_str(), Some("current" | "deployed")), "{report}");
 }
+
+/// boot, test and dry-activate do what spec 2.3 says; a failing health check fails the
+/// machine and says it changed.
+#[test]
+fn actions_and_health_checks() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node2"]));
+    let (_, a) = lab.generation("node2");
+    lab.set_marker("B");
+    ok(&lab.deploy(&["--build-only", "node2"]));
+    let (gen_b, b) = lab.generation("node2");
+
+    ok(&lab.deploy(&["-g", &gen_b, "node2", "dry-activate"]));
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), a, "dry-activate changes nothing");
+    assert_eq!(lab.realpath("node2.lab", "/nix/var/nix/profiles/system"), a);
+
+    ok(&lab.deploy(&["-g", &gen_b, "node2", "boot"]));
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), a, "boot does not switch");
+    assert_eq!(lab.realpath("node2.lab", "/nix/var/nix/profiles/system"), b, "boot sets the profile");
+
+    let out = lab.deploy(&["-g", &gen_b, "node2", "test", "--dry-activate-first"]);
+    ok(&out);
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), b, "test switches");
+    let log = lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]);
+    assert!(log.contains(&format!("test {b}")), "{log}");
+
+    let out = lab.deploy(&["-g", &gen_b, "node2", "reboot"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("invalid action 'reboot'"), "{}", text(&out));
+
+    // a machine command that keeps failing: the machine runs B and the report says so
+    let module = lab.conf().join("cluster/node2/module.nix");
+    let m = file(&module).replace(
+        "healthChecks.machineCommands = [ { description = \"true\"; command = [ \"true\" ]; } ];",
+        "healthChecks.machineCommands = [ { description = \"marker\"; command = [ \"cat\" \"/etc/no-such-file\" ]; timeout = 2; cooldown = 1; } ];",
+    );
+    std::fs::write(&module, m).unwrap();
+    lab.set_marker("C");
+    let out = lab.deploy(&["node2", "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &report["machines"][0];
+    assert_eq!(r["state"], "failed", "{report}");
+    assert_eq!(r["phase"], "health-check");
+    assert_eq!(r["changed"], true);
+    assert!(r["error"].as_str().unwrap().contains("marker: exit status 1"), "{report}");
+    let c = lab.generation("node2").1;
+    assert_ne!(c, b);
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), c, "the new system stays; the report says it failed");
+}
