@@ -349,9 +349,11 @@ fn actions_and_health_checks() {
     // a machine command that keeps failing: the machine runs B and the report says so
     let module = lab.conf().join("cluster/node2/module.nix");
     let m = file(&module).replace(
-        "healthChecks.machineCommands = [ { description = \"true\"; command = [ \"true\" ]; } ];",
-        "healthChecks.machineCommands = [ { description = \"marker\"; command = [ \"cat\" \"/etc/no-such-file\" ]; timeout = 2; cooldown = 1; } ];",
+        "{ name = \"node2\"; };",
+        "{ name = \"node2\"; } // { healthChecks = { systemd.enable = false; \
+         machineCommands = [ { description = \"marker\"; command = [ \"cat\" \"/etc/no-such-file\" ]; timeout = 2; cooldown = 1; } ]; }; };",
     );
+    assert!(m.contains("no-such-file"), "{m}");
     std::fs::write(&module, m).unwrap();
     lab.set_marker("C");
     let out = lab.deploy(&["node2", "--json"]);

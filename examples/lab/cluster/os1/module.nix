@@ -1,18 +1,4 @@
-# Metadata of lab machine os1 (vpsadminos); its system is ./config.nix.
-{ config, ... }:
+# Metadata of lab machine os1 (vpsAdminOS); its system is ./config.nix.
 {
-  cluster.os1 = {
-    spin = "vpsadminos";
-    host = { name = "os1"; domain = "lab"; target = "os1.lab"; };
-    # The lab's stand-ins for nixpkgs and vpsAdminOS, found relative to this
-    # file wherever the directory is checked out (toString: no store copy).
-    nix.nixPath = [
-      "nixpkgs=${toString ../../lib/nixpkgs}"
-      "vpsadminos=${toString ../../lib/vpsadminos}"
-    ];
-    tags = [ "lab" ];
-    healthChecks.machineCommands = [ { description = "true"; command = [ "true" ]; } ];
-    # lab hosts run no systemd: only the command check applies
-    healthChecks.systemd.enable = false;
-  };
+  cluster.os1 = import ../../lib/lab-machine.nix { name = "os1"; spin = "vpsadminos"; };
 }
