@@ -5,8 +5,9 @@
 # no confirmation arrives within <timeout> seconds (the new system cut the deployer
 # off), the previous system is switched back with the same action.
 set -u
-# The deployer's SSH connection may drop while the new system comes up: keep going.
-trap '' HUP
+# The deployer's SSH connection may drop while the new system comes up: keep going
+# (without a terminal to hang up or a reader for our output).
+trap '' HUP PIPE
 timeout=60
 if [ "${1:-}" = "-t" ]; then
   timeout="${2:-}"

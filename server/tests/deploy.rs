@@ -368,3 +368,38 @@ fn actions_and_health_checks() {
     assert_ne!(c, b);
     assert_eq!(lab.realpath("node2.lab", "/run/current-system"), c, "the new system stays; the report says it failed");
 }
+
+/// A new system that cuts the deployer off: the confirmation never arrives, and the
+/// target switches back to its previous system by itself (spec 2.3, auto-rollback).
+#[test]
+fn unconfirmed_activation_rolls_back_by_itself() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node2"]));
+    let (_, a) = lab.generation("node2");
+
+    let module = lab.conf().join("cluster/node2/module.nix");
+    let m = file(&module).replace("{ name = \"node2\"; };", "{ name = \"node2\"; } // { autoRollback.timeout = 3; };");
+    std::fs::write(&module, m).unwrap();
+    let cfg = lab.conf().join("cluster/node2/config.nix");
+    std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.dropDeployer = true;\n", 1)).unwrap();
+
+    let out = lab.deploy(&["node2", "--json"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = &report["machines"][0];
+    assert_eq!(r["state"], "failed", "{report}");
+    assert_eq!(r["phase"], "activate");
+    assert!(r["error"].as_str().unwrap().contains("switches back by itself"), "{report}");
+    let b = lab.generation("node2").1;
+    assert_ne!(a, b);
+
+    // the target gave up waiting after 3 s and activated the previous system again
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lab.realpath("node2.lab", "/run/current-system") != a {
+        assert!(std::time::Instant::now() < deadline, "node2 did not switch back");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let log = lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]);
+    assert!(log.contains(&format!("switch {b}")) && log.trim_end().ends_with(&format!("switch {a}")), "{log}");
+    assert_eq!(lab.realpath("node2.lab", "/nix/var/nix/profiles/system"), a, "the profile was never set");
+}

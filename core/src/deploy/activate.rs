@@ -121,7 +121,13 @@ async fn activate_with_rollback(
             message: format!("the machine switched back to its previous system: {}", super::remote::failure_message(&out)),
             rolled_back: true,
         }),
-        Err(e) => Err(ActivationFailure { message: e.to_string(), rolled_back: false }),
+        Err(e) => Err(ActivationFailure {
+            message: format!(
+                "lost the connection while activating ({e}); unless it was confirmed the machine \
+                 switches back by itself within {timeout} s"
+            ),
+            rolled_back: false,
+        }),
     }
 }
 

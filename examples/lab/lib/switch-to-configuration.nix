@@ -11,7 +11,9 @@
 #   anything else    exit 1
 # With lab.failActivation every valid action prints an error and exits 1 before
 # changing anything (a failing activation for the deploy and rollback tests).
-{ failActivation }:
+# With lab.dropDeployer, switch and test end by closing the SSH connection they run
+# under (as a new system with broken networking would): the deployer cannot confirm.
+{ failActivation, dropDeployer }:
 ''
   #!/bin/busybox sh
   set -eu
@@ -33,6 +35,16 @@
     switch|test)
       $bb ln -sfn "$toplevel" /run/current-system
       echo "$action $toplevel" >> /run/carrier-activations.log
+      ${if dropDeployer then ''
+      # kill the nearest sshd above us: the deployer's connection
+      pid=$$
+      while [ "$pid" -gt 1 ]; do
+        case "$($bb cat /proc/$pid/comm)" in
+          sshd*) $bb kill -9 "$pid"; break ;;
+        esac
+        pid=$($bb awk '{ print $4 }' /proc/$pid/stat)
+      done
+      '' else ""}
       ;;
     boot)
       echo "$action $toplevel" >> /run/carrier-activations.log
