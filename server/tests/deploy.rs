@@ -240,9 +240,16 @@ fn failures_leave_every_host_in_a_known_state() {
     ok(&lab.deploy(&["node1", "--json"]));
     let node1_a = lab.generation("node1").1;
 
-    // an activation that fails is rolled back; the profile is not touched
+    // a build that fails names the machine and touches no host
     let cfg = lab.conf().join("cluster/node1/config.nix");
     let text_a = file(&cfg);
+    std::fs::write(&cfg, text_a.replacen("\n{\n", "\n{\n  confctl.marker = 1;\n", 1)).unwrap();
+    let out = lab.deploy(&["node1"]);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("building 'node1' failed") && text(&out).contains("confctl.marker"), "{}", text(&out));
+    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a);
+
+    // an activation that fails is rolled back; the profile is not touched
     std::fs::write(&cfg, text_a.replacen("\n{\n", "\n{\n  lab.failActivation = true;\n", 1)).unwrap();
     let out = lab.deploy(&["node1", "--json"]);
     assert!(!out.status.success(), "{}", text(&out));
