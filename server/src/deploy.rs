@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use carrier_core::build::BuildOptions;
 use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
+use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{DeployArgs, GlobalArgs};
 
@@ -24,7 +25,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     if !args.yes {
         confirm(&machines, args.generation.as_deref(), action)?;
     }
-    let sink = Printer { json: args.json };
+    let sink = Printer::new(args.json);
     let build_options = BuildOptions::new(inventory.cache_dir());
     let artifacts = deploy::artifacts(&global.config, &machines, args.generation.as_deref(), &build_options, &sink)?;
     if args.build_only {
@@ -87,19 +88,64 @@ fn confirm(machines: &[&carrier_core::cluster::Machine], generation: Option<&str
     if matches!(line.trim(), "y" | "Y" | "yes") { Ok(()) } else { bail!("aborted") }
 }
 
-/// Progress as plain lines on stderr (stdout carries the report).
+/// Progress on stderr (stdout carries the report): a bar per phase on a terminal,
+/// plain lines otherwise (and always for skips and failures).
 struct Printer {
     json: bool,
+    bar: Option<std::sync::Mutex<Option<ProgressBar>>>,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| std::sync::Mutex::new(None));
+        Printer { json, bar }
+    }
+
+    fn line(&self, line: String) {
+        match self.bar.as_ref().and_then(|b| b.lock().expect("bar lock").clone()) {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 impl EventSink for Printer {
     fn emit(&self, event: Event) {
+        if let Some(slot) = &self.bar {
+            let mut slot = slot.lock().expect("bar lock");
+            match &event {
+                Event::PhaseStarted { phase, machines } => {
+                    let bar = ProgressBar::new(*machines as u64).with_prefix(phase_name(*phase));
+                    bar.set_style(
+                        ProgressStyle::with_template("{prefix:>15} [{bar:30}] {pos}/{len} {msg}")
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
+                    *slot = Some(bar);
+                    return;
+                }
+                Event::MachineFinished { machine, .. } => {
+                    if let Some(bar) = slot.as_ref() {
+                        bar.inc(1);
+                        bar.set_message(machine.clone());
+                    }
+                }
+                Event::PhaseFinished { .. } => {
+                    if let Some(bar) = slot.take() {
+                        bar.finish_and_clear();
+                    }
+                    return;
+                }
+                Event::Progress { .. } | Event::Log { .. } => return,
+            }
+        }
         let line = match event {
             Event::PhaseStarted { phase, machines } => format!("{}: {machines} machine(s)", phase_name(phase)),
             Event::MachineFinished { phase: Phase::Status, machine, outcome: Outcome::Skipped { reason } } => {
                 format!("Skipping {machine}: {reason}")
             }
             Event::MachineFinished { phase, machine, outcome } => match outcome {
+                Outcome::Ok if self.bar.is_some() => return,
                 Outcome::Ok => format!("[{machine}] {} done", phase_name(phase)),
                 Outcome::Skipped { reason } => format!("[{machine}] {} skipped: {reason}", phase_name(phase)),
                 Outcome::Failed { error } => format!("[{machine}] {} failed: {error}", phase_name(phase)),
@@ -109,7 +155,7 @@ impl EventSink for Printer {
             }
             _ => return,
         };
-        eprintln!("{line}");
+        self.line(line);
     }
 }
 
