@@ -155,7 +155,7 @@ fn lab_machines_build_into_generations() {
         let safe = m.replace('/', ":");
         assert_eq!(std::fs::read_link(roots.join(format!("{safe}-generation-{}-toplevel", g.name))).unwrap(), g.toplevel);
         assert_eq!(build::find(&conf, m, "current").as_ref(), Some(g));
-        assert_eq!(build::list(&conf, m), [g.clone()]);
+        assert_eq!(build::list(&conf, m), std::slice::from_ref(g));
     }
     assert!(conf.join(".confctl/generations/pxe#node1/current").exists(), "'#' is kept in the directory name");
 

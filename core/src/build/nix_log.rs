@@ -64,11 +64,10 @@ impl<'a> LogParser<'a> {
                 let (Some(id), Some(ty)) = (num("id"), num("type")) else { return };
                 if ty == ACT_BUILDS {
                     self.builds_activities.insert(id);
-                } else if ty == ACT_BUILD {
-                    if let Some(text) = v.get("text").and_then(Value::as_str) {
+                } else if ty == ACT_BUILD
+                    && let Some(text) = v.get("text").and_then(Value::as_str) {
                         self.log(text.to_string());
                     }
-                }
             }
             Some("result") => {
                 let (Some(id), Some(ty), Some(fields)) = (num("id"), num("type"), fields) else { return };
@@ -85,11 +84,10 @@ impl<'a> LogParser<'a> {
                             bytes: 0,
                         });
                     }
-                } else if ty == RES_BUILD_LOG_LINE {
-                    if let Some(text) = fields.first().and_then(Value::as_str) {
+                } else if ty == RES_BUILD_LOG_LINE
+                    && let Some(text) = fields.first().and_then(Value::as_str) {
                         self.log(text.to_string());
                     }
-                }
             }
             _ => {}
         }

@@ -117,11 +117,10 @@ pub fn verify(check: &Check, status: i32, stdout: &str, stderr: &str) -> Result<
         return Err(format!("exit status {status}, expected {}", check.exit_status));
     }
     for (name, text, m) in [("stdout", stdout, &check.stdout), ("stderr", stderr, &check.stderr)] {
-        if let Some(exact) = &m.exact {
-            if text != exact {
+        if let Some(exact) = &m.exact
+            && text != exact {
                 return Err(format!("{name} is {text:?}, expected {exact:?}"));
             }
-        }
         if let Some(missing) = m.include.iter().find(|s| !text.contains(s.as_str())) {
             return Err(format!("{name} does not include {missing:?}"));
         }

@@ -98,11 +98,14 @@ pub fn failure_message(out: &Output) -> String {
     if tail.is_empty() { status } else { format!("{status}: {tail}") }
 }
 
+/// A host's connection, or why there is none (remembered: no retry within a run).
+type Connection = Result<Arc<Remote>, RemoteError>;
+
 /// The run's connections, opened on first use and shared by every step.
 pub struct Connections {
     settings: SshSettings,
     control_dir: tempfile::TempDir,
-    open: Mutex<HashMap<(String, u16), Result<Arc<Remote>, RemoteError>>>,
+    open: Mutex<HashMap<(String, u16), Connection>>,
     connects: std::sync::atomic::AtomicUsize,
 }
 
@@ -114,10 +117,6 @@ impl Connections {
             open: Mutex::new(HashMap::new()),
             connects: 0.into(),
         })
-    }
-
-    pub fn settings(&self) -> &SshSettings {
-        &self.settings
     }
 
     /// How many SSH connections this run opened.
