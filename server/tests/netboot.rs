@@ -184,6 +184,26 @@ fn ipxe_boots_over_http_from_nginx() {
     }
 }
 
+/// (d) iPXE over TFTP from real atftpd in a network namespace: the same entry script,
+/// its chains resolved against the `tftp://` URI it was loaded from.
+#[test]
+fn ipxe_boots_over_tftp_from_atftpd() {
+    let carrier = Carrier::new();
+    let url = "http://10.0.2.2";
+    carrier.build(url);
+    let mut lab = Lab::new().unwrap();
+    lab.link_host().unwrap();
+    let atftpd = lab.start_atftpd(&carrier.tftp_root()).unwrap();
+    let mut spec = BootSpec::new(BootSource::Url(atftpd.url("ipxe/boot.ipxe")), AUTO_MAC);
+    spec.timeout = std::time::Duration::from_secs(120);
+    let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
+    carrier.assert_cmdline(&m, 2, url);
+    let served = served_by_atftpd(&atftpd.log());
+    for f in ["ipxe/boot.ipxe".to_string(), "ipxe/01-52-54-00-12-34-56.ipxe".into(), format!("boot/{FQDN}/2/initrd")] {
+        assert!(served.contains(&f), "atftpd did not serve {f}; log:\n{}", atftpd.log());
+    }
+}
+
 /// Every file of both published trees, through real atftpd and real nginx; the JSON
 /// files kexec-netboot reads are there and name the current generation.
 #[test]
