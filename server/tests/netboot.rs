@@ -184,6 +184,20 @@ fn ipxe_boots_over_http_from_nginx() {
     }
 }
 
+/// (e) UEFI: OVMF firmware, the NIC's iPXE as an EFI driver, the same scripts over HTTP.
+#[test]
+fn uefi_ipxe_boots_over_http_from_nginx() {
+    let carrier = Carrier::new();
+    let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
+    let url = nginx.guest_url();
+    carrier.build(&url);
+    let mut spec = BootSpec::new(BootSource::Url(format!("{url}/ipxe/boot.ipxe")), AUTO_MAC);
+    spec.uefi = true;
+    spec.timeout = std::time::Duration::from_secs(180);
+    let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
+    carrier.assert_cmdline(&m, 2, &url);
+}
+
 /// (d) iPXE over TFTP from real atftpd in a network namespace: the same entry script,
 /// its chains resolved against the `tftp://` URI it was loaded from.
 #[test]

@@ -952,7 +952,12 @@ pub struct BootSpec {
     /// Serial output that fails the boot at once.
     pub fail_on: Vec<String>,
     pub memory_mb: u32,
+    /// UEFI firmware (OVMF) instead of the BIOS: the NIC's iPXE runs as an EFI driver.
+    pub uefi: bool,
 }
+
+/// Debian's OVMF (package `ovmf`).
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 impl BootSpec {
     pub fn new(source: BootSource, mac: &str) -> BootSpec {
@@ -962,6 +967,7 @@ impl BootSpec {
             timeout: Duration::from_secs(60),
             fail_on: DEFAULT_FAIL_PATTERNS.iter().map(|s| s.to_string()).collect(),
             memory_mb: 256,
+            uefi: false,
         }
     }
 }
@@ -1182,6 +1188,7 @@ impl Qemu {
         let mut cmd = Command::new(&tools().qemu);
         cmd.args(["-machine", "pc,accel=tcg", "-m", &spec.memory_mb.to_string(), "-smp", "1"])
             .args(["-nographic", "-no-reboot", "-boot", "order=n,reboot-timeout=0"])
+            .args(if spec.uefi { vec!["-bios", OVMF] } else { vec![] })
             .args(["-netdev", &netdev])
             .args(["-device", &format!("e1000,netdev=n0,mac={}", spec.mac)])
             .stdin(Stdio::piped())

@@ -181,10 +181,12 @@ pub fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String {
     for (item, params, number) in &targets {
         let kernel = tree.boot_file(&m.fqdn, *number, "bzImage");
         let initrd = tree.boot_file(&m.fqdn, *number, "initrd");
+        // Under UEFI the kernel's EFI stub loads the initrd named by `initrd=`; the
+        // BIOS path ignores the parameter.
         let _ = writeln!(
             out,
-            ":{item}\nimgfree\nkernel {}\ninitrd {initrd}\nboot || goto start\n",
-            join_args(&kernel, std::slice::from_ref(params))
+            ":{item}\nimgfree\nkernel {}\ninitrd --name initrd {initrd}\nboot || goto start\n",
+            join_args(&kernel, &["initrd=initrd".to_string(), params.clone()])
         );
     }
     let _ = writeln!(out, ":mainmenu\nchain {}", tree.main_menu());
