@@ -8,5 +8,6 @@ pub mod carrier;
 pub mod cluster;
 pub mod deploy;
 pub mod events;
+mod links;
 pub mod lab;
 pub mod nix;

@@ -232,20 +232,9 @@ fn set_current(dir: &Path, gen_name: &str) -> Result<(), BuildError> {
     replace_symlink(Path::new(gen_name), &dir.join("current"))
 }
 
-/// Points `link` at `target` atomically: a new link under a temporary name, renamed over.
+/// Points `link` at `target` atomically.
 fn replace_symlink(target: &Path, link: &Path) -> Result<(), BuildError> {
-    let parent = link.parent().expect("link has a parent");
-    let tmp = parent.join(format!(
-        ".{}.tmp-{}",
-        link.file_name().expect("link has a name").to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    symlink(target, &tmp)?;
-    std::fs::rename(&tmp, link).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(format!("replacing {}", link.display()), e)
-    })
+    crate::links::swap_link(link, target).map_err(|e| io(format!("replacing {}", link.display()), e))
 }
 
 fn symlink(target: &Path, link: &Path) -> Result<(), BuildError> {

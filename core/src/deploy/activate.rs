@@ -87,7 +87,7 @@ async fn activate_with_rollback(
     action: Action,
     timeout: u64,
 ) -> Result<(), ActivationFailure> {
-    let check_file = format!("/run/carrier-confirm-{:06x}", rand_u24());
+    let check_file = format!("/run/carrier-confirm-{}", crate::links::random_suffix());
     let timeout_s = timeout.to_string();
     let argv = ["sh", script, "-t", &timeout_s, toplevel, action.as_str(), &check_file];
     let background = remote.output(&argv);
@@ -129,11 +129,6 @@ async fn activate_with_rollback(
             rolled_back: false,
         }),
     }
-}
-
-fn rand_u24() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    (nanos ^ std::process::id().rotate_left(8)) & 0xff_ffff
 }
 
 /// Sets several carried profiles on one carrier with one `carrier profile set`, so its

@@ -190,8 +190,7 @@ async fn run_group(
     sink.emit(Event::PhaseFinished { phase: Phase::Status });
 
     // Copy.
-    let owned: Vec<Target> = pending.iter().map(|t| (*t).clone()).collect();
-    let order = plan::copy_order(&owned);
+    let order = plan::copy_order(&pending);
     sink.emit(Event::PhaseStarted { phase: Phase::Copy, machines: order.len() });
     let paths = |t: &Target| {
         let mut p = vec![t.artifact.toplevel.clone()];
@@ -215,26 +214,25 @@ async fn run_group(
         }
     }
     sink.emit(Event::PhaseFinished { phase: Phase::Copy });
-    let ready: Vec<&Target> = owned.iter().filter(|t| copied_ok.contains(&t.machine)).collect();
+    let ready: Vec<&Target> = pending.into_iter().filter(|t| copied_ok.contains(&t.machine)).collect();
     if opts.copy_only {
         for t in ready {
             states.insert(t.machine.clone(), MachineState::Copied);
         }
         return;
     }
-    // Nothing is activated when any copy failed: every host stays on what it runs.
+    // Nothing is activated when a host was unreachable or a copy failed: every host
+    // stays on what it runs.
     if states.values().any(|s| matches!(s, MachineState::Failed { .. })) {
         for t in ready {
-            states.insert(t.machine.clone(), MachineState::NotAttempted { reason: "copied, not activated: another copy failed".into() });
+            let reason = "copied, not activated: another host failed before activation".into();
+            states.insert(t.machine.clone(), MachineState::NotAttempted { reason });
         }
         return;
     }
 
     // Activation: standalone in order, then carried machines, one profile set per carrier.
-    let order: Vec<&Target> = plan::activation_order(&ready.iter().map(|t| (*t).clone()).collect::<Vec<_>>())
-        .into_iter()
-        .map(|t| *ready.iter().find(|r| r.machine == t.machine).expect("same targets"))
-        .collect();
+    let order = plan::activation_order(&ready);
     sink.emit(Event::PhaseStarted { phase: Phase::Activate, machines: order.len() });
     let mut stopped = false;
     let mut carried_by: Vec<(String, Vec<&Target>)> = Vec::new();

@@ -138,10 +138,10 @@ pub fn targets(cluster: &Cluster, machines: &[&Machine], artifacts: &[Artifact])
 
 /// Spec 2.2: standalone hosts first, then one carried machine per carrier in turn, so
 /// that parallel copies go to different carriers.
-pub fn copy_order(targets: &[Target]) -> Vec<&Target> {
-    let mut out: Vec<&Target> = targets.iter().filter(|t| t.carrier().is_none()).collect();
+pub fn copy_order<'a>(targets: &[&'a Target]) -> Vec<&'a Target> {
+    let mut out: Vec<&Target> = targets.iter().copied().filter(|t| t.carrier().is_none()).collect();
     let mut groups: Vec<(&str, std::collections::VecDeque<&Target>)> = Vec::new();
-    for t in targets.iter().filter(|t| t.carrier().is_some()) {
+    for t in targets.iter().copied().filter(|t| t.carrier().is_some()) {
         let c = t.carrier().unwrap();
         match groups.iter_mut().find(|(name, _)| *name == c) {
             Some((_, q)) => q.push_back(t),
@@ -160,9 +160,9 @@ pub fn copy_order(targets: &[Target]) -> Vec<&Target> {
 
 /// Standalone machines in order, then carried ones: a carrier is always activated
 /// before the machines it carries (spec 2.4 recommends this over upstream's order).
-pub fn activation_order(targets: &[Target]) -> Vec<&Target> {
-    let mut out: Vec<&Target> = targets.iter().filter(|t| t.carrier().is_none()).collect();
-    out.extend(targets.iter().filter(|t| t.carrier().is_some()));
+pub fn activation_order<'a>(targets: &[&'a Target]) -> Vec<&'a Target> {
+    let mut out: Vec<&Target> = targets.iter().copied().filter(|t| t.carrier().is_none()).collect();
+    out.extend(targets.iter().copied().filter(|t| t.carrier().is_some()));
     out
 }
 
@@ -194,14 +194,14 @@ mod tests {
     #[test]
     fn copies_interleave_carriers_like_upstream() {
         let ts = [t("A#1", Some("A")), t("A#2", Some("A")), t("s", None), t("A#3", Some("A")), t("B#1", Some("B"))];
-        let order: Vec<_> = copy_order(&ts).iter().map(|t| t.machine.as_str()).collect();
+        let order: Vec<_> = copy_order(&ts.iter().collect::<Vec<_>>()).iter().map(|t| t.machine.as_str()).collect();
         assert_eq!(order, ["s", "A#1", "B#1", "A#2", "A#3"]);
     }
 
     #[test]
     fn carriers_activate_before_carried_machines() {
         let ts = [t("a#x", Some("a")), t("a", None), t("b", None)];
-        let order: Vec<_> = activation_order(&ts).iter().map(|t| t.machine.as_str()).collect();
+        let order: Vec<_> = activation_order(&ts.iter().collect::<Vec<_>>()).iter().map(|t| t.machine.as_str()).collect();
         assert_eq!(order, ["a", "b", "a#x"]);
     }
 

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{BuildReport, NetbootError};
+use crate::links::{random_suffix, swap_link};
 
 /// What a coalesced build request came to.
 #[derive(Debug)]
@@ -145,18 +146,6 @@ struct Root {
     name: String,
     /// The link's target as written, and the directory it names (when it is one of ours).
     previous: Option<PathBuf>,
-}
-
-/// 6 random hex digits.
-pub(crate) fn random_suffix() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 3];
-    if File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let mix = t.subsec_nanos() ^ std::process::id().rotate_left(12);
-        bytes.copy_from_slice(&mix.to_le_bytes()[..3]);
-    }
-    hex::encode(bytes)
 }
 
 fn is_tree_name(root_name: &str, entry: &str) -> bool {
@@ -304,16 +293,6 @@ where
         }
     }
     Ok(dirs)
-}
-
-/// Points the symlink `link` at `target` atomically (a temporary link renamed over it).
-pub(crate) fn swap_link(link: &Path, target: &Path) -> std::io::Result<()> {
-    let tmp = with_suffix(link, &format!(".{}.link", random_suffix()));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)?;
-    std::fs::rename(&tmp, link).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 #[cfg(test)]
