@@ -54,6 +54,15 @@ impl Lab {
         self.carrier(&all)
     }
 
+    /// A deploy that must fail: its `--json` report, each machine's record by name.
+    fn failing_deploy(&self, args: &[&str]) -> Report {
+        let mut all = vec!["--json"];
+        all.extend(args);
+        let out = self.deploy(&all);
+        assert!(!out.status.success(), "{}", text(&out));
+        Report(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out))))
+    }
+
     /// A command on a lab host; its exit status is checked.
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
         let out = Command::new("ssh").arg("-F").arg(self.dir().join("ssh_config")).arg(alias).args(argv).output().unwrap();
@@ -105,6 +114,22 @@ impl Drop for Lab {
         let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
         let roots = carrier_core::build::default_gc_roots_dir(&self.conf());
         let _ = std::fs::remove_dir_all(roots);
+    }
+}
+
+/// A deploy's JSON report.
+struct Report(serde_json::Value);
+
+impl Report {
+    fn machine(&self, name: &str) -> &serde_json::Value {
+        let machines = self.0["machines"].as_array().unwrap();
+        machines.iter().find(|r| r["machine"] == name).unwrap_or_else(|| panic!("no {name} in {}", self.0))
+    }
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
     }
 }
 
@@ -251,20 +276,16 @@ fn failures_leave_every_host_in_a_known_state() {
 
     // an activation that fails is rolled back; the profile is not touched
     std::fs::write(&cfg, text_a.replacen("\n{\n", "\n{\n  lab.failActivation = true;\n", 1)).unwrap();
-    let out = lab.deploy(&["node1", "--json"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["machines"][0]["state"], "failed", "{report}");
-    assert_eq!(report["machines"][0]["phase"], "activate");
-    assert!(report["machines"][0]["error"].as_str().unwrap().contains("switched back"), "{report}");
+    let report = lab.failing_deploy(&["node1"]);
+    assert_eq!(report.machine("node1")["state"], "failed", "{report}");
+    assert_eq!(report.machine("node1")["phase"], "activate");
+    assert!(report.machine("node1")["error"].as_str().unwrap().contains("switched back"), "{report}");
     assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a, "still on the previous system");
     assert_eq!(lab.realpath("node1.lab", "/nix/var/nix/profiles/system"), node1_a);
     // the same without auto-rollback: carrier activates the previous system again
-    let out = lab.deploy(&["node1", "--json", "--disable-auto-rollback"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["machines"][0]["phase"], "activate", "{report}");
-    assert!(report["machines"][0]["error"].as_str().unwrap().contains("rolled back"), "{report}");
+    let report = lab.failing_deploy(&["node1", "--disable-auto-rollback"]);
+    assert_eq!(report.machine("node1")["phase"], "activate", "{report}");
+    assert!(report.machine("node1")["error"].as_str().unwrap().contains("rolled back"), "{report}");
     assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a);
     assert_eq!(lab.realpath("node1.lab", "/nix/var/nix/profiles/system"), node1_a);
     std::fs::write(&cfg, text_a).unwrap();
@@ -297,13 +318,10 @@ fn failures_leave_every_host_in_a_known_state() {
     let store = lab.host_root("node2.lab").join("nix/store");
     let _unfreeze = Unfreeze(store.clone());
     assert!(Command::new("chattr").arg("+i").arg(&store).status().unwrap().success());
-    let out = lab.deploy(&["{node1,node2}", "--json"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let state = |m: &str| report["machines"].as_array().unwrap().iter().find(|r| r["machine"] == m).unwrap().clone();
-    assert_eq!(state("node2")["state"], "failed", "{report}");
-    assert_eq!(state("node2")["phase"], "copy");
-    assert_eq!(state("node1")["state"], "not-attempted", "{report}");
+    let report = lab.failing_deploy(&["{node1,node2}"]);
+    assert_eq!(report.machine("node2")["state"], "failed", "{report}");
+    assert_eq!(report.machine("node2")["phase"], "copy");
+    assert_eq!(report.machine("node1")["state"], "not-attempted", "{report}");
     assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a, "node1 was copied, not switched");
     assert_eq!(lab.realpath("node2.lab", "/run/current-system"), node2_a);
     drop(_unfreeze);
@@ -315,13 +333,10 @@ fn failures_leave_every_host_in_a_known_state() {
     let pid = node2["pid"].as_i64().unwrap() as i32;
     Command::new("kill").arg(pid.to_string()).status().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = lab.deploy(&["{node1,node2}", "--json"]);
-    assert!(!out.status.success());
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let state = |m: &str| report["machines"].as_array().unwrap().iter().find(|r| r["machine"] == m).unwrap().clone();
-    assert_eq!(state("node2")["state"], "failed", "{report}");
-    assert_eq!(state("node2")["phase"], "status");
-    assert!(matches!(state("node1")["state"].as_str(), Some("current" | "deployed")), "{report}");
+    let report = lab.failing_deploy(&["{node1,node2}"]);
+    assert_eq!(report.machine("node2")["state"], "failed", "{report}");
+    assert_eq!(report.machine("node2")["phase"], "status");
+    assert!(matches!(report.machine("node1")["state"].as_str(), Some("current" | "deployed")), "{report}");
 }
 
 /// boot, test and dry-activate do what spec 2.3 says; a failing health check fails the
@@ -363,10 +378,8 @@ fn actions_and_health_checks() {
     assert!(m.contains("no-such-file"), "{m}");
     std::fs::write(&module, m).unwrap();
     lab.set_marker("C");
-    let out = lab.deploy(&["node2", "--json"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = &report["machines"][0];
+    let report = lab.failing_deploy(&["node2"]);
+    let r = report.machine("node2");
     assert_eq!(r["state"], "failed", "{report}");
     assert_eq!(r["phase"], "health-check");
     assert_eq!(r["changed"], true);
@@ -390,10 +403,8 @@ fn unconfirmed_activation_rolls_back_by_itself() {
     let cfg = lab.conf().join("cluster/node2/config.nix");
     std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.dropDeployer = true;\n", 1)).unwrap();
 
-    let out = lab.deploy(&["node2", "--json"]);
-    assert!(!out.status.success(), "{}", text(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let r = &report["machines"][0];
+    let report = lab.failing_deploy(&["node2"]);
+    let r = report.machine("node2");
     assert_eq!(r["state"], "failed", "{report}");
     assert_eq!(r["phase"], "activate");
     assert!(r["error"].as_str().unwrap().contains("switches back by itself"), "{report}");

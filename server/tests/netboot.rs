@@ -171,31 +171,31 @@ fn an_older_generation_boots_from_the_menu() {
 /// which boots the current generation.
 #[test]
 fn ipxe_boots_over_http_from_nginx() {
+    ipxe_boots_over_http(false);
+}
+
+/// (e) UEFI: OVMF firmware, the NIC's iPXE as an EFI driver, the same scripts over HTTP.
+#[test]
+fn uefi_ipxe_boots_over_http_from_nginx() {
+    ipxe_boots_over_http(true);
+}
+
+fn ipxe_boots_over_http(uefi: bool) {
     let carrier = Carrier::new();
     let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
     let url = nginx.guest_url();
     carrier.build(&url);
-    let spec = BootSpec::new(BootSource::Url(format!("{url}/ipxe/boot.ipxe")), AUTO_MAC);
+    let mut spec = BootSpec::new(BootSource::Url(format!("{url}/ipxe/boot.ipxe")), AUTO_MAC);
+    if uefi {
+        spec.uefi = true;
+        spec.timeout = std::time::Duration::from_secs(180);
+    }
     let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
     carrier.assert_cmdline(&m, 2, &url);
     let access = nginx.access_log();
     for path in ["/ipxe/boot.ipxe".to_string(), format!("/{FQDN}/2/bzImage"), format!("/{FQDN}/2/initrd")] {
         assert!(access.contains(&format!("\"GET {path} HTTP/1.1\" 200 ")), "nginx did not serve {path}:\n{access}");
     }
-}
-
-/// (e) UEFI: OVMF firmware, the NIC's iPXE as an EFI driver, the same scripts over HTTP.
-#[test]
-fn uefi_ipxe_boots_over_http_from_nginx() {
-    let carrier = Carrier::new();
-    let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
-    let url = nginx.guest_url();
-    carrier.build(&url);
-    let mut spec = BootSpec::new(BootSource::Url(format!("{url}/ipxe/boot.ipxe")), AUTO_MAC);
-    spec.uefi = true;
-    spec.timeout = std::time::Duration::from_secs(180);
-    let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
-    carrier.assert_cmdline(&m, 2, &url);
 }
 
 /// (d) iPXE over TFTP from real atftpd in a network namespace: the same entry script,
