@@ -63,6 +63,17 @@ impl Lab {
         Report(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out))))
     }
 
+    /// Live processes whose command line names this lab's ssh_config (SSH masters).
+    fn ssh_processes(&self) -> Vec<String> {
+        let cfg = self.dir().join("ssh_config").display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&cfg))
+            .collect()
+    }
+
     /// A command on a lab host; its exit status is checked.
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
         let out = Command::new("ssh").arg("-F").arg(self.dir().join("ssh_config")).arg(alias).args(argv).output().unwrap();
@@ -209,6 +220,9 @@ fn upstream_carrier_acceptance_scenario() {
     for (m, alias) in CARRIED {
         assert_eq!(lab.netboot_generation(&format!("{alias}.lab")), (1, lab.generation(m).1), "{m}");
     }
+
+    // a finished run leaves no SSH connection behind
+    assert_eq!(lab.ssh_processes(), Vec::<String>::new());
 
     // 4. redeploying the same generation is skipped and runs no hook
     let (gen_a, _) = lab.generation("pxe#node1");

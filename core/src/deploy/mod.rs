@@ -149,7 +149,9 @@ pub async fn run(targets: Vec<Target>, opts: &DeployOptions, ssh: SshSettings, s
         }
         run_group(&group, opts, &connections, sink, &mut states).await;
     }
-    report(&targets, states, opts, connections.connection_count())
+    let count = connections.connection_count();
+    connections.close().await;
+    report(&targets, states, opts, count)
 }
 
 fn not_attempted() -> MachineState {

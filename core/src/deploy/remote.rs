@@ -124,6 +124,17 @@ impl Connections {
         self.connects.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Ends every SSH connection of the run. The masters are started with
+    /// `ControlPersist`: without an explicit close they (and their sshd sessions on the
+    /// hosts) would outlive the run.
+    pub async fn close(self) {
+        for (_, connection) in self.open.into_inner() {
+            if let Ok(Ok(Remote::Ssh { session, .. })) = connection.map(Arc::try_unwrap) {
+                let _ = session.close().await;
+            }
+        }
+    }
+
     /// The connection to `host`; a failed connection is remembered, not retried.
     pub async fn get(&self, host: &str, port: u16) -> Result<Arc<Remote>, RemoteError> {
         let mut open = self.open.lock().await;
