@@ -426,6 +426,7 @@ fn rebuild_renders_only_the_changed_machine() {
     // TFTP tree, ipxe/ of the HTTP tree) named d-<hash>.
     let objects = |side: &str| {
         let all = c.entries(&c.netboot().join(format!("{side}.objects")));
+        let all: Vec<&String> = all.iter().filter(|e| *e != "index").collect();
         let shared = all.iter().filter(|e| e.starts_with("d-")).count();
         (all.len() - shared, shared)
     };
@@ -440,7 +441,8 @@ fn rebuild_renders_only_the_changed_machine() {
             unchanged.http_dir.file_name().unwrap().to_str().unwrap()
         )
     );
-    assert!(!first.tftp_dir.exists() && !first.http_dir.exists(), "previous trees removed");
+    assert_ne!(unchanged.tftp_dir, first.tftp_dir, "a new tree is published");
+    assert!(first.tftp_dir.is_dir() && first.http_dir.is_dir(), "the previous trees are kept as the spares");
 
     let g = Gen::new("web-2-b", json!({"toplevel": "@", "version": "2"}));
     let mut b = Batch::new();
@@ -449,6 +451,16 @@ fn rebuild_renders_only_the_changed_machine() {
     c.deploy("web-2", &[&d], T0 + 30 * DAY);
     let second = netboot::build(&cfg).unwrap();
     assert_eq!((second.machines_rendered, second.machines_reused), (1, 2));
+    assert_eq!((&second.tftp_dir, &second.http_dir), (&first.tftp_dir, &first.http_dir), "the spares are patched");
+    let trees = |c: &Carrier, r: &netboot::BuildReport| (c.dump("tftp", r), c.dump("http", r));
+    let patched = trees(&c, &second);
+    // A patched tree is exactly what a build from nothing writes.
+    for entry in c.entries(&c.netboot()) {
+        std::fs::remove_dir_all(c.netboot().join(&entry)).or_else(|_| std::fs::remove_file(c.netboot().join(&entry))).unwrap();
+    }
+    let fresh = netboot::build(&cfg).unwrap();
+    assert_eq!((fresh.machines_rendered, fresh.machines_reused), (3, 0));
+    assert_eq!(trees(&c, &fresh), patched);
     assert_eq!((objects("tftp"), objects("http")), ((3, 2), (3, 1)), "the replaced object is collected");
     let web = second.machines.iter().find(|m| m.name == "web-2").unwrap();
     assert_eq!(web.generations.iter().map(|g| (g.number, g.current)).collect::<Vec<_>>(), [(2, true), (1, false)]);

@@ -185,7 +185,9 @@ pub fn scan_links(dir: &Path) -> Result<Vec<ProfileLinks>, ProfileError> {
     names.sort_unstable();
     names.dedup();
     let profile_links: Vec<PathBuf> = names.iter().map(|n| dir.join(format!("confctl-{n}"))).collect();
-    let read = |path: &PathBuf| match std::fs::read_link(path) {
+    // Links are read relative to the open directory: no walk of its path per link.
+    let dir_file = std::fs::File::open(dir).map_err(read_dir)?;
+    let read = |path: &PathBuf| match crate::links::read_link_at(&dir_file, path.file_name().unwrap_or_default()) {
         Ok(t) => Ok(Some(t)),
         // not a symlink (EINVAL), or removed since the listing
         Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound) => Ok(None),

@@ -2,15 +2,17 @@
 //! `<fqdn>/<N>/generation.json`. Keys in upstream's order, pretty-printed with two spaces
 //! like Ruby's `JSON.pretty_generate`, no trailing newline. kexec-netboot reads them.
 
+
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::model::{BootFile, Generation, Machine, Variant};
+use super::objects::FileParts;
 
 #[derive(Serialize)]
 struct MachineOut<'a> {
@@ -113,49 +115,52 @@ pub fn machines_entry(machine_json: &str) -> String {
     machine_json.replace('\n', "\n    ")
 }
 
-/// Writes `machines.json` from files holding entries made by [`machines_entry`],
-/// streaming them (the file is large: every generation of every machine).
-pub fn write_machines_json(path: &Path, entry_files: &[PathBuf]) -> std::io::Result<()> {
-    let mut out = BufWriter::with_capacity(1 << 16, File::create(path)?);
-    if entry_files.is_empty() {
-        out.write_all(b"{\n  \"machines\": []\n}")?;
-        return out.flush();
-    }
-    out.write_all(b"{\n  \"machines\": [\n")?;
-    // Entries are small: read each into one buffer and write in large blocks (a
-    // copy_file_range per entry costs more than the read).
-    let mut buf = Vec::new();
-    for (i, entry) in entry_files.iter().enumerate() {
-        if i > 0 {
-            out.write_all(b",\n")?;
-        }
-        out.write_all(b"    ")?;
-        buf.clear();
-        File::open(entry)?.read_to_end(&mut buf)?;
-        out.write_all(&buf)?;
-    }
-    out.write_all(b"\n  ]\n}")?;
-    out.flush()
+/// An entry of `machines.json` (made by [`machines_entry`]): its bytes, or where it sits
+/// in a `machines.json` written earlier (open).
+pub enum Entry {
+    Bytes(Vec<u8>),
+    InFile(Arc<File>, Range<u64>),
 }
 
-/// `machines.json` from entries made by [`machines_entry`], in memory.
-#[cfg(test)]
-fn machines_json<S: AsRef<str>>(entries: &[S]) -> String {
+const HEAD: &[u8] = b"{\n  \"machines\": [\n    ";
+const SEPARATOR: &[u8] = b",\n    ";
+const TAIL: &[u8] = b"\n  ]\n}";
+const EMPTY: &[u8] = b"{\n  \"machines\": []\n}";
+
+/// `machines.json` from its entries, which are only concatenated, and where each entry
+/// sits in it. Entries that follow each other in the file they come from are copied in
+/// one run, with the separator between them.
+pub fn machines_json(entries: Vec<Entry>) -> (FileParts, Vec<Range<u64>>) {
+    let mut out = FileParts::default();
     if entries.is_empty() {
-        return "{\n  \"machines\": []\n}".to_string();
+        out.push_bytes(EMPTY);
+        return (out, Vec::new());
     }
-    let total: usize = entries.iter().map(|e| e.as_ref().len() + 6).sum();
-    let mut out = String::with_capacity(total + 32);
-    out.push_str("{\n  \"machines\": [\n");
-    for (i, e) in entries.iter().enumerate() {
-        if i > 0 {
-            out.push_str(",\n");
+    out.push_bytes(HEAD);
+    let mut ranges = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.into_iter().enumerate() {
+        match entry {
+            Entry::InFile(file, r) if i > 0 && out.last_range_end(&file) == Some(r.start.saturating_sub(SEPARATOR.len() as u64)) => {
+                out.push_range(&file, r.start - SEPARATOR.len() as u64, SEPARATOR.len() as u64);
+                let start = out.len();
+                out.push_range(&file, r.start, r.end - r.start);
+                ranges.push(start..out.len());
+            }
+            entry => {
+                if i > 0 {
+                    out.push_bytes(SEPARATOR);
+                }
+                let start = out.len();
+                match entry {
+                    Entry::Bytes(b) => out.push_bytes(&b),
+                    Entry::InFile(file, r) => out.push_range(&file, r.start, r.end - r.start),
+                }
+                ranges.push(start..out.len());
+            }
         }
-        out.push_str("    ");
-        out.push_str(e.as_ref());
     }
-    out.push_str("\n  ]\n}");
-    out
+    out.push_bytes(TAIL);
+    (out, ranges)
 }
 
 #[cfg(test)]
@@ -163,32 +168,57 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn materialize(parts: &FileParts, dir: &std::path::Path, name: &str) -> (std::path::PathBuf, Vec<u8>) {
+        let path = dir.join(name);
+        parts.write_to(&mut File::create_new(&path).unwrap()).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len() as u64, parts.len());
+        (path, bytes)
+    }
+
     #[test]
     fn machines_json_is_pretty_json_of_the_list() {
-        let a =
-            serde_json::to_string_pretty(&json!({"url": "u", "generations": [{"x": [1, 2]}, {}], "e": []})).unwrap();
-        let b = serde_json::to_string_pretty(&json!({"url": "v"})).unwrap();
-        let out = machines_json(&[machines_entry(&a), machines_entry(&b)]);
-        let expected = serde_json::to_string_pretty(&json!({"machines": [
-            serde_json::from_str::<Value>(&a).unwrap(), serde_json::from_str::<Value>(&b).unwrap()]}))
-        .unwrap();
-        assert_eq!(out, expected);
-        let empty: [&str; 0] = [];
-        assert_eq!(machines_json(&empty), serde_json::to_string_pretty(&json!({"machines": []})).unwrap());
-
         let t = tempfile::tempdir().unwrap();
-        let files: Vec<PathBuf> = [&a, &b]
+        let docs: Vec<String> = [json!({"url": "u", "generations": [{"x": [1, 2]}, {}], "e": []}), json!({"url": "v"}), json!({"w": 3})]
             .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                let p = t.path().join(format!("e{i}"));
-                std::fs::write(&p, machines_entry(e)).unwrap();
-                p
-            })
+            .map(|v| serde_json::to_string_pretty(v).unwrap())
             .collect();
-        for (n, expected) in [(2, out), (0, machines_json(&empty))] {
-            write_machines_json(&t.path().join("m.json"), &files[..n]).unwrap();
-            assert_eq!(std::fs::read_to_string(t.path().join("m.json")).unwrap(), expected);
+        let entries: Vec<String> = docs.iter().map(|d| machines_entry(d)).collect();
+        let expected = |docs: &[&String]| {
+            let values: Vec<Value> = docs.iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+            serde_json::to_string_pretty(&json!({ "machines": values })).unwrap()
+        };
+        let (parts, ranges) = machines_json(entries.iter().map(|e| Entry::Bytes(e.clone().into_bytes())).collect());
+        let (path, out) = materialize(&parts, t.path(), "first.json");
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), expected(&docs.iter().collect::<Vec<_>>()));
+        for (e, r) in entries.iter().zip(&ranges) {
+            assert_eq!(&out[r.start as usize..r.end as usize], e.as_bytes());
         }
+
+        // A later file from the ranges of this one: entries 0 and 2 are copied; a new
+        // entry comes between them, so no run spans it.
+        let file = Arc::new(File::open(&path).unwrap());
+        let fresh = machines_entry(&serde_json::to_string_pretty(&json!({"new": true})).unwrap());
+        let (parts, ranges2) = machines_json(vec![
+            Entry::InFile(file.clone(), ranges[0].clone()),
+            Entry::Bytes(fresh.clone().into_bytes()),
+            Entry::InFile(file.clone(), ranges[2].clone()),
+        ]);
+        let (_, out2) = materialize(&parts, t.path(), "second.json");
+        let new_doc = serde_json::to_string_pretty(&json!({"new": true})).unwrap();
+        assert_eq!(String::from_utf8(out2.clone()).unwrap(), expected(&[&docs[0], &new_doc, &docs[2]]));
+        assert_eq!(&out2[ranges2[1].start as usize..ranges2[1].end as usize], fresh.as_bytes());
+        // Entries 1 and 2 follow each other in the first file: one run, separator included.
+        let (parts, _) = machines_json(vec![
+            Entry::InFile(file.clone(), ranges[1].clone()),
+            Entry::InFile(file.clone(), ranges[2].clone()),
+        ]);
+        assert_eq!(parts.parts.len(), 3, "head, one run, tail: {parts:?}");
+        let (_, out3) = materialize(&parts, t.path(), "third.json");
+        assert_eq!(String::from_utf8(out3).unwrap(), expected(&[&docs[1], &docs[2]]));
+
+        let (parts, _) = machines_json(Vec::new());
+        let (_, empty) = materialize(&parts, t.path(), "empty.json");
+        assert_eq!(String::from_utf8(empty).unwrap(), serde_json::to_string_pretty(&json!({"machines": []})).unwrap());
     }
 }

@@ -23,6 +23,7 @@ mod publish;
 mod tftp;
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,7 @@ pub use publish::Outcome;
 
 use rayon::prelude::*;
 use crate::carrier::profiles::{self, ProfileError};
-use objects::{DirSpec, Meta, ObjectStore, Side, Writer};
+use objects::{DirSpec, Meta, ObjectStore, Side};
 
 /// Failures that prevent publishing anything. The trees being served stay as they are.
 #[derive(Debug, thiserror::Error)]
@@ -248,8 +249,13 @@ pub fn request_build(cfg: &NetbootConfig, wait: bool) -> Result<Outcome, Netboot
 /// One build, without the lock (the caller holds it).
 fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     let syslinux = cfg.syslinux_files()?;
-    let links = profiles::scan_links(&cfg.profiles_dir)?;
-    let store = ObjectStore::open(cfg)?;
+    // Scanning the profiles and reading the previous build's index are independent.
+    let (links, store) = std::thread::scope(|s| {
+        let store = s.spawn(|| ObjectStore::open(cfg));
+        let links = profiles::scan_links(&cfg.profiles_dir);
+        (links, store.join().expect("opening the object store does not panic"))
+    });
+    let (links, store) = (links?, store?);
     let keys: Vec<String> = links.iter().map(|pl| store.key(pl)).collect();
 
     // Reuse the objects of unchanged profiles; render the others (in parallel: each
@@ -291,22 +297,28 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     let published = resolve_collisions(candidates, &mut faults);
 
     let mut warnings = Vec::new();
-    let published_dirs = publish::publish(&[&cfg.tftp_root, &cfg.http_root], &mut warnings, |dirs| {
-        // The two trees are independent: write them side by side.
-        std::thread::scope(|s| {
-            let http = s.spawn(|| write_http(cfg, &syslinux, &store, &published, &dirs[1]));
-            let tftp = write_tftp(cfg, &syslinux, &store, &published, &dirs[0]);
-            let http = http.join().expect("the HTTP tree writer does not panic");
-            tftp.and(http)
-        })
+    // The trees' content, then publication (objects and shared directories are written
+    // while the specs are made).
+    let trees = std::thread::scope(|s| {
+        let http = s.spawn(|| http_tree(cfg, &syslinux, &store, &published));
+        let tftp = tftp_tree(cfg, &syslinux, &store, &published);
+        Ok::<_, NetbootError>((tftp?, http.join().expect("the HTTP tree spec does not panic")?))
     });
-    let dirs = match published_dirs {
-        Ok(d) => d,
+    let mut ranges = Vec::new();
+    let published_dirs = trees.and_then(|(tftp, (http, entry_ranges))| {
+        ranges = entry_ranges;
+        publish::publish(&[(&cfg.tftp_root, &tftp), (&cfg.http_root, &http)], store.tree_records(), &mut warnings)
+    });
+    let publish::Published { dirs, records } = match published_dirs {
+        Ok(p) => p,
         Err(e) => {
             store.discard_created();
             return Err(e);
         }
     };
+    if let Err(e) = store.save_index(&published, &ranges, &dirs[1].join("machines.json"), &records) {
+        warnings.push(format!("could not save the object index: {e}"));
+    }
     let keep: HashSet<String> = published.iter().map(|(k, _)| k.clone()).chain(store.shared_used()).collect();
     store.collect_garbage(&keep, &mut warnings);
     faults.sort_by(|a, b| (&a.profile, a.generation).cmp(&(&b.profile, b.generation)));
@@ -423,48 +435,57 @@ fn iso_names(cfg: &NetbootConfig) -> Vec<(String, String)> {
         .collect()
 }
 
-fn write_tftp(
+/// The TFTP tree: syslinux files, menus, links to the machines' objects.
+fn tftp_tree(
     cfg: &NetbootConfig,
     syslinux: &[(&'static str, PathBuf)],
     store: &ObjectStore,
     published: &[(String, Meta)],
-    dir: &Path,
-) -> Result<(), NetbootError> {
-    let w = Writer;
+) -> Result<DirSpec, NetbootError> {
+    let mut tree = DirSpec::default();
     let memtest = cfg.memtest.as_ref().map(|m| m.params.as_slice());
     let isos = iso_names(cfg);
     let root_name = file_name(&cfg.tftp_root);
     for (name, path) in syslinux {
-        w.copy(path, &dir.join(name))?;
-    }
-    for sub in ["pxeserver", "pxeserver/machines", "boot"] {
-        w.dir(&dir.join(sub))?;
+        let content = std::fs::read(path).map_err(|source| NetbootError::Io {
+            context: format!("reading the syslinux file '{}'", path.display()),
+            source,
+        })?;
+        tree.file(*name, content);
     }
     let spins = spins_of(published);
+    let mut pxeserver = DirSpec::default();
     for spin in &spins {
         let entries: Vec<(&str, &str)> = published
             .iter()
             .filter(|(_, m)| m.machine.spin == *spin)
             .map(|(_, m)| (m.machine.fqdn.as_str(), m.machine.label.as_str()))
             .collect();
-        w.file(&dir.join(format!("pxeserver/{}.cfg", spin.as_str())), tftp::spin_menu(*spin, &entries).as_bytes())?;
+        pxeserver.file(format!("{}.cfg", spin.as_str()), tftp::spin_menu(*spin, &entries));
     }
+    let mut boot = DirSpec::default();
     if !isos.is_empty() {
-        w.file(&dir.join("pxeserver/iso-images.cfg"), tftp::iso_menu(&isos).as_bytes())?;
-        w.dir(&dir.join("boot/iso-images"))?;
+        pxeserver.file("iso-images.cfg", tftp::iso_menu(&isos));
+        let mut images = DirSpec::default();
         for ((file, _), img) in isos.iter().zip(&cfg.iso_images) {
-            w.link(&img.file, &dir.join("boot/iso-images").join(file))?;
+            images.link(file.clone(), &img.file);
         }
+        boot.dir("iso-images", images);
     }
     if let Some(mt) = &cfg.memtest {
-        w.dir(&dir.join("boot/memtest86"))?;
-        w.link(&mt.file, &dir.join("boot/memtest86/memtest.bin"))?;
+        let mut memtest86 = DirSpec::default();
+        memtest86.link("memtest.bin", &mt.file);
+        boot.dir("memtest86", memtest86);
     }
+    let mut machines = DirSpec::default();
     for (key, meta) in published {
         let m = &meta.machine;
-        w.link(&store.tftp_boot_target(key), &dir.join("boot").join(&m.fqdn))?;
-        w.link(&store.tftp_menus_target(key), &dir.join("pxeserver/machines").join(&m.fqdn))?;
+        boot.link(m.fqdn.clone(), store.tftp_boot_target(key));
+        machines.link(m.fqdn.clone(), store.tftp_menus_target(key));
     }
+    pxeserver.dir("machines", machines);
+    tree.dir("pxeserver", pxeserver);
+    tree.dir("boot", boot);
 
     // pxelinux.cfg/ and ipxe/ change only with the menus and the MAC assignments, so
     // they are shared directories; their per-MAC links reach the machine's files
@@ -481,27 +502,26 @@ fn write_tftp(
         }
     }
     ipxe_menus(cfg, ipxe::Tree::Tftp, published, &isos, &mut ipxe_dir);
-    w.link(&store.shared_dir(Side::Tftp, &pxelinux_cfg)?, &dir.join("pxelinux.cfg"))?;
-    w.link(&store.shared_dir(Side::Tftp, &ipxe_dir)?, &dir.join("ipxe"))
+    tree.link("pxelinux.cfg", store.shared_dir(Side::Tftp, &pxelinux_cfg)?);
+    tree.link("ipxe", store.shared_dir(Side::Tftp, &ipxe_dir)?);
+    Ok(tree)
 }
 
-fn write_http(
+/// The HTTP tree: `machines.json`, links to the machines' objects, `ipxe/`. Also
+/// returns where each machine's entry sits in `machines.json`.
+fn http_tree(
     cfg: &NetbootConfig,
     syslinux: &[(&'static str, PathBuf)],
     store: &ObjectStore,
     published: &[(String, Meta)],
-    dir: &Path,
-) -> Result<(), NetbootError> {
-    let w = Writer;
+) -> Result<(DirSpec, Vec<Range<u64>>), NetbootError> {
+    let mut tree = DirSpec::default();
     let root_name = file_name(&cfg.http_root);
-    let mut entries = Vec::with_capacity(published.len());
+    let (machines_json, ranges) = store.machines_json(published)?;
+    tree.parts("machines.json", machines_json);
     for (key, meta) in published {
-        entries.push(store.entry_file(key));
-        w.link(&store.http_target(key), &dir.join(&meta.machine.fqdn))?;
+        tree.link(meta.machine.fqdn.clone(), store.http_target(key));
     }
-    let machines_json = dir.join("machines.json");
-    http::write_machines_json(&machines_json, &entries)
-        .map_err(|source| NetbootError::Io { context: format!("writing '{}'", machines_json.display()), source })?;
 
     let mut ipxe_dir = DirSpec::default();
     for (_, meta) in published {
@@ -524,7 +544,8 @@ fn write_http(
         ipxe_dir.dir("iso-images", images);
     }
     ipxe_menus(cfg, ipxe::Tree::Http { url: &cfg.http_url }, published, &isos, &mut ipxe_dir);
-    w.link(&store.shared_dir(Side::Http, &ipxe_dir)?, &dir.join("ipxe"))
+    tree.link("ipxe", store.shared_dir(Side::Http, &ipxe_dir)?);
+    Ok((tree, ranges))
 }
 
 /// `boot.ipxe` and `menu.ipxe` of an `ipxe/` directory.

@@ -31,7 +31,11 @@
 //! exists is complete. After a successful publication, objects the new trees do not use
 //! are removed; after a failed one, the objects made by that build are.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::ops::Range;
+use std::sync::Arc;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -44,6 +48,7 @@ use super::model::Machine;
 use super::publish::remove_path;
 use super::{Fault, GenerationSummary, MachineSummary, NetbootError, http, ipxe, tftp};
 use crate::carrier::profiles::ProfileLinks;
+use crate::links::read_link_at;
 
 /// Bump when the rendered output changes, so old objects are not reused.
 const FORMAT: &str = "carrier-netboot-objects-1";
@@ -66,6 +71,43 @@ pub struct Meta {
     pub faults: Vec<Fault>,
 }
 
+/// The index file in the HTTP objects directory (see [`Index`]), in postcard's binary
+/// format: it is read by every build, and parsing JSON of that size costs more than
+/// the rest of a small rebuild.
+const INDEX: &str = "index";
+
+/// What the previous build published, so that a rebuild reads two files instead of two
+/// per machine: the [`Meta`] of every object the trees use, and where each machine's
+/// entry sits in the `machines.json` written with it (which holds them all). Both are
+/// only a cache of the objects' `meta.json` and `entry.json`: an index of another
+/// format, or one whose `machines.json` is not the one served (by device, inode, size
+/// and modification time), is not used for entries.
+#[derive(Serialize, Deserialize)]
+struct Index {
+    format: String,
+    machines_json: FileId,
+    /// Per key: the summary, and the byte range of the entry in `machines.json`.
+    objects: HashMap<String, (Meta, u64, u64)>,
+    /// Per tree directory (`<root>.<suffix>`), its [`DirRecord`]s.
+    trees: HashMap<String, Vec<DirRecord>>,
+}
+
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl FileId {
+    fn of(m: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
+        FileId { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns }
+    }
+}
+
 pub struct ObjectStore {
     tftp: PathBuf,
     http: PathBuf,
@@ -77,6 +119,16 @@ pub struct ObjectStore {
     created: Mutex<Vec<String>>,
     /// Keys of the shared directories the new trees use.
     shared_used: Mutex<Vec<String>>,
+    /// Names in the TFTP and HTTP objects directories when the store was opened.
+    tftp_names: HashSet<String>,
+    http_names: HashSet<String>,
+    /// The previous build's summaries (empty when the index is missing or unreadable).
+    index: Mutex<HashMap<String, Meta>>,
+    /// The served `machines.json` and the ranges of the entries in it, when the index
+    /// describes it.
+    pack: Option<(Arc<File>, HashMap<String, (u64, u64)>)>,
+    /// The [`DirRecord`]s of the trees written by the last two builds.
+    trees: HashMap<String, Vec<DirRecord>>,
 }
 
 /// Which tree an object belongs to.
@@ -95,13 +147,127 @@ pub struct DirSpec {
 #[derive(Debug)]
 enum Node {
     File(Vec<u8>),
+    Parts(FileParts),
     Link(PathBuf),
     Dir(DirSpec),
+}
+
+/// The content of a file made of bytes and of ranges of another open file, which the
+/// kernel copies (`copy_file_range`) without passing them through this process.
+#[derive(Debug, Default)]
+pub struct FileParts {
+    pub(super) parts: Vec<Part>,
+    len: u64,
+}
+
+#[derive(Debug)]
+pub(super) enum Part {
+    Bytes(Vec<u8>),
+    /// `len` bytes of the file from `offset`.
+    Range { file: Arc<File>, offset: u64, len: u64 },
+}
+
+impl FileParts {
+    /// The length of the content so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if let Some(Part::Bytes(last)) = self.parts.last_mut() {
+            last.extend_from_slice(bytes);
+        } else {
+            self.parts.push(Part::Bytes(bytes.to_vec()));
+        }
+    }
+
+    /// Appends `len` bytes of `file` from `offset`; a range that continues the previous
+    /// one in the same file extends it.
+    pub fn push_range(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+        self.len += len;
+        if let Some(Part::Range { file: f, offset: o, len: l }) = self.parts.last_mut()
+            && Arc::ptr_eq(f, file)
+            && *o + *l == offset
+        {
+            *l += len;
+            return;
+        }
+        self.parts.push(Part::Range { file: file.clone(), offset, len });
+    }
+
+    /// Where the last part, if it is a range, ends in its file.
+    pub fn last_range_end(&self, file: &Arc<File>) -> Option<u64> {
+        match self.parts.last() {
+            Some(Part::Range { file: f, offset, len }) if Arc::ptr_eq(f, file) => Some(offset + len),
+            _ => None,
+        }
+    }
+
+    fn hash(&self, h: &mut Sha256) {
+        for part in &self.parts {
+            match part {
+                Part::Bytes(b) => h.update(b),
+                Part::Range { file, offset, len } => {
+                    use std::os::unix::fs::MetadataExt;
+                    let ino = file.metadata().map(|m| m.ino()).unwrap_or_default();
+                    h.update(ino.to_le_bytes());
+                    h.update(offset.to_le_bytes());
+                    h.update(len.to_le_bytes());
+                }
+            }
+        }
+    }
+
+    /// Writes the content to the (empty) file `out`.
+    pub fn write_to(&self, out: &mut File) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom, Write};
+        use std::os::fd::AsRawFd;
+        let mut pos: u64 = 0;
+        for part in &self.parts {
+            match part {
+                Part::Bytes(b) => {
+                    out.write_all(b)?;
+                    pos += b.len() as u64;
+                }
+                Part::Range { file, offset, len } => {
+                    let (mut off_in, mut off_out) = (*offset as libc::loff_t, pos as libc::loff_t);
+                    let end = pos + len;
+                    while (off_out as u64) < end {
+                        let left = (end - off_out as u64) as usize;
+                        // SAFETY: both descriptors belong to open `File`s; the call only
+                        // reads and updates the two offsets.
+                        let n = unsafe {
+                            libc::copy_file_range(file.as_raw_fd(), &mut off_in, out.as_raw_fd(), &mut off_out, left, 0)
+                        };
+                        match n {
+                            n if n < 0 => return Err(std::io::Error::last_os_error()),
+                            0 => {
+                                return Err(std::io::Error::new(
+                                    std::io::ErrorKind::UnexpectedEof,
+                                    "the file to copy from is shorter than recorded",
+                                ));
+                            }
+                            _ => {}
+                        }
+                    }
+                    // Explicit offsets leave the file position alone.
+                    pos = end;
+                    out.seek(SeekFrom::Start(pos))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl DirSpec {
     pub fn file(&mut self, name: impl Into<String>, content: impl Into<Vec<u8>>) {
         self.entries.push((name.into(), Node::File(content.into())));
+    }
+
+    pub fn parts(&mut self, name: impl Into<String>, parts: FileParts) {
+        self.entries.push((name.into(), Node::Parts(parts)));
     }
 
     pub fn link(&mut self, name: impl Into<String>, target: impl Into<PathBuf>) {
@@ -116,6 +282,7 @@ impl DirSpec {
         for (name, node) in &self.entries {
             let (tag, bytes): (u8, &[u8]) = match node {
                 Node::File(c) => (b'f', c),
+                Node::Parts(_) => (b'p', b""),
                 Node::Link(t) => (b'l', t.as_os_str().as_encoded_bytes()),
                 Node::Dir(_) => (b'd', b""),
             };
@@ -124,26 +291,165 @@ impl DirSpec {
             h.update(name.as_bytes());
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(bytes);
-            if let Node::Dir(d) = node {
-                d.hash(h);
-                h.update(b"end");
+            match node {
+                Node::Dir(d) => {
+                    d.hash(h);
+                    h.update(b"end");
+                }
+                Node::Parts(p) => p.hash(h),
+                _ => {}
             }
         }
     }
 
-    fn write(&self, dir: &Path) -> Result<(), NetbootError> {
+    /// Makes the existing directory `dir` hold exactly this content, touching only what
+    /// differs: a link with the wanted target, a file with the wanted bytes and a
+    /// directory stay as they are; anything else in the way is removed and written anew,
+    /// and entries the spec does not name are removed. Symlinks are never followed.
+    pub fn sync(&self, dir: &Path) -> Result<(), NetbootError> {
+        self.sync_recorded(dir, &[]).map(|_| ())
+    }
+
+    /// [`DirSpec::sync`], which also returns a [`DirRecord`] of every directory with
+    /// many links, and trusts `known` records (of an earlier call on the same
+    /// directory) whose directory was not modified since.
+    pub fn sync_recorded(&self, dir: &Path, known: &[DirRecord]) -> Result<Vec<DirRecord>, NetbootError> {
+        let mut records = Vec::new();
+        self.sync_in(dir, "", known, &mut records)?;
+        Ok(records)
+    }
+
+    fn sync_in(&self, dir: &Path, rel: &str, known: &[DirRecord], records: &mut Vec<DirRecord>) -> Result<(), NetbootError> {
+        let links = self.entries.iter().filter(|(_, n)| matches!(n, Node::Link(_))).count();
+        let recorded = links >= RECORD_MIN_LINKS;
+        // The links this directory held when it was last recorded, if it has not been
+        // modified since.
+        let trusted = known
+            .iter()
+            .find(|r| recorded && r.path == rel)
+            .filter(|r| DirStamp::of(dir).is_ok_and(|s| s == r.stamp))
+            .map(|r| r.links.as_slice());
+        let mut hashes = Vec::with_capacity(if recorded { links } else { 0 });
+
+        let listing = std::fs::read_dir(dir).map_err(io_err(format!("reading '{}'", dir.display())))?;
+        let mut existing: HashMap<OsString, std::fs::FileType> = HashMap::new();
+        for entry in listing {
+            let entry = entry.map_err(io_err(format!("reading '{}'", dir.display())))?;
+            let kind = entry.file_type().map_err(io_err(format!("inspecting '{}'", entry.path().display())))?;
+            existing.insert(entry.file_name(), kind);
+        }
+        // Links are read relative to the open directory: no walk of its path per link.
+        let dir_file = File::open(dir).map_err(io_err(format!("opening '{}'", dir.display())))?;
         let w = Writer;
-        w.dir(dir)?;
+        let clear = |path: &Path| remove_path(path).map_err(io_err(format!("removing '{}'", path.display())));
         for (name, node) in &self.entries {
             let path = dir.join(name);
+            let have = existing.remove(OsStr::new(name));
             match node {
-                Node::File(c) => w.file(&path, c)?,
-                Node::Link(t) => w.link(t, &path)?,
-                Node::Dir(d) => d.write(&path)?,
+                Node::Link(target) => {
+                    let hash = recorded.then(|| link_hash(name, target));
+                    hashes.extend(hash);
+                    if have.is_some_and(|k| k.is_symlink())
+                        && (trusted.zip(hash).is_some_and(|(t, h)| t.binary_search(&h).is_ok())
+                            || read_link_at(&dir_file, OsStr::new(name)).is_ok_and(|t| t == *target))
+                    {
+                        continue;
+                    }
+                    if have.is_some() {
+                        clear(&path)?;
+                    }
+                    w.link(target, &path)?;
+                }
+                Node::File(content) => {
+                    if have.is_some_and(|k| k.is_file()) {
+                        if same_content(&path, content) {
+                            continue;
+                        }
+                    } else if have.is_some() {
+                        clear(&path)?;
+                    }
+                    w.file(&path, content)?;
+                }
+                Node::Parts(parts) => {
+                    // Rewritten every time: comparing would read the whole file.
+                    if have.is_some() {
+                        clear(&path)?;
+                    }
+                    File::create_new(&path)
+                        .and_then(|mut f| parts.write_to(&mut f))
+                        .map_err(io_err(format!("writing '{}'", path.display())))?;
+                }
+                Node::Dir(spec) => {
+                    if !have.is_some_and(|k| k.is_dir()) {
+                        if have.is_some() {
+                            clear(&path)?;
+                        }
+                        w.dir(&path)?;
+                    }
+                    let sub = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
+                    spec.sync_in(&path, &sub, known, records)?;
+                }
             }
+        }
+        for name in existing.into_keys() {
+            clear(&dir.join(name))?;
+        }
+        if recorded {
+            let stamp = DirStamp::of(dir).map_err(io_err(format!("inspecting '{}'", dir.display())))?;
+            hashes.sort_unstable();
+            records.push(DirRecord { path: rel.to_string(), stamp, links: hashes });
         }
         Ok(())
     }
+}
+
+/// Directories with at least this many links get a [`DirRecord`].
+const RECORD_MIN_LINKS: usize = 64;
+
+/// What a directory with many links (`boot/`, `pxeserver/machines/`, the HTTP root: one
+/// per machine) held when a build finished writing it. The build that next writes into
+/// that directory (two builds later: it is the spare then) trusts the record while the
+/// directory's inode, modification and change times are what they were, since adding,
+/// removing or replacing an entry changes them, and symlinks cannot be changed in place:
+/// it need not read each link to find the few that changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirRecord {
+    /// Relative to the tree.
+    path: String,
+    stamp: DirStamp,
+    /// [`link_hash`] of every link, sorted.
+    links: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct DirStamp {
+    ino: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl DirStamp {
+    fn of(dir: &Path) -> std::io::Result<DirStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(dir)?;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Ok(DirStamp { ino: m.ino(), mtime_ns: ns(m.mtime(), m.mtime_nsec()), ctime_ns: ns(m.ctime(), m.ctime_nsec()) })
+    }
+}
+
+/// 64 bits of SHA-256 of a link's name and target.
+fn link_hash(name: &str, target: &Path) -> u64 {
+    let mut h = Sha256::new();
+    h.update(name.as_bytes());
+    h.update([0]);
+    h.update(target.as_os_str().as_encoded_bytes());
+    u64::from_le_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+/// Whether the regular file at `path` holds exactly `content`.
+fn same_content(path: &Path, content: &[u8]) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == content.len() as u64)
+        && std::fs::read(path).is_ok_and(|have| have == content)
 }
 
 fn io_err(context: String) -> impl FnOnce(std::io::Error) -> NetbootError {
@@ -155,18 +461,46 @@ fn file_name(p: &Path) -> String {
 }
 
 impl ObjectStore {
-    /// Opens (creates) the object directories and removes unfinished objects.
+    /// Opens (creates) the object directories, removes unfinished objects and reads the
+    /// index.
     pub fn open(cfg: &NetbootConfig) -> Result<Self, NetbootError> {
         let tftp = cfg.tftp_objects();
         let http = cfg.http_objects();
-        for dir in [&tftp, &http] {
+        let mut names = [HashSet::new(), HashSet::new()];
+        for (dir, names) in [&tftp, &http].into_iter().zip(&mut names) {
             std::fs::create_dir_all(dir).map_err(io_err(format!("creating '{}'", dir.display())))?;
             for entry in std::fs::read_dir(dir).map_err(io_err(format!("reading '{}'", dir.display())))?.flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".tmp") {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".tmp") {
                     let _ = remove_path(&entry.path());
+                } else {
+                    names.insert(name);
                 }
             }
         }
+        let [tftp_names, http_names] = names;
+        // A missing or damaged index only costs reading each object's files.
+        let (index, pack, trees) = match std::fs::read(http.join(INDEX))
+            .ok()
+            .and_then(|bytes| postcard::from_bytes::<Index>(&bytes).ok())
+            .filter(|index| index.format == FORMAT)
+        {
+            None => (HashMap::new(), None, HashMap::new()),
+            Some(index) => {
+                let pack = File::open(cfg.http_root.join("machines.json"))
+                    .ok()
+                    .filter(|f| f.metadata().is_ok_and(|m| FileId::of(&m) == index.machines_json));
+                let mut metas = HashMap::with_capacity(index.objects.len());
+                let mut ranges = HashMap::with_capacity(index.objects.len());
+                for (key, (meta, start, end)) in index.objects {
+                    ranges.insert(key.clone(), (start, end));
+                    metas.insert(key, meta);
+                }
+                let size = index.machines_json.size;
+                let pack = pack.filter(|_| ranges.values().all(|&(a, b)| a <= b && b <= size));
+                (metas, pack.map(|file| (Arc::new(file), ranges)), index.trees)
+            }
+        };
         Ok(ObjectStore {
             tftp_name: file_name(&tftp),
             http_name: file_name(&http),
@@ -175,6 +509,11 @@ impl ObjectStore {
             settings_key: settings_key(cfg),
             created: Mutex::new(Vec::new()),
             shared_used: Mutex::new(Vec::new()),
+            tftp_names,
+            http_names,
+            index: Mutex::new(index),
+            pack,
+            trees,
         })
     }
 
@@ -200,17 +539,73 @@ impl ObjectStore {
         hex::encode(&h.finalize()[..KEY_BYTES])
     }
 
-    /// The object's summary, when a complete object exists for `key`.
+    /// The object's summary, when a complete object exists for `key`: from the index
+    /// (taken out of it: call once per key), else from the object's `meta.json`.
     pub fn load(&self, key: &str) -> Option<Meta> {
+        if !(self.tftp_names.contains(key) && self.http_names.contains(key)) {
+            return None;
+        }
+        if let Some(meta) = self.index.lock().expect("the index").remove(key) {
+            return Some(meta);
+        }
         let bytes = std::fs::read(self.http.join(key).join("meta.json")).ok()?;
-        let meta: Meta = serde_json::from_slice(&bytes).ok()?;
-        self.tftp.join(key).is_dir().then_some(meta)
+        serde_json::from_slice(&bytes).ok()
     }
 
-    /// The file holding the machine's object for `machines.json` (see
-    /// [`http::machines_entry`]).
-    pub fn entry_file(&self, key: &str) -> PathBuf {
-        self.http.join(key).join("entry.json")
+    /// `machines.json` of the published machines, and where each entry sits in it.
+    /// Entries come from the served `machines.json` when the index describes it (copied
+    /// by the kernel, in runs), else from the objects' `entry.json`.
+    pub fn machines_json(&self, published: &[(String, Meta)]) -> Result<(FileParts, Vec<Range<u64>>), NetbootError> {
+        let entries = published
+            .iter()
+            .map(|(key, _)| {
+                if let Some((file, ranges)) = &self.pack
+                    && let Some(&(start, end)) = ranges.get(key)
+                {
+                    return Ok(http::Entry::InFile(file.clone(), start..end));
+                }
+                let path = self.http.join(key).join("entry.json");
+                std::fs::read(&path).map(http::Entry::Bytes).map_err(io_err(format!("reading '{}'", path.display())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(http::machines_json(entries))
+    }
+
+    /// The [`DirRecord`]s of the trees written by the last two builds, by tree directory
+    /// name.
+    pub fn tree_records(&self) -> &HashMap<String, Vec<DirRecord>> {
+        &self.trees
+    }
+
+    /// Records, for the next build, the summaries of the published machines, where
+    /// their entries sit in `machines_json` (the file just published, its entries at
+    /// `ranges`, in the order of `published`) and the trees' `records`. Written under a
+    /// temporary name and renamed, so a reader sees the old index or the new one.
+    pub fn save_index(
+        &self,
+        published: &[(String, Meta)],
+        ranges: &[Range<u64>],
+        machines_json: &Path,
+        records: &HashMap<String, Vec<DirRecord>>,
+    ) -> Result<(), std::io::Error> {
+        let objects = published
+            .iter()
+            .zip(ranges)
+            .map(|((key, meta), r)| (key.as_str(), (meta, r.start, r.end)))
+            .collect::<HashMap<_, _>>();
+        #[derive(Serialize)]
+        struct IndexOut<'a> {
+            format: &'a str,
+            machines_json: FileId,
+            objects: HashMap<&'a str, (&'a Meta, u64, u64)>,
+            trees: &'a HashMap<String, Vec<DirRecord>>,
+        }
+        let machines_json = FileId::of(&std::fs::metadata(machines_json)?);
+        let out = IndexOut { format: FORMAT, machines_json, objects, trees: records };
+        let bytes = postcard::to_stdvec(&out).map_err(std::io::Error::other)?;
+        let tmp = self.http.join(format!("{INDEX}.tmp"));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, self.http.join(INDEX))
     }
 
     /// A directory of a tree that rarely changes (`pxelinux.cfg/`, `ipxe/`), shared by
@@ -233,7 +628,8 @@ impl ObjectStore {
         if !dir.is_dir() {
             let tmp = objects.join(format!("{key}.tmp"));
             let _ = remove_path(&tmp);
-            spec.write(&tmp)?;
+            Writer.dir(&tmp)?;
+            spec.sync(&tmp)?;
             std::fs::rename(&tmp, &dir).map_err(io_err(format!("renaming '{}'", tmp.display())))?;
             self.created.lock().expect("created keys").push(key.clone());
         }
@@ -336,16 +732,17 @@ impl ObjectStore {
         Ok(meta)
     }
 
-    /// Removes every object not in `keep`.
+    /// Removes every object not in `keep` (the index stays).
     pub fn collect_garbage(&self, keep: &HashSet<String>, warnings: &mut Vec<String>) {
-        for dir in [&self.tftp, &self.http] {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !keep.contains(&name)
-                    && let Err(e) = remove_path(&entry.path())
-                {
-                    warnings.push(format!("could not remove the unused object '{}': {e}", entry.path().display()));
+        let created = self.created.lock().expect("created keys");
+        for (dir, names) in [(&self.tftp, &self.tftp_names), (&self.http, &self.http_names)] {
+            for name in names.iter().chain(created.iter()) {
+                if keep.contains(name) || name == INDEX {
+                    continue;
+                }
+                let path = dir.join(name);
+                if let Err(e) = remove_path(&path) {
+                    warnings.push(format!("could not remove the unused object '{}': {e}", path.display()));
                 }
             }
         }
@@ -435,12 +832,70 @@ impl Writer {
     pub(crate) fn link(&self, target: &Path, p: &Path) -> Result<(), NetbootError> {
         symlink(target, p).map_err(io_err(format!("creating the symlink '{}'", p.display())))
     }
+}
 
-    pub(crate) fn copy(&self, from: &Path, to: &Path) -> Result<(), NetbootError> {
-        std::fs::copy(from, to).map(|_| ()).map_err(io_err(format!(
-            "copying '{}' to '{}'",
-            from.display(),
-            to.display()
-        )))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn many_links(n: usize, changed: Option<usize>) -> DirSpec {
+        let mut dir = DirSpec::default();
+        for i in 0..n {
+            let target = if Some(i) == changed { format!("../objects/new-{i}") } else { format!("../objects/{i}") };
+            dir.link(format!("m{i:03}"), target);
+        }
+        let mut root = DirSpec::default();
+        root.file("small", "x");
+        root.dir("boot", dir);
+        root
+    }
+
+    fn target(dir: &Path, name: &str) -> PathBuf {
+        std::fs::read_link(dir.join("boot").join(name)).unwrap()
+    }
+
+    #[test]
+    fn records_are_trusted_only_while_the_directory_is_unchanged() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = t.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let records = many_links(100, None).sync_recorded(&tree, &[]).unwrap();
+        assert_eq!(records.len(), 1, "only the directory with many links is recorded: {records:?}");
+        assert_eq!((records[0].path.as_str(), records[0].links.len()), ("boot", 100));
+
+        // With its record, a directory is patched without reading the links: a changed
+        // link is replaced...
+        let records = many_links(100, Some(7)).sync_recorded(&tree, &records).unwrap();
+        assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/new-7"));
+        // ...and the others are not read. To show it: a forged record that claims the old
+        // target of m007, with the directory's current stamp, is believed.
+        let mut forged = records.clone();
+        forged[0].links = many_links(100, None).links_of("boot");
+        forged[0].links.sort_unstable();
+        forged[0].stamp = DirStamp::of(&tree.join("boot")).unwrap();
+        many_links(100, None).sync_recorded(&tree, &forged).unwrap();
+        assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/new-7"), "the record was trusted");
+
+        // Any change in the directory (an entry added, removed or replaced) changes its
+        // stamp, and the record is ignored: every link is read and fixed.
+        std::fs::write(tree.join("boot/stray"), "").unwrap();
+        let records = many_links(100, None).sync_recorded(&tree, &forged).unwrap();
+        assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/7"));
+        assert!(!tree.join("boot/stray").exists());
+        assert_eq!(records[0].stamp, DirStamp::of(&tree.join("boot")).unwrap());
+    }
+
+    impl DirSpec {
+        /// The link hashes of the subdirectory `name`.
+        fn links_of(&self, name: &str) -> Vec<u64> {
+            let Some((_, Node::Dir(d))) = self.entries.iter().find(|(n, _)| n == name) else { panic!("no {name}") };
+            d.entries
+                .iter()
+                .filter_map(|(n, node)| match node {
+                    Node::Link(t) => Some(link_hash(n, t)),
+                    _ => None,
+                })
+                .collect()
+        }
     }
 }

@@ -1,14 +1,18 @@
 //! Publishing trees atomically, the build lock and the coalescing of concurrent builds.
 //!
 //! **Atomic publication** (spec 3.3). Each root (`tftpRoot`, `httpRoot`) is a symlink to a
-//! sibling directory `<root>.<random>` (6 hex digits, shared by both trees). A build
-//! writes new `<root>.<random>` directories, then swaps each root by creating a temporary
-//! symlink and `rename`-ing it over the root (atomic), then removes the previous
-//! directories. If writing fails, the new directories are removed and the old trees keep
-//! serving. If the second swap fails, the first is swapped back. A root that is a real
-//! directory is refused before anything is written (upstream fails with EINVAL halfway).
-//! Directories `<root>.<6 hex>` that no root points to (left by a crash) are removed at
-//! the start of the next build.
+//! sibling directory `<root>.<suffix>` (6 hex digits, shared by both trees). Next to the
+//! served tree stays the *spare*: the tree served before the previous build. A build
+//! patches the spare into the new tree (only entries that differ are rewritten, see
+//! [`DirSpec::sync`]), or writes a new directory when there is no spare, then swaps each
+//! root by creating a temporary symlink and `rename`-ing it over the root (atomic). The
+//! tree served until then is not touched and becomes the next spare. So the served tree
+//! is never modified, a rebuild costs what changed instead of a whole tree, and the
+//! previous tree stays complete until the next build. If writing fails, the directories
+//! being written are removed and the served trees stay. If the second swap fails, the
+//! first is swapped back. A root that is a real directory is refused before anything is
+//! written (upstream fails with EINVAL halfway). Other directories `<root>.<6 hex>` and
+//! temporary links (left by a crash) are removed at the start of the next build.
 //!
 //! **Lock and coalescing.** The whole build holds an exclusive `flock` on `lockFile`.
 //! A caller that finds the lock taken does not queue a build of its own: it creates the
@@ -26,6 +30,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
+use super::objects::{DirRecord, DirSpec};
 use super::{BuildReport, NetbootError};
 use crate::links::{random_suffix, swap_link};
 
@@ -190,16 +197,39 @@ impl Root {
         (same_dir && is_tree_name(&self.name, file)).then(|| self.parent.join(file))
     }
 
-    /// Removes `<name>.<6 hex>` directories (and temporary links) the root does not
-    /// point to: leftovers of a build that crashed.
-    fn remove_orphans(&self, warnings: &mut Vec<String>) {
+    /// The root's tree directory for `suffix`, when it exists and is not the one served.
+    fn spare(&self, suffix: &str) -> Option<PathBuf> {
+        let dir = self.parent.join(format!("{}.{suffix}", self.name));
+        let is_dir = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir());
+        (is_dir && Some(&dir) != self.previous_tree().as_ref()).then_some(dir)
+    }
+
+    /// Suffixes of the root's tree directories that are not served, sorted.
+    fn unserved_suffixes(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.parent) else { return Vec::new() };
+        let mut out: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|file| is_tree_name(&self.name, file))
+            .map(|file| file[self.name.len() + 1..].to_string())
+            .filter(|suffix| self.spare(suffix).is_some())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Removes `<name>.<6 hex>` directories the root does not point to, except the
+    /// spare, and temporary links: leftovers of a build that crashed.
+    fn remove_orphans(&self, spare: Option<&str>, warnings: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(&self.parent) else { return };
         let current = self.previous_tree();
+        let spare = spare.map(|s| self.parent.join(format!("{}.{s}", self.name)));
         for entry in entries.flatten() {
             let file = entry.file_name();
             let Some(file) = file.to_str() else { continue };
             let path = entry.path();
-            let orphan_tree = is_tree_name(&self.name, file) && Some(&path) != current.as_ref();
+            let orphan_tree =
+                is_tree_name(&self.name, file) && Some(&path) != current.as_ref() && Some(&path) != spare.as_ref();
             let orphan_link = file.strip_suffix(".link").is_some_and(|t| is_tree_name(&self.name, t));
             if (orphan_tree || orphan_link)
                 && let Err(e) = remove_path(&path)
@@ -220,79 +250,152 @@ pub(crate) fn remove_path(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Builds new trees for `roots` with `write` (given the new directories, in the order
-/// of `roots`) and publishes them atomically. Returns the new directories; `warnings`
-/// gets the problems that did not stop publishing (a previous tree that could not be
-/// removed).
-pub fn publish<F>(roots: &[&Path], warnings: &mut Vec<String>, write: F) -> Result<Vec<PathBuf>, NetbootError>
-where
-    F: FnOnce(&[PathBuf]) -> Result<(), NetbootError>,
-{
-    let roots: Vec<Root> = roots.iter().map(|r| Root::inspect(r)).collect::<Result<_, _>>()?;
-    for root in &roots {
-        std::fs::create_dir_all(&root.parent).map_err(io_err(format!("creating '{}'", root.parent.display())))?;
-        root.remove_orphans(warnings);
+/// Publishes each tree's content at its root, atomically: [`Staged::write`], then
+/// [`Staged::install`].
+pub fn publish(
+    trees: &[(&Path, &DirSpec)],
+    known: &HashMap<String, Vec<DirRecord>>,
+    warnings: &mut Vec<String>,
+) -> Result<Published, NetbootError> {
+    Staged::write(trees, known, warnings)?.install(known)
+}
+
+/// Trees written and not yet served.
+pub struct Staged {
+    roots: Vec<Root>,
+    suffix: String,
+    dirs: Vec<PathBuf>,
+    records: Vec<Vec<DirRecord>>,
+}
+
+/// What [`publish`] did.
+#[derive(Debug)]
+pub struct Published {
+    /// The tree directories now served, in the order of the roots.
+    pub dirs: Vec<PathBuf>,
+    /// The [`DirRecord`]s of the trees just written and of the trees served until now
+    /// (the next build's spares), by tree directory name: for the next build.
+    pub records: HashMap<String, Vec<DirRecord>>,
+}
+
+impl Staged {
+    /// Writes each tree's content into the root's spare directory (the tree served
+    /// before the previous build), patched to the new content, or into a new directory
+    /// when there is no spare. The trees served now are not touched. `warnings` gets the
+    /// problems that did not stop publishing (a leftover that could not be removed). If
+    /// writing fails, the directories being written are removed.
+    /// `known` holds the [`DirRecord`]s of earlier builds by tree directory name.
+    pub fn write(
+        trees: &[(&Path, &DirSpec)],
+        known: &HashMap<String, Vec<DirRecord>>,
+        warnings: &mut Vec<String>,
+    ) -> Result<Staged, NetbootError> {
+        let roots: Vec<Root> = trees.iter().map(|(r, _)| Root::inspect(r)).collect::<Result<_, _>>()?;
+        for root in &roots {
+            std::fs::create_dir_all(&root.parent)
+                .map_err(io_err(format!("creating '{}'", root.parent.display())))?;
+        }
+        // The spare: one suffix not served by any root, with a directory for every root.
+        let spare = roots.first().and_then(|first| {
+            first.unserved_suffixes().into_iter().find(|s| roots.iter().all(|r| r.spare(s).is_some()))
+        });
+        for root in &roots {
+            root.remove_orphans(spare.as_deref(), warnings);
+        }
+        let (suffix, dirs) = match spare {
+            Some(suffix) => {
+                let dirs = roots.iter().map(|r| r.parent.join(format!("{}.{suffix}", r.name))).collect();
+                (suffix, dirs)
+            }
+            None => new_dirs(&roots)?,
+        };
+        let mut staged = Staged { roots, suffix, dirs, records: Vec::new() };
+        // The trees are independent: write them side by side.
+        let written: Result<Vec<Vec<DirRecord>>, NetbootError> = std::thread::scope(|s| {
+            let handles: Vec<_> = trees
+                .iter()
+                .zip(&staged.dirs)
+                .map(|((_, spec), dir)| {
+                    let known = known.get(&dir_name(dir)).map(Vec::as_slice).unwrap_or_default();
+                    s.spawn(move || spec.sync_recorded(dir, known))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("writing a tree does not panic")).collect()
+        });
+        match written {
+            Ok(records) => {
+                staged.records = records;
+                Ok(staged)
+            }
+            Err(e) => {
+                staged.discard();
+                Err(e)
+            }
+        }
     }
-    // One random suffix for all trees, free in every parent directory.
-    let (suffix, dirs) = 'pick: loop {
+
+    /// Swaps every root symlink to its new tree (each swap is atomic); if a swap fails,
+    /// the earlier ones are undone and the new trees removed. The trees served until
+    /// now are kept: they are the next build's spares, and their records in `known`
+    /// are passed on.
+    pub fn install(self, known: &HashMap<String, Vec<DirRecord>>) -> Result<Published, NetbootError> {
+        for (i, root) in self.roots.iter().enumerate() {
+            let target = PathBuf::from(format!("{}.{}", root.name, self.suffix));
+            if let Err(e) = swap_link(&root.path, &target) {
+                for earlier in self.roots[..i].iter().rev() {
+                    let _ = match &earlier.previous {
+                        Some(prev) => swap_link(&earlier.path, prev),
+                        None => std::fs::remove_file(&earlier.path),
+                    };
+                }
+                self.discard();
+                return Err(io_err(format!("installing the new tree as '{}'", root.path.display()))(e));
+            }
+        }
+        let mut records: HashMap<String, Vec<DirRecord>> =
+            self.dirs.iter().map(dir_name).zip(self.records).collect();
+        for spare in self.roots.iter().filter_map(Root::previous_tree).map(|d| dir_name(&d)) {
+            if let Some(r) = known.get(&spare) {
+                records.insert(spare, r.clone());
+            }
+        }
+        Ok(Published { dirs: self.dirs, records })
+    }
+
+    fn discard(&self) {
+        for d in &self.dirs {
+            let _ = remove_path(d);
+        }
+    }
+}
+
+fn dir_name(dir: &PathBuf) -> String {
+    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// New empty `<root>.<suffix>` directories, one random suffix for all roots, free in
+/// every parent directory.
+fn new_dirs(roots: &[Root]) -> Result<(String, Vec<PathBuf>), NetbootError> {
+    'pick: loop {
         let suffix = random_suffix();
         let dirs: Vec<PathBuf> = roots.iter().map(|r| r.parent.join(format!("{}.{suffix}", r.name))).collect();
         let mut made: Vec<PathBuf> = Vec::new();
         for d in &dirs {
             match std::fs::create_dir(d) {
                 Ok(()) => made.push(d.clone()),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    for m in &made {
-                        let _ = std::fs::remove_dir(m);
-                    }
-                    continue 'pick;
-                }
                 Err(e) => {
                     for m in &made {
                         let _ = std::fs::remove_dir(m);
+                    }
+                    if e.kind() == ErrorKind::AlreadyExists {
+                        continue 'pick;
                     }
                     return Err(io_err(format!("creating '{}'", d.display()))(e));
                 }
             }
         }
-        break (suffix, dirs);
-    };
-    let discard = |dirs: &[PathBuf]| {
-        for d in dirs {
-            let _ = remove_path(d);
-        }
-    };
-    if let Err(e) = write(&dirs) {
-        discard(&dirs);
-        return Err(e);
+        return Ok((suffix, dirs));
     }
-    // Install: swap each root symlink; undo the earlier swaps if a later one fails.
-    for (i, root) in roots.iter().enumerate() {
-        let target = PathBuf::from(format!("{}.{suffix}", root.name));
-        if let Err(e) = swap_link(&root.path, &target) {
-            for earlier in roots[..i].iter().rev() {
-                let _ = match &earlier.previous {
-                    Some(prev) => swap_link(&earlier.path, prev),
-                    None => std::fs::remove_file(&earlier.path),
-                };
-            }
-            discard(&dirs);
-            return Err(io_err(format!("installing the new tree as '{}'", root.path.display()))(e));
-        }
-    }
-    // The previous trees go only now that nothing points to them (in parallel: they are
-    // independent and large).
-    let previous: Vec<PathBuf> = roots.iter().filter_map(Root::previous_tree).collect();
-    let removals: Vec<std::io::Result<()>> = std::thread::scope(|s| {
-        let handles: Vec<_> = previous.iter().map(|p| s.spawn(move || remove_path(p))).collect();
-        handles.into_iter().map(|h| h.join().expect("removing a tree does not panic")).collect()
-    });
-    for (prev, result) in previous.iter().zip(removals) {
-        if let Err(e) = result {
-            warnings.push(format!("could not remove the previous tree '{}': {e}", prev.display()));
-        }
-    }
-    Ok(dirs)
 }
 
 #[cfg(test)]
@@ -308,44 +411,99 @@ mod tests {
         v
     }
 
-    fn write_marker(dirs: &[PathBuf], text: &str) -> Result<(), NetbootError> {
-        for d in dirs {
-            std::fs::write(d.join("marker"), text).unwrap();
-        }
-        Ok(())
+    fn marker(text: &str) -> DirSpec {
+        let mut spec = DirSpec::default();
+        spec.file("marker", text);
+        spec
+    }
+
+    fn publish_marker(roots: &[&Path], text: &str) -> Result<Vec<PathBuf>, NetbootError> {
+        let spec = marker(text);
+        let trees: Vec<(&Path, &DirSpec)> = roots.iter().map(|r| (*r, &spec)).collect();
+        publish(&trees, &HashMap::new(), &mut Vec::new()).map(|p| p.dirs)
+    }
+
+    fn ino(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).unwrap().ino()
     }
 
     #[test]
-    fn publishes_and_replaces() {
+    fn publishes_and_patches_the_spare() {
         let t = tempfile::tempdir().unwrap();
         let (a, b) = (t.path().join("tftp"), t.path().join("http"));
-        let mut w = Vec::new();
-        let first = publish(&[&a, &b], &mut w, |d| write_marker(d, "1")).unwrap();
+        let first = publish_marker(&[&a, &b], "1").unwrap();
         assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "1");
         assert_eq!(std::fs::read_link(&a).unwrap(), PathBuf::from(first[0].file_name().unwrap()));
-        let second = publish(&[&a, &b], &mut w, |d| write_marker(d, "2")).unwrap();
+        let second = publish_marker(&[&a, &b], "2").unwrap();
+        assert_ne!(first, second);
         assert_eq!(std::fs::read_to_string(b.join("marker")).unwrap(), "2");
-        assert!(!first[0].exists() && !first[1].exists(), "previous trees removed");
-        let names = listing(t.path());
-        assert_eq!(names.len(), 4, "{names:?}");
-        assert!(second.iter().all(|d| d.exists()));
-        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(std::fs::read_to_string(first[1].join("marker")).unwrap(), "1", "the previous tree is kept whole");
+        assert_eq!(listing(t.path()).len(), 6, "two roots, two served trees, two spares");
+
+        // The third build patches the first tree: the unchanged file stays, the new one
+        // is written.
+        let mut spec = marker("3");
+        spec.link("kept", "target");
+        let third = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
+        assert_eq!(third, first, "the spare is reused");
+        let kept = ino(&a.join("kept"));
+        assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "3");
+        let fourth = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
+        assert_eq!(fourth, second);
+        let fifth = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
+        assert_eq!(fifth, first);
+        assert_eq!(ino(&a.join("kept")), kept, "an entry with the wanted target is not rewritten");
+        assert_eq!(listing(t.path()).len(), 6);
+    }
+
+    #[test]
+    fn the_spare_is_made_exactly_like_the_spec() {
+        let t = tempfile::tempdir().unwrap();
+        let a = t.path().join("tftp");
+        let s = publish_marker(&[&a], "1").unwrap().remove(0);
+        publish_marker(&[&a], "2").unwrap();
+        // Damage the spare every way a crash or a hand could.
+        std::fs::write(s.join("marker"), "half-writ").unwrap();
+        std::fs::create_dir_all(s.join("link/inner")).unwrap();
+        let outside = t.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("f"), "keep me").unwrap();
+        std::os::unix::fs::symlink(&outside, s.join("dir")).unwrap();
+        std::fs::write(s.join("stray"), "x").unwrap();
+        std::fs::create_dir_all(s.join("stray-dir/deep")).unwrap();
+
+        let mut sub = DirSpec::default();
+        sub.file("f", "inner");
+        let mut spec = marker("3");
+        spec.link("link", "somewhere");
+        spec.dir("dir", sub);
+        let dirs = publish(&[(&a, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
+        assert_eq!(dirs[0], s, "the spare is patched");
+        assert_eq!(listing(&s), ["dir", "link", "marker"]);
+        assert_eq!(std::fs::read_to_string(s.join("marker")).unwrap(), "3");
+        assert_eq!(std::fs::read_link(s.join("link")).unwrap(), PathBuf::from("somewhere"));
+        assert!(std::fs::symlink_metadata(s.join("dir")).unwrap().is_dir());
+        assert_eq!(std::fs::read_to_string(s.join("dir/f")).unwrap(), "inner");
+        assert_eq!(std::fs::read_to_string(outside.join("f")).unwrap(), "keep me", "a link in the way is not followed");
     }
 
     #[test]
     fn failed_write_keeps_old_trees_and_leaves_nothing() {
         let t = tempfile::tempdir().unwrap();
         let (a, b) = (t.path().join("tftp"), t.path().join("http"));
-        let mut w = Vec::new();
-        publish(&[&a, &b], &mut w, |d| write_marker(d, "old")).unwrap();
-        let before = listing(t.path());
-        let err = publish(&[&a, &b], &mut w, |d| {
-            write_marker(d, "new")?;
-            Err(NetbootError::Io { context: "injected".into(), source: std::io::Error::other("boom") })
-        })
-        .unwrap_err();
-        assert_eq!(err.to_string(), "injected: boom");
-        assert_eq!(listing(t.path()), before, "no partial directories left");
+        publish_marker(&[&a, &b], "old").unwrap();
+        publish_marker(&[&a, &b], "old").unwrap();
+        let served: Vec<PathBuf> = [&a, &b].iter().map(|r| std::fs::canonicalize(r).unwrap()).collect();
+        // A file whose parent directory does not exist cannot be written.
+        let mut spec = marker("new");
+        spec.file("missing/file", "x");
+        let err = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().starts_with("writing '") && err.to_string().contains("missing/file"), "{err}");
+        let mut expected: Vec<String> = ["tftp", "http"].iter().map(|s| s.to_string()).collect();
+        expected.extend(served.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()));
+        expected.sort();
+        assert_eq!(listing(t.path()), expected, "the spares being written are removed");
         assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "old");
         assert_eq!(std::fs::read_to_string(b.join("marker")).unwrap(), "old");
     }
@@ -355,19 +513,15 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let a = t.path().join("tftp");
         let b = t.path().join("sub/http");
-        let mut w = Vec::new();
-        publish(&[&a, &b], &mut w, |d| write_marker(d, "old")).unwrap();
+        publish_marker(&[&a, &b], "old").unwrap();
         let before_a = std::fs::read_link(&a).unwrap();
-        // The second root's directory loses write permission only for non-root users,
-        // so break the swap by making the root's parent a file after the trees are written.
-        let err = publish(&[&a, &b], &mut w, |d| {
-            write_marker(d, "new")?;
-            let sub = t.path().join("sub");
-            std::fs::rename(&sub, t.path().join("sub-moved")).unwrap();
-            std::fs::write(&sub, "not a directory").unwrap();
-            Ok(())
-        })
-        .unwrap_err();
+        let spec = marker("new");
+        let staged = Staged::write(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap();
+        // Break the second swap: the root's parent becomes a file.
+        let sub = t.path().join("sub");
+        std::fs::rename(&sub, t.path().join("sub-moved")).unwrap();
+        std::fs::write(&sub, "not a directory").unwrap();
+        let err = staged.install(&HashMap::new()).unwrap_err();
         assert!(err.to_string().starts_with("installing the new tree as"), "{err}");
         assert_eq!(std::fs::read_link(&a).unwrap(), before_a, "first swap undone");
         assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "old");
@@ -380,19 +534,18 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let a = t.path().join("tftp");
         std::fs::create_dir(&a).unwrap();
-        let mut w = Vec::new();
-        let err = publish(&[&a], &mut w, |d| write_marker(d, "x")).unwrap_err();
+        let err = publish_marker(&[&a], "x").unwrap_err();
         assert!(matches!(err, NetbootError::RootNotSymlink { .. }), "{err}");
         assert_eq!(listing(t.path()), ["tftp"]);
         std::fs::remove_dir(&a).unwrap();
-        std::fs::create_dir(t.path().join("tftp.abc123")).unwrap();
-        std::fs::create_dir(t.path().join("tftp.keepme")).unwrap();
+        for leftover in ["tftp.abc123", "tftp.abc124", "tftp.keepme"] {
+            std::fs::create_dir(t.path().join(leftover)).unwrap();
+        }
         std::os::unix::fs::symlink("x", t.path().join("tftp.abcdef.link")).unwrap();
-        let new = publish(&[&a], &mut w, |d| write_marker(d, "x")).unwrap();
-        let mut expected =
-            vec!["tftp".to_string(), "tftp.keepme".into(), new[0].file_name().unwrap().to_string_lossy().into()];
-        expected.sort();
-        assert_eq!(listing(t.path()), expected);
+        let new = publish_marker(&[&a], "x").unwrap();
+        assert_eq!(new, [t.path().join("tftp.abc123")], "one leftover is patched into the new tree");
+        assert_eq!(listing(t.path()), ["tftp", "tftp.abc123", "tftp.keepme"], "the other leftovers are removed");
+        assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "x");
     }
 
     fn report() -> BuildReport {
