@@ -285,3 +285,59 @@ fn a_broken_carried_machine_is_left_out_and_the_rest_published() {
     let names: Vec<_> = machines["machines"].as_array().unwrap().iter().map(|m| m["name"].clone()).collect();
     assert_eq!(names, [serde_json::json!("prg:node1")]);
 }
+
+/// Rebuilds while atftpd and nginx keep running: each rebuild is served at once, with no
+/// restart. The third build reuses the first build's directories (the spare tree,
+/// patched), and what it serves is exactly what a build from nothing writes.
+#[test]
+fn servers_follow_each_rebuild_without_a_restart() {
+    let carrier = Carrier::new();
+    let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
+    carrier.build(&nginx.url());
+    let atftpd = Atftpd::start(&carrier.tftp_root()).unwrap();
+    let initrd = |g: u64| std::fs::read(carrier.tftp_root().join(format!("boot/{FQDN}/{g}/initrd"))).unwrap();
+    assert!(initrd(1) != initrd(2) && initrd(2) != initrd(3), "each generation's initrd has its own marker");
+    let served = |g: u64| {
+        let by_tftp = tftp_get(atftpd.addr, &format!("boot/{FQDN}/current/initrd")).unwrap();
+        assert!(by_tftp == initrd(g), "atftpd serves generation {g} as current");
+        let by_http = http_get(&format!("{}/{FQDN}/current/initrd", nginx.url())).unwrap();
+        assert!(by_http.status == 200 && by_http.body == initrd(g), "nginx serves generation {g} as current");
+        let machines: serde_json::Value =
+            serde_json::from_slice(&http_get(&format!("{}/machines.json", nginx.url())).unwrap().body).unwrap();
+        let current: Vec<_> = machines["machines"][0]["generations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["current"] == true)
+            .map(|x| x["generation"].clone())
+            .collect();
+        assert_eq!(current, [serde_json::json!(g)]);
+    };
+    served(2);
+    let first = std::fs::read_link(carrier.tftp_root()).unwrap();
+
+    switch_generation(&carrier.profiles, ALIAS, 3);
+    carrier.build(&nginx.url());
+    served(3);
+    let second = std::fs::read_link(carrier.tftp_root()).unwrap();
+    assert_ne!(second, first);
+
+    switch_generation(&carrier.profiles, ALIAS, 1);
+    carrier.build(&nginx.url());
+    served(1);
+    assert_eq!(std::fs::read_link(carrier.tftp_root()).unwrap(), first, "the spare is patched and served");
+    // What clients see: every path and its bytes.
+    let contents = |root: PathBuf| -> Vec<(String, Vec<u8>)> {
+        let (files, _) = tree_files(&root).unwrap();
+        files.into_iter().map(|f| (f.rel, std::fs::read(&f.target).unwrap())).collect()
+    };
+    let patched = (contents(carrier.tftp_root()), contents(carrier.http_root()));
+
+    // The same, written from nothing.
+    let netboot = carrier.tftp_root().parent().unwrap().to_path_buf();
+    std::fs::remove_dir_all(&netboot).unwrap();
+    carrier.build(&nginx.url());
+    served(1);
+    assert!((contents(carrier.tftp_root()), contents(carrier.http_root())) == patched, "a patched tree is a fresh one");
+    assert!(atftpd.log().contains(&format!("boot/{FQDN}/current/initrd")), "{}", atftpd.log());
+}
