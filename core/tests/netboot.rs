@@ -476,6 +476,33 @@ fn rebuild_renders_only_the_changed_machine() {
     assert!(params.starts_with("httproot=http://pxe.example.org/web-2/2/initrd "), "{params}");
 }
 
+/// The index is a cache: a damaged one, or one describing a `machines.json` that was
+/// changed since, is not believed, and the trees come out the same.
+#[test]
+fn a_damaged_index_or_a_changed_machines_json_is_not_trusted() {
+    let c = main_fixture();
+    let cfg = c.config();
+    let first = netboot::build(&cfg).unwrap();
+    let want = (c.dump("tftp", &first), c.dump("http", &first));
+    let index = c.netboot().join("http.objects/index");
+    assert!(index.is_file());
+
+    std::fs::write(&index, b"\x05garbage").unwrap();
+    let second = netboot::build(&cfg).unwrap();
+    assert_eq!((second.machines_rendered, second.machines_reused), (0, 3), "objects are still reused");
+    assert_eq!((c.dump("tftp", &second), c.dump("http", &second)), want);
+    assert_ne!(std::fs::read(&index).unwrap(), b"\x05garbage", "the index is written again");
+
+    // Someone edits the served machines.json: the next one is not copied from it.
+    let served = c.netboot().join("http/machines.json");
+    std::fs::remove_file(&served).unwrap();
+    std::fs::write(&served, "{}").unwrap();
+    let third = netboot::build(&cfg).unwrap();
+    assert_eq!((c.dump("tftp", &third), c.dump("http", &third)), want);
+    let machines: Value = serde_json::from_slice(&std::fs::read(&served).unwrap()).unwrap();
+    assert_eq!(machines["machines"].as_array().unwrap().len(), 3);
+}
+
 #[test]
 fn failed_build_keeps_the_old_trees_and_leaves_nothing_behind() {
     let c = main_fixture();
