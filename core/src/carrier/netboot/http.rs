@@ -138,10 +138,12 @@ pub fn machines_json(entries: Vec<Entry>) -> (FileParts, Vec<Range<u64>>) {
     }
     out.push_bytes(HEAD);
     let mut ranges = Vec::with_capacity(entries.len());
+    let sep = SEPARATOR.len() as u64;
     for (i, entry) in entries.into_iter().enumerate() {
         match entry {
-            Entry::InFile(file, r) if i > 0 && out.last_range_end(&file) == Some(r.start.saturating_sub(SEPARATOR.len() as u64)) => {
-                out.push_range(&file, r.start - SEPARATOR.len() as u64, SEPARATOR.len() as u64);
+            // Follows the previous entry in the same file: the separator is there too.
+            Entry::InFile(file, r) if i > 0 && out.last_range_end(&file) == Some(r.start.saturating_sub(sep)) => {
+                out.push_range(&file, r.start - sep, sep);
                 let start = out.len();
                 out.push_range(&file, r.start, r.end - r.start);
                 ranges.push(start..out.len());
@@ -179,7 +181,8 @@ mod tests {
     #[test]
     fn machines_json_is_pretty_json_of_the_list() {
         let t = tempfile::tempdir().unwrap();
-        let docs: Vec<String> = [json!({"url": "u", "generations": [{"x": [1, 2]}, {}], "e": []}), json!({"url": "v"}), json!({"w": 3})]
+        let values = [json!({"url": "u", "generations": [{"x": [1, 2]}, {}], "e": []}), json!({"url": "v"}), json!({"w": 3})];
+        let docs: Vec<String> = values
             .iter()
             .map(|v| serde_json::to_string_pretty(v).unwrap())
             .collect();

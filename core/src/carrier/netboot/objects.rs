@@ -71,6 +71,9 @@ pub struct Meta {
     pub faults: Vec<Fault>,
 }
 
+/// The served `machines.json`, open, and the byte range of each key's entry in it.
+type Pack = (Arc<File>, HashMap<String, (u64, u64)>);
+
 /// The index file in the HTTP objects directory (see [`Index`]), in postcard's binary
 /// format: it is read by every build, and parsing JSON of that size costs more than
 /// the rest of a small rebuild.
@@ -126,7 +129,7 @@ pub struct ObjectStore {
     index: Mutex<HashMap<String, Meta>>,
     /// The served `machines.json` and the ranges of the entries in it, when the index
     /// describes it.
-    pack: Option<(Arc<File>, HashMap<String, (u64, u64)>)>,
+    pack: Option<Pack>,
     /// The [`DirRecord`]s of the trees written by the last two builds.
     trees: HashMap<String, Vec<DirRecord>>,
 }
@@ -319,7 +322,13 @@ impl DirSpec {
         Ok(records)
     }
 
-    fn sync_in(&self, dir: &Path, rel: &str, known: &[DirRecord], records: &mut Vec<DirRecord>) -> Result<(), NetbootError> {
+    fn sync_in(
+        &self,
+        dir: &Path,
+        rel: &str,
+        known: &[DirRecord],
+        records: &mut Vec<DirRecord>,
+    ) -> Result<(), NetbootError> {
         let links = self.entries.iter().filter(|(_, n)| matches!(n, Node::Link(_))).count();
         let recorded = links >= RECORD_MIN_LINKS;
         // The links this directory held when it was last recorded, if it has not been

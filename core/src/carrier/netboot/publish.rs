@@ -353,7 +353,7 @@ impl Staged {
             }
         }
         let mut records: HashMap<String, Vec<DirRecord>> =
-            self.dirs.iter().map(dir_name).zip(self.records).collect();
+            self.dirs.iter().map(|d| dir_name(d)).zip(self.records).collect();
         for spare in self.roots.iter().filter_map(Root::previous_tree).map(|d| dir_name(&d)) {
             if let Some(r) = known.get(&spare) {
                 records.insert(spare, r.clone());
@@ -369,7 +369,7 @@ impl Staged {
     }
 }
 
-fn dir_name(dir: &PathBuf) -> String {
+fn dir_name(dir: &Path) -> String {
     dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
