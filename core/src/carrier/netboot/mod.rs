@@ -11,8 +11,8 @@
 //!
 //! Module map: `config` (the configuration file), `model` (profile → machine and
 //! generations), `tftp` (PXELINUX menus), `ipxe` (iPXE scripts), `http` (JSON),
-//! `objects` (per-machine output reused between builds), `publish` (atomic swap, lock,
-//! coalescing).
+//! `objects` (per-machine output reused between builds, the index, tree content and its
+//! sync), `publish` (the spare tree patched, atomic swap, lock, coalescing).
 
 pub mod config;
 mod http;
@@ -161,16 +161,17 @@ impl MachineSummary {
 /// What a build published and what it left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildReport {
-    /// The new TFTP tree (`<tftpRoot>.<random>`).
+    /// The TFTP tree directory now served (`<tftpRoot>.<suffix>`).
     pub tftp_dir: PathBuf,
-    /// The new HTTP tree.
+    /// The HTTP tree directory now served.
     pub http_dir: PathBuf,
     /// Published machines, by profile name.
     pub machines: Vec<MachineSummary>,
     /// Everything left out, by profile name. Non-empty means the caller should exit
     /// non-zero.
     pub faults: Vec<Fault>,
-    /// Problems that did not affect what is served (an old tree that could not be removed).
+    /// Problems that did not affect what is served (a leftover tree or an unused object that
+    /// could not be removed, an index that could not be saved).
     pub warnings: Vec<String>,
     /// Machines rendered by this build; the others reused their previous output.
     pub machines_rendered: usize,

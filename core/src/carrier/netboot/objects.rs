@@ -18,14 +18,19 @@
 //! <httpRoot>.objects/<key>/entry.json  the machine's object for machines.json
 //! <tftpRoot>.objects/d-<hash>/         a shared pxelinux.cfg/ or ipxe/
 //! <httpRoot>.objects/d-<hash>/         the shared ipxe/ of the HTTP tree
+//! <httpRoot>.objects/index             the last build's index (see `Index`)
 //! ```
 //! The directories that change only with the menus and the MAC assignments
 //! (`pxelinux.cfg/` and `ipxe/` of the TFTP tree, `ipxe/` of the HTTP tree) are shared
 //! the same way, named `d-<hash of their content>`; their per-MAC links reach the
 //! machine's files through the root symlink (`../../tftp/pxeserver/machines/…`), so a
 //! new generation of a machine does not change them. A rebuild after one machine
-//! changed thus writes that machine's object, one symlink per machine per big directory
-//! (`boot/`, `pxeserver/machines/`, the HTTP root) and `machines.json`.
+//! changed thus writes that machine's object, replaces its links in the spare tree's
+//! big directories (`boot/`, `pxeserver/machines/`, the HTTP root; see [`DirRecord`]
+//! and `publish`) and writes `machines.json`, mostly copied by the kernel from the
+//! served one (see [`ObjectStore::machines_json`]).
+//!
+//! A tree's content is a [`DirSpec`]; [`DirSpec::sync`] makes a directory match one.
 //!
 //! Objects are written under `<key>.tmp` and renamed into place, so an object that
 //! exists is complete. After a successful publication, objects the new trees do not use
