@@ -96,7 +96,7 @@ struct Index {
     machines_json: FileId,
     /// Per key: the summary, and the byte range of the entry in `machines.json`.
     objects: HashMap<String, (Meta, u64, u64)>,
-    /// Per tree directory (`<root>.<suffix>`), its [`DirRecord`]s.
+    /// Per tree directory (the path of `<root>.<suffix>`), its [`DirRecord`]s.
     trees: HashMap<String, Vec<DirRecord>>,
 }
 
@@ -231,6 +231,7 @@ impl FileParts {
     pub fn write_to(&self, out: &mut File) -> std::io::Result<()> {
         use std::io::{Seek, SeekFrom, Write};
         use std::os::fd::AsRawFd;
+        use std::os::unix::fs::FileExt;
         let mut pos: u64 = 0;
         for part in &self.parts {
             match part {
@@ -248,15 +249,23 @@ impl FileParts {
                         let n = unsafe {
                             libc::copy_file_range(file.as_raw_fd(), &mut off_in, out.as_raw_fd(), &mut off_out, left, 0)
                         };
-                        match n {
-                            n if n < 0 => return Err(std::io::Error::last_os_error()),
-                            0 => {
-                                return Err(std::io::Error::new(
-                                    std::io::ErrorKind::UnexpectedEof,
-                                    "the file to copy from is shorter than recorded",
-                                ));
+                        if n < 0 {
+                            let e = std::io::Error::last_os_error();
+                            // Not between these file systems: copy through this process.
+                            if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL))
+                            {
+                                let mut buf = vec![0; left];
+                                file.read_exact_at(&mut buf, off_in as u64)?;
+                                out.write_all_at(&buf, off_out as u64)?;
+                                break;
                             }
-                            _ => {}
+                            return Err(e);
+                        }
+                        if n == 0 {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the file to copy from is shorter than recorded",
+                            ));
                         }
                     }
                     // Explicit offsets leave the file position alone.
@@ -586,7 +595,7 @@ impl ObjectStore {
     }
 
     /// The [`DirRecord`]s of the trees written by the last two builds, by tree directory
-    /// name.
+    /// path.
     pub fn tree_records(&self) -> &HashMap<String, Vec<DirRecord>> {
         &self.trees
     }
@@ -897,6 +906,32 @@ mod tests {
         assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/7"));
         assert!(!tree.join("boot/stray").exists());
         assert_eq!(records[0].stamp, DirStamp::of(&tree.join("boot")).unwrap());
+    }
+
+    #[test]
+    fn file_parts_copy_ranges_also_across_file_systems() {
+        let t = tempfile::tempdir().unwrap();
+        // /dev/shm is a tmpfs: the kernel may refuse to copy from there into this
+        // directory's file system, and the copy goes through this process instead.
+        let shm = Path::new("/dev/shm");
+        let sources = [t.path().to_path_buf(), shm.to_path_buf()];
+        for (i, dir) in sources.iter().enumerate().filter(|(_, d)| d.is_dir()) {
+            let src = tempfile::NamedTempFile::new_in(dir).unwrap();
+            std::fs::write(src.path(), b"0123456789abcdef").unwrap();
+            let file = Arc::new(File::open(src.path()).unwrap());
+            let mut parts = FileParts::default();
+            parts.push_bytes(b"<");
+            parts.push_range(&file, 2, 3);
+            parts.push_range(&file, 5, 2);
+            parts.push_bytes(b"|");
+            parts.push_range(&file, 10, 6);
+            parts.push_bytes(b">");
+            assert_eq!(parts.parts.len(), 5, "the second range continues the first: {parts:?}");
+            let out = t.path().join(format!("out-{i}"));
+            parts.write_to(&mut File::create_new(&out).unwrap()).unwrap();
+            assert_eq!(std::fs::read(&out).unwrap(), b"<23456|abcdef>");
+            assert_eq!(parts.len(), 14);
+        }
     }
 
     impl DirSpec {

@@ -274,7 +274,7 @@ pub struct Published {
     /// The tree directories now served, in the order of the roots.
     pub dirs: Vec<PathBuf>,
     /// The [`DirRecord`]s of the trees just written and of the trees served until now
-    /// (the next build's spares), by tree directory name: for the next build.
+    /// (the next build's spares), by tree directory path: for the next build.
     pub records: HashMap<String, Vec<DirRecord>>,
 }
 
@@ -284,7 +284,7 @@ impl Staged {
     /// when there is no spare. The trees served now are not touched. `warnings` gets the
     /// problems that did not stop publishing (a leftover that could not be removed). If
     /// writing fails, the directories being written are removed.
-    /// `known` holds the [`DirRecord`]s of earlier builds by tree directory name.
+    /// `known` holds the [`DirRecord`]s of earlier builds by tree directory path.
     pub fn write(
         trees: &[(&Path, &DirSpec)],
         known: &HashMap<String, Vec<DirRecord>>,
@@ -369,8 +369,9 @@ impl Staged {
     }
 }
 
+/// How records name a tree directory.
 fn dir_name(dir: &Path) -> String {
-    dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    dir.to_string_lossy().into_owned()
 }
 
 /// New empty `<root>.<suffix>` directories, one random suffix for all roots, free in
