@@ -305,12 +305,11 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
         let tftp = tftp_tree(cfg, &syslinux, &store, &published);
         Ok::<_, NetbootError>((tftp?, http.join().expect("the HTTP tree spec does not panic")?))
     });
-    let mut ranges = Vec::new();
-    let published_dirs = trees.and_then(|(tftp, (http, entry_ranges))| {
-        ranges = entry_ranges;
-        publish::publish(&[(&cfg.tftp_root, &tftp), (&cfg.http_root, &http)], store.tree_records(), &mut warnings)
+    let published_dirs = trees.and_then(|(tftp, (http, ranges))| {
+        let trees = [(cfg.tftp_root.as_path(), &tftp), (cfg.http_root.as_path(), &http)];
+        Ok((publish::publish(&trees, store.tree_records(), &mut warnings)?, ranges))
     });
-    let publish::Published { dirs, records } = match published_dirs {
+    let (publish::Published { dirs, records }, ranges) = match published_dirs {
         Ok(p) => p,
         Err(e) => {
             store.discard_created();
@@ -436,6 +435,15 @@ fn iso_names(cfg: &NetbootConfig) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `iso-images/`: a link per ISO image, named as [`iso_names`] names it.
+fn iso_images_dir(cfg: &NetbootConfig, isos: &[(String, String)]) -> DirSpec {
+    let mut images = DirSpec::default();
+    for ((file, _), img) in isos.iter().zip(&cfg.iso_images) {
+        images.link(file.clone(), &img.file);
+    }
+    images
+}
+
 /// The TFTP tree: syslinux files, menus, links to the machines' objects.
 fn tftp_tree(
     cfg: &NetbootConfig,
@@ -467,11 +475,7 @@ fn tftp_tree(
     let mut boot = DirSpec::default();
     if !isos.is_empty() {
         pxeserver.file("iso-images.cfg", tftp::iso_menu(&isos));
-        let mut images = DirSpec::default();
-        for ((file, _), img) in isos.iter().zip(&cfg.iso_images) {
-            images.link(file.clone(), &img.file);
-        }
-        boot.dir("iso-images", images);
+        boot.dir("iso-images", iso_images_dir(cfg, &isos));
     }
     if let Some(mt) = &cfg.memtest {
         let mut memtest86 = DirSpec::default();
@@ -538,11 +542,7 @@ fn http_tree(
     }
     let isos = iso_names(cfg);
     if !isos.is_empty() {
-        let mut images = DirSpec::default();
-        for ((file, _), img) in isos.iter().zip(&cfg.iso_images) {
-            images.link(file.clone(), &img.file);
-        }
-        ipxe_dir.dir("iso-images", images);
+        ipxe_dir.dir("iso-images", iso_images_dir(cfg, &isos));
     }
     ipxe_menus(cfg, ipxe::Tree::Http { url: &cfg.http_url }, published, &isos, &mut ipxe_dir);
     tree.link("ipxe", store.shared_dir(Side::Http, &ipxe_dir)?);

@@ -88,31 +88,46 @@ const INDEX: &str = "index";
 /// per machine: the [`Meta`] of every object the trees use, and where each machine's
 /// entry sits in the `machines.json` written with it (which holds them all). Both are
 /// only a cache of the objects' `meta.json` and `entry.json`: an index of another
-/// format, or one whose `machines.json` is not the one served (by device, inode, size
-/// and modification time), is not used for entries.
+/// format, or one whose `machines.json` is not the one served (by its [`Stamp`]), is not
+/// used for entries.
 #[derive(Serialize, Deserialize)]
 struct Index {
     format: String,
-    machines_json: FileId,
+    machines_json: Stamp,
     /// Per key: the summary, and the byte range of the entry in `machines.json`.
     objects: HashMap<String, (Meta, u64, u64)>,
     /// Per tree directory (the path of `<root>.<suffix>`), its [`DirRecord`]s.
     trees: HashMap<String, Vec<DirRecord>>,
 }
 
-#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct FileId {
+/// Which file system object a path names, and whether it changed: device, inode, size,
+/// modification and change time. Writing a file, or adding, removing or replacing an
+/// entry of a directory, changes the times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
     mtime_ns: i128,
+    ctime_ns: i128,
 }
 
-impl FileId {
-    fn of(m: &std::fs::Metadata) -> FileId {
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
-        let mtime_ns = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-        FileId { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns }
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+            ctime_ns: ns(m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of `path` itself (a symlink is not followed).
+    fn of_path(path: &Path) -> std::io::Result<Stamp> {
+        std::fs::symlink_metadata(path).map(|m| Stamp::of(&m))
     }
 }
 
@@ -350,7 +365,7 @@ impl DirSpec {
         let trusted = known
             .iter()
             .find(|r| recorded && r.path == rel)
-            .filter(|r| DirStamp::of(dir).is_ok_and(|s| s == r.stamp))
+            .filter(|r| Stamp::of_path(dir).is_ok_and(|s| s == r.stamp))
             .map(|r| r.links.as_slice());
         let mut hashes = Vec::with_capacity(if recorded { links } else { 0 });
 
@@ -418,7 +433,7 @@ impl DirSpec {
             clear(&dir.join(name))?;
         }
         if recorded {
-            let stamp = DirStamp::of(dir).map_err(io_err(format!("inspecting '{}'", dir.display())))?;
+            let stamp = Stamp::of_path(dir).map_err(io_err(format!("inspecting '{}'", dir.display())))?;
             hashes.sort_unstable();
             records.push(DirRecord { path: rel.to_string(), stamp, links: hashes });
         }
@@ -432,32 +447,16 @@ const RECORD_MIN_LINKS: usize = 64;
 /// What a directory with many links (`boot/`, `pxeserver/machines/`, the HTTP root: one
 /// per machine) held when a build finished writing it. The build that next writes into
 /// that directory (two builds later: it is the spare then) trusts the record while the
-/// directory's inode, modification and change times are what they were, since adding,
-/// removing or replacing an entry changes them, and symlinks cannot be changed in place:
-/// it need not read each link to find the few that changed.
+/// directory's [`Stamp`] is what it was, since adding, removing or replacing an entry
+/// changes it, and symlinks cannot be changed in place: it need not read each link to
+/// find the few that changed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DirRecord {
     /// Relative to the tree.
     path: String,
-    stamp: DirStamp,
+    stamp: Stamp,
     /// [`link_hash`] of every link, sorted.
     links: Vec<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct DirStamp {
-    ino: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
-}
-
-impl DirStamp {
-    fn of(dir: &Path) -> std::io::Result<DirStamp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::symlink_metadata(dir)?;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Ok(DirStamp { ino: m.ino(), mtime_ns: ns(m.mtime(), m.mtime_nsec()), ctime_ns: ns(m.ctime(), m.ctime_nsec()) })
-    }
 }
 
 /// 64 bits of SHA-256 of a link's name and target.
@@ -512,7 +511,7 @@ impl ObjectStore {
             Some(index) => {
                 let pack = File::open(cfg.http_root.join("machines.json"))
                     .ok()
-                    .filter(|f| f.metadata().is_ok_and(|m| FileId::of(&m) == index.machines_json));
+                    .filter(|f| f.metadata().is_ok_and(|m| Stamp::of(&m) == index.machines_json));
                 let mut metas = HashMap::with_capacity(index.objects.len());
                 let mut ranges = HashMap::with_capacity(index.objects.len());
                 for (key, (meta, start, end)) in index.objects {
@@ -619,11 +618,11 @@ impl ObjectStore {
         #[derive(Serialize)]
         struct IndexOut<'a> {
             format: &'a str,
-            machines_json: FileId,
+            machines_json: Stamp,
             objects: HashMap<&'a str, (&'a Meta, u64, u64)>,
             trees: &'a HashMap<String, Vec<DirRecord>>,
         }
-        let machines_json = FileId::of(&std::fs::metadata(machines_json)?);
+        let machines_json = Stamp::of_path(machines_json)?;
         let out = IndexOut { format: FORMAT, machines_json, objects, trees: records };
         let bytes = postcard::to_stdvec(&out).map_err(std::io::Error::other)?;
         let tmp = self.http.join(format!("{INDEX}.tmp"));
@@ -895,7 +894,7 @@ mod tests {
         let mut forged = records.clone();
         forged[0].links = many_links(100, None).links_of("boot");
         forged[0].links.sort_unstable();
-        forged[0].stamp = DirStamp::of(&tree.join("boot")).unwrap();
+        forged[0].stamp = Stamp::of_path(&tree.join("boot")).unwrap();
         many_links(100, None).sync_recorded(&tree, &forged).unwrap();
         assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/new-7"), "the record was trusted");
 
@@ -905,7 +904,7 @@ mod tests {
         let records = many_links(100, None).sync_recorded(&tree, &forged).unwrap();
         assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/7"));
         assert!(!tree.join("boot/stray").exists());
-        assert_eq!(records[0].stamp, DirStamp::of(&tree.join("boot")).unwrap());
+        assert_eq!(records[0].stamp, Stamp::of_path(&tree.join("boot")).unwrap());
     }
 
     #[test]

@@ -316,7 +316,7 @@ impl Staged {
                 .iter()
                 .zip(&staged.dirs)
                 .map(|((_, spec), dir)| {
-                    let known = known.get(&dir_name(dir)).map(Vec::as_slice).unwrap_or_default();
+                    let known = known.get(&record_key(dir)).map(Vec::as_slice).unwrap_or_default();
                     s.spawn(move || spec.sync_recorded(dir, known))
                 })
                 .collect();
@@ -353,8 +353,8 @@ impl Staged {
             }
         }
         let mut records: HashMap<String, Vec<DirRecord>> =
-            self.dirs.iter().map(|d| dir_name(d)).zip(self.records).collect();
-        for spare in self.roots.iter().filter_map(Root::previous_tree).map(|d| dir_name(&d)) {
+            self.dirs.iter().map(|d| record_key(d)).zip(self.records).collect();
+        for spare in self.roots.iter().filter_map(Root::previous_tree).map(|d| record_key(&d)) {
             if let Some(r) = known.get(&spare) {
                 records.insert(spare, r.clone());
             }
@@ -369,8 +369,8 @@ impl Staged {
     }
 }
 
-/// How records name a tree directory.
-fn dir_name(dir: &Path) -> String {
+/// How [`DirRecord`]s name a tree directory: by its path.
+fn record_key(dir: &Path) -> String {
     dir.to_string_lossy().into_owned()
 }
 
