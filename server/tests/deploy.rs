@@ -605,3 +605,56 @@ fn a_failed_netboot_build_is_not_current() {
     ok(&out);
     assert!(text(&out).contains("Skipping pxe#node1: already using target generation"), "{}", text(&out));
 }
+
+/// Activations that hang. Without auto-rollback the command is killed on the host at
+/// the deadline and the previous system activated again. With it, the run reports the
+/// hang and what it left running; that keeps the host's activation lock, so the next
+/// deploy gives up naming it; once the hung activation ends, the target switches back.
+#[test]
+fn hung_activations_are_reported_with_what_was_left_running() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node2"]));
+    let (gen_a, a) = lab.generation("node2");
+    let cfg = lab.conf().join("cluster/node2/config.nix");
+    std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.hangActivation = true;\n", 1)).unwrap();
+    ok(&lab.deploy(&["--build-only", "node2"]));
+    let (gen_b, b) = lab.generation("node2");
+    let hung = "/bin/busybox sleep 3600";
+
+    let started = std::time::Instant::now();
+    let report = lab.failing_deploy(&["-g", &gen_b, "--disable-auto-rollback", "--command-timeout", "3", "node2"]);
+    let r = report.machine("node2");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("switch-to-configuration switch` did not finish within 3 s and was killed (on node2.lab)"), "{report}");
+    assert!(error.contains("rolled back"), "{report}");
+    assert_eq!(r["changed"], false, "{report}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), a);
+    assert_eq!(processes(hung), Vec::<u32>::new(), "killed on the host");
+
+    let report = lab.failing_deploy(&["-g", &gen_b, "--command-timeout", "3", "node2"]);
+    let r = report.machine("node2");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("the activation hung: still 'switching' after 3 s; left running on node2.lab: `sh /nix/store/"), "{report}");
+    assert!(error.contains("switches back by itself"), "{report}");
+    assert_eq!(r["changed"], true, "{report}");
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), b);
+    let left = processes(hung);
+    assert_eq!(left.len(), 1, "the hung activation is left running");
+
+    let report = lab.failing_deploy(&["-g", &gen_a, "--lock-timeout", "2", "node2"]);
+    let error = report.machine("node2")["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!("timed out after 2 s waiting for the activation lock on node2.lab, held by: activation of {b}")),
+        "{report}"
+    );
+
+    // the hung activation ends (here: its sleep is killed): the target switches back
+    Command::new("kill").arg(left[0].to_string()).status().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lab.realpath("node2.lab", "/run/current-system") != a {
+        assert!(std::time::Instant::now() < deadline, "node2 did not switch back");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    ok(&lab.deploy(&["-g", &gen_a, "node2"]));
+}

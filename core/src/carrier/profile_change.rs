@@ -31,8 +31,10 @@ pub struct HostConfig {
     pub hook_timeout: u64,
 }
 
+// Lock wait and hook together stay below the deployer's default command deadline
+// (900 s), so a deploy hears the carrier's own error rather than killing it.
 fn default_lock_timeout() -> u64 {
-    300
+    120
 }
 
 fn default_hook_timeout() -> u64 {
@@ -351,7 +353,7 @@ mod tests {
             profiles_dir: "/nix/var/nix/profiles".into(),
             lock_file: "/run/carrier/profiles.lock".into(),
             on_change: vec![],
-            lock_timeout: 300,
+            lock_timeout: 120,
             hook_timeout: 600,
         }
     }

@@ -152,7 +152,7 @@ async fn activate_with_rollback(
                 Some("switched") => break,
                 Some("failed") => return Confirmation::Failed,
                 // no state yet (the script has not started) or `switching`
-                _ if started.elapsed() > switching_limit.max(Duration::from_secs(timeout + 10)) => {
+                _ if started.elapsed() > switching_limit => {
                     return Confirmation::Hung { state: last, secs: switching_limit.as_secs() };
                 }
                 Some(s) => last = s.to_string(),
