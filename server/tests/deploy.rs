@@ -451,9 +451,9 @@ fn processes(argv: &str) -> Vec<u32> {
 
 /// One machine, three deploys at once: A's new system cuts A off (its auto-rollback is
 /// in flight, unconfirmed), B deploys another generation from a second copy of the
-/// configuration, C the same as B from A's configuration directory. B waits on the host
-/// until A's activation has switched back; C waits for A's local lock. Host, profile and
-/// every report agree at the end.
+/// configuration, C the same as B from A's configuration directory, started while A
+/// runs. B waits on the host until A's activation has switched back; C waits for A's
+/// lock of the directory. Host, profile and every report agree at the end.
 #[test]
 fn concurrent_deploys_of_one_machine_take_turns() {
     let lab = Lab::up();
@@ -490,24 +490,32 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     let gen_c2 = gen_c2.file_name().unwrap().to_str().unwrap().to_string();
     ok(&deploy2(&["--copy-only", "-g", &gen_c2, "node2"]).output().unwrap());
 
-    let mut cmd_a = Command::new(env!("CARGO_BIN_EXE_carrier"));
-    cmd_a.arg("-C").arg(lab.conf()).arg("--cache-dir").arg(lab.tmp.path().join("cache"));
-    cmd_a.args(["deploy", "-y", "--json", "-g", &gen_b, "node2"]).env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
-    let child_a = cmd_a.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let spawn = |conf: &Path, cache: &str, generation: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
+        cmd.arg("-C").arg(conf).arg("--cache-dir").arg(lab.tmp.path().join(cache));
+        cmd.args(["deploy", "-y", "--json", "-g", generation, "node2"]).env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let child_a = spawn(&lab.conf(), "cache", &gen_b);
     let pid_a = child_a.id();
-    // wait until A's system is active (and has cut A off)
+    // C starts once A holds the configuration directory (without a lock: after 10 s)
+    let lock = lab.conf().join(".confctl/deploy.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&lock).unwrap_or_default().contains(&format!("(pid {pid_a})"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let child_c = spawn(&lab.conf(), "cache", &gen_c1);
+    // B starts once A's system is active (and has cut A off)
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]).contains(&format!("switch {b}")) {
         assert!(std::time::Instant::now() < deadline, "A never switched");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let child_b = deploy2(&["-g", &gen_c2, "node2"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out_c = lab.deploy(&["--json", "-g", &gen_c1, "node2"]);
-    let (out_a, out_b) = (child_a.wait_with_output().unwrap(), child_b.wait_with_output().unwrap());
+    let child_b = spawn(&conf2, "cache2", &gen_c2);
+    let out_a = child_a.wait_with_output().unwrap();
+    let (out_b, out_c) = (child_b.wait_with_output().unwrap(), child_c.wait_with_output().unwrap());
 
     let report = |o: &Output| Report(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o))));
     let (ra, rb, rc) = (report(&out_a), report(&out_b), report(&out_c));
