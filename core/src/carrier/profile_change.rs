@@ -189,8 +189,13 @@ pub fn pending_record(profile: &Path) -> PathBuf {
 ///
 /// Every profile about to change is recorded as pending first; the hooks run whenever
 /// a change happened or a record was left by an earlier run (even when another change
-/// failed), and only their success clears the records.
-pub fn apply_all(config: &HostConfig, changes: &[(PathBuf, ProfileChange)]) -> Result<(), ProfileChangeError> {
+/// failed), and only their success clears the records. `on_wait` hears whom the lock
+/// wait is for.
+pub fn apply_all(
+    config: &HostConfig,
+    changes: &[(PathBuf, ProfileChange)],
+    on_wait: &dyn Fn(String),
+) -> Result<(), ProfileChangeError> {
     for (profile, change) in changes {
         check_profile(config, profile)?;
         match change {
@@ -205,7 +210,7 @@ pub fn apply_all(config: &HostConfig, changes: &[(PathBuf, ProfileChange)]) -> R
     let profiles: Vec<String> = changes.iter().map(|(p, _)| p.display().to_string()).collect();
     let who = format!("carrier profile set (pid {}): {}", std::process::id(), profiles.join(" "));
     let wait = Duration::from_secs(config.lock_timeout);
-    let _lock = crate::lock::acquire(&config.lock_file, &who, wait, &|line| eprintln!("{line}"))?;
+    let _lock = crate::lock::acquire(&config.lock_file, &who, wait, on_wait)?;
 
     let earlier = pending(config)?;
     for (profile, change) in changes {

@@ -414,3 +414,28 @@ fn connect_message(e: &openssh::Error) -> String {
         text.trim().trim_end_matches(':').to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_activation_lock_takes_its_inputs_as_arguments() {
+        let who = "x\"; rm -rf / #";
+        let argv = holding_activation_lock(who, &["sh", "/nix/store/a-auto-rollback", "-t", "5"]);
+        assert_eq!(argv[..6], ["flock", "-n", "-o", "-E", "75", "/run/carrier/activation.lock"]);
+        assert_eq!(argv[6..8], ["sh", "-c"]);
+        assert!(!argv[8].contains("rm -rf") && !argv[8].contains("auto-rollback"));
+        assert_eq!(argv[9..], ["sh", who, "/run/carrier/activation.holder", "sh", "/nix/store/a-auto-rollback", "-t", "5"]);
+    }
+
+    #[tokio::test]
+    async fn a_local_command_past_its_deadline_is_killed_and_reported() {
+        let started = Instant::now();
+        let e = Remote::local(Duration::from_secs(1)).output(&["sleep", "30"]).await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        assert_eq!(e.to_string(), "`sleep 30` did not finish within 1 s and was killed (on localhost)");
+        let out = Remote::local(Duration::from_secs(5)).output(&["sh", "-c", "exit 124"]).await.unwrap();
+        assert_eq!(out.status.code(), Some(124), "a command's own status 124 is not a timeout");
+    }
+}
