@@ -609,6 +609,7 @@ fn a_failed_netboot_build_is_not_current() {
     let out = lab.deploy(&["-g", &generation, "pxe#node1"]);
     ok(&out);
     assert!(!text(&out).contains("Skipping pxe#node1"), "{}", text(&out));
+    assert!(text(&out).contains("the carrier's on-change hooks have not succeeded since"), "{}", text(&out));
     assert_eq!(lab.netboot_generation("node1.lab"), (1, dist), "the netboot tree follows");
     // now it is current
     let out = lab.deploy(&["-g", &generation, "pxe#node1"]);
