@@ -449,6 +449,17 @@ fn processes(argv: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Ends the process `pid` when dropped (also when a test fails) if it still runs `argv`.
+struct EndIfStill(u32, &'static str);
+
+impl Drop for EndIfStill {
+    fn drop(&mut self) {
+        if processes(self.1).contains(&self.0) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+}
+
 /// One machine, three deploys at once: A's new system cuts A off (its auto-rollback is
 /// in flight, unconfirmed), B deploys another generation from a second copy of the
 /// configuration, C the same as B from A's configuration directory, started while A
@@ -652,8 +663,12 @@ fn hung_activations_are_reported_with_what_was_left_running() {
     assert_eq!(lab.realpath("node2.lab", "/run/current-system"), b);
     let left = processes(hung);
     assert_eq!(left.len(), 1, "the hung activation is left running");
+    let _cleanup = EndIfStill(left[0], hung);
 
-    let report = lab.failing_deploy(&["-g", &gen_a, "--lock-timeout", "2", "node2"]);
+    // the host runs b, but that activation is in flight: a deploy of b is not skipped
+    let report = lab.failing_deploy(&["-g", &gen_b, "--lock-timeout", "2", "node2", "test"]);
+    assert!(report.machine("node2")["error"].as_str().unwrap().contains("waiting for the activation lock"), "{report}");
+        let report = lab.failing_deploy(&["-g", &gen_a, "--lock-timeout", "2", "node2"]);
     let error = report.machine("node2")["error"].as_str().unwrap().to_string();
     assert!(
         error.contains(&format!("timed out after 2 s waiting for the activation lock on node2.lab, held by: activation of {b}")),
@@ -661,7 +676,7 @@ fn hung_activations_are_reported_with_what_was_left_running() {
     );
 
     // the hung activation ends (here: its sleep is killed): the target switches back
-    Command::new("kill").arg(left[0].to_string()).status().unwrap();
+    drop(_cleanup);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while lab.realpath("node2.lab", "/run/current-system") != a {
         assert!(std::time::Instant::now() < deadline, "node2 did not switch back");

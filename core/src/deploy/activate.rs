@@ -21,7 +21,8 @@ pub enum Status {
 }
 
 /// Spec 2.0 step 6: is the target already using the artifact? Unknown states never
-/// skip, nor does a carried profile whose on-change hooks failed after it changed.
+/// skip, nor does a carried profile whose on-change hooks failed after it changed, nor
+/// a host with an activation in flight.
 pub async fn status(remote: &Remote, t: &Target, action: Action) -> Status {
     let want = t.artifact.toplevel.display().to_string();
     let current = |yes: bool| if yes { Status::Current } else { Status::NotCurrent };
@@ -42,7 +43,11 @@ pub async fn status(remote: &Remote, t: &Target, action: Action) -> Status {
             if remote.realpath("/run/current-system").await.as_deref() != Some(want.as_str()) {
                 return Status::NotCurrent;
             }
-            current(!action.sets_profile() || remote.realpath(SYSTEM_PROFILE).await.as_deref() == Some(want.as_str()))
+            if action.sets_profile() && remote.realpath(SYSTEM_PROFILE).await.as_deref() != Some(want.as_str()) {
+                return Status::NotCurrent;
+            }
+            // an activation still in flight (unconfirmed) may switch back: decide under the lock
+            current(!remote.activation_in_flight().await)
         }
     }
 }

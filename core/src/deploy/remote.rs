@@ -155,6 +155,14 @@ impl Remote {
         out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// Whether an activation holds the host's activation lock (an auto-rollback script
+    /// still running: unconfirmed, or switching back). Unknown counts as no.
+    pub async fn activation_in_flight(&self) -> bool {
+        let lock = format!("{LOCK_DIR}/activation.lock");
+        let out = self.output(&["flock", "-n", "-E", "75", &lock, "true"]).await;
+        out.is_ok_and(|o| o.status.code() == Some(75))
+    }
+
     /// Takes the host's deploy lock (`flock` on `/run/carrier/deploy.lock`, util-linux),
     /// then waits until no unconfirmed auto-rollback activation is in flight (the
     /// activation lock). `who` is recorded for whoever has to wait next; `on_wait` hears
