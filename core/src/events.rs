@@ -36,6 +36,9 @@ pub enum Event {
     Progress { phase: Phase, machine: Option<String>, done: u64, expected: u64, bytes: u64 },
     /// One line of output (Nix's log, a remote command's output).
     Log { phase: Phase, machine: Option<String>, line: String },
+    /// A line the user must see even without details: waiting for a lock and whom for,
+    /// a step repeated and why.
+    Notice { phase: Phase, machine: Option<String>, line: String },
     /// A machine's step has ended.
     MachineFinished { phase: Phase, machine: String, outcome: Outcome },
     /// A phase has ended.

@@ -10,4 +10,6 @@ pub mod deploy;
 pub mod events;
 mod links;
 pub mod lab;
+pub mod lock;
 pub mod nix;
+pub mod process;

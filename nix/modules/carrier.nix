@@ -47,6 +47,8 @@ let
     profilesDir = "/nix/var/nix/profiles";
     lockFile = "/run/carrier/profiles.lock";
     onChange = [ [ "${onChangeScript}" ] ];
+    hookTimeout = cfg.onChangeTimeout;
+    lockTimeout = cfg.lockTimeout;
   });
 
   isoImageType = types.submodule {
@@ -71,6 +73,18 @@ in
       type = types.lines;
       default = "";
       description = "Shell commands run after a carried profile changed (set or generations deleted).";
+    };
+
+    onChangeTimeout = mkOption {
+      type = types.ints.positive;
+      default = 600;
+      description = "Seconds the on-change script may run before it and its process group are killed.";
+    };
+
+    lockTimeout = mkOption {
+      type = types.ints.positive;
+      default = 120;
+      description = "Seconds a profile change waits for another one on this carrier before it fails.";
     };
 
     netboot = {

@@ -248,6 +248,15 @@ pub struct DeployArgs {
     /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
     #[arg(long, env = "CARRIER_SSH_CONFIG")]
     pub ssh_config: Option<PathBuf>,
+    /// Seconds a command on a host may run (activation included) before it is killed.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub command_timeout: u64,
+    /// Seconds one copy (nix-copy-closure) may run.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub copy_timeout: u64,
+    /// Seconds to wait for a lock (the configuration directory's, a host's) before failing.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub lock_timeout: u64,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,

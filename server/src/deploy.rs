@@ -3,10 +3,11 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use carrier_core::build::BuildOptions;
-use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings};
+use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings, Timeouts};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -26,6 +27,13 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
         confirm(&machines, args.generation.as_deref(), action)?;
     }
     let sink = Printer::new(args.json);
+    let timeouts = Timeouts {
+        command: Duration::from_secs(args.command_timeout),
+        copy: Duration::from_secs(args.copy_timeout),
+        lock: Duration::from_secs(args.lock_timeout),
+    };
+    // one deploy per configuration directory at a time (its builds and generations)
+    let _lock = deploy::lock_conf_dir(&global.config, timeouts.lock, &sink)?;
     let build_options = BuildOptions::new(inventory.cache_dir());
     let artifacts = deploy::artifacts(&global.config, &machines, args.generation.as_deref(), &build_options, &sink)?;
     if args.build_only {
@@ -44,6 +52,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         },
         health_checks: !args.no_health_checks,
+        timeouts,
     };
     let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -137,6 +146,7 @@ impl EventSink for Printer {
                     return;
                 }
                 Event::Progress { .. } | Event::Log { .. } => return,
+                Event::Notice { .. } => {}
             }
         }
         let line = match event {
@@ -150,6 +160,8 @@ impl EventSink for Printer {
                 Outcome::Skipped { reason } => format!("[{machine}] {} skipped: {reason}", phase_name(phase)),
                 Outcome::Failed { error } => format!("[{machine}] {} failed: {error}", phase_name(phase)),
             },
+            Event::Notice { machine: Some(m), line, .. } => format!("[{m}] {line}"),
+            Event::Notice { machine: None, line, .. } => line,
             Event::Progress { phase, machine: Some(m), done, expected, .. } if !self.json => {
                 format!("[{m}] {} [{done}/{expected}]", phase_name(phase))
             }

@@ -27,7 +27,7 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
         }
         ProfileCommand::List { profile, json } => return list(&config, profile.as_deref(), json),
     };
-    apply_all(&config, &changes)?;
+    apply_all(&config, &changes, &|line| eprintln!("{line}"))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -435,3 +435,252 @@ fn unconfirmed_activation_rolls_back_by_itself() {
     assert!(log.contains(&format!("switch {b}")) && log.trim_end().ends_with(&format!("switch {a}")), "{log}");
     assert_eq!(lab.realpath("node2.lab", "/nix/var/nix/profiles/system"), a, "the profile was never set");
 }
+
+/// Live processes whose command line is exactly `argv` (joined by spaces).
+fn processes(argv: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let c = std::fs::read(e.path().join("cmdline")).ok()?;
+            (String::from_utf8_lossy(&c).replace('\0', " ").trim() == argv).then_some(pid)
+        })
+        .collect()
+}
+
+/// Ends the process `pid` when dropped (also when a test fails) if it still runs `argv`.
+struct EndIfStill(u32, &'static str);
+
+impl Drop for EndIfStill {
+    fn drop(&mut self) {
+        if processes(self.1).contains(&self.0) {
+            let _ = Command::new("kill").arg(self.0.to_string()).status();
+        }
+    }
+}
+
+/// One machine, three deploys at once: A's new system cuts A off (its auto-rollback is
+/// in flight, unconfirmed), B deploys another generation from a second copy of the
+/// configuration, C the same as B from A's configuration directory, started while A
+/// runs. B waits on the host until A's activation has switched back; C waits for A's
+/// lock of the directory. Host, profile and every report agree at the end.
+#[test]
+fn concurrent_deploys_of_one_machine_take_turns() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node2"]));
+    let a = lab.generation("node2").1;
+
+    // A: a system that drops the deployer; the target switches back after 8 s
+    let module = lab.conf().join("cluster/node2/module.nix");
+    let m = file(&module).replace("{ name = \"node2\"; };", "{ name = \"node2\"; } // { autoRollback.timeout = 8; };");
+    std::fs::write(&module, m).unwrap();
+    let cfg = lab.conf().join("cluster/node2/config.nix");
+    let plain = file(&cfg);
+    std::fs::write(&cfg, plain.replacen("\n{\n", "\n{\n  lab.dropDeployer = true;\n", 1)).unwrap();
+    ok(&lab.deploy(&["--build-only", "node2"]));
+    let (gen_b, b) = lab.generation("node2");
+    // C: system c from A's configuration directory
+    std::fs::write(&cfg, plain).unwrap();
+    lab.set_marker("C");
+    ok(&lab.deploy(&["--build-only", "node2"]));
+    let (gen_c1, c) = lab.generation("node2");
+    // B: the same system from a second copy of the configuration (another operator)
+    let conf2 = lab.tmp.path().join("conf2");
+    let out = Command::new("cp").arg("-r").arg(lab.conf()).arg(&conf2).output().unwrap();
+    ok(&out);
+    let _ = std::fs::remove_dir_all(conf2.join(".confctl"));
+    let deploy2 = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
+        cmd.arg("-C").arg(&conf2).arg("--cache-dir").arg(lab.tmp.path().join("cache2")).args(["deploy", "-y", "--json"]);
+        cmd.args(args).env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
+        cmd
+    };
+    ok(&deploy2(&["--build-only", "node2"]).output().unwrap());
+    let gen_c2 = std::fs::read_link(conf2.join(".confctl/generations/node2/current")).unwrap();
+    let gen_c2 = gen_c2.file_name().unwrap().to_str().unwrap().to_string();
+    ok(&deploy2(&["--copy-only", "-g", &gen_c2, "node2"]).output().unwrap());
+
+    let spawn = |conf: &Path, cache: &str, generation: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
+        cmd.arg("-C").arg(conf).arg("--cache-dir").arg(lab.tmp.path().join(cache));
+        cmd.args(["deploy", "-y", "--json", "-g", generation, "node2"]).env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    let child_a = spawn(&lab.conf(), "cache", &gen_b);
+    let pid_a = child_a.id();
+    // C starts once A holds the configuration directory (without a lock: after 10 s)
+    let lock = lab.conf().join(".confctl/deploy.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(&lock).unwrap_or_default().contains(&format!("(pid {pid_a})"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let child_c = spawn(&lab.conf(), "cache", &gen_c1);
+    // B starts once A's system is active (and has cut A off)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]).contains(&format!("switch {b}")) {
+        assert!(std::time::Instant::now() < deadline, "A never switched");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let child_b = spawn(&conf2, "cache2", &gen_c2);
+    let out_a = child_a.wait_with_output().unwrap();
+    let (out_b, out_c) = (child_b.wait_with_output().unwrap(), child_c.wait_with_output().unwrap());
+
+    let report = |o: &Output| Report(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o))));
+    let (ra, rb, rc) = (report(&out_a), report(&out_b), report(&out_c));
+    // A: failed, the host switched back by itself: A changed nothing
+    assert_eq!(ra.machine("node2")["state"], "failed", "{ra}");
+    assert_eq!(ra.machine("node2")["changed"], false, "{ra}");
+    // B deployed c; whichever of B and C came first to the host waited there for A's
+    // unconfirmed activation, naming it (the other one waited for the first)
+    assert_eq!(rb.machine("node2")["state"], "deployed", "{rb}\n{}", text(&out_b));
+    let waited = format!("waiting for the activation lock on node2.lab, held by: activation of {b}");
+    assert!(text(&out_b).contains(&waited) || text(&out_c).contains(&waited), "B: {}\nC: {}", text(&out_b), text(&out_c));
+    // C waited for A's lock on the configuration directory, naming A
+    assert!(text(&out_c).contains(&format!("held by: carrier deploy (pid {pid_a})")), "{}", text(&out_c));
+    assert!(matches!(rc.machine("node2")["state"].as_str(), Some("current" | "deployed")), "{rc}");
+    // the host runs c, its profile says c, and no switch back comes after
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), c);
+    assert_eq!(lab.realpath("node2.lab", "/nix/var/nix/profiles/system"), c);
+    let log = lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]);
+    assert!(log.trim_end().ends_with(&format!("switch {c}")), "{log}");
+    assert_ne!(a, c);
+    let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf2));
+}
+
+/// The switch succeeds, setting the system profile does not: the machine runs the new
+/// system and the report says it changed.
+#[test]
+fn a_failed_profile_set_after_a_switch_reports_changed() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node1"]));
+    let a = lab.generation("node1").1;
+    lab.set_marker("B");
+    ok(&lab.deploy(&["--build-only", "node1"]));
+    let b = lab.generation("node1").1;
+    let profiles = lab.host_root("node1.lab").join("nix/var/nix/profiles");
+    let _unfreeze = Unfreeze(profiles.clone());
+    assert!(Command::new("chattr").arg("+i").arg(&profiles).status().unwrap().success());
+    let report = lab.failing_deploy(&["-g", &lab.generation("node1").0, "node1"]);
+    drop(_unfreeze);
+    let r = report.machine("node1");
+    assert_eq!(r["phase"], "activate", "{report}");
+    assert!(r["error"].as_str().unwrap().contains("setting the system profile"), "{report}");
+    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), b);
+    assert_eq!(lab.realpath("node1.lab", "/nix/var/nix/profiles/system"), a);
+    assert_eq!(r["changed"], true, "{report}");
+}
+
+/// Health check commands that hang are killed when their timeout passes, here and on
+/// the target, and the check fails saying so.
+#[test]
+fn hung_health_checks_are_killed_at_their_timeout() {
+    let lab = Lab::up();
+    let module = lab.conf().join("cluster/node1/module.nix");
+    let m = file(&module).replace(
+        "{ name = \"node1\"; };",
+        "{ name = \"node1\"; } // { healthChecks = { systemd.enable = false; \
+         builderCommands = [ { description = \"local\"; command = [ \"sleep\" \"37.5\" ]; timeout = 2; cooldown = 1; } ]; \
+         machineCommands = [ { description = \"remote\"; command = [ \"sleep\" \"38.5\" ]; timeout = 2; cooldown = 1; } ]; }; };",
+    );
+    assert!(m.contains("38.5"), "{m}");
+    std::fs::write(&module, m).unwrap();
+    let started = std::time::Instant::now();
+    let report = lab.failing_deploy(&["node1"]);
+    let r = report.machine("node1");
+    assert_eq!(r["phase"], "health-check", "{report}");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("local: `sleep 37.5` did not finish within 2 s"), "{report}");
+    assert!(error.contains("remote: `sleep 38.5` did not finish within 2 s"), "{report}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(processes("sleep 37.5"), Vec::<u32>::new(), "the local check was killed");
+    assert_eq!(processes("sleep 38.5"), Vec::<u32>::new(), "the remote check was killed");
+}
+
+/// The carrier's netboot build fails after the profile was set: the next deploy of the
+/// same generation is not skipped as current, and brings the netboot tree up to date.
+#[test]
+fn a_failed_netboot_build_is_not_current() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["--build-only", "pxe#node1"]));
+    let (generation, dist) = lab.generation("pxe#node1");
+    let netboot_json = lab.host_root("pxe.lab").join("etc/carrier/netboot.json");
+    let good = file(&netboot_json);
+    std::fs::write(&netboot_json, "{ broken").unwrap();
+    let report = lab.failing_deploy(&["-g", &generation, "pxe#node1"]);
+    let r = report.machine("pxe#node1");
+    assert_eq!(r["phase"], "carried-profile", "{report}");
+    assert_eq!(r["changed"], true, "{report}");
+    assert_eq!(lab.realpath("pxe.lab", "/nix/var/nix/profiles/confctl-node1"), dist);
+
+    std::fs::write(&netboot_json, good).unwrap();
+    let out = lab.deploy(&["-g", &generation, "pxe#node1"]);
+    ok(&out);
+    assert!(!text(&out).contains("Skipping pxe#node1"), "{}", text(&out));
+    assert!(text(&out).contains("the carrier's on-change hooks have not succeeded since"), "{}", text(&out));
+    assert_eq!(lab.netboot_generation("node1.lab"), (1, dist), "the netboot tree follows");
+    // now it is current
+    let out = lab.deploy(&["-g", &generation, "pxe#node1"]);
+    ok(&out);
+    assert!(text(&out).contains("Skipping pxe#node1: already using target generation"), "{}", text(&out));
+}
+
+/// Activations that hang. Without auto-rollback the command is killed on the host at
+/// the deadline and the previous system activated again. With it, the run reports the
+/// hang and what it left running; that keeps the host's activation lock, so the next
+/// deploy gives up naming it; once the hung activation ends, the target switches back.
+#[test]
+fn hung_activations_are_reported_with_what_was_left_running() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node2"]));
+    let (gen_a, a) = lab.generation("node2");
+    let cfg = lab.conf().join("cluster/node2/config.nix");
+    std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.hangActivation = true;\n", 1)).unwrap();
+    ok(&lab.deploy(&["--build-only", "node2"]));
+    let (gen_b, b) = lab.generation("node2");
+    let hung = "/bin/busybox sleep 3600";
+
+    let started = std::time::Instant::now();
+    let report = lab.failing_deploy(&["-g", &gen_b, "--disable-auto-rollback", "--command-timeout", "3", "node2"]);
+    let r = report.machine("node2");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("switch-to-configuration switch` did not finish within 3 s and was killed (on node2.lab)"), "{report}");
+    assert!(error.contains("rolled back"), "{report}");
+    assert_eq!(r["changed"], false, "{report}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), a);
+    assert_eq!(processes(hung), Vec::<u32>::new(), "killed on the host");
+
+    let report = lab.failing_deploy(&["-g", &gen_b, "--command-timeout", "3", "node2"]);
+    let r = report.machine("node2");
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("the activation hung: still 'switching' after 3 s; left running on node2.lab: `sh /nix/store/"), "{report}");
+    assert!(error.contains("switches back by itself"), "{report}");
+    assert_eq!(r["changed"], true, "{report}");
+    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), b);
+    let left = processes(hung);
+    assert_eq!(left.len(), 1, "the hung activation is left running");
+    let _cleanup = EndIfStill(left[0], hung);
+
+    // the host runs b, but that activation is in flight: a deploy of b is not skipped
+    let report = lab.failing_deploy(&["-g", &gen_b, "--lock-timeout", "2", "node2", "test"]);
+    assert!(report.machine("node2")["error"].as_str().unwrap().contains("waiting for the activation lock"), "{report}");
+        let report = lab.failing_deploy(&["-g", &gen_a, "--lock-timeout", "2", "node2"]);
+    let error = report.machine("node2")["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains(&format!("timed out after 2 s waiting for the activation lock on node2.lab, held by: activation of {b}")),
+        "{report}"
+    );
+
+    // the hung activation ends (here: its sleep is killed): the target switches back
+    drop(_cleanup);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lab.realpath("node2.lab", "/run/current-system") != a {
+        assert!(std::time::Instant::now() < deadline, "node2 did not switch back");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    ok(&lab.deploy(&["-g", &gen_a, "node2"]));
+}

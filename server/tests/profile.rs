@@ -11,16 +11,22 @@ struct Carrier {
 impl Carrier {
     /// A carrier whose hook appends `<action> <profile> -> <target>` to events.log.
     fn new(hook_body: &str) -> Self {
+        Self::with(hook_body, serde_json::json!({}))
+    }
+
+    /// A carrier with extra `host.json` settings.
+    fn with(hook_body: &str, extra: serde_json::Value) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("profiles")).unwrap();
         let hook = tmp.path().join("on-change");
         std::fs::write(&hook, format!("#!/bin/sh\nset -e\n{hook_body}\n")).unwrap();
         std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "profilesDir": tmp.path().join("profiles"),
             "lockFile": tmp.path().join("profiles.lock"),
             "onChange": [[hook]],
         });
+        config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         std::fs::write(tmp.path().join("host.json"), config.to_string()).unwrap();
         Carrier { tmp }
     }
@@ -180,4 +186,87 @@ fn several_profiles_in_one_set_run_the_hooks_once() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 profiles (-p) but 1 store paths"));
     assert_eq!(realpath(&p1), a);
     assert_eq!(c.events().lines().count(), 1);
+}
+
+/// Where the carrier records that its on-change hooks have not succeeded since a
+/// profile changed.
+fn pending(c: &Carrier, alias: &str) -> PathBuf {
+    c.tmp.path().join("profiles/.carrier-on-change-pending").join(format!("confctl-{alias}"))
+}
+
+#[test]
+fn a_failed_change_among_several_still_runs_the_hooks() {
+    let c = Carrier::new(LOG_HOOK);
+    let (a, b) = (store_path("partial-a"), store_path("partial-b"));
+    let (p1, p2) = (c.profile("node1"), c.profile("node2"));
+    // node2's profile cannot be replaced: a directory with content is in its place
+    std::fs::create_dir_all(p2.join("in-the-way")).unwrap();
+    let o = c.carrier(&["set", "-p", p1.to_str().unwrap(), "-p", p2.to_str().unwrap(), &a, &b]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("nix-env failed on") && err.contains("confctl-node2"), "{err}");
+    assert_eq!(realpath(&p1), a, "node1 changed");
+    assert_eq!(c.events().lines().count(), 1, "the hooks ran for the change that happened: {}", c.events());
+    assert!(c.events().contains(&format!("set {}", p1.display())), "{}", c.events());
+    assert!(!pending(&c, "node1").exists() && !pending(&c, "node2").exists(), "the hooks succeeded");
+}
+
+#[test]
+fn a_failed_hook_is_recorded_until_a_hook_run_succeeds() {
+    let c = Carrier::new(&format!("test -e \"$(dirname \"$0\")/fail\" && exit 4; {LOG_HOOK}"));
+    std::fs::write(c.tmp.path().join("fail"), "").unwrap();
+    let p = c.profile("node1");
+    let a = store_path("pending-a");
+    assert!(!c.carrier(&["set", "-p", p.to_str().unwrap(), &a]).status.success());
+    assert_eq!(realpath(&p), a);
+    let record = std::fs::read_to_string(pending(&c, "node1")).expect("the failure is recorded next to the profiles");
+    assert!(record.contains("exit status: 4"), "{record}");
+
+    // the same store path again: nix-env changes nothing, the hooks run and succeed
+    std::fs::remove_file(c.tmp.path().join("fail")).unwrap();
+    ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), &a]));
+    assert_eq!(c.events().lines().count(), 1, "{}", c.events());
+    assert!(!pending(&c, "node1").exists());
+    assert!(!c.profile("node1-2-link").exists(), "no new generation for the same path");
+}
+
+#[test]
+fn a_hung_hook_is_killed_at_its_timeout() {
+    let c = Carrier::with("sleep 7.31", serde_json::json!({ "hookTimeout": 1 }));
+    let p = c.profile("node1");
+    let a = store_path("hung");
+    let started = std::time::Instant::now();
+    let o = c.carrier(&["set", "-p", p.to_str().unwrap(), &a]);
+    assert!(!o.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("did not finish within 1 s and was killed"), "{err}");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.trim() == "sleep 7.31")
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    assert!(pending(&c, "node1").exists());
+}
+
+#[test]
+fn a_lock_wait_has_a_deadline_and_names_the_holder() {
+    let c = Carrier::with(&format!("sleep 3; {LOG_HOOK}"), serde_json::json!({ "lockTimeout": 1 }));
+    let (a, b) = (store_path("wait-a"), store_path("wait-b"));
+    let (p1, p2) = (c.profile("one"), c.profile("two"));
+    let mut first = Command::new(env!("CARGO_BIN_EXE_carrier"))
+        .args(["profile", "--host-config"])
+        .arg(c.tmp.path().join("host.json"))
+        .args(["set", "-p", p1.to_str().unwrap(), &a])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let o = c.carrier(&["set", "-p", p2.to_str().unwrap(), &b]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("timed out after 1 s waiting for") && err.contains(&format!("held by: carrier profile set (pid {})", first.id())), "{err}");
+    assert!(first.wait().unwrap().success());
+    assert!(!p2.exists());
 }

@@ -1,10 +1,12 @@
 //! What upstream calls `carrier-env`: changing a carried profile on the carrier
 //! (`nix-env --set` or `--delete-generations`), then running the carrier's on-change
-//! hooks. Profile changes of one carrier are serialised by an exclusive lock.
+//! hooks. Profile changes of one carrier are serialised by an exclusive lock. Until the
+//! hooks have succeeded after a change, a record next to the profiles says so
+//! ([`pending_record`]): a deployer must not take such a profile for current.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -18,9 +20,25 @@ pub struct HostConfig {
     /// Serialises profile changes of this carrier.
     #[serde(default = "default_lock_file")]
     pub lock_file: PathBuf,
-    /// Commands (argv vectors) run in order after every successful change.
+    /// Commands (argv vectors) run in order after every change.
     #[serde(default)]
     pub on_change: Vec<Vec<String>>,
+    /// Seconds to wait for the lock before giving up.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: u64,
+    /// Seconds an on-change hook may run before it (and its process group) is killed.
+    #[serde(default = "default_hook_timeout")]
+    pub hook_timeout: u64,
+}
+
+// Lock wait and hook together stay below the deployer's default command deadline
+// (900 s), so a deploy hears the carrier's own error rather than killing it.
+fn default_lock_timeout() -> u64 {
+    120
+}
+
+fn default_hook_timeout() -> u64 {
+    600
 }
 
 fn default_profiles_dir() -> PathBuf {
@@ -75,8 +93,10 @@ pub enum ProfileChangeError {
     Generation(String),
     #[error("no generations given to delete")]
     NoGenerations,
-    #[error("locking {}: {source}", path.display())]
-    Lock {
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("recording pending on-change hooks in {}: {source}", path.display())]
+    Record {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -89,6 +109,14 @@ pub enum ProfileChangeError {
         argv.join(" ")
     )]
     Hook { profile: PathBuf, argv: Vec<String>, status: String, output: String },
+    #[error(
+        "the profile '{}' was changed, but the on-change hook `{}` did not finish within {secs} s and was killed{left}",
+        profile.display(),
+        argv.join(" ")
+    )]
+    HookTimeout { profile: PathBuf, argv: Vec<String>, secs: u64, left: String },
+    #[error("{first}; {}", rest.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several { first: Box<ProfileChangeError>, rest: Vec<ProfileChangeError> },
     #[error("running {program}: {source}")]
     Spawn {
         program: String,
@@ -140,6 +168,15 @@ pub fn nix_env_argv(profile: &Path, change: &ProfileChange) -> Vec<String> {
     argv
 }
 
+/// The record of a profile whose on-change hooks have not succeeded since it changed:
+/// `<profiles dir>/.carrier-on-change-pending/<profile name>` (a name netboot builds and
+/// listings ignore, on the same file system as the profiles, so it survives reboots as
+/// they do). Its text says why.
+pub fn pending_record(profile: &Path) -> PathBuf {
+    let dir = profile.parent().unwrap_or(Path::new("/"));
+    dir.join(".carrier-on-change-pending").join(profile.file_name().unwrap_or_default())
+}
+
 /// Validates every change, takes the carrier's lock, runs nix-env for each, then each
 /// on-change hook once with `CARRIER_PROFILE` and `CARRIER_ACTION` in its environment.
 /// A hook failure is reported as such: the profiles have already changed then
@@ -149,7 +186,16 @@ pub fn nix_env_argv(profile: &Path, change: &ProfileChange) -> Vec<String> {
 /// carried profiles of a carrier rebuilds its netboot tree once. Everything is
 /// validated before anything changes; `CARRIER_PROFILE` names the first profile and
 /// `CARRIER_PROFILES` all of them, one per line.
-pub fn apply_all(config: &HostConfig, changes: &[(PathBuf, ProfileChange)]) -> Result<(), ProfileChangeError> {
+///
+/// Every profile about to change is recorded as pending first; the hooks run whenever
+/// a change happened or a record was left by an earlier run (even when another change
+/// failed), and only their success clears the records. `on_wait` hears whom the lock
+/// wait is for.
+pub fn apply_all(
+    config: &HostConfig,
+    changes: &[(PathBuf, ProfileChange)],
+    on_wait: &dyn Fn(String),
+) -> Result<(), ProfileChangeError> {
     for (profile, change) in changes {
         check_profile(config, profile)?;
         match change {
@@ -161,41 +207,136 @@ pub fn apply_all(config: &HostConfig, changes: &[(PathBuf, ProfileChange)]) -> R
         }
     }
     let Some((first, first_change)) = changes.first() else { return Ok(()) };
-    let _lock = lock(&config.lock_file)?;
+    let profiles: Vec<String> = changes.iter().map(|(p, _)| p.display().to_string()).collect();
+    let who = format!("carrier profile set (pid {}): {}", std::process::id(), profiles.join(" "));
+    let wait = Duration::from_secs(config.lock_timeout);
+    let _lock = crate::lock::acquire(&config.lock_file, &who, wait, on_wait)?;
 
+    let earlier = pending(config)?;
+    for (profile, change) in changes {
+        record_pending(profile, &format!("{} started, on-change hooks not yet run", change.action()))?;
+    }
+    let mut failures = Vec::new();
+    let mut changed = 0;
     for (profile, change) in changes {
         let out = run(&nix_env_argv(profile, change), &[])?;
-        if !out.status.success() {
-            return Err(ProfileChangeError::NixEnv {
+        if out.status.success() {
+            changed += 1;
+        } else {
+            failures.push(ProfileChangeError::NixEnv {
                 profile: profile.to_path_buf(),
                 status: out.status.to_string(),
                 stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
             });
         }
     }
-    let all: Vec<String> = changes.iter().map(|(p, _)| p.display().to_string()).collect();
-    let env = [
-        ("CARRIER_PROFILE", first.display().to_string()),
-        ("CARRIER_PROFILES", all.join("\n")),
-        ("CARRIER_ACTION", first_change.action().to_string()),
-    ];
-    for hook in &config.on_change {
-        let out = run(hook, &env)?;
-        if !out.status.success() {
-            let mut output = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            if !stderr.trim().is_empty() {
-                output = format!("{output}\n{}", stderr.trim()).trim().to_string();
+    if changed == 0 && earlier.is_empty() {
+        // nothing changed and nothing was left to do: no hook needed
+        for (profile, _) in changes {
+            clear_pending(profile)?;
+        }
+    } else {
+        let mut all = profiles.clone();
+        all.extend(earlier.iter().map(|p| p.display().to_string()).filter(|p| !profiles.contains(p)));
+        let env = [
+            ("CARRIER_PROFILE", first.display().to_string()),
+            ("CARRIER_PROFILES", all.join("\n")),
+            ("CARRIER_ACTION", first_change.action().to_string()),
+        ];
+        match run_hooks(config, first, &env) {
+            Ok(()) => {
+                for profile in changes.iter().map(|(p, _)| p).chain(&earlier) {
+                    clear_pending(profile)?;
+                }
             }
-            return Err(ProfileChangeError::Hook {
-                profile: first.to_path_buf(),
-                argv: hook.clone(),
-                status: out.status.to_string(),
-                output,
-            });
+            Err(e) => {
+                for profile in changes.iter().map(|(p, _)| p).chain(&earlier) {
+                    record_pending(profile, &e.to_string())?;
+                }
+                failures.push(e);
+            }
+        }
+    }
+    let mut failures = failures.into_iter();
+    match failures.next() {
+        None => Ok(()),
+        Some(first) => {
+            let rest: Vec<_> = failures.collect();
+            if rest.is_empty() { Err(first) } else { Err(ProfileChangeError::Several { first: Box::new(first), rest }) }
+        }
+    }
+}
+
+fn run_hooks(config: &HostConfig, first: &Path, env: &[(&str, String)]) -> Result<(), ProfileChangeError> {
+    let limit = Duration::from_secs(config.hook_timeout);
+    for hook in &config.on_change {
+        let (program, args) = hook.split_first().expect("argv has a program");
+        let mut cmd = Command::new(program);
+        cmd.args(args).envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let ran = crate::process::run_with_deadline(cmd, limit)
+            .map_err(|source| ProfileChangeError::Spawn { program: program.clone(), source })?;
+        let mut output = String::from_utf8_lossy(&ran.stdout).trim().to_string();
+        let stderr = String::from_utf8_lossy(&ran.stderr);
+        if !stderr.trim().is_empty() {
+            output = format!("{output}\n{}", stderr.trim()).trim().to_string();
+        }
+        match ran.status {
+            None => {
+                let left = if ran.left_running.is_empty() {
+                    String::new()
+                } else {
+                    format!("; left running (they keep its output open): {}", ran.left_running)
+                };
+                return Err(ProfileChangeError::HookTimeout {
+                    profile: first.to_path_buf(),
+                    argv: hook.clone(),
+                    secs: limit.as_secs(),
+                    left,
+                });
+            }
+            Some(status) if !status.success() => {
+                return Err(ProfileChangeError::Hook { profile: first.to_path_buf(), argv: hook.clone(), status: status.to_string(), output });
+            }
+            Some(_) => {}
         }
     }
     Ok(())
+}
+
+/// The profiles with a pending record (see [`pending_record`]).
+fn pending(config: &HostConfig) -> Result<Vec<PathBuf>, ProfileChangeError> {
+    let dir = pending_record(&config.profiles_dir.join("x")).parent().expect("record dir").to_path_buf();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => Ok(entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .filter(|n| n.to_str().is_some_and(|n| n.starts_with("confctl-")))
+            .map(|n| config.profiles_dir.join(n))
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(source) => Err(ProfileChangeError::Record { path: dir, source }),
+    }
+}
+
+/// Writes the record of `profile` (atomically: a reader sees the old or the new text).
+fn record_pending(profile: &Path, why: &str) -> Result<(), ProfileChangeError> {
+    let path = pending_record(profile);
+    let err = |source| ProfileChangeError::Record { path: path.clone(), source };
+    let dir = path.parent().expect("record dir");
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    let when = jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default();
+    std::io::Write::write_all(&mut tmp, format!("{when}: {why}\n").as_bytes()).map_err(err)?;
+    tmp.persist(&path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+fn clear_pending(profile: &Path) -> Result<(), ProfileChangeError> {
+    let path = pending_record(profile);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ProfileChangeError::Record { path, source: e }),
+        _ => Ok(()),
+    }
 }
 
 fn run(argv: &[String], env: &[(&str, String)]) -> Result<std::process::Output, ProfileChangeError> {
@@ -203,19 +344,9 @@ fn run(argv: &[String], env: &[(&str, String)]) -> Result<std::process::Output, 
     Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
         .output()
         .map_err(|source| ProfileChangeError::Spawn { program: program.clone(), source })
-}
-
-/// An exclusive lock held until the returned file is dropped.
-fn lock(path: &Path) -> Result<File, ProfileChangeError> {
-    let err = |source| ProfileChangeError::Lock { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    let file = File::options().create(true).truncate(false).write(true).open(path).map_err(err)?;
-    file.lock().map_err(err)?;
-    Ok(file)
 }
 
 #[cfg(test)]
@@ -227,6 +358,8 @@ mod tests {
             profiles_dir: "/nix/var/nix/profiles".into(),
             lock_file: "/run/carrier/profiles.lock".into(),
             on_change: vec![],
+            lock_timeout: 120,
+            hook_timeout: 600,
         }
     }
 

@@ -2,6 +2,7 @@
 //! on standalone machines (plain, or with the auto-rollback confirmation protocol), the
 //! system profile, and `carrier profile set` on carriers.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::plan::{Action, Kind, Target};
@@ -9,17 +10,44 @@ use super::remote::{Remote, RemoteError};
 
 pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
 
-/// Spec 2.0 step 6: is the target already using the artifact? Unknown states never skip.
-pub async fn is_current(remote: &Remote, t: &Target, action: Action) -> bool {
+/// Where a target stands before the deploy (spec 2.0 step 6).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Current,
+    NotCurrent,
+    /// A carried profile is set to the artifact, but the carrier's on-change hooks (the
+    /// netboot build) have not succeeded since it changed: the record's text.
+    HooksPending(String),
+}
+
+/// Spec 2.0 step 6: is the target already using the artifact? Unknown states never
+/// skip, nor does a carried profile whose on-change hooks failed after it changed, nor
+/// a host with an activation in flight.
+pub async fn status(remote: &Remote, t: &Target, action: Action) -> Status {
     let want = t.artifact.toplevel.display().to_string();
+    let current = |yes: bool| if yes { Status::Current } else { Status::NotCurrent };
     match &t.kind {
-        Kind::Carried { profile, .. } => remote.realpath(profile).await.as_deref() == Some(want.as_str()),
-        Kind::Standalone => {
-            let current = remote.realpath("/run/current-system").await;
-            if current.as_deref() != Some(want.as_str()) {
-                return false;
+        Kind::Carried { profile, .. } => {
+            if remote.realpath(profile).await.as_deref() != Some(want.as_str()) {
+                return Status::NotCurrent;
             }
-            !action.sets_profile() || remote.realpath(SYSTEM_PROFILE).await.as_deref() == Some(want.as_str())
+            let marker = crate::carrier::profile_change::pending_record(Path::new(profile));
+            match remote.output(&["cat", &marker.display().to_string()]).await {
+                // no record: the hooks have run since the last change
+                Ok(out) if !out.status.success() => Status::Current,
+                Ok(out) => Status::HooksPending(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+                Err(_) => Status::NotCurrent,
+            }
+        }
+        Kind::Standalone => {
+            if remote.realpath("/run/current-system").await.as_deref() != Some(want.as_str()) {
+                return Status::NotCurrent;
+            }
+            if action.sets_profile() && remote.realpath(SYSTEM_PROFILE).await.as_deref() != Some(want.as_str()) {
+                return Status::NotCurrent;
+            }
+            // an activation still in flight (unconfirmed) may switch back: decide under the lock
+            current(!remote.activation_in_flight().await)
         }
     }
 }
@@ -30,21 +58,31 @@ pub struct ActivationFailure {
     pub message: String,
     /// The previous system was activated again (or the target did it by itself).
     pub rolled_back: bool,
+    /// Nobody confirmed an auto-rollback activation: the target switches back by itself.
+    pub switches_back: bool,
+}
+
+impl ActivationFailure {
+    fn new(message: String, rolled_back: bool) -> Self {
+        ActivationFailure { message, rolled_back, switches_back: false }
+    }
 }
 
 /// Activates a standalone target: optional dry-activate, the action (with auto-rollback
 /// when enabled for switch/test), then the system profile for boot/switch. A failed
-/// switch or test is undone by activating the previous system again.
+/// switch or test is undone by activating the previous system again. `who` names this
+/// deploy as the holder of the activation lock an auto-rollback activation keeps.
 pub async fn standalone(
     remote: &Remote,
     t: &Target,
     action: Action,
     dry_activate_first: bool,
     auto_rollback: bool,
+    who: &str,
 ) -> Result<(), ActivationFailure> {
     let toplevel = t.artifact.toplevel.display().to_string();
     let stc = format!("{toplevel}/bin/switch-to-configuration");
-    let fail = |e: RemoteError, rolled_back| ActivationFailure { message: e.to_string(), rolled_back };
+    let fail = |e: RemoteError, rolled_back| ActivationFailure::new(e.to_string(), rolled_back);
     if dry_activate_first {
         remote.run(&[&stc, "dry-activate"]).await.map_err(|e| fail(e, false))?;
     }
@@ -52,8 +90,9 @@ pub async fn standalone(
     let with_rollback = auto_rollback && matches!(action, Action::Switch | Action::Test);
     match (&t.artifact.auto_rollback, with_rollback) {
         (Some(script), true) => {
-            activate_with_rollback(remote, &script.display().to_string(), &toplevel, action, t.auto_rollback_timeout)
-                .await?
+            let timeout = t.auto_rollback_timeout;
+            let who = format!("activation of {toplevel} ({}, switches back unless confirmed within {timeout} s) by {who}", action.as_str());
+            activate_with_rollback(remote, &script.display().to_string(), &toplevel, action, timeout, &who).await?
         }
         _ => {
             if let Err(e) = remote.run(&[&stc, action.as_str()]).await {
@@ -72,61 +111,116 @@ pub async fn standalone(
         remote
             .run(&["nix-env", "-p", SYSTEM_PROFILE, "--set", &toplevel])
             .await
-            .map_err(|e| ActivationFailure { message: format!("setting the system profile: {e}"), rolled_back: false })?;
+            .map_err(|e| ActivationFailure::new(format!("setting the system profile: {e}"), false))?;
     }
     Ok(())
 }
 
-/// Spec 2.3 step 3: the target runs the auto-rollback script in the background; we wait
-/// for `switched` in the check file and confirm. Without a confirmation the target
-/// switches back by itself after `timeout` seconds.
+/// How the deployer's side of the confirmation protocol ended.
+enum Confirmation {
+    Confirmed,
+    /// The target reported a failed activation and switches back by itself.
+    Failed,
+    /// No confirmation could be written: the target switches back by itself.
+    NotConfirmed,
+    /// The check file did not reach `switched` in time; its last content.
+    Hung { state: String, secs: u64 },
+}
+
+/// Spec 2.3 step 3: the target runs the auto-rollback script in the background (holding
+/// the host's activation lock while it runs); we wait for `switched` in the check file
+/// and confirm. Without a confirmation the target switches back by itself after
+/// `timeout` seconds. The wait for `switched` is bounded by the command deadline (the
+/// spec's loop waits forever while the file says `switching`).
 async fn activate_with_rollback(
     remote: &Remote,
     script: &str,
     toplevel: &str,
     action: Action,
     timeout: u64,
+    who: &str,
 ) -> Result<(), ActivationFailure> {
     let check_file = format!("/run/carrier-confirm-{}", crate::links::random_suffix());
     let timeout_s = timeout.to_string();
-    let argv = ["sh", script, "-t", &timeout_s, toplevel, action.as_str(), &check_file];
-    let background = remote.output(&argv);
+    let script_argv = ["sh", script, "-t", &timeout_s, toplevel, action.as_str(), &check_file];
+    let argv = super::remote::holding_activation_lock(who, &script_argv);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let background = remote.output_unbounded(&argv);
+    let switching_limit = remote.command_timeout();
     let confirm = async {
         let started = Instant::now();
+        let mut last = String::new();
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let state = remote.output(&["cat", &check_file]).await.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
             match state.as_deref() {
                 Some("switched") => break,
-                // the activation failed and the target switches back by itself
-                Some("failed") => return false,
-                Some("switching") => continue,
-                _ if started.elapsed() > Duration::from_secs(timeout + 10) => return false,
-                _ => continue,
+                Some("failed") => return Confirmation::Failed,
+                // no state yet (the script has not started) or `switching`
+                _ if started.elapsed() > switching_limit => {
+                    return Confirmation::Hung { state: last, secs: switching_limit.as_secs() };
+                }
+                Some(s) => last = s.to_string(),
+                None => {}
             }
         }
         for _ in 0..10 {
             let ok = remote.output(&["sh", "-c", "echo confirmed > \"$1\"", "sh", &check_file]).await.is_ok_and(|o| o.status.success());
             if ok {
-                return true;
+                return Confirmation::Confirmed;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
-        false
+        Confirmation::NotConfirmed
     };
-    let (result, _) = tokio::join!(background, confirm);
+    tokio::pin!(background, confirm);
+    let (result, confirmation) = tokio::select! {
+        // the script ended first: failed early, or the connection is gone
+        result = &mut background => (result, None),
+        c = &mut confirm => match c {
+            Confirmation::Hung { state, secs } => {
+                let state = if state.is_empty() { "no state".to_string() } else { format!("still '{state}'") };
+                return Err(ActivationFailure {
+                    message: format!(
+                        "the activation hung: {state} after {secs} s; left running on {}: `{}` (it switches back \
+                         by itself when the activation ends, since carrier did not confirm)",
+                        remote.host(),
+                        script_argv.join(" ")
+                    ),
+                    rolled_back: false,
+                    switches_back: true,
+                });
+            }
+            // the script exits within a poll after a confirmation, or switches back within `timeout`
+            c => {
+                let limit = Duration::from_secs(timeout + 30);
+                let result = tokio::time::timeout(limit, background).await.unwrap_or_else(|_| {
+                    Err(RemoteError::NoAnswer { host: remote.host().into(), command: script_argv.join(" "), secs: limit.as_secs() })
+                });
+                (result, Some(c))
+            }
+        },
+    };
+    let confirmed = matches!(confirmation, Some(Confirmation::Confirmed));
     match result {
         Ok(out) if out.status.success() => Ok(()),
+        Ok(out) if out.status.code() == Some(75) => Err(ActivationFailure::new(
+            format!("the activation lock on {} is taken: {}", remote.host(), super::remote::failure_message(&out)),
+            false,
+        )),
         Ok(out) => Err(ActivationFailure {
             message: format!("the machine switched back to its previous system: {}", super::remote::failure_message(&out)),
             rolled_back: true,
+            switches_back: false,
         }),
+        Err(e) if confirmed => Err(ActivationFailure::new(format!("lost the connection after confirming the activation ({e})"), false)),
         Err(e) => Err(ActivationFailure {
             message: format!(
                 "lost the connection while activating ({e}); unless it was confirmed the machine \
                  switches back by itself within {timeout} s"
             ),
             rolled_back: false,
+            switches_back: true,
         }),
     }
 }

@@ -1,9 +1,11 @@
 //! The copy phase (spec 2.2): `nix-copy-closure --to <host> <paths>` per target, at most
 //! `max_concurrent` at a time, in the interleaved order of [`super::plan::copy_order`].
-//! The ssh that Nix starts goes through the run's own connection to the host.
+//! The ssh that Nix starts goes through the run's own connection to the host. Each copy
+//! has a deadline; a copy still running then is killed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::Semaphore;
@@ -18,6 +20,7 @@ pub async fn copy_all(
     paths: impl Fn(&Target) -> Vec<PathBuf>,
     connections: &Connections,
     max_concurrent: usize,
+    limit: Duration,
     sink: &dyn EventSink,
 ) -> Vec<(String, Result<(), String>)> {
     let semaphore = Arc::new(Semaphore::new(max_concurrent.max(1)));
@@ -26,7 +29,11 @@ pub async fn copy_all(
         let paths = paths(t);
         async move {
             let _permit = semaphore.acquire().await.expect("semaphore open");
-            let result = copy_one(t, &paths, connections, sink).await;
+            let result = match tokio::time::timeout(limit, copy_one(t, &paths, connections, sink)).await {
+                Ok(result) => result,
+                // kill_on_drop: nix-copy-closure is killed; the ssh it started ends when its pipes close
+                Err(_) => Err(format!("copy to {} did not finish within {} s and was stopped", t.host, limit.as_secs())),
+            };
             (t.machine.clone(), result)
         }
     });
@@ -41,7 +48,7 @@ async fn copy_one(t: &Target, paths: &[PathBuf], connections: &Connections, sink
     let mut cmd = tokio::process::Command::new("nix-copy-closure");
     cmd.arg("--to").arg(&t.host).args(paths);
     cmd.env("NIX_SSHOPTS", connections.nix_sshopts(&remote, t.port));
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|e| format!("running nix-copy-closure: {e}"))?;
     let stderr = child.stderr.take().expect("piped");
     let mut lines = tokio::io::BufReader::new(stderr).lines();

@@ -131,7 +131,8 @@ pub fn verify(check: &Check, status: i32, stdout: &str, stderr: &str) -> Result<
     Ok(())
 }
 
-async fn attempt(check: &Check, remote: &Remote) -> Result<(), String> {
+/// One run of the check, killed when `limit` passes.
+async fn attempt(check: &Check, remote: &Remote, limit: Duration) -> Result<(), String> {
     let argv: Vec<String> = match &check.kind {
         CheckKind::Local(argv) | CheckKind::Remote(argv) => argv.clone(),
         CheckKind::Systemd { unit, .. } => {
@@ -145,8 +146,8 @@ async fn attempt(check: &Check, remote: &Remote) -> Result<(), String> {
     }
     let words: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = match &check.kind {
-        CheckKind::Local(_) => Remote::Local.output(&words).await,
-        _ => remote.output(&words).await,
+        CheckKind::Local(_) => Remote::local(limit).output_within(&words, limit).await,
+        _ => remote.output_within(&words, limit).await,
     }
     .map_err(|e| e.to_string())?;
     let status = out.status.code().unwrap_or(-1);
@@ -157,7 +158,8 @@ async fn attempt(check: &Check, remote: &Remote) -> Result<(), String> {
 async fn run_check(check: &Check, remote: &Remote) -> Result<(), String> {
     let started = Instant::now();
     loop {
-        match attempt(check, remote).await {
+        let limit = check.timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+        match attempt(check, remote, limit).await {
             Ok(()) => return Ok(()),
             Err(e) if started.elapsed() + check.cooldown > check.timeout => return Err(e),
             Err(_) => tokio::time::sleep(check.cooldown).await,

@@ -11,13 +11,14 @@ pub mod remote;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cluster::Machine;
 use crate::events::{Event, EventSink, Outcome, Phase};
 pub use plan::{Action, Artifact, Kind, Target};
-pub use remote::{Connections, SshSettings};
+pub use remote::{Connections, HostLock, Remote, SshSettings};
 
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -30,6 +31,26 @@ pub struct DeployOptions {
     /// machine's `autoRollback.enable`.
     pub auto_rollback: Option<bool>,
     pub health_checks: bool,
+    pub timeouts: Timeouts,
+}
+
+/// The deadlines of a run (docs/deploy.md, "Deadlines").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Every command on a host (activation included; with auto-rollback, how long the
+    /// target may stay `switching`), and `carrier profile set` on a carrier.
+    pub command: Duration,
+    /// One `nix-copy-closure`.
+    pub copy: Duration,
+    /// Waiting for a lock: the host's deploy lock (and for an unconfirmed activation to
+    /// end), the configuration directory's lock.
+    pub lock: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { command: Duration::from_secs(900), copy: Duration::from_secs(3600), lock: Duration::from_secs(600) }
+    }
 }
 
 impl Default for DeployOptions {
@@ -42,6 +63,7 @@ impl Default for DeployOptions {
             dry_activate_first: false,
             auto_rollback: None,
             health_checks: true,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -124,9 +146,17 @@ pub fn artifacts(
         .collect())
 }
 
+/// The lock of one configuration directory (`.confctl/deploy.lock`): one deploy of it
+/// at a time, a second one waits at most `wait`, saying for whom (events).
+pub fn lock_conf_dir(conf_dir: &Path, wait: Duration, sink: &dyn EventSink) -> Result<std::fs::File, crate::lock::LockError> {
+    let path = conf_dir.join(".confctl/deploy.lock");
+    let on_wait = |line: String| sink.emit(Event::Notice { phase: Phase::Build, machine: None, line });
+    crate::lock::acquire(&path, &this_run(), wait, &on_wait)
+}
+
 /// Deploys `targets` (see [`plan::targets`]).
 pub async fn run(targets: Vec<Target>, opts: &DeployOptions, ssh: SshSettings, sink: &dyn EventSink) -> DeployReport {
-    let connections = match Connections::new(ssh) {
+    let connections = match Connections::new(ssh, opts.timeouts.command) {
         Ok(c) => c,
         Err(e) => {
             let error = format!("creating the SSH control directory: {e}");
@@ -181,11 +211,20 @@ async fn run_group(
                 continue;
             }
         };
-        if !opts.copy_only && activate::is_current(&remote, t, opts.action).await {
-            let reason = format!("already using target generation {}", t.artifact.generation);
-            finish(sink, Phase::Status, &t.machine, Outcome::Skipped { reason });
-            states.insert(t.machine.clone(), MachineState::Current);
-            continue;
+        if !opts.copy_only {
+            match activate::status(&remote, t, opts.action).await {
+                activate::Status::Current => {
+                    let reason = format!("already using target generation {}", t.artifact.generation);
+                    finish(sink, Phase::Status, &t.machine, Outcome::Skipped { reason });
+                    states.insert(t.machine.clone(), MachineState::Current);
+                    continue;
+                }
+                activate::Status::HooksPending(record) => {
+                    let line = format!("the profile is set, but the carrier's on-change hooks have not succeeded since ({record}): setting it again");
+                    sink.emit(Event::Notice { phase: Phase::Status, machine: Some(t.machine.clone()), line });
+                }
+                activate::Status::NotCurrent => {}
+            }
         }
         pending.push(t);
     }
@@ -201,7 +240,7 @@ async fn run_group(
         }
         p
     };
-    let copied = copy::copy_all(&order, paths, connections, opts.max_concurrent_copy, sink).await;
+    let copied = copy::copy_all(&order, paths, connections, opts.max_concurrent_copy, opts.timeouts.copy, sink).await;
     let mut copied_ok = Vec::new();
     for (machine, result) in copied {
         match result {
@@ -256,18 +295,36 @@ async fn run_group(
             continue;
         }
         let remote = connections.get(&t.host, t.port).await.expect("connected in the status phase");
-        match activate::standalone(&remote, t, opts.action, opts.dry_activate_first, uses_auto_rollback(t, opts)).await {
+        let who = holder(&[t]);
+        let lock = match take_lock(&remote, &who, &t.machine, opts, sink).await {
+            Ok(lock) => lock,
+            Err(error) => {
+                finish(sink, Phase::Activate, &t.machine, Outcome::Failed { error: error.clone() });
+                states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::Activate, error, changed: false });
+                stopped = true;
+                continue;
+            }
+        };
+        let before = remote.realpath("/run/current-system").await;
+        let result = activate::standalone(&remote, t, opts.action, opts.dry_activate_first, uses_auto_rollback(t, opts), &who).await;
+        match result {
             Ok(()) => {
+                lock.release().await;
                 finish(sink, Phase::Activate, &t.machine, Outcome::Ok);
                 states.insert(t.machine.clone(), MachineState::Deployed);
             }
             Err(f) => {
+                // what the host runs now, read after the failure; a host that cannot be
+                // asked has changed unless an unconfirmed activation switches it back
+                let now = remote.realpath("/run/current-system").await;
+                lock.release().await;
+                let changed = match (&now, &before) {
+                    (Some(now), before) => Some(now) != before.as_ref(),
+                    (None, _) => !f.switches_back,
+                };
                 let error = if f.rolled_back { format!("{} (rolled back to the previous system)", f.message) } else { f.message };
                 finish(sink, Phase::Activate, &t.machine, Outcome::Failed { error: error.clone() });
-                states.insert(
-                    t.machine.clone(),
-                    MachineState::Failed { phase: Phase::Activate, error, changed: false },
-                );
+                states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::Activate, error, changed });
                 stopped = true;
             }
         }
@@ -280,8 +337,25 @@ async fn run_group(
             continue;
         }
         let remote = connections.get(&group[0].host, group[0].port).await.expect("connected in the status phase");
-        match activate::carried(&remote, &group).await {
+        let lock = match take_lock(&remote, &holder(&group), &carrier, opts, sink).await {
+            Ok(lock) => lock,
+            Err(error) => {
+                for t in group {
+                    finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Failed { error: error.clone() });
+                    states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::CarriedProfile, error: error.clone(), changed: false });
+                }
+                stopped = true;
+                continue;
+            }
+        };
+        let mut before = Vec::new();
+        for t in &group {
+            before.push(carried_profile(&remote, t).await);
+        }
+        let result = activate::carried(&remote, &group).await;
+        match result {
             Ok(()) => {
+                lock.release().await;
                 for t in group {
                     finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Ok);
                     states.insert(t.machine.clone(), MachineState::Deployed);
@@ -290,11 +364,12 @@ async fn run_group(
             Err(e) => {
                 // the profiles may be set already when a hook failed (spec 2.4): say so
                 let error = format!("setting carried profiles on {carrier}: {e}");
-                for t in group {
-                    let changed = activate::is_current(&remote, t, Action::Switch).await;
+                for (t, before) in group.into_iter().zip(before) {
+                    let changed = carried_profile(&remote, t).await != before;
                     finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Failed { error: error.clone() });
                     states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::CarriedProfile, error: error.clone(), changed });
                 }
+                lock.release().await;
                 stopped = true;
             }
         }
@@ -306,6 +381,41 @@ async fn run_group(
             targets.iter().filter(|t| t.carrier().is_none() && states.get(&t.machine) == Some(&MachineState::Deployed)).collect();
         health::run_all(&deployed, connections, sink, states).await;
     }
+}
+
+/// The realpath of a carried machine's profile on its carrier.
+async fn carried_profile(remote: &Remote, t: &Target) -> Option<String> {
+    match &t.kind {
+        Kind::Carried { profile, .. } => remote.realpath(profile).await,
+        Kind::Standalone => None,
+    }
+}
+
+/// Takes the host's deploy lock for `what`, reporting whom it waits for; the error says
+/// who held it when the wait timed out.
+async fn take_lock<'a>(
+    remote: &'a Remote,
+    who: &str,
+    what: &str,
+    opts: &DeployOptions,
+    sink: &dyn EventSink,
+) -> Result<HostLock<'a>, String> {
+    let on_wait = |line: String| sink.emit(Event::Notice { phase: Phase::Activate, machine: Some(what.to_string()), line });
+    remote.lock(who, opts.timeouts.lock, &on_wait).await.map_err(|e| e.to_string())
+}
+
+/// How a deploy names itself to whoever has to wait for its locks.
+fn holder(targets: &[&Target]) -> String {
+    let what: Vec<String> = targets.iter().map(|t| format!("{} {}", t.machine, t.artifact.generation)).collect();
+    format!("{}: {}", this_run(), what.join(", "))
+}
+
+/// `carrier deploy (pid N) on <host name> since <time>`.
+pub fn this_run() -> String {
+    static STARTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let since = STARTED.get_or_init(|| jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("carrier deploy (pid {}) on {} since {since}", std::process::id(), host.trim())
 }
 
 fn uses_auto_rollback(t: &Target, opts: &DeployOptions) -> bool {

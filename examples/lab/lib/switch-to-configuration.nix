@@ -13,7 +13,9 @@
 # changing anything (a failing activation for the deploy and rollback tests).
 # With lab.dropDeployer, switch and test end by closing the SSH connection they run
 # under (as a new system with broken networking would): the deployer cannot confirm.
-{ failActivation, dropDeployer }:
+# With lab.hangActivation, switch and test hang (sleep 3600) after switching, as an
+# activation stuck on a service would.
+{ failActivation, dropDeployer, hangActivation ? false }:
 ''
   #!/bin/busybox sh
   set -eu
@@ -33,7 +35,7 @@
       echo "would activate $toplevel"
       ;;
     switch|test)
-      $bb ln -sfn "$toplevel" /run/current-system
+      $bb ln -sfn "$toplevel" /run/current-system${if hangActivation then "; $bb sleep 3600" else ""}
       echo "$action $toplevel" >> /run/carrier-activations.log
       ${if dropDeployer then ''
       # kill the nearest sshd above us: the deployer's connection

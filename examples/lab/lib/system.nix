@@ -43,6 +43,7 @@ let
       };
       boot.kernelParams = mkOption { type = types.listOf types.str; default = [ ]; description = "Kernel command line parameters."; };
       lab.failActivation = mkOption { type = types.bool; default = false; description = "Make switch-to-configuration fail (exit 1) before it changes anything."; };
+      lab.hangActivation = mkOption { type = types.bool; default = false; description = "Make switch and test hang after switching."; };
       lab.dropDeployer = mkOption { type = types.bool; default = false; description = "Make switch and test close the deployer's SSH connection after switching."; };
       lab.macs = mkOption { type = types.listOf types.str; default = [ ]; description = "MAC addresses, for netboot (machine.json macs)."; };
       lab.kernelVersion = mkOption { type = types.str; default = "6.1.0-lab"; description = "Version in the kernel's store name (-linux-<version>)."; };
@@ -76,7 +77,7 @@ let
           '') config.environment.etc)}
         '' {
           kernelParams = b.concatStringsSep " " config.boot.kernelParams;
-          switchScript = import ./switch-to-configuration.nix { inherit (config.lab) failActivation dropDeployer; };
+          switchScript = import ./switch-to-configuration.nix { inherit (config.lab) failActivation dropDeployer hangActivation; };
         };
       };
     };
