@@ -457,6 +457,8 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
         with("version", "version", json!(format!("24.05 ; {}", cmd("h")))),
         with("revision", "revision", json!(format!("abc${{{INJECTED}}}"))),
         with("revision-newline", "revision", json!(format!("abc\n{}", cmd("i")))),
+        // The kernel version comes from the target of `<toplevel>/kernel`.
+        with("kernel-version", "toplevel", json!("{{nixos-system-evil-kernel}}")),
         Gen { extra: link("kernel-params", &key), ..with("secret-params", "label", json!("sp")) },
         Gen { extra: link("bzImage", &key), ..with("secret-bzimage", "label", json!("sb")) },
         Gen {
@@ -477,6 +479,8 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
     ];
     let mut b = Batch::new();
     add_generations(&mut b, &gens.iter().collect::<Vec<_>>());
+    let evil_kernel = format!("/nix/store/00000000000000000000000000000000-linux-6.1 ; chain {INJECTED}.ipxe /bzImage");
+    b.add("nixos-system-evil-kernel", &[("init", Entry::text("")), ("kernel", Entry::link(evil_kernel))]);
     let p = b.build();
     let d = |id: &str| p[&format!("dist-{id}")].clone();
     let hostile: Vec<&str> = gens
