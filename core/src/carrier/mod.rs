@@ -5,9 +5,12 @@
 //! - [`profiles`] reads a Nix profiles directory: every `confctl-<name>-<N>-link`, grouped
 //!   by profile, with the current generation, and the typed `machine.json` of a
 //!   generation (spec 1.5, 3.2).
+//! - [`dist`] reads the files of a carried artifact as untrusted input: only inside the
+//!   Nix store, regular files, size-capped.
 //! - [`netboot`] builds and atomically publishes the TFTP (PXELINUX and iPXE) and HTTP
 //!   trees of a netboot server from those profiles (spec 3.2 to 3.6).
 
+pub mod dist;
 pub mod netboot;
 pub mod profile_change;
 pub mod profiles;

@@ -9,6 +9,9 @@
 //!   costs almost nothing.
 //! - [`scan`] (= [`scan_links`] + [`ProfileLinks::resolve`]) adds each generation's
 //!   creation time, its store path and which generation is current.
+//!
+//! A generation's `machine.json` is written by whoever deployed it: it is read through
+//! [`StoreDir`] (only inside the Nix store, at most [`MACHINE_JSON_MAX`] bytes).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::ErrorKind;
@@ -17,6 +20,8 @@ use std::path::{Component, Path, PathBuf};
 
 use rayon::prelude::*;
 use serde_json::{Map, Value};
+
+use super::dist::{DistFileError, MACHINE_JSON_MAX, StoreDir};
 
 /// Where Nix keeps system-wide profiles, and so the carried `confctl-*` profiles.
 pub const DEFAULT_PROFILES_DIR: &str = crate::cluster::PROFILES_DIR;
@@ -46,6 +51,11 @@ pub enum ProfileError {
     /// A field is missing or has the wrong type.
     #[error("'{}': field `{field}`: {message}", path.display())]
     Field { path: PathBuf, field: String, message: String },
+
+    /// A file of a dist that is not read: missing, outside the store, too large
+    /// (see [`super::dist`]).
+    #[error(transparent)]
+    DistFile(#[from] DistFileError),
 }
 
 impl ProfileError {
@@ -56,12 +66,17 @@ impl ProfileError {
             ProfileError::Read { path, .. }
             | ProfileError::InvalidJson { path, .. }
             | ProfileError::Field { path, .. } => path,
+            ProfileError::DistFile(e) => e.path(),
         }
     }
 
     /// True when the error is "the file does not exist".
     pub fn is_not_found(&self) -> bool {
-        matches!(self, ProfileError::Read { source, .. } if source.kind() == ErrorKind::NotFound)
+        match self {
+            ProfileError::Read { source, .. } => source.kind() == ErrorKind::NotFound,
+            ProfileError::DistFile(e) => e.is_not_found(),
+            _ => false,
+        }
     }
 }
 
@@ -143,9 +158,10 @@ impl Profile {
         self.generations.iter().find(|g| g.number == number)
     }
 
-    /// Reads and checks the `machine.json` of one of this profile's generations.
+    /// Reads and checks the `machine.json` of one of this profile's generations (in the
+    /// system's store).
     pub fn read_machine_json(&self, generation: &Generation) -> Result<MachineJson, ProfileError> {
-        generation.read_machine_json()
+        generation.read_machine_json(&StoreDir::system())
     }
 }
 
@@ -155,9 +171,9 @@ impl Generation {
         self.link.join("machine.json")
     }
 
-    /// Reads and checks this generation's `machine.json`.
-    pub fn read_machine_json(&self) -> Result<MachineJson, ProfileError> {
-        MachineJson::load(&self.machine_json_path())
+    /// Reads and checks this generation's `machine.json`, a file of a dist in `store`.
+    pub fn read_machine_json(&self, store: &StoreDir) -> Result<MachineJson, ProfileError> {
+        MachineJson::load(&self.machine_json_path(), store)
     }
 }
 
@@ -327,9 +343,10 @@ pub struct MachineJson {
 }
 
 impl MachineJson {
-    /// Reads and checks `path`.
-    pub fn load(path: &Path) -> Result<Self, ProfileError> {
-        let bytes = std::fs::read(path).map_err(|source| ProfileError::Read { path: path.to_path_buf(), source })?;
+    /// Reads and checks `path`, a file of a dist: only when it lies in `store` and holds
+    /// at most [`MACHINE_JSON_MAX`] bytes (see [`super::dist`]).
+    pub fn load(path: &Path, store: &StoreDir) -> Result<Self, ProfileError> {
+        let bytes = store.read(path, MACHINE_JSON_MAX)?;
         Self::parse(path, &bytes)
     }
 
@@ -542,6 +559,7 @@ pub struct GenerationListing {
 /// Every `confctl-*` profile of `dir` (or only `confctl-<only>`), with generations and
 /// what their `machine.json` says.
 pub fn list(dir: &Path, only: Option<&str>) -> Result<Vec<ProfileListing>, ProfileError> {
+    let store = StoreDir::system();
     Ok(scan(dir)?
         .into_iter()
         .filter(|p| only.is_none_or(|name| p.name == name))
@@ -550,7 +568,7 @@ pub fn list(dir: &Path, only: Option<&str>) -> Result<Vec<ProfileListing>, Profi
                 .generations
                 .iter()
                 .map(|g| {
-                    let (machine, error) = match g.read_machine_json() {
+                    let (machine, error) = match g.read_machine_json(&store) {
                         Ok(m) => (Some(m), None),
                         Err(e) => (None, Some(e.to_string())),
                     };

@@ -34,6 +34,7 @@ pub use objects::IPXE_AUTO_TIMEOUT_MS;
 pub use publish::Outcome;
 
 use rayon::prelude::*;
+use crate::carrier::dist::StoreDir;
 use crate::carrier::profiles::{self, ProfileError};
 use objects::{DirSpec, Meta, ObjectStore, Side};
 
@@ -100,14 +101,21 @@ pub enum FaultKind {
     InvalidMachineJson,
     /// No `bzImage` or `initrd` in the generation.
     MissingBootFile,
+    /// A file of the dist (`machine.json`, `kernel-params`, a boot file) resolves outside
+    /// the Nix store: it is neither read nor served.
+    OutsideStore,
+    /// A file of the dist that is read is larger than its cap: it is not read.
+    TooLarge,
     UnknownSpin,
     /// The fqdn cannot be a directory name or menu label.
     InvalidFqdn,
-    /// A value that would break a menu (a line break).
+    /// A value outside its character set (a label, a kernel parameter, `toplevel`,
+    /// `version`, `revision`, the kernel version): it could add a directive to a PXELINUX
+    /// menu or a command to an iPXE script.
     InvalidValue,
     /// A MAC that is not six hex octets; only that MAC is skipped.
     InvalidMac,
-    /// A link or file that exists but cannot be read.
+    /// A link or file that exists but cannot be read, or is not a regular file.
     Unreadable,
     /// Another machine has the same fqdn and keeps it.
     FqdnCollision,
@@ -263,7 +271,8 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     // machine is independent and rendering is mostly file system calls).
     let loaded: Vec<Option<Meta>> = keys.par_iter().map(|key| store.load(key)).collect();
     let todo: Vec<usize> = (0..links.len()).filter(|i| loaded[*i].is_none()).collect();
-    let ctx = model::Context { http_url: &cfg.http_url, time_zone: cfg.time_zone };
+    let nix_store = StoreDir::system();
+    let ctx = model::Context { http_url: &cfg.http_url, time_zone: cfg.time_zone, store: &nix_store };
     let rendered: Vec<_> = todo.par_iter().map(|&i| render(&store, &links[i], &keys[i], &ctx, cfg)).collect();
     let machines_reused = loaded.iter().filter(|m| m.is_some()).count();
     let mut machines_rendered = 0;

@@ -2,6 +2,14 @@
 //! label, URL from the current generation) and its generations (boot files, normalised
 //! kernel params, vpsAdminOS variants), with every problem turned into a [`Fault`]
 //! instead of an abort.
+//!
+//! A dist is written by whoever deploys the machine, so its files are read through
+//! [`StoreDir`] (only inside the Nix store, size-capped) and every value that lands in a
+//! PXELINUX menu or an iPXE script must fit a strict character set ([`check_label`],
+//! [`check_word`], the store path syntax of `toplevel`): neither format has an escape
+//! for a line break, and iPXE splits commands at the tokens `;`, `&&`, `||`, comments
+//! from a token starting with `#`, expands `${…}` and joins a line ending in `\` with
+//! the next. The decision per field is in docs/netboot.md ("Dists are untrusted input").
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -11,6 +19,7 @@ use serde_json::Value;
 
 use super::config::TimeZone;
 use super::{Fault, FaultKind};
+use crate::carrier::dist::{self, DistFileError, KERNEL_PARAMS_MAX, StoreDir};
 use crate::carrier::profiles::{self, MachineJson, Profile, ProfileError};
 
 /// The spins the netboot server can render.
@@ -142,6 +151,8 @@ impl Machine {
 pub struct Context<'a> {
     pub http_url: &'a str,
     pub time_zone: TimeZone,
+    /// The store the dists' files must lie in.
+    pub store: &'a StoreDir,
 }
 
 /// Resolves one profile. Returns the machine (None when it is left out) and every fault
@@ -175,13 +186,13 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
         return (None, faults);
     };
 
-    // The machine's identity comes from the current generation.
-    let current_json = match read_generation_json(current) {
+    // The machine's identity comes from the current generation. Values quoted in fault
+    // messages are escaped: a report is printed to terminals.
+    let current_json = match current.read_machine_json(ctx.store) {
         Ok(j) => j,
         Err(e) => {
-            let kind = if e.is_not_found() { FaultKind::MissingMachineJson } else { FaultKind::InvalidMachineJson };
             faults.push(machine_fault(
-                kind,
+                read_fault_kind(&e),
                 Some(current.number),
                 format!("current generation {}: {e}", current.number),
             ));
@@ -196,7 +207,7 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
             format!(
                 "'{}': field `spin`: unknown spin '{}' (the netboot server renders nixos and vpsadminos)",
                 json_path.display(),
-                current_json.spin
+                current_json.spin.escape_default()
             ),
         ));
         return (None, faults);
@@ -208,28 +219,27 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
         } else {
             "the profile name (used as fqdn)".to_string()
         };
-        faults.push(machine_fault(FaultKind::InvalidFqdn, Some(current.number), format!("{source}: '{fqdn}' {why}")));
+        let message = format!("{source}: '{}' {why}", fqdn.escape_default());
+        faults.push(machine_fault(FaultKind::InvalidFqdn, Some(current.number), message));
         return (None, faults);
     }
-    let label = current_json.label.clone().unwrap_or_else(|| fqdn.clone());
-    if has_line_break(&label) {
+    // Without a label, the fqdn (checked above) is the label.
+    if let Some(Err(why)) = current_json.label.as_deref().map(check_label) {
         faults.push(machine_fault(
             FaultKind::InvalidValue,
             Some(current.number),
-            format!("'{}': field `label`: contains a line break", json_path.display()),
+            format!("'{}': field `label`: {why}", json_path.display()),
         ));
         return (None, faults);
     }
+    let label = current_json.label.clone().unwrap_or_else(|| fqdn.clone());
     let short_label = label.split('.').take(2).collect::<Vec<_>>().join(".");
     let url = format!("{}/{}", ctx.http_url, fqdn);
 
     let mut generations = Vec::new();
     for g in profile.generations.iter().rev() {
-        let json = if g.current { Ok(current_json.clone()) } else { read_generation_json(g) };
-        let resolved = json.map_err(|e| {
-            let kind = if e.is_not_found() { FaultKind::MissingMachineJson } else { FaultKind::InvalidMachineJson };
-            (kind, e.to_string())
-        });
+        let json = if g.current { Ok(current_json.clone()) } else { g.read_machine_json(ctx.store) };
+        let resolved = json.map_err(|e| (read_fault_kind(&e), e.to_string()));
         match resolved.and_then(|json| resolve_generation(g, json, spin, &url, ctx)) {
             Ok(generation) => generations.push(generation),
             Err((kind, message)) => {
@@ -261,8 +271,9 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
                 generation: Some(current.number),
                 kind: FaultKind::InvalidMac,
                 message: format!(
-                    "'{}': field `macs`: '{mac}' is not a MAC address (six hex octets separated by ':' or '-'); it gets no per-MAC boot entry",
-                    json_path.display()
+                    "'{}': field `macs`: '{}' is not a MAC address (six hex octets separated by ':' or '-'); it gets no per-MAC boot entry",
+                    json_path.display(),
+                    mac.escape_default()
                 ),
                 left_out: false,
             }),
@@ -272,8 +283,23 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
     (Some(machine), faults)
 }
 
-fn read_generation_json(g: &profiles::Generation) -> Result<MachineJson, ProfileError> {
-    g.read_machine_json()
+/// The fault of a `machine.json` that could not be read or checked.
+fn read_fault_kind(e: &ProfileError) -> FaultKind {
+    match e {
+        _ if e.is_not_found() => FaultKind::MissingMachineJson,
+        ProfileError::DistFile(e) => dist_fault_kind(e),
+        ProfileError::Read { .. } | ProfileError::ReadDir { .. } => FaultKind::Unreadable,
+        ProfileError::InvalidJson { .. } | ProfileError::Field { .. } => FaultKind::InvalidMachineJson,
+    }
+}
+
+/// The fault of a file of a dist that is not read or linked.
+fn dist_fault_kind(e: &DistFileError) -> FaultKind {
+    match e {
+        DistFileError::OutsideStore { .. } => FaultKind::OutsideStore,
+        DistFileError::TooLarge { .. } => FaultKind::TooLarge,
+        DistFileError::Io { .. } | DistFileError::NotAFile { .. } => FaultKind::Unreadable,
+    }
 }
 
 type GenFault = (FaultKind, String);
@@ -286,13 +312,14 @@ fn resolve_generation(
     ctx: &Context,
 ) -> Result<Generation, GenFault> {
     let url = format!("{machine_url}/{}", g.number);
+    let json_path = g.machine_json_path();
     let mut boot_files = Vec::new();
     for name in BOOT_FILES {
-        let path = g.link.join(name);
-        match std::fs::canonicalize(&path) {
+        // Linked into the served trees by their real path: only regular files in the store.
+        match ctx.store.resolve_file(&g.link.join(name)) {
             Ok(real) => boot_files.push(BootFile { name, path: real, url: format!("{url}/{name}") }),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err((FaultKind::Unreadable, format!("cannot resolve '{}': {e}", path.display()))),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err((dist_fault_kind(&e), e.to_string())),
         }
     }
     for required in ["bzImage", "initrd"] {
@@ -307,31 +334,53 @@ fn resolve_generation(
         }
     }
 
+    let invalid = |what: String| (FaultKind::InvalidValue, what);
+    // Rendered as `init=<toplevel>/init`.
+    dist::check_store_path(&json.toplevel).map_err(|why| {
+        invalid(format!(
+            "'{}': field `toplevel`: not a plain store path {}/<hash>-<name>: it {why}",
+            json_path.display(),
+            dist::STORE_DIR
+        ))
+    })?;
     let params_path = g.link.join("kernel-params");
-    let raw_params = match std::fs::read_to_string(&params_path) {
-        Ok(text) => text.split_whitespace().map(str::to_string).collect(),
-        Err(e) if e.kind() == ErrorKind::NotFound => json.kernel_params.clone(),
-        Err(e) => return Err((FaultKind::Unreadable, format!("cannot read '{}': {e}", params_path.display()))),
+    let raw_params: Vec<String> = match ctx.store.read(&params_path, KERNEL_PARAMS_MAX) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| invalid(format!("'{}' is not UTF-8 text", params_path.display())))?;
+            let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+            for (i, word) in words.iter().enumerate() {
+                check_word(word)
+                    .map_err(|why| invalid(format!("'{}': word {} {why}", params_path.display(), i + 1)))?;
+            }
+            words
+        }
+        Err(e) if e.is_not_found() => {
+            for (i, param) in json.kernel_params.iter().enumerate() {
+                check_word(param).map_err(|why| {
+                    invalid(format!("'{}': field `kernelParams`: item {} {why}", json_path.display(), i + 1))
+                })?;
+            }
+            json.kernel_params.clone()
+        }
+        Err(e) => return Err((dist_fault_kind(&e), e.to_string())),
     };
-    if raw_params.iter().any(|p| has_line_break(p)) {
-        return Err((
-            FaultKind::InvalidValue,
-            format!("'{}': field `kernelParams`: a parameter contains a line break", g.machine_json_path().display()),
-        ));
-    }
     let kernel_params = normalize_kernel_params(spin, raw_params, &json.toplevel, &boot_files);
     let pxe_kernel_params = if kernel_params.is_empty() {
         vec![format!("init={}/init", json.toplevel), "loglevel=7".to_string()]
     } else {
         kernel_params.clone()
     };
+    // Through `shortrev`, in menu titles.
     for (field, value) in [("version", &json.version), ("revision", &json.revision)] {
-        if value.as_deref().is_some_and(has_line_break) {
-            return Err((
-                FaultKind::InvalidValue,
-                format!("'{}': field `{field}`: contains a line break", g.machine_json_path().display()),
-            ));
+        if let Some(Err(why)) = value.as_deref().map(check_word) {
+            return Err(invalid(format!("'{}': field `{field}`: {why}", json_path.display())));
         }
+    }
+    let kernel_version = kernel_version(ctx.store, &json.toplevel);
+    if let Some(Err(why)) = kernel_version.as_deref().map(check_word) {
+        let link = Path::new(&json.toplevel).join("kernel");
+        return Err(invalid(format!("'{}': the kernel version in its target {why}", link.display())));
     }
     let shortrev = json.shortrev();
     Ok(Generation {
@@ -341,7 +390,7 @@ fn resolve_generation(
         time: g.time,
         time_s: format_time(g.time, ctx.time_zone),
         current: g.current,
-        kernel_version: kernel_version(Path::new(&json.toplevel)),
+        kernel_version,
         toplevel: json.toplevel,
         version: json.version,
         revision: json.revision,
@@ -379,8 +428,9 @@ pub fn normalize_kernel_params(
 }
 
 /// The version in `readlink(<toplevel>/kernel)` (`…-linux-<version>/…`); None when the
-/// toplevel is not on this machine.
-pub fn kernel_version(toplevel: &Path) -> Option<String> {
+/// toplevel is not on this machine (or not in its store).
+pub fn kernel_version(store: &StoreDir, toplevel: &str) -> Option<String> {
+    let toplevel = store.resolve(Path::new(toplevel)).ok()?;
     let target = std::fs::read_link(toplevel.join("kernel")).ok()?;
     let target = target.to_str()?;
     let start = target.find("-linux-")? + "-linux-".len();
@@ -401,13 +451,13 @@ pub fn normalize_mac(mac: &str) -> Option<String> {
 /// Names that would collide with the fixed entries of the trees.
 const RESERVED_FQDNS: [&str; 4] = ["memtest86", "iso-images", "machines.json", "ipxe"];
 
-/// The fqdn is a directory name in both trees and a menu label.
+/// The fqdn is a directory name in both trees, a menu label and a label of iPXE scripts.
 fn check_fqdn(fqdn: &str) -> Result<(), String> {
     if fqdn.is_empty() {
         return Err("is empty".into());
     }
-    if fqdn.starts_with('.') {
-        return Err("starts with '.'".into());
+    if fqdn.starts_with(['.', '-']) {
+        return Err(format!("starts with '{}'", &fqdn[..1]));
     }
     if let Some(c) = fqdn.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))) {
         return Err(format!("contains '{}' (allowed: letters, digits, '.', '-', '_', ':')", c.escape_default()));
@@ -418,8 +468,50 @@ fn check_fqdn(fqdn: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn has_line_break(s: &str) -> bool {
-    s.contains(['\n', '\r'])
+/// The characters besides ASCII letters and digits a label may hold.
+pub const LABEL_PUNCTUATION: &str = " !()*+,-./:<=>?@[]^_~";
+
+/// The longest label, in characters (it is repeated in the shared main menus).
+pub const LABEL_MAX: usize = 128;
+
+/// The characters besides ASCII letters and digits a kernel parameter, `version`,
+/// `revision` or kernel version may hold.
+pub const WORD_PUNCTUATION: &str = "!*+,-./:=?@[]^_~";
+
+/// A label is menu text in both formats (`MENU LABEL`, `MENU TITLE`, iPXE `menu` and
+/// `item`, also in the shared main menus): 1 to [`LABEL_MAX`] letters, digits, spaces
+/// and [`LABEL_PUNCTUATION`], not starting with `-` (iPXE's `menu <title>` would take it
+/// for an option).
+pub fn check_label(label: &str) -> Result<(), String> {
+    if label.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if label.chars().count() > LABEL_MAX {
+        return Err(format!("is longer than {LABEL_MAX} characters"));
+    }
+    if label.trim_start().starts_with('-') {
+        return Err("starts with '-' (iPXE would read it as an option)".into());
+    }
+    if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || LABEL_PUNCTUATION.contains(*c))) {
+        return Err(format!(
+            "contains '{}' (a label may hold letters, digits, spaces and {})",
+            c.escape_default(),
+            LABEL_PUNCTUATION.trim_start()
+        ));
+    }
+    Ok(())
+}
+
+/// A word of a kernel command line or a menu title: letters, digits and
+/// [`WORD_PUNCTUATION`], no space.
+pub fn check_word(word: &str) -> Result<(), String> {
+    if let Some(c) = word.chars().find(|c| !(c.is_ascii_alphanumeric() || WORD_PUNCTUATION.contains(*c))) {
+        return Err(format!(
+            "contains '{}' (allowed: letters, digits and {WORD_PUNCTUATION})",
+            c.escape_default()
+        ));
+    }
+    Ok(())
 }
 
 /// `%Y-%m-%d %H:%M:%S` of an epoch time in the given zone (the system's zone for
@@ -483,6 +575,211 @@ mod tests {
         assert!(check_fqdn("..").is_err());
         assert!(check_fqdn("ipxe").is_err());
         assert!(check_fqdn("").is_err());
+        assert!(check_fqdn("-x").is_err(), "an option to iPXE and to tools handling the directory");
+    }
+
+    #[test]
+    fn labels_and_words() {
+        assert_eq!(check_label("node1.prg (rack 2) [spare] <test> 50%+").unwrap_err(), {
+            "contains '%' (a label may hold letters, digits, spaces and !()*+,-./:<=>?@[]^_~)".to_string()
+        });
+        assert!(check_label("node1.prg (rack 2) [spare] <test> a+b=c?").is_ok());
+        assert!(check_label(&"x".repeat(LABEL_MAX)).is_ok());
+        assert!(check_label(&"x".repeat(LABEL_MAX + 1)).unwrap_err().contains("longer than 128"));
+        assert!(check_label("  ").unwrap_err().contains("is empty"));
+        assert!(check_label("--delete").unwrap_err().contains("starts with '-'"));
+        assert!(check_label(" --name x").unwrap_err().contains("starts with '-'"), "iPXE skips the space");
+        let bad_labels =
+            ["a ; b", "a && b", "a || b", "a #b", "a ${b}", "a\nb", "a\rb", "a\\", "a\tb", "a$b", "a'b", "Žižkov"];
+        for bad in bad_labels {
+            assert!(check_label(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_label("a\nb").unwrap_err().contains("contains '\\n'"));
+        for good in ["console=ttyS0,115200n8", "init=/nix/store/x-y/init", "ip=::::h:eth0:dhcp", "a[0]=~^!?*@", ""] {
+            assert_eq!(check_word(good), Ok(()), "{good:?}");
+        }
+        for bad in [";", "&&", "||", "#x", "${x}", "a\nb", "a b", "a\\", "\"q\"", "a'b", "a`b`", "(x)", "a%20b", "é"] {
+            assert!(check_word(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A store, a secret outside it and a profiles directory in a temporary directory.
+    struct Fixture {
+        dir: tempfile::TempDir,
+        store: StoreDir,
+    }
+
+    /// A syntactically valid toplevel (not in the fixture's store).
+    const TOPLEVEL: &str = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-x";
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            for d in ["store", "profiles"] {
+                std::fs::create_dir(dir.path().join(d)).unwrap();
+            }
+            std::fs::write(dir.path().join("secret"), "SECRET").unwrap();
+            let store = StoreDir::at(&dir.path().join("store"));
+            Fixture { dir, store }
+        }
+
+        fn secret(&self) -> PathBuf {
+            self.dir.path().join("secret")
+        }
+
+        /// Generation `n` of `profile` (made current): a dist with a kernel, an initrd, the
+        /// `machine.json` `json` (null: none) and `files` (`Err(target)`: a symlink).
+        fn generation(&self, profile: &str, n: u64, json: Value, files: &[(&str, Result<&str, &Path>)]) {
+            let dist = self.dir.path().join(format!("store/{profile}-{n}-dist"));
+            std::fs::create_dir(&dist).unwrap();
+            std::fs::write(dist.join("bzImage"), "kernel").unwrap();
+            std::fs::write(dist.join("initrd"), "initrd").unwrap();
+            if !json.is_null() {
+                std::fs::write(dist.join("machine.json"), json.to_string()).unwrap();
+            }
+            for (name, content) in files {
+                let _ = std::fs::remove_file(dist.join(name));
+                match content {
+                    Ok(text) => std::fs::write(dist.join(name), text).unwrap(),
+                    Err(target) => std::os::unix::fs::symlink(target, dist.join(name)).unwrap(),
+                }
+            }
+            let profiles = self.dir.path().join("profiles");
+            let link = format!("confctl-{profile}-{n}-link");
+            std::os::unix::fs::symlink(&dist, profiles.join(&link)).unwrap();
+            let _ = std::fs::remove_file(profiles.join(format!("confctl-{profile}")));
+            std::os::unix::fs::symlink(&link, profiles.join(format!("confctl-{profile}"))).unwrap();
+        }
+
+        fn resolve(&self, profile: &str) -> (Option<Machine>, Vec<Fault>) {
+            let profiles = profiles::scan(&self.dir.path().join("profiles")).unwrap();
+            let p = profiles.iter().find(|p| p.name == profile).unwrap();
+            resolve(p, &Context { http_url: "http://pxe", time_zone: TimeZone::Utc, store: &self.store })
+        }
+    }
+
+    fn json_with(field: &str, value: Value) -> Value {
+        let mut j = serde_json::json!({"toplevel": TOPLEVEL, "label": "Node", "version": "1.0", "revision": "abc"});
+        j[field] = value;
+        j
+    }
+
+    /// Every hostile value in every field of `machine.json` that is rendered: the machine
+    /// is left out, the field named.
+    #[test]
+    fn hostile_values_leave_the_machine_out() {
+        let f = Fixture::new();
+        let values =
+            ["a ; b", "a && b", "a || b", "a #b", "a ${b}", "a\nb", "a\r\nMENU LABEL b", ";", "&&", "||", "#b", "${b}"];
+        let mut n = 0;
+        for field in ["label", "kernelParams", "toplevel", "version", "revision"] {
+            for value in values {
+                n += 1;
+                let name = format!("m{n}");
+                let v = match field {
+                    "kernelParams" => serde_json::json!(["quiet", value]),
+                    "toplevel" => Value::String(format!("{TOPLEVEL}{value}")),
+                    _ => Value::String(value.to_string()),
+                };
+                f.generation(&name, 1, json_with(field, v), &[]);
+                let (machine, faults) = f.resolve(&name);
+                assert!(machine.is_none(), "{field} = {value:?} is served");
+                assert_eq!(faults.len(), 1, "{faults:?}");
+                assert_eq!((faults[0].kind, faults[0].left_out), (FaultKind::InvalidValue, true), "{}", faults[0]);
+                assert!(faults[0].message.contains(&format!("machine.json': field `{field}`: ")), "{}", faults[0]);
+            }
+        }
+    }
+
+    /// Values quoted in fault messages cannot add lines or terminal escapes to a report.
+    #[test]
+    fn quoted_values_are_escaped() {
+        let f = Fixture::new();
+        f.generation("spin", 1, json_with("spin", "x\n  - profile 'y': fake \u{1b}[31m".into()), &[]);
+        f.generation("fqdn", 1, json_with("fqdn", "a\nb".into()), &[]);
+        f.generation("mac", 1, json_with("macs", serde_json::json!(["52:54\n"])), &[]);
+        let quoted =
+            [("spin", "'x\\n  - profile \\'y\\': fake \\u{1b}[31m'"), ("fqdn", "'a\\nb'"), ("mac", "'52:54\\n'")];
+        for (name, quoted) in quoted {
+            let faults = f.resolve(name).1;
+            assert!(faults[0].message.contains(quoted), "{}", faults[0]);
+            assert!(!faults[0].message.contains(['\n', '\u{1b}']), "{}", faults[0]);
+        }
+    }
+
+    /// The `kernel-params` file: its words are split at any white space, so a line break
+    /// is only a separator (rendered inert); a separator token leaves the machine out.
+    #[test]
+    fn kernel_params_file_words() {
+        let f = Fixture::new();
+        f.generation("inert", 1, json_with("label", "Node".into()), &[("kernel-params", Ok("a\nMENU LABEL x\r\n"))]);
+        let (machine, faults) = f.resolve("inert");
+        assert!(faults.is_empty(), "{faults:?}");
+        let params = &machine.unwrap().generations[0].kernel_params;
+        assert_eq!(params[2..], ["a", "MENU", "LABEL", "x"], "{params:?}");
+        for (i, text) in ["quiet ; reboot", "quiet && x", "x || y", "#x", "${x}", "a`b`", "a\\\nb"].iter().enumerate() {
+            let name = format!("p{i}");
+            f.generation(&name, 1, json_with("label", "Node".into()), &[("kernel-params", Ok(text))]);
+            let (machine, faults) = f.resolve(&name);
+            assert!(machine.is_none(), "{text:?} is served");
+            assert_eq!(faults[0].kind, FaultKind::InvalidValue, "{}", faults[0]);
+            let expected = format!("confctl-{name}-1-link/kernel-params': word ");
+            assert!(faults[0].message.contains(&expected), "{}", faults[0]);
+        }
+    }
+
+    /// Files of the dist that resolve outside the store are neither read nor linked; a
+    /// `machine.json` over the cap is not read; a hostile older generation only loses
+    /// that generation.
+    #[test]
+    fn dist_files_stay_in_the_store() {
+        let f = Fixture::new();
+        let ok = json_with("label", "Node".into());
+        let secret = f.secret();
+        let files = [
+            ("params", "kernel-params"),
+            ("kernel", "bzImage"),
+            ("initrd", "initrd"),
+            ("squashfs", "root.squashfs"),
+            ("json", "machine.json"),
+        ];
+        for (name, file) in files {
+            f.generation(name, 1, ok.clone(), &[(file, Err(secret.as_path()))]);
+            let (machine, faults) = f.resolve(name);
+            assert!(machine.is_none(), "{file}");
+            assert_eq!((faults[0].kind, faults[0].left_out), (FaultKind::OutsideStore, true), "{}", faults[0]);
+            let msg = &faults[0].message;
+            assert!(msg.contains(&format!("confctl-{name}-1-link/{file}' resolves to '")), "{msg}");
+            assert!(!msg.contains("SECRET"), "{msg}");
+        }
+        // A symlink into another store path is fine.
+        f.generation("other", 1, ok.clone(), &[]);
+        let other_kernel = f.dir.path().join("store/other-1-dist/bzImage");
+        f.generation("linked", 1, ok.clone(), &[("bzImage", Err(other_kernel.as_path()))]);
+        let (machine, faults) = f.resolve("linked");
+        assert!(faults.is_empty(), "{faults:?}");
+        assert_eq!(machine.unwrap().generations[0].boot_files[0].path, other_kernel.canonicalize().unwrap());
+
+        let mut huge = ok.to_string();
+        huge.insert_str(1, &" ".repeat(dist::MACHINE_JSON_MAX as usize));
+        f.generation("huge", 1, Value::Null, &[("machine.json", Ok(&huge))]);
+        let (machine, faults) = f.resolve("huge");
+        assert!(machine.is_none());
+        assert_eq!(faults[0].kind, FaultKind::TooLarge, "{}", faults[0]);
+        let expected =
+            format!("confctl-huge-1-link/machine.json' is {} bytes, more than the 1048576 bytes", huge.len());
+        assert!(faults[0].message.contains(&expected), "{}", faults[0]);
+        let at_cap = &huge[huge.len() - dist::MACHINE_JSON_MAX as usize..];
+        f.generation("at-cap", 1, Value::Null, &[("machine.json", Ok(at_cap))]);
+        assert_eq!(f.resolve("at-cap").1[0].kind, FaultKind::InvalidMachineJson, "a file at the cap is read");
+
+        f.generation("mixed", 1, ok.clone(), &[("kernel-params", Err(secret.as_path()))]);
+        f.generation("mixed", 2, ok.clone(), &[]);
+        let (machine, faults) = f.resolve("mixed");
+        let machine = machine.unwrap();
+        assert_eq!(machine.generations.iter().map(|g| g.number).collect::<Vec<_>>(), [2]);
+        let fault = &faults[0];
+        assert_eq!((fault.generation, fault.kind, fault.left_out), (Some(1), FaultKind::OutsideStore, false));
     }
 
     #[test]

@@ -55,8 +55,9 @@ use super::{Fault, GenerationSummary, MachineSummary, NetbootError, http, ipxe, 
 use crate::carrier::profiles::ProfileLinks;
 use crate::links::read_link_at;
 
-/// Bump when the rendered output changes, so old objects are not reused.
-const FORMAT: &str = "carrier-netboot-objects-1";
+/// Bump when the rendered output changes, so old objects are not reused. 2: values of
+/// dists checked against strict character sets, dist files confined to the store.
+const FORMAT: &str = "carrier-netboot-objects-2";
 
 /// Bytes of SHA-256 in an object key (24 hex digits; 96 bits keep collisions out of
 /// reach for any number of machines). Short keys keep the trees' links to the objects
