@@ -1,0 +1,219 @@
+//! confctl configurations built unchanged: what every system module receives (the
+//! special arguments and the module list of spec 1.3) and the carrier documentation's
+//! example (`examples/confctl-doc`, its files verbatim), built with real `nix-build`
+//! on the lab's stand-ins for nixpkgs and vpsAdminOS (`examples/lab/lib`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use carrier_core::build::{self, BuildOptions, Generation};
+use carrier_core::cluster::Inventory;
+use carrier_core::events::Recorder;
+
+/// `examples/lab` and one configuration (`conf`) side by side in a temporary
+/// directory, as in the repository; the configuration's GC roots go when done.
+struct Conf {
+    dir: tempfile::TempDir,
+    cache: tempfile::TempDir,
+}
+
+impl Conf {
+    fn copy(source: &Path) -> Conf {
+        if std::env::var_os("NIX_CONF_DIR").is_none() {
+            // SAFETY: set before any thread of this test process reads the environment
+            // (every test runs this first; the value is the same for all).
+            unsafe { std::env::set_var("NIX_CONF_DIR", common::repo_root().join(".local/nix")) };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (from, to) in [(common::repo_root().join("examples/lab"), "lab"), (source.to_path_buf(), "conf")] {
+            let out = Command::new("cp").arg("-r").arg(&from).arg(dir.path().join(to)).output().unwrap();
+            assert!(out.status.success(), "cp {}: {}", from.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let _ = std::fs::remove_dir_all(dir.path().join("conf/.confctl"));
+        Conf { dir, cache: tempfile::tempdir().unwrap() }
+    }
+
+    fn conf(&self) -> PathBuf {
+        std::fs::canonicalize(self.dir.path().join("conf")).unwrap()
+    }
+
+    fn build(&self, names: &[&str]) -> Result<BTreeMap<String, Generation>, build::BuildError> {
+        let loaded = Inventory::new(self.cache.path()).load(&self.conf()).unwrap();
+        let machines: Vec<_> =
+            names.iter().map(|n| loaded.cluster.get(n).unwrap_or_else(|| panic!("no machine {n}")).clone()).collect();
+        build::build(&self.conf(), &machines, &BuildOptions::new(self.cache.path()), &Recorder::default())
+    }
+}
+
+impl Drop for Conf {
+    fn drop(&mut self) {
+        if let Ok(conf) = std::fs::canonicalize(self.dir.path().join("conf")) {
+            let _ = std::fs::remove_dir_all(build::default_gc_roots_dir(&conf));
+        }
+    }
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn system_modules_get_confctls_special_arguments_and_modules() {
+    let c = Conf::copy(&common::repo_root().join("core/tests/fixtures/confctl-args"));
+    let conf = c.conf();
+    let gens = c.build(&["a", "carrier", "carrier#a", "os"]).unwrap();
+
+    let args = json(&gens["a"].toplevel.join("etc/args.json"));
+    let lab_lib = conf.parent().unwrap().join("lab/lib");
+    let expected = serde_json::json!({
+        "confMachine": { "name": "a", "fqdn": "a.args.test" },
+        "confDir": conf.display().to_string(),
+        "confData": { "answer": 42, "hasLib": true },
+        "swpins": {
+            "nixpkgs": lab_lib.join("nixpkgs").display().to_string(),
+            "vpsadminos": lab_lib.join("vpsadminos").display().to_string(),
+        },
+        "swpinsInfo": {},
+        "inputs": {},
+        "inputsInfo": null,
+        "configurationInfo": null,
+        "flakeInputs": {},
+        "clusterMachines": [
+            { "name": "a", "clusterName": "a", "carrier": null, "attribute": ["system", "build", "toplevel"] },
+            { "name": "carrier", "clusterName": "carrier", "carrier": null, "attribute": ["system", "build", "toplevel"] },
+            { "name": "carrier#a", "clusterName": "a", "carrier": "carrier", "attribute": ["system", "build", "toplevel"] },
+            { "name": "os", "clusterName": "os", "carrier": null, "attribute": ["system", "build", "toplevel"] },
+        ],
+        "udev": "ACTION==\"add\", SUBSYSTEM==\"net\", DRIVERS==\"?*\", KERNEL==\"eth*\", ATTR{address}==\"52:54:00:00:00:01\", NAME=\"eth0\"\n",
+        "cluster": ["a", "carrier", "os"],
+        "carrierMachine": "a",
+        "hostName": "a",
+        "domain": "args.test",
+        "buildGenerationsMax": 30,
+        "carrierEnabled": false,
+        "userModule": "user nixos module",
+    });
+    assert_eq!(args, expected);
+    assert_eq!(text(&gens["a"].toplevel.join("etc/confctl/swpins-info.json")), "{}");
+    assert!(!gens["a"].toplevel.join("etc/carrier").exists(), "a is no carrier");
+
+    // the carried copy: the source's confMachine, its own entry, its extra module
+    let carried = json(&gens["carrier#a"].toplevel.join("etc/args.json"));
+    assert_eq!(carried["confMachine"], expected["confMachine"]);
+    assert_eq!(carried["carrierMachine"], "carrier#a");
+    assert_eq!(text(&gens["carrier#a"].toplevel.join("etc/carried")), "only in carrier#a");
+    assert!(!gens["a"].toplevel.join("etc/carried").exists());
+
+    // vpsAdminOS: the shared modules and its own user modules, no carrier module
+    let os = json(&gens["os"].toplevel.join("etc/args.json"));
+    assert_eq!(
+        os,
+        serde_json::json!({
+            "confMachine": "os", "confData": { "answer": 42, "hasLib": true }, "swpinsInfo": {},
+            "hostName": "os", "userModule": "user vpsadminos module",
+        })
+    );
+
+    // cluster.carrier.carrier.enable alone makes a carrier: its on-change lines run as a script
+    let top = &gens["carrier"].toplevel;
+    let host = json(&top.join("etc/carrier/host.json"));
+    let on_change = host["onChange"].as_array().unwrap();
+    assert_eq!(on_change.len(), 1, "{host}");
+    let script = text(Path::new(on_change[0][0].as_str().unwrap()));
+    assert!(script.contains("echo \"changed: $CARRIER_PROFILE\"\n"), "{script}");
+    assert!(!script.contains("build-netboot-server"), "netboot is off: {script}");
+    assert!(top.join("sw/bin/carrier").exists());
+    assert!(!top.join("etc/carrier/netboot.json").exists());
+
+    // confData read without data/default.nix: the error names the file
+    std::fs::remove_file(conf.join("data/default.nix")).unwrap();
+    let err = c.build(&["os"]).unwrap_err().to_string();
+    assert!(err.contains("'os'") && err.contains(&format!("{}/data/default.nix does not exist", conf.display())), "{err}");
+}
+
+/// The example of confctl's carrier documentation, whose files are kept verbatim in
+/// `examples/confctl-doc` (checked against docs/from-confctl.md).
+#[test]
+fn documented_carrier_example_builds_unchanged() {
+    let c = Conf::copy(&common::repo_root().join("examples/confctl-doc"));
+    let gens = c.build(&["node1", "pxe-server", "pxe-server#node1"]).unwrap();
+
+    // node1's netboot dist: ramdisk, kernel, iPXE script and the machine.json it writes
+    let node1 = &gens["node1"].toplevel;
+    let dist = &gens["pxe-server#node1"].toplevel;
+    let mut entries: Vec<String> =
+        std::fs::read_dir(dist).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    entries.sort();
+    assert_eq!(entries, ["bzImage", "initrd", "machine.json", "netboot.ipxe"]);
+    let mj = json(&dist.join("machine.json"));
+    assert_eq!(
+        mj,
+        serde_json::json!({
+            "spin": "nixos", "fqdn": "node1.lab", "label": "node1.lab",
+            "toplevel": node1.display().to_string(),
+            "version": "26.05.lab", "revision": "0123456789abcdef0123456789abcdef01234567",
+            "macs": ["52:54:00:12:34:56"], "swpins-info": {},
+        })
+    );
+    assert!(std::fs::read_link(dist.join("bzImage")).unwrap().to_string_lossy().contains("-linux-"));
+    assert!(text(&dist.join("netboot.ipxe")).contains(&format!("init={}/init", node1.display())));
+    assert!(node1.join("bin/switch-to-configuration").is_file());
+    assert!(!node1.join("etc/carrier").exists());
+
+    // pxe-server: carrier and netboot server from the metadata and the two options
+    let top = &gens["pxe-server"].toplevel;
+    let netboot = json(&top.join("etc/carrier/netboot.json"));
+    assert_eq!(netboot["httpUrl"], "http://192.168.100.5");
+    assert_eq!(netboot["hostName"], "pxe-server");
+    assert_eq!(netboot["tftpRoot"], "/var/lib/confctl/carrier/netboot/tftp");
+    let builder = text(&top.join("sw/bin/build-netboot-server"));
+    assert!(builder.contains("bin/carrier netboot build --config /nix/store/"), "{builder}");
+    let host = json(&top.join("etc/carrier/host.json"));
+    let script = text(Path::new(host["onChange"][0][0].as_str().unwrap()));
+    let build_at = script.find("/bin/build-netboot-server\n").expect(&script);
+    let user_at = script.find("ls -l /nix/var/nix/profiles/confctl-*\n").expect(&script);
+    assert!(build_at < user_at, "the netboot build runs first: {script}");
+    assert!(script.contains("build-netboot-server failed with $rc"), "{script}");
+    let firewall = text(&top.join("etc/lab-firewall"));
+    assert!(firewall.contains("-s 192.168.100.0/24 --dport 69 -j nixos-fw-accept"), "{firewall}");
+}
+
+/// The example's files are the documentation's text: docs/from-confctl.md quotes
+/// confctl's example (one Nix block, a `# cluster/<file>` line before each file);
+/// every config.nix equals its part, every module.nix contains it unchanged.
+#[test]
+fn example_files_are_the_documented_text() {
+    let root = common::repo_root();
+    let doc = text(&root.join("docs/from-confctl.md"));
+    let start = doc.find("```nix\n# cluster/").expect("docs/from-confctl.md quotes the example") + "```nix\n".len();
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    let mut parts: Vec<(String, String)> = Vec::new();
+    for line in block.lines() {
+        match line.strip_prefix("# cluster/") {
+            Some(rest) => parts.push((format!("cluster/{}", rest.split(' ').next().unwrap()), String::new())),
+            None => {
+                let part = &mut parts.last_mut().expect("a file header first").1;
+                part.push_str(line);
+                part.push('\n');
+            }
+        }
+    }
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    for (file, part) in parts {
+        let part = part.trim_end();
+        let actual = text(&root.join("examples/confctl-doc").join(&file));
+        if file.ends_with("/config.nix") {
+            assert_eq!(actual.trim_end(), part, "{file}");
+        } else {
+            assert!(actual.contains(part), "examples/confctl-doc/{file} does not contain the documented text:\n{part}");
+        }
+    }
+}
