@@ -23,19 +23,10 @@
 # A machine's system is evaluated by its spin's entry point as confctl does:
 #   nixos:      import <nixpkgs/nixos/lib/eval-config.nix> { modules; specialArgs; }
 #   vpsadminos: import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; specialArgs; }
-# Modules, in confctl's order (spec 1.3): a module declaring `cluster` (the
-# inventory's values, read-only data), `cluster/<clusterName>/config.nix`,
-# carrier's confctl modules for the spin (nix/modules/module-list.nix: settings,
-# source records, host name, and on NixOS the carrier module), the
-# configuration's `modules/module-list.nix` (`{ nixos = [...]; vpsadminos = [...]; }`)
-# when it exists, then the machine's extraModules.
-# Special arguments: those confctl gives (confMachine, the unmodified source
-# cluster.<clusterName> plus name; confDir; confLib; confData, the value of
-# `data/default.nix` called with { lib }; swpins and swpinsInfo; inputs,
-# inputsInfo, configurationInfo and flakeInputs) and carrierMachine (this entry).
-# carrier has no software pins: swpins maps the machine's nix.nixPath names to
-# their paths, swpinsInfo is { }, and the flake-only ones are empty (inputs,
-# flakeInputs) or null (inputsInfo, configurationInfo).
+# with confctl's module list and special arguments (systems.nix). carrier has
+# no software pins: swpins maps the machine's nix.nixPath names to their paths,
+# swpinsInfo is { }, and the flake-only ones are empty (inputs, flakeInputs) or
+# null (inputsInfo, configurationInfo).
 { confDir, machinesJson, moduleFilesJson ? "[]" }:
 let
   b = builtins;
@@ -47,73 +38,33 @@ let
 
   autoRollback = b.toFile "auto-rollback" (b.readFile ./auto-rollback.sh);
 
-  fail = m: msg: throw "carrier: machine '${m.name}': ${msg}";
-
   # nixpkgs' lib when this build group has nixpkgs, else carrier's own.
   nixpkgsLib = b.tryEval (b.findFile b.nixPath "nixpkgs/lib");
   coreLib =
     if nixpkgsLib.success && b.pathExists (nixpkgsLib.value + "/default.nix") then import nixpkgsLib.value
     else import ./lib/modules.nix;
-  confLib = import ./conf-lib.nix { confDir = confDirStr; inherit coreLib; corePkgs = import <nixpkgs> { }; };
-
-  dataFile = "${confDirStr}/data/default.nix";
-  confData =
-    if b.pathExists dataFile then import dataFile { lib = coreLib; }
-    else throw "carrier: confData was read, but ${dataFile} does not exist";
-
-  userModuleListFile = "${confDirStr}/modules/module-list.nix";
-  userModuleList = if b.pathExists userModuleListFile then import userModuleListFile else { };
-  systemModuleList = import ./modules/module-list.nix;
-
-  # config.cluster in every system: the inventory (plain data), as confctl's
-  # systems see their cluster.
-  clusterModule = { lib, ... }: {
-    options.cluster = lib.mkOption {
-      type = lib.types.attrs;
-      default = inventory.machines;
-      description = "The cluster's machines (cluster.<name>), as carrier's inventory evaluated them.";
-    };
-  };
+  systems = import ./systems.nix { confDir = confDirStr; inherit inventory coreLib; corePkgs = import <nixpkgs> { }; };
 
   nixPathOf = entries: b.listToAttrs (b.concatMap (e:
     let i = b.match "([^=]+)=(.*)" e; in
     if i == null then [ ] else [ { name = b.elemAt i 0; value = b.elemAt i 1; } ]) entries);
 
-  buildOne = m:
-    let
-      configFile = "${confDirStr}/cluster/${m.clusterName}/config.nix";
-      modules = [ clusterModule configFile ]
-        ++ (systemModuleList.${m.spin} or [ ])
-        ++ (userModuleList.${m.spin} or [ ])
-        ++ (m.extraModules or [ ]);
-      confMachine = (inventory.machines.${m.clusterName}
-        or (fail m "cluster.${m.clusterName} does not exist")) // { name = m.clusterName; };
-      specialArgs = {
-        inherit confMachine confLib confData;
-        confDir = confDirStr;
-        carrierMachine = m;
-        swpins = nixPathOf confMachine.nix.nixPath;
-        swpinsInfo = { };
-        inputs = { };
-        inputsInfo = null;
-        configurationInfo = null;
-        flakeInputs = { };
-      };
-      system =
-        if !(b.pathExists configFile) then fail m "${configFile} does not exist"
-        else if m.spin == "nixos" then
-          import <nixpkgs/nixos/lib/eval-config.nix> { inherit modules specialArgs; }
-        else if m.spin == "vpsadminos" then
-          import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; inherit specialArgs; }
-        else fail m "spin '${m.spin}' cannot be built (only nixos and vpsadminos)";
-      attrName = b.concatStringsSep "." m.buildAttribute;
-      value = b.foldl' (acc: a:
-        if b.isAttrs acc && acc ? ${a} then acc.${a}
-        else fail m "the build attribute '${attrName}' does not exist in ${configFile}")
-        system.config m.buildAttribute;
-    in
-    if b.isAttrs value && (value.type or null) == "derivation" then value
-    else fail m "the build attribute '${attrName}' is not a derivation";
+  buildOne = m: systems.build {
+    inherit m;
+    args = confMachine: {
+      swpins = nixPathOf confMachine.nix.nixPath;
+      swpinsInfo = { };
+      inputs = { };
+      inputsInfo = null;
+      configurationInfo = null;
+      flakeInputs = { };
+    };
+    eval = {
+      nixos = modules: specialArgs: import <nixpkgs/nixos/lib/eval-config.nix> { inherit modules specialArgs; };
+      vpsadminos = modules: specialArgs:
+        import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; inherit specialArgs; };
+    };
+  };
 in
 b.listToAttrs (map (m: {
   name = m.key;

@@ -17,6 +17,7 @@ pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("build-machines.nix", include_str!("../../nix/build-machines.nix")),
     ("auto-rollback.sh", include_str!("../../nix/auto-rollback.sh")),
     ("conf-lib.nix", include_str!("../../nix/conf-lib.nix")),
+    ("systems.nix", include_str!("../../nix/systems.nix")),
     ("modules/module-list.nix", include_str!("../../nix/modules/module-list.nix")),
     ("modules/carrier.nix", include_str!("../../nix/modules/carrier.nix")),
     ("modules/confctl/settings.nix", include_str!("../../nix/modules/confctl/settings.nix")),
