@@ -18,6 +18,8 @@ pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("auto-rollback.sh", include_str!("../../nix/auto-rollback.sh")),
     ("conf-lib.nix", include_str!("../../nix/conf-lib.nix")),
     ("systems.nix", include_str!("../../nix/systems.nix")),
+    ("mk-confctl-outputs.nix", include_str!("../../nix/mk-confctl-outputs.nix")),
+    ("flake.nix", include_str!("../../nix/flake.nix")),
     ("modules/module-list.nix", include_str!("../../nix/modules/module-list.nix")),
     ("modules/carrier.nix", include_str!("../../nix/modules/carrier.nix")),
     ("modules/confctl/settings.nix", include_str!("../../nix/modules/confctl/settings.nix")),

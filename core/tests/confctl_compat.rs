@@ -217,3 +217,124 @@ fn example_files_are_the_documented_text() {
         }
     }
 }
+
+/// `nix <args>` in `dir` (flake commands need the experimental features nix.conf
+/// enables); stdout, the command's failure otherwise.
+fn nix_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("nix").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "nix {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Flake mode (spec Appendix A): the same cluster through carrier's
+/// `lib.mkConfctlOutputs` (nix/flake.nix, offline `path:` inputs, the lab's stand-ins
+/// as the nixpkgs input) gives the machines and keys carrier's inventory gives, and
+/// systems that differ only in what the mode provides (inputs instead of swpins).
+#[test]
+fn flake_outputs_give_the_same_machines_and_systems() {
+    let c = Conf::copy(&common::repo_root().join("core/tests/fixtures/confctl-args"));
+    let conf = c.conf();
+    let lab_lib = conf.parent().unwrap().join("lab/lib");
+    // metadata without paths outside the configuration (a flake copies only its own directory)
+    let lab_nix = format!(
+        r#"let
+  machine = name: spin: {{
+    inherit spin;
+    host = {{ inherit name; domain = "lab"; target = "${{name}}.lab"; }};
+    nix.nixPath = [ "nixpkgs={lib}/nixpkgs" "vpsadminos={lib}/vpsadminos" ];
+    inputs.channels = [ "lab" ];
+  }};
+in
+{{
+  cluster.a = machine "a" "nixos" // {{ host = {{ name = "a"; domain = "args.test"; target = "a.lab"; }}; }};
+  cluster.os = machine "os" "vpsadminos";
+  cluster.carrier = machine "carrier" "nixos" // {{
+    carrier.enable = true;
+    carrier.machines = [ {{ machine = "a"; extraModules = [ ./modules/carried.nix ]; buildAttribute = [ "system" "build" "toplevel" ]; }} ];
+  }};
+}}
+"#,
+        lib = lab_lib.display()
+    );
+    std::fs::write(conf.join("lab.nix"), lab_nix).unwrap();
+    let names = ["a", "carrier", "carrier#a", "os"];
+    let legacy = c.build(&names).unwrap();
+    let inventory = Inventory::new(c.cache.path()).load(&conf).unwrap();
+
+    let flake = format!(
+        r#"{{
+  inputs.confctl.url = "path:{carrier}";
+  inputs.nixpkgs.url = "path:{lib}";
+  inputs.nixpkgs.inputs.carrier.follows = "confctl";
+  outputs = inputs: {{
+    confctl = inputs.confctl.lib.mkConfctlOutputs {{
+      confDir = ./.;
+      inherit inputs;
+      channels.lab = {{ nixpkgs = "nixpkgs"; vpsadminos = "nixpkgs"; }};
+    }};
+  }};
+}}
+"#,
+        carrier = common::repo_root().join("nix").display(),
+        lib = lab_lib.display()
+    );
+    std::fs::write(conf.join("flake.nix"), flake).unwrap();
+    let flake_args = ["--no-write-lock-file"];
+
+    // machines: names, keys, carried records (spec 1.3, 1.4)
+    let keys: serde_json::Value =
+        serde_json::from_str(&nix_in(&conf, &[&["eval", "--json"][..], &flake_args, &[".#confctl.machineKeys"]].concat())).unwrap();
+    let expected_keys: serde_json::Map<String, serde_json::Value> =
+        names.iter().map(|n| (n.to_string(), inventory.cluster.get(n).unwrap().key().into())).collect();
+    assert_eq!(keys, serde_json::Value::Object(expected_keys));
+    let built: serde_json::Value = serde_json::from_str(&nix_in(
+        &conf,
+        &[&["build", "--json", "--no-link"][..], &flake_args, &[".#confctl.machinesJson"]].concat(),
+    ))
+    .unwrap();
+    let records = json(Path::new(built[0]["outputs"]["out"].as_str().unwrap()));
+    let carried = &records["carrier#a"];
+    assert_eq!(
+        (&carried["clusterName"], &carried["carrier"], &carried["alias"], &carried["key"]),
+        (&"a".into(), &"carrier".into(), &serde_json::Value::Null, &keys["carrier#a"])
+    );
+    assert_eq!(carried["metaConfig"]["buildAttribute"], serde_json::json!(["system", "build", "toplevel"]));
+    assert!(carried["extraModules"][0].as_str().unwrap().ends_with("/modules/carried.nix"), "{carried}");
+    assert_eq!(records["a"]["carrier"], serde_json::Value::Null);
+
+    // systems: the same module list and arguments; the mode's own arguments differ
+    let installables: Vec<String> =
+        names.iter().map(|n| format!(".#confctl.build.{}.toplevel", keys[n].as_str().unwrap())).collect();
+    let mut args: Vec<&str> = vec!["build", "--json", "--no-link", "--no-write-lock-file"];
+    args.extend(installables.iter().map(String::as_str));
+    let outs: serde_json::Value = serde_json::from_str(&nix_in(&conf, &args)).unwrap();
+    let outs: Vec<PathBuf> = outs.as_array().unwrap().iter().map(|o| PathBuf::from(o["outputs"]["out"].as_str().unwrap())).collect();
+    let plan: serde_json::Value =
+        serde_json::from_str(&nix_in(&conf, &[&["eval", "--json"][..], &flake_args, &[".#confctl.buildPlan.a"]].concat())).unwrap();
+    let lab_input = plan["inputs"]["nixpkgs"].as_str().unwrap();
+    assert_eq!(plan["inputs"]["vpsadminos"], lab_input);
+    assert_eq!(plan["inputsInfo"]["nixpkgs"]["input"], "nixpkgs");
+    for name in ["a", "carrier#a", "os"] {
+        let legacy_args = json(&legacy[name].toplevel.join("etc/args.json"));
+        let flake_top = outs
+            .iter()
+            .find(|o| o.join("etc/args.json").exists() && json(&o.join("etc/args.json"))["carrierMachine"] == legacy_args["carrierMachine"] && json(&o.join("etc/args.json"))["confMachine"] == legacy_args["confMachine"])
+            .unwrap_or_else(|| panic!("no flake build of {name} among {outs:?}"));
+        let mut flake_args = json(&flake_top.join("etc/args.json"));
+        let mut legacy_args = legacy_args;
+        if name != "os" {
+            assert_eq!(flake_args["swpins"], serde_json::json!({}));
+            assert_eq!(flake_args["inputs"], serde_json::json!({ "nixpkgs": lab_input, "vpsadminos": lab_input }));
+            assert_eq!(flake_args["inputsInfo"], plan["inputsInfo"]);
+            assert!(flake_args["confDir"].as_str().unwrap().starts_with("/nix/store/"));
+            let flake_inputs: Vec<&String> = flake_args["flakeInputs"].as_object().unwrap().keys().collect();
+            assert_eq!(flake_inputs, ["confctl", "nixpkgs"]);
+            for mode_specific in ["swpins", "inputs", "inputsInfo", "confDir", "flakeInputs"] {
+                flake_args.as_object_mut().unwrap().remove(mode_specific);
+                legacy_args.as_object_mut().unwrap().remove(mode_specific);
+            }
+            assert!(flake_top.join("etc/confctl/inputs-info.json").exists(), "{name}");
+        }
+        assert_eq!(flake_args, legacy_args, "{name}");
+    }
+}

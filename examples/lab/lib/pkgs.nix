@@ -1,13 +1,14 @@
 # The lab's `pkgs`: what the configurations and carrier's modules take from
 # nixpkgs, built with Debian's static busybox (see system.nix). Same names and
 # arguments as nixpkgs'; results are as close as the lab needs.
+{ system ? builtins.currentSystem }:
 let
   b = builtins;
 
   # A derivation built by `busybox sh -euc <script>`.
   bbDrv = name: script: attrs: derivation ({
     inherit name;
-    system = b.currentSystem;
+    inherit system;
     builder = "/bin/busybox";
     args = [ "sh" "-euc" script ];
     PATH = "/bin-not-set";

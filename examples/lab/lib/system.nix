@@ -19,15 +19,15 @@
 # <carrier/lib/modules.nix>: carrier puts `-I carrier=<its Nix code>` on every
 # build, as confctl puts `confctl=<root>` on NIX_PATH. That keeps this
 # directory relocatable (tests copy it) without a second copy of the module
-# system.
-{ spin, modules, specialArgs ? { } }:
+# system. In flake mode (flake.nix: pure evaluation, no search path) the
+# module system and the system type are passed in.
+{ spin, modules, specialArgs ? { }, lib ? import <carrier/lib/modules.nix>, system ? builtins.currentSystem }:
 let
-  lib = import <carrier/lib/modules.nix>;
   inherit (lib) types mkOption;
   b = builtins;
   escapeShellArg = s: "'" + b.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
 
-  pkgs = import ./pkgs.nix;
+  pkgs = import ./pkgs.nix { inherit system; };
   inherit (pkgs) bbDrv;
   # Free-form NixOS option trees the lab accepts but does not model.
   loose = description: mkOption { type = types.attrsOf types.anything; default = { }; inherit description; };
