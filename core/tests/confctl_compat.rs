@@ -302,6 +302,26 @@ in
     assert!(carried["extraModules"][0].as_str().unwrap().ends_with("/modules/carried.nix"), "{carried}");
     assert_eq!(records["a"]["carrier"], serde_json::Value::Null);
 
+    // carrier reads the flake configuration: the same machines (the flake's copies of
+    // the carried entries' modules live in the store, and it names no definition files)
+    let from_flake = Inventory::new(tempfile::tempdir().unwrap().path()).load(&conf).unwrap();
+    assert_eq!(from_flake.cluster.machines.len(), names.len());
+    for m in &from_flake.cluster.machines {
+        let mut m = m.clone();
+        let l = inventory.cluster.get(&m.name).unwrap_or_else(|| panic!("{} only in flake mode", m.name)).clone();
+        assert_eq!(m.key(), l.key());
+        assert!(m.files.is_empty(), "{:?}", m.files);
+        m.files = l.files.clone();
+        for (f, l) in m.extra_modules.iter_mut().zip(&l.extra_modules) {
+            assert!(f.starts_with("/nix/store/") && f.ends_with("/modules/carried.nix"), "{f}");
+            f.clone_from(l);
+        }
+        for (f, l) in m.meta_config.carrier.machines.iter_mut().zip(&l.meta_config.carrier.machines) {
+            f.extra_modules.clone_from(&l.extra_modules);
+        }
+        assert_eq!(m, l);
+    }
+
     // systems: the same module list and arguments; the mode's own arguments differ
     let installables: Vec<String> =
         names.iter().map(|n| format!(".#confctl.build.{}.toplevel", keys[n].as_str().unwrap())).collect();
