@@ -279,6 +279,13 @@ in
         lib = lab_lib.display()
     );
     std::fs::write(conf.join("flake.nix"), flake).unwrap();
+    // a git checkout, as confctl configurations are: the flake's source is the tracked
+    // files, without .confctl/ (generations, build links) that change with every build
+    std::fs::write(conf.join(".gitignore"), ".confctl/\n").unwrap();
+    for git in [&["init", "-q"][..], &["add", "-A"]] {
+        let out = Command::new("git").args(git).current_dir(&conf).output().unwrap();
+        assert!(out.status.success(), "git {git:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let flake_args = ["--no-write-lock-file"];
 
     // machines: names, keys, carried records (spec 1.3, 1.4)
@@ -357,4 +364,26 @@ in
         }
         assert_eq!(flake_args, legacy_args, "{name}");
     }
+
+    // carrier builds the flake configuration: the flake's outputs, flake-mode generations
+    let gens = c.build(&names).unwrap();
+    for name in names {
+        let g = &gens[name];
+        assert!(outs.contains(&g.toplevel), "{name}: {} is not what `nix build` built", g.toplevel.display());
+        assert_ne!(g.name, legacy[name].name, "{name}: a new generation, not the legacy one");
+        let gj = json(&g.dir.join("generation.json"));
+        assert_eq!(gj["mode"], "flakes");
+        assert_eq!(gj["inputs"], serde_json::json!({ "nixpkgs": lab_input, "vpsadminos": lab_input }));
+        assert_eq!(gj["inputs_info"]["nixpkgs"]["input"], "nixpkgs");
+        assert!(gj.get("swpins").is_none(), "{gj}");
+        assert_eq!(std::fs::read_link(g.dir.join("nixpkgs.input")).unwrap(), Path::new(lab_input));
+        let root = build::default_gc_roots_dir(&conf).join(format!("{}-generation-{}-input.nixpkgs", name.replace('/', ":"), g.name));
+        assert_eq!(std::fs::read_link(&root).unwrap(), Path::new(lab_input));
+        let rollback = g.auto_rollback.as_ref().expect("auto_rollback");
+        assert!(text(rollback).contains("auto-rollback script"), "{}", rollback.display());
+    }
+    assert_eq!(json(&gens["a"].dir.join("generation.json"))["inputs_info"], plan["inputsInfo"]);
+    // an unchanged rebuild reuses the flake generations
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(c.build(&names).unwrap(), gens);
 }
