@@ -235,50 +235,17 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     let c = Conf::copy(&common::repo_root().join("core/tests/fixtures/confctl-args"));
     let conf = c.conf();
     let lab_lib = conf.parent().unwrap().join("lab/lib");
-    // metadata without paths outside the configuration (a flake copies only its own directory)
-    let lab_nix = format!(
-        r#"let
-  machine = name: spin: {{
-    inherit spin;
-    host = {{ inherit name; domain = "lab"; target = "${{name}}.lab"; }};
-    nix.nixPath = [ "nixpkgs={lib}/nixpkgs" "vpsadminos={lib}/vpsadminos" ];
-    inputs.channels = [ "lab" ];
-  }};
-in
-{{
-  cluster.a = machine "a" "nixos" // {{ host = {{ name = "a"; domain = "args.test"; target = "a.lab"; }}; }};
-  cluster.os = machine "os" "vpsadminos";
-  cluster.carrier = machine "carrier" "nixos" // {{
-    carrier.enable = true;
-    carrier.machines = [ {{ machine = "a"; extraModules = [ ./modules/carried.nix ]; buildAttribute = [ "system" "build" "toplevel" ]; }} ];
-  }};
-}}
-"#,
-        lib = lab_lib.display()
-    );
-    std::fs::write(conf.join("lab.nix"), lab_nix).unwrap();
+    let template = |name: &str| {
+        text(&conf.join("flake").join(format!("{name}.nix.in")))
+            .replace("@LAB_LIB@", &lab_lib.display().to_string())
+            .replace("@CARRIER_NIX@", &common::repo_root().join("nix").display().to_string())
+    };
+    std::fs::write(conf.join("lab.nix"), template("lab")).unwrap();
     let names = ["a", "carrier", "carrier#a", "os"];
     let legacy = c.build(&names).unwrap();
     let inventory = Inventory::new(c.cache.path()).load(&conf).unwrap();
 
-    let flake = format!(
-        r#"{{
-  inputs.confctl.url = "path:{carrier}";
-  inputs.nixpkgs.url = "path:{lib}";
-  inputs.nixpkgs.inputs.carrier.follows = "confctl";
-  outputs = inputs: {{
-    confctl = inputs.confctl.lib.mkConfctlOutputs {{
-      confDir = ./.;
-      inherit inputs;
-      channels.lab = {{ nixpkgs = "nixpkgs"; vpsadminos = "nixpkgs"; }};
-    }};
-  }};
-}}
-"#,
-        carrier = common::repo_root().join("nix").display(),
-        lib = lab_lib.display()
-    );
-    std::fs::write(conf.join("flake.nix"), flake).unwrap();
+    std::fs::write(conf.join("flake.nix"), template("flake")).unwrap();
     // a git checkout, as confctl configurations are: the flake's source is the tracked
     // files, without .confctl/ (generations, build links) that change with every build
     std::fs::write(conf.join(".gitignore"), ".confctl/\n").unwrap();

@@ -1,0 +1,161 @@
+//! confctl configurations deployed unchanged with `carrier deploy` to lab hosts (real
+//! sshd, real Nix): the carrier example of confctl's documentation (`examples/confctl-doc`,
+//! its files verbatim), then the carrier's netboot trees serving node1's dist to a QEMU
+//! PXE boot through real atftpd; and a flake configuration (spec Appendix A).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::netlab::{boot_expect, tools, BootSource, BootSpec, Lab};
+
+const NODE1_MAC: &str = "52:54:00:12:34:56";
+
+/// `examples/lab` and a copy of a configuration (`conf`) side by side, prepared by
+/// `prepare(conf, lab_lib)`, and a lab of its hosts, taken down on drop.
+struct Example {
+    tmp: tempfile::TempDir,
+}
+
+impl Example {
+    fn up(source: &str, prepare: impl FnOnce(&Path, &Path)) -> Example {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        for (from, to) in [("examples/lab", "lab"), (source, "conf")] {
+            let out = Command::new("cp").arg("-r").arg(root.join(from)).arg(tmp.path().join(to)).output().unwrap();
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
+        prepare(&tmp.path().join("conf"), &tmp.path().join("lab/lib"));
+        let example = Example { tmp };
+        ok(&example.carrier(&["lab", "up", "--dir", example.lab().to_str().unwrap()]));
+        example
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.tmp.path().join("conf")
+    }
+
+    fn lab(&self) -> PathBuf {
+        self.tmp.path().join("lab-hosts")
+    }
+
+    fn carrier(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_carrier"))
+            .arg("-C")
+            .arg(self.conf())
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .args(args)
+            .env("CARRIER_SSH_CONFIG", self.lab().join("ssh_config"))
+            .output()
+            .unwrap()
+    }
+
+    fn generation_json(&self, machine: &str) -> serde_json::Value {
+        let dir = self.conf().join(".confctl/generations").join(machine);
+        serde_json::from_slice(&std::fs::read(dir.join("current/generation.json")).unwrap()).unwrap()
+    }
+
+    fn ssh(&self, alias: &str, argv: &[&str]) -> String {
+        let out = Command::new("ssh").arg("-F").arg(self.lab().join("ssh_config")).arg(alias).args(argv).output().unwrap();
+        ok(&out);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The machine's current build generation's toplevel.
+    fn toplevel(&self, machine: &str) -> String {
+        self.generation_json(machine)["toplevel"].as_str().unwrap().to_string()
+    }
+
+    fn host_root(&self, alias: &str) -> PathBuf {
+        self.lab().join("hosts").join(alias)
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.carrier(&["lab", "down", "--dir", self.lab().to_str().unwrap(), "--purge"]);
+        if let Ok(conf) = std::fs::canonicalize(self.conf()) {
+            let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf));
+        }
+    }
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "exit {:?}\n{}", o.status.code(), text(o));
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn documented_example_deploys_and_netboots_node1() {
+    // node1 boots the Debian kernel (`boot/vmlinuz`, see modules/lab-kernel.nix)
+    let ex = Example::up("examples/confctl-doc", |conf, _| {
+        std::fs::create_dir(conf.join("boot")).unwrap();
+        std::fs::copy(&tools().kernel, conf.join("boot/vmlinuz")).unwrap();
+    });
+    // every machine: the carrier, node1 standalone and node1's dist on the carrier
+    ok(&ex.carrier(&["deploy", "-y"]));
+    let (pxe, node1, dist) = (ex.toplevel("pxe-server"), ex.toplevel("node1"), ex.toplevel("pxe-server#node1"));
+
+    assert_eq!(ex.ssh("node1.lab", &["realpath", "/run/current-system"]), node1);
+    assert_eq!(ex.ssh("pxe-server.lab", &["realpath", "/run/current-system"]), pxe);
+    // the carrier's system: the netboot server from `netboot.enable = true` alone
+    ex.ssh("pxe-server.lab", &["test", "-x", "/run/current-system/sw/bin/build-netboot-server"]);
+    assert_eq!(ex.ssh("pxe-server.lab", &["realpath", "/nix/var/nix/profiles/confctl-node1"]), dist);
+    let machine_json = ex.ssh("pxe-server.lab", &["cat", "/nix/var/nix/profiles/confctl-node1/machine.json"]);
+    let mj: serde_json::Value = serde_json::from_str(&machine_json).unwrap();
+    assert_eq!(mj["toplevel"], node1.as_str(), "the carried dist names node1's standalone system");
+
+    // the carrier published generation 1 of node1.lab; its TFTP tree boots it
+    let http = ex.host_root("pxe-server.lab").join("srv/http/node1.lab");
+    assert_eq!(std::fs::read_link(http.join("current")).unwrap(), Path::new("1"));
+    let tftp_root = ex.host_root("pxe-server.lab").join("srv/tftp");
+    let mut net = Lab::new().unwrap();
+    net.link_host().unwrap();
+    let atftpd = net.start_atftpd(&tftp_root).unwrap();
+    let spec = BootSpec::new(BootSource::Url(atftpd.url("pxelinux.0")), NODE1_MAC);
+    let (marker, _) = boot_expect(&spec, &[], "node1", 1).unwrap();
+    for want in [format!("init={node1}/init"), "httproot=http://pxe-server.lab/node1.lab/1/initrd".to_string()] {
+        assert!(marker.cmdline.contains(&want), "kernel command line {:?} lacks {want:?}", marker.cmdline);
+    }
+}
+
+/// A flake configuration (core/tests/fixtures/confctl-args in flake mode: carrier's
+/// `nix/` as its confctl input, the lab's stand-ins as nixpkgs, `path:` inputs, offline)
+/// is read, built and deployed: the hosts run the flake's systems.
+#[test]
+fn flake_configuration_deploys() {
+    let ex = Example::up("core/tests/fixtures/confctl-args", |conf, lab_lib| {
+        let carrier_nix = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../nix").canonicalize().unwrap();
+        for name in ["lab", "flake"] {
+            let template = std::fs::read_to_string(conf.join("flake").join(format!("{name}.nix.in"))).unwrap();
+            let text = template
+                .replace("@LAB_LIB@", &lab_lib.display().to_string())
+                .replace("@CARRIER_NIX@", &carrier_nix.display().to_string());
+            std::fs::write(conf.join(format!("{name}.nix")), text).unwrap();
+        }
+        std::fs::write(conf.join(".gitignore"), ".confctl/\n.carrier-lab/\n").unwrap();
+        for git in [&["init", "-q"][..], &["add", "-A"]] {
+            ok(&Command::new("git").args(git).current_dir(conf).output().unwrap());
+        }
+    });
+    let out = ex.carrier(&["ls"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("carrier#a"), "{}", text(&out));
+    ok(&ex.carrier(&["deploy", "-y", "{a,os,carrier}"]));
+    for (machine, alias) in [("a", "a.lab"), ("os", "os.lab"), ("carrier", "carrier.lab")] {
+        let g = ex.generation_json(machine);
+        assert_eq!(g["mode"], "flakes", "{machine}: {g}");
+        assert!(g["inputs"]["nixpkgs"].as_str().unwrap().starts_with("/nix/store/"), "{g}");
+        let toplevel = g["toplevel"].as_str().unwrap();
+        assert_eq!(ex.ssh(alias, &["realpath", "/run/current-system"]), toplevel, "{machine}");
+        assert_eq!(ex.ssh(alias, &["realpath", "/nix/var/nix/profiles/system"]), toplevel, "{machine}");
+    }
+    let args: serde_json::Value = serde_json::from_str(&ex.ssh("a.lab", &["cat", "/run/current-system/etc/args.json"])).unwrap();
+    assert_eq!(args["inputsInfo"]["nixpkgs"]["input"], "nixpkgs", "{args}");
+}
