@@ -78,8 +78,8 @@ fn system_modules_get_confctls_special_arguments_and_modules() {
         "confDir": conf.display().to_string(),
         "confData": { "answer": 42, "hasLib": true },
         "swpins": {
-            "nixpkgs": lab_lib.join("nixpkgs").display().to_string(),
-            "vpsadminos": lab_lib.join("vpsadminos").display().to_string(),
+            "nixpkgs": lab_lib.display().to_string(),
+            "vpsadminos": lab_lib.display().to_string(),
         },
         "swpinsInfo": {},
         "inputs": {},

@@ -1,5 +1,6 @@
 # The lab's stand-ins as one flake, for flake-mode configurations (the flake
-# input a configuration names for its nixpkgs and vpsadminos roles):
+# input a configuration names for its nixpkgs and vpsadminos roles; its root is
+# both stand-ins' root, as nix.nixPath and `-I` entries see it):
 #   lib.nixosSystem { modules; specialArgs; system; }             (nixpkgs' name)
 #   lib.vpsadminosSystem { modules; specialArgs; system; pkgs; }  -> { eval; pkgs; } (vpsAdminOS')
 #   legacyPackages.<system>                                        (pkgs.nix)
@@ -18,9 +19,9 @@
     {
       lib = lib // {
         nixosSystem = { modules ? [ ], specialArgs ? { }, system, ... }:
-          import ./nixpkgs/nixos/lib/eval-config.nix { inherit modules specialArgs system lib; };
+          import ./nixos/lib/eval-config.nix { inherit modules specialArgs system lib; };
         vpsadminosSystem = { modules ? [ ], specialArgs ? { }, system, ... }: {
-          eval = import ./vpsadminos/os/default.nix { extraModules = modules; inherit specialArgs system lib; };
+          eval = import ./os/default.nix { extraModules = modules; inherit specialArgs system lib; };
           pkgs = pkgsFor system;
         };
       };

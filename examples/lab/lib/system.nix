@@ -1,5 +1,5 @@
 # The lab's miniature operating system: what the nixpkgs and vpsAdminOS stand-ins
-# (nixpkgs/nixos/lib/eval-config.nix, vpsadminos/os/default.nix) share.
+# (nixos/lib/eval-config.nix for <nixpkgs>, os/default.nix for <vpsadminos>) share.
 #
 # Why it exists: carrier must build machines for real (a store path with
 # bin/switch-to-configuration, a carried dist with machine.json) on hosts that

@@ -1,5 +1,5 @@
 # Stand-in for nixpkgs' nixos/modules/installer/netboot/netboot-minimal.nix (the lab
-# has no nixpkgs; see ../../../../../../README.md). Like the real one, it adds
+# has no nixpkgs; see ../../../../../README.md). Like the real one, it adds
 # system.build.netbootRamdisk (`initrd`) and system.build.netbootIpxeScript
 # (`netboot.ipxe`) next to system.build.kernel (`bzImage`), so a configuration
 # can join them into a netboot dist.

@@ -1,5 +1,5 @@
 # Stand-in for vpsAdminOS' os/default.nix (the lab has no vpsAdminOS; see
-# ../../../README.md). Accepts the real one's arguments:
+# ../../README.md). Accepts the real one's arguments:
 #
 #   import <vpsadminos/os/default.nix> { configuration = ...; extraModules = [ ... ]; specialArgs = { ... }; }
 #
@@ -7,10 +7,10 @@
 # Like the real one, it produces `system.build.dist`: bzImage, initrd,
 # root.squashfs and kernel-params, extended by `system.distBuilderCommands`
 # (shell lines run at the end of the dist build with $out set).
-# `lib` and `system` as in ../../nixpkgs/nixos/lib/eval-config.nix.
+# `lib` and `system` as in ../nixos/lib/eval-config.nix.
 { configuration ? { }, extraModules ? [ ], modules ? [ ], specialArgs ? { }, ... }@args:
 let
-  evaluated = import ../../system.nix ({
+  evaluated = import ../system.nix ({
     spin = "vpsadminos";
     modules = [ distModule configuration ] ++ extraModules ++ modules;
     inherit specialArgs;

@@ -8,7 +8,7 @@
 # are taken when given (flake mode); other arguments of the real one (pkgs,
 # baseModules, check, ...) are accepted and ignored.
 { modules ? [ ], specialArgs ? { }, extraModules ? [ ], ... }@args:
-import ../../../system.nix ({
+import ../../system.nix ({
   spin = "nixos";
   modules = modules ++ extraModules;
   inherit specialArgs;
