@@ -235,24 +235,15 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     let c = Conf::copy(&common::repo_root().join("core/tests/fixtures/confctl-args"));
     let conf = c.conf();
     let lab_lib = conf.parent().unwrap().join("lab/lib");
-    let template = |name: &str| {
-        text(&conf.join("flake").join(format!("{name}.nix.in")))
-            .replace("@LAB_LIB@", &lab_lib.display().to_string())
-            .replace("@CARRIER_NIX@", &common::repo_root().join("nix").display().to_string())
-    };
-    std::fs::write(conf.join("lab.nix"), template("lab")).unwrap();
+    std::fs::write(
+        conf.join("lab.nix"),
+        text(&conf.join("flake/lab.nix.in")).replace("@LAB_LIB@", &lab_lib.display().to_string()),
+    )
+    .unwrap();
     let names = ["a", "carrier", "carrier#a", "os"];
     let legacy = c.build(&names).unwrap();
     let inventory = Inventory::new(c.cache.path()).load(&conf).unwrap();
-
-    std::fs::write(conf.join("flake.nix"), template("flake")).unwrap();
-    // a git checkout, as confctl configurations are: the flake's source is the tracked
-    // files, without .confctl/ (generations, build links) that change with every build
-    std::fs::write(conf.join(".gitignore"), ".confctl/\n").unwrap();
-    for git in [&["init", "-q"][..], &["add", "-A"]] {
-        let out = Command::new("git").args(git).current_dir(&conf).output().unwrap();
-        assert!(out.status.success(), "git {git:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    make_flake(&conf, &lab_lib);
     let flake_args = ["--no-write-lock-file"];
 
     // machines: names, keys, carried records (spec 1.3, 1.4)
@@ -353,4 +344,58 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     // an unchanged rebuild reuses the flake generations
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(c.build(&names).unwrap(), gens);
+}
+
+/// Writes a configuration's flake-mode files (`flake/*.nix.in` with absolute paths,
+/// `flake/confctl.nix` as `configs/confctl.nix` when present) and makes it a git
+/// checkout with `.confctl/` ignored.
+fn make_flake(conf: &Path, lab_lib: &Path) {
+    for name in ["lab", "flake"] {
+        let template = text(&conf.join("flake").join(format!("{name}.nix.in")))
+            .replace("@LAB_LIB@", &lab_lib.display().to_string())
+            .replace("@CARRIER_NIX@", &common::repo_root().join("nix").display().to_string());
+        std::fs::write(conf.join(format!("{name}.nix")), template).unwrap();
+    }
+    if conf.join("flake/confctl.nix").exists() {
+        std::fs::create_dir_all(conf.join("configs")).unwrap();
+        std::fs::copy(conf.join("flake/confctl.nix"), conf.join("configs/confctl.nix")).unwrap();
+    }
+    std::fs::write(conf.join(".gitignore"), ".confctl/\n").unwrap();
+    for git in [&["init", "-q"][..], &["add", "-A"]] {
+        let out = Command::new("git").args(git).current_dir(conf).output().unwrap();
+        assert!(out.status.success(), "git {git:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// The documented example in flake mode: node1's `<nixpkgs/...>` import needs
+/// `confctl.nix.impureEval` and `legacyNixPath` (its nixpkgs input on the search path),
+/// which carrier reads from `.#confctl.settings`; it builds the same dist.
+#[test]
+fn documented_example_builds_in_flake_mode() {
+    let c = Conf::copy(&common::repo_root().join("examples/confctl-doc"));
+    let conf = c.conf();
+    let names = ["node1", "pxe-server", "pxe-server#node1"];
+    let legacy = c.build(&names).unwrap();
+    make_flake(&conf, &conf.parent().unwrap().join("lab/lib"));
+    let flake = c.build(&names).unwrap();
+    for name in names {
+        assert_eq!(json(&flake[name].dir.join("generation.json"))["mode"], "flakes", "{name}");
+    }
+    let (dist, legacy_dist) = (&flake["pxe-server#node1"].toplevel, &legacy["pxe-server#node1"].toplevel);
+    let mut mj = json(&dist.join("machine.json"));
+    assert_eq!(mj["toplevel"], flake["node1"].toplevel.display().to_string());
+    let mut legacy_mj = json(&legacy_dist.join("machine.json"));
+    mj["toplevel"] = serde_json::Value::Null;
+    legacy_mj["toplevel"] = serde_json::Value::Null;
+    assert_eq!(mj, legacy_mj);
+    for f in ["bzImage", "initrd", "netboot.ipxe"] {
+        assert!(dist.join(f).exists(), "{f}");
+    }
+    let netboot = |g: &Generation| text(&g.toplevel.join("etc/carrier/netboot.json"));
+    assert_eq!(netboot(&flake["pxe-server"]), netboot(&legacy["pxe-server"]));
+
+    // legacyNixPath without impureEval: refused, naming both settings
+    std::fs::write(conf.join("configs/confctl.nix"), "{ confctl.nix.legacyNixPath = true; }\n").unwrap();
+    let err = c.build(&["node1"]).unwrap_err().to_string();
+    assert!(err.contains("confctl.nix.legacyNixPath needs confctl.nix.impureEval"), "{err}");
 }

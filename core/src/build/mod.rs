@@ -121,12 +121,17 @@ pub fn build(
     let module_files_json = serde_json::to_string(&module_files).expect("paths serialize");
     let (gen_name, date) = generation_name(&conf_dir, machines);
 
+    let settings = if flake { Some(eval_flake_settings(&conf_dir, machines)?) } else { None };
+
     sink.emit(Event::PhaseStarted { phase: Phase::Build, machines: machines.len() });
-    // Groups of identical nix.nixPath, in the order of their first machine (a flake:
-    // one group, its inputs replace the search path).
-    let mut groups: Vec<(&[String], Vec<&Machine>)> = Vec::new();
+    // Groups of identical search paths, in the order of their first machine: nix.nixPath,
+    // or for a flake the `-I` entries of confctl.nix.legacyNixPath (none: one group).
+    let mut groups: Vec<(Vec<String>, Vec<&Machine>)> = Vec::new();
     for m in machines {
-        let path = if flake { &[][..] } else { m.meta_config.nix.nix_path.as_slice() };
+        let path = match &settings {
+            Some(s) => s.search_path(m),
+            None => m.meta_config.nix.nix_path.clone(),
+        };
         match groups.iter_mut().find(|(p, _)| *p == path) {
             Some((_, ms)) => ms.push(m),
             None => groups.push((path, vec![m])),
@@ -152,6 +157,7 @@ pub fn build(
             machines: group,
             opts,
             flake,
+            impure: settings.as_ref().is_some_and(|s| s.nix.impure_eval),
         };
         let outs = match build_group(&ctx, &links.path().join(format!("g{i}")), sink) {
             Ok(outs) => outs,
@@ -223,6 +229,8 @@ struct GroupCtx<'a> {
     opts: &'a BuildOptions,
     /// A flake configuration: `nix build` of its outputs instead of nix-build.
     flake: bool,
+    /// Flake: `--impure` (confctl.nix.impureEval).
+    impure: bool,
 }
 
 impl GroupCtx<'_> {
@@ -231,6 +239,18 @@ impl GroupCtx<'_> {
     }
 
     /// `<conf>#<attr>`.
+    /// A flake's `nix` argv: `--impure` and `-I` entries as the settings say.
+    fn flake_argv(&self, command: &[&str]) -> Vec<String> {
+        let mut argv = flake_argv(command);
+        if self.impure {
+            argv.push("--impure".into());
+        }
+        for entry in self.nix_path {
+            argv.extend(["-I".to_string(), entry.clone()]);
+        }
+        argv
+    }
+
     fn installable(&self, attr: &str) -> Result<String, BuildError> {
         flake_installable(self.conf_dir, attr)
             .map_err(|e| BuildError::Nix { machines: self.names(), message: e.to_string() })
@@ -272,7 +292,7 @@ impl GroupCtx<'_> {
 
 /// The nix-build (flake: nix build) argv of a group (results linked below `out_link`).
 fn build_argv(ctx: &GroupCtx<'_>, out_link: &Path) -> Result<Vec<String>, BuildError> {
-    let mut argv = if ctx.flake { flake_argv(&["build"]) } else { vec!["nix-build".to_string()] };
+    let mut argv = if ctx.flake { ctx.flake_argv(&["build"]) } else { vec!["nix-build".to_string()] };
     argv.extend([
         "--out-link".into(),
         out_link.display().to_string(),
@@ -380,6 +400,59 @@ fn eval_auto_rollback(ctx: &GroupCtx<'_>) -> Result<PathBuf, BuildError> {
     Ok(PathBuf::from(path))
 }
 
+/// A flake configuration's `confctl.nix` settings and machines' inputs (spec 2.1).
+#[derive(Deserialize)]
+struct FlakeSettings {
+    nix: FlakeNixSettings,
+    /// Machine key → role → store path.
+    inputs: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FlakeNixSettings {
+    impure_eval: bool,
+    legacy_nix_path: bool,
+    legacy_nix_path_map: Vec<String>,
+}
+
+impl FlakeSettings {
+    /// With legacyNixPath: `<name>=<input path>` for each name of legacyNixPathMap the
+    /// machine has an input for, so that `<nixpkgs/...>` lookups find its input.
+    fn search_path(&self, m: &Machine) -> Vec<String> {
+        if !self.nix.legacy_nix_path {
+            return Vec::new();
+        }
+        let inputs = self.inputs.get(&m.key());
+        self.nix
+            .legacy_nix_path_map
+            .iter()
+            .filter_map(|name| inputs?.get(name).map(|path| format!("{name}={path}")))
+            .collect()
+    }
+}
+
+/// One `nix eval` of the flake's settings and inputs, before building.
+fn eval_flake_settings(conf_dir: &Path, machines: &[Machine]) -> Result<FlakeSettings, BuildError> {
+    let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
+    let installable = flake_installable(conf_dir, "confctl")
+        .map_err(|e| BuildError::Nix { machines: names.clone(), message: e.to_string() })?;
+    let mut argv = flake_argv(&["eval", "--json"]);
+    argv.extend([installable, "--apply".into(), "c: { nix = c.settings.nix; inputs = c.inputs; }".into()]);
+    let out = nix::run(&argv).map_err(nix_error(&names))?;
+    let settings: FlakeSettings = serde_json::from_slice(&out).map_err(|e| BuildError::Nix {
+        machines: names.clone(),
+        message: format!("unexpected settings in {}#confctl: {e}", conf_dir.display()),
+    })?;
+    if settings.nix.legacy_nix_path && !settings.nix.impure_eval {
+        return Err(BuildError::Nix {
+            machines: names,
+            message: "confctl.nix.legacyNixPath needs confctl.nix.impureEval: `<...>` lookups are impure (configs/confctl.nix)".into(),
+        });
+    }
+    Ok(settings)
+}
+
 /// What a flake configuration's outputs say about a built group (spec Appendix A).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -401,7 +474,7 @@ fn eval_flake_results(ctx: &GroupCtx<'_>) -> Result<FlakeResults, BuildError> {
          inputs = map (k: {{ inputs = c.inputs.${{k}}; inputs_info = c.inputsInfo.${{k}}; }}) [ {keys} ]; }}",
         first = ctx.machines[0].key()
     );
-    let mut argv = flake_argv(&["eval", "--json"]);
+    let mut argv = ctx.flake_argv(&["eval", "--json"]);
     argv.extend([ctx.installable("confctl")?, "--apply".into(), apply]);
     let out = nix::run(&argv).map_err(nix_error(&ctx.names()))?;
     let results: FlakeResults = serde_json::from_slice(&out).map_err(|e| BuildError::Nix {
@@ -449,6 +522,7 @@ mod tests {
             machines: &ms,
             opts: &opts,
             flake: false,
+            impure: false,
         };
         let argv = build_argv(&ctx, Path::new("/conf/.confctl/build/x/g0")).unwrap();
         assert_eq!(&argv[..6], ["nix-build", "--out-link", "/conf/.confctl/build/x/g0", "--log-format", "internal-json", "-v"]);
