@@ -243,7 +243,7 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     let names = ["a", "carrier", "carrier#a", "os"];
     let legacy = c.build(&names).unwrap();
     let inventory = Inventory::new(c.cache.path()).load(&conf).unwrap();
-    make_flake(&conf, &lab_lib);
+    common::make_flake(&conf, &lab_lib);
     let flake_args = ["--no-write-lock-file"];
 
     // machines: names, keys, carried records (spec 1.3, 1.4)
@@ -346,27 +346,6 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     assert_eq!(c.build(&names).unwrap(), gens);
 }
 
-/// Writes a configuration's flake-mode files (`flake/*.nix.in` with absolute paths,
-/// `flake/confctl.nix` as `configs/confctl.nix` when present) and makes it a git
-/// checkout with `.confctl/` ignored.
-fn make_flake(conf: &Path, lab_lib: &Path) {
-    for name in ["lab", "flake"] {
-        let template = text(&conf.join("flake").join(format!("{name}.nix.in")))
-            .replace("@LAB_LIB@", &lab_lib.display().to_string())
-            .replace("@CARRIER_NIX@", &common::repo_root().join("nix").display().to_string());
-        std::fs::write(conf.join(format!("{name}.nix")), template).unwrap();
-    }
-    if conf.join("flake/confctl.nix").exists() {
-        std::fs::create_dir_all(conf.join("configs")).unwrap();
-        std::fs::copy(conf.join("flake/confctl.nix"), conf.join("configs/confctl.nix")).unwrap();
-    }
-    std::fs::write(conf.join(".gitignore"), ".confctl/\n").unwrap();
-    for git in [&["init", "-q"][..], &["add", "-A"]] {
-        let out = Command::new("git").args(git).current_dir(conf).output().unwrap();
-        assert!(out.status.success(), "git {git:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
 /// The documented example in flake mode: node1's `<nixpkgs/...>` import needs
 /// `confctl.nix.impureEval` and `legacyNixPath` (its nixpkgs input on the search path),
 /// which carrier reads from `.#confctl.settings`; it builds the same dist.
@@ -376,7 +355,7 @@ fn documented_example_builds_in_flake_mode() {
     let conf = c.conf();
     let names = ["node1", "pxe-server", "pxe-server#node1"];
     let legacy = c.build(&names).unwrap();
-    make_flake(&conf, &conf.parent().unwrap().join("lab/lib"));
+    common::make_flake(&conf, &conf.parent().unwrap().join("lab/lib"));
     let flake = c.build(&names).unwrap();
     for name in names {
         assert_eq!(json(&flake[name].dir.join("generation.json"))["mode"], "flakes", "{name}");

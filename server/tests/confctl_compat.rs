@@ -4,6 +4,8 @@
 //! PXE boot through real atftpd; and a flake configuration (spec Appendix A).
 
 mod support;
+#[path = "../../core/tests/common/mod.rs"]
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -91,13 +93,32 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// node1 of examples/confctl-doc boots the Debian kernel (`boot/vmlinuz`, see
+/// modules/lab-kernel.nix).
+fn add_kernel(conf: &Path) {
+    std::fs::create_dir(conf.join("boot")).unwrap();
+    std::fs::copy(&tools().kernel, conf.join("boot/vmlinuz")).unwrap();
+}
+
 #[test]
 fn documented_example_deploys_and_netboots_node1() {
-    // node1 boots the Debian kernel (`boot/vmlinuz`, see modules/lab-kernel.nix)
-    let ex = Example::up("examples/confctl-doc", |conf, _| {
-        std::fs::create_dir(conf.join("boot")).unwrap();
-        std::fs::copy(&tools().kernel, conf.join("boot/vmlinuz")).unwrap();
+    let ex = Example::up("examples/confctl-doc", |conf, _| add_kernel(conf));
+    deploy_and_netboot_node1(&ex);
+}
+
+/// The same in flake mode (examples/confctl-doc/flake): impure evaluation with the
+/// nixpkgs input on the search path for node1's `<nixpkgs/...>` import.
+#[test]
+fn documented_example_deploys_and_netboots_node1_in_flake_mode() {
+    let ex = Example::up("examples/confctl-doc", |conf, lab_lib| {
+        add_kernel(conf);
+        common::make_flake(conf, lab_lib);
     });
+    deploy_and_netboot_node1(&ex);
+    assert_eq!(ex.generation_json("pxe-server#node1")["mode"], "flakes");
+}
+
+fn deploy_and_netboot_node1(ex: &Example) {
     // every machine: the carrier, node1 standalone and node1's dist on the carrier
     ok(&ex.carrier(&["deploy", "-y"]));
     let (pxe, node1, dist) = (ex.toplevel("pxe-server"), ex.toplevel("node1"), ex.toplevel("pxe-server#node1"));
@@ -130,20 +151,7 @@ fn documented_example_deploys_and_netboots_node1() {
 /// is read, built and deployed: the hosts run the flake's systems.
 #[test]
 fn flake_configuration_deploys() {
-    let ex = Example::up("core/tests/fixtures/confctl-args", |conf, lab_lib| {
-        let carrier_nix = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../nix").canonicalize().unwrap();
-        for name in ["lab", "flake"] {
-            let template = std::fs::read_to_string(conf.join("flake").join(format!("{name}.nix.in"))).unwrap();
-            let text = template
-                .replace("@LAB_LIB@", &lab_lib.display().to_string())
-                .replace("@CARRIER_NIX@", &carrier_nix.display().to_string());
-            std::fs::write(conf.join(format!("{name}.nix")), text).unwrap();
-        }
-        std::fs::write(conf.join(".gitignore"), ".confctl/\n.carrier-lab/\n").unwrap();
-        for git in [&["init", "-q"][..], &["add", "-A"]] {
-            ok(&Command::new("git").args(git).current_dir(conf).output().unwrap());
-        }
-    });
+    let ex = Example::up("core/tests/fixtures/confctl-args", common::make_flake);
     let out = ex.carrier(&["ls"]);
     ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("carrier#a"), "{}", text(&out));
