@@ -191,6 +191,13 @@ pub struct BuildArgs {
     /// Nix's --cores.
     #[arg(long)]
     pub cores: Option<u32>,
+    /// Nix's --builders: remote builders, e.g. 'ssh://host x86_64-linux - 4' (with -j 0
+    /// everything is built there).
+    #[arg(long)]
+    pub builders: Option<String>,
+    /// ssh_config for remote builders' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -248,6 +255,9 @@ pub struct DeployArgs {
     /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
     #[arg(long, env = "CARRIER_SSH_CONFIG")]
     pub ssh_config: Option<PathBuf>,
+    /// Nix's --builders for the build: remote builders, e.g. 'ssh://host x86_64-linux'.
+    #[arg(long)]
+    pub builders: Option<String>,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,

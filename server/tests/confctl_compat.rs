@@ -167,3 +167,27 @@ fn flake_configuration_deploys() {
     let args: serde_json::Value = serde_json::from_str(&ex.ssh("a.lab", &["cat", "/run/current-system/etc/args.json"])).unwrap();
     assert_eq!(args["inputsInfo"]["nixpkgs"]["input"], "nixpkgs", "{args}");
 }
+
+/// Distributed builds: with `--builders` Nix's remote builders do the work. A lab host
+/// builds node2's system in its own store (`-j 0`: nothing is built locally), and the
+/// result is copied back into the deploy host's store and recorded as a generation.
+#[test]
+fn a_lab_host_builds_as_a_remote_builder() {
+    // a system nobody has built yet
+    let nonce = format!("{:?}", std::time::SystemTime::now());
+    let ex = Example::up("examples/lab", |conf, _| {
+        let cfg = conf.join("cluster/node2/config.nix");
+        let text = std::fs::read_to_string(&cfg).unwrap().replace("confctl.marker = \"A\";", &format!("confctl.marker = {nonce:?};"));
+        assert!(text.contains(&nonce));
+        std::fs::write(&cfg, text).unwrap();
+    });
+    let out = ex.carrier(&["build", "-j", "0", "node2"]);
+    assert!(!out.status.success(), "-j 0 without builders cannot build: {}", text(&out));
+
+    let out = ex.carrier(&["build", "-j", "0", "--builders", "ssh://node1.lab x86_64-linux", "node2"]);
+    ok(&out);
+    let toplevel = PathBuf::from(ex.toplevel("node2"));
+    assert_eq!(std::fs::read_to_string(toplevel.join("etc/confctl-marker")).unwrap(), nonce, "copied back");
+    let remote = ex.host_root("node1.lab").join("nix/store").join(toplevel.file_name().unwrap());
+    assert!(remote.join("bin/switch-to-configuration").is_file(), "built in node1.lab's store: {}", text(&out));
+}

@@ -40,11 +40,24 @@ pub struct BuildOptions {
     pub cores: Option<u32>,
     /// Where GC roots go; default [`default_gc_roots_dir`] of the configuration.
     pub gc_roots_dir: Option<PathBuf>,
+    /// Nix's `--builders`: remote machines that build (e.g. `ssh://builder x86_64-linux - 4`,
+    /// or `@<machines file>`); the results are copied back. `max_jobs = 0` builds only there.
+    pub builders: Option<String>,
+    /// An ssh_config added to Nix's `NIX_SSHOPTS` (`-F`), so builders may be its aliases.
+    pub ssh_config: Option<PathBuf>,
 }
 
 impl BuildOptions {
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
-        BuildOptions { cache_dir: cache_dir.into(), show_trace: false, max_jobs: None, cores: None, gc_roots_dir: None }
+        BuildOptions {
+            cache_dir: cache_dir.into(),
+            show_trace: false,
+            max_jobs: None,
+            cores: None,
+            gc_roots_dir: None,
+            builders: None,
+            ssh_config: None,
+        }
     }
 }
 
@@ -309,6 +322,9 @@ fn build_argv(ctx: &GroupCtx<'_>, out_link: &Path) -> Result<Vec<String>, BuildE
     if let Some(c) = ctx.opts.cores {
         argv.extend(["--cores".to_string(), c.to_string()]);
     }
+    if let Some(b) = &ctx.opts.builders {
+        argv.extend(["--builders".to_string(), b.clone()]);
+    }
     if ctx.flake {
         for m in ctx.machines {
             argv.push(ctx.installable(&format!("confctl.build.{}.toplevel", m.key()))?);
@@ -328,7 +344,13 @@ fn build_argv(ctx: &GroupCtx<'_>, out_link: &Path) -> Result<Vec<String>, BuildE
 fn build_group(ctx: &GroupCtx<'_>, out_link: &Path, sink: &dyn EventSink) -> Result<Vec<PathBuf>, BuildError> {
     let argv = build_argv(ctx, out_link)?;
     let (program, args) = argv.split_first().expect("argv has a program");
-    let mut child = Command::new(program)
+    let mut cmd = Command::new(program);
+    if let Some(cfg) = &ctx.opts.ssh_config {
+        // remote builders are reached by Nix's own ssh, configured by NIX_SSHOPTS
+        let opts = std::env::var("NIX_SSHOPTS").unwrap_or_default();
+        cmd.env("NIX_SSHOPTS", format!("{opts} -F {}", cfg.display()).trim_start());
+    }
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -513,7 +535,12 @@ mod tests {
         let mut m = machine("pxe#node1", Spin::Nixos);
         m.meta_config.nix.nix_path = vec!["nixpkgs=/l/nixpkgs x".into()];
         let ms = [&m];
-        let opts = BuildOptions { show_trace: true, max_jobs: Some("2".into()), ..BuildOptions::new("/c") };
+        let opts = BuildOptions {
+            show_trace: true,
+            max_jobs: Some("2".into()),
+            builders: Some("ssh://b x86_64-linux".into()),
+            ..BuildOptions::new("/c")
+        };
         let ctx = GroupCtx {
             evaluator: Path::new("/e"),
             conf_dir: Path::new("/conf"),
@@ -528,7 +555,7 @@ mod tests {
         assert_eq!(&argv[..6], ["nix-build", "--out-link", "/conf/.confctl/build/x/g0", "--log-format", "internal-json", "-v"]);
         let joined = argv.join("\u{0}");
         assert!(joined.contains("-I\u{0}carrier=/e\u{0}-I\u{0}nixpkgs=/l/nixpkgs x\u{0}"), "{argv:?}");
-        assert!(joined.contains("--show-trace\u{0}--max-jobs\u{0}2"), "{argv:?}");
+        assert!(joined.contains("--show-trace\u{0}--max-jobs\u{0}2\u{0}--builders\u{0}ssh://b x86_64-linux\u{0}"), "{argv:?}");
         assert_eq!(argv.last().unwrap(), &format!("{}.toplevel", m.key()));
         let json: serde_json::Value = serde_json::from_str(&argv[argv.len() - 3]).unwrap();
         assert_eq!(json[0]["name"], "pxe#node1");
