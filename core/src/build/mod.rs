@@ -189,7 +189,8 @@ pub fn build(
         if flake {
             let results = eval_flake_results(&ctx)?;
             auto_rollback = Some(results.auto_rollback);
-            built.extend(group.iter().copied().zip(results.toplevels).zip(results.inputs).map(|((m, t), i)| (m, t, Some(i))));
+            let per_machine = results.toplevels.into_iter().zip(results.inputs);
+            built.extend(group.iter().copied().zip(per_machine).map(|(m, (t, i))| (m, t, Some(i))));
             continue;
         }
         if auto_rollback.is_none() {
@@ -251,7 +252,6 @@ impl GroupCtx<'_> {
         self.machines.iter().map(|m| m.name.clone()).collect()
     }
 
-    /// `<conf>#<attr>`.
     /// A flake's `nix` argv: `--impure` and `-I` entries as the settings say.
     fn flake_argv(&self, command: &[&str]) -> Vec<String> {
         let mut argv = flake_argv(command);
@@ -264,6 +264,7 @@ impl GroupCtx<'_> {
         argv
     }
 
+    /// `<conf>#<attr>`.
     fn installable(&self, attr: &str) -> Result<String, BuildError> {
         flake_installable(self.conf_dir, attr)
             .map_err(|e| BuildError::Nix { machines: self.names(), message: e.to_string() })
@@ -504,7 +505,7 @@ fn eval_flake_results(ctx: &GroupCtx<'_>) -> Result<FlakeResults, BuildError> {
         message: format!("unexpected output of {}#confctl: {e}", ctx.conf_dir.display()),
     })?;
     for (m, i) in ctx.machines.iter().zip(&results.inputs) {
-        if let Some(role) = i.inputs.keys().find(|r| r.starts_with('.') || !r.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))) {
+        if let Some(role) = i.inputs.keys().find(|r| !is_file_name(r)) {
             return Err(BuildError::Nix {
                 machines: vec![m.name.clone()],
                 message: format!("input role {role:?}: only letters, digits, '.', '_' and '-' can name a file"),
@@ -515,6 +516,11 @@ fn eval_flake_results(ctx: &GroupCtx<'_>) -> Result<FlakeResults, BuildError> {
         return Err(BuildError::Nix { machines: ctx.names(), message: "the flake returned results for other machines".into() });
     }
     Ok(results)
+}
+
+/// Whether `s` can name a file in a generation directory (`<role>.input`).
+fn is_file_name(s: &str) -> bool {
+    !s.is_empty() && !s.starts_with('.') && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
 }
 
 fn nix_error(machines: &[String]) -> impl FnOnce(NixError) -> BuildError + '_ {
@@ -561,6 +567,28 @@ mod tests {
         assert_eq!(json[0]["name"], "pxe#node1");
         assert_eq!(json[0]["spin"], "nixos");
         assert_eq!(json[0]["buildAttribute"], serde_json::json!(["system", "build", "toplevel"]));
+    }
+
+    #[test]
+    fn input_roles_name_files_only_when_safe() {
+        assert!(is_file_name("nixpkgs") && is_file_name("vpsadmin-os_2.x"));
+        for bad in ["", ".hidden", "../x", "a/b", "a b"] {
+            assert!(!is_file_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn legacy_nix_path_maps_the_machines_inputs() {
+        let m = machine("pxe#node1", Spin::Nixos);
+        let json = serde_json::json!({
+            "nix": { "impureEval": true, "legacyNixPath": true, "legacyNixPathMap": ["nixpkgs", "vpsadminos"] },
+            "inputs": { m.key(): { "nixpkgs": "/nix/store/a-source", "other": "/nix/store/b-source" } },
+        });
+        let mut settings: FlakeSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(settings.search_path(&m), ["nixpkgs=/nix/store/a-source"]);
+        assert!(settings.search_path(&machine("other", Spin::Nixos)).is_empty(), "no inputs, no entries");
+        settings.nix.legacy_nix_path = false;
+        assert!(settings.search_path(&m).is_empty());
     }
 
     #[test]
