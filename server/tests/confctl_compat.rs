@@ -1,7 +1,8 @@
 //! confctl configurations deployed unchanged with `carrier deploy` to lab hosts (real
 //! sshd, real Nix): the carrier example of confctl's documentation (`examples/confctl-doc`,
 //! its files verbatim), then the carrier's netboot trees serving node1's dist to a QEMU
-//! PXE boot through real atftpd; and a flake configuration (spec Appendix A).
+//! PXE boot through real atftpd; a flake configuration (spec Appendix A); a lab host as
+//! a remote builder; and `carrier kexec-netboot` against the carrier's tree over HTTP.
 
 mod support;
 #[path = "../../core/tests/common/mod.rs"]
@@ -10,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::netlab::{boot_expect, tools, BootSource, BootSpec, Lab};
+use support::netlab::{boot_expect, tools, BootSource, BootSpec, Lab, Nginx, NginxOptions};
 
 const NODE1_MAC: &str = "52:54:00:12:34:56";
 
@@ -190,4 +191,94 @@ fn a_lab_host_builds_as_a_remote_builder() {
     assert_eq!(std::fs::read_to_string(toplevel.join("etc/confctl-marker")).unwrap(), nonce, "copied back");
     let remote = ex.host_root("node1.lab").join("nix/store").join(toplevel.file_name().unwrap());
     assert!(remote.join("bin/switch-to-configuration").is_file(), "built in node1.lab's store: {}", text(&out));
+}
+
+/// `carrier kexec-netboot` (spec 3.7) against a real carrier tree over HTTP (nginx):
+/// node1's two generations published by `carrier netboot build` from the carrier's
+/// profiles. Only `kexec` is replaced, by a recorder of its arguments and files; QEMU
+/// then boots exactly the recorded kernel, initrd and command line, as a kexec would.
+#[test]
+fn kexec_netboot_loads_the_chosen_generation() {
+    let ex = Example::up("examples/confctl-doc", |conf, _| add_kernel(conf));
+    ok(&ex.carrier(&["deploy", "-y"]));
+    let first = ex.toplevel("node1");
+    // a second generation of node1 on the carrier (the example's files stay as they are)
+    let module = ex.conf().join("modules/lab-kernel.nix");
+    let text_a = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(&module, text_a.replacen("{\n", "{\n  environment.etc.generation.text = \"2\";\n", 1)).unwrap();
+    ok(&ex.carrier(&["deploy", "-y", "pxe-server#node1"]));
+
+    // the carrier's profiles published with a URL this host reaches
+    let work = ex.tmp.path().join("kexec");
+    std::fs::create_dir_all(&work).unwrap();
+    let nginx = Nginx::start(&work.join("http"), &NginxOptions::default()).unwrap();
+    let config = serde_json::json!({
+        "tftpRoot": work.join("tftp"),
+        "httpRoot": work.join("http"),
+        "hostName": "pxe-server",
+        "httpUrl": nginx.url(),
+        "syslinux": ["/usr/lib/PXELINUX", "/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux"],
+        "memtest": null,
+        "isoImages": [],
+        "profilesDir": ex.host_root("pxe-server.lab").join("nix/var/nix/profiles"),
+        "lockFile": work.join("netboot.lock"),
+    });
+    std::fs::write(work.join("netboot.json"), config.to_string()).unwrap();
+    ok(&ex.carrier(&["netboot", "build", "--config", work.join("netboot.json").to_str().unwrap()]));
+
+    // node1 runs generation 2, netbooted from this carrier; the recorder stands in for kexec
+    let url = nginx.url();
+    std::fs::write(work.join("cmdline"), format!("console=ttyS0 httproot={url}/node1.lab/2/initrd init=/x/init\n")).unwrap();
+    let rec = work.join("rec");
+    std::fs::create_dir(&rec).unwrap();
+    let recorder = work.join("kexec-recorder");
+    std::fs::write(
+        &recorder,
+        format!(
+            "#!/bin/sh\nset -e\nrec={}\nprintf '%s\\n' \"$@\" >> \"$rec/argv\"\n\
+             for a; do case \"$a\" in --initrd=*) cp \"${{a#--initrd=}}\" \"$rec/initrd\" ;; --*) ;; *) cp \"$a\" \"$rec/kernel\" ;; esac; done\n",
+            rec.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&recorder, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let cmdline = work.join("cmdline");
+    let kexec_netboot = |args: &[&str]| {
+        let mut all = vec!["kexec-netboot", "--cmdline", cmdline.to_str().unwrap(), "--kexec", recorder.to_str().unwrap()];
+        all.extend(args);
+        ex.carrier(&all)
+    };
+
+    // generation 1, which is not the one running, with parameters that a shell would run
+    let out = kexec_netboot(&["-m", "node1.lab", "-g", "-1", "-a", "panic=-1 note='a b' $(reboot)"]);
+    ok(&out);
+    assert!(text(&out).contains("Generation: 1"), "{}", text(&out));
+    let argv = std::fs::read_to_string(rec.join("argv")).unwrap();
+    let argv: Vec<&str> = argv.lines().collect();
+    assert_eq!(argv[0], "--load", "{argv:?}");
+    let append = argv[3].strip_prefix("--append=").unwrap();
+    for want in [format!("httproot={url}/node1.lab/1/initrd"), format!("init={first}/init")] {
+        assert!(append.contains(&want), "{append:?} lacks {want:?}");
+    }
+    assert!(append.ends_with(" panic=-1 note='a b' $(reboot)"), "{append:?}");
+    assert_eq!(std::fs::read(rec.join("kernel")).unwrap(), std::fs::read(&tools().kernel).unwrap());
+    let dist_1 = ex.ssh("pxe-server.lab", &["realpath", "/nix/var/nix/profiles/confctl-node1-1-link"]);
+    assert_eq!(std::fs::read(rec.join("initrd")).unwrap(), std::fs::read(Path::new(&dist_1).join("initrd")).unwrap());
+
+    // what a kexec of them would start: node1, generation 1, the recorded command line
+    let spec = BootSpec::new(
+        BootSource::Direct { kernel: rec.join("kernel"), initrd: rec.join("initrd"), append: format!("console=ttyS0 {append}") },
+        "52:54:00:12:34:56",
+    );
+    let (marker, _) = boot_expect(&spec, &[], "node1", 1).unwrap();
+    assert!(marker.cmdline.contains(&format!("init={first}/init")), "{marker:?}");
+
+    // --exec syncs unless --no-sync; --unload; an unknown machine names the known ones
+    std::fs::remove_file(rec.join("argv")).unwrap();
+    for args in [&["--exec"][..], &["--exec", "--no-sync"], &["--unload"]] {
+        ok(&kexec_netboot(args));
+    }
+    assert_eq!(std::fs::read_to_string(rec.join("argv")).unwrap(), "--exec\n--exec\n--no-sync\n--unload\n");
+    let out = kexec_netboot(&["-m", "nope.lab"]);
+    assert!(!out.status.success() && text(&out).contains("'nope.lab' is not in machines.json (it has: node1.lab)"), "{}", text(&out));
 }

@@ -7,7 +7,10 @@
 //!   generation (spec 1.5, 3.2).
 //! - [`netboot`] builds and atomically publishes the TFTP (PXELINUX and iPXE) and HTTP
 //!   trees of a netboot server from those profiles (spec 3.2 to 3.6).
+//! - [`kexec`] is the netbooted machines' side: `carrier kexec-netboot` loads another
+//!   generation a carrier offers (spec 3.7).
 
+pub mod kexec;
 pub mod netboot;
 pub mod profile_change;
 pub mod profiles;
