@@ -25,6 +25,7 @@ pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("modules/confctl/settings.nix", include_str!("../../nix/modules/confctl/settings.nix")),
     ("modules/confctl/info.nix", include_str!("../../nix/modules/confctl/info.nix")),
     ("modules/confctl/host.nix", include_str!("../../nix/modules/confctl/host.nix")),
+    ("modules/confctl/kexec-netboot.nix", include_str!("../../nix/modules/confctl/kexec-netboot.nix")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -122,6 +122,12 @@ fn system_modules_get_confctls_special_arguments_and_modules() {
         })
     );
 
+    // kexec-netboot on vpsAdminOS: carrier kexec-netboot with the machine's fqdn
+    let wrapper = text(&gens["os"].toplevel.join("sw/bin/kexec-netboot"));
+    assert!(wrapper.contains("export CARRIER_MACHINE_FQDN='os.lab'\n"), "{wrapper}");
+    assert!(wrapper.contains("/bin/carrier kexec-netboot \"$@\""), "{wrapper}");
+    assert!(!gens["a"].toplevel.join("sw/bin/kexec-netboot").exists(), "off unless enabled");
+
     // cluster.carrier.carrier.enable alone makes a carrier: its on-change lines run as a script
     let top = &gens["carrier"].toplevel;
     let host = json(&top.join("etc/carrier/host.json"));

@@ -71,6 +71,7 @@ rec {
   # `carrier` on the lab host's PATH (the binary that started the lab).
   carrier = writeShellScriptBin "carrier" ''exec carrier "$@"'';
   atftp = hostFiles "atftp" [ { at = "bin/atftpd"; to = "/usr/sbin/atftpd"; } ];
+  kexec-tools = hostFiles "kexec-tools" [ { at = "bin/kexec"; to = "/sbin/kexec"; } ];
   syslinux = hostFiles "syslinux" (
     [ { at = "share/syslinux/pxelinux.0"; to = "/usr/lib/PXELINUX/pxelinux.0"; }
       { at = "share/syslinux/memdisk"; to = "/usr/lib/syslinux/memdisk"; } ]

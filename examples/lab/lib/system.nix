@@ -10,7 +10,8 @@
 # which run on this same machine).
 #
 # `pkgs` (pkgs.nix) has the few packages and builders the configurations and
-# carrier's modules use (writeText, symlinkJoin, ..., carrier, atftp, syslinux),
+# carrier's modules use (writeText, symlinkJoin, ..., carrier, atftp, syslinux,
+# kexec-tools),
 # and the options below include the NixOS ones carrier's modules set
 # (environment.systemPackages, systemd, services, networking.firewall): they are
 # accepted and, where the lab can show them, put into the toplevel (etc/, sw/bin).
