@@ -16,13 +16,19 @@ use support::netlab::{boot_expect, tools, BootSource, BootSpec, Lab, Nginx, Ngin
 const NODE1_MAC: &str = "52:54:00:12:34:56";
 
 /// `examples/lab` and a copy of a configuration (`conf`) side by side, prepared by
-/// `prepare(conf, lab_lib)`, and a lab of its hosts, taken down on drop.
+/// `prepare(conf, lab_lib)`, and a lab of its hosts, taken down on drop. One example at
+/// a time: each deploys and builds a whole cluster, and parallel runs only contend for
+/// the two cores and the local store's database.
 struct Example {
     tmp: tempfile::TempDir,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Example {
     fn up(source: &str, prepare: impl FnOnce(&Path, &Path)) -> Example {
+        let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let tmp = tempfile::tempdir().unwrap();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         for (from, to) in [("examples/lab", "lab"), (source, "conf")] {
@@ -31,7 +37,7 @@ impl Example {
         }
         let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
         prepare(&tmp.path().join("conf"), &tmp.path().join("lab/lib"));
-        let example = Example { tmp };
+        let example = Example { tmp, _one_at_a_time: guard };
         ok(&example.carrier(&["lab", "up", "--dir", example.lab().to_str().unwrap()]));
         example
     }
