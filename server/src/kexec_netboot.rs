@@ -81,3 +81,30 @@ fn confirm(input: &mut dyn BufRead) -> anyhow::Result<bool> {
     input.read_line(&mut line).context("reading the answer")?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn machines() -> kexec::MachinesJson {
+        serde_json::from_value(serde_json::json!({"machines": [
+            {"fqdn": "a.lab", "generations": []},
+            {"fqdn": "b.lab", "generations": []}
+        ]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_picker_defaults_to_this_machine_and_takes_list_numbers() {
+        let m = machines();
+        let pick = |own: Option<&str>, answer: &str| pick_machine(&m, own, &mut answer.as_bytes());
+        assert_eq!(pick(Some("self.lab"), "\n").unwrap(), "self.lab");
+        assert_eq!(pick(Some("self.lab"), "0\n").unwrap(), "self.lab");
+        assert_eq!(pick(Some("self.lab"), "2\n").unwrap(), "b.lab");
+        assert_eq!(pick(None, "\n").unwrap(), "a.lab");
+        assert!(pick(Some("self.lab"), "3\n").unwrap_err().to_string().contains("no machine \"3\""));
+        assert!(pick(None, "x\n").is_err());
+        assert!(confirm(&mut "y\n".as_bytes()).unwrap());
+        assert!(!confirm(&mut "\n".as_bytes()).unwrap());
+    }
+}
