@@ -20,12 +20,13 @@
 # Keys are the machines' flake keys (m_<sanitized>_<8 hex>), safe in -A paths,
 # where machine names (`carrier#alias`, `prg/node1`) are not.
 #
-# A machine's system is `cluster/<clusterName>/config.nix` plus its extraModules,
-# evaluated by its spin's entry point as confctl does:
+# A machine's system is evaluated by its spin's entry point as confctl does:
 #   nixos:      import <nixpkgs/nixos/lib/eval-config.nix> { modules; specialArgs; }
 #   vpsadminos: import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; specialArgs; }
-# with specialArgs { confMachine (the unmodified source cluster.<clusterName>,
-# plus name), confDir, carrierMachine (this entry) }.
+# with confctl's module list and special arguments (systems.nix). carrier has
+# no software pins: swpins maps the machine's nix.nixPath names to their paths,
+# swpinsInfo is { }, and the flake-only ones are empty (inputs, flakeInputs) or
+# null (inputsInfo, configurationInfo).
 { confDir, machinesJson, moduleFilesJson ? "[]" }:
 let
   b = builtins;
@@ -37,30 +38,33 @@ let
 
   autoRollback = b.toFile "auto-rollback" (b.readFile ./auto-rollback.sh);
 
-  fail = m: msg: throw "carrier: machine '${m.name}': ${msg}";
+  # nixpkgs' lib when this build group has nixpkgs, else carrier's own.
+  nixpkgsLib = b.tryEval (b.findFile b.nixPath "nixpkgs/lib");
+  coreLib =
+    if nixpkgsLib.success && b.pathExists (nixpkgsLib.value + "/default.nix") then import nixpkgsLib.value
+    else import ./lib/modules.nix;
+  systems = import ./systems.nix { confDir = confDirStr; inherit inventory coreLib; corePkgs = import <nixpkgs> { }; };
 
-  buildOne = m:
-    let
-      configFile = "${confDirStr}/cluster/${m.clusterName}/config.nix";
-      modules = [ configFile ] ++ (m.extraModules or [ ]);
-      confMachine = (inventory.machines.${m.clusterName}
-        or (fail m "cluster.${m.clusterName} does not exist")) // { name = m.clusterName; };
-      specialArgs = { inherit confMachine; confDir = confDirStr; carrierMachine = m; };
-      system =
-        if !(b.pathExists configFile) then fail m "${configFile} does not exist"
-        else if m.spin == "nixos" then
-          import <nixpkgs/nixos/lib/eval-config.nix> { inherit modules specialArgs; }
-        else if m.spin == "vpsadminos" then
-          import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; inherit specialArgs; }
-        else fail m "spin '${m.spin}' cannot be built (only nixos and vpsadminos)";
-      attrName = b.concatStringsSep "." m.buildAttribute;
-      value = b.foldl' (acc: a:
-        if b.isAttrs acc && acc ? ${a} then acc.${a}
-        else fail m "the build attribute '${attrName}' does not exist in ${configFile}")
-        system.config m.buildAttribute;
-    in
-    if b.isAttrs value && (value.type or null) == "derivation" then value
-    else fail m "the build attribute '${attrName}' is not a derivation";
+  nixPathOf = entries: b.listToAttrs (b.concatMap (e:
+    let i = b.match "([^=]+)=(.*)" e; in
+    if i == null then [ ] else [ { name = b.elemAt i 0; value = b.elemAt i 1; } ]) entries);
+
+  buildOne = m: systems.build {
+    inherit m;
+    args = confMachine: {
+      swpins = nixPathOf confMachine.nix.nixPath;
+      swpinsInfo = { };
+      inputs = { };
+      inputsInfo = null;
+      configurationInfo = null;
+      flakeInputs = { };
+    };
+    eval = {
+      nixos = modules: specialArgs: import <nixpkgs/nixos/lib/eval-config.nix> { inherit modules specialArgs; };
+      vpsadminos = modules: specialArgs:
+        import <vpsadminos/os/default.nix> { configuration = { }; extraModules = modules; inherit specialArgs; };
+    };
+  };
 in
 b.listToAttrs (map (m: {
   name = m.key;

@@ -16,6 +16,16 @@ pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("cluster/options.nix", include_str!("../../nix/cluster/options.nix")),
     ("build-machines.nix", include_str!("../../nix/build-machines.nix")),
     ("auto-rollback.sh", include_str!("../../nix/auto-rollback.sh")),
+    ("conf-lib.nix", include_str!("../../nix/conf-lib.nix")),
+    ("systems.nix", include_str!("../../nix/systems.nix")),
+    ("mk-confctl-outputs.nix", include_str!("../../nix/mk-confctl-outputs.nix")),
+    ("flake.nix", include_str!("../../nix/flake.nix")),
+    ("modules/module-list.nix", include_str!("../../nix/modules/module-list.nix")),
+    ("modules/carrier.nix", include_str!("../../nix/modules/carrier.nix")),
+    ("modules/confctl/settings.nix", include_str!("../../nix/modules/confctl/settings.nix")),
+    ("modules/confctl/info.nix", include_str!("../../nix/modules/confctl/info.nix")),
+    ("modules/confctl/host.nix", include_str!("../../nix/modules/confctl/host.nix")),
+    ("modules/confctl/kexec-netboot.nix", include_str!("../../nix/modules/confctl/kexec-netboot.nix")),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,7 @@
 #     1500) / mkOrder (mkBefore 500, mkAfter 1500), pushed down through sets of
 #     options so the set of defined option paths never depends on a condition.
 #   * types: bool int ints.* float number str nonEmptyStr strMatching lines
-#     commas separatedString path attrs anything unspecified raw enum nullOr
+#     commas separatedString path package attrs anything unspecified raw enum nullOr
 #     listOf nonEmptyListOf attrsOf lazyAttrsOf uniq either oneOf functionTo
 #     submodule submoduleWith; type merging of repeated declarations
 #     (submodules merge their module lists).
@@ -449,6 +449,15 @@ let
     envVar = separatedString ":";
     string = separatedString "";
     path = mkScalar "path" "path" (x: isPath x || (isString x && substring 0 1 x == "/"));
+    # A derivation or a store path string (system modules: pkgs.foo).
+    package = mkOptionType {
+      name = "package";
+      description = "package";
+      descriptionClass = "noun";
+      check = x: (isAttrs x && x.type or null == "derivation") || (isString x && substring 0 1 x == "/");
+      merge = mergeOneOption;
+      isScalar = true;
+    };
 
     attrs = mkOptionType {
       name = "attrs";

@@ -2,17 +2,24 @@
 # (/nix/var/nix/profiles/confctl-<alias>) and, with netboot enabled, serves them
 # over TFTP (atftpd) and HTTP (nginx).
 #
-# It provides the options upstream confctl users already write:
+# carrier's build imports it into every NixOS machine (nix/modules/module-list.nix),
+# as confctl does, so a configuration never imports it. It provides the options
+# upstream confctl users already write:
 #   confctl.carrier.onChangeCommands
 #   confctl.carrier.netboot.{enable, host, enableACME, memtest86.{enable,params},
 #                            isoImages, allowedIPv4Ranges, tftp.bindAddress}
-# and wires `carrier profile set|delete-generations` (run on the carrier by
-# `carrier deploy <carrier>#<machine>`) to run the on-change commands, with
-# `carrier netboot build` among them when netboot is enabled.
+# plus confctl.carrier.{enable,package}. `enable` defaults to the machine's
+# cluster.<name>.carrier.enable (the special argument confMachine), so the
+# metadata alone makes a machine a carrier, and netboot.enable alone turns the
+# netboot server on. It wires `carrier profile set|delete-generations` (run on
+# the carrier by `carrier deploy <carrier>#<machine>`) to run the on-change
+# commands, with `build-netboot-server` (upstream's command name: `carrier
+# netboot build` with this system's configuration) first among them when
+# netboot is enabled.
 #
-# Needs nixpkgs (pkgs.atftp, pkgs.syslinux, pkgs.memtest86plus, nginx); carrier's
-# CI only checks that this file parses. See docs/nixos-module.md.
-{ config, lib, pkgs, ... }:
+# Needs nixpkgs (pkgs.atftp, pkgs.syslinux, pkgs.memtest86plus, nginx) or a
+# stand-in providing them (examples/lab). See docs/nixos-module.md.
+{ config, lib, pkgs, confMachine, ... }:
 let
   inherit (lib) mkOption mkEnableOption mkIf mkMerge mkBefore types optional optionalString
     concatMapStringsSep concatStringsSep baseNameOf;
@@ -40,6 +47,11 @@ let
     lockFile = "/run/carrier/netboot.lock";
   });
 
+  # Upstream's command name; takes no arguments, the configuration is baked in.
+  buildNetbootServer = pkgs.writeShellScriptBin "build-netboot-server" ''
+    exec ${cfg.package}/bin/carrier netboot build --config ${netbootConfig}
+  '';
+
   onChangeScript = pkgs.writeShellScript "carrier-on-change" cfg.onChangeCommands;
 
   # Read by `carrier profile ...`: where profiles live, what runs after a change.
@@ -60,7 +72,12 @@ let
 in
 {
   options.confctl.carrier = {
-    enable = mkEnableOption "the carrier role (carried profiles and on-change hooks)";
+    enable = mkOption {
+      type = types.bool;
+      default = (confMachine.carrier or { }).enable or false;
+      defaultText = "cluster.<name>.carrier.enable";
+      description = "The carrier role (carried profiles and on-change hooks).";
+    };
 
     package = mkOption {
       type = types.package;
@@ -120,13 +137,15 @@ in
 
     (mkIf nb.enable {
       confctl.carrier.onChangeCommands = mkBefore ''
-        ${cfg.package}/bin/carrier netboot build --config /etc/carrier/netboot.json
+        ${buildNetbootServer}/bin/build-netboot-server
         rc=$?
         if [ $rc != 0 ]; then
-          echo "carrier netboot build failed with $rc"
+          echo "build-netboot-server failed with $rc"
           exit 1
         fi
       '';
+
+      environment.systemPackages = [ buildNetbootServer ];
 
       environment.etc."carrier/netboot.json".source = netbootConfig;
 

@@ -32,6 +32,8 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
         show_trace: args.show_trace,
         max_jobs: args.max_jobs.clone(),
         cores: args.cores,
+        builders: args.builders.clone(),
+        ssh_config: args.ssh_config.clone(),
         ..BuildOptions::new(inventory.cache_dir())
     };
     let generations = build::build(&global.config, &machines, &opts, &StderrProgress)?;

@@ -49,6 +49,45 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Simulated hosts (sshd in their own mount namespaces) for real deploys on one machine.
     Lab(LabArgs),
+    /// On a netbooted machine: load (kexec) another generation its carrier offers.
+    KexecNetboot(KexecNetbootArgs),
+}
+
+#[derive(Args)]
+pub struct KexecNetbootArgs {
+    /// The carrier's HTTP URL [default: derived from httproot= of the kernel command line].
+    #[arg(short = 's', long)]
+    pub server_url: Option<String>,
+    /// The machine (fqdn) to boot [default: this machine].
+    #[arg(short = 'm', long, env = "CARRIER_MACHINE_FQDN")]
+    pub machine: Option<String>,
+    /// Generation number; negative: index from the newest (-1 is the second newest).
+    #[arg(short = 'g', long, allow_hyphen_values = true)]
+    pub generation: Option<i64>,
+    /// Variant [default: the first, if any].
+    #[arg(short = 'v', long)]
+    pub variant: Option<String>,
+    /// Pick the machine from a list and confirm before loading.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Extra kernel parameters, appended as given (never run through a shell).
+    #[arg(short = 'a', long, default_value = "")]
+    pub append: String,
+    /// Boot the loaded kernel now (kexec --exec).
+    #[arg(short = 'e', long, conflicts_with = "unload")]
+    pub exec: bool,
+    /// Unload a loaded kernel (kexec --unload).
+    #[arg(short = 'u', long)]
+    pub unload: bool,
+    /// With --exec: do not sync file systems first.
+    #[arg(short = 'y', long)]
+    pub no_sync: bool,
+    /// The kernel command line to read httproot= from.
+    #[arg(long, default_value = carrier_core::carrier::kexec::PROC_CMDLINE)]
+    pub cmdline: PathBuf,
+    /// The kexec program.
+    #[arg(long, env = "CARRIER_KEXEC", default_value = "kexec")]
+    pub kexec: PathBuf,
 }
 
 #[derive(Args)]
@@ -191,6 +230,13 @@ pub struct BuildArgs {
     /// Nix's --cores.
     #[arg(long)]
     pub cores: Option<u32>,
+    /// Nix's --builders: remote builders, e.g. 'ssh://host x86_64-linux - 4' (with -j 0
+    /// everything is built there).
+    #[arg(long)]
+    pub builders: Option<String>,
+    /// ssh_config for remote builders' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -257,6 +303,9 @@ pub struct DeployArgs {
     /// Seconds to wait for a lock (the configuration directory's, a host's) before failing.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub lock_timeout: u64,
+    /// Nix's --builders for the build: remote builders, e.g. 'ssh://host x86_64-linux'.
+    #[arg(long)]
+    pub builders: Option<String>,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -34,7 +34,11 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     };
     // one deploy per configuration directory at a time (its builds and generations)
     let _lock = deploy::lock_conf_dir(&global.config, timeouts.lock, &sink)?;
-    let build_options = BuildOptions::new(inventory.cache_dir());
+    let build_options = BuildOptions {
+        builders: args.builders.clone(),
+        ssh_config: args.ssh_config.clone(),
+        ..BuildOptions::new(inventory.cache_dir())
+    };
     let artifacts = deploy::artifacts(&global.config, &machines, args.generation.as_deref(), &build_options, &sink)?;
     if args.build_only {
         return Ok(ExitCode::SUCCESS);

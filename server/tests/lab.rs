@@ -112,8 +112,11 @@ fn lab_hosts_are_real_ssh_and_nix_hosts() {
     assert_eq!(record["sshConfig"], ssh_config.display().to_string());
     let pids: Vec<u64> = hosts.iter().map(|h| h["pid"].as_u64().unwrap()).collect();
 
-    // Every host answers over ssh, in its own UTS namespace.
+    // Every host answers over ssh, in its own UTS namespace, with its Nix database in
+    // place, as a real host (concurrent first copies to a host without one fail with
+    // "SQLite database is busy").
     for alias in &aliases {
+        assert!(lab.dir().join("hosts").join(alias).join("nix/var/nix/db/db.sqlite").is_file(), "{alias}");
         let uptime = ok(&lab.ssh(alias, &["cat", "/proc/uptime"]));
         assert!(uptime.split_whitespace().all(|f| f.parse::<f64>().is_ok()), "{alias}: {uptime:?}");
         assert_eq!(ok(&lab.ssh(alias, &["hostname"])).trim(), *alias);

@@ -6,15 +6,18 @@
 //!     toplevel        -> /nix/store/…   (the built attribute; a dist for carried machines)
 //!     auto_rollback   -> /nix/store/…-auto-rollback
 //!     generation.json    {"mode","date","toplevel","auto_rollback","swpins"}
+//!                        flake mode: {"mode","date","toplevel","auto_rollback","inputs","inputs_info"}
+//!     <role>.input    -> /nix/store/…   (flake mode: the machine's inputs)
 //! <conf>/.confctl/generations/<safe name>/current -> <gen name>
 //! ```
 //!
 //! The layout is upstream's (its VM tests read `current/generation.json`), so a
 //! configuration directory can move between confctl and carrier. carrier has no swpins
-//! or flake inputs (nixPath entries are plain paths), so generations are written in
-//! legacy mode with an empty `swpins` set, which is what confctl writes for a legacy
-//! configuration without pins.
+//! (nixPath entries are plain paths), so legacy generations have an empty `swpins` set,
+//! which is what confctl writes for a legacy configuration without pins. A generation
+//! is reused when its toplevel, mode and input paths are the build's.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +42,7 @@ pub struct Generation {
     pub date: String,
 }
 
-/// generation.json, upstream's keys (legacy mode).
+/// generation.json, upstream's keys.
 #[derive(Debug, Serialize, Deserialize)]
 struct GenerationJson {
     mode: String,
@@ -47,8 +50,21 @@ struct GenerationJson {
     toplevel: String,
     #[serde(default)]
     auto_rollback: Option<String>,
-    #[serde(default)]
-    swpins: serde_json::Map<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    swpins: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs_info: Option<serde_json::Value>,
+}
+
+/// A flake-mode machine's inputs (`.#confctl.inputs.<key>`, `.#confctl.inputsInfo.<key>`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(super) struct FlakeInputs {
+    /// Role → store path.
+    pub inputs: BTreeMap<String, String>,
+    /// Role → `{input, url, rev, shortRev, lastModified}`.
+    pub inputs_info: serde_json::Value,
 }
 
 /// `<conf>/.confctl/generations`.
@@ -142,6 +158,21 @@ pub(super) struct Built<'a> {
     pub machine: &'a str,
     pub toplevel: &'a Path,
     pub auto_rollback: Option<&'a Path>,
+    /// Flake mode: the machine's inputs.
+    pub flake: Option<&'a FlakeInputs>,
+}
+
+impl Built<'_> {
+    fn mode(&self) -> &'static str {
+        if self.flake.is_some() { "flakes" } else { "swpins" }
+    }
+
+    /// Whether `generation` was built from the same sources (mode and input paths).
+    fn same_pins(&self, generation: &Generation) -> bool {
+        let Ok(bytes) = std::fs::read(generation.dir.join("generation.json")) else { return false };
+        let Ok(json) = serde_json::from_slice::<GenerationJson>(&bytes) else { return false };
+        json.mode == self.mode() && json.inputs.as_ref() == self.flake.map(|f| &f.inputs)
+    }
 }
 
 /// Records a build: reuses the newest generation with the same toplevel (made
@@ -160,10 +191,11 @@ pub(super) fn record(
     if let Some(existing) = list(conf_dir, built.machine)
         .into_iter()
         .rev()
-        .find(|g| g.toplevel == built.toplevel)
+        .find(|g| g.toplevel == built.toplevel && built.same_pins(g))
     {
         // roots may have been removed by hand; recreating them is harmless
         make_roots(roots_dir, built.machine, &existing.name, &existing.toplevel, existing.auto_rollback.as_deref())?;
+        make_input_roots(roots_dir, built, &existing.name)?;
         set_current(&dir, &existing.name)?;
         return Ok(existing);
     }
@@ -183,17 +215,23 @@ pub(super) fn record(
     if let Some(ar) = built.auto_rollback {
         symlink(ar, &tmp.path().join("auto_rollback"))?;
     }
+    for (role, path) in built.flake.map(|f| &f.inputs).into_iter().flatten() {
+        symlink(Path::new(path), &tmp.path().join(format!("{role}.input")))?;
+    }
     let json = GenerationJson {
-        mode: "swpins".into(),
+        mode: built.mode().into(),
         date: date.to_string(),
         toplevel: built.toplevel.display().to_string(),
         auto_rollback: built.auto_rollback.map(|p| p.display().to_string()),
-        swpins: Default::default(),
+        swpins: built.flake.is_none().then(Default::default),
+        inputs: built.flake.map(|f| f.inputs.clone()),
+        inputs_info: built.flake.map(|f| f.inputs_info.clone()),
     };
     let json_path = tmp.path().join("generation.json");
     std::fs::write(&json_path, serde_json::to_vec_pretty(&json).expect("generation.json serializes"))
         .map_err(|e| io(format!("writing {}", json_path.display()), e))?;
     make_roots(roots_dir, built.machine, gen_name, built.toplevel, built.auto_rollback)?;
+    make_input_roots(roots_dir, built, gen_name)?;
     let tmp = tmp.keep();
     std::fs::rename(&tmp, &final_dir).map_err(|e| {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -223,6 +261,15 @@ fn make_roots(
     replace_symlink(toplevel, &roots_dir.join(format!("{base}-toplevel")))?;
     if let Some(ar) = auto_rollback {
         replace_symlink(ar, &roots_dir.join(format!("{base}-auto_rollback")))?;
+    }
+    Ok(())
+}
+
+/// `<safe host>-generation-<gen>-input.<role>` for a flake-mode build's inputs.
+fn make_input_roots(roots_dir: &Path, built: &Built<'_>, gen_name: &str) -> Result<(), BuildError> {
+    let base = format!("{}-generation-{gen_name}", safe_name(built.machine));
+    for (role, path) in built.flake.map(|f| &f.inputs).into_iter().flatten() {
+        replace_symlink(Path::new(path), &roots_dir.join(format!("{base}-input.{role}")))?;
     }
     Ok(())
 }

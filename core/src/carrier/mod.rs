@@ -9,8 +9,11 @@
 //!   Nix store, regular files, size-capped.
 //! - [`netboot`] builds and atomically publishes the TFTP (PXELINUX and iPXE) and HTTP
 //!   trees of a netboot server from those profiles (spec 3.2 to 3.6).
+//! - [`kexec`] is the netbooted machines' side: `carrier kexec-netboot` loads another
+//!   generation a carrier offers (spec 3.7).
 
 pub mod dist;
+pub mod kexec;
 pub mod netboot;
 pub mod profile_change;
 pub mod profiles;

@@ -1,6 +1,7 @@
 //! Loading a configuration directory into a [`Cluster`]: discovery of
-//! `cluster/**/module.nix`, evaluation through carrier's Nix evaluator, and a cache of
-//! the evaluated inventory keyed by the content of the configuration's files.
+//! `cluster/**/module.nix`, evaluation through carrier's Nix evaluator (or, for a flake
+//! configuration, its `.#confctl.machinesJson`), and a cache of the evaluated inventory
+//! keyed by the content of the configuration's files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,9 @@ impl Inventory {
     }
 
     fn evaluate(&self, conf_dir: &Path, cluster_dir: &Path) -> Result<Vec<u8>, InventoryError> {
+        if is_flake(conf_dir) {
+            return evaluate_flake(conf_dir);
+        }
         let modules = discover_module_files(cluster_dir)?;
         let modules_json = serde_json::to_string(&modules).expect("paths serialize");
         let evaluator = nix::materialize_evaluator(&self.cache_dir).map_err(|e| nix_error(e, conf_dir))?;
@@ -117,6 +121,60 @@ impl Inventory {
         );
         nix::run(&argv).map_err(|e| nix_error(e, conf_dir))
     }
+}
+
+/// A flake configuration (spec Appendix A: `flake.nix` in the configuration directory).
+pub fn is_flake(conf_dir: &Path) -> bool {
+    conf_dir.join("flake.nix").is_file()
+}
+
+/// `<conf_dir>#<attr>`: the configuration's flake output, as `.#<attr>` in the directory
+/// (a git checkout is read as git does, untracked files left out).
+pub fn flake_installable(conf_dir: &Path, attr: &str) -> Result<String, InventoryError> {
+    let dir = conf_dir.display().to_string();
+    if dir.contains(['#', '?']) {
+        return Err(InventoryError::Eval {
+            conf_dir: conf_dir.to_path_buf(),
+            message: "a flake configuration's path must not contain '#' or '?'".into(),
+        });
+    }
+    Ok(format!("{dir}#{attr}"))
+}
+
+/// `nix <command> …` on a flake configuration: flakes enabled whatever nix.conf says, the
+/// lock file never written (spec Appendix A).
+pub fn flake_argv(command: &[&str]) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["nix".into(), "--extra-experimental-features".into(), "nix-command flakes".into()];
+    argv.extend(command.iter().map(|s| s.to_string()));
+    argv.push("--no-write-lock-file".into());
+    argv
+}
+
+/// The inventory of a flake configuration: `.#confctl.machinesJson` (spec 1.4), its
+/// source machines (the carried ones are expanded again by [`expand`], as in legacy
+/// mode) in the evaluator's output format. The flake gives no definition files.
+fn evaluate_flake(conf_dir: &Path) -> Result<Vec<u8>, InventoryError> {
+    #[derive(Deserialize)]
+    struct Built {
+        outputs: BTreeMap<String, PathBuf>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Record {
+        carrier: Option<String>,
+        meta_config: Value,
+    }
+    let mut argv = flake_argv(&["build", "--json", "--no-link"]);
+    argv.push(flake_installable(conf_dir, "confctl.machinesJson")?);
+    let out = nix::run(&argv).map_err(|e| nix_error(e, conf_dir))?;
+    let bad = |what: String| InventoryError::Output(format!("{}#confctl.machinesJson: {what}", conf_dir.display()));
+    let built: Vec<Built> = serde_json::from_slice(&out).map_err(|e| bad(e.to_string()))?;
+    let file = built.first().and_then(|b| b.outputs.get("out")).ok_or_else(|| bad("no output".into()))?;
+    let text = std::fs::read(file).map_err(|e| InventoryError::io(format!("reading {}", file.display()), e))?;
+    let records: BTreeMap<String, Record> = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let machines: BTreeMap<String, Value> =
+        records.into_iter().filter(|(_, r)| r.carrier.is_none()).map(|(name, r)| (name, r.meta_config)).collect();
+    Ok(serde_json::to_vec(&serde_json::json!({ "machines": machines, "files": {} })).expect("JSON"))
 }
 
 fn nix_error(e: NixError, conf_dir: &Path) -> InventoryError {

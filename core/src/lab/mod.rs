@@ -267,7 +267,7 @@ fn start_all(
                 return Err(start_error(&host, format!("sshd exited ({status})")));
             }
             if process::port_accepts(record.port) {
-                let argv = ssh_true_argv(layout, &record.alias);
+                let argv = ssh_ready_argv(layout, &record.alias);
                 let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
                 let ran = process::run_with_timeout(&argv, left).map_err(io("running ssh for", &host.dir))?;
                 match ran.status {
@@ -285,8 +285,12 @@ fn start_all(
     Ok(())
 }
 
-fn ssh_true_argv(layout: &Layout, alias: &str) -> Vec<String> {
-    vec!["ssh".into(), "-F".into(), layout.ssh_config().display().to_string(), alias.into(), "true".into()]
+/// The readiness check: the host answers over ssh and its store gets its database
+/// (`nix-store --init`), as a real host's has. Without one, concurrent first copies to
+/// the host race to create it and fail with "SQLite database is busy".
+fn ssh_ready_argv(layout: &Layout, alias: &str) -> Vec<String> {
+    let ssh = ["ssh", "-F", &layout.ssh_config().display().to_string(), alias, "nix-store", "--init"];
+    ssh.iter().map(|s| s.to_string()).collect()
 }
 
 fn start_error(host: &HostLayout, message: String) -> LabError {

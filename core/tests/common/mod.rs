@@ -333,3 +333,26 @@ pub fn assert_golden(rel: &str, actual: &str) {
         );
     }
 }
+
+/// Writes a configuration's flake-mode files (`flake/*.nix.in` with absolute paths,
+/// `flake/confctl.nix` as `configs/confctl.nix` when present) and makes it a git
+/// checkout with `.confctl/` ignored (the flake's source is then its tracked files).
+/// `lab_lib` is the absolute path of a copy of examples/lab/lib.
+pub fn make_flake(conf: &Path, lab_lib: &Path) {
+    for name in ["lab", "flake"] {
+        let template = std::fs::read_to_string(conf.join("flake").join(format!("{name}.nix.in")))
+            .unwrap()
+            .replace("@LAB_LIB@", &lab_lib.display().to_string())
+            .replace("@CARRIER_NIX@", &repo_root().join("nix").display().to_string());
+        std::fs::write(conf.join(format!("{name}.nix")), template).unwrap();
+    }
+    if conf.join("flake/confctl.nix").exists() {
+        std::fs::create_dir_all(conf.join("configs")).unwrap();
+        std::fs::copy(conf.join("flake/confctl.nix"), conf.join("configs/confctl.nix")).unwrap();
+    }
+    std::fs::write(conf.join(".gitignore"), ".confctl/\n").unwrap();
+    for git in [&["init", "-q"][..], &["add", "-A"]] {
+        let out = Command::new("git").args(git).current_dir(conf).output().unwrap();
+        assert!(out.status.success(), "git {git:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -8,8 +8,8 @@
   inherit spin;
   host = { inherit name; domain = "lab"; target = "${name}.lab"; };
   nix.nixPath = [
-    "nixpkgs=${toString ./nixpkgs}"
-    "vpsadminos=${toString ./vpsadminos}"
+    "nixpkgs=${toString ./.}"
+    "vpsadminos=${toString ./.}"
   ];
   tags = [ "lab" ];
   healthChecks.machineCommands = [ { description = "true"; command = [ "true" ]; } ];

@@ -1,5 +1,5 @@
 # The lab's miniature operating system: what the nixpkgs and vpsAdminOS stand-ins
-# (nixpkgs/nixos/lib/eval-config.nix, vpsadminos/os/default.nix) share.
+# (nixos/lib/eval-config.nix for <nixpkgs>, os/default.nix for <vpsadminos>) share.
 #
 # Why it exists: carrier must build machines for real (a store path with
 # bin/switch-to-configuration, a carried dist with machine.json) on hosts that
@@ -9,34 +9,46 @@
 # `extra-sandbox-paths = /bin/busybox`, and present on the lab's sshd "hosts",
 # which run on this same machine).
 #
+# `pkgs` (pkgs.nix) has the few packages and builders the configurations and
+# carrier's modules use (writeText, symlinkJoin, ..., carrier, atftp, syslinux,
+# kexec-tools),
+# and the options below include the NixOS ones carrier's modules set
+# (environment.systemPackages, systemd, services, networking.firewall): they are
+# accepted and, where the lab can show them, put into the toplevel (etc/, sw/bin).
+#
 # The module system is carrier's own (nix/lib/modules.nix), found as
 # <carrier/lib/modules.nix>: carrier puts `-I carrier=<its Nix code>` on every
 # build, as confctl puts `confctl=<root>` on NIX_PATH. That keeps this
 # directory relocatable (tests copy it) without a second copy of the module
-# system.
-{ spin, modules, specialArgs ? { } }:
+# system. In flake mode (flake.nix: pure evaluation, no search path) the
+# module system and the system type are passed in.
+{ spin, modules, specialArgs ? { }, lib ? import <carrier/lib/modules.nix>, system ? builtins.currentSystem }:
 let
-  lib = import <carrier/lib/modules.nix>;
   inherit (lib) types mkOption;
   b = builtins;
   escapeShellArg = s: "'" + b.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
 
-  # A derivation built by `busybox sh -euc <script>`.
-  bbDrv = name: script: attrs: derivation ({
-    inherit name;
-    system = b.currentSystem;
-    builder = "/bin/busybox";
-    args = [ "sh" "-euc" script ];
-    PATH = "/bin-not-set";
-  } // attrs);
+  pkgs = import ./pkgs.nix { inherit system; };
+  inherit (pkgs) bbDrv;
+  # Free-form NixOS option trees the lab accepts but does not model.
+  loose = description: mkOption { type = types.attrsOf types.anything; default = { }; inherit description; };
 
   baseModule = { config, ... }: {
     options = {
       networking.hostName = mkOption { type = types.str; default = spin; description = "The host name."; };
+      networking.domain = mkOption { type = types.nullOr types.str; default = null; description = "The domain."; };
+      networking.firewall.extraCommands = mkOption { type = types.lines; default = ""; description = "Firewall rules (written to etc/lab-firewall)."; };
+      environment.systemPackages = mkOption { type = types.listOf types.package; default = [ ]; description = "Packages whose bin/ is linked into the toplevel's sw/bin."; };
+      systemd = loose "systemd units and settings (accepted, not run: lab hosts have no systemd).";
+      services = loose "Services (accepted, not run).";
+      system.nixos.version = mkOption { type = types.str; default = "26.05.lab"; description = "The OS version (machine.json)."; };
+      system.nixos.revision = mkOption { type = types.nullOr types.str; default = "0123456789abcdef0123456789abcdef01234567"; description = "The OS source revision (machine.json)."; };
+      lab.kernelImage = mkOption { type = types.nullOr types.path; default = null; description = "A real kernel image to use as bzImage (for QEMU boots); a text stand-in when null."; };
       confctl.marker = mkOption { type = types.str; default = ""; description = "A free string written to /etc/confctl-marker (the acceptance tests' A/B)."; };
       environment.etc = mkOption {
         type = types.attrsOf (types.submodule ({ name, ... }: {
-          options.text = mkOption { type = types.lines; description = "Content of /etc/${name}."; };
+          options.text = mkOption { type = types.nullOr types.lines; default = null; description = "Content of /etc/${name}."; };
+        options.source = mkOption { type = types.nullOr (types.either types.path types.package); default = null; description = "File linked as /etc/${name} (when text is null)."; };
         }));
         default = { };
         description = "Files of the system's etc/.";
@@ -53,10 +65,14 @@ let
     config = {
       environment.etc.confctl-marker.text = config.confctl.marker;
       system.build = rec {
-        kernel = bbDrv "linux-${config.lab.kernelVersion}" ''
-          /bin/busybox mkdir -p $out
-          echo "lab kernel ${config.lab.kernelVersion}" > $out/bzImage
-        '' { };
+        kernel = bbDrv "linux-${config.lab.kernelVersion}" (
+          if config.lab.kernelImage == null then ''
+            /bin/busybox mkdir -p $out
+            echo "lab kernel ${config.lab.kernelVersion}" > $out/bzImage
+          '' else ''
+            /bin/busybox mkdir -p $out
+            /bin/busybox cp ${config.lab.kernelImage} $out/bzImage
+          '') { };
         initrd = bbDrv "initrd-${config.networking.hostName}" ''
           /bin/busybox mkdir -p $out
           echo "lab initrd of ${config.networking.hostName}" > $out/initrd
@@ -73,8 +89,20 @@ let
           $bb chmod 755 $out/init $out/bin/switch-to-configuration
           ${lib.concatStrings (lib.mapAttrsToList (name: f: ''
             $bb mkdir -p "$($bb dirname "$out/etc/${name}")"
+          '' + (if f.text != null then ''
             printf '%s' ${escapeShellArg f.text} > "$out/etc/${name}"
-          '') config.environment.etc)}
+          '' else if f.source != null then ''
+            $bb ln -s ${f.source} "$out/etc/${name}"
+          '' else ''
+            echo "environment.etc.${name}: neither text nor source is set" >&2; exit 1
+          '')) config.environment.etc)}
+          printf '%s' ${escapeShellArg config.networking.firewall.extraCommands} > $out/etc/lab-firewall
+          $bb mkdir -p $out/sw/bin
+          for p in ${lib.concatMapStringsSep " " (p: escapeShellArg "${p}") config.environment.systemPackages}; do
+            for f in "$p"/bin/*; do
+              if [ -e "$f" ]; then $bb ln -sf "$f" $out/sw/bin/; fi
+            done
+          done
         '' {
           kernelParams = b.concatStringsSep " " config.boot.kernelParams;
           switchScript = import ./switch-to-configuration.nix { inherit (config.lab) failActivation dropDeployer hangActivation; };
@@ -85,7 +113,7 @@ let
 
   evaluated = lib.evalModules {
     modules = [ baseModule ] ++ modules;
-    specialArgs = { inherit bbDrv; } // specialArgs;
+    specialArgs = { inherit bbDrv pkgs; } // specialArgs;
   };
 in
 evaluated // { inherit bbDrv; }

@@ -939,6 +939,9 @@ pub enum BootSource {
     /// loopback), `tftp://<lab service address>/pxelinux.0` (real atftpd in a [`Lab`]).
     /// QEMU's built-in TFTP server is off.
     Url(String),
+    /// No network boot: QEMU loads `kernel` and `initrd` itself with the command line
+    /// `append` (what a kexec of them would start).
+    Direct { kernel: PathBuf, initrd: PathBuf, append: String },
 }
 
 /// One QEMU PXE boot.
@@ -1184,11 +1187,18 @@ impl Qemu {
                 format!("user,id=n0,tftp={},bootfile={}", esc(&root.to_string_lossy()), esc(bootfile))
             }
             BootSource::Url(url) => format!("user,id=n0,bootfile={}", esc(url)),
+            BootSource::Direct { .. } => "user,id=n0".to_string(),
         };
         let mut cmd = Command::new(&tools().qemu);
         cmd.args(["-machine", "pc,accel=tcg", "-m", &spec.memory_mb.to_string(), "-smp", "1"])
             .args(["-nographic", "-no-reboot", "-boot", "order=n,reboot-timeout=0"])
             .args(if spec.uefi { vec!["-bios", OVMF] } else { vec![] })
+            .args(match &spec.source {
+                BootSource::Direct { kernel, initrd, append } => {
+                    vec!["-kernel".into(), kernel.clone().into_os_string(), "-initrd".into(), initrd.clone().into_os_string(), "-append".into(), append.into()]
+                }
+                _ => Vec::<std::ffi::OsString>::new(),
+            })
             .args(["-netdev", &netdev])
             .args(["-device", &format!("e1000,netdev=n0,mac={}", spec.mac)])
             .stdin(Stdio::piped())

@@ -1,5 +1,5 @@
 # Stand-in for vpsAdminOS' os/default.nix (the lab has no vpsAdminOS; see
-# ../../../README.md). Accepts the real one's arguments:
+# ../../README.md). Accepts the real one's arguments:
 #
 #   import <vpsadminos/os/default.nix> { configuration = ...; extraModules = [ ... ]; specialArgs = { ... }; }
 #
@@ -7,13 +7,14 @@
 # Like the real one, it produces `system.build.dist`: bzImage, initrd,
 # root.squashfs and kernel-params, extended by `system.distBuilderCommands`
 # (shell lines run at the end of the dist build with $out set).
-{ configuration ? { }, extraModules ? [ ], modules ? [ ], specialArgs ? { }, ... }:
+# `lib` and `system` as in ../nixos/lib/eval-config.nix.
+{ configuration ? { }, extraModules ? [ ], modules ? [ ], specialArgs ? { }, ... }@args:
 let
-  evaluated = import ../../system.nix {
+  evaluated = import ../system.nix ({
     spin = "vpsadminos";
     modules = [ distModule configuration ] ++ extraModules ++ modules;
     inherit specialArgs;
-  };
+  } // builtins.intersectAttrs { lib = null; system = null; } args);
 
   distModule = { config, lib, bbDrv, ... }: {
     options.system.distBuilderCommands = lib.mkOption {

@@ -4,11 +4,12 @@
 #   import <nixpkgs/nixos/lib/eval-config.nix> { modules = [ ... ]; specialArgs = { ... }; }
 #
 # returns { config, options, ... }; config.system.build.toplevel is the system.
-# Arguments the real one takes and this one does not need (system, pkgs,
-# baseModules, lib, check, ...) are accepted and ignored.
-{ modules ? [ ], specialArgs ? { }, extraModules ? [ ], ... }:
-import ../../../system.nix {
+# `lib` (the module system evaluating the system: here carrier's) and `system`
+# are taken when given (flake mode); other arguments of the real one (pkgs,
+# baseModules, check, ...) are accepted and ignored.
+{ modules ? [ ], specialArgs ? { }, extraModules ? [ ], ... }@args:
+import ../../system.nix ({
   spin = "nixos";
   modules = modules ++ extraModules;
   inherit specialArgs;
-}
+} // builtins.intersectAttrs { lib = null; system = null; } args)
