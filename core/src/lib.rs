@@ -11,3 +11,4 @@ pub mod events;
 mod links;
 pub mod lab;
 pub mod nix;
+pub mod private_dir;

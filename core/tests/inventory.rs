@@ -287,8 +287,8 @@ fn planted_evaluator_files_are_replaced_before_use() {
 }
 
 /// Loads `conf` while this thread serves the FIFO `cluster/a/gate`, which the module reads
-/// before `tag.json`: each time Nix opens the gate, `on_open` runs with the number of
-/// opens so far, then the gate is written and closed. Nix blocks on the gate, so an edit
+/// before `tag.json`: each time the gate can be opened (Nix has it open for reading),
+/// `on_open` runs with the number of opens so far, then the gate is written and closed. Nix blocks on the gate, so an edit
 /// made in `on_open` lands after carrier hashed the files and before Nix reads tag.json.
 fn load_through_gate(
     inventory: &Inventory,
@@ -349,10 +349,12 @@ fn an_edit_during_evaluation_is_not_cached_under_the_old_key() {
     std::fs::write(&tag, "\"one\"").unwrap();
     let second = load_through_gate(&Inventory::new(&cache), &conf, |_| {}).unwrap();
     assert_eq!(second.cluster.get("a").unwrap().meta_config.tags, ["one"], "cached: {}", second.cached);
-    // And "two" again: served from the cache, under its own key.
+    // And "two" again: served from the cache, under its own key (the first load evaluated
+    // again once the files had changed, and stored that stable result).
     std::fs::write(&tag, "\"two\"").unwrap();
     let third = load_through_gate(&Inventory::new(&cache), &conf, |_| {}).unwrap();
     assert_eq!(third.cluster.get("a").unwrap().meta_config.tags, ["two"]);
+    assert!(third.cached, "the result for \"two\" was stored under its key");
 }
 
 /// Writes `cluster/m/module.nix` defining `cluster.<name>` with `body` and returns the error.

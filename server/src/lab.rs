@@ -19,7 +19,7 @@ pub fn run(global: &GlobalArgs, args: LabArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn up(global: &GlobalArgs, dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let loaded = global.inventory().load(&global.config)?;
+    let loaded = global.inventory()?.load(&global.config)?;
     let hosts = lab::plan(&loaded.cluster)?;
     let exe = std::env::current_exe().context("locating the running carrier binary")?;
     let carrier_bin_dir = exe.parent().context("the carrier binary has no directory")?.to_path_buf();
