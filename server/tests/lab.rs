@@ -270,13 +270,21 @@ fn sshd_runs_with_strict_modes() {
     let config = std::fs::read_to_string(lab.dir().join("hosts/node1.lab/sshd_config")).unwrap();
     assert!(config.contains("\nStrictModes yes\n"), "{config}");
     ok(&lab.ssh("node1.lab", &["true"]));
-    // The host's /root/.ssh/authorized_keys made group-writable: sshd refuses it.
-    let keys = lab.dir().join("hosts/node1.lab/root/.ssh/authorized_keys");
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o660)).unwrap();
-    let o = lab.ssh("node1.lab", &["true"]);
-    assert!(!o.status.success(), "sshd accepted a group-writable authorized_keys");
-    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    ok(&lab.ssh("node1.lab", &["true"]));
+    // The host's /root/.ssh/authorized_keys, or /root, made writable by others: sshd
+    // refuses the keys. (Debian's sshd tolerates group-writability when the group is
+    // the user's own, as root's is, so others' write bit is what is tested.)
+    let root = lab.dir().join("hosts/node1.lab/root");
+    let keys = root.join(".ssh/authorized_keys");
+    let log = lab.dir().join("hosts/node1.lab/sshd.log");
+    for (path, open, private) in [(&keys, 0o646, 0o600), (&root, 0o757, 0o700)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(open)).unwrap();
+        let o = lab.ssh("node1.lab", &["true"]);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)).unwrap();
+        assert!(!o.status.success(), "sshd accepted keys with {} writable by others", path.display());
+        let refused = std::fs::read_to_string(&log).unwrap();
+        assert!(refused.contains("Authentication refused: bad ownership or modes"), "{refused}");
+        ok(&lab.ssh("node1.lab", &["true"]));
+    }
 }
 
 #[test]
