@@ -262,17 +262,18 @@ mod tests {
         };
         let embedded = |rel: &str| EVALUATOR_FILES.iter().find(|(r, _)| *r == rel).unwrap().1;
         // One byte more, one file missing, one extra file, one file a link to an identical copy.
-        let tampers: Vec<Box<dyn Fn(&Path)>> = vec![
-            Box::new(|d| std::fs::write(d.join("build-machines.nix"), format!("{}\n", embedded("build-machines.nix"))).unwrap()),
-            Box::new(|d| std::fs::remove_file(d.join("auto-rollback.sh")).unwrap()),
-            Box::new(|d| std::fs::write(d.join("lib/extra.nix"), "{}").unwrap()),
-            Box::new(|d| {
-                let copy = d.parent().unwrap().join("copy.nix");
-                std::fs::write(&copy, embedded("lib/modules.nix")).unwrap();
-                std::fs::remove_file(d.join("lib/modules.nix")).unwrap();
-                std::os::unix::fs::symlink(&copy, d.join("lib/modules.nix")).unwrap();
-            }),
-        ];
+        let longer = |d: &Path| {
+            std::fs::write(d.join("build-machines.nix"), format!("{}\n", embedded("build-machines.nix"))).unwrap()
+        };
+        let missing = |d: &Path| std::fs::remove_file(d.join("auto-rollback.sh")).unwrap();
+        let extra = |d: &Path| std::fs::write(d.join("lib/extra.nix"), "{}").unwrap();
+        let linked = |d: &Path| {
+            let copy = d.parent().unwrap().join("copy.nix");
+            std::fs::write(&copy, embedded("lib/modules.nix")).unwrap();
+            std::fs::remove_file(d.join("lib/modules.nix")).unwrap();
+            std::os::unix::fs::symlink(&copy, d.join("lib/modules.nix")).unwrap();
+        };
+        let tampers: [&dyn Fn(&Path); 4] = [&longer, &missing, &extra, &linked];
         for tamper in tampers {
             tamper(&dir);
             assert!(!evaluator_is_intact(&dir));
