@@ -47,7 +47,7 @@ fn down(dir: PathBuf, purge: bool) -> anyhow::Result<ExitCode> {
             lab::process::Stopped::Terminated => "stopped",
             lab::process::Stopped::Killed => "killed (did not stop on SIGTERM)",
             lab::process::Stopped::NotRunning => "was not running",
-            lab::process::Stopped::NotOurs => "left alone (the PID is no longer this lab's sshd)",
+            lab::process::Stopped::NotOurs => "left alone (the PID is not this lab's sshd)",
         };
         eprintln!("{:<24} pid {:<7} {what}", s.alias, s.pid);
     }

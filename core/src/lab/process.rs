@@ -107,7 +107,7 @@ pub enum Stopped {
     Killed,
     /// Already gone.
     NotRunning,
-    /// The PID belongs to another process now: left alone.
+    /// The PID is not (or no longer) this lab's sshd: left alone.
     NotOurs,
 }
 
