@@ -161,6 +161,7 @@ impl LabRecord {
 
 /// The layout of an existing state directory, after checking it is the caller's and
 /// private (see [`private_dir::check`]).
+///
 /// The path is made absolute as `up` does, so the sshd_config paths computed here are
 /// the ones on the sshds' command lines.
 fn existing_layout(dir: &Path) -> Result<Layout, LabError> {
