@@ -1,13 +1,17 @@
 //! Nix CLI adapter: runs `nix-instantiate` with argv vectors and turns Nix's stderr
 //! into a readable message. carrier's own Nix code (`nix/` in the repository) is
-//! embedded in the binary and written to the cache directory on first use, so an
-//! installed `carrier` needs nothing but Nix itself.
+//! embedded in the binary and written to the cache directory on first use (and checked
+//! against the embedded bytes before each use), so an installed `carrier` needs nothing
+//! but Nix itself.
 
 use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
+
+use crate::private_dir::{self, PrivateDirError};
 
 /// carrier's evaluator, as `(path relative to nix/, content)`.
 pub const EVALUATOR_FILES: &[(&str, &str)] = &[
@@ -34,6 +38,8 @@ pub enum NixError {
     NotInstalled { program: String },
     #[error("{message}")]
     Failed { message: String },
+    #[error("the cache directory cannot be used: {0}")]
+    CacheDir(#[from] PrivateDirError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -56,13 +62,29 @@ pub fn evaluator_digest() -> String {
 
 /// Writes the embedded evaluator below `cache_dir` (once per evaluator version) and
 /// returns the directory holding `eval-cluster.nix`.
+///
+/// The cache directory must be the caller's and private ([`private_dir::check`]). An
+/// existing copy is used only when it holds exactly the embedded files, byte for byte,
+/// as regular files in real directories; anything else (a file edited or replaced by a
+/// link, an extra file) makes the whole copy be replaced by a fresh one, so only
+/// carrier's own evaluator is ever evaluated (`auto-rollback.sh` runs as root on every
+/// target).
 pub fn materialize_evaluator(cache_dir: &Path) -> Result<PathBuf, NixError> {
+    private_dir::ensure(cache_dir)?;
     let dir = cache_dir.join(format!("evaluator-{}", &evaluator_digest()[..16]));
-    if dir.join("eval-cluster.nix").is_file() {
-        return Ok(dir);
-    }
     let io = |context: String| move |source| NixError::Io { context, source };
-    std::fs::create_dir_all(cache_dir).map_err(io(format!("creating {}", cache_dir.display())))?;
+    match std::fs::symlink_metadata(&dir) {
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("reading {}", dir.display()))(e)),
+        Ok(_) if evaluator_is_intact(&dir) => return Ok(dir),
+        Ok(meta) => {
+            // Moved aside first: a rename is atomic, a removal is not.
+            let aside = cache_dir.join(format!(".evaluator-replaced-{}", crate::links::random_suffix()));
+            std::fs::rename(&dir, &aside).map_err(io(format!("moving {} aside", dir.display())))?;
+            let removed = if meta.is_dir() { std::fs::remove_dir_all(&aside) } else { std::fs::remove_file(&aside) };
+            removed.map_err(io(format!("removing {}", aside.display())))?;
+        }
+    }
     let tmp = tempfile::Builder::new()
         .prefix(".evaluator-")
         .tempdir_in(cache_dir)
@@ -75,11 +97,72 @@ pub fn materialize_evaluator(cache_dir: &Path) -> Result<PathBuf, NixError> {
         }
         std::fs::write(&path, content).map_err(io(format!("writing {}", path.display())))?;
     }
-    // Another process may have won the race; either copy is identical.
+    // Another process may have won the race: its copy is used only if it is intact too.
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
+        if !evaluator_is_intact(&dir) {
+            return Err(NixError::Io {
+                context: format!("materialising the evaluator in {}", dir.display()),
+                source: std::io::Error::other("another copy appeared there and differs from carrier's"),
+            });
+        }
     }
     Ok(dir)
+}
+
+/// True when `dir` holds exactly the embedded evaluator: the same entries (no more, no
+/// links), each file with the embedded bytes.
+fn evaluator_is_intact(dir: &Path) -> bool {
+    let mut expected: Vec<PathBuf> = Vec::new();
+    for (rel, _) in EVALUATOR_FILES {
+        let mut p = Path::new(rel);
+        expected.push(p.to_path_buf());
+        while let Some(parent) = p.parent().filter(|p| !p.as_os_str().is_empty()) {
+            expected.push(parent.to_path_buf());
+            p = parent;
+        }
+    }
+    expected.sort();
+    expected.dedup();
+    // A link in place of the directory is not a copy carrier wrote (and `dir/` would follow it).
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return false;
+    }
+    let mut found = Vec::new();
+    if list_entries(dir, Path::new(""), &mut found).is_err() {
+        return false;
+    }
+    found.sort();
+    found == expected
+        && EVALUATOR_FILES.iter().all(|(rel, content)| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(dir.join(rel))
+                .and_then(|mut f| {
+                    let mut bytes = Vec::with_capacity(content.len() + 1);
+                    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, content.len() as u64 + 1), &mut bytes)?;
+                    Ok(bytes == content.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+}
+
+/// Every entry below `dir` (relative paths); an error for anything but plain files and
+/// directories (entries' types are not followed through links).
+fn list_entries(dir: &Path, rel: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir.join(rel))? {
+        let entry = entry?;
+        let path = rel.join(entry.file_name());
+        let kind = entry.file_type()?;
+        found.push(path.clone());
+        if kind.is_dir() {
+            list_entries(dir, &path, found)?;
+        } else if !kind.is_file() {
+            return Err(ErrorKind::InvalidData.into());
+        }
+    }
+    Ok(())
 }
 
 /// The argv of a strict JSON evaluation of `file` with string arguments.
@@ -175,5 +258,52 @@ mod tests {
         for (rel, content) in EVALUATOR_FILES {
             assert_eq!(&std::fs::read_to_string(a.join(rel)).unwrap(), content);
         }
+    }
+
+    #[test]
+    fn a_tampered_evaluator_copy_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = materialize_evaluator(tmp.path()).unwrap();
+        let check = |dir: &Path| {
+            for (rel, content) in EVALUATOR_FILES {
+                assert!(std::fs::symlink_metadata(dir.join(rel)).unwrap().is_file(), "{rel}");
+                assert_eq!(&std::fs::read_to_string(dir.join(rel)).unwrap(), content, "{rel}");
+            }
+        };
+        let embedded = |rel: &str| EVALUATOR_FILES.iter().find(|(r, _)| *r == rel).unwrap().1;
+        // One byte more, one file missing, one extra file, one file a link to an identical copy.
+        let longer = |d: &Path| {
+            std::fs::write(d.join("build-machines.nix"), format!("{}\n", embedded("build-machines.nix"))).unwrap()
+        };
+        let missing = |d: &Path| std::fs::remove_file(d.join("auto-rollback.sh")).unwrap();
+        let extra = |d: &Path| std::fs::write(d.join("lib/extra.nix"), "{}").unwrap();
+        let linked = |d: &Path| {
+            let copy = d.parent().unwrap().join("copy.nix");
+            std::fs::write(&copy, embedded("lib/modules.nix")).unwrap();
+            std::fs::remove_file(d.join("lib/modules.nix")).unwrap();
+            std::os::unix::fs::symlink(&copy, d.join("lib/modules.nix")).unwrap();
+        };
+        let tampers: [&dyn Fn(&Path); 4] = [&longer, &missing, &extra, &linked];
+        for tamper in tampers {
+            tamper(&dir);
+            assert!(!evaluator_is_intact(&dir));
+            assert_eq!(materialize_evaluator(tmp.path()).unwrap(), dir);
+            check(&dir);
+            assert!(evaluator_is_intact(&dir));
+        }
+        // The whole directory replaced by a link to a look-alike.
+        let other = tempfile::tempdir().unwrap();
+        let planted = materialize_evaluator(other.path()).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink(&planted, &dir).unwrap();
+        assert_eq!(materialize_evaluator(tmp.path()).unwrap(), dir);
+        assert!(std::fs::symlink_metadata(&dir).unwrap().is_dir());
+        check(&dir);
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') || n.ends_with(".nix"))
+            .collect();
+        assert_eq!(leftovers, ["copy.nix"], "nothing else left behind");
     }
 }

@@ -260,3 +260,164 @@ fn concurrent_loads_share_one_evaluation() {
         .collect();
     assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn planted_evaluator_files_are_replaced_before_use() {
+    let cache = tempfile::tempdir().unwrap();
+    let evaluator = carrier_core::nix::materialize_evaluator(cache.path()).unwrap();
+    // Someone with a foothold in the cache rewrites the evaluator (build-machines.nix and
+    // auto-rollback.sh run as root on every target) and links a library file elsewhere.
+    std::fs::write(evaluator.join("eval-cluster.nix"), "throw \"planted evaluator\"\n").unwrap();
+    std::fs::write(evaluator.join("auto-rollback.sh"), "#!/bin/sh\necho planted\n").unwrap();
+    let elsewhere = cache.path().join("elsewhere.nix");
+    std::fs::write(&elsewhere, "throw \"planted library\"\n").unwrap();
+    std::fs::remove_file(evaluator.join("lib/modules.nix")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, evaluator.join("lib/modules.nix")).unwrap();
+    std::fs::write(evaluator.join("extra.nix"), "throw \"planted extra\"\n").unwrap();
+
+    let loaded = Inventory::new(cache.path()).load(&fixture("helpers")).expect("the embedded evaluator is used");
+    assert!(!loaded.cached);
+    assert!(loaded.cluster.get("prg/node3").is_some());
+    for (rel, content) in carrier_core::nix::EVALUATOR_FILES {
+        let path = evaluator.join(rel);
+        assert!(!path.symlink_metadata().unwrap().file_type().is_symlink(), "{rel} is still a link");
+        assert_eq!(&std::fs::read_to_string(&path).unwrap(), content, "{rel}");
+    }
+    assert!(!evaluator.join("extra.nix").exists(), "unknown files are not kept");
+}
+
+/// Loads `conf` while this thread serves the FIFO `cluster/a/gate`, which the module reads
+/// before `tag.json`: each time the gate can be opened (Nix has it open for reading),
+/// `on_open` runs with the number of opens so far, then the gate is written and closed. Nix blocks on the gate, so an edit
+/// made in `on_open` lands after carrier hashed the files and before Nix reads tag.json.
+fn load_through_gate(
+    inventory: &Inventory,
+    conf: &Path,
+    mut on_open: impl FnMut(usize),
+) -> Result<carrier_core::cluster::Loaded, InventoryError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let gate = conf.join("cluster/a/gate");
+    let started = std::time::Instant::now();
+    let result = std::thread::scope(|s| {
+        let load = s.spawn(|| inventory.load(conf));
+        let mut opens = 0;
+        // Nothing in this loop may panic: the scope would wait for the load, and the
+        // load for Nix, which waits at the gate for this loop.
+        while !load.is_finished() {
+            // Succeeds only while a reader (Nix) has the FIFO open.
+            match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&gate) {
+                Ok(mut w) => {
+                    opens += 1;
+                    on_open(opens);
+                    // EPIPE when Nix closed the gate after the open: it has read already.
+                    let _ = std::io::Write::write_all(&mut w, b"open");
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        load.join().unwrap()
+    });
+    assert!(started.elapsed() < std::time::Duration::from_secs(120), "the load took {:?}", started.elapsed());
+    result
+}
+
+#[test]
+fn an_edit_during_evaluation_is_not_cached_under_the_old_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let conf = tmp.path().join("conf");
+    write_cluster(
+        &conf,
+        &[(
+            "a",
+            r#"{ cluster.a = { spin = "nixos"; tags = builtins.seq (builtins.readFile ./gate) [ (builtins.fromJSON (builtins.readFile ./tag.json)) ]; }; }"#,
+        )],
+    );
+    let tag = conf.join("cluster/a/tag.json");
+    std::fs::write(&tag, "\"one\"").unwrap();
+    let gate = conf.join("cluster/a/gate");
+    let c = std::ffi::CString::new(gate.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+
+    // tag.json changes while Nix waits at the gate: carrier hashed "one", Nix reads "two".
+    let first = load_through_gate(&Inventory::new(&cache), &conf, |n| {
+        if n == 1 {
+            // (an error here only shows as the wrong tags below)
+            let _ = std::fs::write(&tag, "\"two\"");
+        }
+    })
+    .unwrap();
+    assert_eq!(first.cluster.get("a").unwrap().meta_config.tags, ["two"]);
+
+    // Back to "one" (a new process): the result of "two" must not be served for it.
+    std::fs::write(&tag, "\"one\"").unwrap();
+    let second = load_through_gate(&Inventory::new(&cache), &conf, |_| {}).unwrap();
+    assert_eq!(second.cluster.get("a").unwrap().meta_config.tags, ["one"], "cached: {}", second.cached);
+    // And "two" again: served from the cache, under its own key (the first load evaluated
+    // again once the files had changed, and stored that stable result).
+    std::fs::write(&tag, "\"two\"").unwrap();
+    let third = load_through_gate(&Inventory::new(&cache), &conf, |_| {}).unwrap();
+    assert_eq!(third.cluster.get("a").unwrap().meta_config.tags, ["two"]);
+    assert!(third.cached, "the result for \"two\" was stored under its key");
+}
+
+/// Writes `cluster/m/module.nix` defining `cluster.<name>` with `body` and returns the error.
+fn load_machine_err(name: &str, body: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    // A JSON string is a Nix string for these names (no `${`, no \u escapes).
+    let quoted = serde_json::to_string(name).unwrap();
+    write_cluster(tmp.path(), &[("m", &format!("{{ cluster.{quoted} = {body}; }}"))]);
+    match load(tmp.path()) {
+        Ok(c) => panic!("{name:?} was accepted: {:?}", c.machines.iter().map(|m| &m.name).collect::<Vec<_>>()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn machine_names_that_would_be_paths_are_refused() {
+    for (name, shown) in [
+        ("..", "'..'"),
+        (".", "'.'"),
+        ("prg/../../etc", "'prg/../../etc'"),
+        ("/abs", "'/abs'"),
+        ("prg//node", "'prg//node'"),
+        ("prg/", "'prg/'"),
+        ("./node", "'./node'"),
+        ("node\n1", "'node\\n1'"),
+    ] {
+        let err = load_machine_err(name, r#"{ spin = "nixos"; }"#);
+        assert!(err.contains(&format!("machine {shown}")), "{name:?}: {err}");
+        assert!(err.contains("cluster/m/module.nix"), "{name:?}: {err}");
+    }
+    // A carried alias becomes a profile and a netboot directory name.
+    let tmp = tempfile::tempdir().unwrap();
+    write_cluster(
+        tmp.path(),
+        &[
+            ("node", r#"{ cluster.node.spin = "nixos"; }"#),
+            ("pxe", r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "node"; alias = ".."; } ]; }; }"#),
+        ],
+    );
+    let err = load(tmp.path()).unwrap_err().to_string();
+    assert!(err.contains("machine 'pxe'") && err.contains("alias '..'"), "{err}");
+    // Names with `/` that stay inside their directory remain fine (see helpers: prg/node3, os/node2).
+}
+
+#[test]
+fn host_targets_that_would_be_options_are_refused() {
+    for (target, shown) in [
+        ("-oProxyCommand=touch /tmp/pwned", "'-oProxyCommand=touch /tmp/pwned'"),
+        ("node 1", "'node 1'"),
+        ("node\t1", "'node\\t1'"),
+        ("node1\n", "'node1\\n'"),
+        ("", "''"),
+    ] {
+        let body = format!(r#"{{ spin = "nixos"; host.target = {}; }}"#, serde_json::to_string(target).unwrap());
+        let err = load_machine_err("node1", &body);
+        assert!(err.contains("machine 'node1'") && err.contains(&format!("host.target {shown}")), "{target:?}: {err}");
+    }
+    // Without `host`, the machine name is the target.
+    let err = load_machine_err("-node1", r#"{ spin = "nixos"; }"#);
+    assert!(err.contains("machine '-node1'") && err.contains("ssh target '-node1'"), "{err}");
+}

@@ -15,7 +15,7 @@ use crate::cli::{BuildArgs, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
-    let inventory = global.inventory();
+    let inventory = global.inventory()?;
     let loaded = inventory.load(&global.config)?;
     // Only managed machines are built, whatever --managed says (upstream's deploy
     // front part, spec 2.0 step 1).

@@ -27,9 +27,12 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    pub fn inventory(&self) -> carrier_core::cluster::Inventory {
-        let dir = self.cache_dir.clone().unwrap_or_else(carrier_core::cluster::Inventory::default_cache_dir);
-        carrier_core::cluster::Inventory::new(dir)
+    pub fn inventory(&self) -> Result<carrier_core::cluster::Inventory, carrier_core::cluster::InventoryError> {
+        let dir = match &self.cache_dir {
+            Some(dir) => dir.clone(),
+            None => carrier_core::cluster::Inventory::default_cache_dir()?,
+        };
+        Ok(carrier_core::cluster::Inventory::new(dir))
     }
 }
 

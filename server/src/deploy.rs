@@ -16,7 +16,7 @@ use crate::cli::{DeployArgs, GlobalArgs};
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse().map_err(anyhow::Error::msg)?;
     let selection = args.select.selection()?;
-    let inventory = global.inventory();
+    let inventory = global.inventory()?;
     let loaded = inventory.load(&global.config)?;
     // only managed machines are deployed, whatever --managed says (spec 2.0 step 1)
     let machines: Vec<_> = selection.select(&loaded.cluster)?.into_iter().filter(|m| m.is_managed()).collect();

@@ -19,7 +19,7 @@ pub fn run(global: &GlobalArgs, args: LabArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn up(global: &GlobalArgs, dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let loaded = global.inventory().load(&global.config)?;
+    let loaded = global.inventory()?.load(&global.config)?;
     let hosts = lab::plan(&loaded.cluster)?;
     let exe = std::env::current_exe().context("locating the running carrier binary")?;
     let carrier_bin_dir = exe.parent().context("the carrier binary has no directory")?.to_path_buf();
@@ -47,7 +47,7 @@ fn down(dir: PathBuf, purge: bool) -> anyhow::Result<ExitCode> {
             lab::process::Stopped::Terminated => "stopped",
             lab::process::Stopped::Killed => "killed (did not stop on SIGTERM)",
             lab::process::Stopped::NotRunning => "was not running",
-            lab::process::Stopped::NotOurs => "left alone (the PID is no longer this lab's sshd)",
+            lab::process::Stopped::NotOurs => "left alone (the PID is not this lab's sshd)",
         };
         eprintln!("{:<24} pid {:<7} {what}", s.alias, s.pid);
     }

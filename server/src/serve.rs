@@ -79,7 +79,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         None => default_database_url()?,
     })
     .await?;
-    let service = InventoryService::new(global.inventory(), conf_dir.clone(), db);
+    let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db);
     // Evaluate once up front so configuration errors show in the log at start.
     if let Err(e) = service.load().await {
         tracing::warn!("the cluster does not evaluate yet: {e}");

@@ -80,3 +80,91 @@ fn missing_nix_says_how_to_install_it() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Nix is not installed") && err.contains("apt-get install"), "{err}");
 }
+
+/// Runs `cmd` with output to files, killed after `timeout` (then the status is not success).
+fn run_with_timeout(cmd: &mut Command, dir: &std::path::Path, timeout: std::time::Duration) -> (Output, bool) {
+    let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + timeout;
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break (status, false);
+        }
+        if std::time::Instant::now() >= deadline {
+            child.kill().unwrap();
+            break (child.wait().unwrap(), true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (Output { status, stdout: std::fs::read(out).unwrap(), stderr: std::fs::read(err).unwrap() }, timed_out)
+}
+
+#[test]
+fn ls_does_not_follow_directory_symlinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("conf");
+    for (dir, name) in [("cluster/a", "a"), ("cluster/prg/b", "prg/b")] {
+        std::fs::create_dir_all(conf.join(dir)).unwrap();
+        std::fs::write(conf.join(dir).join("module.nix"), format!("{{ cluster.\"{name}\".spin = \"nixos\"; }}")).unwrap();
+    }
+    // Loops, and a nested `result` link into the (large) store.
+    std::os::unix::fs::symlink(".", conf.join("cluster/loop")).unwrap();
+    std::os::unix::fs::symlink("..", conf.join("cluster/prg/up")).unwrap();
+    std::os::unix::fs::symlink("/nix/store", conf.join("cluster/a/result")).unwrap();
+    std::os::unix::fs::symlink(".", conf.join("self")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
+    cmd.arg("--cache-dir").arg(tmp.path().join("cache")).arg("-C").arg(&conf).args(["ls", "--json"]);
+    let (o, timed_out) = run_with_timeout(&mut cmd, tmp.path(), std::time::Duration::from_secs(60));
+    assert!(!timed_out, "`carrier ls` did not finish within 60 s");
+    let records: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let names: Vec<&str> = records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a", "prg/b"]);
+}
+
+#[test]
+fn cache_dir_must_be_private_and_never_a_shared_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = example();
+    let conf = conf.to_str().unwrap();
+
+    let open = tmp.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = carrier(&["-C", conf, "ls"], &open);
+    assert!(!o.status.success(), "a world-writable cache was used");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("'{}'", open.display())) && err.contains("writable by"), "{err}");
+    assert!(err.contains("chmod go-w"), "{err}");
+    assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0, "nothing written to it");
+
+    // Owned by someone else (nobody), even if private to them.
+    let theirs = tmp.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let o = carrier(&["-C", conf, "ls"], &theirs);
+    assert!(!o.status.success(), "another user's cache was used");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("'{}'", theirs.display())) && err.contains("owned by uid 65534"), "{err}");
+
+    // No cache directory configured at all: an error, not a directory under $TMPDIR.
+    let shared = tmp.path().join("shared-tmp");
+    std::fs::create_dir(&shared).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_carrier"))
+        .args(["-C", conf, "ls"])
+        .env_remove("CARRIER_CACHE_DIR")
+        .env_remove("XDG_CACHE_HOME")
+        .env_remove("HOME")
+        .env("TMPDIR", &shared)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "carrier picked a cache directory by itself");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("CARRIER_CACHE_DIR") && err.contains("--cache-dir"), "{err}");
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0, "nothing written to $TMPDIR");
+}

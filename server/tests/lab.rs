@@ -213,3 +213,112 @@ fn a_host_that_fails_to_start_stops_the_others() {
     assert!(!lab.dir().join("lab.json").exists());
     assert!(processes_mentioning(&lab.dir()).is_empty(), "{:?}", processes_mentioning(&lab.dir()));
 }
+
+#[test]
+fn state_dir_must_be_owned_by_the_caller_and_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    std::fs::create_dir(lab.dir()).unwrap();
+    std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = lab.carrier(&["up"]);
+    assert!(!o.status.success(), "a world-writable state directory was used");
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains(&format!("'{}'", lab.dir().display())) && stderr.contains("writable by"), "{stderr}");
+    assert!(processes_mentioning(&lab.dir()).is_empty(), "{:?}", processes_mentioning(&lab.dir()));
+    assert!(!lab.dir().join("hosts").exists(), "nothing written");
+
+    std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::chown(lab.dir(), Some(65534), Some(65534)).unwrap();
+    let o = lab.carrier(&["up"]);
+    assert!(!o.status.success(), "another user's state directory was used");
+    let stderr = text(&o.stderr);
+    assert!(stderr.contains("owned by uid 65534"), "{stderr}");
+    assert!(!lab.dir().join("hosts").exists(), "nothing written");
+    std::os::unix::fs::chown(lab.dir(), Some(0), Some(0)).unwrap();
+}
+
+#[test]
+fn files_are_never_written_through_planted_links() {
+    let lab = Lab::new();
+    let victims = lab.tmp.path().join("victims");
+    std::fs::create_dir_all(&victims).unwrap();
+    let host = lab.dir().join("hosts/node1.lab");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::create_dir_all(lab.dir().join("nix-conf")).unwrap();
+    let planted = [
+        lab.dir().join("ssh_config"),
+        lab.dir().join("known_hosts"),
+        lab.dir().join("nix-conf/nix.conf"),
+        host.join("sshd_config"),
+        host.join("sshd.log"),
+    ];
+    for (i, link) in planted.iter().enumerate() {
+        let victim = victims.join(i.to_string());
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, link).unwrap();
+    }
+    ok(&lab.carrier(&["up"]));
+    for (i, link) in planted.iter().enumerate() {
+        assert_eq!(std::fs::read_to_string(victims.join(i.to_string())).unwrap(), "precious\n", "{}", link.display());
+        assert!(link.symlink_metadata().unwrap().is_file(), "{} is not a regular file", link.display());
+    }
+    ok(&lab.ssh("node1.lab", &["true"]));
+}
+
+#[test]
+fn sshd_runs_with_strict_modes() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new();
+    ok(&lab.carrier(&["up"]));
+    let config = std::fs::read_to_string(lab.dir().join("hosts/node1.lab/sshd_config")).unwrap();
+    assert!(config.contains("\nStrictModes yes\n"), "{config}");
+    ok(&lab.ssh("node1.lab", &["true"]));
+    // The host's /root/.ssh/authorized_keys, or /root, made writable by others: sshd
+    // refuses the keys. (Debian's sshd tolerates group-writability when the group is
+    // the user's own, as root's is, so others' write bit is what is tested.)
+    let root = lab.dir().join("hosts/node1.lab/root");
+    let keys = root.join(".ssh/authorized_keys");
+    let log = lab.dir().join("hosts/node1.lab/sshd.log");
+    for (path, open, private) in [(&keys, 0o646, 0o600), (&root, 0o757, 0o700)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(open)).unwrap();
+        let o = lab.ssh("node1.lab", &["true"]);
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)).unwrap();
+        assert!(!o.status.success(), "sshd accepted keys with {} writable by others", path.display());
+        let refused = std::fs::read_to_string(&log).unwrap();
+        assert!(refused.contains("Authentication refused: bad ownership or modes"), "{refused}");
+        ok(&lab.ssh("node1.lab", &["true"]));
+    }
+}
+
+#[test]
+fn down_stops_only_processes_of_the_layout_it_computes() {
+    let lab = Lab::new();
+    ok(&lab.carrier(&["up"]));
+    let pids: Vec<u64> = lab.record()["hosts"].as_array().unwrap().iter().map(|h| h["pid"].as_u64().unwrap()).collect();
+    // An unrelated process with an sshd_config path on its command line (as the system's
+    // own sshd has), which a tampered lab.json points at.
+    let elsewhere = lab.tmp.path().join("elsewhere");
+    let mut victim = Command::new("sh")
+        .args(["-c", "sleep 300; :", "sh"])
+        .arg(elsewhere.join("sshd_config"))
+        .spawn()
+        .unwrap();
+    let mut record = lab.record();
+    for (alias, root) in [("evil.lab", elsewhere.clone()), ("node1.lab", elsewhere.clone())] {
+        record["hosts"].as_array_mut().unwrap().push(serde_json::json!({
+            "machine": "evil", "alias": alias, "port": 1, "pid": victim.id(), "root": root, "carrier": false
+        }));
+    }
+    std::fs::write(lab.dir().join("lab.json"), serde_json::to_string(&record).unwrap()).unwrap();
+
+    let o = lab.carrier(&["down"]);
+    let victim_alive = pid_alive(victim.id() as u64);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    assert!(victim_alive, "down killed a process outside the lab: {}", text(&o.stderr));
+    ok(&o);
+    for pid in &pids {
+        assert!(!pid_alive(*pid), "pid {pid} still runs");
+    }
+    assert!(text(&o.stderr).contains("left alone"), "{}", text(&o.stderr));
+}

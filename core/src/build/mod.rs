@@ -74,6 +74,8 @@ pub enum BuildError {
     Nix { machines: Vec<String>, message: String },
     #[error("generation {}: {message}", .dir.display())]
     Generation { dir: PathBuf, message: String },
+    #[error("the cache directory cannot be used: {0}")]
+    CacheDir(#[source] crate::private_dir::PrivateDirError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -527,6 +529,7 @@ fn nix_error(machines: &[String]) -> impl FnOnce(NixError) -> BuildError + '_ {
     move |e| match e {
         NixError::NotInstalled { program } => BuildError::NixNotInstalled { program },
         NixError::Failed { message } => BuildError::Nix { machines: machines.to_vec(), message },
+        NixError::CacheDir(e) => BuildError::CacheDir(e),
         NixError::Io { context, source } => BuildError::Io { context, source },
     }
 }

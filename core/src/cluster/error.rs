@@ -32,6 +32,15 @@ pub enum InventoryError {
     #[error("machine '{machine}' (defined in {}): {message}", files.join(", "))]
     Invalid { machine: String, files: Vec<String>, message: String },
 
+    #[error(
+        "no cache directory: set CARRIER_CACHE_DIR (or pass --cache-dir), XDG_CACHE_HOME or HOME; \
+         carrier does not fall back to a shared temporary directory"
+    )]
+    NoCacheDir,
+
+    #[error("the cache directory cannot be used: {0}")]
+    CacheDir(#[from] crate::private_dir::PrivateDirError),
+
     #[error("{context}: {source}")]
     Io {
         context: String,

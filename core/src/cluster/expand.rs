@@ -14,7 +14,7 @@ pub fn expand(defs: &Definitions) -> Result<Cluster, InventoryError> {
     let mut machines: Vec<Machine> = Vec::with_capacity(defs.len());
     for (name, (meta, files)) in defs {
         validate(name, meta, files)?;
-        machines.push(Machine {
+        let machine = Machine {
             name: name.clone(),
             alias: None,
             cluster_name: name.clone(),
@@ -22,7 +22,9 @@ pub fn expand(defs: &Definitions) -> Result<Cluster, InventoryError> {
             meta_config: meta.clone(),
             extra_modules: vec![],
             files: files.clone(),
-        });
+        };
+        validate_target(&machine)?;
+        machines.push(machine);
         if !meta.carrier.enable {
             continue;
         }
@@ -67,7 +69,74 @@ pub fn expand(defs: &Definitions) -> Result<Cluster, InventoryError> {
             });
         }
     }
+    // `a/b` and `a:b` would share `.confctl/generations/a:b`.
+    let mut safe_names: BTreeMap<String, &Machine> = BTreeMap::new();
+    for m in &machines {
+        if let Some(other) = safe_names.insert(m.safe_name(), m) {
+            return Err(InventoryError::Invalid {
+                machine: shown(&m.name),
+                files: m.files.clone(),
+                message: format!(
+                    "its file name '{}' ('/' becomes ':') is also machine '{}''s; rename one of them",
+                    shown(&m.safe_name()),
+                    shown(&other.name)
+                ),
+            });
+        }
+    }
     Ok(Cluster { machines })
+}
+
+/// A name as error messages show it: control characters escaped, so a name cannot
+/// rewrite the terminal or fake further lines.
+fn shown(name: &str) -> String {
+    name.escape_debug().to_string()
+}
+
+/// Why `name` cannot be a machine name or a carried alias, if it cannot. Names become
+/// file names (`/` replaced by `:`: `.confctl/generations/<name>`, the carried profile
+/// `confctl-<alias>`, netboot directories) and paths below `cluster/`
+/// (`cluster/<name>/config.nix`), so each `/`-separated part must be an ordinary file
+/// name: not empty, not `.` or `..`; and no control characters anywhere.
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.chars().any(char::is_control) {
+        Some("it contains a control character")
+    } else if name.split('/').any(str::is_empty) {
+        Some("it has an empty '/'-separated part (a leading, trailing or doubled '/')")
+    } else if name.split('/').any(|part| part == "." || part == "..") {
+        Some("a '/'-separated part of it is '.' or '..'")
+    } else {
+        None
+    }
+}
+
+/// The ssh target of a standalone machine becomes an argument of ssh and ends up in
+/// ssh_config lines: it must not look like an option or contain whitespace or control
+/// characters.
+fn validate_target(m: &Machine) -> Result<(), InventoryError> {
+    let Some(target) = m.target_host() else { return Ok(()) };
+    let problem = if target.is_empty() {
+        "it is empty"
+    } else if target.starts_with('-') {
+        "it starts with '-', so ssh would read it as an option"
+    } else if target.chars().any(char::is_whitespace) {
+        "it contains whitespace"
+    } else if target.chars().any(char::is_control) {
+        "it contains a control character"
+    } else {
+        return Ok(());
+    };
+    let what = match m.meta_config.host {
+        Some(_) => format!("host.target '{}'", shown(target)),
+        None => format!("its ssh target '{}' (the machine name, as host is not set)", shown(target)),
+    };
+    Err(InventoryError::Invalid {
+        machine: shown(&m.name),
+        files: m.files.clone(),
+        message: format!("{what} cannot be used: {problem}"),
+    })
 }
 
 fn origin(m: &Machine) -> String {
@@ -80,12 +149,12 @@ fn origin(m: &Machine) -> String {
 /// Checks that Nix's type system cannot express.
 fn validate(name: &str, meta: &MetaConfig, files: &[String]) -> Result<(), InventoryError> {
     let invalid = |message: String| InventoryError::Invalid {
-        machine: name.to_string(),
+        machine: shown(name),
         files: files.to_vec(),
         message,
     };
-    if name.is_empty() {
-        return Err(invalid("the machine name is empty".into()));
+    if let Some(problem) = name_problem(name) {
+        return Err(invalid(format!("the machine name cannot be used: {problem}")));
     }
     if let Some(entry) = meta.nix.nix_path.iter().find(|e| !e.contains('=')) {
         return Err(invalid(format!("nix.nixPath entry '{entry}' is not of the form name=path")));
@@ -94,8 +163,12 @@ fn validate(name: &str, meta: &MetaConfig, files: &[String]) -> Result<(), Inven
         return Err(invalid("buildAttribute is an empty list".into()));
     }
     for entry in &meta.carrier.machines {
-        if entry.alias.as_deref() == Some("") {
-            return Err(invalid(format!("carrier.machines entry for '{}' has an empty alias", entry.machine)));
+        if let Some(problem) = entry.alias.as_deref().and_then(name_problem) {
+            return Err(invalid(format!(
+                "carrier.machines entry for '{}' has alias '{}', which cannot be used: {problem}",
+                shown(&entry.machine),
+                shown(entry.alias.as_deref().unwrap_or_default())
+            )));
         }
         if entry.build_attribute.is_empty() {
             return Err(invalid(format!(
@@ -209,5 +282,67 @@ mod tests {
         m.nix.nix_path = vec!["nixpkgs".into()];
         let err = expand(&defs(vec![("n", m)])).unwrap_err().to_string();
         assert!(err.contains("nix.nixPath") && err.contains("'nixpkgs'"), "{err}");
+    }
+
+    #[test]
+    fn names_must_stay_file_names() {
+        for ok in ["node1", "prg/node1", "a/b/c", "pxe#x", "n.1", "...", "a..b", "-x"] {
+            assert_eq!(name_problem(ok), None, "{ok:?}");
+        }
+        for bad in ["", ".", "..", "a/..", "../a", "a/./b", "/a", "a/", "a//b", "a\nb", "a\u{1b}[2Jb"] {
+            assert!(name_problem(bad).is_some(), "{bad:?}");
+        }
+        let err = expand(&defs(vec![("a/../b", meta(Spin::Nixos))])).unwrap_err().to_string();
+        assert!(err.starts_with("machine 'a/../b' (defined in /c/cluster/a/../b/module.nix): the machine name cannot be used"), "{err}");
+        let err = expand(&defs(vec![("a\nb", meta(Spin::Nixos))])).unwrap_err().to_string();
+        assert!(err.starts_with("machine 'a\\nb' "), "{err}");
+
+        let mut pxe = meta(Spin::Nixos);
+        pxe.carrier.enable = true;
+        pxe.carrier.machines = vec![entry("node", Some("prg/.."))];
+        let err = expand(&defs(vec![("pxe", pxe), ("node", meta(Spin::Nixos))])).unwrap_err().to_string();
+        assert!(err.contains("machine 'pxe'") && err.contains("alias 'prg/..'"), "{err}");
+    }
+
+    #[test]
+    fn names_sharing_a_file_name_are_refused() {
+        let err = expand(&defs(vec![("a/b", meta(Spin::Nixos)), ("a:b", meta(Spin::Nixos))])).unwrap_err().to_string();
+        assert!(err.contains("'a:b'") && err.contains("machine 'a/b'"), "{err}");
+    }
+
+    #[test]
+    fn targets_must_not_look_like_options() {
+        use crate::cluster::Host;
+        let with_target = |t: Option<&str>| {
+            let mut m = meta(Spin::Nixos);
+            m.host = Some(Host {
+                name: None,
+                location: None,
+                domain: None,
+                full_domain: None,
+                fqdn: None,
+                target: t.map(String::from),
+                port: 22,
+            });
+            m
+        };
+        for ok in [Some("node1.example.org"), Some("root@node1"), Some("localhost"), None] {
+            expand(&defs(vec![("n", with_target(ok))])).unwrap();
+        }
+        for (bad, why) in [
+            ("-oProxyCommand=x", "starts with '-'"),
+            ("a b", "whitespace"),
+            ("a\u{7f}b", "control character"),
+            ("", "empty"),
+        ] {
+            let err = expand(&defs(vec![("n", with_target(Some(bad)))])).unwrap_err().to_string();
+            assert!(err.starts_with("machine 'n'") && err.contains("host.target") && err.contains(why), "{bad:?}: {err}");
+        }
+        // A carried copy inherits the source's host and is never a target itself.
+        let mut pxe = meta(Spin::Nixos);
+        pxe.carrier.enable = true;
+        pxe.carrier.machines = vec![entry("node", Some("a b"))];
+        let err = expand(&defs(vec![("pxe", pxe), ("node", with_target(None))]));
+        assert!(err.is_ok(), "{err:?}");
     }
 }

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::expand::{expand, Definitions};
 use super::{Cluster, InventoryError, MetaConfig};
 use crate::nix::{self, NixError};
+use crate::private_dir;
 
 /// Reads configuration directories (confctl's "conf dir": the directory holding
 /// `cluster/`). Cheap to share; it remembers the last cluster it loaded.
@@ -45,13 +46,11 @@ impl Inventory {
         Inventory { cache_dir: cache_dir.into(), last: Mutex::new(None), evaluating: Mutex::new(()) }
     }
 
-    /// `$CARRIER_CACHE_DIR`, else `$XDG_CACHE_HOME/carrier`, else `~/.cache/carrier`.
-    pub fn default_cache_dir() -> PathBuf {
-        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-        env("CARRIER_CACHE_DIR")
-            .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("carrier")))
-            .or_else(|| env("HOME").map(|d| d.join(".cache/carrier")))
-            .unwrap_or_else(|| std::env::temp_dir().join("carrier-cache"))
+    /// `$CARRIER_CACHE_DIR`, else `$XDG_CACHE_HOME/carrier`, else `~/.cache/carrier`;
+    /// never a shared directory such as `/tmp` (whoever else can write there could plant
+    /// the evaluator or a cached inventory), so with none of them set it is an error.
+    pub fn default_cache_dir() -> Result<PathBuf, InventoryError> {
+        cache_dir_from(|k| std::env::var_os(k))
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -59,6 +58,12 @@ impl Inventory {
     }
 
     /// Loads the cluster of `conf_dir`, evaluating with Nix only when a file changed.
+    ///
+    /// The files are hashed again after each evaluation: a result is cached (and
+    /// remembered) only when nothing changed while Nix ran, so an edit made during an
+    /// evaluation never gets the newer result stored under the older content's key.
+    /// Files still changing after [`EVALUATIONS`] evaluations: the last result is
+    /// returned, but not cached.
     pub fn load(&self, conf_dir: &Path) -> Result<Loaded, InventoryError> {
         let conf_dir = std::path::absolute(conf_dir)
             .map_err(|e| InventoryError::io(format!("resolving {}", conf_dir.display()), e))?;
@@ -66,6 +71,44 @@ impl Inventory {
         if !cluster_dir.is_dir() {
             return Err(InventoryError::MissingClusterDir(cluster_dir));
         }
+        private_dir::ensure(&self.cache_dir)?;
+        let mut before = self.snapshot(&conf_dir)?;
+        if let Some(cluster) = self.remembered(&before.key) {
+            return Ok(Loaded { cluster, key: before.key, cached: true });
+        }
+        let _evaluating = self.evaluating.lock().unwrap_or_else(|e| e.into_inner());
+        for attempt in 1..=EVALUATIONS {
+            if let Some(cluster) = self.remembered(&before.key) {
+                return Ok(Loaded { cluster, key: before.key, cached: true });
+            }
+            let cache_file = self.cache_dir.join("inventory").join(format!("{}.json", before.key));
+            if let Ok(raw) = std::fs::read(&cache_file) {
+                let cluster = Arc::new(expand(&parse_output(&raw)?)?);
+                return Ok(self.remember(before.key, cluster, true));
+            }
+            let raw = self.evaluate(&conf_dir, &cluster_dir)?;
+            let after = self.snapshot(&conf_dir)?;
+            if after == before || attempt == EVALUATIONS {
+                let cluster = Arc::new(expand(&parse_output(&raw)?)?);
+                if after != before {
+                    return Ok(Loaded { cluster, key: before.key, cached: false });
+                }
+                // a cache: failing to keep it only costs the next load an evaluation
+                let _ = write_atomically(&cache_file, &raw);
+                return Ok(self.remember(before.key, cluster, false));
+            }
+            before = after;
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    fn remember(&self, key: String, cluster: Arc<Cluster>, cached: bool) -> Loaded {
+        *self.last.lock().expect("inventory lock") = Some((key.clone(), cluster.clone()));
+        Loaded { cluster, key, cached }
+    }
+
+    /// The content key of `conf_dir` now, through (and updating) the remembered hashes.
+    fn snapshot(&self, conf_dir: &Path) -> Result<Snapshot, InventoryError> {
         let memo_file = self.cache_dir.join("hashes").join(format!(
             "{}.json",
             &hex::encode(Sha256::digest(conf_dir.as_os_str().as_encoded_bytes()))[..32]
@@ -74,30 +117,12 @@ impl Inventory {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let key = content_key(&conf_dir, &mut memo)?;
+        let snapshot = content_key(conf_dir, &mut memo)?;
         if memo.changed {
             // a cache: losing it only costs re-reading files
             let _ = write_atomically(&memo_file, &serde_json::to_vec(&memo).expect("hashes serialize"));
         }
-        if let Some(cluster) = self.remembered(&key) {
-            return Ok(Loaded { cluster, key, cached: true });
-        }
-        let _evaluating = self.evaluating.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cluster) = self.remembered(&key) {
-            return Ok(Loaded { cluster, key, cached: true });
-        }
-        let cache_file = self.cache_dir.join("inventory").join(format!("{key}.json"));
-        let (raw, cached) = match std::fs::read(&cache_file) {
-            Ok(bytes) => (bytes, true),
-            Err(_) => (self.evaluate(&conf_dir, &cluster_dir)?, false),
-        };
-        let cluster = Arc::new(expand(&parse_output(&raw)?)?);
-        if !cached {
-            // a cache: failing to keep it only costs the next load an evaluation
-            let _ = write_atomically(&cache_file, &raw);
-        }
-        *self.last.lock().expect("inventory lock") = Some((key.clone(), cluster.clone()));
-        Ok(Loaded { cluster, key, cached })
+        Ok(snapshot)
     }
 
     fn remembered(&self, key: &str) -> Option<Arc<Cluster>> {
@@ -177,9 +202,23 @@ fn evaluate_flake(conf_dir: &Path) -> Result<Vec<u8>, InventoryError> {
     Ok(serde_json::to_vec(&serde_json::json!({ "machines": machines, "files": {} })).expect("JSON"))
 }
 
+/// How often `load` evaluates while the files keep changing under it.
+pub const EVALUATIONS: usize = 3;
+
+/// `$CARRIER_CACHE_DIR`, else `$XDG_CACHE_HOME/carrier`, else `$HOME/.cache/carrier`,
+/// from `env`.
+fn cache_dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf, InventoryError> {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("CARRIER_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("carrier")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/carrier")))
+        .ok_or(InventoryError::NoCacheDir)
+}
+
 fn nix_error(e: NixError, conf_dir: &Path) -> InventoryError {
     match e {
         NixError::NotInstalled { program } => InventoryError::NixNotInstalled { program },
+        NixError::CacheDir(e) => InventoryError::CacheDir(e),
         NixError::Failed { message } => InventoryError::Eval { conf_dir: conf_dir.to_path_buf(), message },
         NixError::Io { context, source } => InventoryError::Io { context, source },
     }
@@ -230,7 +269,9 @@ pub fn discover_module_files(cluster_dir: &Path) -> Result<Vec<String>, Inventor
     Ok(found)
 }
 
-/// Visits regular files below `dir`, skipping hidden entries.
+/// Visits regular files below `dir`, skipping hidden entries. Symlinks to files are
+/// visited (their target's content counts); symlinked directories are never entered
+/// (an `x -> .` loop, a `result` link into the store).
 fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) -> Result<(), InventoryError> {
     if depth > 32 {
         return Err(InventoryError::io(
@@ -245,29 +286,50 @@ fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) -> Result<(), In
             continue;
         }
         let path = entry.path();
-        let Ok(mut kind) = entry.file_type() else { continue };
-        if kind.is_symlink() {
-            // follow it; a dangling link is skipped
-            let Ok(meta) = std::fs::metadata(&path) else { continue };
-            kind = meta.file_type();
-        }
-        if kind.is_dir() {
-            walk(&path, depth + 1, visit)?;
-        } else if kind.is_file() {
-            visit(&path);
+        match entry_kind(&entry) {
+            EntryKind::Dir => walk(&path, depth + 1, visit)?,
+            EntryKind::File => visit(&path),
+            EntryKind::Other => {}
         }
     }
     Ok(())
 }
 
+enum EntryKind {
+    /// A real directory (not a symlink to one).
+    Dir,
+    /// A regular file, or a symlink to one.
+    File,
+    /// Anything else: symlinked directories, dangling links, FIFOs, sockets, devices.
+    Other,
+}
+
+fn entry_kind(entry: &std::fs::DirEntry) -> EntryKind {
+    match entry.file_type() {
+        Ok(t) if t.is_dir() => EntryKind::Dir,
+        Ok(t) if t.is_file() => EntryKind::File,
+        Ok(t) if t.is_symlink() && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) => EntryKind::File,
+        _ => EntryKind::Other,
+    }
+}
+
+/// The content key of a configuration directory at one moment, and the stat data of
+/// the files it covers (an edit that restores the old content still changes those).
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    key: String,
+    stamps: String,
+}
+
 /// The cache key: the evaluator's digest plus the path and content of every `*.nix`
-/// and `*.json` file of the configuration directory (hidden entries and `result*`
-/// links skipped), so an edit anywhere a module could import from invalidates it.
+/// and `*.json` file of the configuration directory (hidden entries, `result*` and
+/// symlinked directories skipped, see [`walk`]), so an edit anywhere a module could
+/// import from invalidates it.
 ///
 /// File contents are hashed once and remembered with the file's stat data (size,
 /// mtime, ctime, inode, as git's index does); an unchanged stat reuses the hash.
 /// Files modified in the last two seconds are not remembered (timestamps are coarse).
-fn content_key(conf_dir: &Path, memo: &mut FileHashes) -> Result<String, InventoryError> {
+fn content_key(conf_dir: &Path, memo: &mut FileHashes) -> Result<Snapshot, InventoryError> {
     let mut files = Vec::new();
     for top in std::fs::read_dir(conf_dir).map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))? {
         let top = top.map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))?;
@@ -276,10 +338,10 @@ fn content_key(conf_dir: &Path, memo: &mut FileHashes) -> Result<String, Invento
             continue;
         }
         let path = top.path();
-        if path.is_dir() {
-            walk(&path, 1, &mut |p| files.push(p.to_path_buf()))?;
-        } else {
-            files.push(path);
+        match entry_kind(&top) {
+            EntryKind::Dir => walk(&path, 1, &mut |p| files.push(p.to_path_buf()))?,
+            EntryKind::File => files.push(path),
+            EntryKind::Other => {}
         }
     }
     files.retain(|p| p.extension().is_some_and(|e| e == "nix" || e == "json"));
@@ -290,6 +352,7 @@ fn content_key(conf_dir: &Path, memo: &mut FileHashes) -> Result<String, Invento
     let mut h = Sha256::new();
     h.update(nix::evaluator_digest().as_bytes());
     h.update(conf_dir.as_os_str().as_encoded_bytes());
+    let mut stamps = Sha256::new();
     let mut seen = BTreeMap::new();
     for path in files {
         let read_err = |e| InventoryError::io(format!("reading {}", path.display()), e);
@@ -304,13 +367,14 @@ fn content_key(conf_dir: &Path, memo: &mut FileHashes) -> Result<String, Invento
         h.update(path.as_os_str().as_encoded_bytes());
         h.update([0]);
         h.update(digest.as_bytes());
+        stamps.update(serde_json::to_vec(&stamp).expect("stamps serialize"));
         if stamp.mtime < recent {
             seen.insert(key, (stamp, digest));
         }
     }
     memo.changed = seen != memo.files;
     memo.files = seen;
-    Ok(hex::encode(h.finalize()))
+    Ok(Snapshot { key: hex::encode(h.finalize()), stamps: hex::encode(stamps.finalize()) })
 }
 
 /// What identifies an unchanged file without reading it.
@@ -349,13 +413,14 @@ struct FileHashes {
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InventoryError> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = path.parent().expect("cache file has a parent");
-    std::fs::create_dir_all(dir).map_err(|e| InventoryError::io(format!("creating {}", dir.display()), e))?;
-    let io = |e| InventoryError::io(format!("writing {}", path.display()), e);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| InventoryError::io(format!("creating {}", dir.display()), e))?;
+    private_dir::write_file(path, bytes, 0o600).map_err(|e| InventoryError::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -382,7 +447,7 @@ mod tests {
         let c = tmp.path().join("cluster/a");
         std::fs::create_dir_all(&c).unwrap();
         std::fs::write(c.join("module.nix"), "{}").unwrap();
-        let key = |memo: &mut FileHashes| content_key(tmp.path(), memo).unwrap();
+        let key = |memo: &mut FileHashes| content_key(tmp.path(), memo).unwrap().key;
         let mut memo = FileHashes::default();
         let k1 = key(&mut memo);
         assert_eq!(k1, key(&mut memo));
@@ -405,20 +470,20 @@ mod tests {
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
         std::fs::File::options().write(true).open(&file).unwrap().set_modified(old).unwrap();
         let mut memo = FileHashes::default();
-        let k1 = content_key(tmp.path(), &mut memo).unwrap();
+        let k1 = content_key(tmp.path(), &mut memo).unwrap().key;
         assert!(memo.changed && memo.files.len() == 1, "the hash is remembered");
         // a remembered hash is trusted while the stat matches...
         let (_, digest) = memo.files.values_mut().next().unwrap();
         *digest = "0".repeat(64);
-        assert_ne!(content_key(tmp.path(), &mut memo).unwrap(), k1, "the remembered hash was used");
+        assert_ne!(content_key(tmp.path(), &mut memo).unwrap().key, k1, "the remembered hash was used");
         // ...and a changed file (new ctime) is read again
         let mut memo = FileHashes::default();
-        let k1 = content_key(tmp.path(), &mut memo).unwrap();
+        let k1 = content_key(tmp.path(), &mut memo).unwrap().key;
         std::fs::write(&file, "{ a = 2; }").unwrap();
-        let k2 = content_key(tmp.path(), &mut memo).unwrap();
+        let k2 = content_key(tmp.path(), &mut memo).unwrap().key;
         assert_ne!(k1, k2);
         assert!(memo.files.is_empty(), "a file written just now is not remembered");
-        assert_ne!(content_key(tmp.path(), &mut memo).unwrap(), k1);
+        assert_ne!(content_key(tmp.path(), &mut memo).unwrap().key, k1);
     }
 
     #[test]
@@ -427,5 +492,43 @@ mod tests {
         let inv = Inventory::new(tmp.path().join("cache"));
         let err = inv.load(&tmp.path().join("nope")).unwrap_err().to_string();
         assert!(err.contains("nope/cluster") && err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn cache_dir_comes_from_the_environment_or_nowhere() {
+        let from = |vars: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            cache_dir_from(move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.into()))
+        };
+        assert_eq!(from(&[("HOME", "/h"), ("CARRIER_CACHE_DIR", "/c")]).unwrap(), Path::new("/c"));
+        assert_eq!(from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]).unwrap(), Path::new("/x/carrier"));
+        assert_eq!(from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "")]).unwrap(), Path::new("/h/.cache/carrier"));
+        let e = from(&[("TMPDIR", "/tmp")]).unwrap_err().to_string();
+        assert!(e.starts_with("no cache directory: set CARRIER_CACHE_DIR"), "{e}");
+    }
+
+    #[test]
+    fn symlinked_directories_are_not_entered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = tmp.path().join("cluster");
+        std::fs::create_dir_all(c.join("a")).unwrap();
+        std::fs::write(c.join("a/module.nix"), "{}").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let outside = elsewhere.path();
+        std::fs::write(outside.join("module.nix"), "{}").unwrap();
+        std::fs::write(outside.join("shared.nix"), "1").unwrap();
+        std::os::unix::fs::symlink(".", c.join("loop")).unwrap();
+        std::os::unix::fs::symlink("..", c.join("a/up")).unwrap();
+        std::os::unix::fs::symlink(outside, c.join("linked")).unwrap();
+        // A symlink to a file counts, with its target's content.
+        std::os::unix::fs::symlink(outside.join("shared.nix"), c.join("a/shared.nix")).unwrap();
+        let got = discover_module_files(&c).unwrap();
+        assert_eq!(got, [c.join("a/module.nix").display().to_string()]);
+        let mut memo = FileHashes::default();
+        let k1 = content_key(tmp.path(), &mut memo).unwrap().key;
+        std::fs::write(outside.join("module.nix"), "{ x = 1; }").unwrap();
+        assert_eq!(content_key(tmp.path(), &mut memo).unwrap().key, k1, "linked directories are not hashed");
+        std::fs::write(outside.join("shared.nix"), "2").unwrap();
+        assert_ne!(content_key(tmp.path(), &mut memo).unwrap().key, k1, "linked files are");
     }
 }

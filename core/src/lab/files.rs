@@ -43,6 +43,9 @@ pub fn session_path(carrier_bin_dir: &Path) -> String {
     format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", carrier_bin_dir.display())
 }
 
+/// sshd reads the keys from `/root/.ssh/authorized_keys` inside the host's namespace
+/// (the host's own `root/` directory) and checks, as on a real host (`StrictModes yes`),
+/// that neither the file nor a directory up to `/root` is writable by others.
 pub fn sshd_config(layout: &Layout, host: &HostLayout, port: u16, carrier: bool, carrier_bin_dir: &Path) -> String {
     let mut env = format!(
         "PATH={} NIX_CONF_DIR={} HOME=/root",
@@ -62,19 +65,18 @@ pub fn sshd_config(layout: &Layout, host: &HostLayout, port: u16, carrier: bool,
          Port {port}\n\
          HostKey {host_key}\n\
          PidFile {pid_file}\n\
-         AuthorizedKeysFile {authorized_keys}\n\
+         AuthorizedKeysFile /root/.ssh/authorized_keys\n\
          PermitRootLogin prohibit-password\n\
          PasswordAuthentication no\n\
          KbdInteractiveAuthentication no\n\
          UsePAM no\n\
-         StrictModes no\n\
+         StrictModes yes\n\
          MaxSessions 100\n\
          MaxStartups 100:30:200\n\
          SetEnv {env}\n",
         alias = host.alias,
         host_key = host.host_key().display(),
         pid_file = host.pid_file().display(),
-        authorized_keys = layout.authorized_keys().display(),
     )
 }
 
@@ -175,6 +177,8 @@ mod tests {
         let text = sshd_config(&l, &h, 2201, true, Path::new("/opt/carrier/bin"));
         assert!(text.contains("\nPort 2201\n"));
         assert!(text.contains("\nHostKey /tmp/lab/hosts/pxe.lab/ssh_host_ed25519_key\n"));
+        assert!(text.contains("\nAuthorizedKeysFile /root/.ssh/authorized_keys\nPermitRootLogin prohibit-password\n"));
+        assert!(text.contains("\nStrictModes yes\n"));
         assert!(text.contains(
             "\nSetEnv PATH=/opt/carrier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
              NIX_CONF_DIR=/tmp/lab/nix-conf HOME=/root \

@@ -28,9 +28,6 @@ impl Layout {
     pub fn client_key(&self) -> PathBuf {
         self.dir.join("id_ed25519")
     }
-    pub fn authorized_keys(&self) -> PathBuf {
-        self.dir.join("authorized_keys")
-    }
     /// `NIX_CONF_DIR` of every lab session.
     pub fn nix_conf_dir(&self) -> PathBuf {
         self.dir.join("nix-conf")
@@ -55,10 +52,15 @@ impl HostLayout {
     pub fn nix(&self) -> PathBuf {
         self.dir.join("nix")
     }
-    /// Bind-mounted over `/root`, empty: a shell rc file would cost time per command
-    /// and anything it prints would corrupt `nix-store --serve`.
+    /// Bind-mounted over `/root`, with nothing but `.ssh/authorized_keys`: a shell rc
+    /// file would cost time per command and anything it prints would corrupt
+    /// `nix-store --serve`.
     pub fn root(&self) -> PathBuf {
         self.dir.join("root")
+    }
+    /// `/root/.ssh/authorized_keys` on the host: the lab's client key.
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.root().join(".ssh/authorized_keys")
     }
     /// Bind-mounted over `/run` (activation state, locks, sshd's privsep directory).
     pub fn run(&self) -> PathBuf {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
+use crate::private_dir::{self, PrivateDirError};
 use layout::{HostLayout, Layout};
 use process::Stopped;
 
@@ -50,6 +51,10 @@ pub enum LabError {
         path.display()
     )]
     StateDir { path: PathBuf, reason: String },
+    /// Not the caller's, or writable by others: its files configure root sshds and name
+    /// the PIDs `down` signals.
+    #[error("the lab state directory cannot be used: {0}")]
+    NotPrivate(#[from] PrivateDirError),
     #[error("the lab in '{}' is already up ({hosts}); run `carrier lab down` first", dir.display())]
     AlreadyUp { dir: PathBuf, hosts: String },
     #[error("no lab is up in '{}' (no lab.json)", dir.display())]
@@ -118,25 +123,25 @@ pub struct HostRecord {
     pub port: u16,
     /// sshd's PID (its own session; `down` signals exactly this PID).
     pub pid: u32,
-    /// The host's directory, `<state dir>/hosts/<alias>`.
-    pub root: PathBuf,
     pub carrier: bool,
 }
 
 impl HostRecord {
-    fn layout(&self) -> HostLayout {
-        HostLayout { alias: self.alias.clone(), dir: self.root.clone() }
+    /// The host's sshd: this PID, running with the sshd_config of the layout computed
+    /// from the state directory and the alias (never a path read from the record).
+    fn is_ours(&self, layout: &Layout) -> bool {
+        process::pid_alive(self.pid) && process::is_lab_sshd(self.pid, &layout.host(&self.alias).sshd_config())
     }
 
-    /// The process exists, is still this host's sshd, and its port accepts connections.
-    pub fn alive(&self) -> bool {
-        process::pid_alive(self.pid)
-            && process::is_lab_sshd(self.pid, &self.layout().sshd_config())
-            && process::port_accepts(self.port)
+    /// The process is still this host's sshd, and its port accepts connections.
+    pub fn alive(&self, layout: &Layout) -> bool {
+        self.is_ours(layout) && process::port_accepts(self.port)
     }
 }
 
 impl LabRecord {
+    /// Reads `lab.json`. Its aliases must be lab aliases: they name directories below
+    /// the state directory.
     pub fn load(layout: &Layout) -> Result<Option<LabRecord>, LabError> {
         let file = layout.record();
         let text = match std::fs::read_to_string(&file) {
@@ -144,8 +149,27 @@ impl LabRecord {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("reading", &file)(e)),
         };
-        serde_json::from_str(&text).map(Some).map_err(|e| LabError::Record { file, message: e.to_string() })
+        let record: LabRecord =
+            serde_json::from_str(&text).map_err(|e| LabError::Record { file: file.clone(), message: e.to_string() })?;
+        if let Some(h) = record.hosts.iter().find(|h| !layout::valid_alias(&h.alias)) {
+            let message = format!("host alias {:?} is not a lab alias", h.alias);
+            return Err(LabError::Record { file, message });
+        }
+        Ok(Some(record))
     }
+}
+
+/// The layout of an existing state directory, after checking it is the caller's and
+/// private (see [`private_dir::check`]).
+///
+/// The path is made absolute as `up` does, so the sshd_config paths computed here are
+/// the ones on the sshds' command lines.
+fn existing_layout(dir: &Path) -> Result<Layout, LabError> {
+    if !dir.exists() {
+        return Err(LabError::NotUp { dir: dir.to_path_buf() });
+    }
+    private_dir::check(dir)?;
+    Ok(Layout::new(std::path::absolute(dir).map_err(io("resolving", dir))?))
 }
 
 /// The default state directory of a configuration directory.
@@ -185,12 +209,13 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
     if let Some(mount) = hidden_on_hosts(&dir) {
         return Err(state_dir_err(format!("it lies under {mount}, which every lab host replaces with its own")));
     }
+    private_dir::ensure(&dir)?;
     let layout = Layout::new(dir.clone());
     if let Some(record) = LabRecord::load(&layout)? {
         let alive: Vec<String> = record
             .hosts
             .iter()
-            .filter(|h| process::pid_alive(h.pid) && process::is_lab_sshd(h.pid, &h.layout().sshd_config()))
+            .filter(|h| h.is_ours(&layout))
             .map(|h| format!("{} pid {} port {}", h.alias, h.pid, h.port))
             .collect();
         if !alive.is_empty() {
@@ -219,7 +244,8 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
     let mut started: Vec<(HostRecord, Child)> = Vec::new();
     let result = start_all(&layout, hosts, &ports, &mut started);
     if let Err(e) = result {
-        let targets: Vec<(u32, PathBuf)> = started.iter().map(|(r, _)| (r.pid, r.layout().sshd_config())).collect();
+        let targets: Vec<(u32, PathBuf)> =
+            started.iter().map(|(r, _)| (r.pid, layout.host(&r.alias).sshd_config())).collect();
         let results = process::stop(&targets.iter().map(|(p, c)| (*p, c.as_path())).collect::<Vec<_>>());
         for ((_, mut child), result) in started.into_iter().zip(results) {
             // Unreaped children of this process cannot have a reused PID: one that has not
@@ -232,9 +258,7 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
         return Err(e);
     }
     let record = LabRecord { hosts: started.into_iter().map(|(r, _)| r).collect(), ssh_config: layout.ssh_config() };
-    let tmp = layout.dir.join("lab.json.tmp");
-    write(&tmp, &(serde_json::to_string_pretty(&record).expect("JSON") + "\n"))?;
-    std::fs::rename(&tmp, layout.record()).map_err(io("writing", &layout.record()))?;
+    write(&layout.record(), &(serde_json::to_string_pretty(&record).expect("JSON") + "\n"))?;
     Ok(record)
 }
 
@@ -253,14 +277,13 @@ fn start_all(
             alias: plan.alias.clone(),
             port: *port,
             pid: child.id(),
-            root: host.dir.clone(),
             carrier: plan.carrier,
         };
         started.push((record, child));
     }
     let deadline = Instant::now() + START_TIMEOUT;
     for (record, child) in started.iter_mut() {
-        let host = record.layout();
+        let host = layout.host(&record.alias);
         let mut last = String::from("its port never accepted a connection");
         loop {
             if let Ok(Some(status)) = child.try_wait() {
@@ -298,16 +321,13 @@ fn start_error(host: &HostLayout, message: String) -> LabError {
     LabError::Start { alias: host.alias.clone(), message, log_file: host.log(), log: log.trim_end().to_string() }
 }
 
-/// The client key, authorized_keys and the lab's nix.conf.
+/// The client key and the lab's nix.conf.
 fn prepare_shared(layout: &Layout, opts: &UpOptions) -> Result<(), LabError> {
-    mkdir(&layout.hosts_dir())?;
+    mkdir(layout, &layout.hosts_dir())?;
     ensure_key(&layout.client_key(), "carrier-lab-client")?;
-    let public = layout.client_key().with_extension("pub");
-    let key = std::fs::read_to_string(&public).map_err(io("reading", &public))?;
-    write(&layout.authorized_keys(), &key)?;
 
     let conf_dir = layout.nix_conf_dir();
-    mkdir(&conf_dir)?;
+    mkdir(layout, &conf_dir)?;
     let registry = conf_dir.join("registry.json");
     write(&registry, files::EMPTY_REGISTRY)?;
     let existing = match opts.nix_conf_dir.as_ref().map(|d| d.join("nix.conf")) {
@@ -328,16 +348,24 @@ fn prepare_host(
 ) -> Result<String, LabError> {
     // A real NixOS host always has its profiles directory; `carrier profile list` needs it.
     let profiles = host.nix().join("var/nix/profiles");
-    for d in [profiles, host.root(), host.run().join("sshd"), host.etc()] {
-        mkdir(&d)?;
+    let ssh_dir = host.authorized_keys().parent().expect("in .ssh").to_path_buf();
+    for d in [profiles, ssh_dir.clone(), host.run().join("sshd"), host.etc()] {
+        mkdir(layout, &d)?;
     }
-    // sshd refuses a privilege separation directory writable by others.
+    // sshd refuses a privilege separation directory writable by others, and (StrictModes)
+    // authorized keys in a directory or file others could write, up to the home, /root.
     set_mode(&host.run().join("sshd"), 0o755)?;
+    set_mode(&host.root(), 0o700)?;
+    set_mode(&ssh_dir, 0o700)?;
+    let client_key = layout.client_key().with_extension("pub");
+    let key = std::fs::read_to_string(&client_key).map_err(io("reading", &client_key))?;
+    private_dir::write_file(&host.authorized_keys(), key.as_bytes(), 0o600)
+        .map_err(io("writing", &host.authorized_keys()))?;
     ensure_key(&host.host_key(), &format!("carrier-lab-{}", plan.alias))?;
     write(&host.sshd_config(), &files::sshd_config(layout, host, port, plan.carrier, carrier_bin_dir))?;
     if plan.carrier {
-        mkdir(&host.carrier_etc())?;
-        mkdir(&host.dir.join("srv"))?;
+        mkdir(layout, &host.carrier_etc())?;
+        mkdir(layout, &host.dir.join("srv"))?;
         write(&host.host_json(), &files::host_json(host))?;
         write(&host.netboot_json(), &files::netboot_json(host, &plan.host_name))?;
         write(&host.record_event(), files::RECORD_EVENT_SCRIPT)?;
@@ -347,17 +375,21 @@ fn prepare_host(
 }
 
 /// Generates an ed25519 key pair at `path` unless one is there (keys survive `down`,
-/// so known_hosts entries stay valid across restarts).
+/// so known_hosts entries stay valid across restarts). ssh-keygen writes into a fresh
+/// private directory (it would follow a link planted at `path`); the keys are then
+/// renamed into place.
 fn ensure_key(path: &Path, comment: &str) -> Result<(), LabError> {
-    if path.is_file() && path.with_extension("pub").is_file() {
+    let is_file = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    if is_file(path) && is_file(&path.with_extension("pub")) {
         return Ok(());
     }
-    remove_file_if_exists(path)?;
-    remove_file_if_exists(&path.with_extension("pub"))?;
+    let parent = path.parent().expect("keys live in a directory");
+    let fresh = tempfile::Builder::new().prefix(".keygen-").tempdir_in(parent).map_err(io("creating a directory in", parent))?;
+    let new_key = fresh.path().join("key");
     let argv: Vec<String> = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]
         .map(String::from)
         .into_iter()
-        .chain([path.display().to_string()])
+        .chain([new_key.display().to_string()])
         .collect();
     let out = std::process::Command::new(&argv[0])
         .args(&argv[1..])
@@ -371,7 +403,9 @@ fn ensure_key(path: &Path, comment: &str) -> Result<(), LabError> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    Ok(())
+    let public = path.with_extension("pub");
+    std::fs::rename(new_key.with_extension("pub"), &public).map_err(io("writing", &public))?;
+    std::fs::rename(&new_key, path).map_err(io("writing", path))
 }
 
 /// One host as `status` sees it.
@@ -387,7 +421,7 @@ pub struct HostStatus {
 }
 
 pub fn status(dir: &Path) -> Result<Vec<HostStatus>, LabError> {
-    let layout = Layout::new(dir.to_path_buf());
+    let layout = existing_layout(dir)?;
     let record = LabRecord::load(&layout)?.ok_or_else(|| LabError::NotUp { dir: dir.to_path_buf() })?;
     Ok(record
         .hosts
@@ -397,7 +431,7 @@ pub fn status(dir: &Path) -> Result<Vec<HostStatus>, LabError> {
             alias: h.alias.clone(),
             port: h.port,
             pid: h.pid,
-            alive: h.alive(),
+            alive: h.alive(&layout),
             carrier: h.carrier,
         })
         .collect())
@@ -414,10 +448,14 @@ pub struct HostStopped {
 /// Stops the recorded sshds (see [`process::stop`]) and removes `lab.json`. With
 /// `purge`, also removes everything `up` wrote (host directories with their stores),
 /// and the state directory itself when that leaves it empty.
+///
+/// A recorded PID is signalled only when its command line names the sshd_config of the
+/// layout computed here (state directory and alias): a tampered `lab.json` can name any
+/// PID, but not make `down` stop a process that is not one of this lab's sshds.
 pub fn down(dir: &Path, purge: bool) -> Result<Vec<HostStopped>, LabError> {
-    let layout = Layout::new(dir.to_path_buf());
+    let layout = existing_layout(dir)?;
     let record = LabRecord::load(&layout)?.ok_or_else(|| LabError::NotUp { dir: dir.to_path_buf() })?;
-    let configs: Vec<PathBuf> = record.hosts.iter().map(|h| h.layout().sshd_config()).collect();
+    let configs: Vec<PathBuf> = record.hosts.iter().map(|h| layout.host(&h.alias).sshd_config()).collect();
     let targets: Vec<(u32, &Path)> = record.hosts.iter().zip(&configs).map(|(h, c)| (h.pid, c.as_path())).collect();
     let results = process::stop(&targets);
     remove_file_if_exists(&layout.record())?;
@@ -435,7 +473,7 @@ pub fn down(dir: &Path, purge: bool) -> Result<Vec<HostStopped>, LabError> {
 /// Removes only the entries `up` creates, never anything else in the directory.
 fn purge(layout: &Layout) -> Result<(), LabError> {
     let key = layout.client_key();
-    for file in [layout.ssh_config(), layout.known_hosts(), layout.authorized_keys(), key.with_extension("pub"), key] {
+    for file in [layout.ssh_config(), layout.known_hosts(), key.with_extension("pub"), key] {
         remove_file_if_exists(&file)?;
     }
     for d in [layout.hosts_dir(), layout.nix_conf_dir()] {
@@ -475,12 +513,32 @@ fn remove_tree(path: &Path) -> Result<(), LabError> {
     }
 }
 
-fn mkdir(path: &Path) -> Result<(), LabError> {
-    std::fs::create_dir_all(path).map_err(io("creating", path))
+/// Creates `path`, below the state directory, one level at a time: an existing entry
+/// must be a real directory, never a symlink (which would move the lab's files, read by
+/// root sshds, somewhere else).
+fn mkdir(layout: &Layout, path: &Path) -> Result<(), LabError> {
+    let rel = path.strip_prefix(&layout.dir).expect("lab directories lie in the state directory");
+    let mut dir = layout.dir.clone();
+    for part in rel.components() {
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if !std::fs::symlink_metadata(&dir).map_err(io("reading", &dir))?.is_dir() {
+                    let source = std::io::Error::other("it exists and is not a directory (links are not followed)");
+                    return Err(LabError::Io { action: "creating", path: dir, source });
+                }
+            }
+            Err(e) => return Err(io("creating", &dir)(e)),
+        }
+    }
+    Ok(())
 }
 
+/// Replaces `path` with a new file (see [`private_dir::write_file`]: a link planted
+/// there is replaced, never written through).
 fn write(path: &Path, text: &str) -> Result<(), LabError> {
-    std::fs::write(path, text).map_err(io("writing", path))
+    private_dir::write_file(path, text.as_bytes(), 0o644).map_err(io("writing", path))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
@@ -555,5 +613,38 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = down(d.path(), false).unwrap_err().to_string();
         assert_eq!(e, format!("no lab is up in '{}' (no lab.json)", d.path().display()));
+    }
+
+    #[test]
+    fn down_signals_only_sshds_of_the_layout_it_computes() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let d = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let foreign_config = elsewhere.path().join("hosts/node1.lab/sshd_config");
+        // argv[0] stands in for the sshd_config path on another sshd's command line.
+        let mut victim = std::process::Command::new("sleep").arg0(&foreign_config).arg("30").spawn().unwrap();
+        let record = |alias: &str| {
+            let json = serde_json::json!({
+                "hosts": [{"machine": "node1", "alias": alias, "port": 1, "pid": victim.id(),
+                           "root": elsewhere.path().join("hosts/node1.lab"), "carrier": false}],
+                "sshConfig": d.path().join("ssh_config"),
+            });
+            std::fs::write(d.path().join("lab.json"), json.to_string()).unwrap();
+        };
+        record("node1.lab");
+        let stopped = down(d.path(), false).unwrap();
+        let alive = process::pid_alive(victim.id());
+        record("../../x");
+        let bad_alias = down(d.path(), false).unwrap_err().to_string();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let open = down(d.path(), false).unwrap_err().to_string();
+        victim.kill().unwrap();
+        victim.wait().unwrap();
+        assert_eq!(stopped[0].result, Stopped::NotOurs);
+        assert!(alive, "a process outside the lab was stopped");
+        assert!(bad_alias.contains("\"../../x\" is not a lab alias"), "{bad_alias}");
+        assert!(open.contains("writable by its group and everyone (mode 0777)"), "{open}");
+        assert!(status(d.path()).unwrap_err().to_string().contains("(mode 0777)"));
     }
 }

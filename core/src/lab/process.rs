@@ -42,7 +42,7 @@ pub fn sshd_argv(host: &HostLayout) -> Vec<String> {
 /// Starts the sshd with stdout and stderr going to the host's `sshd.log`. The child's
 /// PID is sshd's: `setsid` (not a group leader here), `unshare` and `sh` all exec.
 pub fn spawn_sshd(host: &HostLayout) -> std::io::Result<Child> {
-    let log = File::create(host.log())?;
+    let log = crate::private_dir::create_file(&host.log(), 0o644)?;
     let argv = sshd_argv(host);
     Command::new(&argv[0])
         .args(&argv[1..])
@@ -107,7 +107,7 @@ pub enum Stopped {
     Killed,
     /// Already gone.
     NotRunning,
-    /// The PID belongs to another process now: left alone.
+    /// The PID is not (or no longer) this lab's sshd: left alone.
     NotOurs,
 }
 
