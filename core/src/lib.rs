@@ -13,3 +13,4 @@ pub mod lab;
 pub mod lock;
 pub mod nix;
 pub mod process;
+pub mod remote;

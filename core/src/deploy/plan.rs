@@ -79,10 +79,6 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn is_local(&self) -> bool {
-        self.host == "localhost"
-    }
-
     pub fn carrier(&self) -> Option<&str> {
         match &self.kind {
             Kind::Carried { carrier, .. } => Some(carrier),
