@@ -1,7 +1,8 @@
 //! The deploy engine (spec 2): from built artifacts to activated machines and set
 //! carried profiles. `run` goes through the phases of spec 2.0 steps 6-7 in bulk mode
 //! (or one machine at a time) and returns a report that says, for every machine, where
-//! it stands. Events go to an [`EventSink`] as it works.
+//! it stands. Events go to an [`EventSink`] as it works. Hosts are reached only through
+//! [`crate::remote::Host`]: `run` opens them over SSH, `run_on` takes any [`Hosts`].
 
 pub mod activate;
 pub mod copy;
