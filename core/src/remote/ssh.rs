@@ -11,12 +11,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openssh::{KnownHosts, Session, SessionBuilder};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::sync::Mutex;
+use tokio::sync::OnceCell;
 
 use super::{CopyEvent, Host, HostError, HostLock, Hosts, LOCK_DIR, failure_message};
 
@@ -280,10 +280,12 @@ enum HolderChild<'a> {
     Local(tokio::process::Child),
 }
 
-/// A host's connection, or why there is none (remembered: no retry within a run).
-type Connection = Result<Arc<Remote>, HostError>;
+/// A host's connection, or why there is none (remembered: no retry within a run), set
+/// by the first to ask.
+type Connection = Arc<OnceCell<Result<Arc<Remote>, HostError>>>;
 
-/// The run's connections, opened on first use and shared by every step.
+/// The run's connections, opened on first use and shared by every step. Hosts are
+/// connected to concurrently; concurrent users of one host wait for its one connection.
 pub struct Connections {
     settings: SshSettings,
     command_timeout: Duration,
@@ -307,18 +309,16 @@ impl Connections {
 
     /// The connection to `host`; a failed connection is remembered, not retried.
     async fn get(&self, host: &str, port: u16) -> Result<Arc<Remote>, HostError> {
-        let mut open = self.open.lock().await;
-        if let Some(r) = open.get(&(host.to_string(), port)) {
-            return r.clone();
-        }
-        let result = if host == "localhost" {
-            Ok(Arc::new(Remote::local(self.command_timeout)))
-        } else {
-            self.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.connect(host, port).await.map(Arc::new)
-        };
-        open.insert((host.to_string(), port), result.clone());
-        result
+        let cell = self.open.lock().expect("connections").entry((host.to_string(), port)).or_default().clone();
+        let connection = cell.get_or_init(|| async {
+            if host == "localhost" {
+                Ok(Arc::new(Remote::local(self.command_timeout)))
+            } else {
+                self.connects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.connect(host, port).await.map(Arc::new)
+            }
+        });
+        connection.await.clone()
     }
 
     async fn connect(&self, host: &str, port: u16) -> Result<Remote, HostError> {
@@ -375,7 +375,8 @@ impl Hosts for Connections {
     /// The masters are started with `ControlPersist`: without an explicit close they
     /// (and their sshd sessions on the hosts) would outlive the run.
     async fn close(self) {
-        for (_, connection) in self.open.into_inner() {
+        let open = self.open.into_inner().expect("connections");
+        for connection in open.into_values().filter_map(|cell| Arc::into_inner(cell)?.into_inner()) {
             if let Ok(Ok(Remote { conn: Conn::Ssh { session, .. }, .. })) = connection.map(Arc::try_unwrap) {
                 let _ = session.close().await;
             }
@@ -406,5 +407,21 @@ mod tests {
         assert_eq!(e.to_string(), "`sleep 30` did not finish within 1 s and was killed (on localhost)");
         let out = Remote::local(Duration::from_secs(5)).output(&["sh", "-c", "exit 124"]).await.unwrap();
         assert_eq!(out.status.code(), Some(124), "a command's own status 124 is not a timeout");
+    }
+
+    /// Hosts that never answer (loopback listeners that accept and stay silent): the
+    /// connections are attempted at the same time, so opening two takes one timeout.
+    #[tokio::test]
+    async fn hosts_are_connected_to_concurrently() {
+        let silent: Vec<std::net::TcpListener> = (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let settings = SshSettings { config_file: None, connect_timeout: Some(Duration::from_secs(2)) };
+        let connections = Connections::new(settings, Duration::from_secs(5)).unwrap();
+        let started = Instant::now();
+        let opened = silent.iter().map(|l| connections.open("127.0.0.1", l.local_addr().unwrap().port()));
+        let results = futures::future::join_all(opened).await;
+        assert!(results.iter().all(|r| matches!(r, Err(HostError::Connect { .. }))), "{:?}", results.iter().map(|r| r.as_ref().err()).collect::<Vec<_>>());
+        assert!(started.elapsed() < Duration::from_secs(4), "one after the other: {:?}", started.elapsed());
+        assert_eq!(connections.opened(), 2);
+        connections.close().await;
     }
 }
