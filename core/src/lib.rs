@@ -14,3 +14,4 @@ pub mod lock;
 pub mod nix;
 pub mod process;
 pub mod private_dir;
+pub mod remote;

@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::{DeployArgs, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let action: Action = args.action.as_deref().unwrap_or("switch").parse().map_err(anyhow::Error::msg)?;
+    let action: Action = args.action.as_deref().unwrap_or("switch").parse()?;
     let selection = args.select.selection()?;
     let inventory = global.inventory()?;
     let loaded = inventory.load(&global.config)?;

@@ -3,10 +3,12 @@
 //! system profile, and `carrier profile set` on carriers.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::plan::{Action, Kind, Target};
-use super::remote::{Remote, RemoteError};
+use crate::remote::{Host, HostError, failure_message, holding_activation_lock};
 
 pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
 
@@ -23,7 +25,7 @@ pub enum Status {
 /// Spec 2.0 step 6: is the target already using the artifact? Unknown states never
 /// skip, nor does a carried profile whose on-change hooks failed after it changed, nor
 /// a host with an activation in flight.
-pub async fn status(remote: &Remote, t: &Target, action: Action) -> Status {
+pub async fn status(remote: &impl Host, t: &Target, action: Action) -> Status {
     let want = t.artifact.toplevel.display().to_string();
     let current = |yes: bool| if yes { Status::Current } else { Status::NotCurrent };
     match &t.kind {
@@ -52,19 +54,41 @@ pub async fn status(remote: &Remote, t: &Target, action: Action) -> Status {
     }
 }
 
-/// What activation did on a standalone machine that failed.
-#[derive(Debug)]
-pub struct ActivationFailure {
-    pub message: String,
-    /// The previous system was activated again (or the target did it by itself).
-    pub rolled_back: bool,
-    /// Nobody confirmed an auto-rollback activation: the target switches back by itself.
-    pub switches_back: bool,
+/// Why an activation failed, and what it left behind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActivationError {
+    #[error(transparent)]
+    Command(HostError),
+    /// A plain switch or test failed; the previous system was activated again.
+    #[error("{0} (rolled back to the previous system)")]
+    RolledBack(HostError),
+    #[error("setting the system profile: {0}")]
+    SystemProfile(HostError),
+    #[error("the activation lock on {host} is taken: {message}")]
+    ActivationLockTaken { host: String, message: String },
+    /// The auto-rollback script reported a failure: the target activated its previous
+    /// system by itself.
+    #[error("the machine switched back to its previous system: {message} (rolled back to the previous system)")]
+    SwitchedBack { message: String },
+    /// The check file did not reach `switched` in time: `state` is its last content.
+    #[error(
+        "the activation hung: {} after {secs} s; left running on {host}: `{command}` (it switches back by itself \
+         when the activation ends, since carrier did not confirm)",
+        if state.is_empty() { "no state".to_string() } else { format!("still '{state}'") }
+    )]
+    Hung { state: String, secs: u64, host: String, command: String },
+    #[error("lost the connection after confirming the activation ({0})")]
+    LostAfterConfirming(HostError),
+    #[error(
+        "lost the connection while activating ({source}); unless it was confirmed the machine switches back by itself within {timeout} s"
+    )]
+    LostWhileActivating { source: HostError, timeout: u64 },
 }
 
-impl ActivationFailure {
-    fn new(message: String, rolled_back: bool) -> Self {
-        ActivationFailure { message, rolled_back, switches_back: false }
+impl ActivationError {
+    /// Nobody confirmed an auto-rollback activation: the target switches back by itself.
+    pub fn switches_back(&self) -> bool {
+        matches!(self, ActivationError::Hung { .. } | ActivationError::LostWhileActivating { .. })
     }
 }
 
@@ -73,18 +97,17 @@ impl ActivationFailure {
 /// switch or test is undone by activating the previous system again. `who` names this
 /// deploy as the holder of the activation lock an auto-rollback activation keeps.
 pub async fn standalone(
-    remote: &Remote,
+    remote: &impl Host,
     t: &Target,
     action: Action,
     dry_activate_first: bool,
     auto_rollback: bool,
     who: &str,
-) -> Result<(), ActivationFailure> {
+) -> Result<(), ActivationError> {
     let toplevel = t.artifact.toplevel.display().to_string();
     let stc = format!("{toplevel}/bin/switch-to-configuration");
-    let fail = |e: RemoteError, rolled_back| ActivationFailure::new(e.to_string(), rolled_back);
     if dry_activate_first {
-        remote.run(&[&stc, "dry-activate"]).await.map_err(|e| fail(e, false))?;
+        remote.run(&[&stc, "dry-activate"]).await.map_err(ActivationError::Command)?;
     }
     let previous = remote.realpath("/run/current-system").await;
     let with_rollback = auto_rollback && matches!(action, Action::Switch | Action::Test);
@@ -103,7 +126,7 @@ pub async fn standalone(
                     }
                     _ => false,
                 };
-                return Err(fail(e, rolled_back));
+                return Err(if rolled_back { ActivationError::RolledBack(e) } else { ActivationError::Command(e) });
             }
         }
     }
@@ -111,7 +134,7 @@ pub async fn standalone(
         remote
             .run(&["nix-env", "-p", SYSTEM_PROFILE, "--set", &toplevel])
             .await
-            .map_err(|e| ActivationFailure::new(format!("setting the system profile: {e}"), false))?;
+            .map_err(ActivationError::SystemProfile)?;
     }
     Ok(())
 }
@@ -133,17 +156,17 @@ enum Confirmation {
 /// `timeout` seconds. The wait for `switched` is bounded by the command deadline (the
 /// spec's loop waits forever while the file says `switching`).
 async fn activate_with_rollback(
-    remote: &Remote,
+    remote: &impl Host,
     script: &str,
     toplevel: &str,
     action: Action,
     timeout: u64,
     who: &str,
-) -> Result<(), ActivationFailure> {
+) -> Result<(), ActivationError> {
     let check_file = format!("/run/carrier-confirm-{}", crate::links::random_suffix());
     let timeout_s = timeout.to_string();
     let script_argv = ["sh", script, "-t", &timeout_s, toplevel, action.as_str(), &check_file];
-    let argv = super::remote::holding_activation_lock(who, &script_argv);
+    let argv = holding_activation_lock(who, &script_argv);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let background = remote.output_unbounded(&argv);
     let switching_limit = remote.command_timeout();
@@ -179,23 +202,13 @@ async fn activate_with_rollback(
         result = &mut background => (result, None),
         c = &mut confirm => match c {
             Confirmation::Hung { state, secs } => {
-                let state = if state.is_empty() { "no state".to_string() } else { format!("still '{state}'") };
-                return Err(ActivationFailure {
-                    message: format!(
-                        "the activation hung: {state} after {secs} s; left running on {}: `{}` (it switches back \
-                         by itself when the activation ends, since carrier did not confirm)",
-                        remote.host(),
-                        script_argv.join(" ")
-                    ),
-                    rolled_back: false,
-                    switches_back: true,
-                });
+                return Err(ActivationError::Hung { state, secs, host: remote.name().to_string(), command: script_argv.join(" ") });
             }
             // the script exits within a poll after a confirmation, or switches back within `timeout`
             c => {
                 let limit = Duration::from_secs(timeout + 30);
                 let result = tokio::time::timeout(limit, background).await.unwrap_or_else(|_| {
-                    Err(RemoteError::NoAnswer { host: remote.host().into(), command: script_argv.join(" "), secs: limit.as_secs() })
+                    Err(HostError::NoAnswer { host: remote.name().into(), command: script_argv.join(" "), secs: limit.as_secs() })
                 });
                 (result, Some(c))
             }
@@ -204,30 +217,18 @@ async fn activate_with_rollback(
     let confirmed = matches!(confirmation, Some(Confirmation::Confirmed));
     match result {
         Ok(out) if out.status.success() => Ok(()),
-        Ok(out) if out.status.code() == Some(75) => Err(ActivationFailure::new(
-            format!("the activation lock on {} is taken: {}", remote.host(), super::remote::failure_message(&out)),
-            false,
-        )),
-        Ok(out) => Err(ActivationFailure {
-            message: format!("the machine switched back to its previous system: {}", super::remote::failure_message(&out)),
-            rolled_back: true,
-            switches_back: false,
-        }),
-        Err(e) if confirmed => Err(ActivationFailure::new(format!("lost the connection after confirming the activation ({e})"), false)),
-        Err(e) => Err(ActivationFailure {
-            message: format!(
-                "lost the connection while activating ({e}); unless it was confirmed the machine \
-                 switches back by itself within {timeout} s"
-            ),
-            rolled_back: false,
-            switches_back: true,
-        }),
+        Ok(out) if out.status.code() == Some(75) => {
+            Err(ActivationError::ActivationLockTaken { host: remote.name().to_string(), message: failure_message(&out) })
+        }
+        Ok(out) => Err(ActivationError::SwitchedBack { message: failure_message(&out) }),
+        Err(e) if confirmed => Err(ActivationError::LostAfterConfirming(e)),
+        Err(source) => Err(ActivationError::LostWhileActivating { source, timeout }),
     }
 }
 
 /// Sets several carried profiles on one carrier with one `carrier profile set`, so its
 /// on-change hooks (the netboot rebuild) run once for all of them.
-pub async fn carried(remote: &Remote, targets: &[&Target]) -> Result<(), RemoteError> {
+pub async fn carried(remote: &impl Host, targets: &[&Target]) -> Result<(), HostError> {
     let mut argv: Vec<String> = vec!["carrier".into(), "profile".into(), "set".into()];
     for t in targets {
         if let Kind::Carried { profile, .. } = &t.kind {

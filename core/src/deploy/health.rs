@@ -4,14 +4,15 @@
 //! `timeout` has passed; all checks run concurrently (at most 5 at a time).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
-use super::remote::{Connections, Remote};
-use super::{MachineState, Target};
+use super::Target;
 use crate::cluster::{Machine, OutputMatch, Spin, attr_to_string};
-use crate::events::{Event, EventSink, Outcome, Phase};
+use crate::events::{Event, EventSink, Phase};
+use crate::remote::{Host, HostError, Hosts};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckKind {
@@ -99,40 +100,72 @@ fn substitute(m: &Machine, word: &str) -> String {
     out
 }
 
+/// Why one attempt of a check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("property \"{0}\" not found")]
+    MissingProperty(String),
+    #[error("{key}={value}, expected {want}")]
+    Property { key: String, value: String, want: String },
+    #[error("exit status {status}, expected {want}")]
+    ExitStatus { status: i32, want: i64 },
+    #[error("{stream} is {text:?}, expected {want:?}")]
+    NotExactly { stream: &'static str, text: String, want: String },
+    #[error("{stream} does not include {missing:?}")]
+    Missing { stream: &'static str, missing: String },
+    #[error("{stream} includes {found:?}")]
+    Excluded { stream: &'static str, found: String },
+    #[error("the check has an empty command")]
+    EmptyCommand,
+    #[error(transparent)]
+    Host(#[from] HostError),
+}
+
+/// A check that did not pass within its timeout: its description and last failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{description}: {error}")]
+pub struct CheckFailure {
+    pub description: String,
+    pub error: CheckError,
+}
+
 /// The first way `output` fails the check, if any (spec order: exit status, stdout
 /// match, include, exclude, then the same for stderr).
-pub fn verify(check: &Check, status: i32, stdout: &str, stderr: &str) -> Result<(), String> {
+pub fn verify(check: &Check, status: i32, stdout: &str, stderr: &str) -> Result<(), CheckError> {
     if let CheckKind::Systemd { properties, .. } = &check.kind {
         let values: BTreeMap<&str, &str> = stdout.lines().filter_map(|l| l.split_once('=')).collect();
         for (k, want) in properties {
             match values.get(k.as_str()) {
-                None => return Err(format!("property \"{k}\" not found")),
-                Some(v) if v != want => return Err(format!("{k}={v}, expected {want}")),
+                None => return Err(CheckError::MissingProperty(k.clone())),
+                Some(v) if v != want => {
+                    return Err(CheckError::Property { key: k.clone(), value: v.to_string(), want: want.clone() });
+                }
                 _ => {}
             }
         }
         return Ok(());
     }
     if i64::from(status) != check.exit_status {
-        return Err(format!("exit status {status}, expected {}", check.exit_status));
+        return Err(CheckError::ExitStatus { status, want: check.exit_status });
     }
-    for (name, text, m) in [("stdout", stdout, &check.stdout), ("stderr", stderr, &check.stderr)] {
+    for (stream, text, m) in [("stdout", stdout, &check.stdout), ("stderr", stderr, &check.stderr)] {
         if let Some(exact) = &m.exact
-            && text != exact {
-                return Err(format!("{name} is {text:?}, expected {exact:?}"));
-            }
+            && text != exact
+        {
+            return Err(CheckError::NotExactly { stream, text: text.to_string(), want: exact.clone() });
+        }
         if let Some(missing) = m.include.iter().find(|s| !text.contains(s.as_str())) {
-            return Err(format!("{name} does not include {missing:?}"));
+            return Err(CheckError::Missing { stream, missing: missing.clone() });
         }
         if let Some(found) = m.exclude.iter().find(|s| text.contains(s.as_str())) {
-            return Err(format!("{name} includes {found:?}"));
+            return Err(CheckError::Excluded { stream, found: found.clone() });
         }
     }
     Ok(())
 }
 
 /// One run of the check, killed when `limit` passes.
-async fn attempt(check: &Check, remote: &Remote, limit: Duration) -> Result<(), String> {
+async fn attempt<H: Host>(check: &Check, target: &H, local: &H, limit: Duration) -> Result<(), CheckError> {
     let argv: Vec<String> = match &check.kind {
         CheckKind::Local(argv) | CheckKind::Remote(argv) => argv.clone(),
         CheckKind::Systemd { unit, .. } => {
@@ -142,24 +175,21 @@ async fn attempt(check: &Check, remote: &Remote, limit: Duration) -> Result<(), 
         }
     };
     if argv.is_empty() {
-        return Err("the check has an empty command".into());
+        return Err(CheckError::EmptyCommand);
     }
     let words: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let out = match &check.kind {
-        CheckKind::Local(_) => Remote::local(limit).output_within(&words, limit).await,
-        _ => remote.output_within(&words, limit).await,
-    }
-    .map_err(|e| e.to_string())?;
+    let host = if matches!(check.kind, CheckKind::Local(_)) { local } else { target };
+    let out = host.output_within(&words, limit).await?;
     let status = out.status.code().unwrap_or(-1);
     verify(check, status, &String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr))
 }
 
 /// Retries until the check passes or its timeout has passed.
-async fn run_check(check: &Check, remote: &Remote) -> Result<(), String> {
+async fn run_check<H: Host>(check: &Check, target: &H, local: &H) -> Result<(), CheckError> {
     let started = Instant::now();
     loop {
         let limit = check.timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
-        match attempt(check, remote, limit).await {
+        match attempt(check, target, local, limit).await {
             Ok(()) => return Ok(()),
             Err(e) if started.elapsed() + check.cooldown > check.timeout => return Err(e),
             Err(_) => tokio::time::sleep(check.cooldown).await,
@@ -167,51 +197,31 @@ async fn run_check(check: &Check, remote: &Remote) -> Result<(), String> {
     }
 }
 
-/// Runs the checks of every target; a machine with a failed check becomes `Failed`.
-pub async fn run_all(
-    targets: &[&Target],
-    connections: &Connections,
-    sink: &dyn EventSink,
-    states: &mut BTreeMap<String, MachineState>,
-) {
-    let total: usize = targets.iter().map(|t| t.checks.len()).sum();
-    if total == 0 {
-        return;
-    }
-    sink.emit(Event::PhaseStarted { phase: Phase::HealthCheck, machines: targets.len() });
+/// Runs the checks of every target (their failures also as log lines); returns the
+/// checks that failed, per machine.
+pub async fn run_all(targets: &[&Target], hosts: &impl Hosts, sink: &dyn EventSink) -> BTreeMap<String, Vec<CheckFailure>> {
     let semaphore = &Semaphore::new(5);
+    let local = &hosts.local();
     let jobs = targets.iter().flat_map(|t| {
-        t.checks.iter().map(move |check| {
-            async move {
-                let _permit = semaphore.acquire().await.expect("semaphore open");
-                let result = match connections.get(&t.host, t.port).await {
-                    Ok(remote) => run_check(check, &remote).await,
-                    Err(e) => Err(e.to_string()),
-                };
-                (t.machine.clone(), check.description.clone(), result)
-            }
+        t.checks.iter().map(move |check| async move {
+            let _permit = semaphore.acquire().await.expect("semaphore open");
+            let result = match hosts.open(&t.host, t.port).await {
+                Ok(host) => run_check(check, &*host, local).await,
+                Err(e) => Err(e.into()),
+            };
+            (t.machine.clone(), check.description.clone(), result)
         })
     });
     let results = futures::future::join_all(jobs).await;
-    let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut failures: BTreeMap<String, Vec<CheckFailure>> = BTreeMap::new();
     for (machine, description, result) in results {
-        if let Err(e) = result {
-            sink.emit(Event::Log { phase: Phase::HealthCheck, machine: Some(machine.clone()), line: format!("{description}: {e}") });
-            failures.entry(machine).or_default().push(format!("{description}: {e}"));
+        if let Err(error) = result {
+            let failure = CheckFailure { description, error };
+            sink.emit(Event::Log { phase: Phase::HealthCheck, machine: Some(machine.clone()), line: failure.to_string() });
+            failures.entry(machine).or_default().push(failure);
         }
     }
-    for t in targets {
-        let outcome = match failures.get(&t.machine) {
-            None => Outcome::Ok,
-            Some(f) => {
-                let error = format!("health checks failed: {}", f.join("; "));
-                states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::HealthCheck, error: error.clone(), changed: true });
-                Outcome::Failed { error }
-            }
-        };
-        sink.emit(Event::MachineFinished { phase: Phase::HealthCheck, machine: t.machine.clone(), outcome });
-    }
-    sink.emit(Event::PhaseFinished { phase: Phase::HealthCheck });
+    failures
 }
 
 #[cfg(test)]
@@ -233,17 +243,19 @@ mod tests {
     #[test]
     fn first_failure_in_spec_order_wins() {
         let c = check(CheckKind::Local(vec!["x".into()]));
-        assert_eq!(verify(&c, 0, "all ok", ""), Ok(()));
-        assert_eq!(verify(&c, 1, "bad", ""), Err("exit status 1, expected 0".into()));
-        assert_eq!(verify(&c, 0, "nope", ""), Err("stdout does not include \"ok\"".into()));
-        assert_eq!(verify(&c, 0, "ok but bad", ""), Err("stdout includes \"bad\"".into()));
+        let message = |status, stdout| verify(&c, status, stdout, "").map_err(|e| e.to_string());
+        assert_eq!(message(0, "all ok"), Ok(()));
+        assert_eq!(message(1, "bad"), Err("exit status 1, expected 0".into()));
+        assert_eq!(message(0, "nope"), Err("stdout does not include \"ok\"".into()));
+        assert_eq!(message(0, "ok but bad"), Err("stdout includes \"bad\"".into()));
     }
 
     #[test]
     fn systemd_properties_compare_exactly() {
         let c = check(CheckKind::Systemd { unit: None, properties: vec![("SystemState".into(), "running".into())] });
-        assert_eq!(verify(&c, 0, "A=b\nSystemState=running\n", ""), Ok(()));
-        assert_eq!(verify(&c, 0, "SystemState=degraded", ""), Err("SystemState=degraded, expected running".into()));
-        assert_eq!(verify(&c, 0, "", ""), Err("property \"SystemState\" not found".into()));
+        let message = |stdout| verify(&c, 0, stdout, "").map_err(|e| e.to_string());
+        assert_eq!(message("A=b\nSystemState=running\n"), Ok(()));
+        assert_eq!(message("SystemState=degraded"), Err("SystemState=degraded, expected running".into()));
+        assert_eq!(message(""), Err("property \"SystemState\" not found".into()));
     }
 }

@@ -1,16 +1,20 @@
 //! The deploy engine (spec 2): from built artifacts to activated machines and set
 //! carried profiles. `run` goes through the phases of spec 2.0 steps 6-7 in bulk mode
 //! (or one machine at a time) and returns a report that says, for every machine, where
-//! it stands. Events go to an [`EventSink`] as it works.
+//! it stands. Events go to an [`EventSink`] as it works. Hosts are reached only through
+//! [`crate::remote::Host`]: `run` opens them over SSH, `run_on` takes any [`Hosts`].
 
 pub mod activate;
 pub mod copy;
 pub mod health;
 pub mod plan;
-pub mod remote;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,7 +22,8 @@ use serde::Serialize;
 use crate::cluster::Machine;
 use crate::events::{Event, EventSink, Outcome, Phase};
 pub use plan::{Action, Artifact, Kind, Target};
-pub use remote::{Connections, HostLock, Remote, SshSettings};
+use crate::remote::{Connections, Host, HostError, HostLock, Hosts};
+pub use crate::remote::SshSettings;
 
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -69,7 +74,7 @@ impl Default for DeployOptions {
 }
 
 /// Where one machine stands after the run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum MachineState {
     /// Activated (standalone) or its profile set (carried).
@@ -79,9 +84,41 @@ pub enum MachineState {
     /// Nothing to do: already using the generation.
     Current,
     /// The step failed; `changed` says whether the machine runs something new now.
-    Failed { phase: Phase, error: String, changed: bool },
+    Failed {
+        phase: Phase,
+        #[serde(serialize_with = "as_text")]
+        error: DeployError,
+        changed: bool,
+    },
     /// Not attempted because the run stopped after another machine failed.
     NotAttempted { reason: String },
+}
+
+/// Why a machine failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeployError {
+    #[error("creating the SSH control directory: {0}")]
+    ControlDir(Arc<std::io::Error>),
+    /// Connecting, copying, taking the host's lock.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    #[error(transparent)]
+    Activation(#[from] activate::ActivationError),
+    /// `carrier profile set` on the carrier failed (the profiles may be set already
+    /// when a hook failed).
+    #[error("setting carried profiles on {carrier}: {source}")]
+    CarriedProfiles { carrier: String, source: HostError },
+    #[error("health checks failed: {}", join(.0))]
+    HealthChecks(Vec<health::CheckFailure>),
+}
+
+fn join(failures: &[health::CheckFailure]) -> String {
+    failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// The report carries errors as their messages.
+fn as_text<S: serde::Serializer>(error: &DeployError, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(error)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,254 +191,302 @@ pub fn lock_conf_dir(conf_dir: &Path, wait: Duration, sink: &dyn EventSink) -> R
     crate::lock::acquire(&path, &this_run(), wait, &on_wait)
 }
 
-/// Deploys `targets` (see [`plan::targets`]).
+/// Deploys `targets` (see [`plan::targets`]) over SSH.
 pub async fn run(targets: Vec<Target>, opts: &DeployOptions, ssh: SshSettings, sink: &dyn EventSink) -> DeployReport {
-    let connections = match Connections::new(ssh, opts.timeouts.command) {
-        Ok(c) => c,
+    match Connections::new(ssh, opts.timeouts.command) {
+        Ok(hosts) => run_on(&targets, opts, hosts, sink).await,
         Err(e) => {
-            let error = format!("creating the SSH control directory: {e}");
+            let error = DeployError::ControlDir(Arc::new(e));
             let states = targets
                 .iter()
                 .map(|t| (t.machine.clone(), MachineState::Failed { phase: Phase::Status, error: error.clone(), changed: false }))
                 .collect();
-            return report(&targets, states, opts, 0);
+            report(&targets, states, opts, 0)
         }
-    };
-    let mut states: BTreeMap<String, MachineState> = BTreeMap::new();
-    let groups: Vec<Vec<Target>> =
-        if opts.one_by_one { targets.iter().map(|t| vec![t.clone()]).collect() } else { vec![targets.clone()] };
+    }
+}
+
+/// Deploys `targets` on `hosts`, then closes them: in bulk, or with `one_by_one` one
+/// machine after the other until one fails.
+pub async fn run_on<H: Hosts>(targets: &[Target], opts: &DeployOptions, hosts: H, sink: &dyn EventSink) -> DeployReport {
+    let mut run = Run { opts, hosts: &hosts, sink, states: BTreeMap::new() };
+    let groups: Vec<&[Target]> = if opts.one_by_one { targets.chunks(1).collect() } else { vec![targets] };
     for group in groups {
-        if states.values().any(|s| matches!(s, MachineState::Failed { .. })) {
-            for t in &group {
-                states.insert(t.machine.clone(), not_attempted());
-            }
+        if run.any_failed() {
+            group.iter().for_each(|t| run.not_attempted(t, STOPPED));
             continue;
         }
-        run_group(&group, opts, &connections, sink, &mut states).await;
+        run.group(group).await;
     }
-    let count = connections.connection_count();
-    connections.close().await;
-    report(&targets, states, opts, count)
+    let states = run.states;
+    let count = hosts.opened();
+    hosts.close().await;
+    report(targets, states, opts, count)
 }
 
-fn not_attempted() -> MachineState {
-    MachineState::NotAttempted { reason: "the run stopped after a failure".into() }
+const STOPPED: &str = "the run stopped after a failure";
+
+/// One run: where it sends events, and where each machine stands so far.
+struct Run<'a, H> {
+    opts: &'a DeployOptions,
+    hosts: &'a H,
+    sink: &'a dyn EventSink,
+    states: BTreeMap<String, MachineState>,
 }
 
-async fn run_group(
-    targets: &[Target],
-    opts: &DeployOptions,
-    connections: &Connections,
-    sink: &dyn EventSink,
-    states: &mut BTreeMap<String, MachineState>,
-) {
-    let finish = |sink: &dyn EventSink, phase, machine: &str, outcome| {
-        sink.emit(Event::MachineFinished { phase, machine: machine.to_string(), outcome })
-    };
+impl<H: Hosts> Run<'_, H> {
+    /// The phases for `group`: status, copy, then (all or nothing) activation and
+    /// health checks.
+    async fn group(&mut self, group: &[Target]) {
+        let pending = self.status(group).await;
+        let copied = self.copy(&pending).await;
+        if self.opts.copy_only {
+            return;
+        }
+        // Nothing is activated when a host was unreachable or a copy failed: every host
+        // stays on what it runs.
+        if self.any_failed() {
+            copied.iter().for_each(|t| self.not_attempted(t, "copied, not activated: another host failed before activation"));
+            return;
+        }
+        self.activate(&copied).await;
+        self.health_checks(group).await;
+    }
 
-    // Status: connect, and drop what already runs the generation.
-    sink.emit(Event::PhaseStarted { phase: Phase::Status, machines: targets.len() });
-    let mut pending: Vec<&Target> = Vec::new();
-    for t in targets {
-        let remote = match connections.get(&t.host, t.port).await {
-            Ok(r) => r,
-            Err(e) => {
-                finish(sink, Phase::Status, &t.machine, Outcome::Failed { error: e.to_string() });
-                states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::Status, error: e.to_string(), changed: false });
-                continue;
-            }
-        };
-        if !opts.copy_only {
-            match activate::status(&remote, t, opts.action).await {
-                activate::Status::Current => {
-                    let reason = format!("already using target generation {}", t.artifact.generation);
-                    finish(sink, Phase::Status, &t.machine, Outcome::Skipped { reason });
-                    states.insert(t.machine.clone(), MachineState::Current);
+    /// Connects, and drops what already runs the generation.
+    async fn status<'t>(&mut self, group: &'t [Target]) -> Vec<&'t Target> {
+        self.sink.emit(Event::PhaseStarted { phase: Phase::Status, machines: group.len() });
+        let mut pending = Vec::new();
+        for t in group {
+            let host = match self.hosts.open(&t.host, t.port).await {
+                Ok(host) => host,
+                Err(e) => {
+                    self.fail(Phase::Status, t, e.into(), false);
                     continue;
                 }
-                activate::Status::HooksPending(record) => {
-                    let line = format!("the profile is set, but the carrier's on-change hooks have not succeeded since ({record}): setting it again");
-                    sink.emit(Event::Notice { phase: Phase::Status, machine: Some(t.machine.clone()), line });
+            };
+            if !self.opts.copy_only {
+                match activate::status(&*host, t, self.opts.action).await {
+                    activate::Status::Current => {
+                        self.finish(Phase::Status, t, MachineState::Current);
+                        continue;
+                    }
+                    activate::Status::HooksPending(record) => {
+                        let line = format!("the profile is set, but the carrier's on-change hooks have not succeeded since ({record}): setting it again");
+                        self.sink.emit(Event::Notice { phase: Phase::Status, machine: Some(t.machine.clone()), line });
+                    }
+                    activate::Status::NotCurrent => {}
                 }
-                activate::Status::NotCurrent => {}
             }
+            pending.push(t);
         }
-        pending.push(t);
-    }
-    sink.emit(Event::PhaseFinished { phase: Phase::Status });
-
-    // Copy.
-    let order = plan::copy_order(&pending);
-    sink.emit(Event::PhaseStarted { phase: Phase::Copy, machines: order.len() });
-    let paths = |t: &Target| {
-        let mut p = vec![t.artifact.toplevel.clone()];
-        if uses_auto_rollback(t, opts) {
-            p.extend(t.artifact.auto_rollback.clone());
-        }
-        p
-    };
-    let copied = copy::copy_all(&order, paths, connections, opts.max_concurrent_copy, opts.timeouts.copy, sink).await;
-    let mut copied_ok = Vec::new();
-    for (machine, result) in copied {
-        match result {
-            Ok(()) => {
-                finish(sink, Phase::Copy, &machine, Outcome::Ok);
-                copied_ok.push(machine);
-            }
-            Err(error) => {
-                finish(sink, Phase::Copy, &machine, Outcome::Failed { error: error.clone() });
-                states.insert(machine, MachineState::Failed { phase: Phase::Copy, error, changed: false });
-            }
-        }
-    }
-    sink.emit(Event::PhaseFinished { phase: Phase::Copy });
-    let ready: Vec<&Target> = pending.into_iter().filter(|t| copied_ok.contains(&t.machine)).collect();
-    if opts.copy_only {
-        for t in ready {
-            states.insert(t.machine.clone(), MachineState::Copied);
-        }
-        return;
-    }
-    // Nothing is activated when a host was unreachable or a copy failed: every host
-    // stays on what it runs.
-    if states.values().any(|s| matches!(s, MachineState::Failed { .. })) {
-        for t in ready {
-            let reason = "copied, not activated: another host failed before activation".into();
-            states.insert(t.machine.clone(), MachineState::NotAttempted { reason });
-        }
-        return;
+        self.sink.emit(Event::PhaseFinished { phase: Phase::Status });
+        pending
     }
 
-    // Activation: standalone in order, then carried machines, one profile set per carrier.
-    let order = plan::activation_order(&ready);
-    sink.emit(Event::PhaseStarted { phase: Phase::Activate, machines: order.len() });
-    let mut stopped = false;
-    let mut carried_by: Vec<(String, Vec<&Target>)> = Vec::new();
-    for t in order {
-        if stopped {
-            states.insert(t.machine.clone(), not_attempted());
-            continue;
-        }
-        if let Some(carrier) = t.carrier() {
-            if opts.action == Action::Switch {
-                match carried_by.iter_mut().find(|(c, _)| c == carrier) {
-                    Some((_, v)) => v.push(t),
-                    None => carried_by.push((carrier.to_string(), vec![t])),
-                }
-            } else {
-                // spec 2.4: only switch changes a carried profile
-                states.insert(t.machine.clone(), MachineState::Copied);
+    /// Copies the closures; returns the targets copied, in their order.
+    async fn copy<'t>(&mut self, pending: &[&'t Target]) -> Vec<&'t Target> {
+        let order = plan::copy_order(pending);
+        self.sink.emit(Event::PhaseStarted { phase: Phase::Copy, machines: order.len() });
+        let opts = self.opts;
+        let paths = |t: &Target| {
+            let mut p = vec![t.artifact.toplevel.clone()];
+            if uses_auto_rollback(t, opts) {
+                p.extend(t.artifact.auto_rollback.clone());
             }
-            continue;
-        }
-        let remote = connections.get(&t.host, t.port).await.expect("connected in the status phase");
-        let who = holder(&[t]);
-        let lock = match take_lock(&remote, &who, &t.machine, opts, sink).await {
-            Ok(lock) => lock,
-            Err(error) => {
-                finish(sink, Phase::Activate, &t.machine, Outcome::Failed { error: error.clone() });
-                states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::Activate, error, changed: false });
-                stopped = true;
-                continue;
-            }
+            p
         };
-        let before = remote.realpath("/run/current-system").await;
-        let result = activate::standalone(&remote, t, opts.action, opts.dry_activate_first, uses_auto_rollback(t, opts), &who).await;
+        let results = copy::copy_all(&order, paths, self.hosts, opts.max_concurrent_copy, opts.timeouts.copy, self.sink).await;
+        let mut copied = Vec::new();
+        for (t, result) in results {
+            match result {
+                Ok(()) => {
+                    self.finish(Phase::Copy, t, MachineState::Copied);
+                    copied.push(t);
+                }
+                Err(e) => {
+                    self.fail(Phase::Copy, t, e.into(), false);
+                }
+            }
+        }
+        self.sink.emit(Event::PhaseFinished { phase: Phase::Copy });
+        pending.iter().copied().filter(|t| copied.contains(t)).collect()
+    }
+
+    /// Standalone machines in order, then carried machines, one profile set per
+    /// carrier; stops at the first failure. Carried machines stay `copied` unless the
+    /// action is switch (spec 2.4).
+    async fn activate(&mut self, ready: &[&Target]) {
+        let order = plan::activation_order(ready);
+        self.sink.emit(Event::PhaseStarted { phase: Phase::Activate, machines: order.len() });
+        let mut stopped = false;
+        let mut carried_by: Vec<(&str, Vec<&Target>)> = Vec::new();
+        for t in order {
+            match t.carrier() {
+                Some(carrier) if self.opts.action == Action::Switch => match carried_by.iter_mut().find(|(c, _)| *c == carrier) {
+                    Some((_, v)) => v.push(t),
+                    None => carried_by.push((carrier, vec![t])),
+                },
+                Some(_) => {}
+                None if stopped => self.not_attempted(t, STOPPED),
+                None => stopped = !self.activate_standalone(t).await,
+            }
+        }
+        for (carrier, group) in carried_by {
+            if stopped {
+                group.iter().for_each(|t| self.not_attempted(t, STOPPED));
+            } else {
+                stopped = !self.set_carried(carrier, &group).await;
+            }
+        }
+        self.sink.emit(Event::PhaseFinished { phase: Phase::Activate });
+    }
+
+    /// Activates one standalone machine under its host's deploy lock; whether it did.
+    async fn activate_standalone(&mut self, t: &Target) -> bool {
+        let host = match self.hosts.open(&t.host, t.port).await {
+            Ok(host) => host,
+            Err(e) => return self.fail(Phase::Activate, t, e.into(), false),
+        };
+        let who = holder(&[t]);
+        let lock = match self.lock(&*host, &who, &t.machine).await {
+            Ok(lock) => lock,
+            Err(e) => return self.fail(Phase::Activate, t, e.into(), false),
+        };
+        let before = host.realpath("/run/current-system").await;
+        let auto_rollback = uses_auto_rollback(t, self.opts);
+        let result = activate::standalone(&*host, t, self.opts.action, self.opts.dry_activate_first, auto_rollback, &who).await;
         match result {
             Ok(()) => {
                 lock.release().await;
-                finish(sink, Phase::Activate, &t.machine, Outcome::Ok);
-                states.insert(t.machine.clone(), MachineState::Deployed);
+                self.finish(Phase::Activate, t, MachineState::Deployed);
+                true
             }
-            Err(f) => {
+            Err(e) => {
                 // what the host runs now, read after the failure; a host that cannot be
                 // asked has changed unless an unconfirmed activation switches it back
-                let now = remote.realpath("/run/current-system").await;
+                let now = host.realpath("/run/current-system").await;
                 lock.release().await;
                 let changed = match (&now, &before) {
                     (Some(now), before) => Some(now) != before.as_ref(),
-                    (None, _) => !f.switches_back,
+                    (None, _) => !e.switches_back(),
                 };
-                let error = if f.rolled_back { format!("{} (rolled back to the previous system)", f.message) } else { f.message };
-                finish(sink, Phase::Activate, &t.machine, Outcome::Failed { error: error.clone() });
-                states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::Activate, error, changed });
-                stopped = true;
+                self.fail(Phase::Activate, t, e.into(), changed)
             }
         }
     }
-    for (carrier, group) in carried_by {
-        if stopped {
-            for t in group {
-                states.insert(t.machine.clone(), not_attempted());
-            }
-            continue;
-        }
-        let remote = connections.get(&group[0].host, group[0].port).await.expect("connected in the status phase");
-        let lock = match take_lock(&remote, &holder(&group), &carrier, opts, sink).await {
+
+    /// Sets the carried profiles of `group` on `carrier` with one `carrier profile set`,
+    /// under the carrier's deploy lock; whether it did.
+    async fn set_carried(&mut self, carrier: &str, group: &[&Target]) -> bool {
+        let phase = Phase::CarriedProfile;
+        let host = match self.hosts.open(&group[0].host, group[0].port).await {
+            Ok(host) => host,
+            Err(e) => return self.fail_all(phase, group, e.into(), |_| false),
+        };
+        let lock = match self.lock(&*host, &holder(group), carrier).await {
             Ok(lock) => lock,
-            Err(error) => {
-                for t in group {
-                    finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Failed { error: error.clone() });
-                    states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::CarriedProfile, error: error.clone(), changed: false });
-                }
-                stopped = true;
-                continue;
-            }
+            Err(e) => return self.fail_all(phase, group, e.into(), |_| false),
         };
         let mut before = Vec::new();
-        for t in &group {
-            before.push(carried_profile(&remote, t).await);
+        for t in group {
+            before.push(carried_profile(&*host, t).await);
         }
-        let result = activate::carried(&remote, &group).await;
-        match result {
+        match activate::carried(&*host, group).await {
             Ok(()) => {
                 lock.release().await;
-                for t in group {
-                    finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Ok);
-                    states.insert(t.machine.clone(), MachineState::Deployed);
-                }
+                group.iter().for_each(|t| self.finish(phase, t, MachineState::Deployed));
+                true
             }
-            Err(e) => {
+            Err(source) => {
                 // the profiles may be set already when a hook failed (spec 2.4): say so
-                let error = format!("setting carried profiles on {carrier}: {e}");
-                for (t, before) in group.into_iter().zip(before) {
-                    let changed = carried_profile(&remote, t).await != before;
-                    finish(sink, Phase::CarriedProfile, &t.machine, Outcome::Failed { error: error.clone() });
-                    states.insert(t.machine.clone(), MachineState::Failed { phase: Phase::CarriedProfile, error: error.clone(), changed });
+                let mut changed = Vec::new();
+                for (t, before) in group.iter().zip(before) {
+                    changed.push(carried_profile(&*host, t).await != before);
                 }
+                let error = DeployError::CarriedProfiles { carrier: carrier.to_string(), source };
+                self.fail_all(phase, group, error, |i| changed[i]);
                 lock.release().await;
-                stopped = true;
+                false
             }
         }
     }
-    sink.emit(Event::PhaseFinished { phase: Phase::Activate });
 
-    if opts.health_checks && matches!(opts.action, Action::Switch | Action::Test) {
-        let deployed: Vec<&Target> =
-            targets.iter().filter(|t| t.carrier().is_none() && states.get(&t.machine) == Some(&MachineState::Deployed)).collect();
-        health::run_all(&deployed, connections, sink, states).await;
+    /// Health checks of the standalone machines deployed (switch and test only).
+    async fn health_checks(&mut self, group: &[Target]) {
+        if !self.opts.health_checks || !matches!(self.opts.action, Action::Switch | Action::Test) {
+            return;
+        }
+        let deployed: Vec<&Target> = group
+            .iter()
+            .filter(|t| t.carrier().is_none() && matches!(self.states.get(&t.machine), Some(MachineState::Deployed)))
+            .collect();
+        if deployed.iter().all(|t| t.checks.is_empty()) {
+            return;
+        }
+        self.sink.emit(Event::PhaseStarted { phase: Phase::HealthCheck, machines: deployed.len() });
+        let mut failures = health::run_all(&deployed, self.hosts, self.sink).await;
+        for t in deployed {
+            match failures.remove(&t.machine) {
+                None => self.finish(Phase::HealthCheck, t, MachineState::Deployed),
+                Some(f) => {
+                    self.fail(Phase::HealthCheck, t, DeployError::HealthChecks(f), true);
+                }
+            }
+        }
+        self.sink.emit(Event::PhaseFinished { phase: Phase::HealthCheck });
+    }
+
+    /// Takes the host's deploy lock for `what` (a machine, or a carrier's group),
+    /// reporting whom it waits for.
+    async fn lock<'h>(&self, host: &'h H::Host, who: &str, what: &str) -> Result<HostLock<'h>, HostError> {
+        let sink = self.sink;
+        let on_wait = |line: String| sink.emit(Event::Notice { phase: Phase::Activate, machine: Some(what.to_string()), line });
+        host.lock(who, self.opts.timeouts.lock, &on_wait).await
+    }
+
+    /// A machine's step ended in `state`: says so (the event) and records it.
+    fn finish(&mut self, phase: Phase, t: &Target, state: MachineState) {
+        let outcome = match &state {
+            MachineState::Deployed | MachineState::Copied => Outcome::Ok,
+            MachineState::Current => Outcome::Skipped { reason: format!("already using target generation {}", t.artifact.generation) },
+            MachineState::NotAttempted { reason } => Outcome::Skipped { reason: reason.clone() },
+            MachineState::Failed { error, .. } => Outcome::Failed { error: error.to_string() },
+        };
+        self.sink.emit(Event::MachineFinished { phase, machine: t.machine.clone(), outcome });
+        self.states.insert(t.machine.clone(), state);
+    }
+
+    /// The machine's step failed; returns false (it did not happen).
+    fn fail(&mut self, phase: Phase, t: &Target, error: DeployError, changed: bool) -> bool {
+        self.finish(phase, t, MachineState::Failed { phase, error, changed });
+        false
+    }
+
+    /// Every machine of a group failed with `error`; `changed(i)` for the i-th.
+    fn fail_all(&mut self, phase: Phase, group: &[&Target], error: DeployError, changed: impl Fn(usize) -> bool) -> bool {
+        for (i, t) in group.iter().enumerate() {
+            self.fail(phase, t, error.clone(), changed(i));
+        }
+        false
+    }
+
+    /// Recorded without an event: the machine had no step.
+    fn not_attempted(&mut self, t: &Target, reason: &str) {
+        self.states.insert(t.machine.clone(), MachineState::NotAttempted { reason: reason.to_string() });
+    }
+
+    fn any_failed(&self) -> bool {
+        self.states.values().any(|s| matches!(s, MachineState::Failed { .. }))
     }
 }
 
 /// The realpath of a carried machine's profile on its carrier.
-async fn carried_profile(remote: &Remote, t: &Target) -> Option<String> {
+async fn carried_profile(host: &impl Host, t: &Target) -> Option<String> {
     match &t.kind {
-        Kind::Carried { profile, .. } => remote.realpath(profile).await,
+        Kind::Carried { profile, .. } => host.realpath(profile).await,
         Kind::Standalone => None,
     }
-}
-
-/// Takes the host's deploy lock for `what`, reporting whom it waits for; the error says
-/// who held it when the wait timed out.
-async fn take_lock<'a>(
-    remote: &'a Remote,
-    who: &str,
-    what: &str,
-    opts: &DeployOptions,
-    sink: &dyn EventSink,
-) -> Result<HostLock<'a>, String> {
-    let on_wait = |line: String| sink.emit(Event::Notice { phase: Phase::Activate, machine: Some(what.to_string()), line });
-    remote.lock(who, opts.timeouts.lock, &on_wait).await.map_err(|e| e.to_string())
 }
 
 /// How a deploy names itself to whoever has to wait for its locks.
@@ -433,7 +518,7 @@ fn report(targets: &[Target], mut states: BTreeMap<String, MachineState>, opts: 
                 host: t.host.clone(),
                 generation: t.artifact.generation.clone(),
                 toplevel: t.artifact.toplevel.clone(),
-                state: states.remove(&t.machine).unwrap_or_else(not_attempted),
+                state: states.remove(&t.machine).unwrap_or_else(|| MachineState::NotAttempted { reason: STOPPED.into() }),
             })
             .collect(),
     }

@@ -31,15 +31,19 @@ impl Action {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid action '{0}': expected switch, boot, test or dry-activate")]
+pub struct InvalidAction(pub String);
+
 impl std::str::FromStr for Action {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = InvalidAction;
+    fn from_str(s: &str) -> Result<Self, InvalidAction> {
         match s {
             "switch" => Ok(Action::Switch),
             "boot" => Ok(Action::Boot),
             "test" => Ok(Action::Test),
             "dry-activate" => Ok(Action::DryActivate),
-            other => Err(format!("invalid action '{other}': expected switch, boot, test or dry-activate")),
+            other => Err(InvalidAction(other.to_string())),
         }
     }
 }
@@ -79,10 +83,6 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn is_local(&self) -> bool {
-        self.host == "localhost"
-    }
-
     pub fn carrier(&self) -> Option<&str> {
         match &self.kind {
             Kind::Carried { carrier, .. } => Some(carrier),
@@ -208,7 +208,10 @@ mod tests {
     #[test]
     fn actions_parse_and_bad_ones_are_named() {
         assert_eq!("dry-activate".parse::<Action>(), Ok(Action::DryActivate));
-        assert!("reboot".parse::<Action>().unwrap_err().contains("'reboot'"));
+        assert_eq!(
+            "reboot".parse::<Action>().unwrap_err().to_string(),
+            "invalid action 'reboot': expected switch, boot, test or dry-activate"
+        );
         assert!(Action::Boot.sets_profile() && !Action::Test.sets_profile());
     }
 }
