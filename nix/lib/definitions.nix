@@ -8,7 +8,7 @@ let
     intersectAttrs substring stringLength replaceStrings match sort genericClosure
     catAttrs hasAttr getAttr split concatLists groupBy;
   inherit (self)
-    joinAnd min showFiles showOption showValue;
+    joinAnd min showFiles showOption showValue shortcuts;
 
   propTypes = { "if" = true; merge = true; override = true; order = true; };
   isProp = v: isAttrs v && v ? _type && propTypes ? ${v._type};
@@ -99,7 +99,8 @@ let
   # (conditions evaluated, highest priority only, ordered). The option
   # default takes part with priority 1500.
   finalizeDefs = declFile: opt: defs:
-    if defs == [ ] then (if opt ? default then [ { file = declFile; value = opt.default; } ] else [ ])
+    if !shortcuts then finalizeAll declFile opt defs
+    else if defs == [ ] then (if opt ? default then [ { file = declFile; value = opt.default; } ] else [ ])
     else if tail defs == [ ] then
       # One definition: plain, or one mkIf / high-priority mkOverride around a
       # plain value (what the general case below computes for those).
@@ -146,7 +147,7 @@ let
 
   # Type-check the (non-empty) final definitions and merge them.
   mergeFinal = type: declFile: loc: final:
-    if tail final == [ ] then
+    if shortcuts && tail final == [ ] then
       (let d = head final; in
        if type.check d.value then
          (if type.isScalar or false then d.value

@@ -8,7 +8,7 @@ let
     intersectAttrs substring stringLength replaceStrings match sort genericClosure
     catAttrs hasAttr getAttr split concatLists groupBy;
   inherit (self)
-    configOf evalLevelG genAttrs groupDefs id nameValuePair lib;
+    configOf evalLevelG genAttrs groupDefs id nameValuePair lib shortcuts;
 
   isPathLike = m: isPath m || (isString m && substring 0 1 m == "/");
 
@@ -66,31 +66,8 @@ let
       else
         { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
 
-  # A path module -> normalized record (normalizeModule, with the module
-  # function applied directly when every argument it takes is available).
-  pathModule = args: p:
-    let
-      f = toString p;
-      m0 = import p;
-      fa = functionArgs m0;
-      m =
-        if !(isFunction m0) then m0
-        else if fa != { } && intersectAttrs args fa == fa then m0 (intersectAttrs fa args)
-        else applyModule f args m0;
-    in
-    if !(isAttrs m) then throw (notModuleMsg f m)
-    else if m ? _type then { key = f; file = f; fromPath = true; imports = [ ]; options = { }; config = m; }
-    else
-      let
-        file' = if m ? _file then toString m._file else f;
-        key' = if m ? key then toString m.key else f;
-      in
-      if m ? config || m ? options then
-        let extra = attrNames (removeAttrs m moduleKeys); in
-        if extra != [ ] then throw (unsupportedAttrMsg file' extra)
-        else { key = key'; file = file'; fromPath = true; imports = m.imports or [ ]; options = m.options or { }; config = m.config or { }; }
-      else
-        { key = key'; file = file'; fromPath = true; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
+  # A path module -> normalized record.
+  pathModule = args: p: let f = toString p; in normalizeModule args f f true (import p);
 
   # entries: [ { file, module, configOnly } ]
   #   -> [ { key, file, imports, options, config, fromPath } ] in depth-first
@@ -119,7 +96,7 @@ let
         let e = elemAt entries i; m = e.module; in
         if !e.configOnly && (isPath m || (isString m && substring 0 1 m == "/")) then pathModule args m
         else load "" i e) (length entries);
-      flat = if all (m: m.imports == [ ]) roots then roots else concatMap (walk [ ]) roots;
+      flat = if shortcuts && all (m: m.imports == [ ]) roots then roots else concatMap (walk [ ]) roots;
     in
     if any (m: m.fromPath) flat then genericClosure { startSet = flat; operator = _: [ ]; }
     else flat;

@@ -10,7 +10,7 @@ let
   inherit (self)
     finalizeDefs hasTopOverride id keepBad mergeFinal mergeWith mkOptionType nameValuePair
     notDefinedMsg optionalAttrs pushDownWith showFiles showOption showValue typeMergeOf
-    types uniqueStrings unwrapDef;
+    types uniqueStrings unwrapDef shortcuts;
 
   isOption = x: isAttrs x && x._type or null == "option";
 
@@ -65,7 +65,7 @@ let
 
   # Several declarations of one option -> { option, file (of the default), files }
   mergeDecls = loc: ds:
-    if tail ds == [ ] then
+    if shortcuts && tail ds == [ ] then
       (let d = head ds; in { option = d.value; file = d.file; files = [ d.file ]; })
     else
       let
@@ -97,7 +97,7 @@ let
   # Final definitions of an option (raw definitions `defs`, possibly empty).
   optionFinal = declFile: opt: type: defs:
     if defs != [ ] && (type.lazyKeys or false) then
-      (if all (d: let v = d.value; in isAttrs v && !(v ? _type)) defs then
+      (if shortcuts && all (d: let v = d.value; in isAttrs v && !(v ? _type)) defs then
          # plain attribute sets (the usual case): nothing to push down
          (if !(opt ? default) || opt.default == { } then defs else finalizeDefs declFile opt defs)
        else if !(any (d: hasTopOverride d.value) defs) && (!(opt ? default) || opt.default == { }) then
@@ -137,7 +137,7 @@ let
         type = opt.type or types.unspecified;
         memo = opt._defaultMemo or null;
         merged =
-          if memo != null && memo.ok && memo.default == opt.default && memo.type == type then memo.value
+          if shortcuts && memo != null && memo.ok && memo.default == opt.default && memo.type == type then memo.value
           else mergeFinal type declFile loc [ { file = declFile; value = opt.default; } ];
       in
       if opt ? apply then opt.apply merged else merged;
@@ -178,7 +178,7 @@ let
   #   { one = false; dv }: `dv` maps each defined name to [ { file, value } ].
   groupDefs = loc: defs:
     if defs == [ ] then noDefs
-    else if tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
+    else if shortcuts && tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
       { one = true; oneFile = (head defs).file; dv = (head defs).value; }
     else
       let
@@ -202,11 +202,7 @@ let
     else
       mapAttrs (n: o:
         if o ? _withConfig && o._type or null == "option" then (defaultsTree ctx loc file { ${n} = withConfigOf' ctx o; }).${n}
-        else if o._type or null == "option" then
-          let m = o._defaultMemo or null; in
-          if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-          then (if o ? apply then o.apply m.value else m.value)
-          else defaultValue ctx (loc ++ [ n ]) file o
+        else if o._type or null == "option" then undefinedValue ctx (loc ++ [ n ]) file o
         else defaultsTree ctx (loc ++ [ n ]) file o) tree;
 
   # What every evaluation of a static declaration tree (the `options` of an
@@ -288,48 +284,43 @@ let
               # the same with the option's attributes from withConfig
               (evalLevel1G ctx loc file { ${n} = withConfigOf' ctx o; } (g // { dv = intersectAttrs { ${n} = null; } g.dv; })).${n}
             else if g.dv ? ${n} then
-              (if o._type or null == "option" then
-                 let dn = g.dv.${n}; in
-                 if g.one && !(isAttrs dn && dn ? _type) && !(o ? apply) then
-                   # one plain definition (the usual case)
-                   (let t = o.type or types.unspecified; in
-                    if t.lazyKeys or false then optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ]
-                    else if t ? plainElemCheck && isList dn && all t.plainElemCheck dn then dn
-                    else if t.check dn then
-                      (if t.isScalar or false then dn
-                       else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ]
-                       else t.merge (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ])
-                    else optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ])
-                 else
-                 let
-                   # one mkIf (true) or high-priority mkOverride around a plain value
-                   v =
-                     if g.one then (if isAttrs dn && dn ? _type then unwrapDef dn else dn)
-                     else unwrapIf (head dn).value;
-                   t = o.type or types.unspecified;
-                 in
-                 if (g.one || tail dn == [ ]) && !(o ? apply) && !(t.lazyKeys or false)
-                   && !(isAttrs v && v ? _type)
-                 then
-                   # one plain definition: a list of plain values of a scalar
-                   # type, or well-typed
-                   (if t ? plainElemCheck && isList v && all t.plainElemCheck v then v
-                    else if t.check v then
-                      (if t.isScalar or false then v
-                       else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ]
-                       else t.merge (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ])
-                    else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn))
-                 else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn)
+              (if o._type or null == "option" then definedValue ctx (loc ++ [ n ]) file o g g.dv.${n}
                else evalLevel1 ctx (loc ++ [ n ]) { inherit file; value = o; } (if g.one then [ { file = g.oneFile; value = g.dv.${n}; } ] else g.dv.${n}))
-            else if o._type or null == "option" then
-              (let m = o._defaultMemo or null; in
-               if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-               then (if o ? apply then o.apply m.value else m.value)
-               else if m == null && o ? default then defaultNoMemo ctx (loc ++ [ n ]) file o
-               else defaultValue ctx (loc ++ [ n ]) file o)
+            else if o._type or null == "option" then undefinedValue ctx (loc ++ [ n ]) file o
             else defaultsTree ctx (loc ++ [ n ]) file o) tree;
 
   unwrapIf = v: if isAttrs v && v ? _type then unwrapDef v else v;
+
+  # The value of option `o` (at `loc`, declared in `file`) defined by `dn`, its
+  # entry in the grouped definitions `g` (see groupDefs: the value itself when
+  # `g.one`, else its list of { file, value }). One definition, plain or one
+  # mkIf (true) or high-priority mkOverride around a plain value, takes the
+  # direct route when it is a list of plain values of a scalar type or is
+  # well-typed; anything else optionValue.
+  definedValue = ctx: loc: file: o: g: dn:
+    let
+      defs = if g.one then [ { file = g.oneFile; value = dn; } ] else dn;
+      v = unwrapIf (if g.one then dn else (head dn).value);
+      t = o.type or types.unspecified;
+    in
+    if shortcuts && (g.one || tail dn == [ ]) && !(o ? apply) && !(t.lazyKeys or false) && !(isAttrs v && v ? _type) then
+      (if t ? plainElemCheck && isList v && all t.plainElemCheck v then v
+       else if t.check v then
+         (if t.isScalar or false then v
+          else if t ? merge' then t.merge' file loc [ { file = (head defs).file; value = v; } ]
+          else t.merge loc [ { file = (head defs).file; value = v; } ])
+       else optionValue ctx loc file o defs)
+    else optionValue ctx loc file o defs;
+
+  # The value of option `o` nobody defines: its merged default, shared when
+  # memoized (see defaultMemoOf).
+  undefinedValue = ctx: loc: file: o:
+    let m = o._defaultMemo or null; in
+    if !shortcuts then defaultValue ctx loc file o
+    else if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+    then (if o ? apply then o.apply m.value else m.value)
+    else if m == null && o ? default then defaultNoMemo ctx loc file o
+    else defaultValue ctx loc file o;
 
   # The value of the undefined option `o0` with attributes from withConfig
   # (`base`: its static part's memoized default or null); the same as the
@@ -349,11 +340,7 @@ let
           else t.merge loc [ { inherit file; value = d; } ])
        else defaultValue ctx loc file (o0 // w))
     else
-      let o = o0 // w; m = o._defaultMemo or null; in
-      if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-      then (if o ? apply then o.apply m.value else m.value)
-      else if m == null && o ? default then defaultNoMemo ctx loc file o
-      else defaultValue ctx loc file o;
+      undefinedValue ctx loc file (o0 // w);
 
   # evalLevel1 of a static tree with its plan.
   plannedLevel = ctx: loc: file: plan: defs:
@@ -371,13 +358,7 @@ let
       // (if plan.unshared == { } || (plan.unsharedRequired && intersectAttrs g.dv plan.unshared == plan.unshared) then { } else mapAttrs (n: o0:
         if o0 ? _withConfig && o0._type or null == "option" then undefinedWithConfig ctx (loc ++ [ n ]) file plan.wcBase.${n} o0
         else
-        let o = o0; in
-        if o._type or null == "option" then
-          (let m = o._defaultMemo or null; in
-           if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-           then (if o ? apply then o.apply m.value else m.value)
-           else if m == null && o ? default then defaultNoMemo ctx (loc ++ [ n ]) file o
-           else defaultValue ctx (loc ++ [ n ]) file o)
+        let o = o0; in if o._type or null == "option" then undefinedValue ctx (loc ++ [ n ]) file o
         else if isAttrs o then plannedLevel ctx (loc ++ [ n ]) file plan.sub.${n} [ ]
         else throw (badDeclMsg (loc ++ [ n ]) file)) plan.unshared)
       // mapAttrs (n: dn:
@@ -388,36 +369,7 @@ let
         else if i.kind == 3 && g.one && !(isAttrs dn && dn ? _type) && i.check dn then i.mergeOne file (loc ++ [ n ]) g.oneFile dn
         else
         let o = if plan.hasWc && plan.wc ? ${n} then withConfigOf ctx plan.tree.${n} else plan.tree.${n}; in
-        if o._type or null == "option" then
-          (if g.one && !(isAttrs dn && dn ? _type) && !(o ? apply) then
-             # one plain definition (the usual case)
-             (let t = o.type or types.unspecified; in
-              if t.lazyKeys or false then optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ]
-              else if t ? plainElemCheck && isList dn && all t.plainElemCheck dn then dn
-              else if t.check dn then
-                (if t.isScalar or false then dn
-                 else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ]
-                 else t.merge (loc ++ [ n ]) [ { file = g.oneFile; value = dn; } ])
-              else optionValue ctx (loc ++ [ n ]) file o [ { file = g.oneFile; value = dn; } ])
-           else let
-             # one mkIf (true) or high-priority mkOverride around a plain value
-             v =
-               if g.one then (if isAttrs dn && dn ? _type then unwrapDef dn else dn)
-               else unwrapIf (head dn).value;
-             t = o.type or types.unspecified;
-           in
-           if (g.one || tail dn == [ ]) && !(o ? apply) && !(t.lazyKeys or false)
-             && !(isAttrs v && v ? _type)
-           then
-             # one plain definition: a list of plain values of a scalar type,
-             # or well-typed
-             (if t ? plainElemCheck && isList v && all t.plainElemCheck v then v
-              else if t.check v then
-                (if t.isScalar or false then v
-                 else if t ? merge' then t.merge' file (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ]
-                 else t.merge (loc ++ [ n ]) [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ])
-              else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn))
-           else optionValue ctx (loc ++ [ n ]) file o (if g.one then [ { file = g.oneFile; value = dn; } ] else dn))
+        if o._type or null == "option" then definedValue ctx (loc ++ [ n ]) file o g dn
         else if isAttrs o then
           (if g.one && isAttrs dn && !(dn ? _type) then
              # one plain definition: already grouped
@@ -438,7 +390,8 @@ let
   # definition, take the direct route; anything else the general one
   # (evalLevel).
   configOf = ctx: loc: decls: defs: g:
-    if decls != [ ] && tail decls == [ ] then
+    if !shortcuts then (evalLevelG ctx loc decls g).config
+    else if decls != [ ] && tail decls == [ ] then
       (let d = head decls; in
        if d.plan or null != null then plannedLevel ctx loc d.file d.plan defs
        else if !(isAttrs d.value) then throw (badDeclMsg loc d.file)
@@ -463,7 +416,7 @@ let
     let
       # The common case, one module declaring the whole level, avoids
       # grouping: `declsByName` then maps names to the declarations themselves.
-      single = tail decls == [ ];
+      single = shortcuts && tail decls == [ ];
       singleFile = (head decls).file;
       declsByName = if decls == [ ] then { } else if single then (head decls).value else groupByName decls;
       # declarations of one name as a list of { file, value } (options with
@@ -507,22 +460,8 @@ let
       valueOf = n: o0:
         let o = if o0 ? _withConfig && o0._type or null == "option" then withConfigOf' ctx o0 else o0; in
         if single && o._type or null == "option" then
-          # fast paths for one declaration: one plain definition of a scalar
-          # option, or no definition and the shared merged default
-          if hasDefs n then
-            let
-              v = if singleDef then singleDefValue.${n} else (head defsByName.${n}).value;
-              t = o.type or types.unspecified;
-            in
-            if (singleDef || tail defsByName.${n} == [ ]) && (t.isScalar or false) && !(o ? apply)
-              && !(isAttrs v && v ? _type) && t.check v
-            then v
-            else optionValue ctx (loc ++ [ n ]) singleFile o (defsOf n)
-          else
-            let m = o._defaultMemo or null; in
-            if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
-            then (if o ? apply then o.apply m.value else m.value)
-            else defaultValue ctx (loc ++ [ n ]) singleFile o
+          (if hasDefs n then definedValue ctx (loc ++ [ n ]) singleFile o g defsByName.${n}
+           else undefinedValue ctx (loc ++ [ n ]) singleFile o)
         else if single && !(hasDefs n) then defaultsTree ctx (loc ++ [ n ]) singleFile o
         else
           let ds = declsOf n o; kind = kindOf n ds; in
@@ -531,7 +470,7 @@ let
             (let decl = mergeDecls (loc ++ [ n ]) ds; in
              if hasDefs n then optionValue ctx (loc ++ [ n ]) decl.file decl.option (defsOf n)
              else defaultValue ctx (loc ++ [ n ]) decl.file decl.option)
-          else if tail ds == [ ] then evalLevel1 ctx (loc ++ [ n ]) (head ds) (defsOf n)
+          else if shortcuts && tail ds == [ ] then evalLevel1 ctx (loc ++ [ n ]) (head ds) (defsOf n)
           else subLevels.${n}.config;
 
       infoOf = n: d:

@@ -13,7 +13,7 @@ let
     hasUnconditional id isPlainDef isProp last mergeElemDefs mergeFinal mergeWith mkIf
     moduleKeys noDefs normalizeApplied normalizeModule optionalAttrs planOf plannedLevel
     plannedLevelG propTypes showFiles showOption survives toList typeErrorMsg unique
-    uniqueStrings unknownOption lib;
+    uniqueStrings unknownOption lib shortcuts;
 
   mergeEqualOption = loc: defs:
     let first = (head defs).value; in
@@ -193,7 +193,7 @@ let
           if other.name == "nullOr" then
             (let e = typeMergeOf elemType other.elemType; in if e == null then null else nullOr e)
           else null;
-      } // optionalAttrs (elemType ? mergeOne) {
+      } // optionalAttrs (shortcuts && elemType ? mergeOne) {
         mergeOne = declFile: loc: file: v: if v == null then null else elemType.mergeOne declFile loc file v;
       };
 
@@ -201,9 +201,10 @@ let
       let
         scalar = elemType.isScalar or false;
         # elements passing a check of this scalar type cannot be mkIf & co.
-        plainCheck = scalar && !(elemType.check (mkIf true null));
+        plainCheck = shortcuts && scalar && !(elemType.check (mkIf true null));
         merge' = declFile: loc: defs:
-          if (if plainCheck then all (d: all elemType.check d.value) defs else scalar && all (d: !(any isProp d.value)) defs) then
+          if !shortcuts then general declFile loc defs
+          else if (if plainCheck then all (d: all elemType.check d.value) defs else scalar && all (d: !(any isProp d.value)) defs) then
             (if tail defs == [ ] then (head defs).value else concatMap (d: d.value) defs)
           else if tail defs == [ ] && all isAttrs (head defs).value && catAttrs "_type" (head defs).value == [ ] then
             # one definition, of attribute sets (e.g. submodules) none of which
@@ -216,19 +217,21 @@ let
                   else if elemType ? mergeOne then elemType.mergeOne declFile (loc ++ [ "[${toString i}]" ]) d.file x
                   else elemMerge (loc ++ [ "[${toString i}]" ]) [ { inherit (d) file; value = x; } ])
                else throw (typeErrorMsg (loc ++ [ "[${toString i}]" ]) elemType { inherit (d) file; value = x; })) (length d.value))
-          else
-            let
-              items = concatMap (d: concatMap (x:
-                if isAttrs x && x ? _type && propTypes ? ${x._type} then
-                  map (e: { inherit (d) file; value = e.value; }) (dischargeDef null null d.file x)
-                else [ { inherit (d) file; value = x; } ]) d.value) defs;
-              elemMerge = if elemType ? merge' then elemType.merge' declFile else elemType.merge;
-            in
-            genList (i:
-              let it = elemAt items i; in
-              if elemType.check it.value then
-                (if scalar then it.value else elemMerge (loc ++ [ "[${toString i}]" ]) [ it ])
-              else throw (typeErrorMsg (loc ++ [ "[${toString i}]" ]) elemType it)) (length items);
+          else general declFile loc defs;
+        # every definition's elements, each merged on its own
+        general = declFile: loc: defs:
+          let
+            items = concatMap (d: concatMap (x:
+              if isAttrs x && x ? _type && propTypes ? ${x._type} then
+                map (e: { inherit (d) file; value = e.value; }) (dischargeDef null null d.file x)
+              else [ { inherit (d) file; value = x; } ]) d.value) defs;
+            elemMerge = if elemType ? merge' then elemType.merge' declFile else elemType.merge;
+          in
+          genList (i:
+            let it = elemAt items i; in
+            if elemType.check it.value then
+              (if shortcuts && scalar then it.value else elemMerge (loc ++ [ "[${toString i}]" ]) [ it ])
+            else throw (typeErrorMsg (loc ++ [ "[${toString i}]" ]) elemType it)) (length items);
       in
       mkOptionType ({
         name = "listOf";
@@ -244,7 +247,7 @@ let
       } // optionalAttrs plainCheck {
         # a plain list of values of this scalar element type is its own merge
         plainElemCheck = elemType.check;
-      } // optionalAttrs (!scalar && elemType ? mergeOne) {
+      } // optionalAttrs (shortcuts && !scalar && elemType ? mergeOne) {
         # merge' of one definition (e.g. a list of submodule definitions)
         mergeOne = declFile: loc: file: v:
           if isList v && all isAttrs v && catAttrs "_type" v == [ ] then
@@ -274,15 +277,15 @@ let
             allVals = concatMap attrValues vals;
             # Several definitions that define one name each (e.g. one machine
             # per module), none under mkIf & co.: grouped by groupBy.
-            simple = tail defs != [ ] && length allVals == length vals && !(elem { } vals)
+            simple = shortcuts && tail defs != [ ] && length allVals == length vals && !(elem { } vals)
               && catAttrs "_type" (filter isAttrs allVals) == [ ];
             grouped =
-              if tail defs == [ ] then
+              if shortcuts && tail defs == [ ] then
                 (let d = head defs; in mapAttrs (_: v: [ { inherit (d) file; value = v; } ]) d.value)
               else zipAttrsWith (_: vs: vs) (map (d: mapAttrs (_: v: { inherit (d) file; value = v; }) d.value) defs);
             uncond = ds: any (d: hasUnconditional d.value) ds;
             kept =
-              if all (n: uncond grouped.${n}) (attrNames grouped) then grouped
+              if shortcuts && all (n: uncond grouped.${n}) (attrNames grouped) then grouped
               else filterAttrs (_: ds: uncond ds || any (d: survives d.file d.value) ds) grouped;
           in
           if simple then
@@ -298,7 +301,7 @@ let
               (groupBy (d: head (attrNames d.value)) defs)
           else
           mapAttrs (n: ds:
-            if all isPlainDef ds then
+            if shortcuts && all isPlainDef ds then
               (if tail ds == [ ] then
                  (let d = head ds; in
                   if elemType.check d.value then (if scalar then d.value else elemMerge (loc ++ [ n ]) ds)
@@ -491,7 +494,8 @@ let
             config
           else merge' declFile loc [ { inherit file; value = v; } ];
         merge' = declFile: loc: defs:
-          if sFast && defs != [ ] && tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
+          if !shortcuts then generic declFile loc defs
+          else if sFast && defs != [ ] && tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
             mergeOne declFile loc (head defs).file (head defs).value
           else if shorthandOnlyDefinesConfig && (if defs != [ ] && tail defs == [ ] then isAttrs (head defs).value else all (d: isAttrs d.value) defs) then
             (if shape == "S" then mergeS declFile loc defs
@@ -506,7 +510,7 @@ let
         description = if description == null then "submodule" else description;
         descriptionClass = "noun";
         check = x: isAttrs x || isFunction x || isPath x;
-        inherit merge' mergeOne;
+        inherit merge';
         merge = merge' "<unknown-file>";
         getSubModules = base;
         submoduleArgs = attrs;
@@ -517,7 +521,7 @@ let
               specialArgs = specialArgs // (other.submoduleArgs.specialArgs or { });
             })
           else null;
-      };
+      } // optionalAttrs shortcuts { inherit mergeOne; };
 
     submodule = modules: submoduleWith {
       shorthandOnlyDefinesConfig = true;
