@@ -30,8 +30,9 @@ let
   # the configuration of a shorthand module (everything but its module keys)
   shorthandConfig = m: if intersectAttrs moduleKeySet m == { } then m else removeAttrs m moduleKeys;
 
-  # An attribute-set module (already applied) in a submodule's fast path ->
-  # normalized record (key and fromPath are not needed there).
+  # An attribute-set module (already applied) -> normalized record without
+  # key and fromPath (not needed in a submodule's fast path; normalizeModule
+  # adds them).
   normalizeApplied = file: m:
     if !(isAttrs m) then throw (notModuleMsg file m)
     else if m ? _type then { inherit file; imports = [ ]; options = { }; config = m; }
@@ -50,21 +51,11 @@ let
 
   # A module value (function already or not yet applied) -> normalized record.
   normalizeModule = args: file: key: fromPath: m0:
-    let m = if isFunction m0 then applyModule file args m0 else m0; in
-    if !(isAttrs m) then throw (notModuleMsg file m)
-    else if m ? _type then { inherit key file fromPath; imports = [ ]; options = { }; config = m; }
-    else
-      let
-        file' = if m ? _file then toString m._file else file;
-        key' = if m ? key then toString m.key else key;
-        fromPath' = fromPath || m ? key;
-      in
-      if m ? config || m ? options then
-        let extra = attrNames (removeAttrs m moduleKeys); in
-        if extra != [ ] then throw (unsupportedAttrMsg file' extra)
-        else { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = m.options or { }; config = m.config or { }; }
-      else
-        { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
+    let
+      m = if isFunction m0 then applyModule file args m0 else m0;
+      hasKey = isAttrs m && !(m ? _type) && m ? key;
+    in
+    normalizeApplied file m // { key = if hasKey then toString m.key else key; fromPath = fromPath || hasKey; };
 
   # A path module -> normalized record.
   pathModule = args: p: let f = toString p; in normalizeModule args f f true (import p);

@@ -441,11 +441,13 @@ let
         dInfo = if shape == "SD" then elemAt baseInfo 1 else head baseInfo;
         # the function module's result, when it is `{ options = ...; }` only
         onlyOptions = r: isAttrs r && r ? options && removeAttrs r [ "options" ] == { } && isAttrs r.options && r.options != { };
+        # the function module's result for the element at `loc`
+        resultD = loc: config: options: dInfo.module (
+          if dInfo.onlyConfig then { inherit config; }
+          else intersectAttrs dInfo.fa ({ inherit lib config options; name = last loc; } // specialArgs));
         mergeD = declFile: loc: defs:
           let
-            r = dInfo.module (
-              if dInfo.onlyConfig then { inherit config; }
-              else intersectAttrs dInfo.fa ({ inherit lib config options; name = last loc; } // specialArgs));
+            r = resultD loc config options;
             ctx = { files = uniqueStrings (map (d: d.file) defs); inherit config; };
             config = evalLevel1G ctx loc declFile r.options (groupDefs loc defs);
             options = (evalLevel ctx loc [ { file = declFile; value = r.options; } ] defs).options;
@@ -453,9 +455,7 @@ let
           if onlyOptions r then config else general declFile loc defs;
         mergeSD = declFile: loc: defs:
           let
-            r = dInfo.module (
-              if dInfo.onlyConfig then { inherit config; }
-              else intersectAttrs dInfo.fa ({ inherit lib config options; name = last loc; } // specialArgs));
+            r = resultD loc config options;
             ctx = { files = uniqueStrings (map (d: d.file) defs); inherit config; };
             dDecl = { file = declFile; value = r.options; };
             sDecl = { file = if sInfo.file == null then declFile else sInfo.file; value = sInfo.options; plan = sInfo.plan; };
