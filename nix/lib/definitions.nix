@@ -1,3 +1,7 @@
+# Part of carrier's module system (see modules.nix, assembled by
+# module-system.nix): mkIf, mkMerge, mkOverride and mkOrder; which definitions
+# of an option count (conditions, priorities, order); type-checked merging and
+# the messages of failed checks.
 self:
 let
   b = builtins;

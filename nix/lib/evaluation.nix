@@ -1,3 +1,6 @@
+# Part of carrier's module system (see modules.nix, assembled by
+# module-system.nix): modules (paths, sets, functions) normalized and
+# collected with their imports, and evalModules.
 self:
 let
   b = builtins;

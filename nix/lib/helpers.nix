@@ -1,3 +1,6 @@
+# Part of carrier's module system (see modules.nix, assembled by
+# module-system.nix): nixpkgs-like list, string and attribute helpers, and how
+# options, files and values are shown in messages.
 self:
 let
   b = builtins;

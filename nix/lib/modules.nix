@@ -57,7 +57,8 @@
 #
 # Performance (a cluster of 1000 machines is evaluated in a fraction of a
 # second). Every shortcut gives the results (values and errors) of the
-# general path:
+# general path (module-system.nix's `shortcuts = false` turns them all off;
+# core/tests/shortcuts.rs evaluates the fixtures and examples both ways):
 #   * the merged default of an option declaration is computed once and shared
 #     by every evaluation that leaves the option undefined (defaultMemoOf);
 #   * attribute-set modules of a submodule type are normalized once, and their
@@ -68,10 +69,14 @@
 #     submodules without the general merging (plannedLevelG);
 #   * one declaring module, one definition, plain definitions, one mkIf or
 #     mkOverride around a plain value, and submodule elements defined by one
-#     plain attribute set (mergeOne) take direct routes; so do the common
+#     plain attribute set (mergeOne) take direct routes (definedValue,
+#     undefinedValue, mergeOne); so do the common
 #     shapes of submodule types (one attribute-set module, one function
 #     module, or one of each declaring disjoint options) and attrsOf values
 #     defined one name per module (e.g. one machine per file).
 #
 # All errors are thrown with messages starting with "carrier: ".
+#
+# The parts (helpers, definitions, types, options, evaluation) are listed in
+# module-system.nix.
 import ./module-system.nix { shortcuts = true; }

@@ -1,3 +1,7 @@
+# Part of carrier's module system (see modules.nix, assembled by
+# module-system.nix): mkOption and withConfig, shared defaults, and the
+# evaluation of a tree of option declarations with its definitions (config and
+# options), including the planned trees of submodules.
 self:
 let
   b = builtins;

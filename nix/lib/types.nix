@@ -1,3 +1,6 @@
+# Part of carrier's module system (see modules.nix, assembled by
+# module-system.nix): mkOptionType and the option types (`types`), with the
+# direct routes of listOf, attrsOf and submodules.
 self:
 let
   b = builtins;
