@@ -102,9 +102,9 @@ let
   # Definitions of one option/element -> the definitions that count
   # (conditions evaluated, highest priority only, ordered). The option
   # default takes part with priority 1500.
-  finalizeDefs = declFile: opt: defs:
-    if !shortcuts then finalizeAll declFile opt defs
-    else if defs == [ ] then (if opt ? default then [ { file = declFile; value = opt.default; } ] else [ ])
+  # (The switch is read once, not per call: these functions are hot.)
+  finalizeDefs = if !shortcuts then finalizeAll else declFile: opt: defs:
+    if defs == [ ] then (if opt ? default then [ { file = declFile; value = opt.default; } ] else [ ])
     else if tail defs == [ ] then
       # One definition: plain, or one mkIf / high-priority mkOverride around a
       # plain value (what the general case below computes for those).
@@ -150,15 +150,18 @@ let
     if type ? merge' then type.merge' declFile loc defs else type.merge loc defs;
 
   # Type-check the (non-empty) final definitions and merge them.
-  mergeFinal = type: declFile: loc: final:
-    if shortcuts && tail final == [ ] then
+  mergeFinal = if !shortcuts then mergeChecked else type: declFile: loc: final:
+    if tail final == [ ] then
       (let d = head final; in
        if type.check d.value then
          (if type.isScalar or false then d.value
           else if type ? merge' then type.merge' declFile loc final
           else type.merge loc final)
        else throw (typeErrorMsg loc type d))
-    else if all (d: type.check d.value) final then
+    else mergeChecked type declFile loc final;
+
+  mergeChecked = type: declFile: loc: final:
+    if all (d: type.check d.value) final then
       (if type ? merge' then type.merge' declFile loc final else type.merge loc final)
     else throw (typeErrorMsg loc type (head (filter (d: !(type.check d.value)) final)));
 

@@ -33,19 +33,9 @@ let
   # the configuration of a shorthand module (everything but its module keys)
   shorthandConfig = m: if intersectAttrs moduleKeySet m == { } then m else removeAttrs m moduleKeys;
 
-  # An attribute-set module (already applied) -> normalized record without
-  # key and fromPath (not needed in a submodule's fast path; normalizeModule
-  # adds them).
-  normalizeApplied = file: m:
-    if !(isAttrs m) then throw (notModuleMsg file m)
-    else if m ? _type then { inherit file; imports = [ ]; options = { }; config = m; }
-    else
-      let file' = if m ? _file then toString m._file else file; in
-      if m ? config || m ? options then
-        let extra = attrNames (removeAttrs m moduleKeys); in
-        if extra != [ ] then throw (unsupportedAttrMsg file' extra)
-        else { file = file'; imports = m.imports or [ ]; options = m.options or { }; config = m.config or { }; }
-      else { file = file'; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
+  # An attribute-set module (already applied) in a submodule's fast path ->
+  # normalized record (key and fromPath are not needed there).
+  normalizeApplied = file: normalizeValue file file false;
 
   notModuleMsg = file: m:
     "carrier: the module in '${file}' is not a module (expected an attribute set or a function, got a value of type ${typeOf m})";
@@ -53,12 +43,30 @@ let
     "carrier: the module in '${file}' has an unsupported attribute '${head extra}'. This is caused by introducing a top-level 'config' or 'options' attribute. Add configuration attributes immediately on the top level instead, or move all of them (namely: ${concatStringsSep ", " extra}) into the explicit 'config' attribute.";
 
   # A module value (function already or not yet applied) -> normalized record.
+  # A function is called directly when every argument it takes is available.
   normalizeModule = args: file: key: fromPath: m0:
-    let
-      m = if isFunction m0 then applyModule file args m0 else m0;
-      hasKey = isAttrs m && !(m ? _type) && m ? key;
-    in
-    normalizeApplied file m // { key = if hasKey then toString m.key else key; fromPath = fromPath || hasKey; };
+    let fa = functionArgs m0; in
+    normalizeValue file key fromPath (
+      if !(isFunction m0) then m0
+      else if fa != { } && intersectAttrs args fa == fa then m0 (intersectAttrs fa args)
+      else applyModule file args m0);
+
+  # A module value (function applied) -> normalized record.
+  normalizeValue = file: key: fromPath: m:
+    if !(isAttrs m) then throw (notModuleMsg file m)
+    else if m ? _type then { inherit key file fromPath; imports = [ ]; options = { }; config = m; }
+    else
+      let
+        file' = if m ? _file then toString m._file else file;
+        key' = if m ? key then toString m.key else key;
+        fromPath' = fromPath || m ? key;
+      in
+      if m ? config || m ? options then
+        let extra = attrNames (removeAttrs m moduleKeys); in
+        if extra != [ ] then throw (unsupportedAttrMsg file' extra)
+        else { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = m.options or { }; config = m.config or { }; }
+      else
+        { key = key'; file = file'; fromPath = fromPath'; imports = m.imports or [ ]; options = { }; config = shorthandConfig m; };
 
   # A path module -> normalized record.
   pathModule = args: p: let f = toString p; in normalizeModule args f f true (import p);

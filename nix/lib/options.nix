@@ -180,10 +180,15 @@ let
   #   { one = true; oneFile; dv }: a single definition (the common case, no
   #     grouping); `dv` is its value, `oneFile` its file;
   #   { one = false; dv }: `dv` maps each defined name to [ { file, value } ].
-  groupDefs = loc: defs:
+  # (The shortcut switch is read once, not per call, in the hot functions.)
+  groupDefs = if !shortcuts then pushDownGroup else loc: defs:
     if defs == [ ] then noDefs
-    else if shortcuts && tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
+    else if tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
       { one = true; oneFile = (head defs).file; dv = (head defs).value; }
+    else pushDownGroup loc defs;
+
+  pushDownGroup = loc: defs:
+    if defs == [ ] then noDefs
     else
       let
         pushed = concatMap (d:
@@ -295,33 +300,36 @@ let
 
   unwrapIf = v: if isAttrs v && v ? _type then unwrapDef v else v;
 
+  # The list of { file, value } of `dn`, an entry of grouped definitions `g`.
+  defsOfGrouped = g: dn: if g.one then [ { file = g.oneFile; value = dn; } ] else dn;
+
   # The value of option `o` (at `loc`, declared in `file`) defined by `dn`, its
   # entry in the grouped definitions `g` (see groupDefs: the value itself when
   # `g.one`, else its list of { file, value }). One definition, plain or one
   # mkIf (true) or high-priority mkOverride around a plain value, takes the
   # direct route when it is a list of plain values of a scalar type or is
   # well-typed; anything else optionValue.
-  definedValue = ctx: loc: file: o: g: dn:
-    let
-      defs = if g.one then [ { file = g.oneFile; value = dn; } ] else dn;
-      v = unwrapIf (if g.one then dn else (head dn).value);
-      t = o.type or types.unspecified;
-    in
-    if shortcuts && (g.one || tail dn == [ ]) && !(o ? apply) && !(t.lazyKeys or false) && !(isAttrs v && v ? _type) then
-      (if t ? plainElemCheck && isList v && all t.plainElemCheck v then v
-       else if t.check v then
-         (if t.isScalar or false then v
-          else if t ? merge' then t.merge' file loc [ { file = (head defs).file; value = v; } ]
-          else t.merge loc [ { file = (head defs).file; value = v; } ])
-       else optionValue ctx loc file o defs)
-    else optionValue ctx loc file o defs;
+  definedValue = if !shortcuts then (ctx: loc: file: o: g: dn: optionValue ctx loc file o (defsOfGrouped g dn))
+    else ctx: loc: file: o: g: dn:
+    if o ? apply || !(g.one || tail dn == [ ]) then optionValue ctx loc file o (defsOfGrouped g dn)
+    else
+      let
+        v = unwrapIf (if g.one then dn else (head dn).value);
+        t = o.type or types.unspecified;
+      in
+      if t.lazyKeys or false || isAttrs v && v ? _type then optionValue ctx loc file o (defsOfGrouped g dn)
+      else if t ? plainElemCheck && isList v && all t.plainElemCheck v then v
+      else if t.check v then
+        (if t.isScalar or false then v
+         else if t ? merge' then t.merge' file loc [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ]
+         else t.merge loc [ { file = if g.one then g.oneFile else (head dn).file; value = v; } ])
+      else optionValue ctx loc file o (defsOfGrouped g dn);
 
   # The value of option `o` nobody defines: its merged default, shared when
   # memoized (see defaultMemoOf).
-  undefinedValue = ctx: loc: file: o:
+  undefinedValue = if !shortcuts then defaultValue else ctx: loc: file: o:
     let m = o._defaultMemo or null; in
-    if !shortcuts then defaultValue ctx loc file o
-    else if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
+    if m != null && (!(o ? apply) || o ? default) && m.ok && m.default == o.default && m.type == (o.type or types.unspecified)
     then (if o ? apply then o.apply m.value else m.value)
     else if m == null && o ? default then defaultNoMemo ctx loc file o
     else defaultValue ctx loc file o;
@@ -393,9 +401,9 @@ let
   # submodule's static options and those its function module adds) and one
   # definition, take the direct route; anything else the general one
   # (evalLevel).
-  configOf = ctx: loc: decls: defs: g:
-    if !shortcuts then (evalLevelG ctx loc decls g).config
-    else if decls != [ ] && tail decls == [ ] then
+  configOf = if !shortcuts then (ctx: loc: decls: defs: g: (evalLevelG ctx loc decls g).config)
+    else ctx: loc: decls: defs: g:
+    if decls != [ ] && tail decls == [ ] then
       (let d = head decls; in
        if d.plan or null != null then plannedLevel ctx loc d.file d.plan defs
        else if !(isAttrs d.value) then throw (badDeclMsg loc d.file)

@@ -205,9 +205,8 @@ let
         scalar = elemType.isScalar or false;
         # elements passing a check of this scalar type cannot be mkIf & co.
         plainCheck = shortcuts && scalar && !(elemType.check (mkIf true null));
-        merge' = declFile: loc: defs:
-          if !shortcuts then general declFile loc defs
-          else if (if plainCheck then all (d: all elemType.check d.value) defs else scalar && all (d: !(any isProp d.value)) defs) then
+        merge' = if !shortcuts then general else declFile: loc: defs:
+          if (if plainCheck then all (d: all elemType.check d.value) defs else scalar && all (d: !(any isProp d.value)) defs) then
             (if tail defs == [ ] then (head defs).value else concatMap (d: d.value) defs)
           else if tail defs == [ ] && all isAttrs (head defs).value && catAttrs "_type" (head defs).value == [ ] then
             # one definition, of attribute sets (e.g. submodules) none of which
@@ -496,9 +495,8 @@ let
             in
             config
           else merge' declFile loc [ { inherit file; value = v; } ];
-        merge' = declFile: loc: defs:
-          if !shortcuts then generic declFile loc defs
-          else if sFast && defs != [ ] && tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
+        merge' = if !shortcuts then generic else declFile: loc: defs:
+          if sFast && defs != [ ] && tail defs == [ ] && isAttrs (head defs).value && !((head defs).value ? _type) then
             mergeOne declFile loc (head defs).file (head defs).value
           else if shorthandOnlyDefinesConfig && (if defs != [ ] && tail defs == [ ] then isAttrs (head defs).value else all (d: isAttrs d.value) defs) then
             (if shape == "S" then mergeS declFile loc defs
