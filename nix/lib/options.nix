@@ -314,7 +314,7 @@ let
     if o ? apply || !(g.one || tail dn == [ ]) then optionValue ctx loc file o (defsOfGrouped g dn)
     else
       let
-        v = unwrapIf (if g.one then dn else (head dn).value);
+        v = if g.one then (if isAttrs dn && dn ? _type then unwrapDef dn else dn) else unwrapIf (head dn).value;
         t = o.type or types.unspecified;
       in
       if t.lazyKeys or false || isAttrs v && v ? _type then optionValue ctx loc file o (defsOfGrouped g dn)
