@@ -42,9 +42,13 @@
 # On an error: exit status 1, nothing on stdout, "error: <message>" on stderr.
 # carrier's messages start with "carrier: " (see nix/lib/modules.nix); Nix'
 # own ones (e.g. "syntax error, unexpected ...") do not.
-{ confDir, moduleFiles ? [ ], moduleFilesJson ? null }:
+#
+# `--arg shortcuts false` evaluates everything the general way, here and in the
+# module system (see nix/lib/module-system.nix): the same result, slower. Only
+# the test that compares both uses it.
+{ confDir, moduleFiles ? [ ], moduleFilesJson ? null, shortcuts ? true }:
 let
-  lib = import ./lib/modules.nix;
+  lib = import ./lib/module-system.nix { inherit shortcuts; };
   b = builtins;
 
   confDirStr = toString confDir;
@@ -74,14 +78,15 @@ let
   # scanned; any other option declaration (modules/cluster/default.nix, a
   # module file declaring options) makes every value be scanned.
   optionsFile = toString ./cluster/options.nix;
-  onlyOwnOptions = b.all (m: m.options == { } || m.file == optionsFile) evaluated.modules;
+  onlyOwnOptions = shortcuts && b.all (m: m.options == { } || m.file == optionsFile) evaluated.modules;
   needsFix = v:
     let t = b.typeOf v; in
     if t == "set" then (let vs = b.attrValues v; in !(b.all b.isString vs) && b.any needsFix vs)
     else if t == "list" then !(b.all b.isString v) && b.any needsFix v
     else t == "path" || t == "lambda";
   machineNeedsFix = m:
-    if onlyOwnOptions then needsFix m.labels || (m.carrier.machines != [ ] && needsFix m.carrier.machines)
+    if !shortcuts then true
+    else if onlyOwnOptions then needsFix m.labels || (m.carrier.machines != [ ] && needsFix m.carrier.machines)
     else needsFix m;
   machineData = name: m:
     let
@@ -98,7 +103,7 @@ let
   # Files per machine: the files of the definitions of cluster.<name> that
   # survive their mkIf conditions.
   definitions = evaluated.options.cluster.definitionsWithLocations;
-  survives = file: v: !(b.isAttrs v && v ? _type) || lib.dischargeDef null null file v != [ ];
+  survives = file: v: (shortcuts && !(b.isAttrs v && v ? _type)) || lib.dischargeDef null null file v != [ ];
   # The usual case: every definition defines one machine (e.g. one module per
   # machine); "" collects the other ones.
   bySingleName = b.groupBy (d:
@@ -109,7 +114,7 @@ let
     then map (name: { inherit name; inherit (d) file; value = d.value.${name}; }) (b.attrNames d.value)
     else [ ]) definitions);
   filesOf =
-    if !(bySingleName ? "") then
+    if shortcuts && !(bySingleName ? "") then
       (name: _:
         let ds = bySingleName.${name}; in
         if b.tail ds == [ ] then (let d = b.head ds; in if survives d.file d.value.${name} then [ d.file ] else [ ])
@@ -117,7 +122,7 @@ let
     else
       (name: _:
         let ds = byName.${name} or [ ]; in
-        if ds != [ ] && b.tail ds == [ ] then (let d = b.head ds; in if survives d.file d.value then [ d.file ] else [ ])
+        if shortcuts && ds != [ ] && b.tail ds == [ ] then (let d = b.head ds; in if survives d.file d.value then [ d.file ] else [ ])
         else lib.uniqueStrings (map (d: d.file) (b.filter (d: survives d.file d.value) ds)));
 
   result = {

@@ -17,6 +17,12 @@ use crate::private_dir::{self, PrivateDirError};
 pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("eval-cluster.nix", include_str!("../../nix/eval-cluster.nix")),
     ("lib/modules.nix", include_str!("../../nix/lib/modules.nix")),
+    ("lib/module-system.nix", include_str!("../../nix/lib/module-system.nix")),
+    ("lib/helpers.nix", include_str!("../../nix/lib/helpers.nix")),
+    ("lib/definitions.nix", include_str!("../../nix/lib/definitions.nix")),
+    ("lib/types.nix", include_str!("../../nix/lib/types.nix")),
+    ("lib/options.nix", include_str!("../../nix/lib/options.nix")),
+    ("lib/evaluation.nix", include_str!("../../nix/lib/evaluation.nix")),
     ("cluster/options.nix", include_str!("../../nix/cluster/options.nix")),
     ("build-machines.nix", include_str!("../../nix/build-machines.nix")),
     ("auto-rollback.sh", include_str!("../../nix/auto-rollback.sh")),
