@@ -18,7 +18,8 @@ use crate::nix::{self, NixError};
 /// `cluster/`). Cheap to share; it remembers the last cluster it loaded.
 pub struct Inventory {
     cache_dir: PathBuf,
-    last: Mutex<Option<(String, Arc<Cluster>)>>,
+    /// What the last evaluated content key gave: a cluster, or the configuration's error.
+    last: Mutex<Option<(String, Result<Arc<Cluster>, InventoryError>)>>,
     /// Held while a load misses `last`: concurrent callers wait for one evaluation.
     evaluating: Mutex<()>,
 }
@@ -31,6 +32,18 @@ pub struct Loaded {
     pub key: String,
     /// False when Nix ran for this load.
     pub cached: bool,
+}
+
+/// What one content of a configuration evaluates to. An error in the configuration (Nix
+/// rejects it, or its values do not form a valid cluster) is remembered by content key
+/// like a cluster is: asking again before a file changes returns it without running Nix.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Content key of the configuration files.
+    pub key: String,
+    /// False when Nix ran for this call.
+    pub cached: bool,
+    pub cluster: Result<Arc<Cluster>, InventoryError>,
 }
 
 /// The evaluator's output, read untyped to find the machine a typed read fails on.
@@ -59,6 +72,14 @@ impl Inventory {
 
     /// Loads the cluster of `conf_dir`, evaluating with Nix only when a file changed.
     pub fn load(&self, conf_dir: &Path) -> Result<Loaded, InventoryError> {
+        let Outcome { key, cached, cluster } = self.load_outcome(conf_dir)?;
+        Ok(Loaded { cluster: cluster?, key, cached })
+    }
+
+    /// Like [`Inventory::load`], keeping apart errors in the configuration (in the
+    /// [`Outcome`], remembered by content key) and errors of the surroundings (`Err`: no
+    /// cluster directory, unreadable files, Nix missing; tried again on the next call).
+    pub fn load_outcome(&self, conf_dir: &Path) -> Result<Outcome, InventoryError> {
         let conf_dir = std::path::absolute(conf_dir)
             .map_err(|e| InventoryError::io(format!("resolving {}", conf_dir.display()), e))?;
         let cluster_dir = conf_dir.join("cluster");
@@ -79,27 +100,36 @@ impl Inventory {
             let _ = write_atomically(&memo_file, &serde_json::to_vec(&memo).expect("hashes serialize"));
         }
         if let Some(cluster) = self.remembered(&key) {
-            return Ok(Loaded { cluster, key, cached: true });
+            return Ok(Outcome { key, cached: true, cluster });
         }
         let _evaluating = self.evaluating.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(cluster) = self.remembered(&key) {
-            return Ok(Loaded { cluster, key, cached: true });
+            return Ok(Outcome { key, cached: true, cluster });
         }
         let cache_file = self.cache_dir.join("inventory").join(format!("{key}.json"));
         let (raw, cached) = match std::fs::read(&cache_file) {
-            Ok(bytes) => (bytes, true),
-            Err(_) => (self.evaluate(&conf_dir, &cluster_dir)?, false),
+            Ok(bytes) => (Ok(bytes), true),
+            Err(_) => match self.evaluate(&conf_dir, &cluster_dir) {
+                Ok(raw) => (Ok(raw), false),
+                Err(e @ InventoryError::Eval { .. }) => (Err(e), false),
+                Err(e) => return Err(e),
+            },
         };
-        let cluster = Arc::new(expand(&parse_output(&raw)?)?);
-        if !cached {
-            // a cache: failing to keep it only costs the next load an evaluation
-            let _ = write_atomically(&cache_file, &raw);
-        }
+        let cluster = raw.and_then(|raw| {
+            let cluster = Arc::new(expand(&parse_output(&raw)?)?);
+            if !cached {
+                // a cache: failing to keep it only costs the next load an evaluation
+                let _ = write_atomically(&cache_file, &raw);
+            }
+            Ok(cluster)
+        });
+        // Only in memory: a failure is not written to the on-disk cache, so a restart
+        // evaluates again (a broken Nix installation fixed meanwhile is noticed).
         *self.last.lock().expect("inventory lock") = Some((key.clone(), cluster.clone()));
-        Ok(Loaded { cluster, key, cached })
+        Ok(Outcome { key, cached, cluster })
     }
 
-    fn remembered(&self, key: &str) -> Option<Arc<Cluster>> {
+    fn remembered(&self, key: &str) -> Option<Result<Arc<Cluster>, InventoryError>> {
         match &*self.last.lock().expect("inventory lock") {
             Some((last_key, cluster)) if last_key == key => Some(cluster.clone()),
             _ => None,
@@ -123,7 +153,7 @@ fn nix_error(e: NixError, conf_dir: &Path) -> InventoryError {
     match e {
         NixError::NotInstalled { program } => InventoryError::NixNotInstalled { program },
         NixError::Failed { message } => InventoryError::Eval { conf_dir: conf_dir.to_path_buf(), message },
-        NixError::Io { context, source } => InventoryError::Io { context, source },
+        NixError::Io { context, source } => InventoryError::Io { context, source: Arc::new(source) },
     }
 }
 
