@@ -389,3 +389,20 @@ async fn slow_requests_time_out() {
     let (status, _) = get(&h.app, "/carriers", &[]).await;
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "the first request runs Nix: far longer than 1 ms");
 }
+
+/// Nix may point into carrier's evaluator (in the cache directory, under the server's
+/// home); the browser sees the evaluator's place named, not its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nix_errors_name_the_cache_directory_without_its_path() {
+    let conf = tempfile::tempdir().unwrap();
+    let dir = conf.path().join("cluster/a");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("module.nix"), r#"{ config, ... }: { cluster.a = { spin = "nixos"; tags = config.cluster.a.tags; }; }"#)
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let h = harness_with(conf.path().to_path_buf(), None, Some(cache.path().to_path_buf()), WebConfig::loopback()).await;
+    let (_, html) = get(&h.app, "/machines", &[]).await;
+    assert!(html.contains("infinite recursion"), "{html}");
+    assert!(html.contains("at &lt;carrier cache&gt;/evaluator-"), "{html}");
+    assert!(!html.contains(&cache.path().display().to_string()), "{html}");
+}
