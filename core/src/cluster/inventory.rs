@@ -19,7 +19,7 @@ use crate::nix::{self, NixError};
 pub struct Inventory {
     cache_dir: PathBuf,
     /// What the last evaluated content key gave: a cluster, or the configuration's error.
-    last: Mutex<Option<(String, Result<Arc<Cluster>, InventoryError>)>>,
+    last: Mutex<Option<Outcome>>,
     /// Held while a load misses `last`: concurrent callers wait for one evaluation.
     evaluating: Mutex<()>,
 }
@@ -99,12 +99,12 @@ impl Inventory {
             // a cache: losing it only costs re-reading files
             let _ = write_atomically(&memo_file, &serde_json::to_vec(&memo).expect("hashes serialize"));
         }
-        if let Some(cluster) = self.remembered(&key) {
-            return Ok(Outcome { key, cached: true, cluster });
+        if let Some(outcome) = self.remembered(&key) {
+            return Ok(outcome);
         }
         let _evaluating = self.evaluating.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cluster) = self.remembered(&key) {
-            return Ok(Outcome { key, cached: true, cluster });
+        if let Some(outcome) = self.remembered(&key) {
+            return Ok(outcome);
         }
         let cache_file = self.cache_dir.join("inventory").join(format!("{key}.json"));
         let (raw, cached) = match std::fs::read(&cache_file) {
@@ -125,13 +125,14 @@ impl Inventory {
         });
         // Only in memory: a failure is not written to the on-disk cache, so a restart
         // evaluates again (a broken Nix installation fixed meanwhile is noticed).
-        *self.last.lock().expect("inventory lock") = Some((key.clone(), cluster.clone()));
-        Ok(Outcome { key, cached, cluster })
+        let outcome = Outcome { key, cached, cluster };
+        *self.last.lock().expect("inventory lock") = Some(outcome.clone());
+        Ok(outcome)
     }
 
-    fn remembered(&self, key: &str) -> Option<Result<Arc<Cluster>, InventoryError>> {
+    fn remembered(&self, key: &str) -> Option<Outcome> {
         match &*self.last.lock().expect("inventory lock") {
-            Some((last_key, cluster)) if last_key == key => Some(cluster.clone()),
+            Some(last) if last.key == key => Some(Outcome { cached: true, ..last.clone() }),
             _ => None,
         }
     }
