@@ -87,7 +87,7 @@ test('the carriers page shows carried machines with alias, build attribute and p
 test('the page hydrates under its Content-Security-Policy, without violations', async ({ page, javaScriptEnabled }) => {
   const errors: string[] = [];
   page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
+    if (/Content Security Policy|Refused to/i.test(m.text())) errors.push(m.text());
   });
   page.on('pageerror', (e) => errors.push(e.message));
   // an init script is injected by the browser's debugging protocol, outside the CSP
