@@ -15,7 +15,8 @@ use super::{Cluster, InventoryError, MetaConfig};
 use crate::nix::{self, NixError};
 
 /// Reads configuration directories (confctl's "conf dir": the directory holding
-/// `cluster/`). Cheap to share; it remembers the last cluster it loaded.
+/// `cluster/`). Cheap to share; it remembers what it last loaded (a cluster or the
+/// configuration's error).
 pub struct Inventory {
     cache_dir: PathBuf,
     /// What the last evaluated content key gave: a cluster, or the configuration's error.
