@@ -31,7 +31,11 @@ test('the machines page lists every machine, carried ones included, in name orde
 
 test('the pattern filter narrows the list on the server', async ({ page, javaScriptEnabled }) => {
   await page.goto('/machines');
-  if (javaScriptEnabled) await markWindow(page);
+  if (javaScriptEnabled) {
+    // the WASM hydrates after the load event; a click before it submits natively
+    await page.waitForLoadState('networkidle');
+    await markWindow(page);
+  }
   await page.fill('input[name=pattern]', 'pxe-server#*');
   await page.click('form[data-testid=filter] button[type=submit]');
   await expect(page).toHaveURL(/pattern=pxe-server%23\*/);
