@@ -17,6 +17,9 @@ use ui::pages::{CarriersPage, MachinePage, MachinesPage, NotFound};
 
 /// The HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // before the scripts below render: they carry this response's nonce
+    #[cfg(feature = "ssr")]
+    services::security::provide_page_csp();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -204,6 +204,28 @@ fn unchanged_cluster_is_not_evaluated_again() {
     assert_eq!(fixed.cluster.get("a").unwrap().meta_config.tags, ["one"]);
 }
 
+/// A configuration that does not evaluate is remembered by its content key like one
+/// that does: asking again runs Nix again only after a file changed.
+#[test]
+fn a_configuration_error_is_remembered_by_content_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("conf");
+    let inv = Inventory::new(tmp.path().join("cache"));
+    for (module, error) in [
+        (r#"{ cluster.a = { spin = "nixos"; tags = "x"; }; }"#, "tags"),
+        (r#"{ cluster.a = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "ghost"; } ]; }; }"#, "'ghost'"),
+    ] {
+        write_cluster(&conf, &[("a", module)]);
+        let first = inv.load_outcome(&conf).unwrap();
+        let message = first.cluster.as_ref().unwrap_err().to_string();
+        assert!(!first.cached && message.contains(error), "{message}");
+        let again = inv.load_outcome(&conf).unwrap();
+        assert!(again.cached, "the same content is not evaluated again");
+        assert_eq!((again.key, again.cluster.unwrap_err().to_string()), (first.key, message.clone()));
+        assert_eq!(inv.load(&conf).unwrap_err().to_string(), message);
+    }
+}
+
 #[test]
 fn example_cluster_evaluates() {
     let c = load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")).unwrap();

@@ -31,7 +31,11 @@ test('the machines page lists every machine, carried ones included, in name orde
 
 test('the pattern filter narrows the list on the server', async ({ page, javaScriptEnabled }) => {
   await page.goto('/machines');
-  if (javaScriptEnabled) await markWindow(page);
+  if (javaScriptEnabled) {
+    // the WASM hydrates after the load event; a click before it submits natively
+    await page.waitForLoadState('networkidle');
+    await markWindow(page);
+  }
   await page.fill('input[name=pattern]', 'pxe-server#*');
   await page.click('form[data-testid=filter] button[type=submit]');
   await expect(page).toHaveURL(/pattern=pxe-server%23\*/);
@@ -82,4 +86,35 @@ test('the carriers page shows carried machines with alias, build attribute and p
   await expect(node1).toContainText('system.build.dist');
   await expect(node1).toContainText('/nix/var/nix/profiles/confctl-node1');
   await expect(section.locator('tr[data-carried="pxe-server#rescue"]')).toContainText('/nix/var/nix/profiles/confctl-rescue');
+});
+
+test('the page hydrates under its Content-Security-Policy, without violations', async ({ page, javaScriptEnabled }) => {
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  // an init script is injected by the browser's debugging protocol, outside the CSP
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => {
+      const w = window as any;
+      w.__cspViolations = [...(w.__cspViolations ?? []), `${e.violatedDirective} ${e.blockedURI}`];
+    });
+  });
+  const response = await page.goto('/machines');
+  const csp = response!.headers()['content-security-policy'];
+  expect(csp).toMatch(/script-src 'self' 'nonce-[A-Za-z0-9_-]+' 'wasm-unsafe-eval'/);
+  expect(csp).toContain("frame-ancestors 'none'");
+  expect(response!.headers()['x-frame-options']).toBe('DENY');
+  expect(response!.headers()['x-content-type-options']).toBe('nosniff');
+  if (javaScriptEnabled) {
+    await page.waitForLoadState('networkidle');
+    await markWindow(page);
+    await page.click('nav >> a[href="/carriers"]');
+    await expect(page.locator('section[data-carrier="pxe-server"]')).toContainText('2 carried machines');
+    // the hydrated app navigated without reloading the document
+    expect(await page.evaluate(() => (window as any).__carrierMarker)).toBe('kept');
+    expect(await page.evaluate(() => (window as any).__cspViolations ?? [])).toEqual([]);
+  }
+  expect(errors).toEqual([]);
 });

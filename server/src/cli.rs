@@ -244,7 +244,7 @@ pub struct BuildArgs {
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
+    /// Address to listen on. A non-loopback address needs a token, or --public.
     #[arg(long, env = "CARRIER_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
     /// Database URL [default: sqlite in $XDG_DATA_HOME/carrier/carrier.db]
@@ -253,9 +253,31 @@ pub struct ServeArgs {
     /// The built site (CSS, WASM) produced by `cargo leptos build`.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
-    /// Require this token (Bearer header or `carrier_token` cookie) for every request.
-    #[arg(long, env = "CARRIER_TOKEN", hide_env_values = true)]
+    /// A file holding the token every request must present (`Authorization: Bearer` or the
+    /// `carrier_token` cookie); or set CARRIER_TOKEN. Not readable by other users.
+    #[arg(long, env = "CARRIER_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Refused with an explanation: a token in the arguments is visible to every user
+    /// of the machine (`ps`).
+    #[arg(long, hide = true)]
     pub token: Option<String>,
+    /// Serve a non-loopback address without a token: everyone who reaches it may read
+    /// the inventory.
+    #[arg(long)]
+    pub public: bool,
+    /// Also answer requests for this host name (the browser's `Host`), e.g. the name DNS
+    /// or a reverse proxy gives this server. Repeatable. The bind address, and localhost
+    /// for loopback binds, are always answered; other names are refused (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "NAME", value_parser = parse_host_name)]
+    pub allowed_hosts: Vec<String>,
+    /// Seconds a request may take before it is answered 408 (an evaluation it started
+    /// goes on and is cached).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+}
+
+fn parse_host_name(value: &str) -> Result<String, String> {
+    app::services::HostAllowList::parse_name(value)
 }
 
 #[derive(Args)]

@@ -9,3 +9,4 @@ pub mod ls;
 pub mod netboot;
 pub mod profile;
 pub mod serve;
+pub mod web;

@@ -1,12 +1,15 @@
 //! `carrier serve`: composes the dashboard. Builds the configuration, the database
-//! pool and the router, and passes them down explicitly as Leptos context.
+//! pool and the router, and passes them down explicitly as Leptos context. Decides who
+//! may be served: a token from a file or the environment, never from the arguments; no
+//! non-loopback address without a token unless told `--public`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use anyhow::Context;
-use app::services::{AccessPolicy, AppState, InventoryService};
+use anyhow::{bail, Context};
+use app::services::{AccessPolicy, AppState, HostAllowList, InventoryService};
 use app::{shell, App};
 use axum::Router;
 use leptos::prelude::*;
@@ -15,12 +18,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
 use crate::cli::{GlobalArgs, ServeArgs};
+use crate::web::{harden, WebConfig};
 
 pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        // colour codes only for a terminal, not in journald or a log file
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     tokio::runtime::Runtime::new()?.block_on(serve(global, args))?;
     Ok(ExitCode::SUCCESS)
@@ -59,20 +65,94 @@ fn routes() -> Vec<AxumRouteListing> {
     ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
-pub fn router(state: AppState, leptos_options: LeptosOptions) -> Router {
+pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -> Router {
     let routes = routes();
     let context = move || provide_context(state.clone());
-    Router::new()
+    let app = Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
         // unknown paths render the app's not-found page, which reads the state too
         .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
-        .with_state(leptos_options)
+        .with_state(leptos_options);
+    harden(app, web)
+}
+
+/// The token every request must present: from `--token-file` or `CARRIER_TOKEN`.
+/// A token in the arguments is refused: every user of the machine can read them.
+fn token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
+    if args.token.is_some() {
+        bail!(
+            "--token is not accepted: command-line arguments are visible to every user of this machine (ps). \
+             Put the token in a file only you can read and pass --token-file <file>, or set CARRIER_TOKEN"
+        );
+    }
+    let from_env = std::env::var("CARRIER_TOKEN").ok().filter(|t| !t.is_empty());
+    match (&args.token_file, from_env) {
+        (Some(_), Some(_)) => bail!("both a token file (--token-file or CARRIER_TOKEN_FILE) and CARRIER_TOKEN are set; set one"),
+        (Some(path), None) => read_token_file(path).map(Some),
+        (None, Some(token)) => check_token(&token, "CARRIER_TOKEN").map(|()| Some(token)),
+        (None, None) => Ok(None),
+    }
+}
+
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let context = || format!("reading the token file {}", path.display());
+    let meta = std::fs::metadata(path).with_context(context)?;
+    if meta.mode() & 0o007 != 0 {
+        bail!(
+            "the token file {} may be read or changed by every user (mode {:o}); run `chmod o-rwx {}`",
+            path.display(),
+            meta.mode() & 0o7777,
+            path.display()
+        );
+    }
+    if meta.len() > 4096 {
+        bail!("the token file {} is {} bytes; a token is one line", path.display(), meta.len());
+    }
+    let text = std::fs::read_to_string(path).with_context(context)?;
+    let token = text.strip_suffix('\n').unwrap_or(&text);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    check_token(token, &format!("the token file {}", path.display()))?;
+    Ok(token.to_string())
+}
+
+/// A token travels in a header and a cookie: one word of visible ASCII without `;` or `,`.
+fn check_token(token: &str, source: &str) -> anyhow::Result<()> {
+    if token.is_empty() {
+        bail!("{source} holds an empty token");
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
+        bail!("{source}: the token must be one line of visible ASCII characters without spaces, ';' or ','");
+    }
+    Ok(())
+}
+
+/// A dashboard anyone on the network could read is served only when asked for.
+fn check_exposure(addr: std::net::SocketAddr, token: Option<&str>, public: bool) -> anyhow::Result<()> {
+    if addr.ip().is_loopback() || token.is_some() {
+        return Ok(());
+    }
+    if !public {
+        bail!(
+            "refusing to serve {addr} without a token: every host that reaches this address could read the \
+             inventory. Set a token (--token-file or CARRIER_TOKEN), listen on a loopback address \
+             (--addr 127.0.0.1:3000), or pass --public to serve it to everyone"
+        );
+    }
+    tracing::warn!("serving {addr} without a token (--public): every host that reaches it may read the inventory");
+    Ok(())
 }
 
 async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let token = token(&args)?;
+    check_exposure(args.addr, token.as_deref(), args.public)?;
+    let web = WebConfig {
+        hosts: HostAllowList::new(args.addr, &args.allowed_hosts),
+        request_timeout: Duration::from_secs(args.request_timeout),
+    };
     let conf_dir = std::path::absolute(&global.config)?;
     let db = connect(&match args.database_url {
         Some(url) => url,
@@ -84,14 +164,11 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = service.load().await {
         tracing::warn!("the cluster does not evaluate yet: {e}");
     }
-    let state = AppState {
-        inventory: Arc::new(service),
-        access: Arc::new(AccessPolicy { token: args.token }),
-    };
+    let state = AppState { inventory: Arc::new(service), access: Arc::new(AccessPolicy { token }) };
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.site_addr = args.addr;
     leptos_options.site_root = args.site_root.display().to_string().into();
-    let app = router(state, leptos_options);
+    let app = router(state, leptos_options, &web);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;

@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use carrier_core::cluster::Inventory;
 use leptos::prelude::get_configuration;
+use server::web::WebConfig;
 use tower::ServiceExt;
 
 struct Harness {
@@ -18,17 +19,24 @@ struct Harness {
 }
 
 async fn harness(conf_dir: PathBuf, token: Option<&str>) -> Harness {
+    harness_with(conf_dir, token, None, WebConfig::loopback()).await
+}
+
+/// A dashboard as `carrier serve --addr 127.0.0.1:3000` builds it; `cache_dir` replaces
+/// the fresh cache directory, `web` the HTTP settings.
+async fn harness_with(conf_dir: PathBuf, token: Option<&str>, cache_dir: Option<PathBuf>, web: WebConfig) -> Harness {
     let tmp = tempfile::tempdir().unwrap();
     let db = server::serve::connect(&format!("sqlite://{}", tmp.path().join("carrier.db").display()))
         .await
         .unwrap();
-    let service = InventoryService::new(Inventory::new(tmp.path().join("cache")), conf_dir, db.clone());
+    let cache_dir = cache_dir.unwrap_or_else(|| tmp.path().join("cache"));
+    let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, db.clone());
     let state = AppState {
         inventory: Arc::new(service),
         access: Arc::new(AccessPolicy { token: token.map(Into::into) }),
     };
     let options = get_configuration(None).unwrap().leptos_options;
-    Harness { _tmp: tmp, app: server::serve::router(state, options), db }
+    Harness { _tmp: tmp, app: server::serve::router(state, options, &web), db }
 }
 
 fn example() -> PathBuf {
@@ -210,4 +218,191 @@ async fn unknown_paths_get_the_not_found_page_with_the_app_state() {
     let (status, html) = get(&h.app, "/no/such/page", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("data-testid=\"inventory-info\""), "the footer read the inventory: {html}");
+}
+
+async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+    (status, headers, bytes.to_vec())
+}
+
+fn api_post(path: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Request<Body> {
+    let mut req = Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(body.into()).unwrap()
+}
+
+fn broken_cluster() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster/broken");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("module.nix"), "{ cluster.broken = { spin = \"nixos\"; ").unwrap();
+    tmp
+}
+
+/// 50 requests (pages and server functions, 10 at a time) against a configuration that
+/// does not evaluate: one evaluation is recorded, not one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_cluster_is_evaluated_and_recorded_once() {
+    let conf = broken_cluster();
+    let h = harness(conf.path().to_path_buf(), None).await;
+    for round in 0..5 {
+        let handles: Vec<_> = (0..10)
+            .map(|i| {
+                let app = h.app.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        let (_, html) = get(&app, if round % 2 == 0 { "/machines" } else { "/carriers" }, &[]).await;
+                        assert!(html.contains("cluster/broken/module.nix"), "{html}");
+                    } else {
+                        let (status, _, body) = send(&app, api_post("/api/list_carriers", &[], "")).await;
+                        assert_ne!(status, StatusCode::OK);
+                        assert!(String::from_utf8_lossy(&body).contains("cluster/broken/module.nix"));
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.await.unwrap();
+        }
+    }
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as("SELECT content_key, error FROM evaluations")
+        .fetch_all(&h.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one configuration, one evaluation record: {rows:?}");
+    assert_eq!(rows[0].0.len(), 64, "the failure is recorded under its content key");
+    assert!(rows[0].1.as_deref().unwrap().contains("cluster/broken/module.nix"));
+}
+
+/// Errors the browser sees never carry paths outside the configuration directory: a
+/// cache directory that cannot be created is an internal error, logged on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_of_the_surroundings_stay_on_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let not_a_dir = tmp.path().join("cache-is-a-file");
+    std::fs::write(&not_a_dir, "").unwrap();
+    let h = harness_with(example(), None, Some(not_a_dir), WebConfig::loopback()).await;
+    let (_, html) = get(&h.app, "/carriers", &[]).await;
+    assert!(!html.contains(&tmp.path().display().to_string()), "no server path in the page: {html}");
+    assert!(html.contains("internal error (see the server log)"), "{html}");
+    let (_, _, body) = send(&h.app, api_post("/api/list_carriers", &[], "")).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(!body.contains(&tmp.path().display().to_string()) && body.contains("Internal"), "{body}");
+}
+
+/// DNS rebinding: evil.example resolving to 127.0.0.1 makes the operator's browser send
+/// `Host: evil.example:3000`; neither pages nor server functions answer it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_hosts_and_origins_are_refused() {
+    let mut web = WebConfig::loopback();
+    web.hosts = app::services::HostAllowList::new(([127, 0, 0, 1], 3000).into(), &["carrier.example.org".into()]);
+    let h = harness_with(example(), None, None, web).await;
+    let (status, html) = get(&h.app, "/machines", &[("host", "evil.example:3000")]).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(rows_empty(&html), "{html}");
+    let (status, _, body) = send(&h.app, api_post("/api/list_carriers", &[("host", "evil.example:3000")], "")).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    assert!(!String::from_utf8_lossy(&body).contains("pxe-server"));
+
+    for host in ["127.0.0.1:3000", "localhost:3000", "carrier.example.org"] {
+        let (status, html) = get(&h.app, "/machines", &[("host", host)]).await;
+        assert_eq!(status, StatusCode::OK, "{host}");
+        assert!(!rows_empty(&html), "{host}");
+    }
+
+    // a server function POST from another origin (a page on another port of this
+    // machine, or anywhere else) is refused; from the dashboard's own origin it answers
+    let same = [("host", "127.0.0.1:3000"), ("origin", "http://127.0.0.1:3000")];
+    assert_eq!(send(&h.app, api_post("/api/list_carriers", &same, "")).await.0, StatusCode::OK);
+    for origin in ["http://evil.example", "http://127.0.0.1:8080", "null"] {
+        let (status, _, body) =
+            send(&h.app, api_post("/api/list_carriers", &[("host", "127.0.0.1:3000"), ("origin", origin)], "")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
+        assert!(!String::from_utf8_lossy(&body).contains("pxe-server"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_carry_security_headers_and_the_page_csp_names_its_scripts_nonce() {
+    let h = harness(example(), None).await;
+    let (status, headers, body) = send(&h.app, Request::get("/machines").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let html = String::from_utf8(body).unwrap();
+    let header = |h: &axum::http::HeaderMap, name: &str| h.get(name).map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(header(&headers, "x-content-type-options").as_deref(), Some("nosniff"));
+    assert_eq!(header(&headers, "x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(header(&headers, "referrer-policy").as_deref(), Some("no-referrer"));
+    let csp = header(&headers, "content-security-policy").expect("the page has a CSP");
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'wasm-unsafe-eval'"), "{csp}");
+    assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"), "{csp}");
+    let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce in the CSP");
+    assert!(nonce.len() >= 16, "{nonce}");
+    // every inline script of the page carries it (else the browser would block hydration)
+    let scripts: Vec<&str> = html.split("<script").skip(1).map(|s| &s[..s.find('>').unwrap()]).collect();
+    assert!(!scripts.is_empty(), "{html}");
+    for attrs in &scripts {
+        assert!(attrs.contains(&format!("nonce=\"{nonce}\"")), "script without this response's nonce: <script{attrs}>");
+    }
+    // a second page gets another nonce
+    let (_, headers2, _) = send(&h.app, Request::get("/carriers").body(Body::empty()).unwrap()).await;
+    assert_ne!(header(&headers2, "content-security-policy").unwrap(), csp);
+
+    // everything else may run and load nothing
+    let (_, headers, _) = send(&h.app, api_post("/api/list_carriers", &[], "")).await;
+    assert_eq!(header(&headers, "x-content-type-options").as_deref(), Some("nosniff"));
+    let csp = header(&headers, "content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_compressed_for_clients_that_accept_gzip() {
+    let h = harness(example(), None).await;
+    let req = Request::get("/machines").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
+    let (status, headers, body) = send(&h.app, req).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+    assert_eq!(&body[..2], &[0x1f, 0x8b], "a gzip stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_bodies_are_refused() {
+    let h = harness(example(), None).await;
+    let query = "query[tags]=&query[attrs]=&query[managed]=all&query[pattern]=";
+    let body = format!("{query}{}", "x".repeat(server::web::BODY_LIMIT));
+    let length = body.len().to_string();
+    let (status, _, _) = send(&h.app, api_post("/api/list_machines", &[("content-length", &length)], body)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, _, _) = send(&h.app, api_post("/api/list_machines", &[], format!("{query}*"))).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A request that outlives the timeout is answered 408.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_requests_time_out() {
+    let mut web = WebConfig::loopback();
+    web.request_timeout = std::time::Duration::from_millis(1);
+    let h = harness_with(example(), None, None, web).await;
+    let (status, _) = get(&h.app, "/carriers", &[]).await;
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "the first request runs Nix: far longer than 1 ms");
+}
+
+/// Nix may point into carrier's evaluator (in the cache directory, under the server's
+/// home); the browser sees the evaluator's place named, not its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nix_errors_name_the_cache_directory_without_its_path() {
+    let conf = tempfile::tempdir().unwrap();
+    let dir = conf.path().join("cluster/a");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("module.nix"), r#"{ config, ... }: { cluster.a = { spin = "nixos"; tags = config.cluster.a.tags; }; }"#)
+        .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let h = harness_with(conf.path().to_path_buf(), None, Some(cache.path().to_path_buf()), WebConfig::loopback()).await;
+    let (_, html) = get(&h.app, "/machines", &[]).await;
+    assert!(html.contains("infinite recursion"), "{html}");
+    assert!(html.contains("at &lt;carrier cache&gt;/evaluator-"), "{html}");
+    assert!(!html.contains(&cache.path().display().to_string()), "{html}");
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use carrier_core::cluster::{Inventory, InventoryError, Loaded};
+use carrier_core::cluster::{Inventory, InventoryError, Loaded, Outcome};
 use sqlx::SqlitePool;
 
 use crate::error::AppError;
@@ -27,34 +27,45 @@ impl InventoryService {
         &self.conf_dir
     }
 
-    /// The current cluster; Nix runs only when a configuration file changed.
+    /// The current cluster; Nix runs only when a configuration file changed. A
+    /// configuration that does not evaluate is remembered by content key like one that
+    /// does, so requests do not run Nix again until a file changes.
     pub async fn load(&self) -> Result<Loaded, AppError> {
         let (inventory, dir) = (self.inventory.clone(), self.conf_dir.clone());
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || inventory.load(&dir)).await.map_err(|e| {
+        let outcome = tokio::task::spawn_blocking(move || inventory.load_outcome(&dir)).await.map_err(|e| {
             tracing::error!("inventory task failed: {e}");
             AppError::Internal
         })?;
         let elapsed = started.elapsed().as_millis() as i64;
-        match result {
-            Ok(loaded) => {
-                // Check and mark in one step: concurrent requests record a key once.
-                let is_new = {
-                    let mut recorded = self.recorded.lock().unwrap();
-                    let is_new = recorded.as_deref() != Some(loaded.key.as_str());
-                    *recorded = Some(loaded.key.clone());
-                    is_new
-                };
+        let Outcome { key, cached, cluster } = outcome.map_err(|e| {
+            tracing::error!("loading the cluster: {e}");
+            match e {
+                // the operator's own setup; the message holds no path outside it
+                InventoryError::MissingClusterDir(_) => AppError::Cluster(self.user_message(&e)),
+                _ => AppError::Internal,
+            }
+        })?;
+        // Check and mark in one step: concurrent requests record a key once.
+        let is_new = {
+            let mut recorded = self.recorded.lock().unwrap();
+            let is_new = recorded.as_deref() != Some(key.as_str());
+            *recorded = Some(key.clone());
+            is_new
+        };
+        match cluster {
+            Ok(cluster) => {
                 if is_new {
-                    self.record(&loaded.key, Some(loaded.cluster.machines.len()), elapsed, None).await;
+                    self.record(&key, Some(cluster.machines.len()), elapsed, None).await;
                 }
-                Ok(loaded)
+                Ok(Loaded { cluster, key, cached })
             }
             Err(e) => {
                 let message = self.user_message(&e);
-                tracing::warn!("cluster evaluation failed: {e}");
-                self.record("", None, elapsed, Some(&message)).await;
-                *self.recorded.lock().unwrap() = None;
+                if is_new {
+                    tracing::warn!("cluster evaluation failed: {e}");
+                    self.record(&key, None, elapsed, Some(&message)).await;
+                }
                 Err(AppError::Cluster(message))
             }
         }
@@ -96,11 +107,16 @@ impl InventoryService {
         }
     }
 
-    /// Nix's message with the configuration directory's absolute path removed.
+    /// The error as the browser may see it: paths of the configuration directory made
+    /// relative, the cache directory (carrier's evaluator lives there) named, not shown.
     pub fn user_message(&self, e: &InventoryError) -> String {
-        let dir = self.conf_dir.display().to_string();
-        let abs = std::path::absolute(&self.conf_dir).map(|p| p.display().to_string()).unwrap_or(dir.clone());
-        e.to_string().replace(&format!("{abs}/"), "").replace(&abs, ".")
+        let abs = |dir: &std::path::Path| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string();
+        let (conf, cache) = (abs(&self.conf_dir), abs(self.inventory.cache_dir()));
+        e.to_string()
+            .replace(&format!("{cache}/"), "<carrier cache>/")
+            .replace(&cache, "<carrier cache>")
+            .replace(&format!("{conf}/"), "")
+            .replace(&conf, ".")
     }
 
     /// Paths relative to the configuration directory, for display.

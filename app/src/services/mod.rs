@@ -1,12 +1,16 @@
 //! Server-side services the server functions call: the state handed down from `main`
-//! (no globals), the inventory service and the access policy.
+//! (no globals), the inventory service and the access policies (token, host and origin,
+//! content security).
 
 mod access;
 mod inventory;
+mod origin;
+pub mod security;
 pub mod views;
 
 pub use access::{AccessPolicy, Permission};
 pub use inventory::InventoryService;
+pub use origin::{HostAllowList, Refusal};
 
 use std::sync::Arc;
 

@@ -1,8 +1,10 @@
 //! Errors of reading a cluster. Each names the file and the machine or option concerned.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
+/// Cloneable, so that a configuration's error can be remembered and returned again.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InventoryError {
     #[error("no cluster directory: '{}' does not exist (expected the configuration directory holding cluster/<name>/module.nix)", .0.display())]
     MissingClusterDir(PathBuf),
@@ -39,13 +41,13 @@ pub enum InventoryError {
     NoCacheDir,
 
     #[error("the cache directory cannot be used: {0}")]
-    CacheDir(#[from] crate::private_dir::PrivateDirError),
+    CacheDir(Arc<crate::private_dir::PrivateDirError>),
 
     #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
 
     #[error("the evaluator's output could not be read: {0}")]
@@ -54,6 +56,12 @@ pub enum InventoryError {
 
 impl InventoryError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        InventoryError::Io { context: context.into(), source }
+        InventoryError::Io { context: context.into(), source: Arc::new(source) }
+    }
+}
+
+impl From<crate::private_dir::PrivateDirError> for InventoryError {
+    fn from(e: crate::private_dir::PrivateDirError) -> Self {
+        InventoryError::CacheDir(Arc::new(e))
     }
 }

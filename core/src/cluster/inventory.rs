@@ -17,10 +17,12 @@ use crate::nix::{self, NixError};
 use crate::private_dir;
 
 /// Reads configuration directories (confctl's "conf dir": the directory holding
-/// `cluster/`). Cheap to share; it remembers the last cluster it loaded.
+/// `cluster/`). Cheap to share; it remembers what it last loaded (a cluster or the
+/// configuration's error).
 pub struct Inventory {
     cache_dir: PathBuf,
-    last: Mutex<Option<(String, Arc<Cluster>)>>,
+    /// What the last evaluated content key gave: a cluster, or the configuration's error.
+    last: Mutex<Option<Outcome>>,
     /// Held while a load misses `last`: concurrent callers wait for one evaluation.
     evaluating: Mutex<()>,
 }
@@ -33,6 +35,18 @@ pub struct Loaded {
     pub key: String,
     /// False when Nix ran for this load.
     pub cached: bool,
+}
+
+/// What one content of a configuration evaluates to. An error in the configuration (Nix
+/// rejects it, or its values do not form a valid cluster) is remembered by content key
+/// like a cluster is: asking again before a file changes returns it without running Nix.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Content key of the configuration files.
+    pub key: String,
+    /// False when Nix ran for this call.
+    pub cached: bool,
+    pub cluster: Result<Arc<Cluster>, InventoryError>,
 }
 
 /// The evaluator's output, read untyped to find the machine a typed read fails on.
@@ -65,6 +79,14 @@ impl Inventory {
     /// Files still changing after [`EVALUATIONS`] evaluations: the last result is
     /// returned, but not cached.
     pub fn load(&self, conf_dir: &Path) -> Result<Loaded, InventoryError> {
+        let Outcome { key, cached, cluster } = self.load_outcome(conf_dir)?;
+        Ok(Loaded { cluster: cluster?, key, cached })
+    }
+
+    /// Like [`Inventory::load`], keeping apart errors in the configuration (in the
+    /// [`Outcome`], remembered by content key) and errors of the surroundings (`Err`: no
+    /// cluster directory, unreadable files, Nix missing; tried again on the next call).
+    pub fn load_outcome(&self, conf_dir: &Path) -> Result<Outcome, InventoryError> {
         let conf_dir = std::path::absolute(conf_dir)
             .map_err(|e| InventoryError::io(format!("resolving {}", conf_dir.display()), e))?;
         let cluster_dir = conf_dir.join("cluster");
@@ -73,28 +95,38 @@ impl Inventory {
         }
         private_dir::ensure(&self.cache_dir)?;
         let mut before = self.snapshot(&conf_dir)?;
-        if let Some(cluster) = self.remembered(&before.key) {
-            return Ok(Loaded { cluster, key: before.key, cached: true });
+        if let Some(outcome) = self.remembered(&before.key) {
+            return Ok(outcome);
         }
         let _evaluating = self.evaluating.lock().unwrap_or_else(|e| e.into_inner());
         for attempt in 1..=EVALUATIONS {
-            if let Some(cluster) = self.remembered(&before.key) {
-                return Ok(Loaded { cluster, key: before.key, cached: true });
+            if let Some(outcome) = self.remembered(&before.key) {
+                return Ok(outcome);
             }
             let cache_file = self.cache_dir.join("inventory").join(format!("{}.json", before.key));
             if let Ok(raw) = std::fs::read(&cache_file) {
-                let cluster = Arc::new(expand(&parse_output(&raw)?)?);
+                let cluster = parse_output(&raw).and_then(|output| expand(&output)).map(Arc::new);
                 return Ok(self.remember(before.key, cluster, true));
             }
-            let raw = self.evaluate(&conf_dir, &cluster_dir)?;
+            let raw = match self.evaluate(&conf_dir, &cluster_dir) {
+                Ok(raw) => Ok(raw),
+                Err(e @ InventoryError::Eval { .. }) => Err(e),
+                Err(e) => return Err(e),
+            };
             let after = self.snapshot(&conf_dir)?;
             if after == before || attempt == EVALUATIONS {
-                let cluster = Arc::new(expand(&parse_output(&raw)?)?);
-                if after != before {
-                    return Ok(Loaded { cluster, key: before.key, cached: false });
+                let unchanged = after == before;
+                let cluster = raw.and_then(|raw| {
+                    let cluster = Arc::new(expand(&parse_output(&raw)?)?);
+                    if unchanged {
+                        // a cache: failing to keep it only costs the next load an evaluation
+                        let _ = write_atomically(&cache_file, &raw);
+                    }
+                    Ok(cluster)
+                });
+                if !unchanged {
+                    return Ok(Outcome { key: before.key, cached: false, cluster });
                 }
-                // a cache: failing to keep it only costs the next load an evaluation
-                let _ = write_atomically(&cache_file, &raw);
                 return Ok(self.remember(before.key, cluster, false));
             }
             before = after;
@@ -102,9 +134,13 @@ impl Inventory {
         unreachable!("the last attempt returns")
     }
 
-    fn remember(&self, key: String, cluster: Arc<Cluster>, cached: bool) -> Loaded {
-        *self.last.lock().expect("inventory lock") = Some((key.clone(), cluster.clone()));
-        Loaded { cluster, key, cached }
+    /// Remembers what `key` gave, in memory only: a failure is not written to the on-disk
+    /// cache, so a restart evaluates again (a broken Nix installation fixed meanwhile is
+    /// noticed).
+    fn remember(&self, key: String, cluster: Result<Arc<Cluster>, InventoryError>, cached: bool) -> Outcome {
+        let outcome = Outcome { key, cached, cluster };
+        *self.last.lock().expect("inventory lock") = Some(outcome.clone());
+        outcome
     }
 
     /// The content key of `conf_dir` now, through (and updating) the remembered hashes.
@@ -125,9 +161,9 @@ impl Inventory {
         Ok(snapshot)
     }
 
-    fn remembered(&self, key: &str) -> Option<Arc<Cluster>> {
+    fn remembered(&self, key: &str) -> Option<Outcome> {
         match &*self.last.lock().expect("inventory lock") {
-            Some((last_key, cluster)) if last_key == key => Some(cluster.clone()),
+            Some(last) if last.key == key => Some(Outcome { cached: true, ..last.clone() }),
             _ => None,
         }
     }
@@ -218,9 +254,9 @@ fn cache_dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<Pa
 fn nix_error(e: NixError, conf_dir: &Path) -> InventoryError {
     match e {
         NixError::NotInstalled { program } => InventoryError::NixNotInstalled { program },
-        NixError::CacheDir(e) => InventoryError::CacheDir(e),
+        NixError::CacheDir(e) => InventoryError::from(e),
         NixError::Failed { message } => InventoryError::Eval { conf_dir: conf_dir.to_path_buf(), message },
-        NixError::Io { context, source } => InventoryError::Io { context, source },
+        NixError::Io { context, source } => InventoryError::Io { context, source: Arc::new(source) },
     }
 }
 

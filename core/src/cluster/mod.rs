@@ -9,6 +9,6 @@ mod select;
 
 pub use error::InventoryError;
 pub use expand::expand;
-pub use inventory::{discover_module_files, flake_argv, flake_installable, is_flake, Inventory, Loaded};
+pub use inventory::{discover_module_files, flake_argv, flake_installable, is_flake, Inventory, Loaded, Outcome};
 pub use model::*;
 pub use select::{AttrFilter, ManagedFilter, SelectError, Selection, TagFilter};
