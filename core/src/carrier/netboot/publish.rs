@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
-use super::objects::{DirRecord, DirSpec};
+use super::tree::{DirRecord, DirSpec, io_err, remove_path};
 use super::{BuildReport, NetbootError};
 use crate::links::{random_suffix, swap_link};
 
@@ -52,11 +52,6 @@ pub enum Outcome {
 enum LastOutcome {
     Ok(BuildReport),
     Err(String),
-}
-
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetbootError {
-    let context = context.into();
-    move |source| NetbootError::Io { context, source }
 }
 
 /// `<path><suffix>`.
@@ -237,16 +232,6 @@ impl Root {
                 warnings.push(format!("could not remove the leftover '{}': {e}", path.display()));
             }
         }
-    }
-}
-
-/// Removes a file, a symlink or a whole directory tree (symlinks are not followed).
-pub(crate) fn remove_path(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
     }
 }
 
