@@ -302,7 +302,7 @@ impl Staged {
                 .zip(&staged.dirs)
                 .map(|((_, spec), dir)| {
                     let known = known.get(&record_key(dir)).map(Vec::as_slice).unwrap_or_default();
-                    s.spawn(move || spec.sync_recorded(dir, known))
+                    s.spawn(move || spec.sync(dir, known))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("writing a tree does not panic")).collect()

@@ -220,3 +220,194 @@ fn iso_images_dir(cfg: &NetbootConfig, isos: &[(String, String)]) -> DirSpec {
     }
     images
 }
+
+#[cfg(test)]
+mod tests {
+    //! Golden tests of rendered content, without a file system: machines built in memory
+    //! as `model::resolve` makes them from the dists of `core/tests/netboot.rs`'s main
+    //! fixture, rendered, and compared with that fixture's golden trees, where the same
+    //! machines appear (store hashes masked as `HASH`, which the paths here spell out).
+
+    use super::*;
+    use crate::carrier::netboot::config::TimeZone;
+    use crate::carrier::netboot::model::{self, BootFile, Generation};
+    use crate::carrier::netboot::tree::{Golden, parse_golden};
+    use crate::carrier::profiles::shortrev;
+    use serde_json::{Value, json};
+
+    const URL: &str = "http://192.168.100.1";
+    const T0: i64 = 1_704_103_200;
+    const DAY: i64 = 86_400;
+
+    /// The settings of the main fixture that a machine's part depends on.
+    fn config() -> NetbootConfig {
+        let v = json!({"tftpRoot": "/srv/tftp", "httpRoot": "/srv/http", "hostName": "pxe-carrier",
+            "httpUrl": URL, "syslinux": "/usr/lib/syslinux", "timeZone": "UTC",
+            "memtest": {"file": "/srv/memtest.bin", "params": ["console=ttyS0,115200"]}});
+        NetbootConfig::from_value(Path::new("/etc/carrier/netboot.json"), v).unwrap()
+    }
+
+    /// One generation, from a dist of the fixture named `dist` (`dist-<dist>`,
+    /// `nixos-system-<dist>`) with the kernel `linux-<kernel>`.
+    struct Dist {
+        dist: &'static str,
+        kernel: &'static str,
+        time: i64,
+        version: Option<&'static str>,
+        revision: Option<&'static str>,
+        macs: &'static [&'static str],
+        params: &'static [&'static str],
+        squashfs: bool,
+        swpins_info: Option<Value>,
+    }
+
+    fn dist(dist: &'static str, time: i64, version: Option<&'static str>, macs: &'static [&'static str]) -> Dist {
+        let (kernel, revision, squashfs, swpins_info) = ("6.1.0", None, false, None);
+        Dist { dist, kernel, time, version, revision, macs, params: &[], squashfs, swpins_info }
+    }
+
+    /// What `model::resolve` makes of a profile whose generations 1, 2, … are `dists`.
+    fn resolved(name: &str, spin: Spin, fqdn: &str, dists: Vec<Dist>, current: u64) -> Machine {
+        let url = format!("{URL}/{fqdn}");
+        let mut generations: Vec<Generation> = dists
+            .into_iter()
+            .zip(1..)
+            .map(|(d, number)| {
+                let store_path = PathBuf::from(format!("/nix/store/HASH-dist-{}", d.dist));
+                let gurl = format!("{url}/{number}");
+                let mut files = vec![
+                    ("bzImage", PathBuf::from(format!("/nix/store/HASH-linux-{}/bzImage", d.kernel))),
+                    ("initrd", store_path.join("initrd")),
+                ];
+                if d.squashfs {
+                    files.push(("root.squashfs", store_path.join("root.squashfs")));
+                }
+                let boot_files: Vec<BootFile> = files
+                    .into_iter()
+                    .map(|(name, path)| BootFile { name, path, url: format!("{gurl}/{name}") })
+                    .collect();
+                let toplevel = format!("/nix/store/HASH-nixos-system-{}", d.dist);
+                let params = d.params.iter().map(|p| p.to_string()).collect();
+                let kernel_params = model::normalize_kernel_params(spin, params, &toplevel, &boot_files);
+                Generation {
+                    number,
+                    store_path,
+                    url: gurl,
+                    time: d.time,
+                    time_s: model::format_time(d.time, TimeZone::Utc),
+                    current: number == current,
+                    toplevel,
+                    version: d.version.map(str::to_string),
+                    revision: d.revision.map(str::to_string),
+                    shortrev: shortrev(d.revision, d.version),
+                    macs: d.macs.iter().map(|m| m.to_string()).collect(),
+                    kernel_version: Some(d.kernel.to_string()),
+                    pxe_kernel_params: kernel_params.clone(),
+                    kernel_params,
+                    boot_files,
+                    swpins_info: d.swpins_info,
+                }
+            })
+            .collect();
+        generations.reverse();
+        let current_macs = &generations.iter().find(|g| g.current).unwrap().macs;
+        let mut macs: Vec<String> = current_macs.iter().filter_map(|m| model::normalize_mac(m)).collect();
+        macs.dedup();
+        Machine {
+            name: name.to_string(),
+            spin,
+            fqdn: fqdn.to_string(),
+            label: fqdn.to_string(),
+            short_label: fqdn.split('.').take(2).collect::<Vec<_>>().join("."),
+            url,
+            generations,
+            macs,
+        }
+    }
+
+    fn nixos1() -> Machine {
+        let params = &["console=ttyS0", "loglevel=4"];
+        let dists = vec![
+            Dist {
+                revision: Some("0123456789abcdef0123456789abcdef01234567"),
+                swpins_info: Some(json!({"nixpkgs": {"rev": "0123456789abcdef"}})),
+                params,
+                ..dist("nixos1-a", T0, Some("24.05.20240101.aaaaaaa"), &["52:54:00:10:00:11", "52:54:00:10:00:99"])
+            },
+            Dist {
+                params,
+                ..dist("nixos1-b", T0 + DAY, Some("24.05.20240201.bbbbbbb"), &["52:54:00:10:00:11", "52-54-00-AA-BB-CC"])
+            },
+            Dist { params, ..dist("nixos1-c", T0 + 2 * DAY, Some("24.05.20240301.ccccccc"), &["52:54:00:10:00:11"]) },
+        ];
+        resolved("nixos1", Spin::Nixos, "nixos1.example.org", dists, 2)
+    }
+
+    fn node2() -> Machine {
+        // The dist's `kernel-params` file, as `model` splits it (its stale `httproot=`
+        // is dropped by the normalisation).
+        let params = &["quiet", "panic=10", "httproot=http://stale.invalid/root.squashfs"];
+        let os = |d, time, version, kernel| Dist {
+            kernel,
+            params,
+            squashfs: true,
+            ..dist(d, time, Some(version), &["52:54:00:10:00:12"])
+        };
+        let dists = vec![
+            os("node2-a", T0 + 10 * DAY, "24.01.0.1111111", "6.1.0"),
+            os("node2-b", T0 + 11 * DAY, "24.02.0.2222222", "6.6.1"),
+        ];
+        resolved("os:node2", Spin::Vpsadminos, "node2.prg.example.org", dists, 2)
+    }
+
+    fn web2() -> Machine {
+        resolved("web-2", Spin::Nixos, "web-2", vec![dist("web-2-a", T0 + 20 * DAY, None, &[])], 1)
+    }
+
+    /// The entries of `golden` under `prefix/`.
+    fn under(golden: &Golden, prefix: &str) -> Golden {
+        let prefix = format!("{prefix}/");
+        golden.iter().filter(|(line, _)| line.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// `golden` with the prefix `from/` of every line replaced by `to/`.
+    fn moved(golden: Golden, from: &str, to: &str) -> Golden {
+        let (from, to) = (format!("{from}/"), format!("{to}/"));
+        golden.into_iter().map(|(k, v)| (k.replacen(&from, &to, 1), v)).collect()
+    }
+
+    fn assert_same(what: &str, actual: Golden, expected: Golden) {
+        assert!(!expected.is_empty(), "{what}: nothing in the golden file");
+        for (line, content) in &expected {
+            assert_eq!(actual.get(line), Some(content), "{what}: `{line}` differs or is missing");
+        }
+        let extra: Vec<&String> = actual.keys().filter(|k| !expected.contains_key(*k)).collect();
+        assert!(extra.is_empty(), "{what}: not in the golden file: {extra:?}");
+    }
+
+    #[test]
+    fn a_machines_part_is_its_part_of_the_golden_trees() {
+        let tftp = parse_golden(include_str!("../../../tests/fixtures/netboot/main/tftp.txt"));
+        let http = parse_golden(include_str!("../../../tests/fixtures/netboot/main/http.txt"));
+        let machines_json = http["machines.json"].clone().unwrap();
+        let cfg = config();
+        for m in [nixos1(), node2(), web2()] {
+            let content = machine(&m, &cfg);
+            let fqdn = &m.fqdn;
+            // The trees link boot/<fqdn> and pxeserver/machines/<fqdn> to the TFTP
+            // object's boot/ and menus/, and <fqdn> to the HTTP object's tree/.
+            let object = content.tftp.golden("");
+            let boot = format!("boot/{fqdn}");
+            assert_same(&format!("{fqdn}: TFTP {boot}"), moved(under(&object, "/boot"), "/boot", &boot), under(&tftp, &boot));
+            let menus = format!("pxeserver/machines/{fqdn}");
+            assert_same(&format!("{fqdn}: TFTP {menus}"), moved(under(&object, "/menus"), "/menus", &menus), under(&tftp, &menus));
+            assert_eq!(object.len(), under(&object, "/boot").len() + under(&object, "/menus").len(), "{fqdn}: boot/ and menus/");
+
+            let object = content.http.golden("");
+            assert_same(&format!("{fqdn}: HTTP {fqdn}"), moved(under(&object, "/tree"), "/tree", fqdn), under(&http, fqdn));
+            let entry = object["/entry.json"].as_ref().unwrap();
+            assert!(machines_json.contains(&format!("\n    {entry}")), "{fqdn}: entry.json is not in machines.json:\n{entry}");
+            assert_eq!(object.len(), under(&object, "/tree").len() + 1, "{fqdn}: tree/ and entry.json");
+        }
+    }
+}

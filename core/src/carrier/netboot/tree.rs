@@ -216,14 +216,10 @@ impl DirSpec {
     /// differs: a link with the wanted target, a file with the wanted bytes and a
     /// directory stay as they are; anything else in the way is removed and written anew,
     /// and entries the spec does not name are removed. Symlinks are never followed.
-    pub fn sync(&self, dir: &Path) -> Result<(), NetbootError> {
-        self.sync_recorded(dir, &[]).map(|_| ())
-    }
-
-    /// [`DirSpec::sync`], which also returns a [`DirRecord`] of every directory with
-    /// many links, and trusts `known` records (of an earlier call on the same
-    /// directory) whose directory was not modified since.
-    pub fn sync_recorded(&self, dir: &Path, known: &[DirRecord]) -> Result<Vec<DirRecord>, NetbootError> {
+    /// Returns a [`DirRecord`] of every directory with many links, and trusts `known`
+    /// records (of an earlier call on the same directory) whose directory was not
+    /// modified since.
+    pub fn sync(&self, dir: &Path, known: &[DirRecord]) -> Result<Vec<DirRecord>, NetbootError> {
         let mut records = Vec::new();
         self.sync_in(dir, "", known, &mut records)?;
         Ok(records)
@@ -419,6 +415,58 @@ impl Writer {
     }
 }
 
+/// A tree as the golden files of `core/tests/fixtures/netboot` show it: one entry per
+/// listing line (`dir/`, `link -> target`, `file`), with the content of each file.
+#[cfg(test)]
+pub type Golden = std::collections::BTreeMap<String, Option<String>>;
+
+#[cfg(test)]
+impl DirSpec {
+    /// This content as it appears in a golden file at `prefix` (no trailing `/`).
+    pub fn golden(&self, prefix: &str) -> Golden {
+        let mut out = Golden::new();
+        self.golden_into(prefix, &mut out);
+        out
+    }
+
+    fn golden_into(&self, prefix: &str, out: &mut Golden) {
+        for (name, node) in &self.entries {
+            let path = format!("{prefix}/{name}");
+            match node {
+                Node::File(c) => {
+                    out.insert(path, Some(String::from_utf8(c.clone()).expect("text")));
+                }
+                Node::Parts(p) => {
+                    let bytes = p.parts.iter().flat_map(|part| match part {
+                        Part::Bytes(b) => b.clone(),
+                        Part::Range { .. } => panic!("a range of another file has no content here"),
+                    });
+                    out.insert(path, Some(String::from_utf8(bytes.collect()).expect("text")));
+                }
+                Node::Link(t) => {
+                    out.insert(format!("{path} -> {}", t.display()), None);
+                }
+                Node::Dir(d) => {
+                    out.insert(format!("{path}/"), None);
+                    d.golden_into(&path, out);
+                }
+            }
+        }
+    }
+}
+
+/// A golden file (see [`Golden`]) parsed.
+#[cfg(test)]
+pub fn parse_golden(text: &str) -> Golden {
+    let (listing, contents) = text.split_once("\n\n==== ").map_or((text, ""), |(l, c)| (l, c));
+    let mut files = std::collections::HashMap::new();
+    for block in format!("\n==== {contents}").split("\n==== ").skip(1) {
+        let (path, content) = block.split_once(" ====\n").expect("a content block");
+        files.insert(path.to_string(), content.strip_suffix('\n').unwrap_or(content).to_string());
+    }
+    listing.lines().map(|line| (line.to_string(), files.remove(line))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,13 +492,13 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let tree = t.path().join("tree");
         std::fs::create_dir(&tree).unwrap();
-        let records = many_links(100, None).sync_recorded(&tree, &[]).unwrap();
+        let records = many_links(100, None).sync(&tree, &[]).unwrap();
         assert_eq!(records.len(), 1, "only the directory with many links is recorded: {records:?}");
         assert_eq!((records[0].path.as_str(), records[0].links.len()), ("boot", 100));
 
         // With its record, a directory is patched without reading the links: a changed
         // link is replaced...
-        let records = many_links(100, Some(7)).sync_recorded(&tree, &records).unwrap();
+        let records = many_links(100, Some(7)).sync(&tree, &records).unwrap();
         assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/new-7"));
         // ...and the others are not read. To show it: a forged record that claims the old
         // target of m007, with the directory's current stamp, is believed.
@@ -458,13 +506,13 @@ mod tests {
         forged[0].links = many_links(100, None).links_of("boot");
         forged[0].links.sort_unstable();
         forged[0].stamp = Stamp::of_path(&tree.join("boot")).unwrap();
-        many_links(100, None).sync_recorded(&tree, &forged).unwrap();
+        many_links(100, None).sync(&tree, &forged).unwrap();
         assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/new-7"), "the record was trusted");
 
         // Any change in the directory (an entry added, removed or replaced) changes its
         // stamp, and the record is ignored: every link is read and fixed.
         std::fs::write(tree.join("boot/stray"), "").unwrap();
-        let records = many_links(100, None).sync_recorded(&tree, &forged).unwrap();
+        let records = many_links(100, None).sync(&tree, &forged).unwrap();
         assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/7"));
         assert!(!tree.join("boot/stray").exists());
         assert_eq!(records[0].stamp, Stamp::of_path(&tree.join("boot")).unwrap());
