@@ -283,7 +283,7 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     let todo: Vec<usize> = (0..links.len()).filter(|i| loaded[*i].is_none()).collect();
     let nix_store = StoreDir::system();
     let ctx = model::Context { http_url: &cfg.http_url, time_zone: cfg.time_zone, store: &nix_store };
-    let rendered: Vec<_> = todo.par_iter().map(|&i| render(&store, &links[i], &keys[i], &ctx, cfg)).collect();
+    let rendered: Vec<_> = todo.par_iter().map(|&i| render_profile(&store, &links[i], &keys[i], &ctx, cfg)).collect();
     let machines_reused = loaded.iter().filter(|m| m.is_some()).count();
     let mut machines_rendered = 0;
     let mut rendered_by_index: Vec<Option<Rendered>> = (0..links.len()).map(|_| None).collect();
@@ -361,7 +361,9 @@ enum Rendered {
     LeftOut(Vec<Fault>),
 }
 
-fn render(
+/// Resolves a profile without a reusable object, renders its part of the trees and
+/// saves it as the object `key`.
+fn render_profile(
     store: &ObjectStore,
     links: &profiles::ProfileLinks,
     key: &str,
