@@ -100,7 +100,8 @@ impl NetbootConfig {
     fn from_fields(file: &Path, f: &mut Fields) -> Result<Self, FieldError> {
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let abs = |p: &str| -> PathBuf { if Path::new(p).is_absolute() { p.into() } else { base.join(p) } };
-        let required = |f: &mut Fields, key: &str| f.non_empty_string(key)?.ok_or_else(|| f.error(key, "missing (required)"));
+        let required =
+            |f: &mut Fields, key: &str| f.non_empty_string(key)?.ok_or_else(|| f.error(key, "missing (required)"));
 
         let tftp_root = abs(&required(f, "tftpRoot")?);
         let http_root = abs(&required(f, "httpRoot")?);
@@ -125,7 +126,9 @@ impl NetbootConfig {
                 for (name, v) in files {
                     let key = format!("syslinux.{name}");
                     if !SYSLINUX_FILES.contains(&name.as_str()) {
-                        return Err(f.error(&key, format!("unknown file (expected one of {})", SYSLINUX_FILES.join(", "))));
+                        return Err(
+                            f.error(&key, format!("unknown file (expected one of {})", SYSLINUX_FILES.join(", ")))
+                        );
                     }
                     let Value::String(p) = v else {
                         return Err(f.error(&key, expected("a path", &v)));

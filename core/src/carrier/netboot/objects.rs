@@ -309,9 +309,8 @@ impl ObjectStore {
         http.file("meta.json", serde_json::to_vec(meta).expect("meta serializes"));
         // Both parts written, then into place: the TFTP part first, the HTTP part
         // (holding meta.json) last.
-        let parts = [(&tftp, &self.tftp), (&http, &self.http)].map(|(spec, objects)| {
-            (spec, objects.join(format!("{key}.tmp")), objects.join(key))
-        });
+        let parts = [(&tftp, &self.tftp), (&http, &self.http)]
+            .map(|(spec, objects)| (spec, objects.join(format!("{key}.tmp")), objects.join(key)));
         for (spec, tmp, _) in &parts {
             let _ = remove_path(tmp);
             spec.create(tmp)?;
@@ -385,4 +384,3 @@ fn settings_key(cfg: &NetbootConfig) -> Vec<u8> {
     }
     h.finalize().to_vec()
 }
-

@@ -181,7 +181,13 @@ pub fn http_tree(
 }
 
 /// `boot.ipxe` and `menu.ipxe` of an `ipxe/` directory.
-fn ipxe_menus(cfg: &NetbootConfig, tree: ipxe::Tree, published: &[Published], isos: &[(String, String)], dir: &mut DirSpec) {
+fn ipxe_menus(
+    cfg: &NetbootConfig,
+    tree: ipxe::Tree,
+    published: &[Published],
+    isos: &[(String, String)],
+    dir: &mut DirSpec,
+) {
     let machines: Vec<(Spin, &str, &str)> =
         published.iter().map(|(_, m)| (m.spin, m.fqdn.as_str(), m.label.as_str())).collect();
     let memtest = cfg.memtest.as_ref().map(|m| m.params.as_slice());
@@ -336,7 +342,12 @@ mod tests {
             },
             Dist {
                 params,
-                ..dist("nixos1-b", T0 + DAY, Some("24.05.20240201.bbbbbbb"), &["52:54:00:10:00:11", "52-54-00-AA-BB-CC"])
+                ..dist(
+                    "nixos1-b",
+                    T0 + DAY,
+                    Some("24.05.20240201.bbbbbbb"),
+                    &["52:54:00:10:00:11", "52-54-00-AA-BB-CC"],
+                )
             },
             Dist { params, ..dist("nixos1-c", T0 + 2 * DAY, Some("24.05.20240301.ccccccc"), &["52:54:00:10:00:11"]) },
         ];
@@ -398,15 +409,34 @@ mod tests {
             // object's boot/ and menus/, and <fqdn> to the HTTP object's tree/.
             let object = content.tftp.golden("");
             let boot = format!("boot/{fqdn}");
-            assert_same(&format!("{fqdn}: TFTP {boot}"), moved(under(&object, "/boot"), "/boot", &boot), under(&tftp, &boot));
+            assert_same(
+                &format!("{fqdn}: TFTP {boot}"),
+                moved(under(&object, "/boot"), "/boot", &boot),
+                under(&tftp, &boot),
+            );
             let menus = format!("pxeserver/machines/{fqdn}");
-            assert_same(&format!("{fqdn}: TFTP {menus}"), moved(under(&object, "/menus"), "/menus", &menus), under(&tftp, &menus));
-            assert_eq!(object.len(), under(&object, "/boot").len() + under(&object, "/menus").len(), "{fqdn}: boot/ and menus/");
+            assert_same(
+                &format!("{fqdn}: TFTP {menus}"),
+                moved(under(&object, "/menus"), "/menus", &menus),
+                under(&tftp, &menus),
+            );
+            assert_eq!(
+                object.len(),
+                under(&object, "/boot").len() + under(&object, "/menus").len(),
+                "{fqdn}: boot/ and menus/"
+            );
 
             let object = content.http.golden("");
-            assert_same(&format!("{fqdn}: HTTP {fqdn}"), moved(under(&object, "/tree"), "/tree", fqdn), under(&http, fqdn));
+            assert_same(
+                &format!("{fqdn}: HTTP {fqdn}"),
+                moved(under(&object, "/tree"), "/tree", fqdn),
+                under(&http, fqdn),
+            );
             let entry = object["/entry.json"].as_ref().unwrap();
-            assert!(machines_json.contains(&format!("\n    {entry}")), "{fqdn}: entry.json is not in machines.json:\n{entry}");
+            assert!(
+                machines_json.contains(&format!("\n    {entry}")),
+                "{fqdn}: entry.json is not in machines.json:\n{entry}"
+            );
             assert_eq!(object.len(), under(&object, "/tree").len() + 1, "{fqdn}: tree/ and entry.json");
         }
     }

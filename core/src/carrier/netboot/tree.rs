@@ -47,7 +47,11 @@ pub struct FileParts {
 pub(super) enum Part {
     Bytes(Vec<u8>),
     /// `len` bytes of the file from `offset`.
-    Range { file: Arc<File>, offset: u64, len: u64 },
+    Range {
+        file: Arc<File>,
+        offset: u64,
+        len: u64,
+    },
 }
 
 impl FileParts {
@@ -127,8 +131,10 @@ impl FileParts {
                         if n < 0 {
                             let e = std::io::Error::last_os_error();
                             // Not between these file systems: copy through this process.
-                            if matches!(e.raw_os_error(), Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL))
-                            {
+                            if matches!(
+                                e.raw_os_error(),
+                                Some(libc::EXDEV | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+                            ) {
                                 let mut buf = vec![0; left];
                                 file.read_exact_at(&mut buf, off_in as u64)?;
                                 out.write_all_at(&buf, off_out as u64)?;
@@ -313,7 +319,6 @@ impl DirSpec {
     }
 }
 
-
 /// Which file system object a path names, and whether it changed: device, inode, size,
 /// modification and change time. Writing a file, or adding, removing or replacing an
 /// entry of a directory, changes the times.
@@ -411,7 +416,9 @@ impl Writer {
     }
 
     fn parts(&self, p: &Path, parts: &FileParts) -> Result<(), NetbootError> {
-        File::create_new(p).and_then(|mut f| parts.write_to(&mut f)).map_err(io_err(format!("writing '{}'", p.display())))
+        File::create_new(p)
+            .and_then(|mut f| parts.write_to(&mut f))
+            .map_err(io_err(format!("writing '{}'", p.display())))
     }
 }
 
