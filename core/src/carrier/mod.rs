@@ -13,6 +13,7 @@
 //!   generation a carrier offers (spec 3.7).
 
 pub mod dist;
+mod json_fields;
 pub mod kexec;
 pub mod netboot;
 pub mod profile_change;

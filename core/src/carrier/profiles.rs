@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use super::dist::{DistFileError, MACHINE_JSON_MAX, StoreDir};
+use super::json_fields::{FieldError, Fields};
 
 /// Where Nix keeps system-wide profiles, and so the carried `confctl-*` profiles.
 pub const DEFAULT_PROFILES_DIR: &str = crate::cluster::PROFILES_DIR;
@@ -359,50 +360,30 @@ impl MachineJson {
 
     /// Checks an already parsed value; `path` is only used in error messages.
     pub fn from_value(path: &Path, value: Value) -> Result<Self, ProfileError> {
-        let Value::Object(mut map) = value else {
-            return Err(ProfileError::InvalidJson {
-                path: path.to_path_buf(),
-                message: format!("expected an object at the top level, found {}", kind(&value)),
-            });
-        };
-        let field_err = |field: &str, message: String| ProfileError::Field {
+        let f = Fields::top(value).map_err(|found| ProfileError::InvalidJson {
             path: path.to_path_buf(),
-            field: field.to_string(),
-            message,
-        };
-        let mut take = |key: &str| map.remove(key).filter(|v| !v.is_null());
-        let string = |key: &str, v: Option<Value>| -> Result<Option<String>, ProfileError> {
-            match v {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s)),
-                Some(other) => Err(field_err(key, format!("expected a string, found {}", kind(&other)))),
-            }
-        };
-        let strings = |key: &str, v: Option<Value>| -> Result<Vec<String>, ProfileError> {
-            match v {
-                None => Ok(Vec::new()),
-                Some(Value::Array(items)) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, item)| match item {
-                        Value::String(s) => Ok(s),
-                        other => Err(field_err(key, format!("item {i}: expected a string, found {}", kind(&other)))),
-                    })
-                    .collect(),
-                Some(other) => Err(field_err(key, format!("expected a list of strings, found {}", kind(&other)))),
-            }
-        };
-        let toplevel = string("toplevel", take("toplevel"))?
-            .ok_or_else(|| field_err("toplevel", "missing (it is required: the system toplevel path)".into()))?;
-        let spin = string("spin", take("spin"))?.unwrap_or_else(|| "nixos".to_string());
-        let fqdn = string("fqdn", take("fqdn"))?;
-        let label = string("label", take("label"))?;
-        let version = string("version", take("version"))?;
-        let revision = string("revision", take("revision"))?;
-        let macs = strings("macs", take("macs"))?;
-        let kernel_params = strings("kernelParams", take("kernelParams"))?;
-        let swpins_info = take("swpins-info");
-        let inputs_info = take("inputs-info");
+            message: format!("expected an object at the top level, found {found}"),
+        })?;
+        Self::from_fields(f).map_err(|e| ProfileError::Field {
+            path: path.to_path_buf(),
+            field: e.key,
+            message: e.message,
+        })
+    }
+
+    fn from_fields(mut f: Fields) -> Result<Self, FieldError> {
+        let toplevel = f
+            .string("toplevel")?
+            .ok_or_else(|| f.error("toplevel", "missing (it is required: the system toplevel path)"))?;
+        let spin = f.string("spin")?.unwrap_or_else(|| "nixos".to_string());
+        let fqdn = f.string("fqdn")?;
+        let label = f.string("label")?;
+        let version = f.string("version")?;
+        let revision = f.string("revision")?;
+        let macs = f.strings("macs")?;
+        let kernel_params = f.strings("kernelParams")?;
+        let swpins_info = f.take("swpins-info");
+        let inputs_info = f.take("inputs-info");
         Ok(MachineJson {
             toplevel,
             spin,
@@ -414,7 +395,7 @@ impl MachineJson {
             kernel_params,
             swpins_info,
             inputs_info,
-            extra: map,
+            extra: f.into_rest(),
         })
     }
 
@@ -463,17 +444,6 @@ pub fn shortrev(revision: Option<&str>, version: Option<&str>) -> Option<String>
     version.and_then(|v| v.split('.').rfind(|s| !s.is_empty())).map(str::to_string)
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,7 +474,7 @@ mod tests {
         let e = MachineJson::from_value(p, json!({"spin": "nixos"})).unwrap_err().to_string();
         assert_eq!(e, "'/x/machine.json': field `toplevel`: missing (it is required: the system toplevel path)");
         let e = MachineJson::from_value(p, json!({"toplevel": "/t", "macs": ["a", 1]})).unwrap_err().to_string();
-        assert_eq!(e, "'/x/machine.json': field `macs`: item 1: expected a string, found a number");
+        assert_eq!(e, "'/x/machine.json': field `macs[1]`: expected a string, found a number");
         let e = MachineJson::parse(p, b"{").unwrap_err().to_string();
         assert!(e.starts_with("'/x/machine.json' is not valid JSON: "), "{e}");
         let e = MachineJson::parse(p, b"[]").unwrap_err().to_string();

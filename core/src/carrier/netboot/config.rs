@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::NetbootError;
+use crate::carrier::json_fields::{FieldError, Fields, expected, object_at, strings_at};
 
 /// The files copied from syslinux into the TFTP root, in upstream's order.
 pub const SYSLINUX_FILES: [&str; 7] =
@@ -86,128 +87,91 @@ impl NetbootConfig {
     /// Checks an already parsed configuration; `file` is only used in error messages.
     /// Relative paths are taken relative to the file's directory.
     pub fn from_value(file: &Path, value: Value) -> Result<Self, NetbootError> {
-        let err = |key: &str, message: String| NetbootError::Config {
+        let mut f = Fields::top(value).map_err(|found| NetbootError::Config {
             file: file.to_path_buf(),
-            message: format!("`{key}`: {message}"),
-        };
-        let Value::Object(mut map) = value else {
-            return Err(NetbootError::Config { file: file.to_path_buf(), message: "expected a JSON object".into() });
-        };
+            message: format!("expected a JSON object, found {found}"),
+        })?;
+        Self::from_fields(file, &mut f).map_err(|e| NetbootError::Config {
+            file: file.to_path_buf(),
+            message: format!("`{}`: {}", e.key, e.message),
+        })
+    }
+
+    fn from_fields(file: &Path, f: &mut Fields) -> Result<Self, FieldError> {
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
         let abs = |p: &str| -> PathBuf { if Path::new(p).is_absolute() { p.into() } else { base.join(p) } };
-        let mut take = |key: &str| map.remove(key).filter(|v| !v.is_null());
-        let string = |key: &str, v: Option<Value>| -> Result<Option<String>, NetbootError> {
-            match v {
-                None => Ok(None),
-                Some(Value::String(s)) if !s.is_empty() => Ok(Some(s)),
-                Some(Value::String(_)) => Err(err(key, "must not be empty".into())),
-                Some(_) => Err(err(key, "expected a string".into())),
-            }
-        };
-        let required = |key: &str, v: Option<Value>| -> Result<String, NetbootError> {
-            string(key, v)?.ok_or_else(|| err(key, "missing (required)".into()))
-        };
-        let string_list = |key: &str, v: Option<Value>| -> Result<Vec<String>, NetbootError> {
-            match v {
-                None => Ok(Vec::new()),
-                Some(Value::Array(items)) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| match v {
-                        Value::String(s) => Ok(s),
-                        _ => Err(err(&format!("{key}[{i}]"), "expected a string".into())),
-                    })
-                    .collect(),
-                Some(_) => Err(err(key, "expected a list of strings".into())),
-            }
-        };
+        let required =
+            |f: &mut Fields, key: &str| f.non_empty_string(key)?.ok_or_else(|| f.error(key, "missing (required)"));
 
-        let tftp_root = abs(&required("tftpRoot", take("tftpRoot"))?);
-        let http_root = abs(&required("httpRoot", take("httpRoot"))?);
-        let host_name = required("hostName", take("hostName"))?;
-        let http_url = required("httpUrl", take("httpUrl"))?.trim_end_matches('/').to_string();
+        let tftp_root = abs(&required(f, "tftpRoot")?);
+        let http_root = abs(&required(f, "httpRoot")?);
+        let host_name = required(f, "hostName")?;
+        let http_url = required(f, "httpUrl")?.trim_end_matches('/').to_string();
         if !(http_url.starts_with("http://") || http_url.starts_with("https://")) {
-            return Err(err("httpUrl", format!("expected an http:// or https:// URL, got '{http_url}'")));
+            return Err(f.error("httpUrl", format!("expected an http:// or https:// URL, got '{http_url}'")));
         }
 
-        let syslinux = match take("syslinux") {
-            None => return Err(err("syslinux", "missing (required)".into())),
+        let syslinux = match f.take("syslinux") {
+            None => return Err(f.error("syslinux", "missing (required)")),
             Some(Value::String(s)) => Syslinux::Dirs(vec![abs(&s)]),
-            Some(Value::Array(items)) => {
-                let dirs = string_list("syslinux", Some(Value::Array(items)))?;
+            Some(list @ Value::Array(_)) => {
+                let dirs = strings_at(&f.path("syslinux"), list)?;
                 if dirs.is_empty() {
-                    return Err(err("syslinux", "the list of directories is empty".into()));
+                    return Err(f.error("syslinux", "the list of directories is empty"));
                 }
                 Syslinux::Dirs(dirs.iter().map(|d| abs(d)).collect())
             }
             Some(Value::Object(files)) => {
                 let mut paths = BTreeMap::new();
                 for (name, v) in files {
+                    let key = format!("syslinux.{name}");
                     if !SYSLINUX_FILES.contains(&name.as_str()) {
-                        return Err(err(
-                            &format!("syslinux.{name}"),
-                            format!("unknown file (expected one of {})", SYSLINUX_FILES.join(", ")),
-                        ));
+                        return Err(
+                            f.error(&key, format!("unknown file (expected one of {})", SYSLINUX_FILES.join(", ")))
+                        );
                     }
                     let Value::String(p) = v else {
-                        return Err(err(&format!("syslinux.{name}"), "expected a path".into()));
+                        return Err(f.error(&key, expected("a path", &v)));
                     };
                     paths.insert(name, abs(&p));
                 }
-                if let Some(missing) = SYSLINUX_FILES.iter().find(|f| !paths.contains_key(**f)) {
-                    return Err(err(&format!("syslinux.{missing}"), "missing (every file needs a path)".into()));
+                if let Some(missing) = SYSLINUX_FILES.iter().find(|name| !paths.contains_key(**name)) {
+                    return Err(f.error(&format!("syslinux.{missing}"), "missing (every file needs a path)"));
                 }
                 Syslinux::Files(paths)
             }
-            Some(_) => {
-                return Err(err(
-                    "syslinux",
-                    "expected a directory, a list of directories or an object of files".into(),
-                ));
+            Some(other) => {
+                let what = "a directory, a list of directories or an object of files";
+                return Err(f.error("syslinux", expected(what, &other)));
             }
         };
 
-        let memtest = match take("memtest") {
+        let memtest = match f.object("memtest", "{package|file, params} or null")? {
             None => None,
-            Some(Value::Object(mut m)) => {
-                let params = string_list("memtest.params", m.remove("params").filter(|v| !v.is_null()))?;
-                let package = string("memtest.package", m.remove("package").filter(|v| !v.is_null()))?;
-                let file = string("memtest.file", m.remove("file").filter(|v| !v.is_null()))?;
-                if let Some(k) = m.keys().next() {
-                    return Err(err(&format!("memtest.{k}"), "unknown key (expected package, file, params)".into()));
-                }
+            Some(mut m) => {
+                let params = m.strings("params")?;
+                let package = m.non_empty_string("package")?;
+                let file = m.non_empty_string("file")?;
+                m.no_others("package, file, params")?;
                 let file = match (package, file) {
                     (Some(p), None) => abs(&p).join("memtest.bin"),
-                    (None, Some(f)) => abs(&f),
-                    (Some(_), Some(_)) => {
-                        return Err(err("memtest", "give either `package` or `file`, not both".into()));
-                    }
-                    (None, None) => return Err(err("memtest", "needs `package` or `file`".into())),
+                    (None, Some(file)) => abs(&file),
+                    (Some(_), Some(_)) => return Err(f.error("memtest", "give either `package` or `file`, not both")),
+                    (None, None) => return Err(f.error("memtest", "needs `package` or `file`")),
                 };
                 Some(Memtest { file, params })
             }
-            Some(_) => return Err(err("memtest", "expected an object {package|file, params} or null".into())),
         };
 
-        let iso_images = match take("isoImages") {
+        let iso_images = match f.take("isoImages") {
             None => Vec::new(),
             Some(Value::Array(items)) => {
                 let mut images = Vec::new();
                 for (i, item) in items.into_iter().enumerate() {
-                    let key = format!("isoImages[{i}]");
-                    let Value::Object(mut m) = item else {
-                        return Err(err(&key, "expected an object {file, label}".into()));
-                    };
-                    let file = string(&format!("{key}.file"), m.remove("file").filter(|v| !v.is_null()))?
-                        .ok_or_else(|| err(&format!("{key}.file"), "missing (required)".into()))?;
-                    let label = match m.remove("label").filter(|v| !v.is_null()) {
-                        None => String::new(),
-                        Some(Value::String(s)) => s,
-                        Some(_) => return Err(err(&format!("{key}.label"), "expected a string".into())),
-                    };
-                    if let Some(k) = m.keys().next() {
-                        return Err(err(&format!("{key}.{k}"), "unknown key (expected file, label)".into()));
-                    }
+                    let mut m = object_at(&f.path(&format!("isoImages[{i}]")), item, "{file, label}")?;
+                    let file = m.non_empty_string("file")?.ok_or_else(|| m.error("file", "missing (required)"))?;
+                    let label = m.string("label")?.unwrap_or_default();
+                    m.no_others("file, label")?;
                     let file = abs(&file);
                     let label = if label.is_empty() {
                         file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
@@ -218,28 +182,29 @@ impl NetbootConfig {
                 }
                 images
             }
-            Some(_) => return Err(err("isoImages", "expected a list".into())),
+            Some(other) => return Err(f.error("isoImages", expected("a list", &other))),
         };
 
-        let profiles_dir = string("profilesDir", take("profilesDir"))?
+        let profiles_dir = f
+            .non_empty_string("profilesDir")?
             .map(|p| abs(&p))
             .unwrap_or_else(|| PathBuf::from(crate::carrier::profiles::DEFAULT_PROFILES_DIR));
         let lock_file =
-            string("lockFile", take("lockFile"))?.map(|p| abs(&p)).unwrap_or_else(|| PathBuf::from(DEFAULT_LOCK_FILE));
-        let time_zone = match string("timeZone", take("timeZone"))?.as_deref() {
+            f.non_empty_string("lockFile")?.map(|p| abs(&p)).unwrap_or_else(|| PathBuf::from(DEFAULT_LOCK_FILE));
+        let time_zone = match f.non_empty_string("timeZone")?.as_deref() {
             None | Some("local") => TimeZone::Local,
             Some("UTC") | Some("utc") => TimeZone::Utc,
-            Some(other) => return Err(err("timeZone", format!("expected \"local\" or \"UTC\", got '{other}'"))),
+            Some(other) => return Err(f.error("timeZone", format!("expected \"local\" or \"UTC\", got '{other}'"))),
         };
         // Keys of upstream's baked config that carrier does not need.
         for ignored in ["ruby", "coreutils"] {
-            map.remove(ignored);
+            f.take(ignored);
         }
-        if let Some(k) = map.keys().next() {
-            return Err(err(k, unknown_key_message()));
-        }
+        f.no_others(
+            "tftpRoot, httpRoot, hostName, httpUrl, syslinux, memtest, isoImages, profilesDir, lockFile, timeZone",
+        )?;
         if tftp_root == http_root {
-            return Err(err("httpRoot", "must differ from `tftpRoot`".into()));
+            return Err(f.error("httpRoot", "must differ from `tftpRoot`"));
         }
         Ok(NetbootConfig {
             tftp_root,
@@ -332,12 +297,6 @@ impl NetbootConfig {
     }
 }
 
-fn unknown_key_message() -> String {
-    "unknown key (expected tftpRoot, httpRoot, hostName, httpUrl, syslinux, memtest, isoImages, \
-     profilesDir, lockFile, timeZone)"
-        .into()
-}
-
 /// `<path>.<suffix>` next to `path`.
 pub(crate) fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
@@ -417,5 +376,24 @@ mod tests {
         let mut v = minimal();
         v["timeZone"] = json!("Europe/Prague");
         assert!(load(v).unwrap_err().contains("`timeZone`: expected"));
+    }
+
+    #[test]
+    fn type_errors_name_the_key_path_and_what_was_found() {
+        let mut v = minimal();
+        v["memtest"] = json!({"file": "/m.bin", "params": ["a", 2]});
+        assert_eq!(
+            load(v).unwrap_err(),
+            "netboot configuration '/etc/carrier/netboot.json': `memtest.params[1]`: expected a string, found a number"
+        );
+        let mut v = minimal();
+        v["isoImages"] = json!([{"file": "/a.iso"}, "/b.iso"]);
+        assert!(load(v).unwrap_err().ends_with("`isoImages[1]`: expected an object {file, label}, found a string"));
+        let mut v = minimal();
+        v["hostName"] = json!(["pxe"]);
+        assert!(load(v).unwrap_err().ends_with("`hostName`: expected a string, found a list"));
+        let mut v = minimal();
+        v["isoImages"] = json!([{"file": "/a.iso", "lable": "x"}]);
+        assert!(load(v).unwrap_err().ends_with("`isoImages[0].lable`: unknown key (expected file, label)"));
     }
 }

@@ -12,7 +12,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::model::{BootFile, Generation, Machine, Variant};
-use super::objects::FileParts;
+use super::tree::FileParts;
 
 #[derive(Serialize)]
 struct MachineOut<'a> {

@@ -10,33 +10,43 @@
 //! configuration, the syslinux files, the file system) are errors.
 //!
 //! Module map: `config` (the configuration file), `model` (profile → machine and
-//! generations), `tftp` (PXELINUX menus), `ipxe` (iPXE scripts), `http` (JSON),
-//! `objects` (per-machine output reused between builds, the index, tree content and its
-//! sync), `publish` (the spare tree patched, atomic swap, lock, coalescing).
+//! generations), `render` (the trees' content from the model, without the file system:
+//! a machine's part and the trees around the machines), `tftp` (PXELINUX menus),
+//! `ipxe` (iPXE scripts), `http` (JSON), `tree` (tree content as data and the one writer
+//! of it: create, sync, directory records), `layout` (where objects sit, the relative
+//! links to them), `objects` (per-machine objects reused between builds, shared
+//! directories, the index), `publish` (the spare tree patched, atomic swap, lock,
+//! coalescing). Imports go one way: render → tftp/ipxe/http → tree; objects and
+//! publish → tree; nothing imports objects or publish but this module.
 
 pub mod config;
 mod http;
 mod ipxe;
+mod layout;
 pub mod model;
 mod objects;
 mod publish;
+mod render;
 mod tftp;
+mod tree;
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 pub use config::{DEFAULT_LOCK_FILE, IsoImage, Memtest, NetbootConfig, SYSLINUX_FILES, Syslinux, TimeZone};
 pub use model::{Spin, VPSADMINOS_VARIANTS, Variant};
-pub use objects::IPXE_AUTO_TIMEOUT_MS;
 pub use publish::Outcome;
+pub use render::IPXE_AUTO_TIMEOUT_MS;
 
 use rayon::prelude::*;
 use crate::carrier::dist::StoreDir;
 use crate::carrier::profiles::{self, ProfileError};
-use objects::{DirSpec, Meta, ObjectStore, Side};
+use layout::Side;
+use objects::{Meta, ObjectStore};
+use tree::{DirSpec, io_err};
 
 /// Failures that prevent publishing anything. The trees being served stay as they are.
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +283,7 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     let todo: Vec<usize> = (0..links.len()).filter(|i| loaded[*i].is_none()).collect();
     let nix_store = StoreDir::system();
     let ctx = model::Context { http_url: &cfg.http_url, time_zone: cfg.time_zone, store: &nix_store };
-    let rendered: Vec<_> = todo.par_iter().map(|&i| render(&store, &links[i], &keys[i], &ctx, cfg)).collect();
+    let rendered: Vec<_> = todo.par_iter().map(|&i| render_profile(&store, &links[i], &keys[i], &ctx, cfg)).collect();
     let machines_reused = loaded.iter().filter(|m| m.is_some()).count();
     let mut machines_rendered = 0;
     let mut rendered_by_index: Vec<Option<Rendered>> = (0..links.len()).map(|_| None).collect();
@@ -307,8 +317,8 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     let published = resolve_collisions(candidates, &mut faults);
 
     let mut warnings = Vec::new();
-    // The trees' content, then publication (objects and shared directories are written
-    // while the specs are made).
+    // The trees' content (their shared directories saved as they are made), then
+    // publication.
     let trees = std::thread::scope(|s| {
         let http = s.spawn(|| http_tree(cfg, &syslinux, &store, &published));
         let tftp = tftp_tree(cfg, &syslinux, &store, &published);
@@ -351,7 +361,9 @@ enum Rendered {
     LeftOut(Vec<Fault>),
 }
 
-fn render(
+/// Resolves a profile without a reusable object, renders its part of the trees and
+/// saves it as the object `key`.
+fn render_profile(
     store: &ObjectStore,
     links: &profiles::ProfileLinks,
     key: &str,
@@ -371,7 +383,11 @@ fn render(
         }
     };
     match model::resolve(&profile, ctx) {
-        (Some(machine), faults) => Ok(Rendered::Machine(store.create(key, &machine, faults, cfg)?)),
+        (Some(machine), faults) => {
+            let meta = Meta { machine: machine.summary(), faults };
+            store.save(key, render::machine(&machine, cfg), &meta)?;
+            Ok(Rendered::Machine(meta))
+        }
         (None, faults) => Ok(Rendered::LeftOut(faults)),
     }
 }
@@ -421,158 +437,47 @@ fn resolve_collisions(mut candidates: Vec<(String, Meta)>, faults: &mut Vec<Faul
     kept
 }
 
-/// Spins in first-appearance order over the machines (sorted by name).
-fn spins_of(published: &[(String, Meta)]) -> Vec<Spin> {
-    let mut spins = Vec::new();
-    for (_, m) in published {
-        if !spins.contains(&m.machine.spin) {
-            spins.push(m.machine.spin);
-        }
+/// The machines as the tree renderers take them.
+fn published_of(published: &[(String, Meta)]) -> Vec<render::Published<'_>> {
+    published.iter().map(|(key, meta)| (key.as_str(), &meta.machine)).collect()
+}
+
+/// The tree of `content` with its shared directories saved and linked at their names.
+fn save_shared(store: &ObjectStore, side: Side, content: render::TreeContent) -> Result<DirSpec, NetbootError> {
+    let render::TreeContent { mut tree, shared } = content;
+    for (name, spec) in shared {
+        tree.link(name, store.shared_dir(side, &spec)?);
     }
-    spins
+    Ok(tree)
 }
 
-/// `NN-<basename>` of each ISO image, with its label.
-fn iso_names(cfg: &NetbootConfig) -> Vec<(String, String)> {
-    cfg.iso_images
-        .iter()
-        .enumerate()
-        .map(|(i, img)| {
-            let base = img.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            (format!("{i:02}-{base}"), img.label.clone())
-        })
-        .collect()
-}
-
-/// `iso-images/`: a link per ISO image, named as [`iso_names`] names it.
-fn iso_images_dir(cfg: &NetbootConfig, isos: &[(String, String)]) -> DirSpec {
-    let mut images = DirSpec::default();
-    for ((file, _), img) in isos.iter().zip(&cfg.iso_images) {
-        images.link(file.clone(), &img.file);
-    }
-    images
-}
-
-/// The TFTP tree: syslinux files, menus, links to the machines' objects.
+/// The TFTP tree: the syslinux files copied, the rest rendered.
 fn tftp_tree(
     cfg: &NetbootConfig,
     syslinux: &[(&'static str, PathBuf)],
     store: &ObjectStore,
     published: &[(String, Meta)],
 ) -> Result<DirSpec, NetbootError> {
-    let mut tree = DirSpec::default();
-    let memtest = cfg.memtest.as_ref().map(|m| m.params.as_slice());
-    let isos = iso_names(cfg);
-    let root_name = file_name(&cfg.tftp_root);
-    for (name, path) in syslinux {
-        let content = std::fs::read(path).map_err(|source| NetbootError::Io {
-            context: format!("reading the syslinux file '{}'", path.display()),
-            source,
-        })?;
-        tree.file(*name, content);
-    }
-    let spins = spins_of(published);
-    let mut pxeserver = DirSpec::default();
-    for spin in &spins {
-        let entries: Vec<(&str, &str)> = published
-            .iter()
-            .filter(|(_, m)| m.machine.spin == *spin)
-            .map(|(_, m)| (m.machine.fqdn.as_str(), m.machine.label.as_str()))
-            .collect();
-        pxeserver.file(format!("{}.cfg", spin.as_str()), tftp::spin_menu(*spin, &entries));
-    }
-    let mut boot = DirSpec::default();
-    if !isos.is_empty() {
-        pxeserver.file("iso-images.cfg", tftp::iso_menu(&isos));
-        boot.dir("iso-images", iso_images_dir(cfg, &isos));
-    }
-    if let Some(mt) = &cfg.memtest {
-        let mut memtest86 = DirSpec::default();
-        memtest86.link("memtest.bin", &mt.file);
-        boot.dir("memtest86", memtest86);
-    }
-    let mut machines = DirSpec::default();
-    for (key, meta) in published {
-        let m = &meta.machine;
-        boot.link(m.fqdn.clone(), store.tftp_boot_target(key));
-        machines.link(m.fqdn.clone(), store.tftp_menus_target(key));
-    }
-    pxeserver.dir("machines", machines);
-    tree.dir("pxeserver", pxeserver);
-    tree.dir("boot", boot);
-
-    // pxelinux.cfg/ and ipxe/ change only with the menus and the MAC assignments, so
-    // they are shared directories; their per-MAC links reach the machine's files
-    // through the root symlink.
-    let mut pxelinux_cfg = DirSpec::default();
-    pxelinux_cfg.file("default", tftp::main_menu(&cfg.host_name, &spins, !isos.is_empty(), memtest));
-    let mut ipxe_dir = DirSpec::default();
-    for (_, meta) in published {
-        let m = &meta.machine;
-        for mac in &m.macs {
-            let auto = format!("pxeserver/machines/{}/auto", m.fqdn);
-            pxelinux_cfg.link(format!("01-{mac}"), ObjectStore::via_root(&root_name, &format!("{auto}.cfg")));
-            ipxe_dir.link(format!("01-{mac}.ipxe"), ObjectStore::via_root(&root_name, &format!("{auto}.ipxe")));
-        }
-    }
-    ipxe_menus(cfg, ipxe::Tree::Tftp, published, &isos, &mut ipxe_dir);
-    tree.link("pxelinux.cfg", store.shared_dir(Side::Tftp, &pxelinux_cfg)?);
-    tree.link("ipxe", store.shared_dir(Side::Tftp, &ipxe_dir)?);
-    Ok(tree)
+    let files = syslinux
+        .iter()
+        .map(|(name, path)| {
+            let content = std::fs::read(path).map_err(io_err(format!("reading the syslinux file '{}'", path.display())))?;
+            Ok((*name, content))
+        })
+        .collect::<Result<Vec<_>, NetbootError>>()?;
+    let content = render::tftp_tree(cfg, store.layout(), files, &published_of(published));
+    save_shared(store, Side::Tftp, content)
 }
 
-/// The HTTP tree: `machines.json`, links to the machines' objects, `ipxe/`. Also
-/// returns where each machine's entry sits in `machines.json`.
+/// The HTTP tree, and where each machine's entry sits in its `machines.json`.
 fn http_tree(
     cfg: &NetbootConfig,
     syslinux: &[(&'static str, PathBuf)],
     store: &ObjectStore,
     published: &[(String, Meta)],
 ) -> Result<(DirSpec, Vec<Range<u64>>), NetbootError> {
-    let mut tree = DirSpec::default();
-    let root_name = file_name(&cfg.http_root);
     let (machines_json, ranges) = store.machines_json(published)?;
-    tree.parts("machines.json", machines_json);
-    for (key, meta) in published {
-        tree.link(meta.machine.fqdn.clone(), store.http_target(key));
-    }
-
-    let mut ipxe_dir = DirSpec::default();
-    for (_, meta) in published {
-        for mac in &meta.machine.macs {
-            let auto = format!("{}/auto.ipxe", meta.machine.fqdn);
-            ipxe_dir.link(format!("01-{mac}.ipxe"), ObjectStore::via_root(&root_name, &auto));
-        }
-    }
     let memdisk = syslinux.iter().find(|(n, _)| *n == "memdisk").map(|(_, p)| p).expect("memdisk is a syslinux file");
-    ipxe_dir.link("memdisk", memdisk);
-    if let Some(mt) = &cfg.memtest {
-        ipxe_dir.link("memtest.bin", &mt.file);
-    }
-    let isos = iso_names(cfg);
-    if !isos.is_empty() {
-        ipxe_dir.dir("iso-images", iso_images_dir(cfg, &isos));
-    }
-    ipxe_menus(cfg, ipxe::Tree::Http { url: &cfg.http_url }, published, &isos, &mut ipxe_dir);
-    tree.link("ipxe", store.shared_dir(Side::Http, &ipxe_dir)?);
-    Ok((tree, ranges))
-}
-
-/// `boot.ipxe` and `menu.ipxe` of an `ipxe/` directory.
-fn ipxe_menus(
-    cfg: &NetbootConfig,
-    tree: ipxe::Tree,
-    published: &[(String, Meta)],
-    isos: &[(String, String)],
-    dir: &mut DirSpec,
-) {
-    let machines: Vec<(Spin, &str, &str)> =
-        published.iter().map(|(_, m)| (m.machine.spin, m.machine.fqdn.as_str(), m.machine.label.as_str())).collect();
-    let memtest = cfg.memtest.as_ref().map(|m| m.params.as_slice());
-    dir.file("boot.ipxe", ipxe::boot_script());
-    dir.file("menu.ipxe", ipxe::main_menu(tree, &cfg.host_name, &machines, isos, memtest));
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    let content = render::http_tree(cfg, store.layout(), memdisk, machines_json, &published_of(published));
+    Ok((save_shared(store, Side::Http, content)?, ranges))
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::TimeZone;
-use super::{Fault, FaultKind};
+use super::{Fault, FaultKind, GenerationSummary, MachineSummary};
 use crate::carrier::dist::{self, DistFileError, KERNEL_PARAMS_MAX, StoreDir};
 use crate::carrier::profiles::{self, MachineJson, Profile, ProfileError};
 
@@ -144,6 +144,30 @@ pub struct BootFile {
 impl Machine {
     pub fn current(&self) -> &Generation {
         self.generations.iter().find(|g| g.current).expect("a resolved machine has a current generation")
+    }
+
+    /// What the report and the main menus need of the machine.
+    pub fn summary(&self) -> MachineSummary {
+        MachineSummary {
+            name: self.name.clone(),
+            spin: self.spin,
+            fqdn: self.fqdn.clone(),
+            label: self.label.clone(),
+            macs: self.macs.clone(),
+            generations: self
+                .generations
+                .iter()
+                .map(|g| GenerationSummary {
+                    number: g.number,
+                    time: g.time,
+                    time_s: g.time_s.clone(),
+                    version: g.version.clone(),
+                    shortrev: g.shortrev.clone(),
+                    store_path: g.store_path.clone(),
+                    current: g.current,
+                })
+                .collect(),
+        }
     }
 }
 

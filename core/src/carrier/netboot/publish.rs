@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
-use super::objects::{DirRecord, DirSpec};
+use super::tree::{DirRecord, DirSpec, io_err, remove_path};
 use super::{BuildReport, NetbootError};
 use crate::links::{random_suffix, swap_link};
 
@@ -52,11 +52,6 @@ pub enum Outcome {
 enum LastOutcome {
     Ok(BuildReport),
     Err(String),
-}
-
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetbootError {
-    let context = context.into();
-    move |source| NetbootError::Io { context, source }
 }
 
 /// `<path><suffix>`.
@@ -240,16 +235,6 @@ impl Root {
     }
 }
 
-/// Removes a file, a symlink or a whole directory tree (symlinks are not followed).
-pub(crate) fn remove_path(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-    }
-}
-
 /// Publishes each tree's content at its root, atomically: [`Staged::write`], then
 /// [`Staged::install`].
 pub fn publish(
@@ -317,7 +302,7 @@ impl Staged {
                 .zip(&staged.dirs)
                 .map(|((_, spec), dir)| {
                     let known = known.get(&record_key(dir)).map(Vec::as_slice).unwrap_or_default();
-                    s.spawn(move || spec.sync_recorded(dir, known))
+                    s.spawn(move || spec.sync(dir, known))
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().expect("writing a tree does not panic")).collect()
