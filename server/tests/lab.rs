@@ -5,11 +5,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::netlab::run;
+use support::netlab::{run, run_ok};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -298,9 +299,15 @@ fn down_stops_only_processes_of_the_layout_it_computes() {
     // An unrelated process with an sshd_config path on its command line (as the system's
     // own sshd has), which a tampered lab.json points at.
     let elsewhere = lab.tmp.path().join("elsewhere");
+    // Its own process group, so that its `sleep` child ends with it; no inherited output,
+    // which the test harness would wait on.
     let mut victim = Command::new("sh")
         .args(["-c", "sleep 300; :", "sh"])
         .arg(elsewhere.join("sshd_config"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
         .spawn()
         .unwrap();
     let mut record = lab.record();
@@ -313,7 +320,8 @@ fn down_stops_only_processes_of_the_layout_it_computes() {
 
     let o = lab.carrier(&["down"]);
     let victim_alive = pid_alive(victim.id() as u64);
-    victim.kill().unwrap();
+    let group = format!("-{}", victim.id());
+    run_ok(Command::new("kill").args(["-KILL", "--", &group]), Duration::from_secs(10)).unwrap();
     victim.wait().unwrap();
     assert!(victim_alive, "down killed a process outside the lab: {}", text(&o.stderr));
     ok(&o);
