@@ -153,7 +153,11 @@ mod tests {
 
     #[test]
     fn query_words() {
-        let q = MachineQuery { tags: "prod, ^web  db".into(), attrs: "spin=nixos labels.dc!=prg".into(), ..Default::default() };
+        let q = MachineQuery {
+            tags: "prod, ^web  db".into(),
+            attrs: "spin=nixos labels.dc!=prg".into(),
+            ..Default::default()
+        };
         assert_eq!(q.tag_list(), ["prod", "^web", "db"]);
         assert_eq!(q.attr_list(), ["spin=nixos", "labels.dc!=prg"]);
         assert_eq!(q.managed_or_default(), "all");
@@ -161,7 +165,9 @@ mod tests {
 
     #[test]
     fn options_flatten() {
-        let rows = flatten_options(&json!({"spin": "nixos", "host": {"port": 22, "fqdn": null}, "tags": ["a"], "labels": {}}));
+        let rows = flatten_options(
+            &json!({"spin": "nixos", "host": {"port": 22, "fqdn": null}, "tags": ["a"], "labels": {}}),
+        );
         assert_eq!(
             rows,
             [

@@ -23,7 +23,12 @@ pub enum LockError {
 /// Takes the exclusive lock on `path` (created if needed, never through a symlink),
 /// waiting at most `wait`; `on_wait` hears once whom it waits for. `who` is written
 /// into the file for the next one. The lock is held until the file is dropped.
-pub fn acquire(path: &Path, who: &str, wait: Duration, on_wait: &dyn Fn(String)) -> Result<File, LockError> {
+pub fn acquire(
+    path: &Path,
+    who: &str,
+    wait: Duration,
+    on_wait: &dyn Fn(String),
+) -> Result<File, LockError> {
     let err = |source| LockError::Io { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -43,11 +48,19 @@ pub fn acquire(path: &Path, who: &str, wait: Duration, on_wait: &dyn Fn(String))
             Ok(()) => break,
             Err(TryLockError::WouldBlock) => {
                 if !told {
-                    on_wait(format!("waiting for {}, held by: {}", path.display(), holder(&mut file)));
+                    on_wait(format!(
+                        "waiting for {}, held by: {}",
+                        path.display(),
+                        holder(&mut file)
+                    ));
                     told = true;
                 }
                 if started.elapsed() >= wait {
-                    return Err(LockError::Timeout { path: path.to_path_buf(), secs: wait.as_secs(), holder: holder(&mut file) });
+                    return Err(LockError::Timeout {
+                        path: path.to_path_buf(),
+                        secs: wait.as_secs(),
+                        holder: holder(&mut file),
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
@@ -78,9 +91,18 @@ mod tests {
         let path = tmp.path().join("x.lock");
         let held = acquire(&path, "first (pid 1)", Duration::ZERO, &|_| panic!("free")).unwrap();
         let heard = std::sync::Mutex::new(Vec::new());
-        let e = acquire(&path, "second", Duration::from_millis(300), &|l| heard.lock().unwrap().push(l)).unwrap_err();
-        assert_eq!(e.to_string(), format!("timed out after 0 s waiting for {}, held by: first (pid 1)", path.display()));
-        assert_eq!(*heard.lock().unwrap(), [format!("waiting for {}, held by: first (pid 1)", path.display())]);
+        let e = acquire(&path, "second", Duration::from_millis(300), &|l| {
+            heard.lock().unwrap().push(l)
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("timed out after 0 s waiting for {}, held by: first (pid 1)", path.display())
+        );
+        assert_eq!(
+            *heard.lock().unwrap(),
+            [format!("waiting for {}, held by: first (pid 1)", path.display())]
+        );
         drop(held);
         let _again = acquire(&path, "second", Duration::ZERO, &|_| panic!("free")).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "second\n");

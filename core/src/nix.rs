@@ -35,7 +35,10 @@ pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("modules/confctl/settings.nix", include_str!("../../nix/modules/confctl/settings.nix")),
     ("modules/confctl/info.nix", include_str!("../../nix/modules/confctl/info.nix")),
     ("modules/confctl/host.nix", include_str!("../../nix/modules/confctl/host.nix")),
-    ("modules/confctl/kexec-netboot.nix", include_str!("../../nix/modules/confctl/kexec-netboot.nix")),
+    (
+        "modules/confctl/kexec-netboot.nix",
+        include_str!("../../nix/modules/confctl/kexec-netboot.nix"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -85,9 +88,14 @@ pub fn materialize_evaluator(cache_dir: &Path) -> Result<PathBuf, NixError> {
         Ok(_) if evaluator_is_intact(&dir) => return Ok(dir),
         Ok(meta) => {
             // Moved aside first: a rename is atomic, a removal is not.
-            let aside = cache_dir.join(format!(".evaluator-replaced-{}", crate::links::random_suffix()));
+            let aside =
+                cache_dir.join(format!(".evaluator-replaced-{}", crate::links::random_suffix()));
             std::fs::rename(&dir, &aside).map_err(io(format!("moving {} aside", dir.display())))?;
-            let removed = if meta.is_dir() { std::fs::remove_dir_all(&aside) } else { std::fs::remove_file(&aside) };
+            let removed = if meta.is_dir() {
+                std::fs::remove_dir_all(&aside)
+            } else {
+                std::fs::remove_file(&aside)
+            };
             removed.map_err(io(format!("removing {}", aside.display())))?;
         }
     }
@@ -99,7 +107,8 @@ pub fn materialize_evaluator(cache_dir: &Path) -> Result<PathBuf, NixError> {
     for (rel, content) in EVALUATOR_FILES {
         let path = tmp.join(rel);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(io(format!("creating {}", parent.display())))?;
         }
         std::fs::write(&path, content).map_err(io(format!("writing {}", path.display())))?;
     }
@@ -109,7 +118,9 @@ pub fn materialize_evaluator(cache_dir: &Path) -> Result<PathBuf, NixError> {
         if !evaluator_is_intact(&dir) {
             return Err(NixError::Io {
                 context: format!("materialising the evaluator in {}", dir.display()),
-                source: std::io::Error::other("another copy appeared there and differs from carrier's"),
+                source: std::io::Error::other(
+                    "another copy appeared there and differs from carrier's",
+                ),
             });
         }
     }
@@ -147,7 +158,10 @@ fn evaluator_is_intact(dir: &Path) -> bool {
                 .open(dir.join(rel))
                 .and_then(|mut f| {
                     let mut bytes = Vec::with_capacity(content.len() + 1);
-                    std::io::Read::read_to_end(&mut std::io::Read::take(&mut f, content.len() as u64 + 1), &mut bytes)?;
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(&mut f, content.len() as u64 + 1),
+                        &mut bytes,
+                    )?;
                     Ok(bytes == content.as_bytes())
                 })
                 .unwrap_or(false)
@@ -218,11 +232,8 @@ pub fn clean_stderr(stderr: &str) -> String {
         }
         out.push(c);
     }
-    let lines: Vec<&str> = out
-        .lines()
-        .filter(|l| !l.contains("--show-trace"))
-        .map(str::trim_end)
-        .collect();
+    let lines: Vec<&str> =
+        out.lines().filter(|l| !l.contains("--show-trace")).map(str::trim_end).collect();
     let text = lines.join("\n");
     let text = text.trim();
     let text = text.strip_prefix("error: ").unwrap_or(text);
@@ -235,12 +246,22 @@ mod tests {
 
     #[test]
     fn eval_argv_is_a_vector_not_a_shell_string() {
-        let argv = eval_json_argv(Path::new("/e/eval.nix"), &[("confDir", "/c; rm -rf /"), ("x", "a b")]);
+        let argv =
+            eval_json_argv(Path::new("/e/eval.nix"), &[("confDir", "/c; rm -rf /"), ("x", "a b")]);
         assert_eq!(
             argv,
             [
-                "nix-instantiate", "--eval", "--strict", "--json", "/e/eval.nix", "--argstr", "confDir",
-                "/c; rm -rf /", "--argstr", "x", "a b"
+                "nix-instantiate",
+                "--eval",
+                "--strict",
+                "--json",
+                "/e/eval.nix",
+                "--argstr",
+                "confDir",
+                "/c; rm -rf /",
+                "--argstr",
+                "x",
+                "a b"
             ]
         );
     }
@@ -279,7 +300,11 @@ mod tests {
         let embedded = |rel: &str| EVALUATOR_FILES.iter().find(|(r, _)| *r == rel).unwrap().1;
         // One byte more, one file missing, one extra file, one file a link to an identical copy.
         let longer = |d: &Path| {
-            std::fs::write(d.join("build-machines.nix"), format!("{}\n", embedded("build-machines.nix"))).unwrap()
+            std::fs::write(
+                d.join("build-machines.nix"),
+                format!("{}\n", embedded("build-machines.nix")),
+            )
+            .unwrap()
         };
         let missing = |d: &Path| std::fs::remove_file(d.join("auto-rollback.sh")).unwrap();
         let extra = |d: &Path| std::fs::write(d.join("lib/extra.nix"), "{}").unwrap();

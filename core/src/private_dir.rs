@@ -50,14 +50,22 @@ pub fn check(path: &Path) -> Result<(), PrivateDirError> {
     let caller = unsafe { libc::geteuid() };
     let link = std::fs::symlink_metadata(path).map_err(io)?;
     if link.file_type().is_symlink() && link.uid() != caller {
-        return Err(PrivateDirError::NotOwned { path: path.to_path_buf(), owner: link.uid(), caller });
+        return Err(PrivateDirError::NotOwned {
+            path: path.to_path_buf(),
+            owner: link.uid(),
+            caller,
+        });
     }
     let meta = std::fs::metadata(path).map_err(io)?;
     if !meta.is_dir() {
         return Err(PrivateDirError::NotADirectory { path: path.to_path_buf() });
     }
     if meta.uid() != caller {
-        return Err(PrivateDirError::NotOwned { path: path.to_path_buf(), owner: meta.uid(), caller });
+        return Err(PrivateDirError::NotOwned {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            caller,
+        });
     }
     let mode = meta.mode() & 0o7777;
     let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
@@ -97,7 +105,12 @@ pub fn create_file(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
 }
 
 fn create_new(path: &Path, mode: u32) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).custom_flags(libc::O_NOFOLLOW).open(path)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 #[cfg(test)]

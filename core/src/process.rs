@@ -59,7 +59,8 @@ pub fn run_with_deadline(mut cmd: Command, limit: Duration) -> std::io::Result<R
         match rx.recv_timeout(Duration::from_secs(2)) {
             Ok((i, buf)) => out[i] = buf,
             Err(_) => {
-                left_running = "a process it started outside its process group still holds its output".into();
+                left_running =
+                    "a process it started outside its process group still holds its output".into();
                 break;
             }
         }
@@ -79,7 +80,11 @@ mod tests {
         let started = Instant::now();
         let ran = run_with_deadline(cmd, Duration::from_millis(300)).unwrap();
         assert!(ran.status.is_none());
-        assert!(started.elapsed() < Duration::from_secs(3), "the sleep (same group) was killed too: {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the sleep (same group) was killed too: {:?}",
+            started.elapsed()
+        );
         assert_eq!(ran.stdout, b"started\n");
         assert_eq!(ran.left_running, "");
     }

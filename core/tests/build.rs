@@ -44,8 +44,17 @@ impl Lab {
             .collect()
     }
 
-    fn build(&self, names: &[&str], sink: &Recorder) -> Result<BTreeMap<String, Generation>, build::BuildError> {
-        build::build(&self.conf(), &self.machines(names), &BuildOptions::new(self.cache.path()), sink)
+    fn build(
+        &self,
+        names: &[&str],
+        sink: &Recorder,
+    ) -> Result<BTreeMap<String, Generation>, build::BuildError> {
+        build::build(
+            &self.conf(),
+            &self.machines(names),
+            &BuildOptions::new(self.cache.path()),
+            sink,
+        )
     }
 
     fn edit(&self, rel: &str, from: &str, to: &str) {
@@ -80,8 +89,10 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
@@ -106,7 +117,10 @@ fn lab_machines_build_into_generations() {
     let rec = Recorder::default();
     let all = ["node1", "os1", "pxe#node1", "pxe#os1"];
     let gens = lab.build(&all, &rec).unwrap();
-    assert_eq!(gens.keys().map(String::as_str).collect::<Vec<_>>(), ["node1", "os1", "pxe#node1", "pxe#os1"]);
+    assert_eq!(
+        gens.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["node1", "os1", "pxe#node1", "pxe#os1"]
+    );
     let names: Vec<&str> = gens.values().map(|g| g.name.as_str()).collect();
     assert!(names.iter().all(|n| *n == names[0]), "one run, one generation name: {names:?}");
 
@@ -114,16 +128,31 @@ fn lab_machines_build_into_generations() {
     for m in ["node1", "os1"] {
         let top = &gens[m].toplevel;
         let stc = top.join("bin/switch-to-configuration");
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&stc).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&stc).unwrap().permissions(),
+        );
         assert!(mode & 0o111 != 0, "{} is executable", stc.display());
         assert_eq!(std::fs::read_to_string(top.join("etc/confctl-marker")).unwrap(), "A");
-        assert!(std::fs::read_link(top.join("kernel")).unwrap().to_string_lossy().contains("-linux-"));
+        assert!(
+            std::fs::read_link(top.join("kernel")).unwrap().to_string_lossy().contains("-linux-")
+        );
     }
 
     // carried dists come from the same configs, only the build attribute differs
     for (carried, source, spin, expected) in [
-        ("pxe#node1", "node1", "nixos", &["build-mode", "bzImage", "init", "initrd", "kernel", "machine.json"][..]),
-        ("pxe#os1", "os1", "vpsadminos", &["build-mode", "bzImage", "initrd", "kernel-params", "machine.json", "root.squashfs"][..]),
+        (
+            "pxe#node1",
+            "node1",
+            "nixos",
+            &["build-mode", "bzImage", "init", "initrd", "kernel", "machine.json"][..],
+        ),
+        (
+            "pxe#os1",
+            "os1",
+            "vpsadminos",
+            &["build-mode", "bzImage", "initrd", "kernel-params", "machine.json", "root.squashfs"]
+                [..],
+        ),
     ] {
         let dist = &gens[carried].toplevel;
         assert_ne!(dist, &gens[source].toplevel);
@@ -133,7 +162,11 @@ fn lab_machines_build_into_generations() {
         assert_eq!(mj["marker"], "A");
         assert_eq!(mj["spin"], spin);
         assert_eq!(mj["fqdn"], format!("{source}.lab"));
-        assert_eq!(mj["toplevel"], gens[source].toplevel.display().to_string(), "{carried}: the standalone toplevel");
+        assert_eq!(
+            mj["toplevel"],
+            gens[source].toplevel.display().to_string(),
+            "{carried}: the standalone toplevel"
+        );
         assert_eq!(entries(dist), expected, "{carried}");
     }
 
@@ -145,7 +178,8 @@ fn lab_machines_build_into_generations() {
         assert_eq!(std::fs::read_link(g.dir.join("toplevel")).unwrap(), g.toplevel);
         let ar = g.auto_rollback.as_ref().expect("auto_rollback");
         assert_eq!(&std::fs::read_link(g.dir.join("auto_rollback")).unwrap(), ar);
-        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(g.dir.join("generation.json")).unwrap()).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(g.dir.join("generation.json")).unwrap()).unwrap();
         assert_eq!(json["toplevel"], g.toplevel.display().to_string());
         assert_eq!(json["auto_rollback"], ar.display().to_string());
         assert_eq!(json["mode"], "swpins");
@@ -153,17 +187,32 @@ fn lab_machines_build_into_generations() {
         assert!(g.name.len() == 20 && &g.name[10..12] == "--", "{}", g.name);
         let roots = build::default_gc_roots_dir(&conf);
         let safe = m.replace('/', ":");
-        assert_eq!(std::fs::read_link(roots.join(format!("{safe}-generation-{}-toplevel", g.name))).unwrap(), g.toplevel);
+        assert_eq!(
+            std::fs::read_link(roots.join(format!("{safe}-generation-{}-toplevel", g.name)))
+                .unwrap(),
+            g.toplevel
+        );
         assert_eq!(build::find(&conf, m, "current").as_ref(), Some(g));
         assert_eq!(build::list(&conf, m), std::slice::from_ref(g));
     }
-    assert!(conf.join(".confctl/generations/pxe#node1/current").exists(), "'#' is kept in the directory name");
+    assert!(
+        conf.join(".confctl/generations/pxe#node1/current").exists(),
+        "'#' is kept in the directory name"
+    );
 
     // events
     let ev = rec.events();
-    assert!(ev.iter().any(|e| matches!(e, Event::Progress { expected, .. } if *expected > 0)), "progress was reported");
-    assert!(ev.iter().any(|e| matches!(e, Event::Log { line, .. } if line.starts_with("building '"))));
-    let ok = ev.iter().filter(|e| matches!(e, Event::MachineFinished { outcome: Outcome::Ok, .. })).count();
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Progress { expected, .. } if *expected > 0)),
+        "progress was reported"
+    );
+    assert!(
+        ev.iter().any(|e| matches!(e, Event::Log { line, .. } if line.starts_with("building '")))
+    );
+    let ok = ev
+        .iter()
+        .filter(|e| matches!(e, Event::MachineFinished { outcome: Outcome::Ok, .. }))
+        .count();
     assert_eq!(ok, 4);
 
     // dry-activate changes nothing; switch and test work in a private /run
@@ -174,10 +223,18 @@ fn lab_machines_build_into_generations() {
          {t}/bin/switch-to-configuration bogus; echo rc=$?",
         t = top.display()
     );
-    let out = Command::new("unshare").args(["-m", "--propagation", "private", "/bin/busybox", "sh", "-c", &script]).output().unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "/bin/busybox", "sh", "-c", &script])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let t = top.display();
-    assert_eq!(stdout, format!("would activate {t}\n{t}\nswitch {t}\nrc=1\n"), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        stdout,
+        format!("would activate {t}\n{t}\nswitch {t}\nrc=1\n"),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // an unchanged rebuild reuses the generations
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -191,7 +248,10 @@ fn lab_machines_build_into_generations() {
     assert_ne!(b["node1"].toplevel, gens["node1"].toplevel);
     assert_ne!(b["node1"].name, gens["node1"].name);
     assert_eq!(machine_json(&b["pxe#node1"].toplevel)["marker"], "B");
-    assert_eq!(machine_json(&b["pxe#node1"].toplevel)["toplevel"], b["node1"].toplevel.display().to_string());
+    assert_eq!(
+        machine_json(&b["pxe#node1"].toplevel)["toplevel"],
+        b["node1"].toplevel.display().to_string()
+    );
     assert_eq!(gen_dirs(&conf, "node1").len(), 2);
     assert_eq!(build::find(&conf, "node1", "current").unwrap(), b["node1"]);
     assert_eq!(build::find(&conf, "node1", "-1").unwrap(), gens["node1"]);
@@ -215,7 +275,10 @@ fn auto_rollback_switches_back_without_confirmation() {
         new = new.display(),
         ar = ar.display(),
     );
-    let out = Command::new("unshare").args(["-m", "--propagation", "private", "/bin/busybox", "sh", "-c", &script]).output().unwrap();
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "/bin/busybox", "sh", "-c", &script])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
@@ -243,7 +306,11 @@ fn failures_name_the_machine() {
     let err = lab.build(&["os1"], &Recorder::default()).unwrap_err().to_string();
     assert!(err.contains("'os1'") && err.contains("failed"), "{err}");
     // a missing build attribute
-    lab.edit("cluster/pxe/module.nix", "carrier = {", "buildAttribute = [ \"system\" \"build\" \"nope\" ];\n    carrier = {");
+    lab.edit(
+        "cluster/pxe/module.nix",
+        "carrier = {",
+        "buildAttribute = [ \"system\" \"build\" \"nope\" ];\n    carrier = {",
+    );
     let err = lab.build(&["pxe"], &Recorder::default()).unwrap_err().to_string();
     assert!(err.contains("machine 'pxe'") && err.contains("system.build.nope"), "{err}");
 }

@@ -28,9 +28,17 @@ impl Conf {
             unsafe { std::env::set_var("NIX_CONF_DIR", common::repo_root().join(".local/nix")) };
         }
         let dir = tempfile::tempdir().unwrap();
-        for (from, to) in [(common::repo_root().join("examples/lab"), "lab"), (source.to_path_buf(), "conf")] {
-            let out = Command::new("cp").arg("-r").arg(&from).arg(dir.path().join(to)).output().unwrap();
-            assert!(out.status.success(), "cp {}: {}", from.display(), String::from_utf8_lossy(&out.stderr));
+        for (from, to) in
+            [(common::repo_root().join("examples/lab"), "lab"), (source.to_path_buf(), "conf")]
+        {
+            let out =
+                Command::new("cp").arg("-r").arg(&from).arg(dir.path().join(to)).output().unwrap();
+            assert!(
+                out.status.success(),
+                "cp {}: {}",
+                from.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let _ = std::fs::remove_dir_all(dir.path().join("conf/.confctl"));
         Conf { dir, cache: tempfile::tempdir().unwrap() }
@@ -42,9 +50,16 @@ impl Conf {
 
     fn build(&self, names: &[&str]) -> Result<BTreeMap<String, Generation>, build::BuildError> {
         let loaded = Inventory::new(self.cache.path()).load(&self.conf()).unwrap();
-        let machines: Vec<_> =
-            names.iter().map(|n| loaded.cluster.get(n).unwrap_or_else(|| panic!("no machine {n}")).clone()).collect();
-        build::build(&self.conf(), &machines, &BuildOptions::new(self.cache.path()), &Recorder::default())
+        let machines: Vec<_> = names
+            .iter()
+            .map(|n| loaded.cluster.get(n).unwrap_or_else(|| panic!("no machine {n}")).clone())
+            .collect();
+        build::build(
+            &self.conf(),
+            &machines,
+            &BuildOptions::new(self.cache.path()),
+            &Recorder::default(),
+        )
     }
 }
 
@@ -142,7 +157,11 @@ fn system_modules_get_confctls_special_arguments_and_modules() {
     // confData read without data/default.nix: the error names the file
     std::fs::remove_file(conf.join("data/default.nix")).unwrap();
     let err = c.build(&["os"]).unwrap_err().to_string();
-    assert!(err.contains("'os'") && err.contains(&format!("{}/data/default.nix does not exist", conf.display())), "{err}");
+    assert!(
+        err.contains("'os'")
+            && err.contains(&format!("{}/data/default.nix does not exist", conf.display())),
+        "{err}"
+    );
 }
 
 /// The example of confctl's carrier documentation, whose files are kept verbatim in
@@ -155,8 +174,10 @@ fn documented_carrier_example_builds_unchanged() {
     // node1's netboot dist: ramdisk, kernel, iPXE script and the machine.json it writes
     let node1 = &gens["node1"].toplevel;
     let dist = &gens["pxe-server#node1"].toplevel;
-    let mut entries: Vec<String> =
-        std::fs::read_dir(dist).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut entries: Vec<String> = std::fs::read_dir(dist)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     entries.sort();
     assert_eq!(entries, ["bzImage", "initrd", "machine.json", "netboot.ipxe"]);
     let mj = json(&dist.join("machine.json"));
@@ -169,7 +190,9 @@ fn documented_carrier_example_builds_unchanged() {
             "macs": ["52:54:00:12:34:56"], "swpins-info": {},
         })
     );
-    assert!(std::fs::read_link(dist.join("bzImage")).unwrap().to_string_lossy().contains("-linux-"));
+    assert!(
+        std::fs::read_link(dist.join("bzImage")).unwrap().to_string_lossy().contains("-linux-")
+    );
     assert!(text(&dist.join("netboot.ipxe")).contains(&format!("init={}/init", node1.display())));
     assert!(node1.join("bin/switch-to-configuration").is_file());
     assert!(!node1.join("etc/carrier").exists());
@@ -199,12 +222,15 @@ fn documented_carrier_example_builds_unchanged() {
 fn example_files_are_the_documented_text() {
     let root = common::repo_root();
     let doc = text(&root.join("docs/from-confctl.md"));
-    let start = doc.find("```nix\n# cluster/").expect("docs/from-confctl.md quotes the example") + "```nix\n".len();
+    let start = doc.find("```nix\n# cluster/").expect("docs/from-confctl.md quotes the example")
+        + "```nix\n".len();
     let block = &doc[start..start + doc[start..].find("```").unwrap()];
     let mut parts: Vec<(String, String)> = Vec::new();
     for line in block.lines() {
         match line.strip_prefix("# cluster/") {
-            Some(rest) => parts.push((format!("cluster/{}", rest.split(' ').next().unwrap()), String::new())),
+            Some(rest) => {
+                parts.push((format!("cluster/{}", rest.split(' ').next().unwrap()), String::new()))
+            }
             None => {
                 let part = &mut parts.last_mut().expect("a file header first").1;
                 part.push_str(line);
@@ -219,7 +245,10 @@ fn example_files_are_the_documented_text() {
         if file.ends_with("/config.nix") {
             assert_eq!(actual.trim_end(), part, "{file}");
         } else {
-            assert!(actual.contains(part), "examples/confctl-doc/{file} does not contain the documented text:\n{part}");
+            assert!(
+                actual.contains(part),
+                "examples/confctl-doc/{file} does not contain the documented text:\n{part}"
+            );
         }
     }
 }
@@ -253,10 +282,15 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     let flake_args = ["--no-write-lock-file"];
 
     // machines: names, keys, carried records (spec 1.3, 1.4)
-    let keys: serde_json::Value =
-        serde_json::from_str(&nix_in(&conf, &[&["eval", "--json"][..], &flake_args, &[".#confctl.machineKeys"]].concat())).unwrap();
-    let expected_keys: serde_json::Map<String, serde_json::Value> =
-        names.iter().map(|n| (n.to_string(), inventory.cluster.get(n).unwrap().key().into())).collect();
+    let keys: serde_json::Value = serde_json::from_str(&nix_in(
+        &conf,
+        &[&["eval", "--json"][..], &flake_args, &[".#confctl.machineKeys"]].concat(),
+    ))
+    .unwrap();
+    let expected_keys: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .map(|n| (n.to_string(), inventory.cluster.get(n).unwrap().key().into()))
+        .collect();
     assert_eq!(keys, serde_json::Value::Object(expected_keys));
     let built: serde_json::Value = serde_json::from_str(&nix_in(
         &conf,
@@ -269,8 +303,14 @@ fn flake_outputs_give_the_same_machines_and_systems() {
         (&carried["clusterName"], &carried["carrier"], &carried["alias"], &carried["key"]),
         (&"a".into(), &"carrier".into(), &serde_json::Value::Null, &keys["carrier#a"])
     );
-    assert_eq!(carried["metaConfig"]["buildAttribute"], serde_json::json!(["system", "build", "toplevel"]));
-    assert!(carried["extraModules"][0].as_str().unwrap().ends_with("/modules/carried.nix"), "{carried}");
+    assert_eq!(
+        carried["metaConfig"]["buildAttribute"],
+        serde_json::json!(["system", "build", "toplevel"])
+    );
+    assert!(
+        carried["extraModules"][0].as_str().unwrap().ends_with("/modules/carried.nix"),
+        "{carried}"
+    );
     assert_eq!(records["a"]["carrier"], serde_json::Value::Null);
 
     // carrier reads the flake configuration: the same machines (the flake's copies of
@@ -279,7 +319,11 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     assert_eq!(from_flake.cluster.machines.len(), names.len());
     for m in &from_flake.cluster.machines {
         let mut m = m.clone();
-        let l = inventory.cluster.get(&m.name).unwrap_or_else(|| panic!("{} only in flake mode", m.name)).clone();
+        let l = inventory
+            .cluster
+            .get(&m.name)
+            .unwrap_or_else(|| panic!("{} only in flake mode", m.name))
+            .clone();
         assert_eq!(m.key(), l.key());
         assert!(m.files.is_empty(), "{:?}", m.files);
         m.files = l.files.clone();
@@ -287,21 +331,32 @@ fn flake_outputs_give_the_same_machines_and_systems() {
             assert!(f.starts_with("/nix/store/") && f.ends_with("/modules/carried.nix"), "{f}");
             f.clone_from(l);
         }
-        for (f, l) in m.meta_config.carrier.machines.iter_mut().zip(&l.meta_config.carrier.machines) {
+        for (f, l) in m.meta_config.carrier.machines.iter_mut().zip(&l.meta_config.carrier.machines)
+        {
             f.extra_modules.clone_from(&l.extra_modules);
         }
         assert_eq!(m, l);
     }
 
     // systems: the same module list and arguments; the mode's own arguments differ
-    let installables: Vec<String> =
-        names.iter().map(|n| format!(".#confctl.build.{}.toplevel", keys[n].as_str().unwrap())).collect();
+    let installables: Vec<String> = names
+        .iter()
+        .map(|n| format!(".#confctl.build.{}.toplevel", keys[n].as_str().unwrap()))
+        .collect();
     let mut args: Vec<&str> = vec!["build", "--json", "--no-link", "--no-write-lock-file"];
     args.extend(installables.iter().map(String::as_str));
     let outs: serde_json::Value = serde_json::from_str(&nix_in(&conf, &args)).unwrap();
-    let outs: Vec<PathBuf> = outs.as_array().unwrap().iter().map(|o| PathBuf::from(o["outputs"]["out"].as_str().unwrap())).collect();
-    let plan: serde_json::Value =
-        serde_json::from_str(&nix_in(&conf, &[&["eval", "--json"][..], &flake_args, &[".#confctl.buildPlan.a"]].concat())).unwrap();
+    let outs: Vec<PathBuf> = outs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| PathBuf::from(o["outputs"]["out"].as_str().unwrap()))
+        .collect();
+    let plan: serde_json::Value = serde_json::from_str(&nix_in(
+        &conf,
+        &[&["eval", "--json"][..], &flake_args, &[".#confctl.buildPlan.a"]].concat(),
+    ))
+    .unwrap();
     let lab_input = plan["inputs"]["nixpkgs"].as_str().unwrap();
     assert_eq!(plan["inputs"]["vpsadminos"], lab_input);
     assert_eq!(plan["inputsInfo"]["nixpkgs"]["input"], "nixpkgs");
@@ -309,16 +364,25 @@ fn flake_outputs_give_the_same_machines_and_systems() {
         let legacy_args = json(&legacy[name].toplevel.join("etc/args.json"));
         let flake_top = outs
             .iter()
-            .find(|o| o.join("etc/args.json").exists() && json(&o.join("etc/args.json"))["carrierMachine"] == legacy_args["carrierMachine"] && json(&o.join("etc/args.json"))["confMachine"] == legacy_args["confMachine"])
+            .find(|o| {
+                o.join("etc/args.json").exists()
+                    && json(&o.join("etc/args.json"))["carrierMachine"]
+                        == legacy_args["carrierMachine"]
+                    && json(&o.join("etc/args.json"))["confMachine"] == legacy_args["confMachine"]
+            })
             .unwrap_or_else(|| panic!("no flake build of {name} among {outs:?}"));
         let mut flake_args = json(&flake_top.join("etc/args.json"));
         let mut legacy_args = legacy_args;
         if name != "os" {
             assert_eq!(flake_args["swpins"], serde_json::json!({}));
-            assert_eq!(flake_args["inputs"], serde_json::json!({ "nixpkgs": lab_input, "vpsadminos": lab_input }));
+            assert_eq!(
+                flake_args["inputs"],
+                serde_json::json!({ "nixpkgs": lab_input, "vpsadminos": lab_input })
+            );
             assert_eq!(flake_args["inputsInfo"], plan["inputsInfo"]);
             assert!(flake_args["confDir"].as_str().unwrap().starts_with("/nix/store/"));
-            let flake_inputs: Vec<&String> = flake_args["flakeInputs"].as_object().unwrap().keys().collect();
+            let flake_inputs: Vec<&String> =
+                flake_args["flakeInputs"].as_object().unwrap().keys().collect();
             assert_eq!(flake_inputs, ["confctl", "nixpkgs"]);
             for mode_specific in ["swpins", "inputs", "inputsInfo", "confDir", "flakeInputs"] {
                 flake_args.as_object_mut().unwrap().remove(mode_specific);
@@ -333,15 +397,26 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     let gens = c.build(&names).unwrap();
     for name in names {
         let g = &gens[name];
-        assert!(outs.contains(&g.toplevel), "{name}: {} is not what `nix build` built", g.toplevel.display());
+        assert!(
+            outs.contains(&g.toplevel),
+            "{name}: {} is not what `nix build` built",
+            g.toplevel.display()
+        );
         assert_ne!(g.name, legacy[name].name, "{name}: a new generation, not the legacy one");
         let gj = json(&g.dir.join("generation.json"));
         assert_eq!(gj["mode"], "flakes");
-        assert_eq!(gj["inputs"], serde_json::json!({ "nixpkgs": lab_input, "vpsadminos": lab_input }));
+        assert_eq!(
+            gj["inputs"],
+            serde_json::json!({ "nixpkgs": lab_input, "vpsadminos": lab_input })
+        );
         assert_eq!(gj["inputs_info"]["nixpkgs"]["input"], "nixpkgs");
         assert!(gj.get("swpins").is_none(), "{gj}");
         assert_eq!(std::fs::read_link(g.dir.join("nixpkgs.input")).unwrap(), Path::new(lab_input));
-        let root = build::default_gc_roots_dir(&conf).join(format!("{}-generation-{}-input.nixpkgs", name.replace('/', ":"), g.name));
+        let root = build::default_gc_roots_dir(&conf).join(format!(
+            "{}-generation-{}-input.nixpkgs",
+            name.replace('/', ":"),
+            g.name
+        ));
         assert_eq!(std::fs::read_link(&root).unwrap(), Path::new(lab_input));
         let rollback = g.auto_rollback.as_ref().expect("auto_rollback");
         assert!(text(rollback).contains("auto-rollback script"), "{}", rollback.display());
@@ -366,7 +441,8 @@ fn documented_example_builds_in_flake_mode() {
     for name in names {
         assert_eq!(json(&flake[name].dir.join("generation.json"))["mode"], "flakes", "{name}");
     }
-    let (dist, legacy_dist) = (&flake["pxe-server#node1"].toplevel, &legacy["pxe-server#node1"].toplevel);
+    let (dist, legacy_dist) =
+        (&flake["pxe-server#node1"].toplevel, &legacy["pxe-server#node1"].toplevel);
     let mut mj = json(&dist.join("machine.json"));
     assert_eq!(mj["toplevel"], flake["node1"].toplevel.display().to_string());
     let mut legacy_mj = json(&legacy_dist.join("machine.json"));
@@ -380,7 +456,8 @@ fn documented_example_builds_in_flake_mode() {
     assert_eq!(netboot(&flake["pxe-server"]), netboot(&legacy["pxe-server"]));
 
     // legacyNixPath without impureEval: refused, naming both settings
-    std::fs::write(conf.join("configs/confctl.nix"), "{ confctl.nix.legacyNixPath = true; }\n").unwrap();
+    std::fs::write(conf.join("configs/confctl.nix"), "{ confctl.nix.legacyNixPath = true; }\n")
+        .unwrap();
     let err = c.build(&["node1"]).unwrap_err().to_string();
     assert!(err.contains("confctl.nix.legacyNixPath needs confctl.nix.impureEval"), "{err}");
 }

@@ -17,7 +17,9 @@ fn load(dir: &Path) -> Result<Cluster, InventoryError> {
 
 fn load_err(name: &str) -> String {
     match load(&fixture(name)) {
-        Ok(c) => panic!("{name} evaluated: {:?}", c.machines.iter().map(|m| &m.name).collect::<Vec<_>>()),
+        Ok(c) => {
+            panic!("{name} evaluated: {:?}", c.machines.iter().map(|m| &m.name).collect::<Vec<_>>())
+        }
         Err(e) => e.to_string(),
     }
 }
@@ -44,15 +46,26 @@ fn helpers_follow_module_system_semantics() {
     assert_eq!(node1.labels.get("team"), Some(&json!("ops")), "attrsets merge");
     assert!(!node1.labels.contains_key("never"));
     assert!(node1.netboot.enable, "mkIf true inside mkMerge");
-    assert_eq!(node1.addresses.primary.as_ref().unwrap().address, "192.0.2.11", "primary = first v4");
-    assert_eq!(node1.health_checks.machine_commands[0].command, ["curl", "-sf", "http://{host.fqdn}/"]);
+    assert_eq!(
+        node1.addresses.primary.as_ref().unwrap().address,
+        "192.0.2.11",
+        "primary = first v4"
+    );
+    assert_eq!(
+        node1.health_checks.machine_commands[0].command,
+        ["curl", "-sf", "http://{host.fqdn}/"]
+    );
     assert_eq!(node1.health_checks.machine_commands[0].timeout, 60, "submodule defaults");
     assert_eq!(node1.build_attribute, ["system", "build", "toplevel"]);
     assert!(node1.auto_rollback.enable);
 
     let node2 = c.get("node2").unwrap();
     assert_eq!(node2.meta_config.spin, Spin::Vpsadminos);
-    assert_eq!(node2.target_host(), Some("node1.prg.example.org"), "cross reference through config");
+    assert_eq!(
+        node2.target_host(),
+        Some("node1.prg.example.org"),
+        "cross reference through config"
+    );
 
     let node3 = c.get("prg/node3").unwrap();
     assert!(node3.is_localhost());
@@ -70,13 +83,21 @@ fn helpers_follow_module_system_semantics() {
     assert_eq!(os.meta_config.host_generations.max, Some(5));
     assert_eq!(os.meta_config.build_attribute, ["system", "build", "dist"]);
     assert_eq!(os.extra_modules.len(), 1);
-    assert!(os.extra_modules[0].ends_with("/helpers/cluster/pxe/pxe-only.nix"), "{:?}", os.extra_modules);
+    assert!(
+        os.extra_modules[0].ends_with("/helpers/cluster/pxe/pxe-only.nix"),
+        "{:?}",
+        os.extra_modules
+    );
     assert_eq!(os.target_host(), node2.target_host(), "host is inherited");
     assert!(!os.is_runnable());
     let plain = c.get("pxe#node1").unwrap();
     assert_eq!(plain.alias, None);
     assert_eq!(plain.profile(), "/nix/var/nix/profiles/confctl-node1");
-    assert!(plain.files.iter().any(|f| f.ends_with("helpers/cluster/node1/module.nix")), "{:?}", plain.files);
+    assert!(
+        plain.files.iter().any(|f| f.ends_with("helpers/cluster/node1/module.nix")),
+        "{:?}",
+        plain.files
+    );
 
     let sel = Selection::parse(Some("pxe#*"), &[], &[], None).unwrap();
     let carried: Vec<_> = sel.select(&c).unwrap().into_iter().map(|m| m.name.as_str()).collect();
@@ -146,7 +167,10 @@ fn carried_entry_naming_a_missing_machine_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     write_cluster(
         tmp.path(),
-        &[("pxe", r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "ghost"; } ]; }; }"#)],
+        &[(
+            "pxe",
+            r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "ghost"; } ]; }; }"#,
+        )],
     );
     let err = load(tmp.path()).unwrap_err().to_string();
     assert!(err.contains("carrier 'pxe'") && err.contains("'ghost'"), "{err}");
@@ -160,7 +184,10 @@ fn two_carried_entries_with_one_name_are_refused() {
         tmp.path(),
         &[
             ("node", r#"{ cluster.node.spin = "nixos"; }"#),
-            ("pxe", r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "node"; } { machine = "node"; alias = null; } ]; }; }"#),
+            (
+                "pxe",
+                r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "node"; } { machine = "node"; alias = null; } ]; }; }"#,
+            ),
         ],
     );
     let err = load(tmp.path()).unwrap_err().to_string();
@@ -213,7 +240,10 @@ fn a_configuration_error_is_remembered_by_content_key() {
     let inv = Inventory::new(tmp.path().join("cache"));
     for (module, error) in [
         (r#"{ cluster.a = { spin = "nixos"; tags = "x"; }; }"#, "tags"),
-        (r#"{ cluster.a = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "ghost"; } ]; }; }"#, "'ghost'"),
+        (
+            r#"{ cluster.a = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "ghost"; } ]; }; }"#,
+            "'ghost'",
+        ),
     ] {
         write_cluster(&conf, &[("a", module)]);
         let first = inv.load_outcome(&conf).unwrap();
@@ -221,7 +251,10 @@ fn a_configuration_error_is_remembered_by_content_key() {
         assert!(!first.cached && message.contains(error), "{message}");
         let again = inv.load_outcome(&conf).unwrap();
         assert!(again.cached, "the same content is not evaluated again");
-        assert_eq!((again.key, again.cluster.unwrap_err().to_string()), (first.key, message.clone()));
+        assert_eq!(
+            (again.key, again.cluster.unwrap_err().to_string()),
+            (first.key, message.clone())
+        );
         assert_eq!(inv.load(&conf).unwrap_err().to_string(), message);
     }
 }
@@ -246,9 +279,13 @@ fn assert_golden(name: &str) {
     let modules = carrier_core::cluster::discover_module_files(&dir.join("cluster")).unwrap();
     let argv = carrier_core::nix::eval_json_argv(
         &evaluator.join("eval-cluster.nix"),
-        &[("confDir", &dir.display().to_string()), ("moduleFilesJson", &serde_json::to_string(&modules).unwrap())],
+        &[
+            ("confDir", &dir.display().to_string()),
+            ("moduleFilesJson", &serde_json::to_string(&modules).unwrap()),
+        ],
     );
-    let got: serde_json::Value = serde_json::from_slice(&carrier_core::nix::run(&argv).unwrap()).unwrap();
+    let got: serde_json::Value =
+        serde_json::from_slice(&carrier_core::nix::run(&argv).unwrap()).unwrap();
     let expected = std::fs::read_to_string(dir.join("expected.json"))
         .unwrap()
         .replace("@CONFDIR@", &dir.display().to_string());
@@ -297,12 +334,17 @@ fn planted_evaluator_files_are_replaced_before_use() {
     std::os::unix::fs::symlink(&elsewhere, evaluator.join("lib/modules.nix")).unwrap();
     std::fs::write(evaluator.join("extra.nix"), "throw \"planted extra\"\n").unwrap();
 
-    let loaded = Inventory::new(cache.path()).load(&fixture("helpers")).expect("the embedded evaluator is used");
+    let loaded = Inventory::new(cache.path())
+        .load(&fixture("helpers"))
+        .expect("the embedded evaluator is used");
     assert!(!loaded.cached);
     assert!(loaded.cluster.get("prg/node3").is_some());
     for (rel, content) in carrier_core::nix::EVALUATOR_FILES {
         let path = evaluator.join(rel);
-        assert!(!path.symlink_metadata().unwrap().file_type().is_symlink(), "{rel} is still a link");
+        assert!(
+            !path.symlink_metadata().unwrap().file_type().is_symlink(),
+            "{rel} is still a link"
+        );
         assert_eq!(&std::fs::read_to_string(&path).unwrap(), content, "{rel}");
     }
     assert!(!evaluator.join("extra.nix").exists(), "unknown files are not kept");
@@ -327,7 +369,8 @@ fn load_through_gate(
         // load for Nix, which waits at the gate for this loop.
         while !load.is_finished() {
             // Succeeds only while a reader (Nix) has the FIFO open.
-            match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&gate) {
+            match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(&gate)
+            {
                 Ok(mut w) => {
                     opens += 1;
                     on_open(opens);
@@ -339,7 +382,11 @@ fn load_through_gate(
         }
         load.join().unwrap()
     });
-    assert!(started.elapsed() < std::time::Duration::from_secs(120), "the load took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "the load took {:?}",
+        started.elapsed()
+    );
     result
 }
 
@@ -375,7 +422,12 @@ fn an_edit_during_evaluation_is_not_cached_under_the_old_key() {
     // Back to "one" (a new process): the result of "two" must not be served for it.
     std::fs::write(&tag, "\"one\"").unwrap();
     let second = load_through_gate(&Inventory::new(&cache), &conf, |_| {}).unwrap();
-    assert_eq!(second.cluster.get("a").unwrap().meta_config.tags, ["one"], "cached: {}", second.cached);
+    assert_eq!(
+        second.cluster.get("a").unwrap().meta_config.tags,
+        ["one"],
+        "cached: {}",
+        second.cached
+    );
     // And "two" again: served from the cache, under its own key (the first load evaluated
     // again once the files had changed, and stored that stable result).
     std::fs::write(&tag, "\"two\"").unwrap();
@@ -391,7 +443,10 @@ fn load_machine_err(name: &str, body: &str) -> String {
     let quoted = serde_json::to_string(name).unwrap();
     write_cluster(tmp.path(), &[("m", &format!("{{ cluster.{quoted} = {body}; }}"))]);
     match load(tmp.path()) {
-        Ok(c) => panic!("{name:?} was accepted: {:?}", c.machines.iter().map(|m| &m.name).collect::<Vec<_>>()),
+        Ok(c) => panic!(
+            "{name:?} was accepted: {:?}",
+            c.machines.iter().map(|m| &m.name).collect::<Vec<_>>()
+        ),
         Err(e) => e.to_string(),
     }
 }
@@ -418,7 +473,10 @@ fn machine_names_that_would_be_paths_are_refused() {
         tmp.path(),
         &[
             ("node", r#"{ cluster.node.spin = "nixos"; }"#),
-            ("pxe", r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "node"; alias = ".."; } ]; }; }"#),
+            (
+                "pxe",
+                r#"{ cluster.pxe = { spin = "nixos"; carrier.enable = true; carrier.machines = [ { machine = "node"; alias = ".."; } ]; }; }"#,
+            ),
         ],
     );
     let err = load(tmp.path()).unwrap_err().to_string();
@@ -435,9 +493,15 @@ fn host_targets_that_would_be_options_are_refused() {
         ("node1\n", "'node1\\n'"),
         ("", "''"),
     ] {
-        let body = format!(r#"{{ spin = "nixos"; host.target = {}; }}"#, serde_json::to_string(target).unwrap());
+        let body = format!(
+            r#"{{ spin = "nixos"; host.target = {}; }}"#,
+            serde_json::to_string(target).unwrap()
+        );
         let err = load_machine_err("node1", &body);
-        assert!(err.contains("machine 'node1'") && err.contains(&format!("host.target {shown}")), "{target:?}: {err}");
+        assert!(
+            err.contains("machine 'node1'") && err.contains(&format!("host.target {shown}")),
+            "{target:?}: {err}"
+        );
     }
     // Without `host`, the machine name is the target.
     let err = load_machine_err("-node1", r#"{ spin = "nixos"; }"#);

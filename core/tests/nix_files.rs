@@ -24,7 +24,12 @@ fn shipped_nix_files_parse() {
     assert!(files.iter().any(|f| f.ends_with("modules/carrier.nix")), "{files:?}");
     for file in files {
         let out = Command::new("nix-instantiate").arg("--parse").arg(&file).output().unwrap();
-        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -37,6 +42,10 @@ fn every_shipped_file_is_embedded() {
         let rel = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
         let embedded = carrier_core::nix::EVALUATOR_FILES.iter().find(|(path, _)| *path == rel);
         let content = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(embedded.map(|(_, c)| *c), Some(content.as_str()), "nix/{rel} is not embedded in core/src/nix.rs");
+        assert_eq!(
+            embedded.map(|(_, c)| *c),
+            Some(content.as_str()),
+            "nix/{rel} is not embedded in core/src/nix.rs"
+        );
     }
 }

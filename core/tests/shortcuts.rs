@@ -32,8 +32,11 @@ fn evaluate(conf: &Path, shortcuts: bool) -> Result<String, String> {
 
 /// The configuration directories (with a `cluster/`) directly below `dir`.
 fn conf_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut found: Vec<_> =
-        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("cluster").is_dir()).collect();
+    let mut found: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("cluster").is_dir())
+        .collect();
     found.sort();
     out.extend(found);
 }
@@ -50,7 +53,11 @@ fn shortcuts_give_the_results_of_the_general_path() {
         .args(["-n", "40", "-c", "4", "-k", "6"])
         .output()
         .unwrap();
-    assert!(status.status.success(), "gen-bench-cluster: {}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "gen-bench-cluster: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     dirs.push(generated.path().to_path_buf());
 
     let mut evaluated = Vec::new();
@@ -59,11 +66,19 @@ fn shortcuts_give_the_results_of_the_general_path() {
         let general = evaluate(dir, false);
         assert_eq!(fast, general, "{}: shortcuts on (left) and off (right) differ", dir.display());
         if fast.is_ok() {
-            evaluated.push(dir.strip_prefix(repo()).unwrap_or(Path::new("<generated>")).display().to_string());
+            evaluated.push(
+                dir.strip_prefix(repo()).unwrap_or(Path::new("<generated>")).display().to_string(),
+            );
         }
     }
     // The comparison covers real clusters, not only errors.
-    for dir in ["core/tests/fixtures/helpers", "core/tests/fixtures/module-list", "examples/cluster", "examples/lab", "<generated>"] {
+    for dir in [
+        "core/tests/fixtures/helpers",
+        "core/tests/fixtures/module-list",
+        "examples/cluster",
+        "examples/lab",
+        "<generated>",
+    ] {
         assert!(evaluated.iter().any(|d| d == dir), "{dir} did not evaluate: {evaluated:?}");
     }
     // And the bad inputs: the same messages both ways.

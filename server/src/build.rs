@@ -73,7 +73,9 @@ impl EventSink for StderrProgress {
                 Some(m) => format!("[{m}] {line}"),
                 None => line,
             },
-            Event::Progress { done, expected, .. } => format!("built {done}/{expected} derivations"),
+            Event::Progress { done, expected, .. } => {
+                format!("built {done}/{expected} derivations")
+            }
             _ => return,
         };
         eprintln!("{line}");

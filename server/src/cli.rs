@@ -19,7 +19,13 @@ pub struct Cli {
 #[derive(Args)]
 pub struct GlobalArgs {
     /// The configuration directory: the one holding cluster/<name>/module.nix.
-    #[arg(short = 'C', long = "config", env = "CARRIER_CONFIG", default_value = ".", global = true)]
+    #[arg(
+        short = 'C',
+        long = "config",
+        env = "CARRIER_CONFIG",
+        default_value = ".",
+        global = true
+    )]
     pub config: PathBuf,
     /// Where evaluated inventories are cached [default: $XDG_CACHE_HOME/carrier]
     #[arg(long, env = "CARRIER_CACHE_DIR", global = true)]
@@ -27,7 +33,9 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
-    pub fn inventory(&self) -> Result<carrier_core::cluster::Inventory, carrier_core::cluster::InventoryError> {
+    pub fn inventory(
+        &self,
+    ) -> Result<carrier_core::cluster::Inventory, carrier_core::cluster::InventoryError> {
         let dir = match &self.cache_dir {
             Some(dir) => dir.clone(),
             None => carrier_core::cluster::Inventory::default_cache_dir()?,

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use carrier_core::build::BuildOptions;
 use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings, Timeouts};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
@@ -19,7 +19,8 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let inventory = global.inventory()?;
     let loaded = inventory.load(&global.config)?;
     // only managed machines are deployed, whatever --managed says (spec 2.0 step 1)
-    let machines: Vec<_> = selection.select(&loaded.cluster)?.into_iter().filter(|m| m.is_managed()).collect();
+    let machines: Vec<_> =
+        selection.select(&loaded.cluster)?.into_iter().filter(|m| m.is_managed()).collect();
     if machines.is_empty() {
         bail!("no machines to deploy");
     }
@@ -39,7 +40,13 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
         ssh_config: args.ssh_config.clone(),
         ..BuildOptions::new(inventory.cache_dir())
     };
-    let artifacts = deploy::artifacts(&global.config, &machines, args.generation.as_deref(), &build_options, &sink)?;
+    let artifacts = deploy::artifacts(
+        &global.config,
+        &machines,
+        args.generation.as_deref(),
+        &build_options,
+        &sink,
+    )?;
     if args.build_only {
         return Ok(ExitCode::SUCCESS);
     }
@@ -83,7 +90,11 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Upstream's confirmation: the machines, the generation and the action, then y/N.
-fn confirm(machines: &[&carrier_core::cluster::Machine], generation: Option<&str>, action: Action) -> anyhow::Result<()> {
+fn confirm(
+    machines: &[&carrier_core::cluster::Machine],
+    generation: Option<&str>,
+    action: Action,
+) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
         bail!("refusing to deploy without confirmation on a non-interactive input: pass -y/--yes");
@@ -154,15 +165,25 @@ impl EventSink for Printer {
             }
         }
         let line = match event {
-            Event::PhaseStarted { phase, machines } => format!("{}: {machines} machine(s)", phase_name(phase)),
-            Event::MachineFinished { phase: Phase::Status, machine, outcome: Outcome::Skipped { reason } } => {
+            Event::PhaseStarted { phase, machines } => {
+                format!("{}: {machines} machine(s)", phase_name(phase))
+            }
+            Event::MachineFinished {
+                phase: Phase::Status,
+                machine,
+                outcome: Outcome::Skipped { reason },
+            } => {
                 format!("Skipping {machine}: {reason}")
             }
             Event::MachineFinished { phase, machine, outcome } => match outcome {
                 Outcome::Ok if self.bar.is_some() => return,
                 Outcome::Ok => format!("[{machine}] {} done", phase_name(phase)),
-                Outcome::Skipped { reason } => format!("[{machine}] {} skipped: {reason}", phase_name(phase)),
-                Outcome::Failed { error } => format!("[{machine}] {} failed: {error}", phase_name(phase)),
+                Outcome::Skipped { reason } => {
+                    format!("[{machine}] {} skipped: {reason}", phase_name(phase))
+                }
+                Outcome::Failed { error } => {
+                    format!("[{machine}] {} failed: {error}", phase_name(phase))
+                }
             },
             Event::Notice { machine: Some(m), line, .. } => format!("[{m}] {line}"),
             Event::Notice { machine: None, line, .. } => line,

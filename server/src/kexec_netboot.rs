@@ -6,7 +6,7 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use carrier_core::carrier::kexec;
 
 use crate::cli::KexecNetbootArgs;
@@ -30,9 +30,12 @@ pub fn run(args: KexecNetbootArgs) -> anyhow::Result<ExitCode> {
     let fqdn = match (args.interactive, own) {
         (true, own) => pick_machine(&machines, own.as_deref(), &mut input)?,
         (false, Some(fqdn)) => fqdn,
-        (false, None) => bail!("which machine? give --machine (or CARRIER_MACHINE_FQDN), or --interactive"),
+        (false, None) => {
+            bail!("which machine? give --machine (or CARRIER_MACHINE_FQDN), or --interactive")
+        }
     };
-    let choice = kexec::choose(&machines, &fqdn, args.generation, args.variant.as_deref(), &args.append)?;
+    let choice =
+        kexec::choose(&machines, &fqdn, args.generation, args.variant.as_deref(), &args.append)?;
     println!("Machine:    {}", choice.fqdn);
     println!("Generation: {}", choice.generation);
     if let Some(v) = &choice.variant {
@@ -52,7 +55,11 @@ pub fn run(args: KexecNetbootArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Lists the machines and reads a number; 0 or an empty line is this machine.
-fn pick_machine(machines: &kexec::MachinesJson, own: Option<&str>, input: &mut dyn BufRead) -> anyhow::Result<String> {
+fn pick_machine(
+    machines: &kexec::MachinesJson,
+    own: Option<&str>,
+    input: &mut dyn BufRead,
+) -> anyhow::Result<String> {
     println!("Machines of {} carrier:", if own.is_some() { "this machine's" } else { "the" });
     if let Some(own) = own {
         println!("  0) {own} (this machine)");
@@ -67,7 +74,12 @@ fn pick_machine(machines: &kexec::MachinesJson, own: Option<&str>, input: &mut d
     match (line.trim(), own) {
         ("" | "0", Some(own)) => Ok(own.to_string()),
         ("", None) if !machines.machines.is_empty() => Ok(machines.machines[0].fqdn.clone()),
-        (n, _) => match n.parse::<usize>().ok().and_then(|i| i.checked_sub(1)).and_then(|i| machines.machines.get(i)) {
+        (n, _) => match n
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| machines.machines.get(i))
+        {
             Some(m) => Ok(m.fqdn.clone()),
             None => bail!("no machine {n:?} in the list"),
         },
@@ -102,7 +114,9 @@ mod tests {
         assert_eq!(pick(Some("self.lab"), "0\n").unwrap(), "self.lab");
         assert_eq!(pick(Some("self.lab"), "2\n").unwrap(), "b.lab");
         assert_eq!(pick(None, "\n").unwrap(), "a.lab");
-        assert!(pick(Some("self.lab"), "3\n").unwrap_err().to_string().contains("no machine \"3\""));
+        assert!(
+            pick(Some("self.lab"), "3\n").unwrap_err().to_string().contains("no machine \"3\"")
+        );
         assert!(pick(None, "x\n").is_err());
         assert!(confirm(&mut "y\n".as_bytes()).unwrap());
         assert!(!confirm(&mut "\n".as_bytes()).unwrap());

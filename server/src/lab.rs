@@ -22,14 +22,16 @@ fn up(global: &GlobalArgs, dir: PathBuf) -> anyhow::Result<ExitCode> {
     let loaded = global.inventory()?.load(&global.config)?;
     let hosts = lab::plan(&loaded.cluster)?;
     let exe = std::env::current_exe().context("locating the running carrier binary")?;
-    let carrier_bin_dir = exe.parent().context("the carrier binary has no directory")?.to_path_buf();
+    let carrier_bin_dir =
+        exe.parent().context("the carrier binary has no directory")?.to_path_buf();
     if let Some(mount) = lab::hidden_on_hosts(&carrier_bin_dir) {
         eprintln!(
             "warning: {} lies under {mount}, which lab hosts replace: `carrier` will not be on their PATH",
             carrier_bin_dir.display()
         );
     }
-    let nix_conf_dir = std::env::var_os("NIX_CONF_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let nix_conf_dir =
+        std::env::var_os("NIX_CONF_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
     let record = lab::up(&hosts, &UpOptions { dir, carrier_bin_dir, nix_conf_dir })?;
     for h in &record.hosts {
         let role = if h.carrier { " (carrier)" } else { "" };
@@ -71,7 +73,8 @@ fn status(dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
 fn table(hosts: &[HostStatus]) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" };
     let width = hosts.iter().map(|h| h.alias.len()).max().unwrap_or(0).max("ALIAS".len());
-    let mut out = format!("{:<width$}  {:<5}  {:<7}  {:<5}  CARRIER\n", "ALIAS", "PORT", "PID", "ALIVE");
+    let mut out =
+        format!("{:<width$}  {:<5}  {:<7}  {:<5}  CARRIER\n", "ALIAS", "PORT", "PID", "ALIVE");
     for h in hosts {
         out.push_str(&format!(
             "{:<width$}  {:<5}  {:<7}  {:<5}  {}\n",

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use carrier_core::cluster::{attr_to_string, Machine};
+use carrier_core::cluster::{Machine, attr_to_string};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -90,8 +90,14 @@ fn columns_json(m: &Machine, columns: &[String]) -> Value {
     Value::Object(obj)
 }
 
-fn write_table(out: &mut impl Write, header: &[String], rows: &[Vec<String>], show_header: bool) -> std::io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| if show_header { h.chars().count() } else { 0 }).collect();
+fn write_table(
+    out: &mut impl Write,
+    header: &[String],
+    rows: &[Vec<String>],
+    show_header: bool,
+) -> std::io::Result<()> {
+    let mut widths: Vec<usize> =
+        header.iter().map(|h| if show_header { h.chars().count() } else { 0 }).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -125,7 +131,10 @@ mod tests {
     fn table_aligns_columns() {
         let mut buf = Vec::new();
         let header = vec!["name".to_string(), "spin".to_string()];
-        let rows = vec![vec!["pxe-server#node1".to_string(), "nixos".to_string()], vec!["a".into(), "".into()]];
+        let rows = vec![
+            vec!["pxe-server#node1".to_string(), "nixos".to_string()],
+            vec!["a".into(), "".into()],
+        ];
         write_table(&mut buf, &header, &rows, true).unwrap();
         assert_eq!(
             String::from_utf8(buf).unwrap(),

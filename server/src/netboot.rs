@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use carrier_core::carrier::netboot::{build, NetbootConfig};
+use carrier_core::carrier::netboot::{NetbootConfig, build};
 
 use crate::cli::{NetbootArgs, NetbootCommand};
 

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use carrier_core::carrier::profile_change::{apply_all, check_profile, HostConfig, ProfileChange};
+use carrier_core::carrier::profile_change::{HostConfig, ProfileChange, apply_all, check_profile};
 use carrier_core::carrier::profiles;
 
 use crate::cli::{ProfileArgs, ProfileCommand};
@@ -20,7 +20,11 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
                     store_path.len()
                 );
             }
-            profile.into_iter().zip(store_path).map(|(p, store_path)| (p, ProfileChange::Set { store_path })).collect()
+            profile
+                .into_iter()
+                .zip(store_path)
+                .map(|(p, store_path)| (p, ProfileChange::Set { store_path }))
+                .collect()
         }
         ProfileCommand::DeleteGenerations { profile, generations } => {
             vec![(profile, ProfileChange::DeleteGenerations { generations })]
@@ -31,7 +35,11 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(config: &HostConfig, profile: Option<&std::path::Path>, json: bool) -> anyhow::Result<ExitCode> {
+fn list(
+    config: &HostConfig,
+    profile: Option<&std::path::Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let only = match profile {
         Some(p) => {
             check_profile(config, p)?;
@@ -65,7 +73,13 @@ fn list(config: &HostConfig, profile: Option<&std::path::Path>, json: bool) -> a
                     (None, None) => String::new(),
                 };
                 let mark = if g.current { " (current)" } else { "" };
-                writeln!(out, "  {:>4}  {}  {}  {what}{mark}", g.number, g.date, g.store_path.display())?;
+                writeln!(
+                    out,
+                    "  {:>4}  {}  {}  {what}{mark}",
+                    g.number,
+                    g.date,
+                    g.store_path.display()
+                )?;
             }
         }
     }

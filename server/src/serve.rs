@@ -8,17 +8,17 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use app::services::{AccessPolicy, AppState, HostAllowList, InventoryService};
-use app::{shell, App};
+use app::{App, shell};
 use axum::Router;
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use crate::cli::{GlobalArgs, ServeArgs};
-use crate::web::{harden, WebConfig};
+use crate::web::{WebConfig, harden};
 
 pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -51,7 +51,10 @@ pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
         .connect_with(options.create_if_missing(true))
         .await
         .with_context(|| format!("opening the database '{url}'"))?;
-    sqlx::migrate!("../migrations/sqlite").run(&pool).await.context("running database migrations")?;
+    sqlx::migrate!("../migrations/sqlite")
+        .run(&pool)
+        .await
+        .context("running database migrations")?;
     Ok(pool)
 }
 
@@ -90,7 +93,9 @@ fn token(args: &ServeArgs) -> anyhow::Result<Option<String>> {
     }
     let from_env = std::env::var("CARRIER_TOKEN").ok().filter(|t| !t.is_empty());
     match (&args.token_file, from_env) {
-        (Some(_), Some(_)) => bail!("both a token file (--token-file or CARRIER_TOKEN_FILE) and CARRIER_TOKEN are set; set one"),
+        (Some(_), Some(_)) => bail!(
+            "both a token file (--token-file or CARRIER_TOKEN_FILE) and CARRIER_TOKEN are set; set one"
+        ),
         (Some(path), None) => read_token_file(path).map(Some),
         (None, Some(token)) => check_token(&token, "CARRIER_TOKEN").map(|()| Some(token)),
         (None, None) => Ok(None),
@@ -125,13 +130,19 @@ fn check_token(token: &str, source: &str) -> anyhow::Result<()> {
         bail!("{source} holds an empty token");
     }
     if !token.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',') {
-        bail!("{source}: the token must be one line of visible ASCII characters without spaces, ';' or ','");
+        bail!(
+            "{source}: the token must be one line of visible ASCII characters without spaces, ';' or ','"
+        );
     }
     Ok(())
 }
 
 /// A dashboard anyone on the network could read is served only when asked for.
-fn check_exposure(addr: std::net::SocketAddr, token: Option<&str>, public: bool) -> anyhow::Result<()> {
+fn check_exposure(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    public: bool,
+) -> anyhow::Result<()> {
     if addr.ip().is_loopback() || token.is_some() {
         return Ok(());
     }
@@ -142,7 +153,9 @@ fn check_exposure(addr: std::net::SocketAddr, token: Option<&str>, public: bool)
              (--addr 127.0.0.1:3000), or pass --public to serve it to everyone"
         );
     }
-    tracing::warn!("serving {addr} without a token (--public): every host that reaches it may read the inventory");
+    tracing::warn!(
+        "serving {addr} without a token (--public): every host that reaches it may read the inventory"
+    );
     Ok(())
 }
 

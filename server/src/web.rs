@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use app::services::security::RESOURCE_CSP;
 use app::services::{HostAllowList, Refusal};
+use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -68,7 +68,10 @@ pub fn harden(router: Router, config: &WebConfig) -> Router {
             .layer(CompressionLayer::new())
             .layer(middleware::from_fn_with_state(config.hosts.clone(), check_host))
             .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
-            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, config.request_timeout)),
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout,
+            )),
     )
 }
 
@@ -78,7 +81,8 @@ async fn check_host(State(hosts): State<HostAllowList>, request: Request, next: 
         Ok(()) => next.run(request).await,
         Err(Refusal::Host(host)) => {
             tracing::warn!(host = ?host, "refused a request for a host this server does not answer to (see --allowed-host)");
-            (StatusCode::MISDIRECTED_REQUEST, "this server does not answer to that host name\n").into_response()
+            (StatusCode::MISDIRECTED_REQUEST, "this server does not answer to that host name\n")
+                .into_response()
         }
         Err(Refusal::Origin(origin)) => {
             tracing::warn!(origin = ?origin, method = %request.method(), "refused a cross-origin request");

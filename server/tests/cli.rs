@@ -27,7 +27,12 @@ fn ls_prints_the_managed_machines_table() {
     let out = stdout(&carrier(&["-C", example().to_str().unwrap(), "ls"], tmp.path()));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "SPIN", "HOST.FQDN"]);
-    assert!(lines.iter().any(|l| l.starts_with("pxe-server#node1 ") && l.contains("vpsadminos") && l.ends_with("node1.prg.example.org")), "{out}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("pxe-server#node1 ")
+            && l.contains("vpsadminos")
+            && l.ends_with("node1.prg.example.org")),
+        "{out}"
+    );
     assert!(lines.iter().any(|l| l.starts_with("pxe-server ")), "{out}");
 }
 
@@ -35,19 +40,39 @@ fn ls_prints_the_managed_machines_table() {
 fn ls_json_records_and_columns() {
     let tmp = tempfile::tempdir().unwrap();
     let conf = example();
-    let out = stdout(&carrier(&["-C", conf.to_str().unwrap(), "ls", "pxe-server#*", "--json"], tmp.path()));
+    let out = stdout(&carrier(
+        &["-C", conf.to_str().unwrap(), "ls", "pxe-server#*", "--json"],
+        tmp.path(),
+    ));
     let records: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let names: Vec<&str> = records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["pxe-server#node1", "pxe-server#rescue"]);
     assert_eq!(records[0]["carrier"], "pxe-server");
     assert_eq!(records[0]["clusterName"], "prg/node1");
     assert_eq!(records[0]["alias"], "node1");
     assert_eq!(records[0]["profile"], "/nix/var/nix/profiles/confctl-node1");
-    assert_eq!(records[0]["metaConfig"]["buildAttribute"], serde_json::json!(["system", "build", "dist"]));
+    assert_eq!(
+        records[0]["metaConfig"]["buildAttribute"],
+        serde_json::json!(["system", "build", "dist"])
+    );
     assert_eq!(records[0]["runnable"], false);
 
     let out = stdout(&carrier(
-        &["-C", conf.to_str().unwrap(), "ls", "--managed", "all", "--tag", "netboot", "--tag", "^rescue", "-o", "name,labels.boot", "--json"],
+        &[
+            "-C",
+            conf.to_str().unwrap(),
+            "ls",
+            "--managed",
+            "all",
+            "--tag",
+            "netboot",
+            "--tag",
+            "^rescue",
+            "-o",
+            "name,labels.boot",
+            "--json",
+        ],
         tmp.path(),
     ));
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -73,7 +98,13 @@ fn missing_nix_says_how_to_install_it() {
     let tmp = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_carrier"))
         .env("PATH", tmp.path())
-        .args(["--cache-dir", tmp.path().to_str().unwrap(), "-C", example().to_str().unwrap(), "ls"])
+        .args([
+            "--cache-dir",
+            tmp.path().to_str().unwrap(),
+            "-C",
+            example().to_str().unwrap(),
+            "ls",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -82,7 +113,11 @@ fn missing_nix_says_how_to_install_it() {
 }
 
 /// Runs `cmd` with output to files, killed after `timeout` (then the status is not success).
-fn run_with_timeout(cmd: &mut Command, dir: &std::path::Path, timeout: std::time::Duration) -> (Output, bool) {
+fn run_with_timeout(
+    cmd: &mut Command,
+    dir: &std::path::Path,
+    timeout: std::time::Duration,
+) -> (Output, bool) {
     let (out, err) = (dir.join("stdout"), dir.join("stderr"));
     let mut child = cmd
         .stdout(std::fs::File::create(&out).unwrap())
@@ -100,7 +135,10 @@ fn run_with_timeout(cmd: &mut Command, dir: &std::path::Path, timeout: std::time
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
-    (Output { status, stdout: std::fs::read(out).unwrap(), stderr: std::fs::read(err).unwrap() }, timed_out)
+    (
+        Output { status, stdout: std::fs::read(out).unwrap(), stderr: std::fs::read(err).unwrap() },
+        timed_out,
+    )
 }
 
 #[test]
@@ -109,7 +147,11 @@ fn ls_does_not_follow_directory_symlinks() {
     let conf = tmp.path().join("conf");
     for (dir, name) in [("cluster/a", "a"), ("cluster/prg/b", "prg/b")] {
         std::fs::create_dir_all(conf.join(dir)).unwrap();
-        std::fs::write(conf.join(dir).join("module.nix"), format!("{{ cluster.\"{name}\".spin = \"nixos\"; }}")).unwrap();
+        std::fs::write(
+            conf.join(dir).join("module.nix"),
+            format!("{{ cluster.\"{name}\".spin = \"nixos\"; }}"),
+        )
+        .unwrap();
     }
     // Loops, and a nested `result` link into the (large) store.
     std::os::unix::fs::symlink(".", conf.join("cluster/loop")).unwrap();
@@ -117,11 +159,16 @@ fn ls_does_not_follow_directory_symlinks() {
     std::os::unix::fs::symlink("/nix/store", conf.join("cluster/a/result")).unwrap();
     std::os::unix::fs::symlink(".", conf.join("self")).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
-    cmd.arg("--cache-dir").arg(tmp.path().join("cache")).arg("-C").arg(&conf).args(["ls", "--json"]);
+    cmd.arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .arg("-C")
+        .arg(&conf)
+        .args(["ls", "--json"]);
     let (o, timed_out) = run_with_timeout(&mut cmd, tmp.path(), std::time::Duration::from_secs(60));
     assert!(!timed_out, "`carrier ls` did not finish within 60 s");
     let records: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let names: Vec<&str> = records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["a", "prg/b"]);
 }
 
@@ -150,7 +197,10 @@ fn cache_dir_must_be_private_and_never_a_shared_default() {
     let o = carrier(&["-C", conf, "ls"], &theirs);
     assert!(!o.status.success(), "another user's cache was used");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(&format!("'{}'", theirs.display())) && err.contains("owned by uid 65534"), "{err}");
+    assert!(
+        err.contains(&format!("'{}'", theirs.display())) && err.contains("owned by uid 65534"),
+        "{err}"
+    );
 
     // No cache directory configured at all: an error, not a directory under $TMPDIR.
     let shared = tmp.path().join("shared-tmp");

@@ -4,14 +4,14 @@
 //! PXE boot through real atftpd; a flake configuration (spec Appendix A); a lab host as
 //! a remote builder; and `carrier kexec-netboot` against the carrier's tree over HTTP.
 
-mod support;
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::netlab::{boot_expect, tools, BootSource, BootSpec, Lab, Nginx, NginxOptions};
+use support::netlab::{BootSource, BootSpec, Lab, Nginx, NginxOptions, boot_expect, tools};
 
 const NODE1_MAC: &str = "52:54:00:12:34:56";
 
@@ -32,7 +32,12 @@ impl Example {
         let tmp = tempfile::tempdir().unwrap();
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         for (from, to) in [("examples/lab", "lab"), (source, "conf")] {
-            let out = Command::new("cp").arg("-r").arg(root.join(from)).arg(tmp.path().join(to)).output().unwrap();
+            let out = Command::new("cp")
+                .arg("-r")
+                .arg(root.join(from))
+                .arg(tmp.path().join(to))
+                .output()
+                .unwrap();
             assert!(out.status.success(), "{}", text(&out));
         }
         let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
@@ -64,11 +69,18 @@ impl Example {
 
     fn generation_json(&self, machine: &str) -> serde_json::Value {
         let dir = self.conf().join(".confctl/generations").join(machine);
-        serde_json::from_slice(&std::fs::read(dir.join("current/generation.json")).unwrap()).unwrap()
+        serde_json::from_slice(&std::fs::read(dir.join("current/generation.json")).unwrap())
+            .unwrap()
     }
 
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh").arg("-F").arg(self.lab().join("ssh_config")).arg(alias).args(argv).output().unwrap();
+        let out = Command::new("ssh")
+            .arg("-F")
+            .arg(self.lab().join("ssh_config"))
+            .arg(alias)
+            .args(argv)
+            .output()
+            .unwrap();
         ok(&out);
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
@@ -128,14 +140,19 @@ fn documented_example_deploys_and_netboots_node1_in_flake_mode() {
 fn deploy_and_netboot_node1(ex: &Example) {
     // every machine: the carrier, node1 standalone and node1's dist on the carrier
     ok(&ex.carrier(&["deploy", "-y"]));
-    let (pxe, node1, dist) = (ex.toplevel("pxe-server"), ex.toplevel("node1"), ex.toplevel("pxe-server#node1"));
+    let (pxe, node1, dist) =
+        (ex.toplevel("pxe-server"), ex.toplevel("node1"), ex.toplevel("pxe-server#node1"));
 
     assert_eq!(ex.ssh("node1.lab", &["realpath", "/run/current-system"]), node1);
     assert_eq!(ex.ssh("pxe-server.lab", &["realpath", "/run/current-system"]), pxe);
     // the carrier's system: the netboot server from `netboot.enable = true` alone
     ex.ssh("pxe-server.lab", &["test", "-x", "/run/current-system/sw/bin/build-netboot-server"]);
-    assert_eq!(ex.ssh("pxe-server.lab", &["realpath", "/nix/var/nix/profiles/confctl-node1"]), dist);
-    let machine_json = ex.ssh("pxe-server.lab", &["cat", "/nix/var/nix/profiles/confctl-node1/machine.json"]);
+    assert_eq!(
+        ex.ssh("pxe-server.lab", &["realpath", "/nix/var/nix/profiles/confctl-node1"]),
+        dist
+    );
+    let machine_json =
+        ex.ssh("pxe-server.lab", &["cat", "/nix/var/nix/profiles/confctl-node1/machine.json"]);
     let mj: serde_json::Value = serde_json::from_str(&machine_json).unwrap();
     assert_eq!(mj["toplevel"], node1.as_str(), "the carried dist names node1's standalone system");
 
@@ -148,8 +165,15 @@ fn deploy_and_netboot_node1(ex: &Example) {
     let atftpd = net.start_atftpd(&tftp_root).unwrap();
     let spec = BootSpec::new(BootSource::Url(atftpd.url("pxelinux.0")), NODE1_MAC);
     let (marker, _) = boot_expect(&spec, &[], "node1", 1).unwrap();
-    for want in [format!("init={node1}/init"), "httproot=http://pxe-server.lab/node1.lab/1/initrd".to_string()] {
-        assert!(marker.cmdline.contains(&want), "kernel command line {:?} lacks {want:?}", marker.cmdline);
+    for want in [
+        format!("init={node1}/init"),
+        "httproot=http://pxe-server.lab/node1.lab/1/initrd".to_string(),
+    ] {
+        assert!(
+            marker.cmdline.contains(&want),
+            "kernel command line {:?} lacks {want:?}",
+            marker.cmdline
+        );
     }
 }
 
@@ -169,9 +193,15 @@ fn flake_configuration_deploys() {
         assert!(g["inputs"]["nixpkgs"].as_str().unwrap().starts_with("/nix/store/"), "{g}");
         let toplevel = g["toplevel"].as_str().unwrap();
         assert_eq!(ex.ssh(alias, &["realpath", "/run/current-system"]), toplevel, "{machine}");
-        assert_eq!(ex.ssh(alias, &["realpath", "/nix/var/nix/profiles/system"]), toplevel, "{machine}");
+        assert_eq!(
+            ex.ssh(alias, &["realpath", "/nix/var/nix/profiles/system"]),
+            toplevel,
+            "{machine}"
+        );
     }
-    let args: serde_json::Value = serde_json::from_str(&ex.ssh("a.lab", &["cat", "/run/current-system/etc/args.json"])).unwrap();
+    let args: serde_json::Value =
+        serde_json::from_str(&ex.ssh("a.lab", &["cat", "/run/current-system/etc/args.json"]))
+            .unwrap();
     assert_eq!(args["inputsInfo"]["nixpkgs"]["input"], "nixpkgs", "{args}");
 }
 
@@ -184,19 +214,30 @@ fn a_lab_host_builds_as_a_remote_builder() {
     let nonce = format!("{:?}", std::time::SystemTime::now());
     let ex = Example::up("examples/lab", |conf, _| {
         let cfg = conf.join("cluster/node2/config.nix");
-        let text = std::fs::read_to_string(&cfg).unwrap().replace("confctl.marker = \"A\";", &format!("confctl.marker = {nonce:?};"));
+        let text = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("confctl.marker = \"A\";", &format!("confctl.marker = {nonce:?};"));
         assert!(text.contains(&nonce));
         std::fs::write(&cfg, text).unwrap();
     });
     let out = ex.carrier(&["build", "-j", "0", "node2"]);
     assert!(!out.status.success(), "-j 0 without builders cannot build: {}", text(&out));
 
-    let out = ex.carrier(&["build", "-j", "0", "--builders", "ssh://node1.lab x86_64-linux", "node2"]);
+    let out =
+        ex.carrier(&["build", "-j", "0", "--builders", "ssh://node1.lab x86_64-linux", "node2"]);
     ok(&out);
     let toplevel = PathBuf::from(ex.toplevel("node2"));
-    assert_eq!(std::fs::read_to_string(toplevel.join("etc/confctl-marker")).unwrap(), nonce, "copied back");
+    assert_eq!(
+        std::fs::read_to_string(toplevel.join("etc/confctl-marker")).unwrap(),
+        nonce,
+        "copied back"
+    );
     let remote = ex.host_root("node1.lab").join("nix/store").join(toplevel.file_name().unwrap());
-    assert!(remote.join("bin/switch-to-configuration").is_file(), "built in node1.lab's store: {}", text(&out));
+    assert!(
+        remote.join("bin/switch-to-configuration").is_file(),
+        "built in node1.lab's store: {}",
+        text(&out)
+    );
 }
 
 /// `carrier kexec-netboot` (spec 3.7) against a real carrier tree over HTTP (nginx):
@@ -211,7 +252,11 @@ fn kexec_netboot_loads_the_chosen_generation() {
     // a second generation of node1 on the carrier (the example's files stay as they are)
     let module = ex.conf().join("modules/lab-kernel.nix");
     let text_a = std::fs::read_to_string(&module).unwrap();
-    std::fs::write(&module, text_a.replacen("{\n", "{\n  environment.etc.generation.text = \"2\";\n", 1)).unwrap();
+    std::fs::write(
+        &module,
+        text_a.replacen("{\n", "{\n  environment.etc.generation.text = \"2\";\n", 1),
+    )
+    .unwrap();
     ok(&ex.carrier(&["deploy", "-y", "pxe-server#node1"]));
 
     // the carrier's profiles published with a URL this host reaches
@@ -234,7 +279,11 @@ fn kexec_netboot_loads_the_chosen_generation() {
 
     // node1 runs generation 2, netbooted from this carrier; the recorder stands in for kexec
     let url = nginx.url();
-    std::fs::write(work.join("cmdline"), format!("console=ttyS0 httproot={url}/node1.lab/2/initrd init=/x/init\n")).unwrap();
+    std::fs::write(
+        work.join("cmdline"),
+        format!("console=ttyS0 httproot={url}/node1.lab/2/initrd init=/x/init\n"),
+    )
+    .unwrap();
     let rec = work.join("rec");
     std::fs::create_dir(&rec).unwrap();
     let recorder = work.join("kexec-recorder");
@@ -247,16 +296,24 @@ fn kexec_netboot_loads_the_chosen_generation() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&recorder, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&recorder, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
     let cmdline = work.join("cmdline");
     let kexec_netboot = |args: &[&str]| {
-        let mut all = vec!["kexec-netboot", "--cmdline", cmdline.to_str().unwrap(), "--kexec", recorder.to_str().unwrap()];
+        let mut all = vec![
+            "kexec-netboot",
+            "--cmdline",
+            cmdline.to_str().unwrap(),
+            "--kexec",
+            recorder.to_str().unwrap(),
+        ];
         all.extend(args);
         ex.carrier(&all)
     };
 
     // generation 1, which is not the one running, with parameters that a shell would run
-    let out = kexec_netboot(&["-m", "node1.lab", "-g", "-1", "-a", "panic=-1 note='a b' $(reboot)"]);
+    let out =
+        kexec_netboot(&["-m", "node1.lab", "-g", "-1", "-a", "panic=-1 note='a b' $(reboot)"]);
     ok(&out);
     assert!(text(&out).contains("Generation: 1"), "{}", text(&out));
     let argv = std::fs::read_to_string(rec.join("argv")).unwrap();
@@ -268,12 +325,20 @@ fn kexec_netboot_loads_the_chosen_generation() {
     }
     assert!(append.ends_with(" panic=-1 note='a b' $(reboot)"), "{append:?}");
     assert_eq!(std::fs::read(rec.join("kernel")).unwrap(), std::fs::read(&tools().kernel).unwrap());
-    let dist_1 = ex.ssh("pxe-server.lab", &["realpath", "/nix/var/nix/profiles/confctl-node1-1-link"]);
-    assert_eq!(std::fs::read(rec.join("initrd")).unwrap(), std::fs::read(Path::new(&dist_1).join("initrd")).unwrap());
+    let dist_1 =
+        ex.ssh("pxe-server.lab", &["realpath", "/nix/var/nix/profiles/confctl-node1-1-link"]);
+    assert_eq!(
+        std::fs::read(rec.join("initrd")).unwrap(),
+        std::fs::read(Path::new(&dist_1).join("initrd")).unwrap()
+    );
 
     // what a kexec of them would start: node1, generation 1, the recorded command line
     let spec = BootSpec::new(
-        BootSource::Direct { kernel: rec.join("kernel"), initrd: rec.join("initrd"), append: format!("console=ttyS0 {append}") },
+        BootSource::Direct {
+            kernel: rec.join("kernel"),
+            initrd: rec.join("initrd"),
+            append: format!("console=ttyS0 {append}"),
+        },
         "52:54:00:12:34:56",
     );
     let (marker, _) = boot_expect(&spec, &[], "node1", 1).unwrap();
@@ -284,7 +349,15 @@ fn kexec_netboot_loads_the_chosen_generation() {
     for args in [&["--exec"][..], &["--exec", "--no-sync"], &["--unload"]] {
         ok(&kexec_netboot(args));
     }
-    assert_eq!(std::fs::read_to_string(rec.join("argv")).unwrap(), "--exec\n--exec\n--no-sync\n--unload\n");
+    assert_eq!(
+        std::fs::read_to_string(rec.join("argv")).unwrap(),
+        "--exec\n--exec\n--no-sync\n--unload\n"
+    );
     let out = kexec_netboot(&["-m", "nope.lab"]);
-    assert!(!out.status.success() && text(&out).contains("'nope.lab' is not in machines.json (it has: node1.lab)"), "{}", text(&out));
+    assert!(
+        !out.status.success()
+            && text(&out).contains("'nope.lab' is not in machines.json (it has: node1.lab)"),
+        "{}",
+        text(&out)
+    );
 }

@@ -15,7 +15,12 @@ impl Lab {
     fn up() -> Lab {
         let tmp = tempfile::tempdir().unwrap();
         let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
-        let out = Command::new("cp").arg("-r").arg(&example).arg(tmp.path().join("conf")).output().unwrap();
+        let out = Command::new("cp")
+            .arg("-r")
+            .arg(&example)
+            .arg(tmp.path().join("conf"))
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
         let lab = Lab { tmp };
@@ -60,7 +65,9 @@ impl Lab {
         all.extend(args);
         let out = self.deploy(&all);
         assert!(!out.status.success(), "{}", text(&out));
-        Report(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out))))
+        Report(
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out))),
+        )
     }
 
     /// Live processes whose command line names this lab's ssh_config (SSH masters).
@@ -76,7 +83,13 @@ impl Lab {
 
     /// A command on a lab host; its exit status is checked.
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh").arg("-F").arg(self.dir().join("ssh_config")).arg(alias).args(argv).output().unwrap();
+        let out = Command::new("ssh")
+            .arg("-F")
+            .arg(self.dir().join("ssh_config"))
+            .arg(alias)
+            .args(argv)
+            .output()
+            .unwrap();
         ok(&out);
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
@@ -88,23 +101,33 @@ impl Lab {
     /// The machine's current build generation: (name, toplevel).
     fn generation(&self, machine: &str) -> (String, String) {
         let dir = self.conf().join(".confctl/generations").join(machine.replace('/', ":"));
-        let name = std::fs::read_link(dir.join("current")).unwrap().file_name().unwrap().to_string_lossy().into_owned();
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join(&name).join("generation.json")).unwrap()).unwrap();
+        let name = std::fs::read_link(dir.join("current"))
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let json: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(&name).join("generation.json")).unwrap(),
+        )
+        .unwrap();
         (name, json["toplevel"].as_str().unwrap().to_string())
     }
 
     fn events(&self) -> String {
-        std::fs::read_to_string(self.host_root("pxe.lab").join("run/carrier-events.log")).unwrap_or_default()
+        std::fs::read_to_string(self.host_root("pxe.lab").join("run/carrier-events.log"))
+            .unwrap_or_default()
     }
 
     /// The current generation the carrier's HTTP netboot tree offers for `fqdn`:
     /// (number, store path).
     fn netboot_generation(&self, fqdn: &str) -> (u64, String) {
         let dir = self.host_root("pxe.lab").join("srv/http").join(fqdn);
-        let current: u64 = std::fs::read_link(dir.join("current")).unwrap().to_string_lossy().parse().unwrap();
+        let current: u64 =
+            std::fs::read_link(dir.join("current")).unwrap().to_string_lossy().parse().unwrap();
         let g: serde_json::Value =
-            serde_json::from_str(&file(&dir.join(current.to_string()).join("generation.json"))).unwrap();
+            serde_json::from_str(&file(&dir.join(current.to_string()).join("generation.json")))
+                .unwrap();
         (current, g["store_path"].as_str().unwrap().to_string())
     }
 
@@ -134,7 +157,10 @@ struct Report(serde_json::Value);
 impl Report {
     fn machine(&self, name: &str) -> &serde_json::Value {
         let machines = self.0["machines"].as_array().unwrap();
-        machines.iter().find(|r| r["machine"] == name).unwrap_or_else(|| panic!("no {name} in {}", self.0))
+        machines
+            .iter()
+            .find(|r| r["machine"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.0))
     }
 }
 
@@ -171,7 +197,8 @@ fn file(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-const STANDALONE: [(&str, &str); 3] = [("pxe", "pxe.lab"), ("node1", "node1.lab"), ("os1", "os1.lab")];
+const STANDALONE: [(&str, &str); 3] =
+    [("pxe", "pxe.lab"), ("node1", "node1.lab"), ("os1", "os1.lab")];
 const CARRIED: [(&str, &str); 2] = [("pxe#node1", "node1"), ("pxe#os1", "os1")];
 
 /// Spec 6.1, assertion by assertion.
@@ -196,10 +223,15 @@ fn upstream_carrier_acceptance_scenario() {
         let standalone = lab.generation(source).1;
         assert_ne!(dist, standalone, "{m}");
         assert_eq!(file(&Path::new(&dist).join("build-mode")), "carried\n");
-        let mj: serde_json::Value = serde_json::from_str(&file(&Path::new(&dist).join("machine.json"))).unwrap();
+        let mj: serde_json::Value =
+            serde_json::from_str(&file(&Path::new(&dist).join("machine.json"))).unwrap();
         assert_eq!(mj["machine"], source);
         assert_eq!(mj["marker"], "A");
-        assert_eq!(mj["toplevel"].as_str(), Some(standalone.as_str()), "{m}: machine.json names the standalone toplevel");
+        assert_eq!(
+            mj["toplevel"].as_str(),
+            Some(standalone.as_str()),
+            "{m}: machine.json names the standalone toplevel"
+        );
     }
 
     // 3. carried deploy (both in one run) writes carrier-managed profiles, one rebuild
@@ -212,13 +244,21 @@ fn upstream_carrier_acceptance_scenario() {
         lab.ssh("pxe.lab", &["test", "-e", &format!("{dist}/machine.json")]);
         assert!(lab.events().contains(&profile), "hooks saw {profile}: {}", lab.events());
     }
-    assert_eq!(lab.events().matches("on-change").count(), 1, "one hook run for two carried machines");
+    assert_eq!(
+        lab.events().matches("on-change").count(),
+        1,
+        "one hook run for two carried machines"
+    );
     for ((m, alias), a) in STANDALONE.iter().zip(&standalone_a) {
         assert_eq!(&lab.realpath(alias, "/run/current-system"), a, "{m} untouched");
     }
     // the carrier's netboot tree now offers generation 1 of each carried machine
     for (m, alias) in CARRIED {
-        assert_eq!(lab.netboot_generation(&format!("{alias}.lab")), (1, lab.generation(m).1), "{m}");
+        assert_eq!(
+            lab.netboot_generation(&format!("{alias}.lab")),
+            (1, lab.generation(m).1),
+            "{m}"
+        );
     }
 
     // a finished run leaves no SSH connection behind
@@ -229,7 +269,11 @@ fn upstream_carrier_acceptance_scenario() {
     let before = lab.events();
     let out = lab.deploy(&["--generation", &gen_a, "pxe#node1"]);
     ok(&out);
-    assert!(text(&out).contains("Skipping pxe#node1: already using target generation"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Skipping pxe#node1: already using target generation"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(lab.events(), before);
 
     // 5. updated builds
@@ -240,11 +284,14 @@ fn upstream_carrier_acceptance_scenario() {
     }
     let dist_a: Vec<String> = CARRIED
         .iter()
-        .map(|(_, alias)| lab.realpath("pxe.lab", &format!("/nix/var/nix/profiles/confctl-{alias}")))
+        .map(|(_, alias)| {
+            lab.realpath("pxe.lab", &format!("/nix/var/nix/profiles/confctl-{alias}"))
+        })
         .collect();
     for (m, _) in CARRIED {
         let mj: serde_json::Value =
-            serde_json::from_str(&file(&Path::new(&lab.generation(m).1).join("machine.json"))).unwrap();
+            serde_json::from_str(&file(&Path::new(&lab.generation(m).1).join("machine.json")))
+                .unwrap();
         assert_eq!(mj["marker"], "B");
     }
 
@@ -267,7 +314,11 @@ fn upstream_carrier_acceptance_scenario() {
         assert_eq!(lab.realpath("pxe.lab", &profile), dist_b);
         assert_eq!(lab.realpath("pxe.lab", &format!("{profile}-2-link")), dist_b);
         assert_eq!(&lab.realpath("pxe.lab", &format!("{profile}-1-link")), a);
-        assert_eq!(lab.netboot_generation(&format!("{alias}.lab")), (2, dist_b), "{m}: the netboot tree follows");
+        assert_eq!(
+            lab.netboot_generation(&format!("{alias}.lab")),
+            (2, dist_b),
+            "{m}: the netboot tree follows"
+        );
     }
 }
 
@@ -285,16 +336,28 @@ fn failures_leave_every_host_in_a_known_state() {
     std::fs::write(&cfg, text_a.replacen("\n{\n", "\n{\n  confctl.marker = 1;\n", 1)).unwrap();
     let out = lab.deploy(&["node1"]);
     assert!(!out.status.success());
-    assert!(text(&out).contains("building 'node1' failed") && text(&out).contains("confctl.marker"), "{}", text(&out));
+    assert!(
+        text(&out).contains("building 'node1' failed") && text(&out).contains("confctl.marker"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a);
 
     // an activation that fails is rolled back; the profile is not touched
-    std::fs::write(&cfg, text_a.replacen("\n{\n", "\n{\n  lab.failActivation = true;\n", 1)).unwrap();
+    std::fs::write(&cfg, text_a.replacen("\n{\n", "\n{\n  lab.failActivation = true;\n", 1))
+        .unwrap();
     let report = lab.failing_deploy(&["node1"]);
     assert_eq!(report.machine("node1")["state"], "failed", "{report}");
     assert_eq!(report.machine("node1")["phase"], "activate");
-    assert!(report.machine("node1")["error"].as_str().unwrap().contains("switched back"), "{report}");
-    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a, "still on the previous system");
+    assert!(
+        report.machine("node1")["error"].as_str().unwrap().contains("switched back"),
+        "{report}"
+    );
+    assert_eq!(
+        lab.realpath("node1.lab", "/run/current-system"),
+        node1_a,
+        "still on the previous system"
+    );
     assert_eq!(lab.realpath("node1.lab", "/nix/var/nix/profiles/system"), node1_a);
     // the same without auto-rollback: carrier activates the previous system again
     let report = lab.failing_deploy(&["node1", "--disable-auto-rollback"]);
@@ -316,7 +379,13 @@ fn failures_leave_every_host_in_a_known_state() {
         .expect("node2's host public key");
     let forged: String = original
         .lines()
-        .map(|l| if l.starts_with("node1.lab ") { format!("node1.lab {}", node2_key.trim()) } else { l.to_string() })
+        .map(|l| {
+            if l.starts_with("node1.lab ") {
+                format!("node1.lab {}", node2_key.trim())
+            } else {
+                l.to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(&known, forged + "\n").unwrap();
@@ -336,21 +405,30 @@ fn failures_leave_every_host_in_a_known_state() {
     assert_eq!(report.machine("node2")["state"], "failed", "{report}");
     assert_eq!(report.machine("node2")["phase"], "copy");
     assert_eq!(report.machine("node1")["state"], "not-attempted", "{report}");
-    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), node1_a, "node1 was copied, not switched");
+    assert_eq!(
+        lab.realpath("node1.lab", "/run/current-system"),
+        node1_a,
+        "node1 was copied, not switched"
+    );
     assert_eq!(lab.realpath("node2.lab", "/run/current-system"), node2_a);
     drop(_unfreeze);
     lab.set_marker("A");
 
     // an unreachable host fails its machine; the reachable one in the same run deploys
-    let lab_json: serde_json::Value = serde_json::from_str(&file(&lab.dir().join("lab.json"))).unwrap();
-    let node2 = lab_json["hosts"].as_array().unwrap().iter().find(|h| h["alias"] == "node2.lab").unwrap();
+    let lab_json: serde_json::Value =
+        serde_json::from_str(&file(&lab.dir().join("lab.json"))).unwrap();
+    let node2 =
+        lab_json["hosts"].as_array().unwrap().iter().find(|h| h["alias"] == "node2.lab").unwrap();
     let pid = node2["pid"].as_i64().unwrap() as i32;
     Command::new("kill").arg(pid.to_string()).status().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(300));
     let report = lab.failing_deploy(&["{node1,node2}"]);
     assert_eq!(report.machine("node2")["state"], "failed", "{report}");
     assert_eq!(report.machine("node2")["phase"], "status");
-    assert!(matches!(report.machine("node1")["state"].as_str(), Some("current" | "deployed")), "{report}");
+    assert!(
+        matches!(report.machine("node1")["state"].as_str(), Some("current" | "deployed")),
+        "{report}"
+    );
 }
 
 /// boot, test and dry-activate do what spec 2.3 says; a failing health check fails the
@@ -370,7 +448,11 @@ fn actions_and_health_checks() {
 
     ok(&lab.deploy(&["-g", &gen_b, "node2", "boot"]));
     assert_eq!(lab.realpath("node2.lab", "/run/current-system"), a, "boot does not switch");
-    assert_eq!(lab.realpath("node2.lab", "/nix/var/nix/profiles/system"), b, "boot sets the profile");
+    assert_eq!(
+        lab.realpath("node2.lab", "/nix/var/nix/profiles/system"),
+        b,
+        "boot sets the profile"
+    );
 
     let out = lab.deploy(&["-g", &gen_b, "node2", "test", "--dry-activate-first"]);
     ok(&out);
@@ -400,7 +482,11 @@ fn actions_and_health_checks() {
     assert!(r["error"].as_str().unwrap().contains("marker: exit status 1"), "{report}");
     let c = lab.generation("node2").1;
     assert_ne!(c, b);
-    assert_eq!(lab.realpath("node2.lab", "/run/current-system"), c, "the new system stays; the report says it failed");
+    assert_eq!(
+        lab.realpath("node2.lab", "/run/current-system"),
+        c,
+        "the new system stays; the report says it failed"
+    );
 }
 
 /// A new system that cuts the deployer off: the confirmation never arrives, and the
@@ -412,10 +498,14 @@ fn unconfirmed_activation_rolls_back_by_itself() {
     let (_, a) = lab.generation("node2");
 
     let module = lab.conf().join("cluster/node2/module.nix");
-    let m = file(&module).replace("{ name = \"node2\"; };", "{ name = \"node2\"; } // { autoRollback.timeout = 3; };");
+    let m = file(&module).replace(
+        "{ name = \"node2\"; };",
+        "{ name = \"node2\"; } // { autoRollback.timeout = 3; };",
+    );
     std::fs::write(&module, m).unwrap();
     let cfg = lab.conf().join("cluster/node2/config.nix");
-    std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.dropDeployer = true;\n", 1)).unwrap();
+    std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.dropDeployer = true;\n", 1))
+        .unwrap();
 
     let report = lab.failing_deploy(&["node2"]);
     let r = report.machine("node2");
@@ -432,8 +522,15 @@ fn unconfirmed_activation_rolls_back_by_itself() {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
     let log = lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]);
-    assert!(log.contains(&format!("switch {b}")) && log.trim_end().ends_with(&format!("switch {a}")), "{log}");
-    assert_eq!(lab.realpath("node2.lab", "/nix/var/nix/profiles/system"), a, "the profile was never set");
+    assert!(
+        log.contains(&format!("switch {b}")) && log.trim_end().ends_with(&format!("switch {a}")),
+        "{log}"
+    );
+    assert_eq!(
+        lab.realpath("node2.lab", "/nix/var/nix/profiles/system"),
+        a,
+        "the profile was never set"
+    );
 }
 
 /// Live processes whose command line is exactly `argv` (joined by spaces).
@@ -473,7 +570,10 @@ fn concurrent_deploys_of_one_machine_take_turns() {
 
     // A: a system that drops the deployer; the target switches back after 8 s
     let module = lab.conf().join("cluster/node2/module.nix");
-    let m = file(&module).replace("{ name = \"node2\"; };", "{ name = \"node2\"; } // { autoRollback.timeout = 8; };");
+    let m = file(&module).replace(
+        "{ name = \"node2\"; };",
+        "{ name = \"node2\"; } // { autoRollback.timeout = 8; };",
+    );
     std::fs::write(&module, m).unwrap();
     let cfg = lab.conf().join("cluster/node2/config.nix");
     let plain = file(&cfg);
@@ -492,7 +592,11 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     let _ = std::fs::remove_dir_all(conf2.join(".confctl"));
     let deploy2 = |args: &[&str]| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
-        cmd.arg("-C").arg(&conf2).arg("--cache-dir").arg(lab.tmp.path().join("cache2")).args(["deploy", "-y", "--json"]);
+        cmd.arg("-C")
+            .arg(&conf2)
+            .arg("--cache-dir")
+            .arg(lab.tmp.path().join("cache2"))
+            .args(["deploy", "-y", "--json"]);
         cmd.args(args).env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
         cmd
     };
@@ -504,8 +608,12 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     let spawn = |conf: &Path, cache: &str, generation: &str| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
         cmd.arg("-C").arg(conf).arg("--cache-dir").arg(lab.tmp.path().join(cache));
-        cmd.args(["deploy", "-y", "--json", "-g", generation, "node2"]).env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
+        cmd.args(["deploy", "-y", "--json", "-g", generation, "node2"])
+            .env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     let child_a = spawn(&lab.conf(), "cache", &gen_b);
     let pid_a = child_a.id();
@@ -520,7 +628,10 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     let child_c = spawn(&lab.conf(), "cache", &gen_c1);
     // B starts once A's system is active (and has cut A off)
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]).contains(&format!("switch {b}")) {
+    while !lab
+        .ssh("node2.lab", &["cat", "/run/carrier-activations.log"])
+        .contains(&format!("switch {b}"))
+    {
         assert!(std::time::Instant::now() < deadline, "A never switched");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -528,7 +639,9 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     let out_a = child_a.wait_with_output().unwrap();
     let (out_b, out_c) = (child_b.wait_with_output().unwrap(), child_c.wait_with_output().unwrap());
 
-    let report = |o: &Output| Report(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o))));
+    let report = |o: &Output| {
+        Report(serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o))))
+    };
     let (ra, rb, rc) = (report(&out_a), report(&out_b), report(&out_c));
     // A: failed, the host switched back by itself: A changed nothing
     assert_eq!(ra.machine("node2")["state"], "failed", "{ra}");
@@ -536,10 +649,20 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     // B deployed c; whichever of B and C came first to the host waited there for A's
     // unconfirmed activation, naming it (the other one waited for the first)
     assert_eq!(rb.machine("node2")["state"], "deployed", "{rb}\n{}", text(&out_b));
-    let waited = format!("waiting for the activation lock on node2.lab, held by: activation of {b}");
-    assert!(text(&out_b).contains(&waited) || text(&out_c).contains(&waited), "B: {}\nC: {}", text(&out_b), text(&out_c));
+    let waited =
+        format!("waiting for the activation lock on node2.lab, held by: activation of {b}");
+    assert!(
+        text(&out_b).contains(&waited) || text(&out_c).contains(&waited),
+        "B: {}\nC: {}",
+        text(&out_b),
+        text(&out_c)
+    );
     // C waited for A's lock on the configuration directory, naming A
-    assert!(text(&out_c).contains(&format!("held by: carrier deploy (pid {pid_a})")), "{}", text(&out_c));
+    assert!(
+        text(&out_c).contains(&format!("held by: carrier deploy (pid {pid_a})")),
+        "{}",
+        text(&out_c)
+    );
     assert!(matches!(rc.machine("node2")["state"].as_str(), Some("current" | "deployed")), "{rc}");
     // the host runs c, its profile says c, and no switch back comes after
     std::thread::sleep(std::time::Duration::from_secs(2));
@@ -620,12 +743,20 @@ fn a_failed_netboot_build_is_not_current() {
     let out = lab.deploy(&["-g", &generation, "pxe#node1"]);
     ok(&out);
     assert!(!text(&out).contains("Skipping pxe#node1"), "{}", text(&out));
-    assert!(text(&out).contains("the carrier's on-change hooks have not succeeded since"), "{}", text(&out));
+    assert!(
+        text(&out).contains("the carrier's on-change hooks have not succeeded since"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(lab.netboot_generation("node1.lab"), (1, dist), "the netboot tree follows");
     // now it is current
     let out = lab.deploy(&["-g", &generation, "pxe#node1"]);
     ok(&out);
-    assert!(text(&out).contains("Skipping pxe#node1: already using target generation"), "{}", text(&out));
+    assert!(
+        text(&out).contains("Skipping pxe#node1: already using target generation"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Activations that hang. Without auto-rollback the command is killed on the host at
@@ -638,13 +769,21 @@ fn hung_activations_are_reported_with_what_was_left_running() {
     ok(&lab.deploy(&["node2"]));
     let (gen_a, a) = lab.generation("node2");
     let cfg = lab.conf().join("cluster/node2/config.nix");
-    std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.hangActivation = true;\n", 1)).unwrap();
+    std::fs::write(&cfg, file(&cfg).replacen("\n{\n", "\n{\n  lab.hangActivation = true;\n", 1))
+        .unwrap();
     ok(&lab.deploy(&["--build-only", "node2"]));
     let (gen_b, b) = lab.generation("node2");
     let hung = "/bin/busybox sleep 3600";
 
     let started = std::time::Instant::now();
-    let report = lab.failing_deploy(&["-g", &gen_b, "--disable-auto-rollback", "--command-timeout", "3", "node2"]);
+    let report = lab.failing_deploy(&[
+        "-g",
+        &gen_b,
+        "--disable-auto-rollback",
+        "--command-timeout",
+        "3",
+        "node2",
+    ]);
     let r = report.machine("node2");
     let error = r["error"].as_str().unwrap();
     assert!(error.contains("switch-to-configuration switch` did not finish within 3 s and was killed (on node2.lab)"), "{report}");
@@ -667,8 +806,14 @@ fn hung_activations_are_reported_with_what_was_left_running() {
 
     // the host runs b, but that activation is in flight: a deploy of b is not skipped
     let report = lab.failing_deploy(&["-g", &gen_b, "--lock-timeout", "2", "node2", "test"]);
-    assert!(report.machine("node2")["error"].as_str().unwrap().contains("waiting for the activation lock"), "{report}");
-        let report = lab.failing_deploy(&["-g", &gen_a, "--lock-timeout", "2", "node2"]);
+    assert!(
+        report.machine("node2")["error"]
+            .as_str()
+            .unwrap()
+            .contains("waiting for the activation lock"),
+        "{report}"
+    );
+    let report = lab.failing_deploy(&["-g", &gen_a, "--lock-timeout", "2", "node2"]);
     let error = report.machine("node2")["error"].as_str().unwrap().to_string();
     assert!(
         error.contains(&format!("timed out after 2 s waiting for the activation lock on node2.lab, held by: activation of {b}")),

@@ -4,8 +4,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -47,7 +47,8 @@ impl Lab {
     }
 
     fn record(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.dir().join("lab.json")).unwrap()).unwrap()
+        serde_json::from_str(&std::fs::read_to_string(self.dir().join("lab.json")).unwrap())
+            .unwrap()
     }
 }
 
@@ -69,8 +70,9 @@ fn ok(o: &Output) -> String {
 
 /// Running and not a zombie (PID 1 of some containers never reaps).
 fn pid_alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X'])))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X']))
+    })
 }
 
 /// Every running process whose command line mentions `needle`.
@@ -117,7 +119,10 @@ fn lab_hosts_are_real_ssh_and_nix_hosts() {
     // place, as a real host (concurrent first copies to a host without one fail with
     // "SQLite database is busy").
     for alias in &aliases {
-        assert!(lab.dir().join("hosts").join(alias).join("nix/var/nix/db/db.sqlite").is_file(), "{alias}");
+        assert!(
+            lab.dir().join("hosts").join(alias).join("nix/var/nix/db/db.sqlite").is_file(),
+            "{alias}"
+        );
         let uptime = ok(&lab.ssh(alias, &["cat", "/proc/uptime"]));
         assert!(uptime.split_whitespace().all(|f| f.parse::<f64>().is_ok()), "{alias}: {uptime:?}");
         assert_eq!(ok(&lab.ssh(alias, &["hostname"])).trim(), *alias);
@@ -127,7 +132,8 @@ fn lab_hosts_are_real_ssh_and_nix_hosts() {
     let path = tiny_store_path(lab.tmp.path());
     let base = Path::new(&path).file_name().unwrap().to_owned();
     let mut copy = Command::new("nix-copy-closure");
-    copy.args(["--to", "node1.lab", &path]).env("NIX_SSHOPTS", format!("-F {}", ssh_config.display()));
+    copy.args(["--to", "node1.lab", &path])
+        .env("NIX_SSHOPTS", format!("-F {}", ssh_config.display()));
     ok(&run(&mut copy, TIMEOUT).unwrap());
     ok(&lab.ssh("node1.lab", &["test", "-e", &path]));
     assert!(lab.dir().join("hosts/node1.lab/nix/store").join(&base).exists());
@@ -138,7 +144,10 @@ fn lab_hosts_are_real_ssh_and_nix_hosts() {
     // The running carrier is on the PATH; only carriers get the carrier settings.
     assert!(ok(&lab.ssh("pxe.lab", &["carrier", "--version"])).starts_with("carrier "));
     let host_json = lab.dir().join("hosts/pxe.lab/etc/carrier/host.json");
-    assert_eq!(ok(&lab.ssh("pxe.lab", &["printenv", "CARRIER_HOST_CONFIG"])).trim(), host_json.display().to_string());
+    assert_eq!(
+        ok(&lab.ssh("pxe.lab", &["printenv", "CARRIER_HOST_CONFIG"])).trim(),
+        host_json.display().to_string()
+    );
     assert_eq!(lab.ssh("node1.lab", &["printenv", "CARRIER_HOST_CONFIG"]).status.code(), Some(1));
     ok(&lab.ssh("pxe.lab", &["carrier", "profile", "list", "--json"]));
 
@@ -146,13 +155,20 @@ fn lab_hosts_are_real_ssh_and_nix_hosts() {
     let known_hosts = lab.dir().join("known_hosts");
     let original = std::fs::read_to_string(&known_hosts).unwrap();
     let other = lab.tmp.path().join("other_key");
-    ok(&run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other), TIMEOUT).unwrap());
+    ok(&run(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other),
+        TIMEOUT,
+    )
+    .unwrap());
     let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let forged: String = original
         .lines()
         .map(|l| {
             if l.starts_with("node1.lab ") {
-                format!("node1.lab {}\n", other_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+                format!(
+                    "node1.lab {}\n",
+                    other_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+                )
             } else {
                 format!("{l}\n")
             }
@@ -170,13 +186,19 @@ fn lab_hosts_are_real_ssh_and_nix_hosts() {
     let status: Value = serde_json::from_str(&ok(&lab.carrier(&["status", "--json"]))).unwrap();
     assert!(status.as_array().unwrap().iter().all(|h| h["alive"] == true), "{status}");
     let table = ok(&lab.carrier(&["status"]));
-    assert!(table.lines().any(|l| l.starts_with("pxe.lab ") && l.ends_with("yes    yes")), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("pxe.lab ") && l.ends_with("yes    yes")),
+        "{table}"
+    );
 
     // A second up refuses and names the running hosts.
     let o = lab.carrier(&["up"]);
     assert!(!o.status.success());
     let stderr = text(&o.stderr);
-    assert!(stderr.contains("already up") && stderr.contains(&format!("pxe.lab pid {}", pids[2])), "{stderr}");
+    assert!(
+        stderr.contains("already up") && stderr.contains(&format!("pxe.lab pid {}", pids[2])),
+        "{stderr}"
+    );
 
     // down stops exactly the recorded sshds.
     ok(&lab.carrier(&["down"]));
@@ -195,7 +217,11 @@ fn lab_hosts_are_real_ssh_and_nix_hosts() {
     assert_eq!(std::fs::read_to_string(&known_hosts).unwrap(), original);
     ok(&lab.ssh("node1.lab", &["test", "-e", &path]));
     ok(&lab.carrier(&["down", "--purge"]));
-    assert!(!lab.dir().exists(), "purge leaves {:?}", std::fs::read_dir(lab.dir()).map(|d| d.count()));
+    assert!(
+        !lab.dir().exists(),
+        "purge leaves {:?}",
+        std::fs::read_dir(lab.dir()).map(|d| d.count())
+    );
 }
 
 #[test]
@@ -224,7 +250,10 @@ fn state_dir_must_be_owned_by_the_caller_and_private() {
     let o = lab.carrier(&["up"]);
     assert!(!o.status.success(), "a world-writable state directory was used");
     let stderr = text(&o.stderr);
-    assert!(stderr.contains(&format!("'{}'", lab.dir().display())) && stderr.contains("writable by"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("'{}'", lab.dir().display())) && stderr.contains("writable by"),
+        "{stderr}"
+    );
     assert!(processes_mentioning(&lab.dir()).is_empty(), "{:?}", processes_mentioning(&lab.dir()));
     assert!(!lab.dir().join("hosts").exists(), "nothing written");
 
@@ -260,8 +289,17 @@ fn files_are_never_written_through_planted_links() {
     }
     ok(&lab.carrier(&["up"]));
     for (i, link) in planted.iter().enumerate() {
-        assert_eq!(std::fs::read_to_string(victims.join(i.to_string())).unwrap(), "precious\n", "{}", link.display());
-        assert!(link.symlink_metadata().unwrap().is_file(), "{} is not a regular file", link.display());
+        assert_eq!(
+            std::fs::read_to_string(victims.join(i.to_string())).unwrap(),
+            "precious\n",
+            "{}",
+            link.display()
+        );
+        assert!(
+            link.symlink_metadata().unwrap().is_file(),
+            "{} is not a regular file",
+            link.display()
+        );
     }
     ok(&lab.ssh("node1.lab", &["true"]));
 }
@@ -284,7 +322,11 @@ fn sshd_runs_with_strict_modes() {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(open)).unwrap();
         let o = lab.ssh("node1.lab", &["true"]);
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)).unwrap();
-        assert!(!o.status.success(), "sshd accepted keys with {} writable by others", path.display());
+        assert!(
+            !o.status.success(),
+            "sshd accepted keys with {} writable by others",
+            path.display()
+        );
         let refused = std::fs::read_to_string(&log).unwrap();
         assert!(refused.contains("Authentication refused: bad ownership or modes"), "{refused}");
         ok(&lab.ssh("node1.lab", &["true"]));
@@ -295,7 +337,12 @@ fn sshd_runs_with_strict_modes() {
 fn down_stops_only_processes_of_the_layout_it_computes() {
     let lab = Lab::new();
     ok(&lab.carrier(&["up"]));
-    let pids: Vec<u64> = lab.record()["hosts"].as_array().unwrap().iter().map(|h| h["pid"].as_u64().unwrap()).collect();
+    let pids: Vec<u64> = lab.record()["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["pid"].as_u64().unwrap())
+        .collect();
     // An unrelated process with an sshd_config path on its command line (as the system's
     // own sshd has), which a tampered lab.json points at.
     let elsewhere = lab.tmp.path().join("elsewhere");

@@ -2,14 +2,14 @@
 //! built by Nix), `carrier netboot build` publishing the trees, real atftpd and nginx
 //! serving them, and QEMU PXE-booting a Debian kernel with a marker initramfs.
 
-mod support;
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{generation_link, set_link_time, set_profile, switch_generation, Batch, Entry};
+use common::{Batch, Entry, generation_link, set_link_time, set_profile, switch_generation};
 use support::netlab::*;
 
 const FQDN: &str = "node1.netboot.test";
@@ -43,7 +43,8 @@ impl Carrier {
             let initrd_file = dir.path().join(format!("initrd-{generation}"));
             build_initramfs(&initrd_file, FQDN, generation).unwrap();
             let initrd = add_to_store(&initrd_file);
-            let (top, dist) = (format!("nixos-system-node1-{generation}"), format!("dist-node1-{generation}"));
+            let (top, dist) =
+                (format!("nixos-system-node1-{generation}"), format!("dist-node1-{generation}"));
             let machine_json = serde_json::json!({
                 "spin": "nixos",
                 "fqdn": FQDN,
@@ -55,7 +56,13 @@ impl Carrier {
                 "kernelParams": BOOT_PARAMS.split(' ').collect::<Vec<_>>(),
             });
             let mut batch = Batch::new();
-            batch.add(&top, &[("init", Entry::text("#!/bin/sh\n")), ("kernel", Entry::link(kernel.display().to_string()))]);
+            batch.add(
+                &top,
+                &[
+                    ("init", Entry::text("#!/bin/sh\n")),
+                    ("kernel", Entry::link(kernel.display().to_string())),
+                ],
+            );
             batch.add(
                 &dist,
                 &[
@@ -67,7 +74,10 @@ impl Carrier {
             let paths = batch.build();
             toplevels.push(paths[&top].clone());
             assert_eq!(set_profile(&profiles, ALIAS, &paths[&dist]), generation);
-            set_link_time(&generation_link(&profiles, ALIAS, generation), 1_790_000_000 + generation as i64 * 86_400);
+            set_link_time(
+                &generation_link(&profiles, ALIAS, generation),
+                1_790_000_000 + generation as i64 * 86_400,
+            );
         }
         switch_generation(&profiles, ALIAS, 2);
         Carrier { dir, profiles, toplevels }
@@ -106,7 +116,11 @@ impl Carrier {
             "timeZone": "UTC",
         });
         std::fs::write(&config, json.to_string()).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_carrier")).args(["netboot", "build", "--config"]).arg(&config).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_carrier"))
+            .args(["netboot", "build", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap()
     }
 
     fn assert_cmdline(&self, m: &Marker, generation: u64, http_url: &str) {
@@ -116,7 +130,11 @@ impl Carrier {
             format!("init={toplevel}/init"),
             BOOT_PARAMS.to_string(),
         ] {
-            assert!(m.cmdline.contains(&want), "kernel command line {:?} lacks {want:?}", m.cmdline);
+            assert!(
+                m.cmdline.contains(&want),
+                "kernel command line {:?} lacks {want:?}",
+                m.cmdline
+            );
         }
     }
 }
@@ -142,7 +160,11 @@ fn pxelinux_boots_the_current_generation_by_mac_from_atftpd() {
     for f in ["pxelinux.cfg/01-52-54-00-12-34-56".to_string(), format!("boot/{FQDN}/2/initrd")] {
         assert!(served.contains(&f), "atftpd did not serve {f}; log:\n{}", atftpd.log());
     }
-    assert!(!served.contains("pxelinux.cfg/default"), "the per-MAC file should win:\n{}", atftpd.log());
+    assert!(
+        !served.contains("pxelinux.cfg/default"),
+        "the per-MAC file should win:\n{}",
+        atftpd.log()
+    );
 }
 
 /// (b) A machine without a per-MAC file walks the menus on the serial console and boots
@@ -193,8 +215,13 @@ fn ipxe_boots_over_http(uefi: bool) {
     let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
     carrier.assert_cmdline(&m, 2, &url);
     let access = nginx.access_log();
-    for path in ["/ipxe/boot.ipxe".to_string(), format!("/{FQDN}/2/bzImage"), format!("/{FQDN}/2/initrd")] {
-        assert!(access.contains(&format!("\"GET {path} HTTP/1.1\" 200 ")), "nginx did not serve {path}:\n{access}");
+    for path in
+        ["/ipxe/boot.ipxe".to_string(), format!("/{FQDN}/2/bzImage"), format!("/{FQDN}/2/initrd")]
+    {
+        assert!(
+            access.contains(&format!("\"GET {path} HTTP/1.1\" 200 ")),
+            "nginx did not serve {path}:\n{access}"
+        );
     }
 }
 
@@ -213,7 +240,11 @@ fn ipxe_boots_over_tftp_from_atftpd() {
     let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
     carrier.assert_cmdline(&m, 2, url);
     let served = served_by_atftpd(&atftpd.log());
-    for f in ["ipxe/boot.ipxe".to_string(), "ipxe/01-52-54-00-12-34-56.ipxe".into(), format!("boot/{FQDN}/2/initrd")] {
+    for f in [
+        "ipxe/boot.ipxe".to_string(),
+        "ipxe/01-52-54-00-12-34-56.ipxe".into(),
+        format!("boot/{FQDN}/2/initrd"),
+    ] {
         assert!(served.contains(&f), "atftpd did not serve {f}; log:\n{}", atftpd.log());
     }
 }
@@ -232,11 +263,19 @@ fn published_trees_are_served_whole_by_atftpd_and_nginx() {
     assert!(http.iter().any(|f| f == &format!("{FQDN}/1/kernel-params")), "{http:?}");
 
     let machines: serde_json::Value =
-        serde_json::from_slice(&http_get(&format!("{}/machines.json", nginx.url())).unwrap().body).unwrap();
+        serde_json::from_slice(&http_get(&format!("{}/machines.json", nginx.url())).unwrap().body)
+            .unwrap();
     assert_eq!(machines["machines"][0]["name"], "prg:node1");
-    let machine: serde_json::Value =
-        serde_json::from_slice(&http_get(&format!("{}/{FQDN}/machine.json", nginx.url())).unwrap().body).unwrap();
-    let current: Vec<_> = machine["generations"].as_array().unwrap().iter().filter(|g| g["current"] == true).collect();
+    let machine: serde_json::Value = serde_json::from_slice(
+        &http_get(&format!("{}/{FQDN}/machine.json", nginx.url())).unwrap().body,
+    )
+    .unwrap();
+    let current: Vec<_> = machine["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["current"] == true)
+        .collect();
     assert_eq!(current.len(), 1);
     assert_eq!(current[0]["generation"], 2);
     let link = std::fs::read_link(carrier.http_root().join(FQDN).join("current")).unwrap();
@@ -254,7 +293,8 @@ fn allow_list_admits_only_the_allowed_range() {
     let outside = lab.add_client("outside").unwrap();
     let base = format!("http://{}", lab.service_addr());
     carrier.build(&base);
-    let nginx = lab.start_nginx(&carrier.http_root(), &NginxOptions::allow(&[&inside.net])).unwrap();
+    let nginx =
+        lab.start_nginx(&carrier.http_root(), &NginxOptions::allow(&[&inside.net])).unwrap();
     let initrd = format!("{base}/{FQDN}/2/initrd");
     let want = std::fs::read(carrier.http_root().join(format!("{FQDN}/2/initrd"))).unwrap();
     let got = inside.http_get(&initrd).unwrap();
@@ -264,7 +304,9 @@ fn allow_list_admits_only_the_allowed_range() {
     for url in [initrd.as_str(), &format!("{base}/machines.json")] {
         assert_eq!(outside.http_get(url).unwrap().status, 403, "{url} from outside");
     }
-    assert!(nginx.error_log().contains(&format!("access forbidden by rule, client: {}", outside.addr)));
+    assert!(
+        nginx.error_log().contains(&format!("access forbidden by rule, client: {}", outside.addr))
+    );
 }
 
 /// One broken carried machine no longer takes the netboot server down: the build exits
@@ -281,8 +323,10 @@ fn a_broken_carried_machine_is_left_out_and_the_rest_published() {
     assert!(stderr.contains("broken") && stderr.contains("machine.json"), "{stderr}");
     assert!(carrier.tftp_root().join("pxelinux.cfg/01-52-54-00-12-34-56").exists());
     let machines: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(carrier.http_root().join("machines.json")).unwrap()).unwrap();
-    let names: Vec<_> = machines["machines"].as_array().unwrap().iter().map(|m| m["name"].clone()).collect();
+        serde_json::from_slice(&std::fs::read(carrier.http_root().join("machines.json")).unwrap())
+            .unwrap();
+    let names: Vec<_> =
+        machines["machines"].as_array().unwrap().iter().map(|m| m["name"].clone()).collect();
     assert_eq!(names, [serde_json::json!("prg:node1")]);
 }
 
@@ -298,7 +342,8 @@ fn hostile_dists_are_not_served_by_atftpd_or_nginx() {
     let secret = carrier.dir.path().join("id_ed25519");
     std::fs::write(&secret, format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n")).unwrap();
     let machine_json = |fqdn: &str, label: &str| {
-        serde_json::json!({"fqdn": fqdn, "label": label, "toplevel": "{{nixos-system-hostile}}"}).to_string()
+        serde_json::json!({"fqdn": fqdn, "label": label, "toplevel": "{{nixos-system-hostile}}"})
+            .to_string()
     };
     let mut batch = Batch::new();
     batch.add("nixos-system-hostile", &[("init", Entry::text("#!/bin/sh\n"))]);
@@ -330,13 +375,19 @@ fn hostile_dists_are_not_served_by_atftpd_or_nginx() {
     assert!(!out.status.success(), "faults must fail the command: {stderr}");
     assert!(stderr.contains("published 1 machine") && stderr.contains("2 left out"), "{stderr}");
     assert!(stderr.contains("profile 'label'") && stderr.contains("field `label`"), "{stderr}");
-    assert!(stderr.contains("profile 'secret'") && stderr.contains("outside the Nix store"), "{stderr}");
+    assert!(
+        stderr.contains("profile 'secret'") && stderr.contains("outside the Nix store"),
+        "{stderr}"
+    );
     assert!(!stderr.contains(SECRET), "{stderr}");
 
     let atftpd = Atftpd::start(&carrier.tftp_root()).unwrap();
     let tftp = verify_tree_tftp(&carrier.tftp_root(), atftpd.addr, TftpClient::Curl).unwrap();
     let http = verify_tree_http(&carrier.http_root(), &nginx.url()).unwrap();
-    assert!(tftp.contains(&"ipxe/menu.ipxe".to_string()) && http.contains(&"ipxe/menu.ipxe".to_string()));
+    assert!(
+        tftp.contains(&"ipxe/menu.ipxe".to_string())
+            && http.contains(&"ipxe/menu.ipxe".to_string())
+    );
     // Served bytes are the bytes on disk (checked above): search those.
     for root in [carrier.tftp_root(), carrier.http_root()] {
         let (files, _) = tree_files(&root).unwrap();
@@ -359,15 +410,25 @@ fn servers_follow_each_rebuild_without_a_restart() {
     let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
     carrier.build(&nginx.url());
     let atftpd = Atftpd::start(&carrier.tftp_root()).unwrap();
-    let initrd = |g: u64| std::fs::read(carrier.tftp_root().join(format!("boot/{FQDN}/{g}/initrd"))).unwrap();
-    assert!(initrd(1) != initrd(2) && initrd(2) != initrd(3), "each generation's initrd has its own marker");
+    let initrd = |g: u64| {
+        std::fs::read(carrier.tftp_root().join(format!("boot/{FQDN}/{g}/initrd"))).unwrap()
+    };
+    assert!(
+        initrd(1) != initrd(2) && initrd(2) != initrd(3),
+        "each generation's initrd has its own marker"
+    );
     let served = |g: u64| {
         let by_tftp = tftp_get(atftpd.addr, &format!("boot/{FQDN}/current/initrd")).unwrap();
         assert!(by_tftp == initrd(g), "atftpd serves generation {g} as current");
         let by_http = http_get(&format!("{}/{FQDN}/current/initrd", nginx.url())).unwrap();
-        assert!(by_http.status == 200 && by_http.body == initrd(g), "nginx serves generation {g} as current");
-        let machines: serde_json::Value =
-            serde_json::from_slice(&http_get(&format!("{}/machines.json", nginx.url())).unwrap().body).unwrap();
+        assert!(
+            by_http.status == 200 && by_http.body == initrd(g),
+            "nginx serves generation {g} as current"
+        );
+        let machines: serde_json::Value = serde_json::from_slice(
+            &http_get(&format!("{}/machines.json", nginx.url())).unwrap().body,
+        )
+        .unwrap();
         let current: Vec<_> = machines["machines"][0]["generations"]
             .as_array()
             .unwrap()
@@ -389,7 +450,11 @@ fn servers_follow_each_rebuild_without_a_restart() {
     switch_generation(&carrier.profiles, ALIAS, 1);
     carrier.build(&nginx.url());
     served(1);
-    assert_eq!(std::fs::read_link(carrier.tftp_root()).unwrap(), first, "the spare is patched and served");
+    assert_eq!(
+        std::fs::read_link(carrier.tftp_root()).unwrap(),
+        first,
+        "the spare is patched and served"
+    );
     // What clients see: every path and its bytes.
     let contents = |root: PathBuf| -> Vec<(String, Vec<u8>)> {
         let (files, _) = tree_files(&root).unwrap();
@@ -402,6 +467,9 @@ fn servers_follow_each_rebuild_without_a_restart() {
     std::fs::remove_dir_all(&netboot).unwrap();
     carrier.build(&nginx.url());
     served(1);
-    assert!((contents(carrier.tftp_root()), contents(carrier.http_root())) == patched, "a patched tree is a fresh one");
+    assert!(
+        (contents(carrier.tftp_root()), contents(carrier.http_root())) == patched,
+        "a patched tree is a fresh one"
+    );
     assert!(atftpd.log().contains(&format!("boot/{FQDN}/current/initrd")), "{}", atftpd.log());
 }

@@ -20,7 +20,9 @@ const AUTO_MAC: &str = "52:54:00:12:34:56";
 const MENU_MAC: &str = "52:54:00:65:43:21";
 
 fn params(generation: u64, entry: &str) -> String {
-    format!("httproot=http://carrier.test/{FQDN}/{generation}/initrd console=ttyS0 quiet netlab.entry={entry}")
+    format!(
+        "httproot=http://carrier.test/{FQDN}/{generation}/initrd console=ttyS0 quiet netlab.entry={entry}"
+    )
 }
 
 fn entry(label: &str, menu_label: &str, generation: u64, entry: &str) -> String {
@@ -43,7 +45,10 @@ impl HandTree {
     fn new() -> HandTree {
         let base = tempfile::Builder::new().prefix("netlab-tree.").tempdir().unwrap();
         let b = base.path();
-        let random = format!("{:06x}", (std::process::id() as u64 * 7919 + b.as_os_str().len() as u64) & 0xff_ffff);
+        let random = format!(
+            "{:06x}",
+            (std::process::id() as u64 * 7919 + b.as_os_str().len() as u64) & 0xff_ffff
+        );
         // The fake store: one dist per generation, with its own marker.
         let mut dist = Vec::new();
         for generation in [1u64, 2] {
@@ -67,7 +72,8 @@ impl HandTree {
             entry(&format!("{FQDN}-1"), "m1 Gen 1 - old", 1, "menu-gen1"),
         );
         fs::write(t.join("pxelinux.cfg/default"), default).unwrap();
-        let auto = format!("DEFAULT {FQDN}\nPROMPT 0\nTIMEOUT 50\n{}", entry(FQDN, "m1", 2, "auto"));
+        let auto =
+            format!("DEFAULT {FQDN}\nPROMPT 0\nTIMEOUT 50\n{}", entry(FQDN, "m1", 2, "auto"));
         fs::write(machine_dir.join("auto.cfg"), auto).unwrap();
         symlink(
             format!("../pxeserver/machines/{FQDN}/auto.cfg"),
@@ -92,7 +98,11 @@ impl HandTree {
             fs::write(g.join("kernel-params"), params(i as u64 + 1, "http")).unwrap();
         }
         symlink("2", h.join(format!("{FQDN}/current"))).unwrap();
-        fs::write(h.join("machines.json"), format!("{{\"machines\": [{{\"fqdn\": \"{FQDN}\"}}]}}\n")).unwrap();
+        fs::write(
+            h.join("machines.json"),
+            format!("{{\"machines\": [{{\"fqdn\": \"{FQDN}\"}}]}}\n"),
+        )
+        .unwrap();
 
         // Both roots are relative symlinks, swapped atomically by carrier.
         symlink(format!("tftp.{random}"), netboot.join("tftp")).unwrap();
@@ -138,7 +148,11 @@ fn pxelinux_per_mac_auto_boot_from_atftpd_in_netns() {
     ] {
         assert!(served.contains(&f), "atftpd did not serve {f}; log:\n{}", atftpd.log());
     }
-    assert!(!served.contains("pxelinux.cfg/default"), "the per-MAC file should win:\n{}", atftpd.log());
+    assert!(
+        !served.contains("pxelinux.cfg/default"),
+        "the per-MAC file should win:\n{}",
+        atftpd.log()
+    );
 }
 
 /// (b) A MAC without a `01-` file gets the `default` menu on the serial console; Down +
@@ -165,7 +179,10 @@ fn pxelinux_default_menu_walked_over_serial() {
 fn ipxe_boot_over_http_from_nginx() {
     let tree = HandTree::new();
     let script = tree.scratch().join("netlab.ipxe");
-    let opts = NginxOptions { extra_files: vec![("/netlab.ipxe".into(), script.clone())], ..Default::default() };
+    let opts = NginxOptions {
+        extra_files: vec![("/netlab.ipxe".into(), script.clone())],
+        ..Default::default()
+    };
     let nginx = Nginx::start(&tree.http_root, &opts).unwrap();
     let base = nginx.guest_url();
     fs::write(
@@ -181,8 +198,13 @@ fn ipxe_boot_over_http_from_nginx() {
     let (m, _) = boot_expect(&spec, &[], FQDN, 2).unwrap();
     assert!(m.cmdline.contains(&params(2, "ipxe")), "{m:?}");
     let access = nginx.access_log();
-    for path in ["/netlab.ipxe", &format!("/{FQDN}/current/bzImage"), &format!("/{FQDN}/current/initrd")] {
-        assert!(access.contains(&format!("\"GET {path} HTTP/1.1\" 200 ")), "nginx did not serve {path}:\n{access}");
+    for path in
+        ["/netlab.ipxe", &format!("/{FQDN}/current/bzImage"), &format!("/{FQDN}/current/initrd")]
+    {
+        assert!(
+            access.contains(&format!("\"GET {path} HTTP/1.1\" 200 ")),
+            "nginx did not serve {path}:\n{access}"
+        );
     }
 }
 
@@ -218,13 +240,20 @@ fn every_file_served_by_atftpd_and_nginx() {
         assert_eq!(got, fs::read(&f.target).unwrap(), "{}", f.rel);
     }
     for client in [TftpClient::Curl, TftpClient::TftpHpa] {
-        let err = tftp_get_in(None, client, atftpd.addr, "pxelinux.cfg/01-00-00-00-00-00-00").unwrap_err();
+        let err = tftp_get_in(None, client, atftpd.addr, "pxelinux.cfg/01-00-00-00-00-00-00")
+            .unwrap_err();
         assert!(err.to_string().contains("tftp get"), "{err:#}");
     }
 
     let nginx = Nginx::start(&tree.http_root, &NginxOptions::default()).unwrap();
     let checked = verify_tree_http(&tree.http_root, &nginx.url()).unwrap();
-    for f in ["machines.json", &format!("{FQDN}/2/kernel-params"), &format!("{FQDN}/current/bzImage"), "/", &format!("{FQDN}/current/")] {
+    for f in [
+        "machines.json",
+        &format!("{FQDN}/2/kernel-params"),
+        &format!("{FQDN}/current/bzImage"),
+        "/",
+        &format!("{FQDN}/current/"),
+    ] {
         assert!(checked.iter().any(|c| c == f), "{f} not checked: {checked:?}");
     }
     assert_eq!(http_get(&format!("{}/nope.json", nginx.url())).unwrap().status, 404);
@@ -249,21 +278,37 @@ fn nginx_allow_list_admits_inside_client_and_denies_outside() {
     assert_eq!((ok.status, ok.body.len()), (200, want.len()));
     assert!(ok.body == want);
     let index = inside.http_get(&format!("{base}/")).unwrap();
-    assert!(index.status == 200 && index.text().contains(&format!("href=\"{FQDN}/\"")), "{}", index.text());
+    assert!(
+        index.status == 200 && index.text().contains(&format!("href=\"{FQDN}/\"")),
+        "{}",
+        index.text()
+    );
 
     for url in [initrd.as_str(), &format!("{base}/"), &format!("{base}/machines.json")] {
         assert_eq!(outside.http_get(url).unwrap().status, 403, "{url} from outside");
     }
     let access = nginx.access_log();
-    assert!(access.contains(&format!("{} - - ", inside.addr)) && access.contains(&format!("{} - - ", outside.addr)), "{access}");
-    assert!(nginx.error_log().contains(&format!("access forbidden by rule, client: {}", outside.addr)), "{}", nginx.error_log());
+    assert!(
+        access.contains(&format!("{} - - ", inside.addr))
+            && access.contains(&format!("{} - - ", outside.addr)),
+        "{access}"
+    );
+    assert!(
+        nginx.error_log().contains(&format!("access forbidden by rule, client: {}", outside.addr)),
+        "{}",
+        nginx.error_log()
+    );
 
     let atftpd = lab.start_atftpd(&tree.tftp_root).unwrap();
     let pxelinux = fs::read(tree.tftp_root.join("pxelinux.0")).unwrap();
     assert_eq!(inside.tftp_get(TftpClient::Curl, atftpd.addr, "pxelinux.0").unwrap(), pxelinux);
     assert_eq!(outside.tftp_get(TftpClient::TftpHpa, atftpd.addr, "pxelinux.0").unwrap(), pxelinux);
     let log = atftpd.log();
-    assert!(log.contains(&format!("to {}:", inside.addr)) && log.contains(&format!("to {}:", outside.addr)), "{log}");
+    assert!(
+        log.contains(&format!("to {}:", inside.addr))
+            && log.contains(&format!("to {}:", outside.addr)),
+        "{log}"
+    );
 }
 
 /// A broken tree fails the boot as soon as pxelinux reports it, with the serial log in the
@@ -278,7 +323,10 @@ fn boot_of_a_missing_kernel_fails_fast() {
     );
     let started = std::time::Instant::now();
     let err = format!("{:#}", boot_expect(&spec, &[], FQDN, 2).unwrap_err());
-    assert!(err.contains(&format!("Loading boot/{FQDN}/2/bzImage failed: No such file or directory")), "{err}");
+    assert!(
+        err.contains(&format!("Loading boot/{FQDN}/2/bzImage failed: No such file or directory")),
+        "{err}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(40), "{:?}", started.elapsed());
 }
 
@@ -290,7 +338,15 @@ fn serial_output_is_stripped_and_parsed() {
     assert!(s.contains("lqqk menu\n"), "{s:?}");
     assert_eq!(
         find_marker(&s),
-        Some(Marker { machine: "a.b-c".into(), generation: 12, cmdline: "BOOT_IMAGE=x init=/y".into() })
+        Some(Marker {
+            machine: "a.b-c".into(),
+            generation: 12,
+            cmdline: "BOOT_IMAGE=x init=/y".into()
+        })
     );
-    assert_eq!(find_marker("NETBOOT-OK machine=x gen=1\n"), None, "a marker without its cmdline line");
+    assert_eq!(
+        find_marker("NETBOOT-OK machine=x gen=1\n"),
+        None,
+        "a marker without its cmdline line"
+    );
 }

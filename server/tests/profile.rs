@@ -20,7 +20,8 @@ impl Carrier {
         std::fs::create_dir_all(tmp.path().join("profiles")).unwrap();
         let hook = tmp.path().join("on-change");
         std::fs::write(&hook, format!("#!/bin/sh\nset -e\n{hook_body}\n")).unwrap();
-        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let mut config = serde_json::json!({
             "profilesDir": tmp.path().join("profiles"),
             "lockFile": tmp.path().join("profiles.lock"),
@@ -58,7 +59,11 @@ fn store_path(marker: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let content = dir.path().join(format!("dist-{marker}"));
     std::fs::create_dir(&content).unwrap();
-    std::fs::write(content.join("machine.json"), format!(r#"{{"toplevel":"/nix/store/x","marker":"{marker}"}}"#)).unwrap();
+    std::fs::write(
+        content.join("machine.json"),
+        format!(r#"{{"toplevel":"/nix/store/x","marker":"{marker}"}}"#),
+    )
+    .unwrap();
     let out = Command::new("nix-store").arg("--add").arg(&content).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -81,7 +86,11 @@ fn set_creates_generations_and_runs_the_hook_each_time() {
     assert_eq!(realpath(&p), a);
     assert_eq!(realpath(&c.profile("node1-1-link")), a);
     assert_eq!(c.events().lines().count(), 1);
-    assert!(c.events().starts_with(&format!("set {} -> confctl-node1-1-link", p.display())), "{}", c.events());
+    assert!(
+        c.events().starts_with(&format!("set {} -> confctl-node1-1-link", p.display())),
+        "{}",
+        c.events()
+    );
 
     ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), &b]));
     assert_eq!(realpath(&p), b);
@@ -92,7 +101,11 @@ fn set_creates_generations_and_runs_the_hook_each_time() {
     ok(&c.carrier(&["delete-generations", "-p", p.to_str().unwrap(), "1"]));
     assert!(!c.profile("node1-1-link").exists());
     assert_eq!(realpath(&p), b);
-    assert!(c.events().lines().nth(2).unwrap().starts_with("delete-generations "), "{}", c.events());
+    assert!(
+        c.events().lines().nth(2).unwrap().starts_with("delete-generations "),
+        "{}",
+        c.events()
+    );
 }
 
 #[test]
@@ -126,7 +139,12 @@ fn bad_input_is_refused_before_anything_changes() {
     let o = c.carrier(&["set", "-p", p.to_str().unwrap(), "/etc"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid store path '/etc'"));
     // a store path that does not exist
-    let o = c.carrier(&["set", "-p", p.to_str().unwrap(), "/nix/store/00000000000000000000000000000000-nothing"]);
+    let o = c.carrier(&[
+        "set",
+        "-p",
+        p.to_str().unwrap(),
+        "/nix/store/00000000000000000000000000000000-nothing",
+    ]);
     assert!(!o.status.success());
     // not a carried profile
     let sys = c.tmp.path().join("profiles/system");
@@ -148,7 +166,11 @@ fn nix_env_failure_runs_no_hook() {
     ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), &a]));
     let o = c.carrier(&["delete-generations", "-p", p.to_str().unwrap(), "1"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("nix-env failed"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nix-env failed"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(c.events().lines().count(), 1, "only the set ran the hook");
 }
 
@@ -156,7 +178,9 @@ fn nix_env_failure_runs_no_hook() {
 fn profile_changes_of_one_carrier_are_serialised() {
     // The hook records its start and end around a sleep; two concurrent changes must
     // not overlap.
-    let c = Carrier::new(&format!("echo start >> \"$(dirname \"$0\")/events.log\"; sleep 0.3; {LOG_HOOK}; echo end >> \"$(dirname \"$0\")/events.log\""));
+    let c = Carrier::new(&format!(
+        "echo start >> \"$(dirname \"$0\")/events.log\"; sleep 0.3; {LOG_HOOK}; echo end >> \"$(dirname \"$0\")/events.log\""
+    ));
     let (a, b) = (store_path("ser-a"), store_path("ser-b"));
     let (p1, p2) = (c.profile("one"), c.profile("two"));
     std::thread::scope(|s| {
@@ -206,9 +230,17 @@ fn a_failed_change_among_several_still_runs_the_hooks() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("nix-env failed on") && err.contains("confctl-node2"), "{err}");
     assert_eq!(realpath(&p1), a, "node1 changed");
-    assert_eq!(c.events().lines().count(), 1, "the hooks ran for the change that happened: {}", c.events());
+    assert_eq!(
+        c.events().lines().count(),
+        1,
+        "the hooks ran for the change that happened: {}",
+        c.events()
+    );
     assert!(c.events().contains(&format!("set {}", p1.display())), "{}", c.events());
-    assert!(!pending(&c, "node1").exists() && !pending(&c, "node2").exists(), "the hooks succeeded");
+    assert!(
+        !pending(&c, "node1").exists() && !pending(&c, "node2").exists(),
+        "the hooks succeeded"
+    );
 }
 
 #[test]
@@ -219,7 +251,8 @@ fn a_failed_hook_is_recorded_until_a_hook_run_succeeds() {
     let a = store_path("pending-a");
     assert!(!c.carrier(&["set", "-p", p.to_str().unwrap(), &a]).status.success());
     assert_eq!(realpath(&p), a);
-    let record = std::fs::read_to_string(pending(&c, "node1")).expect("the failure is recorded next to the profiles");
+    let record = std::fs::read_to_string(pending(&c, "node1"))
+        .expect("the failure is recorded next to the profiles");
     assert!(record.contains("exit status: 4"), "{record}");
 
     // the same store path again: nix-env changes nothing, the hooks run and succeed
@@ -266,7 +299,11 @@ fn a_lock_wait_has_a_deadline_and_names_the_holder() {
     let o = c.carrier(&["set", "-p", p2.to_str().unwrap(), &b]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("timed out after 1 s waiting for") && err.contains(&format!("held by: carrier profile set (pid {})", first.id())), "{err}");
+    assert!(
+        err.contains("timed out after 1 s waiting for")
+            && err.contains(&format!("held by: carrier profile set (pid {})", first.id())),
+        "{err}"
+    );
     assert!(first.wait().unwrap().success());
     assert!(!p2.exists());
 }

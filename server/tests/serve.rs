@@ -44,26 +44,30 @@ struct Server {
 impl Server {
     /// Starts `cmd` and waits for the line announcing the address it listens on.
     fn start(cmd: Command) -> Server {
-        Server::try_start(cmd).unwrap_or_else(|out| panic!("carrier serve exited before listening:\n{out}"))
+        Server::try_start(cmd)
+            .unwrap_or_else(|out| panic!("carrier serve exited before listening:\n{out}"))
     }
 
     /// Starts `cmd`: the server once it listens, or its output once it exited.
     fn try_start(mut cmd: Command) -> Result<Server, String> {
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let output = Arc::new(Mutex::new(String::new()));
-        let readers: Vec<_> = [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
-            .into_iter()
-            .map(|stream| {
-                let output = output.clone();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                        let mut out = output.lock().unwrap();
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
-                })
+        let readers: Vec<_> = [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ]
+        .into_iter()
+        .map(|stream| {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
             })
-            .collect();
+        })
+        .collect();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let out = output.lock().unwrap().clone();
@@ -114,7 +118,11 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16,
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     (status, head.to_string(), body)
 }
 
@@ -140,9 +148,15 @@ fn counting_nix(dir: &Path, runs: &Path) -> String {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let wrapper = bin.join("nix-instantiate");
-    std::fs::write(&wrapper, format!("#!/bin/sh\necho run >> '{}'\nexec '{}' \"$@\"\n", runs.display(), real.display())).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\necho run >> '{}'\nexec '{}' \"$@\"\n", runs.display(), real.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())));
+    let path = std::env::join_paths(
+        std::iter::once(bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    );
     path.unwrap().into_string().unwrap()
 }
 
@@ -154,7 +168,11 @@ fn a_broken_cluster_runs_nix_once_for_50_requests() {
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("conf");
     std::fs::create_dir_all(conf.join("cluster/broken")).unwrap();
-    std::fs::write(conf.join("cluster/broken/module.nix"), "{ cluster.broken = { spin = \"nixos\"; ").unwrap();
+    std::fs::write(
+        conf.join("cluster/broken/module.nix"),
+        "{ cluster.broken = { spin = \"nixos\"; ",
+    )
+    .unwrap();
     let runs = tmp.path().join("nix-runs");
     let mut cmd = serve_command(&conf, tmp.path(), &["--addr", "127.0.0.1:0"]);
     cmd.env("PATH", counting_nix(tmp.path(), &runs));
@@ -181,14 +199,24 @@ fn a_broken_cluster_runs_nix_once_for_50_requests() {
     assert_eq!(answered, 50);
     let nix_runs = std::fs::read_to_string(&runs).unwrap_or_default().lines().count();
     let rows = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", tmp.path().join("carrier.db").display())).await.unwrap();
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evaluations").fetch_one(&db).await.unwrap();
+        let db = sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            tmp.path().join("carrier.db").display()
+        ))
+        .await
+        .unwrap();
+        let rows: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM evaluations").fetch_one(&db).await.unwrap();
         rows
     });
     assert_eq!((nix_runs, rows), (1, 1), "Nix runs and evaluation rows for 50 requests");
 
     // an edit is a new content key: evaluated (and recorded) once more
-    std::fs::write(conf.join("cluster/broken/module.nix"), "{ cluster.broken = { spin = \"nixos\"; }; ").unwrap();
+    std::fs::write(
+        conf.join("cluster/broken/module.nix"),
+        "{ cluster.broken = { spin = \"nixos\"; }; ",
+    )
+    .unwrap();
     for _ in 0..3 {
         http(&server.addr, "POST", "/api/list_carriers", &[]);
     }
@@ -217,14 +245,22 @@ fn a_non_loopback_address_needs_a_token_or_public() {
     let tmp = tempfile::tempdir().unwrap();
     let refused = Server::try_start(serve_in_netns(tmp.path(), &["--addr", "0.0.0.0:0"], &[]));
     let err = refused.err().expect("served 0.0.0.0 without a token");
-    assert!(err.contains("refusing to serve 0.0.0.0:0 without a token") && err.contains("--public"), "{err}");
+    assert!(
+        err.contains("refusing to serve 0.0.0.0:0 without a token") && err.contains("--public"),
+        "{err}"
+    );
     assert!(!tmp.path().join("carrier.db").exists(), "refused before anything was created");
 
     // told to serve publicly, or given a token, it starts
-    let server = Server::start(serve_in_netns(tmp.path(), &["--addr", "0.0.0.0:0", "--public"], &[]));
+    let server =
+        Server::start(serve_in_netns(tmp.path(), &["--addr", "0.0.0.0:0", "--public"], &[]));
     assert!(server.output().contains("without a token (--public)"), "{}", server.output());
     drop(server);
-    Server::start(serve_in_netns(tmp.path(), &["--addr", "0.0.0.0:0"], &[("CARRIER_TOKEN", "a-long-enough-token")]));
+    Server::start(serve_in_netns(
+        tmp.path(),
+        &["--addr", "0.0.0.0:0"],
+        &[("CARRIER_TOKEN", "a-long-enough-token")],
+    ));
 }
 
 #[test]
@@ -232,31 +268,60 @@ fn the_token_comes_from_a_file_or_the_environment_never_the_arguments() {
     let tmp = tempfile::tempdir().unwrap();
     let loopback = ["--addr", "127.0.0.1:0"];
 
-    let refused = Server::try_start(serve_command(&example(), tmp.path(), &[&loopback[..], &["--token", "s3cret"]].concat()));
+    let refused = Server::try_start(serve_command(
+        &example(),
+        tmp.path(),
+        &[&loopback[..], &["--token", "s3cret"]].concat(),
+    ));
     let err = refused.err().expect("a token on the command line was accepted");
     assert!(err.contains("--token is not accepted") && err.contains("--token-file"), "{err}");
 
     let file = tmp.path().join("token");
     std::fs::write(&file, "s3cret-from-a-file\n").unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let with_file = || serve_command(&example(), tmp.path(), &[&loopback[..], &["--token-file", file.to_str().unwrap()]].concat());
-    let err = Server::try_start(with_file()).err().expect("a world-readable token file was accepted");
-    assert!(err.contains(&format!("the token file {}", file.display())) && err.contains("chmod o-rwx"), "{err}");
+    let with_file = || {
+        serve_command(
+            &example(),
+            tmp.path(),
+            &[&loopback[..], &["--token-file", file.to_str().unwrap()]].concat(),
+        )
+    };
+    let err =
+        Server::try_start(with_file()).err().expect("a world-readable token file was accepted");
+    assert!(
+        err.contains(&format!("the token file {}", file.display())) && err.contains("chmod o-rwx"),
+        "{err}"
+    );
 
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let server = Server::start(with_file());
     let (status, _, body) = http(&server.addr, "POST", "/api/list_carriers", &[]);
     assert!(status != 200 && body.contains("a token is required"), "{status} {body}");
-    let (status, _, body) = http(&server.addr, "POST", "/api/list_carriers", &[("Authorization", "Bearer s3cret-from-a-file")]);
+    let (status, _, body) = http(
+        &server.addr,
+        "POST",
+        "/api/list_carriers",
+        &[("Authorization", "Bearer s3cret-from-a-file")],
+    );
     assert!(status == 200 && body.contains("pxe-server"), "{status} {body}");
     drop(server);
 
     let mut cmd = serve_command(&example(), tmp.path(), &loopback);
     cmd.env("CARRIER_TOKEN", "s3cret-from-the-environment");
     let server = Server::start(cmd);
-    let (status, _, _) = http(&server.addr, "POST", "/api/list_carriers", &[("Authorization", "Bearer s3cret-from-a-file")]);
+    let (status, _, _) = http(
+        &server.addr,
+        "POST",
+        "/api/list_carriers",
+        &[("Authorization", "Bearer s3cret-from-a-file")],
+    );
     assert_ne!(status, 200);
-    let (status, _, _) = http(&server.addr, "POST", "/api/list_carriers", &[("Cookie", "carrier_token=s3cret-from-the-environment")]);
+    let (status, _, _) = http(
+        &server.addr,
+        "POST",
+        "/api/list_carriers",
+        &[("Cookie", "carrier_token=s3cret-from-the-environment")],
+    );
     assert_eq!(status, 200);
 }
 
@@ -272,7 +337,11 @@ fn requests_are_traced_and_foreign_hosts_refused() {
     loop {
         let log = server.output();
         let traced = |path: &str, status: u16| {
-            log.lines().any(|l| l.contains("method=GET") && l.contains(&format!("uri={path}")) && l.contains(&format!("status={status}")))
+            log.lines().any(|l| {
+                l.contains("method=GET")
+                    && l.contains(&format!("uri={path}"))
+                    && l.contains(&format!("status={status}"))
+            })
         };
         if traced("/carriers", 200) && traced("/carriers", 421) && log.contains("evil.example") {
             break;

@@ -24,11 +24,17 @@ async fn harness(conf_dir: PathBuf, token: Option<&str>) -> Harness {
 
 /// A dashboard as `carrier serve --addr 127.0.0.1:3000` builds it; `cache_dir` replaces
 /// the fresh cache directory, `web` the HTTP settings.
-async fn harness_with(conf_dir: PathBuf, token: Option<&str>, cache_dir: Option<PathBuf>, web: WebConfig) -> Harness {
+async fn harness_with(
+    conf_dir: PathBuf,
+    token: Option<&str>,
+    cache_dir: Option<PathBuf>,
+    web: WebConfig,
+) -> Harness {
     let tmp = tempfile::tempdir().unwrap();
-    let db = server::serve::connect(&format!("sqlite://{}", tmp.path().join("carrier.db").display()))
-        .await
-        .unwrap();
+    let db =
+        server::serve::connect(&format!("sqlite://{}", tmp.path().join("carrier.db").display()))
+            .await
+            .unwrap();
     let cache_dir = cache_dir.unwrap_or_else(|| tmp.path().join("cache"));
     let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, db.clone());
     let state = AppState {
@@ -83,7 +89,8 @@ async fn machines_page_lists_every_machine_with_carried_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filter_is_applied_server_side() {
     let h = harness(example(), None).await;
-    let (_, html) = get(&h.app, "/machines?pattern=pxe-server%23*&tags=&attrs=&managed=all", &[]).await;
+    let (_, html) =
+        get(&h.app, "/machines?pattern=pxe-server%23*&tags=&attrs=&managed=all", &[]).await;
     let rows = rows(&html);
     assert!(!rows.is_empty());
     assert!(rows.iter().all(|r| r.starts_with("pxe-server#")), "{rows:?}");
@@ -104,7 +111,11 @@ async fn bad_filter_names_the_value() {
     let h = harness(example(), None).await;
     let (status, html) = get(&h.app, "/machines?attrs=nonsense", &[]).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("invalid --attr &#x27;nonsense&#x27;") || html.contains("invalid --attr 'nonsense'"), "{html}");
+    assert!(
+        html.contains("invalid --attr &#x27;nonsense&#x27;")
+            || html.contains("invalid --attr 'nonsense'"),
+        "{html}"
+    );
     assert!(rows_empty(&html));
 }
 
@@ -115,7 +126,8 @@ async fn machine_page_shows_options_and_carrier() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("carrier.enable"), "every option is listed");
     assert!(html.contains("/nix/var/nix/profiles/confctl-"), "carried profiles are shown");
-    let carried: Vec<&str> = html.split("data-carried=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
+    let carried: Vec<&str> =
+        html.split("data-carried=\"").skip(1).map(|s| &s[..s.find('"').unwrap()]).collect();
     assert!(carried.len() >= 2, "{carried:?}");
 }
 
@@ -132,7 +144,11 @@ async fn carriers_page_lists_carried_machines() {
 async fn unknown_machine_is_not_found() {
     let h = harness(example(), None).await;
     let (_, html) = get(&h.app, "/machines/no-such-machine", &[]).await;
-    assert!(html.contains("no machine named &#x27;no-such-machine&#x27;") || html.contains("no machine named 'no-such-machine'"), "{html}");
+    assert!(
+        html.contains("no machine named &#x27;no-such-machine&#x27;")
+            || html.contains("no machine named 'no-such-machine'"),
+        "{html}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,7 +161,8 @@ async fn token_is_enforced_for_pages_and_server_functions() {
     assert!(!rows_empty(&html));
 
     let post = |auth: Option<&'static str>| {
-        let mut req = Request::post("/api/list_carriers").header("content-type", "application/x-www-form-urlencoded");
+        let mut req = Request::post("/api/list_carriers")
+            .header("content-type", "application/x-www-form-urlencoded");
         if let Some(a) = auth {
             req = req.header("authorization", a);
         }
@@ -189,7 +206,8 @@ async fn concurrent_requests_record_one_evaluation() {
     for handle in handles {
         assert_eq!(handle.await.unwrap().0, StatusCode::OK);
     }
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evaluations").fetch_one(&h.db).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM evaluations").fetch_one(&h.db).await.unwrap();
     assert_eq!(n, 1, "one configuration, one evaluation record");
 }
 
@@ -204,7 +222,9 @@ async fn pages_render_while_other_routers_are_built() {
         }
     });
     for _ in 0..20 {
-        let page = tokio::time::timeout(std::time::Duration::from_secs(10), get(&h.app, "/carriers", &[])).await;
+        let page =
+            tokio::time::timeout(std::time::Duration::from_secs(10), get(&h.app, "/carriers", &[]))
+                .await;
         let (status, html) = page.expect("the page finished rendering");
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("data-carrier=\"pxe-server\""));
@@ -217,10 +237,16 @@ async fn unknown_paths_get_the_not_found_page_with_the_app_state() {
     let h = harness(example(), None).await;
     let (status, html) = get(&h.app, "/no/such/page", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(html.contains("data-testid=\"inventory-info\""), "the footer read the inventory: {html}");
+    assert!(
+        html.contains("data-testid=\"inventory-info\""),
+        "the footer read the inventory: {html}"
+    );
 }
 
-async fn send(app: &axum::Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn send(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let resp = app.clone().oneshot(req).await.unwrap();
     let (status, headers) = (resp.status(), resp.headers().clone());
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
@@ -255,12 +281,17 @@ async fn a_broken_cluster_is_evaluated_and_recorded_once() {
                 let app = h.app.clone();
                 tokio::spawn(async move {
                     if i % 2 == 0 {
-                        let (_, html) = get(&app, if round % 2 == 0 { "/machines" } else { "/carriers" }, &[]).await;
+                        let (_, html) =
+                            get(&app, if round % 2 == 0 { "/machines" } else { "/carriers" }, &[])
+                                .await;
                         assert!(html.contains("cluster/broken/module.nix"), "{html}");
                     } else {
-                        let (status, _, body) = send(&app, api_post("/api/list_carriers", &[], "")).await;
+                        let (status, _, body) =
+                            send(&app, api_post("/api/list_carriers", &[], "")).await;
                         assert_ne!(status, StatusCode::OK);
-                        assert!(String::from_utf8_lossy(&body).contains("cluster/broken/module.nix"));
+                        assert!(
+                            String::from_utf8_lossy(&body).contains("cluster/broken/module.nix")
+                        );
                     }
                 })
             })
@@ -269,10 +300,11 @@ async fn a_broken_cluster_is_evaluated_and_recorded_once() {
             handle.await.unwrap();
         }
     }
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as("SELECT content_key, error FROM evaluations")
-        .fetch_all(&h.db)
-        .await
-        .unwrap();
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT content_key, error FROM evaluations")
+            .fetch_all(&h.db)
+            .await
+            .unwrap();
     assert_eq!(rows.len(), 1, "one configuration, one evaluation record: {rows:?}");
     assert_eq!(rows[0].0.len(), 64, "the failure is recorded under its content key");
     assert!(rows[0].1.as_deref().unwrap().contains("cluster/broken/module.nix"));
@@ -287,11 +319,17 @@ async fn errors_of_the_surroundings_stay_on_the_server() {
     std::fs::write(&not_a_dir, "").unwrap();
     let h = harness_with(example(), None, Some(not_a_dir), WebConfig::loopback()).await;
     let (_, html) = get(&h.app, "/carriers", &[]).await;
-    assert!(!html.contains(&tmp.path().display().to_string()), "no server path in the page: {html}");
+    assert!(
+        !html.contains(&tmp.path().display().to_string()),
+        "no server path in the page: {html}"
+    );
     assert!(html.contains("internal error (see the server log)"), "{html}");
     let (_, _, body) = send(&h.app, api_post("/api/list_carriers", &[], "")).await;
     let body = String::from_utf8_lossy(&body);
-    assert!(!body.contains(&tmp.path().display().to_string()) && body.contains("Internal"), "{body}");
+    assert!(
+        !body.contains(&tmp.path().display().to_string()) && body.contains("Internal"),
+        "{body}"
+    );
 }
 
 /// DNS rebinding: evil.example resolving to 127.0.0.1 makes the operator's browser send
@@ -299,12 +337,16 @@ async fn errors_of_the_surroundings_stay_on_the_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_hosts_and_origins_are_refused() {
     let mut web = WebConfig::loopback();
-    web.hosts = app::services::HostAllowList::new(([127, 0, 0, 1], 3000).into(), &["carrier.example.org".into()]);
+    web.hosts = app::services::HostAllowList::new(
+        ([127, 0, 0, 1], 3000).into(),
+        &["carrier.example.org".into()],
+    );
     let h = harness_with(example(), None, None, web).await;
     let (status, html) = get(&h.app, "/machines", &[("host", "evil.example:3000")]).await;
     assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
     assert!(rows_empty(&html), "{html}");
-    let (status, _, body) = send(&h.app, api_post("/api/list_carriers", &[("host", "evil.example:3000")], "")).await;
+    let (status, _, body) =
+        send(&h.app, api_post("/api/list_carriers", &[("host", "evil.example:3000")], "")).await;
     assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
     assert!(!String::from_utf8_lossy(&body).contains("pxe-server"));
 
@@ -319,8 +361,11 @@ async fn foreign_hosts_and_origins_are_refused() {
     let same = [("host", "127.0.0.1:3000"), ("origin", "http://127.0.0.1:3000")];
     assert_eq!(send(&h.app, api_post("/api/list_carriers", &same, "")).await.0, StatusCode::OK);
     for origin in ["http://evil.example", "http://127.0.0.1:8080", "null"] {
-        let (status, _, body) =
-            send(&h.app, api_post("/api/list_carriers", &[("host", "127.0.0.1:3000"), ("origin", origin)], "")).await;
+        let (status, _, body) = send(
+            &h.app,
+            api_post("/api/list_carriers", &[("host", "127.0.0.1:3000"), ("origin", origin)], ""),
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{origin}");
         assert!(!String::from_utf8_lossy(&body).contains("pxe-server"));
     }
@@ -329,39 +374,52 @@ async fn foreign_hosts_and_origins_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn responses_carry_security_headers_and_the_page_csp_names_its_scripts_nonce() {
     let h = harness(example(), None).await;
-    let (status, headers, body) = send(&h.app, Request::get("/machines").body(Body::empty()).unwrap()).await;
+    let (status, headers, body) =
+        send(&h.app, Request::get("/machines").body(Body::empty()).unwrap()).await;
     assert_eq!(status, StatusCode::OK);
     let html = String::from_utf8(body).unwrap();
-    let header = |h: &axum::http::HeaderMap, name: &str| h.get(name).map(|v| v.to_str().unwrap().to_string());
+    let header = |h: &axum::http::HeaderMap, name: &str| {
+        h.get(name).map(|v| v.to_str().unwrap().to_string())
+    };
     assert_eq!(header(&headers, "x-content-type-options").as_deref(), Some("nosniff"));
     assert_eq!(header(&headers, "x-frame-options").as_deref(), Some("DENY"));
     assert_eq!(header(&headers, "referrer-policy").as_deref(), Some("no-referrer"));
     let csp = header(&headers, "content-security-policy").expect("the page has a CSP");
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'wasm-unsafe-eval'"), "{csp}");
     assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"), "{csp}");
-    let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce in the CSP");
+    let nonce =
+        csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce in the CSP");
     assert!(nonce.len() >= 16, "{nonce}");
     // every inline script of the page carries it (else the browser would block hydration)
-    let scripts: Vec<&str> = html.split("<script").skip(1).map(|s| &s[..s.find('>').unwrap()]).collect();
+    let scripts: Vec<&str> =
+        html.split("<script").skip(1).map(|s| &s[..s.find('>').unwrap()]).collect();
     assert!(!scripts.is_empty(), "{html}");
     for attrs in &scripts {
-        assert!(attrs.contains(&format!("nonce=\"{nonce}\"")), "script without this response's nonce: <script{attrs}>");
+        assert!(
+            attrs.contains(&format!("nonce=\"{nonce}\"")),
+            "script without this response's nonce: <script{attrs}>"
+        );
     }
     // a second page gets another nonce
-    let (_, headers2, _) = send(&h.app, Request::get("/carriers").body(Body::empty()).unwrap()).await;
+    let (_, headers2, _) =
+        send(&h.app, Request::get("/carriers").body(Body::empty()).unwrap()).await;
     assert_ne!(header(&headers2, "content-security-policy").unwrap(), csp);
 
     // everything else may run and load nothing
     let (_, headers, _) = send(&h.app, api_post("/api/list_carriers", &[], "")).await;
     assert_eq!(header(&headers, "x-content-type-options").as_deref(), Some("nosniff"));
     let csp = header(&headers, "content-security-policy").unwrap();
-    assert!(csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.starts_with("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_are_compressed_for_clients_that_accept_gzip() {
     let h = harness(example(), None).await;
-    let req = Request::get("/machines").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
+    let req =
+        Request::get("/machines").header("accept-encoding", "gzip").body(Body::empty()).unwrap();
     let (status, headers, body) = send(&h.app, req).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers.get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
@@ -374,9 +432,11 @@ async fn oversized_request_bodies_are_refused() {
     let query = "query[tags]=&query[attrs]=&query[managed]=all&query[pattern]=";
     let body = format!("{query}{}", "x".repeat(server::web::BODY_LIMIT));
     let length = body.len().to_string();
-    let (status, _, _) = send(&h.app, api_post("/api/list_machines", &[("content-length", &length)], body)).await;
+    let (status, _, _) =
+        send(&h.app, api_post("/api/list_machines", &[("content-length", &length)], body)).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let (status, _, _) = send(&h.app, api_post("/api/list_machines", &[], format!("{query}*"))).await;
+    let (status, _, _) =
+        send(&h.app, api_post("/api/list_machines", &[], format!("{query}*"))).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -387,7 +447,11 @@ async fn slow_requests_time_out() {
     web.request_timeout = std::time::Duration::from_millis(1);
     let h = harness_with(example(), None, None, web).await;
     let (status, _) = get(&h.app, "/carriers", &[]).await;
-    assert_eq!(status, StatusCode::REQUEST_TIMEOUT, "the first request runs Nix: far longer than 1 ms");
+    assert_eq!(
+        status,
+        StatusCode::REQUEST_TIMEOUT,
+        "the first request runs Nix: far longer than 1 ms"
+    );
 }
 
 /// Nix may point into carrier's evaluator (in the cache directory, under the server's
@@ -397,10 +461,19 @@ async fn nix_errors_name_the_cache_directory_without_its_path() {
     let conf = tempfile::tempdir().unwrap();
     let dir = conf.path().join("cluster/a");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("module.nix"), r#"{ config, ... }: { cluster.a = { spin = "nixos"; tags = config.cluster.a.tags; }; }"#)
-        .unwrap();
+    std::fs::write(
+        dir.join("module.nix"),
+        r#"{ config, ... }: { cluster.a = { spin = "nixos"; tags = config.cluster.a.tags; }; }"#,
+    )
+    .unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let h = harness_with(conf.path().to_path_buf(), None, Some(cache.path().to_path_buf()), WebConfig::loopback()).await;
+    let h = harness_with(
+        conf.path().to_path_buf(),
+        None,
+        Some(cache.path().to_path_buf()),
+        WebConfig::loopback(),
+    )
+    .await;
     let (_, html) = get(&h.app, "/machines", &[]).await;
     assert!(html.contains("infinite recursion"), "{html}");
     assert!(html.contains("at &lt;carrier cache&gt;/evaluator-"), "{html}");

@@ -62,7 +62,9 @@ mod tests {
 
     #[test]
     fn public_read_without_token() {
-        assert!(AccessPolicy::default().check(&HeaderMap::new(), Permission::ReadInventory).is_ok());
+        assert!(
+            AccessPolicy::default().check(&HeaderMap::new(), Permission::ReadInventory).is_ok()
+        );
     }
 
     #[test]
@@ -72,8 +74,17 @@ mod tests {
             p.check(&HeaderMap::new(), Permission::ReadInventory),
             Err(AppError::Unauthorized("a token is required".into()))
         );
-        assert!(p.check(&headers(&[(AUTHORIZATION, "Bearer s3cret")]), Permission::ReadInventory).is_ok());
-        assert!(p.check(&headers(&[(COOKIE, "a=b; carrier_token=s3cret")]), Permission::ReadInventory).is_ok());
-        assert!(p.check(&headers(&[(AUTHORIZATION, "Bearer wrong")]), Permission::ReadInventory).is_err());
+        assert!(
+            p.check(&headers(&[(AUTHORIZATION, "Bearer s3cret")]), Permission::ReadInventory)
+                .is_ok()
+        );
+        assert!(
+            p.check(&headers(&[(COOKIE, "a=b; carrier_token=s3cret")]), Permission::ReadInventory)
+                .is_ok()
+        );
+        assert!(
+            p.check(&headers(&[(AUTHORIZATION, "Bearer wrong")]), Permission::ReadInventory)
+                .is_err()
+        );
     }
 }

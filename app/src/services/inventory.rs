@@ -20,7 +20,12 @@ pub struct InventoryService {
 
 impl InventoryService {
     pub fn new(inventory: Inventory, conf_dir: PathBuf, db: SqlitePool) -> Self {
-        InventoryService { inventory: Arc::new(inventory), conf_dir, db, recorded: Mutex::new(None) }
+        InventoryService {
+            inventory: Arc::new(inventory),
+            conf_dir,
+            db,
+            recorded: Mutex::new(None),
+        }
     }
 
     pub fn conf_dir(&self) -> &std::path::Path {
@@ -33,10 +38,12 @@ impl InventoryService {
     pub async fn load(&self) -> Result<Loaded, AppError> {
         let (inventory, dir) = (self.inventory.clone(), self.conf_dir.clone());
         let started = Instant::now();
-        let outcome = tokio::task::spawn_blocking(move || inventory.load_outcome(&dir)).await.map_err(|e| {
-            tracing::error!("inventory task failed: {e}");
-            AppError::Internal
-        })?;
+        let outcome = tokio::task::spawn_blocking(move || inventory.load_outcome(&dir))
+            .await
+            .map_err(|e| {
+                tracing::error!("inventory task failed: {e}");
+                AppError::Internal
+            })?;
         let elapsed = started.elapsed().as_millis() as i64;
         let Outcome { key, cached, cluster } = outcome.map_err(|e| {
             tracing::error!("loading the cluster: {e}");
@@ -91,7 +98,13 @@ impl InventoryService {
         })
     }
 
-    async fn record(&self, key: &str, machines: Option<usize>, duration_ms: i64, error: Option<&str>) {
+    async fn record(
+        &self,
+        key: &str,
+        machines: Option<usize>,
+        duration_ms: i64,
+        error: Option<&str>,
+    ) {
         let result = sqlx::query(
             "INSERT INTO evaluations (content_key, evaluated_at, machines, duration_ms, error) \
              VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ?, ?)",
@@ -110,7 +123,9 @@ impl InventoryService {
     /// The error as the browser may see it: paths of the configuration directory made
     /// relative, the cache directory (carrier's evaluator lives there) named, not shown.
     pub fn user_message(&self, e: &InventoryError) -> String {
-        let abs = |dir: &std::path::Path| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string();
+        let abs = |dir: &std::path::Path| {
+            std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string()
+        };
         let (conf, cache) = (abs(&self.conf_dir), abs(self.inventory.cache_dir()));
         e.to_string()
             .replace(&format!("{cache}/"), "<carrier cache>/")
@@ -121,7 +136,9 @@ impl InventoryService {
 
     /// Paths relative to the configuration directory, for display.
     pub fn relative(&self, path: &str) -> String {
-        let abs = std::path::absolute(&self.conf_dir).map(|p| p.display().to_string()).unwrap_or_default();
+        let abs = std::path::absolute(&self.conf_dir)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         path.strip_prefix(&format!("{abs}/")).unwrap_or(path).to_string()
     }
 }

@@ -50,7 +50,10 @@ impl HostAllowList {
             return Ok(ip.to_string());
         }
         let label_ok = |l: &str| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
         if !v.is_empty() && v.len() <= 253 && v.split('.').all(label_ok) {
@@ -74,7 +77,12 @@ impl HostAllowList {
     /// methods that may change state, its `Origin`. A request without a host (HTTP/1.0
     /// tools) passes: browsers always send one. A write without `Origin` passes too:
     /// browsers send it on every cross-origin write, other clients are not the threat.
-    pub fn check(&self, method: &Method, uri_authority: Option<&str>, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub fn check(
+        &self,
+        method: &Method,
+        uri_authority: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Result<(), Refusal> {
         let header = |name| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
         let authority = header(http::header::HOST).or(uri_authority);
         if let Some(authority) = authority {
@@ -85,7 +93,9 @@ impl HostAllowList {
         }
         let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
         match header(http::header::ORIGIN) {
-            Some(origin) if !safe && !self.same_origin(origin, authority) => Err(Refusal::Origin(origin.to_string())),
+            Some(origin) if !safe && !self.same_origin(origin, authority) => {
+                Err(Refusal::Origin(origin.to_string()))
+            }
             _ => Ok(()),
         }
     }
@@ -105,7 +115,8 @@ impl HostAllowList {
         }
         let Some(authority) = authority else { return true };
         let (req_host, req_port) = split_authority(authority);
-        normalize(host) == normalize(req_host) && port.unwrap_or(default_port) == req_port.unwrap_or(default_port)
+        normalize(host) == normalize(req_host)
+            && port.unwrap_or(default_port) == req_port.unwrap_or(default_port)
     }
 }
 
@@ -147,11 +158,29 @@ mod tests {
     #[test]
     fn loopback_binds_answer_loopback_names_and_extra_names_only() {
         let l = loopback();
-        for host in ["127.0.0.1:3000", "localhost:3000", "LOCALHOST", "[::1]:3000", "carrier.example.org.", "127.0.0.1"] {
+        for host in [
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "LOCALHOST",
+            "[::1]:3000",
+            "carrier.example.org.",
+            "127.0.0.1",
+        ] {
             assert_eq!(l.check(&Method::GET, None, &headers(&[(HOST, host)])), Ok(()), "{host}");
         }
-        for host in ["evil.example:3000", "127.0.0.2:3000", "10.0.0.1", "localhost.evil.example", "[::2]:3000", ""] {
-            assert_eq!(l.check(&Method::GET, None, &headers(&[(HOST, host)])), Err(Refusal::Host(host.into())), "{host}");
+        for host in [
+            "evil.example:3000",
+            "127.0.0.2:3000",
+            "10.0.0.1",
+            "localhost.evil.example",
+            "[::2]:3000",
+            "",
+        ] {
+            assert_eq!(
+                l.check(&Method::GET, None, &headers(&[(HOST, host)])),
+                Err(Refusal::Host(host.into())),
+                "{host}"
+            );
         }
         // HTTP/2 carries the host in the URI
         assert!(l.check(&Method::GET, Some("evil.example:3000"), &HeaderMap::new()).is_err());
@@ -170,21 +199,44 @@ mod tests {
     #[test]
     fn writes_need_the_same_origin() {
         let l = loopback();
-        let post = |host: &str, origin: &str| l.check(&Method::POST, None, &headers(&[(HOST, host), (ORIGIN, origin)]));
+        let post = |host: &str, origin: &str| {
+            l.check(&Method::POST, None, &headers(&[(HOST, host), (ORIGIN, origin)]))
+        };
         assert_eq!(post("127.0.0.1:3000", "http://127.0.0.1:3000"), Ok(()));
         assert_eq!(post("carrier.example.org", "https://carrier.example.org"), Ok(()));
-        for origin in ["http://evil.example", "http://127.0.0.1:8080", "http://localhost:3000", "null", "file://", "http://127.0.0.1"] {
-            assert_eq!(post("127.0.0.1:3000", origin), Err(Refusal::Origin(origin.into())), "{origin}");
+        for origin in [
+            "http://evil.example",
+            "http://127.0.0.1:8080",
+            "http://localhost:3000",
+            "null",
+            "file://",
+            "http://127.0.0.1",
+        ] {
+            assert_eq!(
+                post("127.0.0.1:3000", origin),
+                Err(Refusal::Origin(origin.into())),
+                "{origin}"
+            );
         }
         // reads are not checked for Origin (the browser keeps their responses from other origins)
-        assert_eq!(l.check(&Method::GET, None, &headers(&[(HOST, "127.0.0.1:3000"), (ORIGIN, "http://evil.example")])), Ok(()));
+        assert_eq!(
+            l.check(
+                &Method::GET,
+                None,
+                &headers(&[(HOST, "127.0.0.1:3000"), (ORIGIN, "http://evil.example")])
+            ),
+            Ok(())
+        );
         // clients that send no Origin (curl, the CLI) are not browsers
         assert_eq!(l.check(&Method::POST, None, &headers(&[(HOST, "127.0.0.1:3000")])), Ok(()));
     }
 
     #[test]
     fn allowed_host_names_are_checked() {
-        assert_eq!(HostAllowList::parse_name("Carrier.Example.org."), Ok("carrier.example.org".into()));
+        assert_eq!(
+            HostAllowList::parse_name("Carrier.Example.org."),
+            Ok("carrier.example.org".into())
+        );
         assert_eq!(HostAllowList::parse_name("[::1]"), Ok("::1".into()));
         for bad in ["", "*.example.org", "http://x", "host:3000", "a b", "-x.org"] {
             let err = HostAllowList::parse_name(bad).unwrap_err();

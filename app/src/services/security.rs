@@ -9,7 +9,8 @@ use leptos::prelude::use_context;
 
 /// The policy of every response that is not a page (server functions, static files,
 /// refusals): nothing may run or load, nothing may frame it.
-pub const RESOURCE_CSP: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+pub const RESOURCE_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 /// The policy of a page whose inline scripts carry `nonce`. `live_reload` allows the
 /// websocket `cargo leptos watch` reloads the page through (development only).
@@ -27,7 +28,9 @@ pub fn page_csp(nonce: &str, live_reload: bool) -> String {
 pub fn provide_page_csp() {
     provide_nonce();
     let Some(nonce) = use_nonce() else {
-        tracing::error!("leptos was built without its `nonce` feature: pages keep the resource policy");
+        tracing::error!(
+            "leptos was built without its `nonce` feature: pages keep the resource policy"
+        );
         return;
     };
     let Some(response) = use_context::<leptos_axum::ResponseOptions>() else { return };
@@ -47,7 +50,10 @@ mod tests {
         let csp = page_csp("abc", false);
         assert!(csp.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval';"), "{csp}");
         assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"), "{csp}");
-        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("connect-src 'self';"), "{csp}");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("connect-src 'self';"),
+            "{csp}"
+        );
         assert!(page_csp("abc", true).contains("connect-src 'self' ws: wss:;"));
     }
 }

@@ -3,7 +3,7 @@
 use carrier_core::cluster::{Cluster, Machine};
 
 use super::InventoryService;
-use crate::model::{flatten_options, CarriedView, CarrierView, MachineDetail, MachineSummary};
+use crate::model::{CarriedView, CarrierView, MachineDetail, MachineSummary, flatten_options};
 
 pub fn summary(m: &Machine) -> MachineSummary {
     MachineSummary {
@@ -31,13 +31,15 @@ pub fn carried(m: &Machine) -> CarriedView {
 }
 
 pub fn detail(cluster: &Cluster, m: &Machine, service: &InventoryService) -> MachineDetail {
-    let options = serde_json::to_value(&m.meta_config).map(|v| flatten_options(&v)).unwrap_or_default();
+    let options =
+        serde_json::to_value(&m.meta_config).map(|v| flatten_options(&v)).unwrap_or_default();
     let carried_as = if m.is_carried() {
         vec![carried(m)]
     } else {
         cluster.carried_copies_of(&m.name).map(carried).collect()
     };
-    let carries = if m.is_carrier() { cluster.carried_by(&m.name).map(carried).collect() } else { vec![] };
+    let carries =
+        if m.is_carrier() { cluster.carried_by(&m.name).map(carried).collect() } else { vec![] };
     MachineDetail {
         summary: summary(m),
         alias: m.alias.clone(),

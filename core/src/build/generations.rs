@@ -81,7 +81,8 @@ pub fn machine_dir(conf_dir: &Path, machine: &str) -> PathBuf {
 /// `/nix/var/nix/gcroots/per-user/<login>/confctl-<8 hex of sha256(realpath conf)>`.
 /// `conf_dir` must already be the real path.
 pub fn default_gc_roots_dir(conf_dir: &Path) -> PathBuf {
-    let login = std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
+    let login =
+        std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
     let digest = hex::encode(Sha256::digest(conf_dir.as_os_str().as_encoded_bytes()));
     PathBuf::from("/nix/var/nix/gcroots/per-user")
         .join(login)
@@ -111,7 +112,8 @@ pub fn list(conf_dir: &Path, machine: &str) -> Vec<Generation> {
 
 fn load(dir: &Path, name: &str, machine: &str) -> Option<(jiff::Timestamp, Generation)> {
     let gen_dir = dir.join(name);
-    let json: GenerationJson = serde_json::from_slice(&std::fs::read(gen_dir.join("generation.json")).ok()?).ok()?;
+    let json: GenerationJson =
+        serde_json::from_slice(&std::fs::read(gen_dir.join("generation.json")).ok()?).ok()?;
     let ts: jiff::Timestamp = json.date.parse().ok()?;
     Some((
         ts,
@@ -194,7 +196,13 @@ pub(super) fn record(
         .find(|g| g.toplevel == built.toplevel && built.same_pins(g))
     {
         // roots may have been removed by hand; recreating them is harmless
-        make_roots(roots_dir, built.machine, &existing.name, &existing.toplevel, existing.auto_rollback.as_deref())?;
+        make_roots(
+            roots_dir,
+            built.machine,
+            &existing.name,
+            &existing.toplevel,
+            existing.auto_rollback.as_deref(),
+        )?;
         make_input_roots(roots_dir, built, &existing.name)?;
         set_current(&dir, &existing.name)?;
         return Ok(existing);
@@ -228,8 +236,11 @@ pub(super) fn record(
         inputs_info: built.flake.map(|f| f.inputs_info.clone()),
     };
     let json_path = tmp.path().join("generation.json");
-    std::fs::write(&json_path, serde_json::to_vec_pretty(&json).expect("generation.json serializes"))
-        .map_err(|e| io(format!("writing {}", json_path.display()), e))?;
+    std::fs::write(
+        &json_path,
+        serde_json::to_vec_pretty(&json).expect("generation.json serializes"),
+    )
+    .map_err(|e| io(format!("writing {}", json_path.display()), e))?;
     make_roots(roots_dir, built.machine, gen_name, built.toplevel, built.auto_rollback)?;
     make_input_roots(roots_dir, built, gen_name)?;
     let tmp = tmp.keep();
@@ -281,7 +292,8 @@ fn set_current(dir: &Path, gen_name: &str) -> Result<(), BuildError> {
 
 /// Points `link` at `target` atomically.
 fn replace_symlink(target: &Path, link: &Path) -> Result<(), BuildError> {
-    crate::links::swap_link(link, target).map_err(|e| io(format!("replacing {}", link.display()), e))
+    crate::links::swap_link(link, target)
+        .map_err(|e| io(format!("replacing {}", link.display()), e))
 }
 
 fn symlink(target: &Path, link: &Path) -> Result<(), BuildError> {
@@ -317,7 +329,10 @@ mod tests {
         std::fs::create_dir_all(machine_dir(c, "a/b").join("broken")).unwrap();
         let gens = list(c, "a/b");
         assert!(machine_dir(c, "a/b").ends_with(".confctl/generations/a:b"));
-        assert_eq!(gens.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["2026-01-01--00-00-00", "2026-01-02--00-00-00"]);
+        assert_eq!(
+            gens.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(),
+            ["2026-01-01--00-00-00", "2026-01-02--00-00-00"]
+        );
         assert_eq!(gens[0].toplevel, Path::new("/nix/store/1"));
     }
 
@@ -326,7 +341,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let c = tmp.path();
         for d in 1..=3 {
-            write_gen(c, "m", &format!("2026-01-0{d}--00-00-00"), &format!("2026-01-0{d}T00:00:00Z"), &format!("/nix/store/{d}"));
+            write_gen(
+                c,
+                "m",
+                &format!("2026-01-0{d}--00-00-00"),
+                &format!("2026-01-0{d}T00:00:00Z"),
+                &format!("/nix/store/{d}"),
+            );
         }
         let name = |s: &str| find(c, "m", s).map(|g| g.name[9..10].to_string());
         assert_eq!(name("0").as_deref(), Some("3"));

@@ -20,12 +20,16 @@ use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{discover_module_files, flake_argv, flake_installable, is_flake, Machine, Spin};
+use crate::cluster::{
+    Machine, Spin, discover_module_files, flake_argv, flake_installable, is_flake,
+};
 use crate::events::{Event, EventSink, Outcome, Phase};
 use crate::nix::{self, NixError};
 
 use generations::FlakeInputs;
-pub use generations::{default_gc_roots_dir, find, generations_root, list, machine_dir, Generation};
+pub use generations::{
+    Generation, default_gc_roots_dir, find, generations_root, list, machine_dir,
+};
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -113,13 +117,18 @@ pub fn build(
         return Err(BuildError::NoMachines);
     }
     // realpath: the GC roots' directory is keyed by it (spec 1.6)
-    let conf_dir = std::fs::canonicalize(conf_dir)
-        .map_err(|e| BuildError::Io { context: format!("resolving {}", conf_dir.display()), source: e })?;
+    let conf_dir = std::fs::canonicalize(conf_dir).map_err(|e| BuildError::Io {
+        context: format!("resolving {}", conf_dir.display()),
+        source: e,
+    })?;
     for m in machines {
         if !matches!(m.meta_config.spin, Spin::Nixos | Spin::Vpsadminos) {
             return Err(BuildError::NotBuildable {
                 machine: m.name.clone(),
-                reason: format!("spin '{}' has no system to build (only nixos and vpsadminos)", m.meta_config.spin),
+                reason: format!(
+                    "spin '{}' has no system to build (only nixos and vpsadminos)",
+                    m.meta_config.spin
+                ),
             });
         }
     }
@@ -153,14 +162,15 @@ pub fn build(
         }
     }
     let work = conf_dir.join(".confctl").join("build");
-    std::fs::create_dir_all(&work)
-        .map_err(|e| BuildError::Io { context: format!("creating {}", work.display()), source: e })?;
+    std::fs::create_dir_all(&work).map_err(|e| BuildError::Io {
+        context: format!("creating {}", work.display()),
+        source: e,
+    })?;
     // Holds every result's --out-link (an indirect GC root) until the generations'
     // roots exist; removed when dropped.
-    let links = tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(&work)
-        .map_err(|e| BuildError::Io { context: format!("creating a directory in {}", work.display()), source: e })?;
+    let links = tempfile::Builder::new().prefix("build-").tempdir_in(&work).map_err(|e| {
+        BuildError::Io { context: format!("creating a directory in {}", work.display()), source: e }
+    })?;
     let mut built: Vec<(&Machine, PathBuf, Option<FlakeInputs>)> = Vec::new();
     let mut auto_rollback = None;
     for (i, (nix_path, group)) in groups.iter().enumerate() {
@@ -211,7 +221,11 @@ pub fn build(
             flake: inputs.as_ref(),
         };
         let generation = generations::record(&conf_dir, &record, &gen_name, &date, &roots_dir)?;
-        sink.emit(Event::MachineFinished { phase: Phase::Build, machine: m.name.clone(), outcome: Outcome::Ok });
+        sink.emit(Event::MachineFinished {
+            phase: Phase::Build,
+            machine: m.name.clone(),
+            outcome: Outcome::Ok,
+        });
         result.insert(m.name.clone(), generation);
     }
     sink.emit(Event::PhaseFinished { phase: Phase::Build });
@@ -308,7 +322,8 @@ impl GroupCtx<'_> {
 
 /// The nix-build (flake: nix build) argv of a group (results linked below `out_link`).
 fn build_argv(ctx: &GroupCtx<'_>, out_link: &Path) -> Result<Vec<String>, BuildError> {
-    let mut argv = if ctx.flake { ctx.flake_argv(&["build"]) } else { vec!["nix-build".to_string()] };
+    let mut argv =
+        if ctx.flake { ctx.flake_argv(&["build"]) } else { vec!["nix-build".to_string()] };
     argv.extend([
         "--out-link".into(),
         out_link.display().to_string(),
@@ -332,7 +347,9 @@ fn build_argv(ctx: &GroupCtx<'_>, out_link: &Path) -> Result<Vec<String>, BuildE
         for m in ctx.machines {
             argv.push(ctx.installable(&format!("confctl.build.{}.toplevel", m.key()))?);
         }
-        argv.push(ctx.installable(&format!("confctl.build.{}.autoRollback", ctx.machines[0].key()))?);
+        argv.push(
+            ctx.installable(&format!("confctl.build.{}.autoRollback", ctx.machines[0].key()))?,
+        );
         return Ok(argv);
     }
     argv.extend(ctx.common_args());
@@ -344,7 +361,11 @@ fn build_argv(ctx: &GroupCtx<'_>, out_link: &Path) -> Result<Vec<String>, BuildE
 
 /// Runs one group's nix-build, streaming its log; returns the output paths in machine
 /// order.
-fn build_group(ctx: &GroupCtx<'_>, out_link: &Path, sink: &dyn EventSink) -> Result<Vec<PathBuf>, BuildError> {
+fn build_group(
+    ctx: &GroupCtx<'_>,
+    out_link: &Path,
+    sink: &dyn EventSink,
+) -> Result<Vec<PathBuf>, BuildError> {
     let argv = build_argv(ctx, out_link)?;
     let (program, args) = argv.split_first().expect("argv has a program");
     let mut cmd = Command::new(program);
@@ -360,7 +381,9 @@ fn build_group(ctx: &GroupCtx<'_>, out_link: &Path, sink: &dyn EventSink) -> Res
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => BuildError::NixNotInstalled { program: program.clone() },
+            std::io::ErrorKind::NotFound => {
+                BuildError::NixNotInstalled { program: program.clone() }
+            }
             _ => BuildError::Io { context: format!("running {program}"), source: e },
         })?;
     let mut stdout = child.stdout.take().expect("piped stdout");
@@ -372,7 +395,10 @@ fn build_group(ctx: &GroupCtx<'_>, out_link: &Path, sink: &dyn EventSink) -> Res
     let mut parser = nix_log::LogParser::new(sink, single);
     let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
     for line in stderr.split(b'\n') {
-        let line = line.map_err(|e| BuildError::Io { context: "reading nix-build's output".into(), source: e })?;
+        let line = line.map_err(|e| BuildError::Io {
+            context: "reading nix-build's output".into(),
+            source: e,
+        })?;
         parser.line(&String::from_utf8_lossy(&line));
     }
     let status = child
@@ -463,7 +489,11 @@ fn eval_flake_settings(conf_dir: &Path, machines: &[Machine]) -> Result<FlakeSet
     let installable = flake_installable(conf_dir, "confctl")
         .map_err(|e| BuildError::Nix { machines: names.clone(), message: e.to_string() })?;
     let mut argv = flake_argv(&["eval", "--json"]);
-    argv.extend([installable, "--apply".into(), "c: { nix = c.settings.nix; inputs = c.inputs; }".into()]);
+    argv.extend([
+        installable,
+        "--apply".into(),
+        "c: { nix = c.settings.nix; inputs = c.inputs; }".into(),
+    ]);
     let out = nix::run(&argv).map_err(nix_error(&names))?;
     let settings: FlakeSettings = serde_json::from_slice(&out).map_err(|e| BuildError::Nix {
         machines: names.clone(),
@@ -510,19 +540,26 @@ fn eval_flake_results(ctx: &GroupCtx<'_>) -> Result<FlakeResults, BuildError> {
         if let Some(role) = i.inputs.keys().find(|r| !is_file_name(r)) {
             return Err(BuildError::Nix {
                 machines: vec![m.name.clone()],
-                message: format!("input role {role:?}: only letters, digits, '.', '_' and '-' can name a file"),
+                message: format!(
+                    "input role {role:?}: only letters, digits, '.', '_' and '-' can name a file"
+                ),
             });
         }
     }
     if results.toplevels.len() != ctx.machines.len() || results.inputs.len() != ctx.machines.len() {
-        return Err(BuildError::Nix { machines: ctx.names(), message: "the flake returned results for other machines".into() });
+        return Err(BuildError::Nix {
+            machines: ctx.names(),
+            message: "the flake returned results for other machines".into(),
+        });
     }
     Ok(results)
 }
 
 /// Whether `s` can name a file in a generation directory (`<role>.input`).
 fn is_file_name(s: &str) -> bool {
-    !s.is_empty() && !s.starts_with('.') && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
 }
 
 fn nix_error(machines: &[String]) -> impl FnOnce(NixError) -> BuildError + '_ {
@@ -561,10 +598,28 @@ mod tests {
             impure: false,
         };
         let argv = build_argv(&ctx, Path::new("/conf/.confctl/build/x/g0")).unwrap();
-        assert_eq!(&argv[..6], ["nix-build", "--out-link", "/conf/.confctl/build/x/g0", "--log-format", "internal-json", "-v"]);
+        assert_eq!(
+            &argv[..6],
+            [
+                "nix-build",
+                "--out-link",
+                "/conf/.confctl/build/x/g0",
+                "--log-format",
+                "internal-json",
+                "-v"
+            ]
+        );
         let joined = argv.join("\u{0}");
-        assert!(joined.contains("-I\u{0}carrier=/e\u{0}-I\u{0}nixpkgs=/l/nixpkgs x\u{0}"), "{argv:?}");
-        assert!(joined.contains("--show-trace\u{0}--max-jobs\u{0}2\u{0}--builders\u{0}ssh://b x86_64-linux\u{0}"), "{argv:?}");
+        assert!(
+            joined.contains("-I\u{0}carrier=/e\u{0}-I\u{0}nixpkgs=/l/nixpkgs x\u{0}"),
+            "{argv:?}"
+        );
+        assert!(
+            joined.contains(
+                "--show-trace\u{0}--max-jobs\u{0}2\u{0}--builders\u{0}ssh://b x86_64-linux\u{0}"
+            ),
+            "{argv:?}"
+        );
         assert_eq!(argv.last().unwrap(), &format!("{}.toplevel", m.key()));
         let json: serde_json::Value = serde_json::from_str(&argv[argv.len() - 3]).unwrap();
         assert_eq!(json[0]["name"], "pxe#node1");
@@ -589,14 +644,18 @@ mod tests {
         });
         let mut settings: FlakeSettings = serde_json::from_value(json).unwrap();
         assert_eq!(settings.search_path(&m), ["nixpkgs=/nix/store/a-source"]);
-        assert!(settings.search_path(&machine("other", Spin::Nixos)).is_empty(), "no inputs, no entries");
+        assert!(
+            settings.search_path(&machine("other", Spin::Nixos)).is_empty(),
+            "no inputs, no entries"
+        );
         settings.nix.legacy_nix_path = false;
         assert!(settings.search_path(&m).is_empty());
     }
 
     #[test]
     fn errors_name_the_machines() {
-        let e = BuildError::Nix { machines: vec!["a".into(), "pxe#b".into()], message: "boom".into() };
+        let e =
+            BuildError::Nix { machines: vec!["a".into(), "pxe#b".into()], message: "boom".into() };
         assert_eq!(e.to_string(), "building 'a', 'pxe#b' failed: boom");
     }
 }

@@ -31,7 +31,13 @@ pub(super) struct LogParser<'a> {
 
 impl<'a> LogParser<'a> {
     pub fn new(sink: &'a dyn EventSink, machine: Option<String>) -> Self {
-        LogParser { sink, machine, builds_activities: HashSet::new(), last_progress: (0, 0), errors: Vec::new() }
+        LogParser {
+            sink,
+            machine,
+            builds_activities: HashSet::new(),
+            last_progress: (0, 0),
+            errors: Vec::new(),
+        }
     }
 
     pub fn line(&mut self, line: &str) {
@@ -65,12 +71,15 @@ impl<'a> LogParser<'a> {
                 if ty == ACT_BUILDS {
                     self.builds_activities.insert(id);
                 } else if ty == ACT_BUILD
-                    && let Some(text) = v.get("text").and_then(Value::as_str) {
-                        self.log(text.to_string());
-                    }
+                    && let Some(text) = v.get("text").and_then(Value::as_str)
+                {
+                    self.log(text.to_string());
+                }
             }
             Some("result") => {
-                let (Some(id), Some(ty), Some(fields)) = (num("id"), num("type"), fields) else { return };
+                let (Some(id), Some(ty), Some(fields)) = (num("id"), num("type"), fields) else {
+                    return;
+                };
                 if ty == RES_PROGRESS && self.builds_activities.contains(&id) {
                     let n = |i: usize| fields.get(i).and_then(Value::as_u64).unwrap_or(0);
                     let (done, expected) = (n(0), n(1));
@@ -85,9 +94,10 @@ impl<'a> LogParser<'a> {
                         });
                     }
                 } else if ty == RES_BUILD_LOG_LINE
-                    && let Some(text) = fields.first().and_then(Value::as_str) {
-                        self.log(text.to_string());
-                    }
+                    && let Some(text) = fields.first().and_then(Value::as_str)
+                {
+                    self.log(text.to_string());
+                }
             }
             _ => {}
         }
@@ -128,13 +138,27 @@ mod tests {
             p.line(l);
         }
         let ev = rec.events();
-        let progress: Vec<_> = ev.iter().filter_map(|e| match e {
-            Event::Progress { done, expected, machine, .. } => Some((*done, *expected, machine.clone())),
-            _ => None,
-        }).collect();
+        let progress: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Progress { done, expected, machine, .. } => {
+                    Some((*done, *expected, machine.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         assert_eq!(progress, [(0, 2, Some("node1".into())), (1, 2, Some("node1".into()))]);
-        let logs: Vec<_> = ev.iter().filter_map(|e| match e { Event::Log { line, .. } => Some(line.as_str()), _ => None }).collect();
-        assert_eq!(logs, ["building '/nix/store/x.drv'", "hello from the builder", "builder for 'x' failed"]);
+        let logs: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                Event::Log { line, .. } => Some(line.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            logs,
+            ["building '/nix/store/x.drv'", "hello from the builder", "builder for 'x' failed"]
+        );
         assert_eq!(p.error_message("?"), "builder for 'x' failed");
     }
 }

@@ -86,10 +86,15 @@ impl StoreDir {
     /// The real path of `path` (every symlink resolved) when it is a store path or lies
     /// inside one.
     pub fn resolve(&self, path: &Path) -> Result<PathBuf, DistFileError> {
-        let real = std::fs::canonicalize(path).map_err(|source| DistFileError::Io { path: path.into(), source })?;
+        let real = std::fs::canonicalize(path)
+            .map_err(|source| DistFileError::Io { path: path.into(), source })?;
         match real.strip_prefix(&self.real) {
             Ok(rest) if rest.components().next().is_some() => Ok(real),
-            _ => Err(DistFileError::OutsideStore { path: path.into(), real, store: self.real.clone() }),
+            _ => Err(DistFileError::OutsideStore {
+                path: path.into(),
+                real,
+                store: self.real.clone(),
+            }),
         }
     }
 
@@ -126,7 +131,11 @@ impl StoreDir {
         // One byte more than allowed tells a file that grew since fstat.
         file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
         if bytes.len() as u64 > max {
-            return Err(DistFileError::TooLarge { path: path.into(), size: bytes.len() as u64, max });
+            return Err(DistFileError::TooLarge {
+                path: path.into(),
+                size: bytes.len() as u64,
+                max,
+            });
         }
         Ok(bytes)
     }
@@ -159,7 +168,10 @@ pub fn check_store_path(s: &str) -> Result<(), String> {
         return Err("has a name that starts with '.'".into());
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(*c))) {
-        return Err(format!("has '{}' in its name (allowed: letters, digits and +-._?=)", c.escape_default()));
+        return Err(format!(
+            "has '{}' in its name (allowed: letters, digits and +-._?=)",
+            c.escape_default()
+        ));
     }
     Ok(())
 }
@@ -177,7 +189,9 @@ mod tests {
         let bad = |s: String| check_store_path(&s).unwrap_err();
         assert!(bad(format!("/nix/store/{HASH}-x/init")).contains("inside a store path"));
         assert!(bad(format!("/nix/store/{HASH}-x ; chain")).contains("has ' ' in its name"));
-        assert!(bad(format!("/nix/store/{HASH}-x || chain http://e/")).contains("inside a store path"));
+        assert!(
+            bad(format!("/nix/store/{HASH}-x || chain http://e/")).contains("inside a store path")
+        );
         assert!(bad(format!("/nix/store/{HASH}-x\nLABEL y")).contains("has '\\n' in its name"));
         assert!(bad(format!("/nix/store/{HASH}-x${{y}}")).contains("has '$'"));
         assert!(bad(format!("/nix/store/{HASH}-.x")).contains("starts with '.'"));
@@ -189,7 +203,10 @@ mod tests {
         assert!(bad("/nix/store/short-x".into()).contains("hash"));
         assert!(bad(format!("/nix/store2/{HASH}-x")).contains("does not start with /nix/store/"));
         assert!(bad(format!("/tmp/{HASH}-x")).contains("does not start with /nix/store/"));
-        assert!(bad(format!("/nix/store/{}-x", "é".repeat(16))).contains("hash"), "not split inside a character");
+        assert!(
+            bad(format!("/nix/store/{}-x", "é".repeat(16))).contains("hash"),
+            "not split inside a character"
+        );
     }
 
     /// A fake store with a store path holding a file, a link into another store path, a
@@ -215,8 +232,14 @@ mod tests {
     fn files_resolve_only_inside_the_store() {
         let (t, store, dist) = fixture();
         let real = |p: &str| std::fs::canonicalize(t.path().join(p)).unwrap();
-        assert_eq!(store.resolve(&dist.join("kernel-params")).unwrap(), real("store/aaaa-dist/kernel-params"));
-        assert_eq!(store.resolve_file(&dist.join("bzImage")).unwrap(), real("store/bbbb-kernel/bzImage"));
+        assert_eq!(
+            store.resolve(&dist.join("kernel-params")).unwrap(),
+            real("store/aaaa-dist/kernel-params")
+        );
+        assert_eq!(
+            store.resolve_file(&dist.join("bzImage")).unwrap(),
+            real("store/bbbb-kernel/bzImage")
+        );
         for name in ["initrd", "machine.json"] {
             let e = store.resolve(&dist.join(name)).unwrap_err();
             assert!(matches!(e, DistFileError::OutsideStore { .. }), "{name}: {e}");
@@ -225,7 +248,10 @@ mod tests {
         }
         // The store directory itself is no store path.
         assert!(matches!(store.resolve(&dist.join("up")), Err(DistFileError::OutsideStore { .. })));
-        assert!(matches!(store.resolve_file(&dist.join("dir")), Err(DistFileError::NotAFile { .. })));
+        assert!(matches!(
+            store.resolve_file(&dist.join("dir")),
+            Err(DistFileError::NotAFile { .. })
+        ));
         assert!(store.resolve(&dist.join("missing")).unwrap_err().is_not_found());
     }
 
@@ -236,7 +262,11 @@ mod tests {
         let e = store.read(&dist.join("kernel-params"), 4).unwrap_err();
         assert!(matches!(e, DistFileError::TooLarge { size: 5, max: 4, .. }), "{e}");
         assert!(e.to_string().contains("is 5 bytes, more than the 4 bytes"), "{e}");
-        assert_eq!(store.read(&dist.join("bzImage"), 100).unwrap(), b"kernel", "a link into another store path");
+        assert_eq!(
+            store.read(&dist.join("bzImage"), 100).unwrap(),
+            b"kernel",
+            "a link into another store path"
+        );
         let e = store.read(&dist.join("machine.json"), 100).unwrap_err();
         assert!(matches!(e, DistFileError::OutsideStore { .. }), "{e}");
         assert!(matches!(store.read(&dist.join("dir"), 100), Err(DistFileError::NotAFile { .. })));

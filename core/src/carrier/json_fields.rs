@@ -93,14 +93,19 @@ impl Fields {
 /// The value at the key path `at` as a list of strings.
 pub fn strings_at(at: &str, value: Value) -> Result<Vec<String>, FieldError> {
     let Value::Array(items) = value else {
-        return Err(FieldError { key: at.to_string(), message: expected("a list of strings", &value) });
+        return Err(FieldError {
+            key: at.to_string(),
+            message: expected("a list of strings", &value),
+        });
     };
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
             Value::String(s) => Ok(s),
-            other => Err(FieldError { key: format!("{at}[{i}]"), message: expected("a string", &other) }),
+            other => {
+                Err(FieldError { key: format!("{at}[{i}]"), message: expected("a string", &other) })
+            }
         })
         .collect()
 }
@@ -109,7 +114,10 @@ pub fn strings_at(at: &str, value: Value) -> Result<Vec<String>, FieldError> {
 pub fn object_at(at: &str, value: Value, shape: &str) -> Result<Fields, FieldError> {
     match value {
         Value::Object(map) => Ok(Fields { map, at: at.to_string() }),
-        other => Err(FieldError { key: at.to_string(), message: expected(&format!("an object {shape}"), &other) }),
+        other => Err(FieldError {
+            key: at.to_string(),
+            message: expected(&format!("an object {shape}"), &other),
+        }),
     }
 }
 
@@ -137,15 +145,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_key_path_and_what_was_found() {
-        let mut f = Fields::top(json!({"a": null, "b": 1, "c": ["x", 2], "d": {"e": [true]}, "f": ""})).unwrap();
+        let mut f =
+            Fields::top(json!({"a": null, "b": 1, "c": ["x", 2], "d": {"e": [true]}, "f": ""}))
+                .unwrap();
         assert_eq!(f.string("a"), Ok(None), "null is absent");
         let e = f.string("b").unwrap_err();
-        assert_eq!((e.key.as_str(), e.message.as_str()), ("b", "expected a string, found a number"));
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("b", "expected a string, found a number")
+        );
         let e = f.strings("c").unwrap_err();
-        assert_eq!((e.key.as_str(), e.message.as_str()), ("c[1]", "expected a string, found a number"));
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("c[1]", "expected a string, found a number")
+        );
         let mut d = f.object("d", "{e}").unwrap().unwrap();
         let e = d.strings("e").unwrap_err();
-        assert_eq!((e.key.as_str(), e.message.as_str()), ("d.e[0]", "expected a string, found a boolean"));
+        assert_eq!(
+            (e.key.as_str(), e.message.as_str()),
+            ("d.e[0]", "expected a string, found a boolean")
+        );
         assert_eq!(f.non_empty_string("f").unwrap_err().message, "must not be empty");
         let mut f = Fields::top(json!({"x": [], "y": 1})).unwrap();
         let e = f.object("x", "{file, label}").unwrap_err();

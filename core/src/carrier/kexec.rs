@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KexecError {
-    #[error("the kernel command line has no httproot= (was this machine netbooted by a carrier?): {0}")]
+    #[error(
+        "the kernel command line has no httproot= (was this machine netbooted by a carrier?): {0}"
+    )]
     NoHttproot(String),
     #[error("{url}: {message}")]
     Http { url: String, message: String },
@@ -109,7 +111,11 @@ pub fn machines_url(cmdline: &str, server_url: Option<&str>) -> Result<String, K
     if let Some(server) = server_url {
         return Ok(format!("{}/machines.json", server.trim_end_matches('/')));
     }
-    let bad = || KexecError::NoHttproot(format!("httproot={httproot} is not http://<host>/…/<fqdn>/<N>/<file>"));
+    let bad = || {
+        KexecError::NoHttproot(format!(
+            "httproot={httproot} is not http://<host>/…/<fqdn>/<N>/<file>"
+        ))
+    };
     let rest = httproot.strip_prefix("http://").ok_or_else(bad)?;
     let (authority, path) = rest.split_once('/').ok_or_else(bad)?;
     let mut parts: Vec<&str> = path.split('/').collect();
@@ -131,9 +137,11 @@ pub fn choose(
     variant: Option<&str>,
     append: &str,
 ) -> Result<Choice, KexecError> {
-    let machine = machines.machines.iter().find(|m| m.fqdn == fqdn).ok_or_else(|| KexecError::UnknownMachine {
-        fqdn: fqdn.to_string(),
-        available: machines.machines.iter().map(|m| m.fqdn.clone()).collect(),
+    let machine = machines.machines.iter().find(|m| m.fqdn == fqdn).ok_or_else(|| {
+        KexecError::UnknownMachine {
+            fqdn: fqdn.to_string(),
+            available: machines.machines.iter().map(|m| m.fqdn.clone()).collect(),
+        }
     })?;
     let gens = &machine.generations;
     let chosen = match generation {
@@ -147,11 +155,13 @@ pub fn choose(
         available: gens.iter().map(|g| g.generation.to_string()).collect(),
     })?;
     let variant = match variant {
-        Some(name) => Some(chosen.variants.iter().find(|v| v.name == name).ok_or_else(|| KexecError::UnknownVariant {
-            fqdn: fqdn.to_string(),
-            generation: chosen.generation,
-            variant: name.to_string(),
-            available: chosen.variants.iter().map(|v| v.name.clone()).collect(),
+        Some(name) => Some(chosen.variants.iter().find(|v| v.name == name).ok_or_else(|| {
+            KexecError::UnknownVariant {
+                fqdn: fqdn.to_string(),
+                generation: chosen.generation,
+                variant: name.to_string(),
+                available: chosen.variants.iter().map(|v| v.name.clone()).collect(),
+            }
         })?),
         None => chosen.variants.first(),
     };
@@ -179,7 +189,8 @@ pub fn choose(
 pub fn fetch_machines(url: &str) -> Result<MachinesJson, KexecError> {
     let mut body = Vec::new();
     http_get(url, &mut body)?;
-    serde_json::from_slice(&body).map_err(|e| KexecError::Json { url: url.to_string(), message: e.to_string() })
+    serde_json::from_slice(&body)
+        .map_err(|e| KexecError::Json { url: url.to_string(), message: e.to_string() })
 }
 
 /// `kexec --load <kernel> --initrd=<initrd> --append=<params>`: the boot files are
@@ -236,12 +247,15 @@ fn run_kexec(kexec: &Path, args: &[String]) -> Result<(), KexecError> {
 /// trees are served over HTTP only, spec 3.1). Any status but 2xx is an error.
 pub fn http_get(url: &str, out: &mut dyn Write) -> Result<(), KexecError> {
     let fail = |message: String| KexecError::Http { url: url.to_string(), message };
-    let rest = url.strip_prefix("http://").ok_or_else(|| fail("only http:// URLs are supported".into()))?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| fail("only http:// URLs are supported".into()))?;
     let (authority, path) = match rest.split_once('/') {
         Some((a, p)) => (a, format!("/{p}")),
         None => (rest, "/".to_string()),
     };
-    let address = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+    let address =
+        if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
     let stream = TcpStream::connect(&address).map_err(|e| fail(e.to_string()))?;
     stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| fail(e.to_string()))?;
     let mut writer = stream.try_clone().map_err(|e| fail(e.to_string()))?;
@@ -269,7 +283,9 @@ pub fn http_get(url: &str, out: &mut dyn Write) -> Result<(), KexecError> {
             _ => {}
         }
     }
-    let copy = |r: &mut dyn Read, out: &mut dyn Write| std::io::copy(r, out).map_err(|e| fail(e.to_string()));
+    let copy = |r: &mut dyn Read, out: &mut dyn Write| {
+        std::io::copy(r, out).map_err(|e| fail(e.to_string()))
+    };
     if chunked {
         loop {
             line.clear();
@@ -305,7 +321,8 @@ pub const PROC_CMDLINE: &str = "/proc/cmdline";
 
 /// Reads a kernel command line file.
 pub fn read_cmdline(path: &Path) -> Result<String, KexecError> {
-    std::fs::read_to_string(path).map_err(|e| KexecError::Io { context: format!("reading {}", path.display()), source: e })
+    std::fs::read_to_string(path)
+        .map_err(|e| KexecError::Io { context: format!("reading {}", path.display()), source: e })
 }
 
 /// A scratch directory for the downloads.
@@ -343,20 +360,40 @@ mod tests {
     fn machines_url_comes_from_httproot() {
         let cmdline = "console=ttyS0 httproot=http://pxe:8080/nb/a.lab/2/initrd init=/x\n";
         assert_eq!(machines_url(cmdline, None).unwrap(), "http://pxe:8080/nb/machines.json");
-        assert_eq!(machines_url("httproot=http://pxe/a.lab/2/root.squashfs", None).unwrap(), "http://pxe/machines.json");
-        assert_eq!(machines_url(cmdline, Some("http://other/")).unwrap(), "http://other/machines.json");
-        assert!(matches!(machines_url("console=ttyS0", Some("http://other")), Err(KexecError::NoHttproot(_))));
-        assert!(matches!(machines_url("httproot=http://pxe/initrd", None), Err(KexecError::NoHttproot(_))));
+        assert_eq!(
+            machines_url("httproot=http://pxe/a.lab/2/root.squashfs", None).unwrap(),
+            "http://pxe/machines.json"
+        );
+        assert_eq!(
+            machines_url(cmdline, Some("http://other/")).unwrap(),
+            "http://other/machines.json"
+        );
+        assert!(matches!(
+            machines_url("console=ttyS0", Some("http://other")),
+            Err(KexecError::NoHttproot(_))
+        ));
+        assert!(matches!(
+            machines_url("httproot=http://pxe/initrd", None),
+            Err(KexecError::NoHttproot(_))
+        ));
     }
 
     #[test]
     fn generation_and_variant_selection() {
         let m = machines();
         let c = choose(&m, "a.lab", None, None, "").unwrap();
-        assert_eq!((c.generation, c.params.as_str()), (2, "init=/t2/init console=ttyS0"), "the current one");
+        assert_eq!(
+            (c.generation, c.params.as_str()),
+            (2, "init=/t2/init console=ttyS0"),
+            "the current one"
+        );
         assert_eq!(c.kernel_url, "http://h/a.lab/2/bzImage");
         assert_eq!(choose(&m, "a.lab", Some(3), None, "").unwrap().generation, 3);
-        assert_eq!(choose(&m, "a.lab", Some(-1), None, "").unwrap().generation, 2, "-1: the second newest");
+        assert_eq!(
+            choose(&m, "a.lab", Some(-1), None, "").unwrap().generation,
+            2,
+            "-1: the second newest"
+        );
         let e = choose(&m, "a.lab", Some(-3), None, "").unwrap_err().to_string();
         assert!(e.contains("no generation -3") && e.contains("3, 2, 1"), "{e}");
         let e = choose(&m, "a.lab", Some(1), None, "").unwrap_err().to_string();
@@ -366,10 +403,18 @@ mod tests {
 
         let c = choose(&m, "os.lab", None, None, "quiet 'x y' $(reboot)").unwrap();
         assert_eq!(c.variant.as_deref(), Some("default"));
-        assert_eq!(c.params, "httproot=x quiet 'x y' $(reboot)", "appended as text, never run through a shell");
+        assert_eq!(
+            c.params, "httproot=x quiet 'x y' $(reboot)",
+            "appended as text, never run through a shell"
+        );
         let c = choose(&m, "os.lab", None, Some("nopools"), "").unwrap();
         assert_eq!(c.params, "httproot=x osctl.pools=0");
-        assert!(choose(&m, "os.lab", None, Some("nope"), "").unwrap_err().to_string().contains("default, nopools"));
+        assert!(
+            choose(&m, "os.lab", None, Some("nope"), "")
+                .unwrap_err()
+                .to_string()
+                .contains("default, nopools")
+        );
     }
 
     #[test]
@@ -398,12 +443,17 @@ mod tests {
             let mut body = Vec::new();
             http_get(url, &mut body).map(|_| String::from_utf8(body).unwrap())
         };
-        assert_eq!(get(&serve(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello and more")).unwrap(), "hello");
+        assert_eq!(
+            get(&serve(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello and more")).unwrap(),
+            "hello"
+        );
         assert_eq!(
             get(&serve(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")).unwrap(),
             "abcde"
         );
-        let e = get(&serve(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")).unwrap_err().to_string();
+        let e = get(&serve(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("404"), "{e}");
         assert!(get("https://h/x").unwrap_err().to_string().contains("only http://"));
     }

@@ -53,7 +53,8 @@ impl HostConfig {
     pub const DEFAULT_PATH: &'static str = "/etc/carrier/host.json";
 
     pub fn load(path: &Path) -> Result<Self, ProfileChangeError> {
-        let bad = |message: String| ProfileChangeError::Config { file: path.to_path_buf(), message };
+        let bad =
+            |message: String| ProfileChangeError::Config { file: path.to_path_buf(), message };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
         let config: HostConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         if let Some(i) = config.on_change.iter().position(|argv| argv.is_empty()) {
@@ -128,10 +129,17 @@ pub enum ProfileChangeError {
 /// Only `<profiles dir>/confctl-<name>` may be changed: a typo must not touch the
 /// system profile or anything else.
 pub fn check_profile(config: &HostConfig, profile: &Path) -> Result<(), ProfileChangeError> {
-    let bad = |reason: &str| ProfileChangeError::Profile { profile: profile.to_path_buf(), reason: reason.into() };
-    let name = profile.file_name().and_then(|n| n.to_str()).ok_or_else(|| bad("it has no file name"))?;
+    let bad = |reason: &str| ProfileChangeError::Profile {
+        profile: profile.to_path_buf(),
+        reason: reason.into(),
+    };
+    let name =
+        profile.file_name().and_then(|n| n.to_str()).ok_or_else(|| bad("it has no file name"))?;
     if profile.parent() != Some(config.profiles_dir.as_path()) {
-        return Err(bad(&format!("carried profiles live directly in {}", config.profiles_dir.display())));
+        return Err(bad(&format!(
+            "carried profiles live directly in {}",
+            config.profiles_dir.display()
+        )));
     }
     match name.strip_prefix("confctl-") {
         Some(rest) if !rest.is_empty() && !rest.ends_with("-link") => Ok(()),
@@ -203,7 +211,9 @@ pub fn apply_all(
             ProfileChange::DeleteGenerations { generations } if generations.is_empty() => {
                 return Err(ProfileChangeError::NoGenerations);
             }
-            ProfileChange::DeleteGenerations { generations } => generations.iter().try_for_each(|g| check_generation(g))?,
+            ProfileChange::DeleteGenerations { generations } => {
+                generations.iter().try_for_each(|g| check_generation(g))?
+            }
         }
     }
     let Some((first, first_change)) = changes.first() else { return Ok(()) };
@@ -214,7 +224,10 @@ pub fn apply_all(
 
     let earlier = pending(config)?;
     for (profile, change) in changes {
-        record_pending(profile, &format!("{} started, on-change hooks not yet run", change.action()))?;
+        record_pending(
+            profile,
+            &format!("{} started, on-change hooks not yet run", change.action()),
+        )?;
     }
     let mut failures = Vec::new();
     let mut changed = 0;
@@ -237,7 +250,9 @@ pub fn apply_all(
         }
     } else {
         let mut all = profiles.clone();
-        all.extend(earlier.iter().map(|p| p.display().to_string()).filter(|p| !profiles.contains(p)));
+        all.extend(
+            earlier.iter().map(|p| p.display().to_string()).filter(|p| !profiles.contains(p)),
+        );
         let env = [
             ("CARRIER_PROFILE", first.display().to_string()),
             ("CARRIER_PROFILES", all.join("\n")),
@@ -262,12 +277,20 @@ pub fn apply_all(
         None => Ok(()),
         Some(first) => {
             let rest: Vec<_> = failures.collect();
-            if rest.is_empty() { Err(first) } else { Err(ProfileChangeError::Several { first: Box::new(first), rest }) }
+            if rest.is_empty() {
+                Err(first)
+            } else {
+                Err(ProfileChangeError::Several { first: Box::new(first), rest })
+            }
         }
     }
 }
 
-fn run_hooks(config: &HostConfig, first: &Path, env: &[(&str, String)]) -> Result<(), ProfileChangeError> {
+fn run_hooks(
+    config: &HostConfig,
+    first: &Path,
+    env: &[(&str, String)],
+) -> Result<(), ProfileChangeError> {
     let limit = Duration::from_secs(config.hook_timeout);
     for hook in &config.on_change {
         let (program, args) = hook.split_first().expect("argv has a program");
@@ -295,7 +318,12 @@ fn run_hooks(config: &HostConfig, first: &Path, env: &[(&str, String)]) -> Resul
                 });
             }
             Some(status) if !status.success() => {
-                return Err(ProfileChangeError::Hook { profile: first.to_path_buf(), argv: hook.clone(), status: status.to_string(), output });
+                return Err(ProfileChangeError::Hook {
+                    profile: first.to_path_buf(),
+                    argv: hook.clone(),
+                    status: status.to_string(),
+                    output,
+                });
             }
             Some(_) => {}
         }
@@ -305,7 +333,8 @@ fn run_hooks(config: &HostConfig, first: &Path, env: &[(&str, String)]) -> Resul
 
 /// The profiles with a pending record (see [`pending_record`]).
 fn pending(config: &HostConfig) -> Result<Vec<PathBuf>, ProfileChangeError> {
-    let dir = pending_record(&config.profiles_dir.join("x")).parent().expect("record dir").to_path_buf();
+    let dir =
+        pending_record(&config.profiles_dir.join("x")).parent().expect("record dir").to_path_buf();
     match std::fs::read_dir(&dir) {
         Ok(entries) => Ok(entries
             .filter_map(|e| e.ok())
@@ -325,7 +354,8 @@ fn record_pending(profile: &Path, why: &str) -> Result<(), ProfileChangeError> {
     let dir = path.parent().expect("record dir");
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    let when = jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default();
+    let when =
+        jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default();
     std::io::Write::write_all(&mut tmp, format!("{when}: {why}\n").as_bytes()).map_err(err)?;
     tmp.persist(&path).map_err(|e| err(e.error))?;
     Ok(())
@@ -334,12 +364,17 @@ fn record_pending(profile: &Path, why: &str) -> Result<(), ProfileChangeError> {
 fn clear_pending(profile: &Path) -> Result<(), ProfileChangeError> {
     let path = pending_record(profile);
     match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ProfileChangeError::Record { path, source: e }),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(ProfileChangeError::Record { path, source: e })
+        }
         _ => Ok(()),
     }
 }
 
-fn run(argv: &[String], env: &[(&str, String)]) -> Result<std::process::Output, ProfileChangeError> {
+fn run(
+    argv: &[String],
+    env: &[(&str, String)],
+) -> Result<std::process::Output, ProfileChangeError> {
     let (program, args) = argv.split_first().expect("argv has a program");
     Command::new(program)
         .args(args)
@@ -368,11 +403,27 @@ mod tests {
         let p = Path::new("/nix/var/nix/profiles/confctl-node1");
         assert_eq!(
             nix_env_argv(p, &ProfileChange::Set { store_path: "/nix/store/abc-dist".into() }),
-            ["nix-env", "-p", "/nix/var/nix/profiles/confctl-node1", "--set", "/nix/store/abc-dist"]
+            [
+                "nix-env",
+                "-p",
+                "/nix/var/nix/profiles/confctl-node1",
+                "--set",
+                "/nix/store/abc-dist"
+            ]
         );
         assert_eq!(
-            nix_env_argv(p, &ProfileChange::DeleteGenerations { generations: vec!["1".into(), "+3".into()] }),
-            ["nix-env", "-p", "/nix/var/nix/profiles/confctl-node1", "--delete-generations", "1", "+3"]
+            nix_env_argv(
+                p,
+                &ProfileChange::DeleteGenerations { generations: vec!["1".into(), "+3".into()] }
+            ),
+            [
+                "nix-env",
+                "-p",
+                "/nix/var/nix/profiles/confctl-node1",
+                "--delete-generations",
+                "1",
+                "+3"
+            ]
         );
     }
 

@@ -201,10 +201,14 @@ pub fn scan_links(dir: &Path) -> Result<Vec<ProfileLinks>, ProfileError> {
     let mut names: Vec<String> = found.iter().map(|(n, ..)| n.clone()).collect();
     names.sort_unstable();
     names.dedup();
-    let profile_links: Vec<PathBuf> = names.iter().map(|n| dir.join(format!("confctl-{n}"))).collect();
+    let profile_links: Vec<PathBuf> =
+        names.iter().map(|n| dir.join(format!("confctl-{n}"))).collect();
     // Links are read relative to the open directory: no walk of its path per link.
     let dir_file = std::fs::File::open(dir).map_err(read_dir)?;
-    let read = |path: &PathBuf| match crate::links::read_link_at(&dir_file, path.file_name().unwrap_or_default()) {
+    let read = |path: &PathBuf| match crate::links::read_link_at(
+        &dir_file,
+        path.file_name().unwrap_or_default(),
+    ) {
         Ok(t) => Ok(Some(t)),
         // not a symlink (EINVAL), or removed since the listing
         Err(e) if matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::NotFound) => Ok(None),
@@ -252,7 +256,8 @@ impl ProfileLinks {
         for g in &self.generations {
             let meta = std::fs::symlink_metadata(&g.link)
                 .map_err(|source| ProfileError::Read { path: g.link.clone(), source })?;
-            let store_path = resolver.resolve(&g.link, &g.target).unwrap_or_else(|| g.target.clone());
+            let store_path =
+                resolver.resolve(&g.link, &g.target).unwrap_or_else(|| g.target.clone());
             generations.push(Generation {
                 number: g.number,
                 link: g.link.clone(),
@@ -302,15 +307,19 @@ impl Resolver {
         } else {
             link.parent().unwrap_or(Path::new("/")).join(target)
         };
-        let simple = full.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        let simple =
+            full.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
         let (Some(parent), Some(name)) = (full.parent(), full.file_name()) else {
             return std::fs::canonicalize(&full).ok();
         };
         if !simple {
             return std::fs::canonicalize(&full).ok();
         }
-        let canonical_parent =
-            self.parents.entry(parent.to_path_buf()).or_insert_with(|| std::fs::canonicalize(parent).ok()).clone()?;
+        let canonical_parent = self
+            .parents
+            .entry(parent.to_path_buf())
+            .or_insert_with(|| std::fs::canonicalize(parent).ok())
+            .clone()?;
         let candidate = canonical_parent.join(name);
         match std::fs::symlink_metadata(&candidate) {
             Ok(m) if !m.file_type().is_symlink() => Some(candidate),
@@ -353,8 +362,9 @@ impl MachineJson {
 
     /// Checks the JSON text `bytes`; `path` is only used in error messages.
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self, ProfileError> {
-        let value: Value = serde_json::from_slice(bytes)
-            .map_err(|e| ProfileError::InvalidJson { path: path.to_path_buf(), message: e.to_string() })?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            ProfileError::InvalidJson { path: path.to_path_buf(), message: e.to_string() }
+        })?;
         Self::from_value(path, value)
     }
 
@@ -372,9 +382,9 @@ impl MachineJson {
     }
 
     fn from_fields(mut f: Fields) -> Result<Self, FieldError> {
-        let toplevel = f
-            .string("toplevel")?
-            .ok_or_else(|| f.error("toplevel", "missing (it is required: the system toplevel path)"))?;
+        let toplevel = f.string("toplevel")?.ok_or_else(|| {
+            f.error("toplevel", "missing (it is required: the system toplevel path)")
+        })?;
         let spin = f.string("spin")?.unwrap_or_else(|| "nixos".to_string());
         let fqdn = f.string("fqdn")?;
         let label = f.string("label")?;
@@ -464,7 +474,8 @@ mod tests {
     #[test]
     fn machine_json_defaults_and_errors() {
         let p = Path::new("/x/machine.json");
-        let m = MachineJson::from_value(p, json!({"toplevel": "/t", "fqdn": null, "other": 1})).unwrap();
+        let m = MachineJson::from_value(p, json!({"toplevel": "/t", "fqdn": null, "other": 1}))
+            .unwrap();
         assert_eq!(m.spin, "nixos");
         assert_eq!(m.fqdn, None);
         assert!(m.macs.is_empty());
@@ -472,8 +483,13 @@ mod tests {
         assert_eq!(m.shortrev(), None);
 
         let e = MachineJson::from_value(p, json!({"spin": "nixos"})).unwrap_err().to_string();
-        assert_eq!(e, "'/x/machine.json': field `toplevel`: missing (it is required: the system toplevel path)");
-        let e = MachineJson::from_value(p, json!({"toplevel": "/t", "macs": ["a", 1]})).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "'/x/machine.json': field `toplevel`: missing (it is required: the system toplevel path)"
+        );
+        let e = MachineJson::from_value(p, json!({"toplevel": "/t", "macs": ["a", 1]}))
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "'/x/machine.json': field `macs[1]`: expected a string, found a number");
         let e = MachineJson::parse(p, b"{").unwrap_err().to_string();
         assert!(e.starts_with("'/x/machine.json' is not valid JSON: "), "{e}");
@@ -545,7 +561,8 @@ pub fn list(dir: &Path, only: Option<&str>) -> Result<Vec<ProfileListing>, Profi
                     GenerationListing {
                         number: g.number,
                         time: g.time,
-                        date: jiff::Timestamp::from_second(g.time).map_or_else(|_| g.time.to_string(), |t| t.to_string()),
+                        date: jiff::Timestamp::from_second(g.time)
+                            .map_or_else(|_| g.time.to_string(), |t| t.to_string()),
                         current: g.current,
                         store_path: g.store_path.clone(),
                         machine,

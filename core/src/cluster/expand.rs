@@ -130,7 +130,9 @@ fn validate_target(m: &Machine) -> Result<(), InventoryError> {
     };
     let what = match m.meta_config.host {
         Some(_) => format!("host.target '{}'", shown(target)),
-        None => format!("its ssh target '{}' (the machine name, as host is not set)", shown(target)),
+        None => {
+            format!("its ssh target '{}' (the machine name, as host is not set)", shown(target))
+        }
     };
     Err(InventoryError::Invalid {
         machine: shown(&m.name),
@@ -262,9 +264,8 @@ mod tests {
         let mut pxe = meta(Spin::Nixos);
         pxe.carrier.enable = true;
         pxe.carrier.machines = vec![entry("node", None), entry("node", None)];
-        let err = expand(&defs(vec![("pxe", pxe), ("node", meta(Spin::Nixos))]))
-            .unwrap_err()
-            .to_string();
+        let err =
+            expand(&defs(vec![("pxe", pxe), ("node", meta(Spin::Nixos))])).unwrap_err().to_string();
         assert!(err.contains("'pxe#node'"), "{err}");
     }
 
@@ -289,7 +290,9 @@ mod tests {
         for ok in ["node1", "prg/node1", "a/b/c", "pxe#x", "n.1", "...", "a..b", "-x"] {
             assert_eq!(name_problem(ok), None, "{ok:?}");
         }
-        for bad in ["", ".", "..", "a/..", "../a", "a/./b", "/a", "a/", "a//b", "a\nb", "a\u{1b}[2Jb"] {
+        for bad in
+            ["", ".", "..", "a/..", "../a", "a/./b", "/a", "a/", "a//b", "a\nb", "a\u{1b}[2Jb"]
+        {
             assert!(name_problem(bad).is_some(), "{bad:?}");
         }
         let err = expand(&defs(vec![("a/../b", meta(Spin::Nixos))])).unwrap_err().to_string();
@@ -300,13 +303,16 @@ mod tests {
         let mut pxe = meta(Spin::Nixos);
         pxe.carrier.enable = true;
         pxe.carrier.machines = vec![entry("node", Some("prg/.."))];
-        let err = expand(&defs(vec![("pxe", pxe), ("node", meta(Spin::Nixos))])).unwrap_err().to_string();
+        let err =
+            expand(&defs(vec![("pxe", pxe), ("node", meta(Spin::Nixos))])).unwrap_err().to_string();
         assert!(err.contains("machine 'pxe'") && err.contains("alias 'prg/..'"), "{err}");
     }
 
     #[test]
     fn names_sharing_a_file_name_are_refused() {
-        let err = expand(&defs(vec![("a/b", meta(Spin::Nixos)), ("a:b", meta(Spin::Nixos))])).unwrap_err().to_string();
+        let err = expand(&defs(vec![("a/b", meta(Spin::Nixos)), ("a:b", meta(Spin::Nixos))]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("'a:b'") && err.contains("machine 'a/b'"), "{err}");
     }
 
@@ -336,7 +342,10 @@ mod tests {
             ("", "empty"),
         ] {
             let err = expand(&defs(vec![("n", with_target(Some(bad)))])).unwrap_err().to_string();
-            assert!(err.starts_with("machine 'n'") && err.contains("host.target") && err.contains(why), "{bad:?}: {err}");
+            assert!(
+                err.starts_with("machine 'n'") && err.contains("host.target") && err.contains(why),
+                "{bad:?}: {err}"
+            );
         }
         // A carried copy inherits the source's host and is never a target itself.
         let mut pxe = meta(Spin::Nixos);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::expand::{expand, Definitions};
+use super::expand::{Definitions, expand};
 use super::{Cluster, InventoryError, MetaConfig};
 use crate::nix::{self, NixError};
 use crate::private_dir;
@@ -57,7 +57,11 @@ struct EvalOutput {
 
 impl Inventory {
     pub fn new(cache_dir: impl Into<PathBuf>) -> Self {
-        Inventory { cache_dir: cache_dir.into(), last: Mutex::new(None), evaluating: Mutex::new(()) }
+        Inventory {
+            cache_dir: cache_dir.into(),
+            last: Mutex::new(None),
+            evaluating: Mutex::new(()),
+        }
     }
 
     /// `$CARRIER_CACHE_DIR`, else `$XDG_CACHE_HOME/carrier`, else `~/.cache/carrier`;
@@ -137,7 +141,12 @@ impl Inventory {
     /// Remembers what `key` gave, in memory only: a failure is not written to the on-disk
     /// cache, so a restart evaluates again (a broken Nix installation fixed meanwhile is
     /// noticed).
-    fn remember(&self, key: String, cluster: Result<Arc<Cluster>, InventoryError>, cached: bool) -> Outcome {
+    fn remember(
+        &self,
+        key: String,
+        cluster: Result<Arc<Cluster>, InventoryError>,
+        cached: bool,
+    ) -> Outcome {
         let outcome = Outcome { key, cached, cluster };
         *self.last.lock().expect("inventory lock") = Some(outcome.clone());
         outcome
@@ -156,7 +165,8 @@ impl Inventory {
         let snapshot = content_key(conf_dir, &mut memo)?;
         if memo.changed {
             // a cache: losing it only costs re-reading files
-            let _ = write_atomically(&memo_file, &serde_json::to_vec(&memo).expect("hashes serialize"));
+            let _ =
+                write_atomically(&memo_file, &serde_json::to_vec(&memo).expect("hashes serialize"));
         }
         Ok(snapshot)
     }
@@ -174,7 +184,8 @@ impl Inventory {
         }
         let modules = discover_module_files(cluster_dir)?;
         let modules_json = serde_json::to_string(&modules).expect("paths serialize");
-        let evaluator = nix::materialize_evaluator(&self.cache_dir).map_err(|e| nix_error(e, conf_dir))?;
+        let evaluator =
+            nix::materialize_evaluator(&self.cache_dir).map_err(|e| nix_error(e, conf_dir))?;
         let conf = conf_dir.display().to_string();
         let argv = nix::eval_json_argv(
             &evaluator.join("eval-cluster.nix"),
@@ -205,7 +216,8 @@ pub fn flake_installable(conf_dir: &Path, attr: &str) -> Result<String, Inventor
 /// `nix <command> …` on a flake configuration: flakes enabled whatever nix.conf says, the
 /// lock file never written (spec Appendix A).
 pub fn flake_argv(command: &[&str]) -> Vec<String> {
-    let mut argv: Vec<String> = vec!["nix".into(), "--extra-experimental-features".into(), "nix-command flakes".into()];
+    let mut argv: Vec<String> =
+        vec!["nix".into(), "--extra-experimental-features".into(), "nix-command flakes".into()];
     argv.extend(command.iter().map(|s| s.to_string()));
     argv.push("--no-write-lock-file".into());
     argv
@@ -228,13 +240,21 @@ fn evaluate_flake(conf_dir: &Path) -> Result<Vec<u8>, InventoryError> {
     let mut argv = flake_argv(&["build", "--json", "--no-link"]);
     argv.push(flake_installable(conf_dir, "confctl.machinesJson")?);
     let out = nix::run(&argv).map_err(|e| nix_error(e, conf_dir))?;
-    let bad = |what: String| InventoryError::Output(format!("{}#confctl.machinesJson: {what}", conf_dir.display()));
+    let bad = |what: String| {
+        InventoryError::Output(format!("{}#confctl.machinesJson: {what}", conf_dir.display()))
+    };
     let built: Vec<Built> = serde_json::from_slice(&out).map_err(|e| bad(e.to_string()))?;
-    let file = built.first().and_then(|b| b.outputs.get("out")).ok_or_else(|| bad("no output".into()))?;
-    let text = std::fs::read(file).map_err(|e| InventoryError::io(format!("reading {}", file.display()), e))?;
-    let records: BTreeMap<String, Record> = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
-    let machines: BTreeMap<String, Value> =
-        records.into_iter().filter(|(_, r)| r.carrier.is_none()).map(|(name, r)| (name, r.meta_config)).collect();
+    let file =
+        built.first().and_then(|b| b.outputs.get("out")).ok_or_else(|| bad("no output".into()))?;
+    let text = std::fs::read(file)
+        .map_err(|e| InventoryError::io(format!("reading {}", file.display()), e))?;
+    let records: BTreeMap<String, Record> =
+        serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    let machines: BTreeMap<String, Value> = records
+        .into_iter()
+        .filter(|(_, r)| r.carrier.is_none())
+        .map(|(name, r)| (name, r.meta_config))
+        .collect();
     Ok(serde_json::to_vec(&serde_json::json!({ "machines": machines, "files": {} })).expect("JSON"))
 }
 
@@ -243,7 +263,9 @@ pub const EVALUATIONS: usize = 3;
 
 /// `$CARRIER_CACHE_DIR`, else `$XDG_CACHE_HOME/carrier`, else `$HOME/.cache/carrier`,
 /// from `env`.
-fn cache_dir_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf, InventoryError> {
+fn cache_dir_from(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<PathBuf, InventoryError> {
     let var = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     var("CARRIER_CACHE_DIR")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("carrier")))
@@ -255,8 +277,12 @@ fn nix_error(e: NixError, conf_dir: &Path) -> InventoryError {
     match e {
         NixError::NotInstalled { program } => InventoryError::NixNotInstalled { program },
         NixError::CacheDir(e) => InventoryError::from(e),
-        NixError::Failed { message } => InventoryError::Eval { conf_dir: conf_dir.to_path_buf(), message },
-        NixError::Io { context, source } => InventoryError::Io { context, source: Arc::new(source) },
+        NixError::Failed { message } => {
+            InventoryError::Eval { conf_dir: conf_dir.to_path_buf(), message }
+        }
+        NixError::Io { context, source } => {
+            InventoryError::Io { context, source: Arc::new(source) }
+        }
     }
 }
 
@@ -315,9 +341,11 @@ fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path)) -> Result<(), In
             std::io::Error::other("directories nested more than 32 levels deep (a symlink loop?)"),
         ));
     }
-    let entries = std::fs::read_dir(dir).map_err(|e| InventoryError::io(format!("reading {}", dir.display()), e))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| InventoryError::io(format!("reading {}", dir.display()), e))?;
     for entry in entries {
-        let entry = entry.map_err(|e| InventoryError::io(format!("reading {}", dir.display()), e))?;
+        let entry =
+            entry.map_err(|e| InventoryError::io(format!("reading {}", dir.display()), e))?;
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
@@ -344,7 +372,9 @@ fn entry_kind(entry: &std::fs::DirEntry) -> EntryKind {
     match entry.file_type() {
         Ok(t) if t.is_dir() => EntryKind::Dir,
         Ok(t) if t.is_file() => EntryKind::File,
-        Ok(t) if t.is_symlink() && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) => EntryKind::File,
+        Ok(t) if t.is_symlink() && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) => {
+            EntryKind::File
+        }
         _ => EntryKind::Other,
     }
 }
@@ -367,8 +397,11 @@ struct Snapshot {
 /// Files modified in the last two seconds are not remembered (timestamps are coarse).
 fn content_key(conf_dir: &Path, memo: &mut FileHashes) -> Result<Snapshot, InventoryError> {
     let mut files = Vec::new();
-    for top in std::fs::read_dir(conf_dir).map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))? {
-        let top = top.map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))?;
+    for top in std::fs::read_dir(conf_dir)
+        .map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))?
+    {
+        let top =
+            top.map_err(|e| InventoryError::io(format!("reading {}", conf_dir.display()), e))?;
         let name = top.file_name().to_string_lossy().into_owned();
         if name.starts_with('.') || name.starts_with("result") {
             continue;
@@ -456,7 +489,8 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), InventoryError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| InventoryError::io(format!("creating {}", dir.display()), e))?;
-    private_dir::write_file(path, bytes, 0o600).map_err(|e| InventoryError::io(format!("writing {}", path.display()), e))
+    private_dir::write_file(path, bytes, 0o600)
+        .map_err(|e| InventoryError::io(format!("writing {}", path.display()), e))
 }
 
 #[cfg(test)]
@@ -473,7 +507,8 @@ mod tests {
         }
         std::fs::write(c.join("a/config.nix"), "{}").unwrap();
         let got = discover_module_files(&c).unwrap();
-        let rel: Vec<_> = got.iter().map(|p| p.strip_prefix(&c.display().to_string()).unwrap()).collect();
+        let rel: Vec<_> =
+            got.iter().map(|p| p.strip_prefix(&c.display().to_string()).unwrap()).collect();
         assert_eq!(rel, ["/a/module.nix", "/b/module.nix", "/prg/node1/module.nix"]);
     }
 
@@ -511,7 +546,11 @@ mod tests {
         // a remembered hash is trusted while the stat matches...
         let (_, digest) = memo.files.values_mut().next().unwrap();
         *digest = "0".repeat(64);
-        assert_ne!(content_key(tmp.path(), &mut memo).unwrap().key, k1, "the remembered hash was used");
+        assert_ne!(
+            content_key(tmp.path(), &mut memo).unwrap().key,
+            k1,
+            "the remembered hash was used"
+        );
         // ...and a changed file (new ctime) is read again
         let mut memo = FileHashes::default();
         let k1 = content_key(tmp.path(), &mut memo).unwrap().key;
@@ -533,12 +572,19 @@ mod tests {
     #[test]
     fn cache_dir_comes_from_the_environment_or_nowhere() {
         let from = |vars: &[(&str, &str)]| {
-            let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let vars: Vec<(String, String)> =
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             cache_dir_from(move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.into()))
         };
         assert_eq!(from(&[("HOME", "/h"), ("CARRIER_CACHE_DIR", "/c")]).unwrap(), Path::new("/c"));
-        assert_eq!(from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]).unwrap(), Path::new("/x/carrier"));
-        assert_eq!(from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "")]).unwrap(), Path::new("/h/.cache/carrier"));
+        assert_eq!(
+            from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "/x")]).unwrap(),
+            Path::new("/x/carrier")
+        );
+        assert_eq!(
+            from(&[("HOME", "/h"), ("XDG_CACHE_HOME", "")]).unwrap(),
+            Path::new("/h/.cache/carrier")
+        );
         let e = from(&[("TMPDIR", "/tmp")]).unwrap_err().to_string();
         assert!(e.starts_with("no cache directory: set CARRIER_CACHE_DIR"), "{e}");
     }
@@ -563,7 +609,11 @@ mod tests {
         let mut memo = FileHashes::default();
         let k1 = content_key(tmp.path(), &mut memo).unwrap().key;
         std::fs::write(outside.join("module.nix"), "{ x = 1; }").unwrap();
-        assert_eq!(content_key(tmp.path(), &mut memo).unwrap().key, k1, "linked directories are not hashed");
+        assert_eq!(
+            content_key(tmp.path(), &mut memo).unwrap().key,
+            k1,
+            "linked directories are not hashed"
+        );
         std::fs::write(outside.join("shared.nix"), "2").unwrap();
         assert_ne!(content_key(tmp.path(), &mut memo).unwrap().key, k1, "linked files are");
     }

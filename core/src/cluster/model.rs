@@ -390,11 +390,9 @@ pub fn attr_to_string(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| attr_to_string(Some(v)))
-            .collect::<Vec<_>>()
-            .join(","),
+        Some(Value::Array(items)) => {
+            items.iter().map(|v| attr_to_string(Some(v))).collect::<Vec<_>>().join(",")
+        }
         Some(other) => other.to_string(),
     }
 }
@@ -420,16 +418,15 @@ impl Cluster {
 
     /// The carried machines of `carrier`, in list order.
     pub fn carried_by<'a>(&'a self, carrier: &'a str) -> impl Iterator<Item = &'a Machine> + 'a {
-        self.machines
-            .iter()
-            .filter(move |m| m.carrier.as_deref() == Some(carrier))
+        self.machines.iter().filter(move |m| m.carrier.as_deref() == Some(carrier))
     }
 
     /// The carried copies of a source machine: every `<carrier>#<alias>` built from it.
-    pub fn carried_copies_of<'a>(&'a self, source: &'a str) -> impl Iterator<Item = &'a Machine> + 'a {
-        self.machines
-            .iter()
-            .filter(move |m| m.is_carried() && m.cluster_name == source)
+    pub fn carried_copies_of<'a>(
+        &'a self,
+        source: &'a str,
+    ) -> impl Iterator<Item = &'a Machine> + 'a {
+        self.machines.iter().filter(move |m| m.is_carried() && m.cluster_name == source)
     }
 }
 

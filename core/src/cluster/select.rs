@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{attr_to_string, Cluster, Machine};
+use super::{Cluster, Machine, attr_to_string};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
@@ -117,8 +117,16 @@ impl Selection {
     ) -> Result<Self, SelectError> {
         Ok(Selection {
             pattern: pattern.map(str::trim).filter(|p| !p.is_empty()).map(Into::into),
-            tags: tags.iter().filter(|t| !t.trim().is_empty()).map(|t| t.trim().parse()).collect::<Result<_, _>>()?,
-            attrs: attrs.iter().filter(|a| !a.trim().is_empty()).map(|a| a.trim().parse()).collect::<Result<_, _>>()?,
+            tags: tags
+                .iter()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| t.trim().parse())
+                .collect::<Result<_, _>>()?,
+            attrs: attrs
+                .iter()
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| a.trim().parse())
+                .collect::<Result<_, _>>()?,
             managed: managed.map(str::parse).transpose()?.unwrap_or_default(),
         })
     }
@@ -169,7 +177,10 @@ impl PatternMatcher {
             .backslash_escape(true)
             .empty_alternates(true)
             .build()
-            .map_err(|e| SelectError::Pattern { pattern: pattern.to_string(), reason: e.kind().to_string() })?;
+            .map_err(|e| SelectError::Pattern {
+                pattern: pattern.to_string(),
+                reason: e.kind().to_string(),
+            })?;
         Ok(PatternMatcher::Glob(glob.compile_matcher()))
     }
 
@@ -185,8 +196,8 @@ impl PatternMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::model::tests::machine;
     use crate::cluster::Spin;
+    use crate::cluster::model::tests::machine;
     use serde_json::json;
 
     fn cluster() -> Cluster {
@@ -213,14 +224,22 @@ mod tests {
         sel.select(&cluster()).unwrap().iter().map(|m| m.name.clone()).collect()
     }
 
-    fn sel(pattern: Option<&str>, tags: &[&str], attrs: &[&str], managed: Option<&str>) -> Selection {
+    fn sel(
+        pattern: Option<&str>,
+        tags: &[&str],
+        attrs: &[&str],
+        managed: Option<&str>,
+    ) -> Selection {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         Selection::parse(pattern, &s(tags), &s(attrs), managed).unwrap()
     }
 
     #[test]
     fn no_pattern_selects_all_managed_in_name_order() {
-        assert_eq!(names(&sel(None, &[], &[], None)), ["node1", "node2", "prg/web1", "pxe", "pxe#node1"]);
+        assert_eq!(
+            names(&sel(None, &[], &[], None)),
+            ["node1", "node2", "prg/web1", "pxe", "pxe#node1"]
+        );
         assert_eq!(names(&sel(None, &[], &[], Some("n"))), ["legacy"]);
         assert_eq!(names(&sel(None, &[], &[], Some("a"))).len(), 6);
     }

@@ -37,7 +37,9 @@ pub async fn status(remote: &impl Host, t: &Target, action: Action) -> Status {
             match remote.output(&["cat", &marker.display().to_string()]).await {
                 // no record: the hooks have run since the last change
                 Ok(out) if !out.status.success() => Status::Current,
-                Ok(out) => Status::HooksPending(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+                Ok(out) => {
+                    Status::HooksPending(String::from_utf8_lossy(&out.stdout).trim().to_string())
+                }
                 Err(_) => Status::NotCurrent,
             }
         }
@@ -45,7 +47,9 @@ pub async fn status(remote: &impl Host, t: &Target, action: Action) -> Status {
             if remote.realpath("/run/current-system").await.as_deref() != Some(want.as_str()) {
                 return Status::NotCurrent;
             }
-            if action.sets_profile() && remote.realpath(SYSTEM_PROFILE).await.as_deref() != Some(want.as_str()) {
+            if action.sets_profile()
+                && remote.realpath(SYSTEM_PROFILE).await.as_deref() != Some(want.as_str())
+            {
                 return Status::NotCurrent;
             }
             // an activation still in flight (unconfirmed) may switch back: decide under the lock
@@ -68,7 +72,9 @@ pub enum ActivationError {
     ActivationLockTaken { host: String, message: String },
     /// The auto-rollback script reported a failure: the target activated its previous
     /// system by itself.
-    #[error("the machine switched back to its previous system: {message} (rolled back to the previous system)")]
+    #[error(
+        "the machine switched back to its previous system: {message} (rolled back to the previous system)"
+    )]
     SwitchedBack { message: String },
     /// The check file did not reach `switched` in time: `state` is its last content.
     #[error(
@@ -114,8 +120,19 @@ pub async fn standalone(
     match (&t.artifact.auto_rollback, with_rollback) {
         (Some(script), true) => {
             let timeout = t.auto_rollback_timeout;
-            let who = format!("activation of {toplevel} ({}, switches back unless confirmed within {timeout} s) by {who}", action.as_str());
-            activate_with_rollback(remote, &script.display().to_string(), &toplevel, action, timeout, &who).await?
+            let who = format!(
+                "activation of {toplevel} ({}, switches back unless confirmed within {timeout} s) by {who}",
+                action.as_str()
+            );
+            activate_with_rollback(
+                remote,
+                &script.display().to_string(),
+                &toplevel,
+                action,
+                timeout,
+                &who,
+            )
+            .await?
         }
         _ => {
             if let Err(e) = remote.run(&[&stc, action.as_str()]).await {
@@ -126,7 +143,11 @@ pub async fn standalone(
                     }
                     _ => false,
                 };
-                return Err(if rolled_back { ActivationError::RolledBack(e) } else { ActivationError::Command(e) });
+                return Err(if rolled_back {
+                    ActivationError::RolledBack(e)
+                } else {
+                    ActivationError::Command(e)
+                });
             }
         }
     }
@@ -147,7 +168,10 @@ enum Confirmation {
     /// No confirmation could be written: the target switches back by itself.
     NotConfirmed,
     /// The check file did not reach `switched` in time; its last content.
-    Hung { state: String, secs: u64 },
+    Hung {
+        state: String,
+        secs: u64,
+    },
 }
 
 /// Spec 2.3 step 3: the target runs the auto-rollback script in the background (holding
@@ -175,7 +199,11 @@ async fn activate_with_rollback(
         let mut last = String::new();
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let state = remote.output(&["cat", &check_file]).await.ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+            let state = remote
+                .output(&["cat", &check_file])
+                .await
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
             match state.as_deref() {
                 Some("switched") => break,
                 Some("failed") => return Confirmation::Failed,
@@ -188,7 +216,10 @@ async fn activate_with_rollback(
             }
         }
         for _ in 0..10 {
-            let ok = remote.output(&["sh", "-c", "echo confirmed > \"$1\"", "sh", &check_file]).await.is_ok_and(|o| o.status.success());
+            let ok = remote
+                .output(&["sh", "-c", "echo confirmed > \"$1\"", "sh", &check_file])
+                .await
+                .is_ok_and(|o| o.status.success());
             if ok {
                 return Confirmation::Confirmed;
             }
@@ -217,9 +248,10 @@ async fn activate_with_rollback(
     let confirmed = matches!(confirmation, Some(Confirmation::Confirmed));
     match result {
         Ok(out) if out.status.success() => Ok(()),
-        Ok(out) if out.status.code() == Some(75) => {
-            Err(ActivationError::ActivationLockTaken { host: remote.name().to_string(), message: failure_message(&out) })
-        }
+        Ok(out) if out.status.code() == Some(75) => Err(ActivationError::ActivationLockTaken {
+            host: remote.name().to_string(),
+            message: failure_message(&out),
+        }),
         Ok(out) => Err(ActivationError::SwitchedBack { message: failure_message(&out) }),
         Err(e) if confirmed => Err(ActivationError::LostAfterConfirming(e)),
         Err(source) => Err(ActivationError::LostWhileActivating { source, timeout }),

@@ -31,14 +31,26 @@ pub async fn copy_all<'t>(
     futures::future::join_all(jobs).await
 }
 
-async fn copy_one(t: &Target, paths: &[PathBuf], hosts: &impl Hosts, limit: Duration, sink: &dyn EventSink) -> Result<(), HostError> {
+async fn copy_one(
+    t: &Target,
+    paths: &[PathBuf],
+    hosts: &impl Hosts,
+    limit: Duration,
+    sink: &dyn EventSink,
+) -> Result<(), HostError> {
     let host = hosts.open(&t.host, t.port).await?;
     let machine = || Some(t.machine.clone());
     let on_event = |event| match event {
-        CopyEvent::Copied { done, expected } => {
-            sink.emit(Event::Progress { phase: Phase::Copy, machine: machine(), done, expected, bytes: 0 })
+        CopyEvent::Copied { done, expected } => sink.emit(Event::Progress {
+            phase: Phase::Copy,
+            machine: machine(),
+            done,
+            expected,
+            bytes: 0,
+        }),
+        CopyEvent::Log(line) => {
+            sink.emit(Event::Log { phase: Phase::Copy, machine: machine(), line })
         }
-        CopyEvent::Log(line) => sink.emit(Event::Log { phase: Phase::Copy, machine: machine(), line }),
     };
     host.copy_closure(paths, limit, &on_event).await
 }

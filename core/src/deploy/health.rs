@@ -71,7 +71,11 @@ pub fn checks_of(m: &Machine) -> Vec<Check> {
     let command = |c: &crate::cluster::CheckCommand, remote: bool| {
         let argv: Vec<String> = c.command.iter().map(|w| substitute(m, w)).collect();
         Check {
-            description: if c.description.is_empty() { argv.join(" ") } else { c.description.clone() },
+            description: if c.description.is_empty() {
+                argv.join(" ")
+            } else {
+                c.description.clone()
+            },
             kind: if remote { CheckKind::Remote(argv) } else { CheckKind::Local(argv) },
             exit_status: c.exit_status,
             stdout: c.standard_output.clone(),
@@ -133,12 +137,17 @@ pub struct CheckFailure {
 /// match, include, exclude, then the same for stderr).
 pub fn verify(check: &Check, status: i32, stdout: &str, stderr: &str) -> Result<(), CheckError> {
     if let CheckKind::Systemd { properties, .. } = &check.kind {
-        let values: BTreeMap<&str, &str> = stdout.lines().filter_map(|l| l.split_once('=')).collect();
+        let values: BTreeMap<&str, &str> =
+            stdout.lines().filter_map(|l| l.split_once('=')).collect();
         for (k, want) in properties {
             match values.get(k.as_str()) {
                 None => return Err(CheckError::MissingProperty(k.clone())),
                 Some(v) if v != want => {
-                    return Err(CheckError::Property { key: k.clone(), value: v.to_string(), want: want.clone() });
+                    return Err(CheckError::Property {
+                        key: k.clone(),
+                        value: v.to_string(),
+                        want: want.clone(),
+                    });
                 }
                 _ => {}
             }
@@ -148,11 +157,16 @@ pub fn verify(check: &Check, status: i32, stdout: &str, stderr: &str) -> Result<
     if i64::from(status) != check.exit_status {
         return Err(CheckError::ExitStatus { status, want: check.exit_status });
     }
-    for (stream, text, m) in [("stdout", stdout, &check.stdout), ("stderr", stderr, &check.stderr)] {
+    for (stream, text, m) in [("stdout", stdout, &check.stdout), ("stderr", stderr, &check.stderr)]
+    {
         if let Some(exact) = &m.exact
             && text != exact
         {
-            return Err(CheckError::NotExactly { stream, text: text.to_string(), want: exact.clone() });
+            return Err(CheckError::NotExactly {
+                stream,
+                text: text.to_string(),
+                want: exact.clone(),
+            });
         }
         if let Some(missing) = m.include.iter().find(|s| !text.contains(s.as_str())) {
             return Err(CheckError::Missing { stream, missing: missing.clone() });
@@ -165,7 +179,12 @@ pub fn verify(check: &Check, status: i32, stdout: &str, stderr: &str) -> Result<
 }
 
 /// One run of the check, killed when `limit` passes.
-async fn attempt<H: Host>(check: &Check, target: &H, local: &H, limit: Duration) -> Result<(), CheckError> {
+async fn attempt<H: Host>(
+    check: &Check,
+    target: &H,
+    local: &H,
+    limit: Duration,
+) -> Result<(), CheckError> {
     let argv: Vec<String> = match &check.kind {
         CheckKind::Local(argv) | CheckKind::Remote(argv) => argv.clone(),
         CheckKind::Systemd { unit, .. } => {
@@ -181,7 +200,12 @@ async fn attempt<H: Host>(check: &Check, target: &H, local: &H, limit: Duration)
     let host = if matches!(check.kind, CheckKind::Local(_)) { local } else { target };
     let out = host.output_within(&words, limit).await?;
     let status = out.status.code().unwrap_or(-1);
-    verify(check, status, &String::from_utf8_lossy(&out.stdout), &String::from_utf8_lossy(&out.stderr))
+    verify(
+        check,
+        status,
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    )
 }
 
 /// Retries until the check passes or its timeout has passed.
@@ -199,7 +223,11 @@ async fn run_check<H: Host>(check: &Check, target: &H, local: &H) -> Result<(), 
 
 /// Runs the checks of every target (their failures also as log lines); returns the
 /// checks that failed, per machine.
-pub async fn run_all(targets: &[&Target], hosts: &impl Hosts, sink: &dyn EventSink) -> BTreeMap<String, Vec<CheckFailure>> {
+pub async fn run_all(
+    targets: &[&Target],
+    hosts: &impl Hosts,
+    sink: &dyn EventSink,
+) -> BTreeMap<String, Vec<CheckFailure>> {
     let semaphore = &Semaphore::new(5);
     let local = &hosts.local();
     let jobs = targets.iter().flat_map(|t| {
@@ -217,7 +245,11 @@ pub async fn run_all(targets: &[&Target], hosts: &impl Hosts, sink: &dyn EventSi
     for (machine, description, result) in results {
         if let Err(error) = result {
             let failure = CheckFailure { description, error };
-            sink.emit(Event::Log { phase: Phase::HealthCheck, machine: Some(machine.clone()), line: failure.to_string() });
+            sink.emit(Event::Log {
+                phase: Phase::HealthCheck,
+                machine: Some(machine.clone()),
+                line: failure.to_string(),
+            });
             failures.entry(machine).or_default().push(failure);
         }
     }
@@ -233,7 +265,11 @@ mod tests {
             description: "c".into(),
             kind,
             exit_status: 0,
-            stdout: OutputMatch { exact: None, include: vec!["ok".into()], exclude: vec!["bad".into()] },
+            stdout: OutputMatch {
+                exact: None,
+                include: vec!["ok".into()],
+                exclude: vec!["bad".into()],
+            },
             stderr: OutputMatch::default(),
             timeout: Duration::from_secs(1),
             cooldown: Duration::from_secs(1),
@@ -252,10 +288,16 @@ mod tests {
 
     #[test]
     fn systemd_properties_compare_exactly() {
-        let c = check(CheckKind::Systemd { unit: None, properties: vec![("SystemState".into(), "running".into())] });
+        let c = check(CheckKind::Systemd {
+            unit: None,
+            properties: vec![("SystemState".into(), "running".into())],
+        });
         let message = |stdout| verify(&c, 0, stdout, "").map_err(|e| e.to_string());
         assert_eq!(message("A=b\nSystemState=running\n"), Ok(()));
-        assert_eq!(message("SystemState=degraded"), Err("SystemState=degraded, expected running".into()));
+        assert_eq!(
+            message("SystemState=degraded"),
+            Err("SystemState=degraded, expected running".into())
+        );
         assert_eq!(message(""), Err("property \"SystemState\" not found".into()));
     }
 }

@@ -21,9 +21,9 @@ use serde::Serialize;
 
 use crate::cluster::Machine;
 use crate::events::{Event, EventSink, Outcome, Phase};
-pub use plan::{Action, Artifact, Kind, Target};
-use crate::remote::{Connections, Host, HostError, HostLock, Hosts};
 pub use crate::remote::SshSettings;
+use crate::remote::{Connections, Host, HostError, HostLock, Hosts};
+pub use plan::{Action, Artifact, Kind, Target};
 
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -54,7 +54,11 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { command: Duration::from_secs(900), copy: Duration::from_secs(3600), lock: Duration::from_secs(600) }
+        Timeouts {
+            command: Duration::from_secs(900),
+            copy: Duration::from_secs(3600),
+            lock: Duration::from_secs(600),
+        }
     }
 }
 
@@ -141,7 +145,9 @@ pub struct DeployReport {
 
 impl DeployReport {
     pub fn success(&self) -> bool {
-        self.machines.iter().all(|m| !matches!(m.state, MachineState::Failed { .. } | MachineState::NotAttempted { .. }))
+        self.machines.iter().all(|m| {
+            !matches!(m.state, MachineState::Failed { .. } | MachineState::NotAttempted { .. })
+        })
     }
 }
 
@@ -165,10 +171,15 @@ pub fn artifacts(
 ) -> Result<Vec<Artifact>, ArtifactError> {
     let generations: Vec<crate::build::Generation> = match generation {
         Some(name) => {
-            let found: Vec<_> = machines.iter().map(|m| (m, crate::build::find(conf_dir, &m.name, name))).collect();
-            let missing: Vec<String> = found.iter().filter(|(_, g)| g.is_none()).map(|(m, _)| m.name.clone()).collect();
+            let found: Vec<_> =
+                machines.iter().map(|m| (m, crate::build::find(conf_dir, &m.name, name))).collect();
+            let missing: Vec<String> =
+                found.iter().filter(|(_, g)| g.is_none()).map(|(m, _)| m.name.clone()).collect();
             if !missing.is_empty() {
-                return Err(ArtifactError::MissingGeneration { generation: name.to_string(), machines: missing });
+                return Err(ArtifactError::MissingGeneration {
+                    generation: name.to_string(),
+                    machines: missing,
+                });
             }
             found.into_iter().filter_map(|(_, g)| g).collect()
         }
@@ -179,27 +190,51 @@ pub fn artifacts(
     };
     Ok(generations
         .into_iter()
-        .map(|g| Artifact { machine: g.machine, generation: g.name, toplevel: g.toplevel, auto_rollback: g.auto_rollback })
+        .map(|g| Artifact {
+            machine: g.machine,
+            generation: g.name,
+            toplevel: g.toplevel,
+            auto_rollback: g.auto_rollback,
+        })
         .collect())
 }
 
 /// The lock of one configuration directory (`.confctl/deploy.lock`): one deploy of it
 /// at a time, a second one waits at most `wait`, saying for whom (events).
-pub fn lock_conf_dir(conf_dir: &Path, wait: Duration, sink: &dyn EventSink) -> Result<std::fs::File, crate::lock::LockError> {
+pub fn lock_conf_dir(
+    conf_dir: &Path,
+    wait: Duration,
+    sink: &dyn EventSink,
+) -> Result<std::fs::File, crate::lock::LockError> {
     let path = conf_dir.join(".confctl/deploy.lock");
-    let on_wait = |line: String| sink.emit(Event::Notice { phase: Phase::Build, machine: None, line });
+    let on_wait =
+        |line: String| sink.emit(Event::Notice { phase: Phase::Build, machine: None, line });
     crate::lock::acquire(&path, &this_run(), wait, &on_wait)
 }
 
 /// Deploys `targets` (see [`plan::targets`]) over SSH.
-pub async fn run(targets: Vec<Target>, opts: &DeployOptions, ssh: SshSettings, sink: &dyn EventSink) -> DeployReport {
+pub async fn run(
+    targets: Vec<Target>,
+    opts: &DeployOptions,
+    ssh: SshSettings,
+    sink: &dyn EventSink,
+) -> DeployReport {
     match Connections::new(ssh, opts.timeouts.command) {
         Ok(hosts) => run_on(&targets, opts, hosts, sink).await,
         Err(e) => {
             let error = DeployError::ControlDir(Arc::new(e));
             let states = targets
                 .iter()
-                .map(|t| (t.machine.clone(), MachineState::Failed { phase: Phase::Status, error: error.clone(), changed: false }))
+                .map(|t| {
+                    (
+                        t.machine.clone(),
+                        MachineState::Failed {
+                            phase: Phase::Status,
+                            error: error.clone(),
+                            changed: false,
+                        },
+                    )
+                })
                 .collect();
             report(&targets, states, opts, 0)
         }
@@ -208,9 +243,15 @@ pub async fn run(targets: Vec<Target>, opts: &DeployOptions, ssh: SshSettings, s
 
 /// Deploys `targets` on `hosts`, then closes them: in bulk, or with `one_by_one` one
 /// machine after the other until one fails.
-pub async fn run_on<H: Hosts>(targets: &[Target], opts: &DeployOptions, hosts: H, sink: &dyn EventSink) -> DeployReport {
+pub async fn run_on<H: Hosts>(
+    targets: &[Target],
+    opts: &DeployOptions,
+    hosts: H,
+    sink: &dyn EventSink,
+) -> DeployReport {
     let mut run = Run { opts, hosts: &hosts, sink, states: BTreeMap::new() };
-    let groups: Vec<&[Target]> = if opts.one_by_one { targets.chunks(1).collect() } else { vec![targets] };
+    let groups: Vec<&[Target]> =
+        if opts.one_by_one { targets.chunks(1).collect() } else { vec![targets] };
     for group in groups {
         if run.any_failed() {
             group.iter().for_each(|t| run.not_attempted(t, STOPPED));
@@ -246,7 +287,12 @@ impl<H: Hosts> Run<'_, H> {
         // Nothing is activated when a host was unreachable or a copy failed: every host
         // stays on what it runs.
         if self.any_failed() {
-            copied.iter().for_each(|t| self.not_attempted(t, "copied, not activated: another host failed before activation"));
+            copied.iter().for_each(|t| {
+                self.not_attempted(
+                    t,
+                    "copied, not activated: another host failed before activation",
+                )
+            });
             return;
         }
         self.activate(&copied).await;
@@ -272,8 +318,14 @@ impl<H: Hosts> Run<'_, H> {
                         continue;
                     }
                     activate::Status::HooksPending(record) => {
-                        let line = format!("the profile is set, but the carrier's on-change hooks have not succeeded since ({record}): setting it again");
-                        self.sink.emit(Event::Notice { phase: Phase::Status, machine: Some(t.machine.clone()), line });
+                        let line = format!(
+                            "the profile is set, but the carrier's on-change hooks have not succeeded since ({record}): setting it again"
+                        );
+                        self.sink.emit(Event::Notice {
+                            phase: Phase::Status,
+                            machine: Some(t.machine.clone()),
+                            line,
+                        });
                     }
                     activate::Status::NotCurrent => {}
                 }
@@ -296,7 +348,15 @@ impl<H: Hosts> Run<'_, H> {
             }
             p
         };
-        let results = copy::copy_all(&order, paths, self.hosts, opts.max_concurrent_copy, opts.timeouts.copy, self.sink).await;
+        let results = copy::copy_all(
+            &order,
+            paths,
+            self.hosts,
+            opts.max_concurrent_copy,
+            opts.timeouts.copy,
+            self.sink,
+        )
+        .await;
         let mut copied = Vec::new();
         for (t, result) in results {
             match result {
@@ -323,10 +383,12 @@ impl<H: Hosts> Run<'_, H> {
         let mut carried_by: Vec<(&str, Vec<&Target>)> = Vec::new();
         for t in order {
             match t.carrier() {
-                Some(carrier) if self.opts.action == Action::Switch => match carried_by.iter_mut().find(|(c, _)| *c == carrier) {
-                    Some((_, v)) => v.push(t),
-                    None => carried_by.push((carrier, vec![t])),
-                },
+                Some(carrier) if self.opts.action == Action::Switch => {
+                    match carried_by.iter_mut().find(|(c, _)| *c == carrier) {
+                        Some((_, v)) => v.push(t),
+                        None => carried_by.push((carrier, vec![t])),
+                    }
+                }
                 Some(_) => {}
                 None if stopped => self.not_attempted(t, STOPPED),
                 None => stopped = !self.activate_standalone(t).await,
@@ -355,7 +417,15 @@ impl<H: Hosts> Run<'_, H> {
         };
         let before = host.realpath("/run/current-system").await;
         let auto_rollback = uses_auto_rollback(t, self.opts);
-        let result = activate::standalone(&*host, t, self.opts.action, self.opts.dry_activate_first, auto_rollback, &who).await;
+        let result = activate::standalone(
+            &*host,
+            t,
+            self.opts.action,
+            self.opts.dry_activate_first,
+            auto_rollback,
+            &who,
+        )
+        .await;
         match result {
             Ok(()) => {
                 lock.release().await;
@@ -419,7 +489,10 @@ impl<H: Hosts> Run<'_, H> {
         }
         let deployed: Vec<&Target> = group
             .iter()
-            .filter(|t| t.carrier().is_none() && matches!(self.states.get(&t.machine), Some(MachineState::Deployed)))
+            .filter(|t| {
+                t.carrier().is_none()
+                    && matches!(self.states.get(&t.machine), Some(MachineState::Deployed))
+            })
             .collect();
         if deployed.iter().all(|t| t.checks.is_empty()) {
             return;
@@ -439,9 +512,20 @@ impl<H: Hosts> Run<'_, H> {
 
     /// Takes the host's deploy lock for `what` (a machine, or a carrier's group),
     /// reporting whom it waits for.
-    async fn lock<'h>(&self, host: &'h H::Host, who: &str, what: &str) -> Result<HostLock<'h>, HostError> {
+    async fn lock<'h>(
+        &self,
+        host: &'h H::Host,
+        who: &str,
+        what: &str,
+    ) -> Result<HostLock<'h>, HostError> {
         let sink = self.sink;
-        let on_wait = |line: String| sink.emit(Event::Notice { phase: Phase::Activate, machine: Some(what.to_string()), line });
+        let on_wait = |line: String| {
+            sink.emit(Event::Notice {
+                phase: Phase::Activate,
+                machine: Some(what.to_string()),
+                line,
+            })
+        };
         host.lock(who, self.opts.timeouts.lock, &on_wait).await
     }
 
@@ -449,7 +533,9 @@ impl<H: Hosts> Run<'_, H> {
     fn finish(&mut self, phase: Phase, t: &Target, state: MachineState) {
         let outcome = match &state {
             MachineState::Deployed | MachineState::Copied => Outcome::Ok,
-            MachineState::Current => Outcome::Skipped { reason: format!("already using target generation {}", t.artifact.generation) },
+            MachineState::Current => Outcome::Skipped {
+                reason: format!("already using target generation {}", t.artifact.generation),
+            },
             MachineState::NotAttempted { reason } => Outcome::Skipped { reason: reason.clone() },
             MachineState::Failed { error, .. } => Outcome::Failed { error: error.to_string() },
         };
@@ -464,7 +550,13 @@ impl<H: Hosts> Run<'_, H> {
     }
 
     /// Every machine of a group failed with `error`; `changed(i)` for the i-th.
-    fn fail_all(&mut self, phase: Phase, group: &[&Target], error: DeployError, changed: impl Fn(usize) -> bool) -> bool {
+    fn fail_all(
+        &mut self,
+        phase: Phase,
+        group: &[&Target],
+        error: DeployError,
+        changed: impl Fn(usize) -> bool,
+    ) -> bool {
         for (i, t) in group.iter().enumerate() {
             self.fail(phase, t, error.clone(), changed(i));
         }
@@ -473,7 +565,8 @@ impl<H: Hosts> Run<'_, H> {
 
     /// Recorded without an event: the machine had no step.
     fn not_attempted(&mut self, t: &Target, reason: &str) {
-        self.states.insert(t.machine.clone(), MachineState::NotAttempted { reason: reason.to_string() });
+        self.states
+            .insert(t.machine.clone(), MachineState::NotAttempted { reason: reason.to_string() });
     }
 
     fn any_failed(&self) -> bool {
@@ -491,23 +584,33 @@ async fn carried_profile(host: &impl Host, t: &Target) -> Option<String> {
 
 /// How a deploy names itself to whoever has to wait for its locks.
 fn holder(targets: &[&Target]) -> String {
-    let what: Vec<String> = targets.iter().map(|t| format!("{} {}", t.machine, t.artifact.generation)).collect();
+    let what: Vec<String> =
+        targets.iter().map(|t| format!("{} {}", t.machine, t.artifact.generation)).collect();
     format!("{}: {}", this_run(), what.join(", "))
 }
 
 /// `carrier deploy (pid N) on <host name> since <time>`.
 pub fn this_run() -> String {
     static STARTED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let since = STARTED.get_or_init(|| jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default());
+    let since = STARTED.get_or_init(|| {
+        jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+    });
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     format!("carrier deploy (pid {}) on {} since {since}", std::process::id(), host.trim())
 }
 
 fn uses_auto_rollback(t: &Target, opts: &DeployOptions) -> bool {
-    t.carrier().is_none() && t.artifact.auto_rollback.is_some() && opts.auto_rollback.unwrap_or(t.auto_rollback_enabled)
+    t.carrier().is_none()
+        && t.artifact.auto_rollback.is_some()
+        && opts.auto_rollback.unwrap_or(t.auto_rollback_enabled)
 }
 
-fn report(targets: &[Target], mut states: BTreeMap<String, MachineState>, opts: &DeployOptions, connections: usize) -> DeployReport {
+fn report(
+    targets: &[Target],
+    mut states: BTreeMap<String, MachineState>,
+    opts: &DeployOptions,
+    connections: usize,
+) -> DeployReport {
     DeployReport {
         action: opts.action,
         connections,
@@ -518,7 +621,9 @@ fn report(targets: &[Target], mut states: BTreeMap<String, MachineState>, opts: 
                 host: t.host.clone(),
                 generation: t.artifact.generation.clone(),
                 toplevel: t.artifact.toplevel.clone(),
-                state: states.remove(&t.machine).unwrap_or_else(|| MachineState::NotAttempted { reason: STOPPED.into() }),
+                state: states
+                    .remove(&t.machine)
+                    .unwrap_or_else(|| MachineState::NotAttempted { reason: STOPPED.into() }),
             })
             .collect(),
     }

@@ -102,7 +102,11 @@ pub enum PlanError {
 }
 
 /// One target per machine, in the order given.
-pub fn targets(cluster: &Cluster, machines: &[&Machine], artifacts: &[Artifact]) -> Result<Vec<Target>, PlanError> {
+pub fn targets(
+    cluster: &Cluster,
+    machines: &[&Machine],
+    artifacts: &[Artifact],
+) -> Result<Vec<Target>, PlanError> {
     machines
         .iter()
         .map(|m| {
@@ -121,7 +125,9 @@ pub fn targets(cluster: &Cluster, machines: &[&Machine], artifacts: &[Artifact])
                 }
                 None => (*m, Kind::Standalone),
             };
-            let host = host_machine.target_host().ok_or_else(|| PlanError::NoTarget(host_machine.name.clone()))?;
+            let host = host_machine
+                .target_host()
+                .ok_or_else(|| PlanError::NoTarget(host_machine.name.clone()))?;
             Ok(Target {
                 machine: m.name.clone(),
                 host: host.to_string(),
@@ -193,15 +199,25 @@ mod tests {
 
     #[test]
     fn copies_interleave_carriers_like_upstream() {
-        let ts = [t("A#1", Some("A")), t("A#2", Some("A")), t("s", None), t("A#3", Some("A")), t("B#1", Some("B"))];
-        let order: Vec<_> = copy_order(&ts.iter().collect::<Vec<_>>()).iter().map(|t| t.machine.as_str()).collect();
+        let ts = [
+            t("A#1", Some("A")),
+            t("A#2", Some("A")),
+            t("s", None),
+            t("A#3", Some("A")),
+            t("B#1", Some("B")),
+        ];
+        let order: Vec<_> =
+            copy_order(&ts.iter().collect::<Vec<_>>()).iter().map(|t| t.machine.as_str()).collect();
         assert_eq!(order, ["s", "A#1", "B#1", "A#2", "A#3"]);
     }
 
     #[test]
     fn carriers_activate_before_carried_machines() {
         let ts = [t("a#x", Some("a")), t("a", None), t("b", None)];
-        let order: Vec<_> = activation_order(&ts.iter().collect::<Vec<_>>()).iter().map(|t| t.machine.as_str()).collect();
+        let order: Vec<_> = activation_order(&ts.iter().collect::<Vec<_>>())
+            .iter()
+            .map(|t| t.machine.as_str())
+            .collect();
         assert_eq!(order, ["a", "b", "a#x"]);
     }
 

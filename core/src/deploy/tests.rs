@@ -63,11 +63,16 @@ fn stc(toplevel: &str, action: &str) -> String {
     format!("{toplevel}/bin/switch-to-configuration {action}")
 }
 
-async fn deploy(targets: &[Target], opts: &DeployOptions, hosts: &[&Arc<FakeHost>]) -> (DeployReport, Vec<Event>) {
+async fn deploy(
+    targets: &[Target],
+    opts: &DeployOptions,
+    hosts: &[&Arc<FakeHost>],
+) -> (DeployReport, Vec<Event>) {
     let sink = Recorder::default();
     let run = run_on(targets, opts, FakeHosts::new(hosts), &sink);
     assert_send(&run);
-    let report = tokio::time::timeout(Duration::from_secs(24 * 3600), run).await.expect("the run ended");
+    let report =
+        tokio::time::timeout(Duration::from_secs(24 * 3600), run).await.expect("the run ended");
     (report, sink.events())
 }
 
@@ -75,7 +80,12 @@ async fn deploy(targets: &[Target], opts: &DeployOptions, hosts: &[&Arc<FakeHost
 fn assert_send<T: Send>(_: &T) {}
 
 fn state<'r>(report: &'r DeployReport, machine: &str) -> &'r MachineState {
-    &report.machines.iter().find(|m| m.machine == machine).unwrap_or_else(|| panic!("no {machine}")).state
+    &report
+        .machines
+        .iter()
+        .find(|m| m.machine == machine)
+        .unwrap_or_else(|| panic!("no {machine}"))
+        .state
 }
 
 /// `(phase, error, changed)` of a failed machine.
@@ -110,7 +120,11 @@ async fn a_failed_plain_switch_is_rolled_back_to_the_previous_system() {
     assert!(!changed, "{report:?}");
     assert_eq!(node1.link_of(CURRENT).as_deref(), Some("/nix/store/node1-a"));
     assert_eq!(node1.logged("/nix/store/node1-a/"), [stc("/nix/store/node1-a", "switch")]);
-    assert_eq!(node1.link_of(SYSTEM).as_deref(), Some("/nix/store/node1-a"), "the profile is not touched");
+    assert_eq!(
+        node1.link_of(SYSTEM).as_deref(),
+        Some("/nix/store/node1-a"),
+        "the profile is not touched"
+    );
     assert_eq!(node1.logged("nix-env"), Vec::<String>::new());
 }
 
@@ -121,7 +135,12 @@ async fn a_failed_system_profile_after_a_switch_is_not_undone_and_reports_change
     let (report, _) = deploy(&[standalone("node1")], &DeployOptions::default(), &[&node1]).await;
     let (phase, error, changed) = failure(&report, "node1");
     assert_eq!(phase, Phase::Activate);
-    assert!(error.starts_with("setting the system profile: running `nix-env -p /nix/var/nix/profiles/system"), "{error}");
+    assert!(
+        error.starts_with(
+            "setting the system profile: running `nix-env -p /nix/var/nix/profiles/system"
+        ),
+        "{error}"
+    );
     assert!(changed);
     assert_eq!(node1.link_of(CURRENT).as_deref(), Some("/nix/store/node1-b"));
 }
@@ -136,7 +155,8 @@ async fn an_auto_rollback_activation_is_confirmed_under_the_activation_lock() {
     assert!(matches!(state(&report, "node1"), MachineState::Deployed), "{report:?}");
     let script = node1.logged("flock -n -o");
     assert_eq!(script.len(), 1, "{:?}", node1.log());
-    let tail = " sh /nix/store/x-auto-rollback.sh -t 60 /nix/store/node1-b switch /run/carrier-confirm-";
+    let tail =
+        " sh /nix/store/x-auto-rollback.sh -t 60 /nix/store/node1-b switch /run/carrier-confirm-";
     assert!(script[0].contains(tail), "{}", script[0]);
     assert_eq!(node1.link_of(CURRENT).as_deref(), Some("/nix/store/node1-b"));
     assert_eq!(node1.link_of(SYSTEM).as_deref(), Some("/nix/store/node1-b"));
@@ -150,8 +170,10 @@ async fn a_carried_profile_set_is_one_argv_vector() {
     assert!(report.success(), "{report:?}");
     assert_eq!(
         pxe.logged("carrier "),
-        ["carrier profile set -p /nix/var/nix/profiles/confctl-node1 -p /nix/var/nix/profiles/confctl-os/1 \
-          /nix/store/node1-dist /nix/store/os/1-dist"]
+        [
+            "carrier profile set -p /nix/var/nix/profiles/confctl-node1 -p /nix/var/nix/profiles/confctl-os/1 \
+          /nix/store/node1-dist /nix/store/os/1-dist"
+        ]
     );
     assert_eq!(pxe.link_of(&profile("node1")).as_deref(), Some("/nix/store/node1-dist"));
 }
@@ -159,20 +181,32 @@ async fn a_carried_profile_set_is_one_argv_vector() {
 #[tokio::test(start_paused = true)]
 async fn one_profile_set_per_carrier_after_the_standalone_machines() {
     let (pxe, pxe2) = (host_on_a("pxe"), FakeHost::new("pxe2.lab"));
-    let targets = [carried("pxe", "a"), carried("pxe2", "c"), standalone("pxe"), carried("pxe", "b")];
+    let targets =
+        [carried("pxe", "a"), carried("pxe2", "c"), standalone("pxe"), carried("pxe", "b")];
     let (report, _) = deploy(&targets, &DeployOptions::default(), &[&pxe, &pxe2]).await;
     assert!(report.success(), "{report:?}");
     let sets = pxe.logged("carrier profile set");
     assert_eq!(sets.len(), 1, "{sets:?}");
-    assert!(sets[0].starts_with(&format!("carrier profile set -p {} -p {} ", profile("a"), profile("b"))), "{sets:?}");
+    assert!(
+        sets[0].starts_with(&format!(
+            "carrier profile set -p {} -p {} ",
+            profile("a"),
+            profile("b")
+        )),
+        "{sets:?}"
+    );
     assert_eq!(pxe2.logged("carrier profile set").len(), 1);
     // the carrier itself first: its new `carrier` sets the profiles
     let log = pxe.log();
-    let switched = log.iter().position(|l| *l == stc("/nix/store/pxe-b", "switch")).expect("pxe switched");
+    let switched =
+        log.iter().position(|l| *l == stc("/nix/store/pxe-b", "switch")).expect("pxe switched");
     let set = log.iter().position(|l| l.starts_with("carrier profile set")).unwrap();
     assert!(switched < set, "{log:?}");
     // one lock for the carrier's set, naming both machines
-    assert!(log.iter().any(|l| l.starts_with("lock ") && l.ends_with(": pxe#a g2, pxe#b g2")), "{log:?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("lock ") && l.ends_with(": pxe#a g2, pxe#b g2")),
+        "{log:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -189,7 +223,8 @@ async fn a_machine_running_its_generation_is_skipped_unless_it_may_switch_back()
     in_flight.link(SYSTEM, "/nix/store/flight-b");
     in_flight.activation_in_flight();
     let targets = [standalone("current"), standalone("boot"), standalone("flight")];
-    let (report, events) = deploy(&targets, &DeployOptions::default(), &[&current, &booting_a, &in_flight]).await;
+    let (report, events) =
+        deploy(&targets, &DeployOptions::default(), &[&current, &booting_a, &in_flight]).await;
 
     assert!(matches!(state(&report, "current"), MachineState::Current), "{report:?}");
     let skipped = Event::MachineFinished {
@@ -198,10 +233,18 @@ async fn a_machine_running_its_generation_is_skipped_unless_it_may_switch_back()
         outcome: Outcome::Skipped { reason: "already using target generation g2".into() },
     };
     assert!(events.contains(&skipped), "{events:?}");
-    assert!(current.log().iter().all(|l| l.starts_with("realpath") || l.starts_with("flock -n -E")), "{:?}", current.log());
+    assert!(
+        current.log().iter().all(|l| l.starts_with("realpath") || l.starts_with("flock -n -E")),
+        "{:?}",
+        current.log()
+    );
     for (machine, host) in [("boot", &booting_a), ("flight", &in_flight)] {
         assert!(matches!(state(&report, machine), MachineState::Deployed), "{machine}: {report:?}");
-        assert_eq!(host.logged(&stc(&format!("/nix/store/{machine}-b"), "switch")).len(), 1, "{machine}");
+        assert_eq!(
+            host.logged(&stc(&format!("/nix/store/{machine}-b"), "switch")).len(),
+            1,
+            "{machine}"
+        );
     }
 }
 
@@ -219,9 +262,16 @@ async fn a_carried_profile_whose_hooks_are_pending_is_set_again() {
     assert!(matches!(state(&report, "pxe#node2"), MachineState::Current), "{report:?}");
     let line = "the profile is set, but the carrier's on-change hooks have not succeeded since \
                 (2026-12-01T10:00:00Z: netboot build failed): setting it again";
-    let notice = Event::Notice { phase: Phase::Status, machine: Some("pxe#node1".into()), line: line.into() };
+    let notice = Event::Notice {
+        phase: Phase::Status,
+        machine: Some("pxe#node1".into()),
+        line: line.into(),
+    };
     assert!(events.contains(&notice), "{events:?}");
-    assert_eq!(pxe.logged("carrier profile set"), [format!("carrier profile set -p {} /nix/store/node1-dist", profile("node1"))]);
+    assert_eq!(
+        pxe.logged("carrier profile set"),
+        [format!("carrier profile set -p {} /nix/store/node1-dist", profile("node1"))]
+    );
     assert!(!pxe.has_file(record), "the hooks ran");
 }
 
@@ -231,18 +281,38 @@ async fn nothing_is_activated_after_a_copy_failure_or_an_unreachable_host() {
     node2.reply("copy ", [Reply::fail("no space left on device")]);
     node3.unreachable();
     let pxe = FakeHost::new("pxe.lab");
-    let targets = [standalone("node1"), standalone("node2"), standalone("node3"), carried("pxe", "x")];
-    let (report, _) = deploy(&targets, &DeployOptions::default(), &[&node1, &node2, &node3, &pxe]).await;
+    let targets =
+        [standalone("node1"), standalone("node2"), standalone("node3"), carried("pxe", "x")];
+    let (report, _) =
+        deploy(&targets, &DeployOptions::default(), &[&node1, &node2, &node3, &pxe]).await;
 
-    assert_eq!(failure(&report, "node2"), (Phase::Copy, "copy to node2.lab failed: exit status 1: no space left on device".into(), false));
-    assert_eq!(failure(&report, "node3"), (Phase::Status, "cannot connect to node3.lab: Connection refused".into(), false));
+    assert_eq!(
+        failure(&report, "node2"),
+        (
+            Phase::Copy,
+            "copy to node2.lab failed: exit status 1: no space left on device".into(),
+            false
+        )
+    );
+    assert_eq!(
+        failure(&report, "node3"),
+        (Phase::Status, "cannot connect to node3.lab: Connection refused".into(), false)
+    );
     for m in ["node1", "pxe#x"] {
-        assert_eq!(not_attempted(&report, m), "copied, not activated: another host failed before activation");
+        assert_eq!(
+            not_attempted(&report, m),
+            "copied, not activated: another host failed before activation"
+        );
     }
     assert_eq!(node1.logged("copy ").len(), 1, "node1 was copied");
     for host in [&node1, &node2, &pxe] {
         let log = host.log();
-        assert!(!log.iter().any(|l| l.starts_with("lock") || l.contains("switch-to-configuration") || l.starts_with("carrier")), "{log:?}");
+        assert!(
+            !log.iter().any(|l| l.starts_with("lock")
+                || l.contains("switch-to-configuration")
+                || l.starts_with("carrier")),
+            "{log:?}"
+        );
     }
     assert_eq!(node1.link_of(CURRENT).as_deref(), Some("/nix/store/node1-a"));
 }
@@ -265,7 +335,8 @@ async fn after_a_failed_activation_nothing_else_is_attempted() {
     let (node1, node2) = (host_on_a("node1"), host_on_a("node2"));
     node1.reply(&stc("/nix/store/node1-b", "switch"), [Reply::fail("boom")]);
     let opts = DeployOptions { one_by_one: true, ..DeployOptions::default() };
-    let (report, _) = deploy(&[standalone("node1"), standalone("node2")], &opts, &[&node1, &node2]).await;
+    let (report, _) =
+        deploy(&[standalone("node1"), standalone("node2")], &opts, &[&node1, &node2]).await;
     assert_eq!(not_attempted(&report, "node2"), "the run stopped after a failure");
     assert_eq!(node2.log(), Vec::<String>::new());
 }
@@ -276,9 +347,16 @@ async fn activation_runs_under_the_hosts_deploy_lock() {
     let (report, _) = deploy(&[standalone("node1")], &DeployOptions::default(), &[&node1]).await;
     assert!(report.success(), "{report:?}");
     let log = node1.log();
-    let at = |prefix: &str| log.iter().position(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix}: {log:?}"));
+    let at = |prefix: &str| {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix}: {log:?}"))
+    };
     let lock = &log[at("lock ")];
-    assert!(lock.starts_with("lock carrier deploy (pid ") && lock.ends_with(": node1 g2"), "{lock}");
+    assert!(
+        lock.starts_with("lock carrier deploy (pid ") && lock.ends_with(": node1 g2"),
+        "{lock}"
+    );
     assert!(at("lock ") < at(&stc("/nix/store/node1-b", "switch")));
     assert!(at("nix-env -p /nix/var/nix/profiles/system --set /nix/store/node1-b") < at("unlock"));
 }
@@ -289,13 +367,26 @@ async fn a_host_locked_by_another_deploy_fails_naming_the_holder() {
     let other = "carrier deploy (pid 7) on elsewhere since 2026-12-01T10:00:00Z: node1 g1";
     node1.hold_lock(other);
     pxe.hold_lock(other);
-    let opts = DeployOptions { timeouts: Timeouts { lock: Duration::from_secs(30), ..Timeouts::default() }, ..DeployOptions::default() };
+    let opts = DeployOptions {
+        timeouts: Timeouts { lock: Duration::from_secs(30), ..Timeouts::default() },
+        ..DeployOptions::default()
+    };
     let (report, events) = deploy(&[standalone("node1")], &opts, &[&node1]).await;
     let (phase, error, changed) = failure(&report, "node1");
     assert_eq!((phase, changed), (Phase::Activate, false));
-    assert_eq!(error, format!("timed out after 30 s waiting for the deploy lock on node1.lab, held by: {other}"));
+    assert_eq!(
+        error,
+        format!("timed out after 30 s waiting for the deploy lock on node1.lab, held by: {other}")
+    );
     let line = format!("waiting for the deploy lock on node1.lab, held by: {other}");
-    assert!(events.contains(&Event::Notice { phase: Phase::Activate, machine: Some("node1".into()), line }), "{events:?}");
+    assert!(
+        events.contains(&Event::Notice {
+            phase: Phase::Activate,
+            machine: Some("node1".into()),
+            line
+        }),
+        "{events:?}"
+    );
     assert_eq!(node1.logged("/nix/store/node1-b"), Vec::<String>::new(), "nothing activated");
 
     let (report, _) = deploy(&[carried("pxe", "a"), carried("pxe", "b")], &opts, &[&pxe]).await;
@@ -312,7 +403,10 @@ async fn a_failed_hook_after_the_profiles_changed_reports_changed() {
     let (report, _) = deploy(&[carried("pxe", "a")], &DeployOptions::default(), &[&pxe]).await;
     let (phase, error, changed) = failure(&report, "pxe#a");
     assert_eq!((phase, changed), (Phase::CarriedProfile, true));
-    assert!(error.starts_with("setting carried profiles on pxe: running `carrier profile set -p"), "{error}");
+    assert!(
+        error.starts_with("setting carried profiles on pxe: running `carrier profile set -p"),
+        "{error}"
+    );
     assert!(error.ends_with("exit status 1: on-change hook failed"), "{error}");
     assert_eq!(pxe.logged("unlock").len(), 1, "the lock is released");
 
@@ -341,7 +435,12 @@ async fn a_health_check_is_retried_every_cooldown_until_it_passes() {
     let node1 = host_on_a("node1");
     node1.reply("check-marker", [Reply::fail("not yet"), Reply::fail("not yet"), Reply::ok("")]);
     let started = tokio::time::Instant::now();
-    let (report, _) = deploy(&[with_check(standalone("node1"), &["check-marker"], 10, 2)], &DeployOptions::default(), &[&node1]).await;
+    let (report, _) = deploy(
+        &[with_check(standalone("node1"), &["check-marker"], 10, 2)],
+        &DeployOptions::default(),
+        &[&node1],
+    )
+    .await;
     assert!(matches!(state(&report, "node1"), MachineState::Deployed), "{report:?}");
     assert_eq!(node1.logged("check-marker").len(), 3);
     assert_eq!(started.elapsed().as_secs(), 4, "two cooldowns");
@@ -352,7 +451,12 @@ async fn a_health_check_that_keeps_failing_fails_the_machine_at_its_timeout() {
     let node1 = host_on_a("node1");
     node1.reply("check-marker", [Reply::fail("no")]);
     let started = tokio::time::Instant::now();
-    let (report, _) = deploy(&[with_check(standalone("node1"), &["check-marker"], 5, 2)], &DeployOptions::default(), &[&node1]).await;
+    let (report, _) = deploy(
+        &[with_check(standalone("node1"), &["check-marker"], 5, 2)],
+        &DeployOptions::default(),
+        &[&node1],
+    )
+    .await;
     let (phase, error, changed) = failure(&report, "node1");
     assert_eq!((phase, changed), (Phase::HealthCheck, true), "it runs the new system");
     assert_eq!(error, "health checks failed: marker: exit status 1, expected 0");
@@ -366,9 +470,17 @@ async fn a_hung_health_check_is_killed_at_its_timeout() {
     let node1 = host_on_a("node1");
     node1.reply("check-marker", [Reply::Hang]);
     let started = tokio::time::Instant::now();
-    let (report, _) = deploy(&[with_check(standalone("node1"), &["check-marker"], 5, 2)], &DeployOptions::default(), &[&node1]).await;
+    let (report, _) = deploy(
+        &[with_check(standalone("node1"), &["check-marker"], 5, 2)],
+        &DeployOptions::default(),
+        &[&node1],
+    )
+    .await;
     let (_, error, _) = failure(&report, "node1");
-    assert_eq!(error, "health checks failed: marker: `check-marker` did not finish within 5 s and was killed (on node1.lab)");
+    assert_eq!(
+        error,
+        "health checks failed: marker: `check-marker` did not finish within 5 s and was killed (on node1.lab)"
+    );
     assert_eq!(started.elapsed().as_secs(), 5);
     assert_eq!(node1.logged("check-marker").len(), 1);
 }

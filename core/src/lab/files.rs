@@ -40,13 +40,22 @@ const FORCED_NIX_SETTINGS: &str = "build-users-group =\nsubstituters =\ntrusted-
 /// The PATH of every lab session: the running carrier's directory first, so `carrier`
 /// on a lab host is the binary that started the lab.
 pub fn session_path(carrier_bin_dir: &Path) -> String {
-    format!("{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", carrier_bin_dir.display())
+    format!(
+        "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        carrier_bin_dir.display()
+    )
 }
 
 /// sshd reads the keys from `/root/.ssh/authorized_keys` inside the host's namespace
 /// (the host's own `root/` directory) and checks, as on a real host (`StrictModes yes`),
 /// that neither the file nor a directory up to `/root` is writable by others.
-pub fn sshd_config(layout: &Layout, host: &HostLayout, port: u16, carrier: bool, carrier_bin_dir: &Path) -> String {
+pub fn sshd_config(
+    layout: &Layout,
+    host: &HostLayout,
+    port: u16,
+    carrier: bool,
+    carrier_bin_dir: &Path,
+) -> String {
     let mut env = format!(
         "PATH={} NIX_CONF_DIR={} HOME=/root",
         session_path(carrier_bin_dir),
@@ -155,7 +164,9 @@ pub fn nix_conf(existing: Option<&str>, registry: &Path) -> String {
             registry.display()
         ),
     };
-    format!("{base}# Forced by `carrier lab up`: no build users, no binary cache.\n{FORCED_NIX_SETTINGS}")
+    format!(
+        "{base}# Forced by `carrier lab up`: no build users, no binary cache.\n{FORCED_NIX_SETTINGS}"
+    )
 }
 
 pub const EMPTY_REGISTRY: &str = "{\"flakes\":[],\"version\":2}\n";
@@ -177,7 +188,9 @@ mod tests {
         let text = sshd_config(&l, &h, 2201, true, Path::new("/opt/carrier/bin"));
         assert!(text.contains("\nPort 2201\n"));
         assert!(text.contains("\nHostKey /tmp/lab/hosts/pxe.lab/ssh_host_ed25519_key\n"));
-        assert!(text.contains("\nAuthorizedKeysFile /root/.ssh/authorized_keys\nPermitRootLogin prohibit-password\n"));
+        assert!(text.contains(
+            "\nAuthorizedKeysFile /root/.ssh/authorized_keys\nPermitRootLogin prohibit-password\n"
+        ));
         assert!(text.contains("\nStrictModes yes\n"));
         assert!(text.contains(
             "\nSetEnv PATH=/opt/carrier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -193,7 +206,9 @@ mod tests {
     fn ssh_config_and_known_hosts() {
         let block = ssh_config_block(&layout(), "node1.lab", 2202);
         assert!(block.starts_with("Host node1.lab\n  HostName 127.0.0.1\n  Port 2202\n"));
-        assert!(block.contains("  HostKeyAlias node1.lab\n  UserKnownHostsFile /tmp/lab/known_hosts\n"));
+        assert!(
+            block.contains("  HostKeyAlias node1.lab\n  UserKnownHostsFile /tmp/lab/known_hosts\n")
+        );
         assert_eq!(
             known_hosts_line("node1.lab", "ssh-ed25519 AAAAC3 carrier-lab\n").unwrap(),
             "node1.lab ssh-ed25519 AAAAC3\n"
@@ -223,8 +238,15 @@ mod tests {
     fn nix_conf_never_substitutes() {
         let dev = "sandbox = true\nsubstituters = https://cache.nixos.org\nextra-substituters = x\nbuild-users-group = nixbld\n";
         let text = nix_conf(Some(dev), Path::new("/r.json"));
-        assert!(!text.contains("cache.nixos.org") && !text.contains("extra-substituters") && !text.contains("nixbld"));
-        assert!(text.starts_with("sandbox = true\n") && text.ends_with("substituters =\ntrusted-substituters =\n"));
+        assert!(
+            !text.contains("cache.nixos.org")
+                && !text.contains("extra-substituters")
+                && !text.contains("nixbld")
+        );
+        assert!(
+            text.starts_with("sandbox = true\n")
+                && text.ends_with("substituters =\ntrusted-substituters =\n")
+        );
         assert!(nix_conf(None, Path::new("/r.json")).contains("flake-registry = /r.json\n"));
     }
 }

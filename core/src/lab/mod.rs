@@ -96,9 +96,18 @@ pub fn plan(cluster: &Cluster) -> Result<Vec<HostPlan>, LabError> {
             });
         }
         if let Some(other) = hosts.iter().find(|h| h.alias == alias) {
-            return Err(LabError::DuplicateAlias { alias, first: other.machine.clone(), second: m.name.clone() });
+            return Err(LabError::DuplicateAlias {
+                alias,
+                first: other.machine.clone(),
+                second: m.name.clone(),
+            });
         }
-        let host_name = m.meta_config.host.as_ref().and_then(|h| h.name.clone()).unwrap_or_else(|| m.name.clone());
+        let host_name = m
+            .meta_config
+            .host
+            .as_ref()
+            .and_then(|h| h.name.clone())
+            .unwrap_or_else(|| m.name.clone());
         hosts.push(HostPlan { machine: m.name.clone(), alias, carrier: m.is_carrier(), host_name });
     }
     if hosts.is_empty() {
@@ -130,7 +139,8 @@ impl HostRecord {
     /// The host's sshd: this PID, running with the sshd_config of the layout computed
     /// from the state directory and the alias (never a path read from the record).
     fn is_ours(&self, layout: &Layout) -> bool {
-        process::pid_alive(self.pid) && process::is_lab_sshd(self.pid, &layout.host(&self.alias).sshd_config())
+        process::pid_alive(self.pid)
+            && process::is_lab_sshd(self.pid, &layout.host(&self.alias).sshd_config())
     }
 
     /// The process is still this host's sshd, and its port accepts connections.
@@ -149,8 +159,8 @@ impl LabRecord {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io("reading", &file)(e)),
         };
-        let record: LabRecord =
-            serde_json::from_str(&text).map_err(|e| LabError::Record { file: file.clone(), message: e.to_string() })?;
+        let record: LabRecord = serde_json::from_str(&text)
+            .map_err(|e| LabError::Record { file: file.clone(), message: e.to_string() })?;
         if let Some(h) = record.hosts.iter().find(|h| !layout::valid_alias(&h.alias)) {
             let message = format!("host alias {:?} is not a lab alias", h.alias);
             return Err(LabError::Record { file, message });
@@ -207,7 +217,9 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
         ));
     }
     if let Some(mount) = hidden_on_hosts(&dir) {
-        return Err(state_dir_err(format!("it lies under {mount}, which every lab host replaces with its own")));
+        return Err(state_dir_err(format!(
+            "it lies under {mount}, which every lab host replaces with its own"
+        )));
     }
     private_dir::ensure(&dir)?;
     let layout = Layout::new(dir.clone());
@@ -225,18 +237,23 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
     remove_file_if_exists(&layout.record())?;
 
     prepare_shared(&layout, opts)?;
-    let ports = process::free_ports(hosts.len()).map_err(io("choosing ports on", Path::new("127.0.0.1")))?;
-    let mut ssh_config = String::from("# Written by `carrier lab up`. Use with ssh -F / NIX_SSHOPTS=\"-F <this file>\".\n");
+    let ports = process::free_ports(hosts.len())
+        .map_err(io("choosing ports on", Path::new("127.0.0.1")))?;
+    let mut ssh_config = String::from(
+        "# Written by `carrier lab up`. Use with ssh -F / NIX_SSHOPTS=\"-F <this file>\".\n",
+    );
     let mut known_hosts = String::new();
     for (plan, port) in hosts.iter().zip(&ports) {
         let host = layout.host(&plan.alias);
         let public_key = prepare_host(&layout, &host, plan, *port, &opts.carrier_bin_dir)?;
         ssh_config.push('\n');
         ssh_config.push_str(&files::ssh_config_block(&layout, &plan.alias, *port));
-        known_hosts.push_str(&files::known_hosts_line(&plan.alias, &public_key).ok_or_else(|| LabError::Record {
-            file: host.host_public_key(),
-            message: "not an ssh public key".into(),
-        })?);
+        known_hosts.push_str(&files::known_hosts_line(&plan.alias, &public_key).ok_or_else(
+            || LabError::Record {
+                file: host.host_public_key(),
+                message: "not an ssh public key".into(),
+            },
+        )?);
     }
     write(&layout.ssh_config(), &ssh_config)?;
     write(&layout.known_hosts(), &known_hosts)?;
@@ -246,7 +263,8 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
     if let Err(e) = result {
         let targets: Vec<(u32, PathBuf)> =
             started.iter().map(|(r, _)| (r.pid, layout.host(&r.alias).sshd_config())).collect();
-        let results = process::stop(&targets.iter().map(|(p, c)| (*p, c.as_path())).collect::<Vec<_>>());
+        let results =
+            process::stop(&targets.iter().map(|(p, c)| (*p, c.as_path())).collect::<Vec<_>>());
         for ((_, mut child), result) in started.into_iter().zip(results) {
             // Unreaped children of this process cannot have a reused PID: one that has not
             // reached sshd's exec yet (so did not look like ours) is killed directly.
@@ -257,7 +275,10 @@ pub fn up(hosts: &[HostPlan], opts: &UpOptions) -> Result<LabRecord, LabError> {
         }
         return Err(e);
     }
-    let record = LabRecord { hosts: started.into_iter().map(|(r, _)| r).collect(), ssh_config: layout.ssh_config() };
+    let record = LabRecord {
+        hosts: started.into_iter().map(|(r, _)| r).collect(),
+        ssh_config: layout.ssh_config(),
+    };
     write(&layout.record(), &(serde_json::to_string_pretty(&record).expect("JSON") + "\n"))?;
     Ok(record)
 }
@@ -271,7 +292,8 @@ fn start_all(
 ) -> Result<(), LabError> {
     for (plan, port) in hosts.iter().zip(ports) {
         let host = layout.host(&plan.alias);
-        let child = process::spawn_sshd(&host).map_err(|e| start_error(&host, format!("spawning setsid: {e}")))?;
+        let child = process::spawn_sshd(&host)
+            .map_err(|e| start_error(&host, format!("spawning setsid: {e}")))?;
         let record = HostRecord {
             machine: plan.machine.clone(),
             alias: plan.alias.clone(),
@@ -291,16 +313,23 @@ fn start_all(
             }
             if process::port_accepts(record.port) {
                 let argv = ssh_ready_argv(layout, &record.alias);
-                let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
-                let ran = process::run_with_timeout(&argv, left).map_err(io("running ssh for", &host.dir))?;
+                let left =
+                    deadline.saturating_duration_since(Instant::now()).max(Duration::from_secs(1));
+                let ran = process::run_with_timeout(&argv, left)
+                    .map_err(io("running ssh for", &host.dir))?;
                 match ran.status {
                     Some(s) if s.success() => break,
-                    Some(s) => last = format!("`{}` failed ({s}): {}", argv.join(" "), ran.stderr.trim()),
+                    Some(s) => {
+                        last = format!("`{}` failed ({s}): {}", argv.join(" "), ran.stderr.trim())
+                    }
                     None => last = format!("`{}` timed out", argv.join(" ")),
                 }
             }
             if Instant::now() >= deadline {
-                return Err(start_error(&host, format!("not reachable within {START_TIMEOUT:?}: {last}")));
+                return Err(start_error(
+                    &host,
+                    format!("not reachable within {START_TIMEOUT:?}: {last}"),
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -312,13 +341,19 @@ fn start_all(
 /// (`nix-store --init`), as a real host's has. Without one, concurrent first copies to
 /// the host race to create it and fail with "SQLite database is busy".
 fn ssh_ready_argv(layout: &Layout, alias: &str) -> Vec<String> {
-    let ssh = ["ssh", "-F", &layout.ssh_config().display().to_string(), alias, "nix-store", "--init"];
+    let ssh =
+        ["ssh", "-F", &layout.ssh_config().display().to_string(), alias, "nix-store", "--init"];
     ssh.iter().map(|s| s.to_string()).collect()
 }
 
 fn start_error(host: &HostLayout, message: String) -> LabError {
     let log = std::fs::read_to_string(host.log()).unwrap_or_else(|e| format!("(unreadable: {e})"));
-    LabError::Start { alias: host.alias.clone(), message, log_file: host.log(), log: log.trim_end().to_string() }
+    LabError::Start {
+        alias: host.alias.clone(),
+        message,
+        log_file: host.log(),
+        log: log.trim_end().to_string(),
+    }
 }
 
 /// The client key and the lab's nix.conf.
@@ -331,7 +366,9 @@ fn prepare_shared(layout: &Layout, opts: &UpOptions) -> Result<(), LabError> {
     let registry = conf_dir.join("registry.json");
     write(&registry, files::EMPTY_REGISTRY)?;
     let existing = match opts.nix_conf_dir.as_ref().map(|d| d.join("nix.conf")) {
-        Some(file) if file.is_file() => Some(std::fs::read_to_string(&file).map_err(io("reading", &file))?),
+        Some(file) if file.is_file() => {
+            Some(std::fs::read_to_string(&file).map_err(io("reading", &file))?)
+        }
         _ => None,
     };
     write(&conf_dir.join("nix.conf"), &files::nix_conf(existing.as_deref(), &registry))
@@ -362,7 +399,10 @@ fn prepare_host(
     private_dir::write_file(&host.authorized_keys(), key.as_bytes(), 0o600)
         .map_err(io("writing", &host.authorized_keys()))?;
     ensure_key(&host.host_key(), &format!("carrier-lab-{}", plan.alias))?;
-    write(&host.sshd_config(), &files::sshd_config(layout, host, port, plan.carrier, carrier_bin_dir))?;
+    write(
+        &host.sshd_config(),
+        &files::sshd_config(layout, host, port, plan.carrier, carrier_bin_dir),
+    )?;
     if plan.carrier {
         mkdir(layout, &host.carrier_etc())?;
         mkdir(layout, &host.dir.join("srv"))?;
@@ -384,7 +424,10 @@ fn ensure_key(path: &Path, comment: &str) -> Result<(), LabError> {
         return Ok(());
     }
     let parent = path.parent().expect("keys live in a directory");
-    let fresh = tempfile::Builder::new().prefix(".keygen-").tempdir_in(parent).map_err(io("creating a directory in", parent))?;
+    let fresh = tempfile::Builder::new()
+        .prefix(".keygen-")
+        .tempdir_in(parent)
+        .map_err(io("creating a directory in", parent))?;
     let new_key = fresh.path().join("key");
     let argv: Vec<String> = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]
         .map(String::from)
@@ -422,7 +465,8 @@ pub struct HostStatus {
 
 pub fn status(dir: &Path) -> Result<Vec<HostStatus>, LabError> {
     let layout = existing_layout(dir)?;
-    let record = LabRecord::load(&layout)?.ok_or_else(|| LabError::NotUp { dir: dir.to_path_buf() })?;
+    let record =
+        LabRecord::load(&layout)?.ok_or_else(|| LabError::NotUp { dir: dir.to_path_buf() })?;
     Ok(record
         .hosts
         .iter()
@@ -454,9 +498,12 @@ pub struct HostStopped {
 /// PID, but not make `down` stop a process that is not one of this lab's sshds.
 pub fn down(dir: &Path, purge: bool) -> Result<Vec<HostStopped>, LabError> {
     let layout = existing_layout(dir)?;
-    let record = LabRecord::load(&layout)?.ok_or_else(|| LabError::NotUp { dir: dir.to_path_buf() })?;
-    let configs: Vec<PathBuf> = record.hosts.iter().map(|h| layout.host(&h.alias).sshd_config()).collect();
-    let targets: Vec<(u32, &Path)> = record.hosts.iter().zip(&configs).map(|(h, c)| (h.pid, c.as_path())).collect();
+    let record =
+        LabRecord::load(&layout)?.ok_or_else(|| LabError::NotUp { dir: dir.to_path_buf() })?;
+    let configs: Vec<PathBuf> =
+        record.hosts.iter().map(|h| layout.host(&h.alias).sshd_config()).collect();
+    let targets: Vec<(u32, &Path)> =
+        record.hosts.iter().zip(&configs).map(|(h, c)| (h.pid, c.as_path())).collect();
     let results = process::stop(&targets);
     remove_file_if_exists(&layout.record())?;
     if purge {
@@ -525,7 +572,9 @@ fn mkdir(layout: &Layout, path: &Path) -> Result<(), LabError> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 if !std::fs::symlink_metadata(&dir).map_err(io("reading", &dir))?.is_dir() {
-                    let source = std::io::Error::other("it exists and is not a directory (links are not followed)");
+                    let source = std::io::Error::other(
+                        "it exists and is not a directory (links are not followed)",
+                    );
                     return Err(LabError::Io { action: "creating", path: dir, source });
                 }
             }
@@ -543,7 +592,8 @@ fn write(path: &Path, text: &str) -> Result<(), LabError> {
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), LabError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io("changing the mode of", path))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io("changing the mode of", path))
 }
 
 fn remove_file_if_exists(path: &Path) -> Result<(), LabError> {
@@ -603,7 +653,11 @@ mod tests {
     fn state_dir_must_be_visible_on_hosts() {
         assert_eq!(hidden_on_hosts(Path::new("/root/conf/.carrier-lab")), Some("/root"));
         assert_eq!(hidden_on_hosts(Path::new("/nixos/lab")), None);
-        let opts = UpOptions { dir: "/run/lab".into(), carrier_bin_dir: "/usr/bin".into(), nix_conf_dir: None };
+        let opts = UpOptions {
+            dir: "/run/lab".into(),
+            carrier_bin_dir: "/usr/bin".into(),
+            nix_conf_dir: None,
+        };
         let e = up(&[], &opts).unwrap_err().to_string();
         assert!(e.contains("'/run/lab'") && e.contains("under /run"), "{e}");
     }
@@ -623,7 +677,8 @@ mod tests {
         let elsewhere = tempfile::tempdir().unwrap();
         let foreign_config = elsewhere.path().join("hosts/node1.lab/sshd_config");
         // argv[0] stands in for the sshd_config path on another sshd's command line.
-        let mut victim = std::process::Command::new("sleep").arg0(&foreign_config).arg("30").spawn().unwrap();
+        let mut victim =
+            std::process::Command::new("sleep").arg0(&foreign_config).arg("30").spawn().unwrap();
         let record = |alias: &str| {
             let json = serde_json::json!({
                 "hosts": [{"machine": "node1", "alias": alias, "port": 1, "pid": victim.id(),

@@ -20,8 +20,9 @@ pub const TERM_GRACE: Duration = Duration::from_secs(3);
 /// `count` distinct free loopback ports. The listeners are held until all are picked
 /// (no duplicates), then dropped; sshd binds them a moment later.
 pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
-    let listeners =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
     listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
@@ -30,12 +31,19 @@ pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
 /// positional arguments.
 pub fn sshd_argv(host: &HostLayout) -> Vec<String> {
     let p = |p: &Path| p.display().to_string();
-    let mut argv: Vec<String> = ["setsid", "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c"]
-        .map(String::from)
-        .to_vec();
+    let mut argv: Vec<String> =
+        ["setsid", "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c"]
+            .map(String::from)
+            .to_vec();
     argv.push(START_SCRIPT.to_string());
     argv.push("sh".into());
-    argv.extend([p(&host.nix()), p(&host.root()), p(&host.run()), p(&host.sshd_config()), host.alias.clone()]);
+    argv.extend([
+        p(&host.nix()),
+        p(&host.root()),
+        p(&host.run()),
+        p(&host.sshd_config()),
+        host.alias.clone(),
+    ]);
     argv
 }
 
@@ -56,7 +64,9 @@ pub fn spawn_sshd(host: &HostLayout) -> std::io::Result<Child> {
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // The state follows the parenthesised command name, which may contain spaces.
-        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
         Err(_) => false,
     }
 }
@@ -206,7 +216,10 @@ mod tests {
     fn paths_are_arguments_not_script() {
         let host = HostLayout { alias: "node1.lab".into(), dir: "/tmp/x; rm -rf /".into() };
         let argv = sshd_argv(&host);
-        assert_eq!(argv[..8], ["setsid", "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c"]);
+        assert_eq!(
+            argv[..8],
+            ["setsid", "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c"]
+        );
         assert_eq!(argv[8], START_SCRIPT);
         assert_eq!(argv[9], "sh");
         assert_eq!(argv[10], "/tmp/x; rm -rf /nix");
@@ -233,9 +246,12 @@ mod tests {
     fn stop_terminates_a_matching_process() {
         use std::os::unix::process::CommandExt;
         // argv[0] stands in for the sshd_config path on an sshd's command line.
-        let mut child = Command::new("sleep").arg0("/tmp/lab-test/sshd_config").arg("30").spawn().unwrap();
+        let mut child =
+            Command::new("sleep").arg0("/tmp/lab-test/sshd_config").arg("30").spawn().unwrap();
         let until = Instant::now() + Duration::from_secs(2);
-        while !is_lab_sshd(child.id(), Path::new("/tmp/lab-test/sshd_config")) && Instant::now() < until {
+        while !is_lab_sshd(child.id(), Path::new("/tmp/lab-test/sshd_config"))
+            && Instant::now() < until
+        {
             std::thread::sleep(Duration::from_millis(5));
         }
         let r = stop(&[(child.id(), Path::new("/tmp/lab-test/sshd_config"))]);

@@ -60,7 +60,11 @@ pub(crate) struct FakeHost {
 
 impl FakeHost {
     pub(crate) fn new(name: &str) -> Arc<FakeHost> {
-        Arc::new(FakeHost { name: name.into(), command_timeout: Duration::from_secs(900), state: Mutex::default() })
+        Arc::new(FakeHost {
+            name: name.into(),
+            command_timeout: Duration::from_secs(900),
+            state: Mutex::default(),
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -115,7 +119,8 @@ impl FakeHost {
 
     fn next_reply(&self, line: &str) -> Option<Reply> {
         let mut state = self.state();
-        let (_, replies) = state.replies.iter_mut().find(|(prefix, _)| line.starts_with(prefix.as_str()))?;
+        let (_, replies) =
+            state.replies.iter_mut().find(|(prefix, _)| line.starts_with(prefix.as_str()))?;
         if replies.len() > 1 { replies.pop_front() } else { replies.front().cloned() }
     }
 
@@ -153,10 +158,15 @@ impl FakeHost {
                 Some(text) => output_of(0, text),
                 None => output_of(1, "cat: no such file"),
             },
-            ["flock", "-n", "-E", "75", _, "true"] => output_of(if self.state().activation_in_flight { 75 } else { 0 }, ""),
+            ["flock", "-n", "-E", "75", _, "true"] => {
+                output_of(if self.state().activation_in_flight { 75 } else { 0 }, "")
+            }
             [stc, action] if stc.ends_with("/bin/switch-to-configuration") => {
                 if matches!(*action, "switch" | "test") {
-                    self.link("/run/current-system", stc.trim_end_matches("/bin/switch-to-configuration"));
+                    self.link(
+                        "/run/current-system",
+                        stc.trim_end_matches("/bin/switch-to-configuration"),
+                    );
                 }
                 ok()
             }
@@ -165,7 +175,8 @@ impl FakeHost {
                 ok()
             }
             ["carrier", "profile", "set", rest @ ..] => {
-                let profiles: Vec<&str> = rest.chunks(2).take_while(|c| c[0] == "-p").map(|c| c[1]).collect();
+                let profiles: Vec<&str> =
+                    rest.chunks(2).take_while(|c| c[0] == "-p").map(|c| c[1]).collect();
                 for (profile, path) in profiles.iter().zip(&rest[profiles.len() * 2..]) {
                     self.link(profile, path);
                     // the hooks ran
@@ -219,7 +230,11 @@ impl FakeHost {
 
 fn output_of(code: i32, text: &str) -> Output {
     // a wait status: the exit code in the second byte
-    Output { status: ExitStatus::from_raw(code << 8), stdout: text.as_bytes().to_vec(), stderr: Vec::new() }
+    Output {
+        status: ExitStatus::from_raw(code << 8),
+        stdout: text.as_bytes().to_vec(),
+        stderr: Vec::new(),
+    }
 }
 
 impl Host for FakeHost {
@@ -239,7 +254,12 @@ impl Host for FakeHost {
         self.exec(argv, None).await
     }
 
-    async fn copy_closure(&self, paths: &[PathBuf], limit: Duration, on_event: &(dyn Fn(CopyEvent) + Sync)) -> Result<(), HostError> {
+    async fn copy_closure(
+        &self,
+        paths: &[PathBuf],
+        limit: Duration,
+        on_event: &(dyn Fn(CopyEvent) + Sync),
+    ) -> Result<(), HostError> {
         let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let line = format!("copy {}", paths.join(" "));
         self.state().log.push(line.clone());
@@ -248,9 +268,10 @@ impl Host for FakeHost {
                 tokio::time::sleep(limit).await;
                 Err(HostError::CopyTimedOut { host: self.name.clone(), secs: limit.as_secs() })
             }
-            Some(Reply::Exit { code, output, .. }) if code != 0 => {
-                Err(HostError::Copy { host: self.name.clone(), message: failure_message(&output_of(code, &output)) })
-            }
+            Some(Reply::Exit { code, output, .. }) if code != 0 => Err(HostError::Copy {
+                host: self.name.clone(),
+                message: failure_message(&output_of(code, &output)),
+            }),
             _ => {
                 on_event(CopyEvent::Log(format!("copying {} paths...", paths.len())));
                 Ok(())
@@ -258,7 +279,12 @@ impl Host for FakeHost {
         }
     }
 
-    async fn lock<'a>(&'a self, who: &str, wait: Duration, on_wait: &(dyn Fn(String) + Sync)) -> Result<HostLock<'a>, HostError> {
+    async fn lock<'a>(
+        &'a self,
+        who: &str,
+        wait: Duration,
+        on_wait: &(dyn Fn(String) + Sync),
+    ) -> Result<HostLock<'a>, HostError> {
         let holder = {
             let mut state = self.state();
             state.log.push(format!("lock {who}"));
@@ -277,7 +303,12 @@ impl Host for FakeHost {
         };
         on_wait(format!("waiting for the deploy lock on {}, held by: {holder}", self.name));
         tokio::time::sleep(wait).await;
-        Err(HostError::LockTimeout { host: self.name.clone(), lock: "deploy".into(), secs: wait.as_secs(), holder })
+        Err(HostError::LockTimeout {
+            host: self.name.clone(),
+            lock: "deploy".into(),
+            secs: wait.as_secs(),
+            holder,
+        })
     }
 }
 
@@ -289,7 +320,8 @@ pub(crate) struct FakeHosts {
 
 impl FakeHosts {
     pub(crate) fn new(hosts: &[&Arc<FakeHost>]) -> FakeHosts {
-        let mut all: BTreeMap<String, Arc<FakeHost>> = hosts.iter().map(|h| (h.name.clone(), Arc::clone(h))).collect();
+        let mut all: BTreeMap<String, Arc<FakeHost>> =
+            hosts.iter().map(|h| (h.name.clone(), Arc::clone(h))).collect();
         all.entry("localhost".into()).or_insert_with(|| FakeHost::new("localhost"));
         FakeHosts { hosts: all, opened: Mutex::default() }
     }
@@ -299,7 +331,8 @@ impl Hosts for FakeHosts {
     type Host = FakeHost;
 
     async fn open(&self, name: &str, _port: u16) -> Result<Arc<FakeHost>, HostError> {
-        let connect = |message: &str| HostError::Connect { host: name.to_string(), message: message.into() };
+        let connect =
+            |message: &str| HostError::Connect { host: name.to_string(), message: message.into() };
         let host = self.hosts.get(name).ok_or_else(|| connect("no such fake host"))?;
         if host.state().unreachable {
             return Err(connect("Connection refused"));

@@ -30,7 +30,9 @@ pub enum HostError {
     Run { host: String, command: String, message: String },
     #[error("`{command}` did not finish within {secs} s and was killed (on {host})")]
     TimedOut { host: String, command: String, secs: u64 },
-    #[error("no answer from {host} within {secs} s while running `{command}`: it may still be running there")]
+    #[error(
+        "no answer from {host} within {secs} s while running `{command}`: it may still be running there"
+    )]
     NoAnswer { host: String, command: String, secs: u64 },
     #[error("timed out after {secs} s waiting for the {lock} lock on {host}, held by: {holder}")]
     LockTimeout { host: String, lock: String, secs: u64, holder: String },
@@ -61,11 +63,18 @@ pub trait Host: Send + Sync {
     /// Runs `argv` and returns its output, whatever its exit status. When `limit`
     /// passes the command is killed on the host and the result is
     /// [`HostError::TimedOut`] (or [`HostError::NoAnswer`] when the host does not say).
-    fn output_within(&self, argv: &[&str], limit: Duration) -> impl Future<Output = Result<Output, HostError>> + Send;
+    fn output_within(
+        &self,
+        argv: &[&str],
+        limit: Duration,
+    ) -> impl Future<Output = Result<Output, HostError>> + Send;
 
     /// Runs `argv` with no deadline of its own: for a command that must not be killed
     /// (the auto-rollback script), whose caller bounds the wait itself.
-    fn output_unbounded(&self, argv: &[&str]) -> impl Future<Output = Result<Output, HostError>> + Send;
+    fn output_unbounded(
+        &self,
+        argv: &[&str],
+    ) -> impl Future<Output = Result<Output, HostError>> + Send;
 
     /// Copies the closures of `paths` to the host's store, stopped when `limit` passes.
     fn copy_closure(
@@ -99,7 +108,11 @@ pub trait Host: Send + Sync {
             if out.status.success() {
                 Ok(String::from_utf8_lossy(&out.stdout).into_owned())
             } else {
-                Err(HostError::Run { host: self.name().to_string(), command: argv.join(" "), message: failure_message(&out) })
+                Err(HostError::Run {
+                    host: self.name().to_string(),
+                    command: argv.join(" "),
+                    message: failure_message(&out),
+                })
             }
         }
     }
@@ -129,7 +142,11 @@ pub trait Hosts: Sync {
     type Host: Host;
 
     /// The host `name` (reached on `port`).
-    fn open(&self, name: &str, port: u16) -> impl Future<Output = Result<Arc<Self::Host>, HostError>> + Send;
+    fn open(
+        &self,
+        name: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<Arc<Self::Host>, HostError>> + Send;
 
     /// This machine, for commands that run here (builder-side health checks).
     fn local(&self) -> Arc<Self::Host>;
@@ -168,7 +185,12 @@ impl<'a> HostLock<'a> {
 pub fn holding_activation_lock(who: &str, argv: &[&str]) -> Vec<String> {
     let mut out: Vec<String> = ["flock", "-n", "-o", "-E", "75"].map(String::from).into();
     out.push(format!("{LOCK_DIR}/activation.lock"));
-    out.extend(["sh".into(), "-c".into(), r#"printf '%s\n' "$1" > "$2"; shift 2; exec "$@""#.into(), "sh".into()]);
+    out.extend([
+        "sh".into(),
+        "-c".into(),
+        r#"printf '%s\n' "$1" > "$2"; shift 2; exec "$@""#.into(),
+        "sh".into(),
+    ]);
     out.extend([who.to_string(), format!("{LOCK_DIR}/activation.holder")]);
     out.extend(argv.iter().map(|s| s.to_string()));
     out
@@ -176,10 +198,12 @@ pub fn holding_activation_lock(who: &str, argv: &[&str]) -> Vec<String> {
 
 /// The exit status and the last lines of output of a failed command.
 pub fn failure_message(out: &Output) -> String {
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(10)..].join("\n");
-    let status = out.status.code().map_or("killed by a signal".to_string(), |c| format!("exit status {c}"));
+    let status =
+        out.status.code().map_or("killed by a signal".to_string(), |c| format!("exit status {c}"));
     if tail.is_empty() { status } else { format!("{status}: {tail}") }
 }
 
@@ -194,6 +218,17 @@ mod tests {
         assert_eq!(argv[..6], ["flock", "-n", "-o", "-E", "75", "/run/carrier/activation.lock"]);
         assert_eq!(argv[6..8], ["sh", "-c"]);
         assert!(!argv[8].contains("rm -rf") && !argv[8].contains("auto-rollback"));
-        assert_eq!(argv[9..], ["sh", who, "/run/carrier/activation.holder", "sh", "/nix/store/a-auto-rollback", "-t", "5"]);
+        assert_eq!(
+            argv[9..],
+            [
+                "sh",
+                who,
+                "/run/carrier/activation.holder",
+                "sh",
+                "/nix/store/a-auto-rollback",
+                "-t",
+                "5"
+            ]
+        );
     }
 }

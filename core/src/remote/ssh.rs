@@ -42,7 +42,11 @@ pub struct Remote {
 
 enum Conn {
     /// `nix_sshopts`: `NIX_SSHOPTS` for nix-copy-closure that reuse this connection.
-    Ssh { host: String, session: Session, nix_sshopts: String },
+    Ssh {
+        host: String,
+        session: Session,
+        nix_sshopts: String,
+    },
     Local,
 }
 
@@ -54,11 +58,18 @@ impl Remote {
 
     async fn spawn_output(&self, argv: &[&str], shown: &[&str]) -> Result<Output, HostError> {
         let (program, args) = argv.split_first().expect("argv has a program");
-        let err = |message: String| HostError::Run { host: self.name().to_string(), command: shown.join(" "), message };
+        let err = |message: String| HostError::Run {
+            host: self.name().to_string(),
+            command: shown.join(" "),
+            message,
+        };
         match &self.conn {
-            Conn::Ssh { session, .. } => {
-                session.command(*program).args(args.iter().copied()).output().await.map_err(|e| err(e.to_string()))
-            }
+            Conn::Ssh { session, .. } => session
+                .command(*program)
+                .args(args.iter().copied())
+                .output()
+                .await
+                .map_err(|e| err(e.to_string())),
             Conn::Local => tokio::process::Command::new(program)
                 .args(args)
                 .kill_on_drop(true)
@@ -68,7 +79,11 @@ impl Remote {
         }
     }
 
-    async fn copy(&self, paths: &[PathBuf], on_event: &(dyn Fn(CopyEvent) + Sync)) -> Result<(), HostError> {
+    async fn copy(
+        &self,
+        paths: &[PathBuf],
+        on_event: &(dyn Fn(CopyEvent) + Sync),
+    ) -> Result<(), HostError> {
         let Conn::Ssh { host, nix_sshopts, .. } = &self.conn else {
             // the same store
             return Ok(());
@@ -84,7 +99,9 @@ impl Remote {
         let (mut done, mut expected) = (0u64, 0u64);
         let mut log = Vec::new();
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(n) = line.trim().strip_prefix("copying ").and_then(|r| r.strip_suffix(" paths...")) {
+            if let Some(n) =
+                line.trim().strip_prefix("copying ").and_then(|r| r.strip_suffix(" paths..."))
+            {
                 expected = n.trim().parse().unwrap_or(expected);
             } else if line.trim_start().starts_with("copying path ") {
                 done += 1;
@@ -93,22 +110,42 @@ impl Remote {
             on_event(CopyEvent::Log(line.clone()));
             log.push(line);
         }
-        let out = child.wait_with_output().await.map_err(|e| err(format!("waiting for nix-copy-closure: {e}")))?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| err(format!("waiting for nix-copy-closure: {e}")))?;
         if out.status.success() {
             Ok(())
         } else {
-            let out = Output { status: out.status, stdout: out.stdout, stderr: log.join("\n").into_bytes() };
+            let out = Output {
+                status: out.status,
+                stdout: out.stdout,
+                stderr: log.join("\n").into_bytes(),
+            };
             Err(err(failure_message(&out)))
         }
     }
 
-    async fn take_lock<'a>(&'a self, who: &str, wait: Duration, on_wait: &(dyn Fn(String) + Sync)) -> Result<HostLock<'a>, HostError> {
+    async fn take_lock<'a>(
+        &'a self,
+        who: &str,
+        wait: Duration,
+        on_wait: &(dyn Fn(String) + Sync),
+    ) -> Result<HostLock<'a>, HostError> {
         let wait_s = wait.as_secs().to_string();
         let argv = ["sh", "-c", LOCK_SCRIPT, "sh", LOCK_DIR, who, &wait_s];
         let shown = "flock /run/carrier/deploy.lock";
-        let err = |message: String| HostError::Run { host: self.name().to_string(), command: shown.into(), message };
+        let err = |message: String| HostError::Run {
+            host: self.name().to_string(),
+            command: shown.into(),
+            message,
+        };
         let (program, args) = argv.split_first().expect("argv");
-        let (child, mut stdout, mut stderr): (HolderChild<'_>, Box<dyn AsyncRead + Unpin + Send>, Box<dyn AsyncRead + Unpin + Send>) = match &self.conn {
+        let (child, mut stdout, mut stderr): (
+            HolderChild<'_>,
+            Box<dyn AsyncRead + Unpin + Send>,
+            Box<dyn AsyncRead + Unpin + Send>,
+        ) = match &self.conn {
             Conn::Ssh { session, .. } => {
                 let mut child = session
                     .command(*program)
@@ -144,10 +181,17 @@ impl Remote {
             while let Ok(Some(line)) = lines.next_line().await {
                 let (word, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
                 let (lock, holder) = rest.split_once(' ').unwrap_or((rest, ""));
-                let holder = if holder.trim().is_empty() { "(unknown)".to_string() } else { holder.trim().to_string() };
+                let holder = if holder.trim().is_empty() {
+                    "(unknown)".to_string()
+                } else {
+                    holder.trim().to_string()
+                };
                 match word {
                     "locked" => return Ok(()),
-                    "wait" => on_wait(format!("waiting for the {lock} lock on {}, held by: {holder}", self.name())),
+                    "wait" => on_wait(format!(
+                        "waiting for the {lock} lock on {}, held by: {holder}",
+                        self.name()
+                    )),
                     "timeout" => {
                         return Err(HostError::LockTimeout {
                             host: self.name().into(),
@@ -182,7 +226,11 @@ impl Remote {
                 let _ = tokio::time::timeout(ANSWER_GRACE, wait).await;
             })),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(HostError::NoAnswer { host: self.name().into(), command: shown.into(), secs: answer.as_secs() }),
+            Err(_) => Err(HostError::NoAnswer {
+                host: self.name().into(),
+                command: shown.into(),
+                secs: answer.as_secs(),
+            }),
         }
     }
 }
@@ -210,12 +258,23 @@ impl Host for Remote {
         let answer = Duration::from_secs(secs) + KILL_GRACE + ANSWER_GRACE;
         let out = match tokio::time::timeout(answer, self.spawn_output(&wrapped, argv)).await {
             Ok(out) => out?,
-            Err(_) => return Err(HostError::NoAnswer { host: self.name().into(), command: argv.join(" "), secs }),
+            Err(_) => {
+                return Err(HostError::NoAnswer {
+                    host: self.name().into(),
+                    command: argv.join(" "),
+                    secs,
+                });
+            }
         };
         // 124: timeout's SIGTERM ended it; 137: the SIGKILL after the grace did
-        let killed = matches!(out.status.code(), Some(124 | 137)) && started.elapsed() >= Duration::from_secs(secs);
+        let killed = matches!(out.status.code(), Some(124 | 137))
+            && started.elapsed() >= Duration::from_secs(secs);
         if killed {
-            return Err(HostError::TimedOut { host: self.name().into(), command: argv.join(" "), secs });
+            return Err(HostError::TimedOut {
+                host: self.name().into(),
+                command: argv.join(" "),
+                secs,
+            });
         }
         Ok(out)
     }
@@ -226,11 +285,16 @@ impl Host for Remote {
 
     /// `nix-copy-closure --to <host>` through this connection (`NIX_SSHOPTS`), killed
     /// when `limit` passes; nothing to copy to `localhost`.
-    async fn copy_closure(&self, paths: &[PathBuf], limit: Duration, on_event: &(dyn Fn(CopyEvent) + Sync)) -> Result<(), HostError> {
+    async fn copy_closure(
+        &self,
+        paths: &[PathBuf],
+        limit: Duration,
+        on_event: &(dyn Fn(CopyEvent) + Sync),
+    ) -> Result<(), HostError> {
         // kill_on_drop: nix-copy-closure is killed; the ssh it started ends when its pipes close
-        tokio::time::timeout(limit, self.copy(paths, on_event))
-            .await
-            .unwrap_or_else(|_| Err(HostError::CopyTimedOut { host: self.name().to_string(), secs: limit.as_secs() }))
+        tokio::time::timeout(limit, self.copy(paths, on_event)).await.unwrap_or_else(|_| {
+            Err(HostError::CopyTimedOut { host: self.name().to_string(), secs: limit.as_secs() })
+        })
     }
 
     /// `flock` on the host through a fixed script (`LOCK_SCRIPT`), whose inputs are
@@ -309,7 +373,13 @@ impl Connections {
 
     /// The connection to `host`; a failed connection is remembered, not retried.
     async fn get(&self, host: &str, port: u16) -> Result<Arc<Remote>, HostError> {
-        let cell = self.open.lock().expect("connections").entry((host.to_string(), port)).or_default().clone();
+        let cell = self
+            .open
+            .lock()
+            .expect("connections")
+            .entry((host.to_string(), port))
+            .or_default()
+            .clone();
         let connection = cell.get_or_init(|| async {
             if host == "localhost" {
                 Ok(Arc::new(Remote::local(self.command_timeout)))
@@ -339,7 +409,10 @@ impl Connections {
             message: connect_message(&e),
         })?;
         let nix_sshopts = self.nix_sshopts(session.control_socket(), port);
-        Ok(Remote { conn: Conn::Ssh { host: host.to_string(), session, nix_sshopts }, command_timeout: self.command_timeout })
+        Ok(Remote {
+            conn: Conn::Ssh { host: host.to_string(), session, nix_sshopts },
+            command_timeout: self.command_timeout,
+        })
     }
 
     /// `NIX_SSHOPTS` for nix-copy-closure: the same ssh_config, and the run's connection
@@ -360,7 +433,11 @@ impl Connections {
 impl Hosts for Connections {
     type Host = Remote;
 
-    fn open(&self, name: &str, port: u16) -> impl Future<Output = Result<Arc<Remote>, HostError>> + Send {
+    fn open(
+        &self,
+        name: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<Arc<Remote>, HostError>> + Send {
         self.get(name, port)
     }
 
@@ -376,8 +453,11 @@ impl Hosts for Connections {
     /// (and their sshd sessions on the hosts) would outlive the run.
     async fn close(self) {
         let open = self.open.into_inner().expect("connections");
-        for connection in open.into_values().filter_map(|cell| Arc::into_inner(cell)?.into_inner()) {
-            if let Ok(Ok(Remote { conn: Conn::Ssh { session, .. }, .. })) = connection.map(Arc::try_unwrap) {
+        for connection in open.into_values().filter_map(|cell| Arc::into_inner(cell)?.into_inner())
+        {
+            if let Ok(Ok(Remote { conn: Conn::Ssh { session, .. }, .. })) =
+                connection.map(Arc::try_unwrap)
+            {
                 let _ = session.close().await;
             }
         }
@@ -386,14 +466,16 @@ impl Hosts for Connections {
 
 /// openssh reports the master's stderr; a changed host key is called out explicitly.
 fn connect_message(e: &openssh::Error) -> String {
-    let text = format!("{e}: {}", std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default());
-    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || text.contains("Host key verification failed") {
+    let text =
+        format!("{e}: {}", std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default());
+    if text.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || text.contains("Host key verification failed")
+    {
         format!("the host key does not match known_hosts (refusing to connect): {}", text.trim())
     } else {
         text.trim().trim_end_matches(':').to_string()
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -404,8 +486,12 @@ mod tests {
         let started = Instant::now();
         let e = Remote::local(Duration::from_secs(1)).output(&["sleep", "30"]).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-        assert_eq!(e.to_string(), "`sleep 30` did not finish within 1 s and was killed (on localhost)");
-        let out = Remote::local(Duration::from_secs(5)).output(&["sh", "-c", "exit 124"]).await.unwrap();
+        assert_eq!(
+            e.to_string(),
+            "`sleep 30` did not finish within 1 s and was killed (on localhost)"
+        );
+        let out =
+            Remote::local(Duration::from_secs(5)).output(&["sh", "-c", "exit 124"]).await.unwrap();
         assert_eq!(out.status.code(), Some(124), "a command's own status 124 is not a timeout");
     }
 
@@ -413,14 +499,25 @@ mod tests {
     /// connections are attempted at the same time, so opening two takes one timeout.
     #[tokio::test]
     async fn hosts_are_connected_to_concurrently() {
-        let silent: Vec<std::net::TcpListener> = (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let settings = SshSettings { config_file: None, connect_timeout: Some(Duration::from_secs(2)) };
+        let silent: Vec<std::net::TcpListener> =
+            (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let settings =
+            SshSettings { config_file: None, connect_timeout: Some(Duration::from_secs(2)) };
         let connections = Connections::new(settings, Duration::from_secs(5)).unwrap();
         let started = Instant::now();
-        let opened = silent.iter().map(|l| connections.open("127.0.0.1", l.local_addr().unwrap().port()));
+        let opened =
+            silent.iter().map(|l| connections.open("127.0.0.1", l.local_addr().unwrap().port()));
         let results = futures::future::join_all(opened).await;
-        assert!(results.iter().all(|r| matches!(r, Err(HostError::Connect { .. }))), "{:?}", results.iter().map(|r| r.as_ref().err()).collect::<Vec<_>>());
-        assert!(started.elapsed() < Duration::from_secs(4), "one after the other: {:?}", started.elapsed());
+        assert!(
+            results.iter().all(|r| matches!(r, Err(HostError::Connect { .. }))),
+            "{:?}",
+            results.iter().map(|r| r.as_ref().err()).collect::<Vec<_>>()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "one after the other: {:?}",
+            started.elapsed()
+        );
         assert_eq!(connections.opened(), 2);
         connections.close().await;
     }

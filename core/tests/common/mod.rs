@@ -77,7 +77,10 @@ impl Batch {
     /// contain `/`; directories are created).
     pub fn add(&mut self, name: &str, files: &[(&str, Entry)]) -> &mut Batch {
         assert!(!self.items.iter().any(|(n, _)| n == name), "{name} added twice");
-        self.items.push((name.to_string(), files.iter().map(|(p, e)| (p.to_string(), e.clone())).collect()));
+        self.items.push((
+            name.to_string(),
+            files.iter().map(|(p, e)| (p.to_string(), e.clone())).collect(),
+        ));
         self
     }
 
@@ -101,7 +104,8 @@ impl Batch {
             String::from_utf8_lossy(&out.stderr),
             self.nix_source()
         );
-        let paths: Vec<PathBuf> = String::from_utf8(out.stdout).unwrap().lines().map(PathBuf::from).collect();
+        let paths: Vec<PathBuf> =
+            String::from_utf8(out.stdout).unwrap().lines().map(PathBuf::from).collect();
         assert_eq!(paths.len(), self.items.len(), "one output per attribute");
         self.items.iter().map(|(n, _)| n.clone()).zip(paths).collect()
     }
@@ -149,7 +153,10 @@ in rec {
                     }
                     Entry::Link(t) => ("link", t),
                 };
-                s.push_str(&format!("    k{i} = \"{kind}\";\n    t{i} = {};\n", self.interpolate(value)));
+                s.push_str(&format!(
+                    "    k{i} = \"{kind}\";\n    t{i} = {};\n",
+                    self.interpolate(value)
+                ));
             }
             s.push_str(&format!("    passAsFile = [ {} ];\n  }};\n", pass.join(" ")));
         }
@@ -164,7 +171,10 @@ in rec {
         while let Some(start) = rest.find("{{") {
             let Some(len) = rest[start..].find("}}") else { break };
             let name = &rest[start + 2..start + len];
-            assert!(self.items.iter().any(|(n, _)| n == name), "{{{{{name}}}}} is not in the batch");
+            assert!(
+                self.items.iter().any(|(n, _)| n == name),
+                "{{{{{name}}}}} is not in the batch"
+            );
             out.push_str(&escape(&rest[..start]));
             out.push_str(&format!("${{{}}}", nix_attr(name)));
             rest = &rest[start + len + 2..];
@@ -185,7 +195,8 @@ fn nix_string(s: &str) -> String {
 
 /// Attribute names are the store names with characters Nix identifiers lack replaced.
 fn nix_attr(name: &str) -> String {
-    let mut a: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut a: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     if a.starts_with(|c: char| c.is_ascii_digit()) {
         a.insert(0, '_');
     }
@@ -225,15 +236,21 @@ pub fn switch_generation(dir: &Path, alias: &str, number: u64) {
 }
 
 fn nix_env(profile: &Path, args: &[&str]) {
-    let out = nix_command("nix-env").arg("-p").arg(profile).args(args).output().expect("nix-env runs");
-    assert!(out.status.success(), "nix-env {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        nix_command("nix-env").arg("-p").arg(profile).args(args).output().expect("nix-env runs");
+    assert!(
+        out.status.success(),
+        "nix-env {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The generation number the profile link names.
 pub fn current_generation(dir: &Path, alias: &str) -> Option<u64> {
     let target = std::fs::read_link(profile_path(dir, alias)).ok()?;
     let name = target.file_name()?.to_str()?.to_string();
-    let rest = name.strip_prefix(&format!("confctl-{}-", profile_name(alias)))?.strip_suffix("-link")?;
+    let rest =
+        name.strip_prefix(&format!("confctl-{}-", profile_name(alias)))?.strip_suffix("-link")?;
     rest.parse().ok()
 }
 
@@ -244,7 +261,13 @@ pub fn generation_link(dir: &Path, alias: &str, number: u64) -> PathBuf {
 
 /// Sets the mtime of a symlink itself (the generation's creation time), epoch seconds.
 pub fn set_link_time(link: &Path, epoch: i64) {
-    let out = Command::new("touch").arg("-h").arg("-d").arg(format!("@{epoch}")).arg(link).output().unwrap();
+    let out = Command::new("touch")
+        .arg("-h")
+        .arg("-d")
+        .arg(format!("@{epoch}"))
+        .arg(link)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "touch -h failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -284,8 +307,15 @@ pub fn dump_tree(root: &Path, follow: &dyn Fn(&Path) -> bool, replace: &[(&str, 
     out
 }
 
-fn walk(dir: &Path, rel: &Path, follow: &dyn Fn(&Path) -> bool, listing: &mut String, contents: &mut String) {
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+fn walk(
+    dir: &Path,
+    rel: &Path,
+    follow: &dyn Fn(&Path) -> bool,
+    listing: &mut String,
+    contents: &mut String,
+) {
+    let mut names: Vec<_> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     for name in names {
         let path = dir.join(&name);
@@ -305,7 +335,11 @@ fn walk(dir: &Path, rel: &Path, follow: &dyn Fn(&Path) -> bool, listing: &mut St
         } else {
             listing.push_str(&format!("{}\n", rel.display()));
             let text = std::fs::read(&path).unwrap();
-            contents.push_str(&format!("\n==== {} ====\n{}\n", rel.display(), String::from_utf8_lossy(&text)));
+            contents.push_str(&format!(
+                "\n==== {} ====\n{}\n",
+                rel.display(),
+                String::from_utf8_lossy(&text)
+            ));
         }
     }
 }
@@ -319,8 +353,9 @@ pub fn assert_golden(rel: &str, actual: &str) {
         std::fs::write(&path, actual).unwrap();
         return;
     }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run with CARRIER_BLESS=1 to create it)", path.display()));
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!("{}: {e} (run with CARRIER_BLESS=1 to create it)", path.display())
+    });
     if expected != actual {
         let diff_at = expected.lines().zip(actual.lines()).position(|(a, b)| a != b);
         let line = diff_at.unwrap_or(expected.lines().count().min(actual.lines().count()));

@@ -151,7 +151,11 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
         }
         thread::sleep(Duration::from_millis(10));
     };
-    Ok(Output { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default() })
+    Ok(Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
 }
 
 /// [`run`], failing on a non-zero exit; returns stdout.
@@ -310,7 +314,10 @@ fn remove_stale_namespaces() {
             let name = line.split_whitespace().next().unwrap_or("");
             let Some(rest) = name.strip_prefix("cnl") else { continue };
             let pid: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if rest[pid.len()..].starts_with('n') && !pid.is_empty() && !Path::new(&format!("/proc/{pid}")).exists() {
+            if rest[pid.len()..].starts_with('n')
+                && !pid.is_empty()
+                && !Path::new(&format!("/proc/{pid}")).exists()
+            {
                 let _ = ip(&["netns", "del", name]);
             }
         }
@@ -450,7 +457,18 @@ impl Lab {
         ip_in(Some(&srv), &["addr", "add", &format!("{server_side}/30"), "dev", &sv])?;
         ip_in(Some(&srv), &["link", "set", &sv, "up"])?;
         let service = self.service.to_string();
-        ip_in(peer_ns, &["route", "add", &format!("{service}/32"), "via", &server_side.to_string(), "dev", &pv])?;
+        ip_in(
+            peer_ns,
+            &[
+                "route",
+                "add",
+                &format!("{service}/32"),
+                "via",
+                &server_side.to_string(),
+                "dev",
+                &pv,
+            ],
+        )?;
         // Confirm both directions stay on this link before anything is sent.
         let there = ip_in(peer_ns, &["route", "get", &service])?;
         if !there.contains(&format!("dev {pv} ")) || !there.contains(&format!("src {addr} ")) {
@@ -460,7 +478,13 @@ impl Lab {
         if !back.contains(&format!("dev {sv} ")) {
             bail!("route from the server to {addr} does not use {sv}: {back}");
         }
-        Ok(Peer { label: label.to_string(), addr, server_side, net, netns: peer_ns.map(str::to_string) })
+        Ok(Peer {
+            label: label.to_string(),
+            addr,
+            server_side,
+            net,
+            netns: peer_ns.map(str::to_string),
+        })
     }
 
     /// nginx in the server namespace on `<service>:80`.
@@ -524,7 +548,9 @@ impl Atftpd {
         wait_ready(&mut proc, Duration::from_secs(10), || {
             let mut c = command_in(ns.as_deref(), "ss");
             c.args(["-H", "-u", "-l", "-n"]);
-            run_ok(&mut c, IP_TIMEOUT).map(|s| s.split_whitespace().any(|w| w == want)).unwrap_or(false)
+            run_ok(&mut c, IP_TIMEOUT)
+                .map(|s| s.split_whitespace().any(|w| w == want))
+                .unwrap_or(false)
         })?;
         Ok(Atftpd { proc, addr: bind, _dir: dir })
     }
@@ -601,7 +627,12 @@ impl Nginx {
     }
 
     /// Listening on `listen` inside `netns` (or the root namespace).
-    pub fn start_in(netns: Option<&str>, listen: SocketAddr, root: &Path, opts: &NginxOptions) -> Result<Nginx> {
+    pub fn start_in(
+        netns: Option<&str>,
+        listen: SocketAddr,
+        root: &Path,
+        opts: &NginxOptions,
+    ) -> Result<Nginx> {
         let dir = tempfile::Builder::new().prefix("netlab-nginx.").tempdir()?;
         let d = dir.path();
         fs::create_dir_all(d.join("tmp"))?;
@@ -614,7 +645,11 @@ impl Nginx {
         }
         let mut extra = String::new();
         for (url, file) in &opts.extra_files {
-            writeln!(extra, "    location = {url} {{\n      alias {};\n{access}    }}", file.display())?;
+            writeln!(
+                extra,
+                "    location = {url} {{\n      alias {};\n{access}    }}",
+                file.display()
+            )?;
         }
         let conf = format!(
             r#"user {user};
@@ -739,7 +774,12 @@ pub fn tftp_get(server: SocketAddr, path: &str) -> Result<Vec<u8>> {
 
 /// TFTP get from `netns`. Clients may exit 0 and leave an empty file on a TFTP error, so an
 /// empty result is an error too.
-pub fn tftp_get_in(netns: Option<&str>, client: TftpClient, server: SocketAddr, path: &str) -> Result<Vec<u8>> {
+pub fn tftp_get_in(
+    netns: Option<&str>,
+    client: TftpClient,
+    server: SocketAddr,
+    path: &str,
+) -> Result<Vec<u8>> {
     let dir = tempfile::tempdir()?;
     let dest = dir.path().join("file");
     let mut c;
@@ -752,11 +792,20 @@ pub fn tftp_get_in(netns: Option<&str>, client: TftpClient, server: SocketAddr, 
         }
         TftpClient::TftpHpa => {
             c = command_in(netns, "tftp");
-            c.args(["-m", "binary", &server.ip().to_string(), &server.port().to_string(), "-c", "get", path])
-                .arg(&dest);
+            c.args([
+                "-m",
+                "binary",
+                &server.ip().to_string(),
+                &server.port().to_string(),
+                "-c",
+                "get",
+                path,
+            ])
+            .arg(&dest);
         }
     }
-    let out = run(&mut c, FETCH_TIMEOUT).with_context(|| format!("tftp get {path} from {server}"))?;
+    let out =
+        run(&mut c, FETCH_TIMEOUT).with_context(|| format!("tftp get {path} from {server}"))?;
     let body = fs::read(&dest).unwrap_or_default();
     if !out.status.success() || body.is_empty() {
         bail!(
@@ -784,7 +833,13 @@ pub struct TreeFile {
 /// directories, inside or outside the root, and the root itself) are followed. A dangling
 /// symlink is an error. Sorted by path.
 pub fn tree_files(root: &Path) -> Result<(Vec<TreeFile>, Vec<String>)> {
-    fn walk(dir: &Path, rel: &str, depth: usize, files: &mut Vec<TreeFile>, dirs: &mut Vec<String>) -> Result<()> {
+    fn walk(
+        dir: &Path,
+        rel: &str,
+        depth: usize,
+        files: &mut Vec<TreeFile>,
+        dirs: &mut Vec<String>,
+    ) -> Result<()> {
         if depth > 16 {
             bail!("{} nests too deep (a symlink loop?)", dir.display());
         }
@@ -795,11 +850,16 @@ pub fn tree_files(root: &Path) -> Result<(Vec<TreeFile>, Vec<String>)> {
             let name = e.file_name().to_string_lossy().into_owned();
             let child_rel = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
             let path = e.path();
-            let meta = fs::metadata(&path).with_context(|| format!("{} (dangling symlink?)", path.display()))?;
+            let meta = fs::metadata(&path)
+                .with_context(|| format!("{} (dangling symlink?)", path.display()))?;
             if meta.is_dir() {
                 walk(&path, &child_rel, depth + 1, files, dirs)?;
             } else {
-                files.push(TreeFile { rel: child_rel, target: fs::canonicalize(&path)?, size: meta.len() });
+                files.push(TreeFile {
+                    rel: child_rel,
+                    target: fs::canonicalize(&path)?,
+                    size: meta.len(),
+                });
             }
         }
         Ok(())
@@ -811,14 +871,24 @@ pub fn tree_files(root: &Path) -> Result<(Vec<TreeFile>, Vec<String>)> {
 
 /// Fetches every file of `root` over TFTP from `server` and compares it byte for byte with
 /// the file on disk. Returns the paths checked.
-pub fn verify_tree_tftp(root: &Path, server: SocketAddr, client: TftpClient) -> Result<Vec<String>> {
+pub fn verify_tree_tftp(
+    root: &Path,
+    server: SocketAddr,
+    client: TftpClient,
+) -> Result<Vec<String>> {
     let (files, _) = tree_files(root)?;
     let mut checked = Vec::new();
     for f in files {
         let got = tftp_get_in(None, client, server, &f.rel)?;
         let want = fs::read(&f.target)?;
         if got != want {
-            bail!("tftp {}: got {} bytes, want {} ({})", f.rel, got.len(), want.len(), f.target.display());
+            bail!(
+                "tftp {}: got {} bytes, want {} ({})",
+                f.rel,
+                got.len(),
+                want.len(),
+                f.target.display()
+            );
         }
         checked.push(f.rel);
     }
@@ -835,7 +905,13 @@ pub fn verify_tree_http(root: &Path, base_url: &str) -> Result<Vec<String>> {
         let r = http_get(&format!("{base}/{}", f.rel))?;
         let want = fs::read(&f.target)?;
         if r.status != 200 || r.body != want {
-            bail!("GET {}: status {}, {} bytes, want 200 and {} bytes", f.rel, r.status, r.body.len(), want.len());
+            bail!(
+                "GET {}: status {}, {} bytes, want 200 and {} bytes",
+                f.rel,
+                r.status,
+                r.body.len(),
+                want.len()
+            );
         }
         checked.push(f.rel);
     }
@@ -873,7 +949,9 @@ pub fn marker_line(machine: &str, generation: u64) -> String {
 /// `NETBOOT-OK machine=<machine> gen=<generation>` and `NETBOOT-CMDLINE: <cmdline>` to
 /// /dev/ttyS0, then powers off. The marker is baked in, so it proves which file was served.
 pub fn build_initramfs(dest: &Path, machine: &str, generation: u64) -> Result<()> {
-    if machine.is_empty() || !machine.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if machine.is_empty()
+        || !machine.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         bail!("machine name {machine:?}: only [A-Za-z0-9._-]");
     }
     let dir = tempfile::Builder::new().prefix("netlab-initramfs.").tempdir()?;
@@ -904,8 +982,11 @@ $bb poweroff -f
     let _ = run(Command::new("mknod").arg(r.join("dev/console")).args(["c", "5", "1"]), IP_TIMEOUT);
     let script = "find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet | gzip -6n > \"$1\"";
     let dest_abs = std::path::absolute(dest)?;
-    run_ok(Command::new("sh").args(["-ec", script, "sh"]).arg(&dest_abs).current_dir(r), Duration::from_secs(60))
-        .context("build the initramfs")?;
+    run_ok(
+        Command::new("sh").args(["-ec", script, "sh"]).arg(&dest_abs).current_dir(r),
+        Duration::from_secs(60),
+    )
+    .context("build the initramfs")?;
     Ok(())
 }
 
@@ -1070,9 +1151,11 @@ pub fn find_marker(serial: &str) -> Option<Marker> {
     let rest = &serial[start + "NETBOOT-OK machine=".len()..];
     let machine: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
     let rest = rest[machine.len()..].trim_start_matches(' ').strip_prefix("gen=")?;
-    let generation = rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()?;
+    let generation =
+        rest.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()?;
     let cl = rest.find("NETBOOT-CMDLINE: ")?;
-    let cmdline = rest[cl + "NETBOOT-CMDLINE: ".len()..].lines().next().unwrap_or("").trim().to_string();
+    let cmdline =
+        rest[cl + "NETBOOT-CMDLINE: ".len()..].lines().next().unwrap_or("").trim().to_string();
     Some(Marker { machine, generation, cmdline })
 }
 
@@ -1122,7 +1205,11 @@ struct Slots {
 fn slots() -> &'static Slots {
     static SLOTS: OnceLock<Slots> = OnceLock::new();
     SLOTS.get_or_init(|| {
-        let n = std::env::var("CARRIER_NETLAB_BOOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(2usize).max(1);
+        let n = std::env::var("CARRIER_NETLAB_BOOTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2usize)
+            .max(1);
         Slots { free: Mutex::new(n), cv: Condvar::new() }
     })
 }
@@ -1184,7 +1271,11 @@ impl Qemu {
         let esc = |p: &str| p.replace(',', ",,");
         let netdev = match &spec.source {
             BootSource::BuiltinTftp { root, bootfile } => {
-                format!("user,id=n0,tftp={},bootfile={}", esc(&root.to_string_lossy()), esc(bootfile))
+                format!(
+                    "user,id=n0,tftp={},bootfile={}",
+                    esc(&root.to_string_lossy()),
+                    esc(bootfile)
+                )
             }
             BootSource::Url(url) => format!("user,id=n0,bootfile={}", esc(url)),
             BootSource::Direct { .. } => "user,id=n0".to_string(),
@@ -1195,7 +1286,14 @@ impl Qemu {
             .args(if spec.uefi { vec!["-bios", OVMF] } else { vec![] })
             .args(match &spec.source {
                 BootSource::Direct { kernel, initrd, append } => {
-                    vec!["-kernel".into(), kernel.clone().into_os_string(), "-initrd".into(), initrd.clone().into_os_string(), "-append".into(), append.into()]
+                    vec![
+                        "-kernel".into(),
+                        kernel.clone().into_os_string(),
+                        "-initrd".into(),
+                        initrd.clone().into_os_string(),
+                        "-append".into(),
+                        append.into(),
+                    ]
                 }
                 _ => Vec::<std::ffi::OsString>::new(),
             })
@@ -1272,7 +1370,9 @@ impl Qemu {
             }
             self.check_failed(&serial)?;
             if let Some(status) = self.child.try_wait()? {
-                return Err(self.failure(&format!("QEMU exited ({status}) before {needle:?} appeared")));
+                return Err(
+                    self.failure(&format!("QEMU exited ({status}) before {needle:?} appeared"))
+                );
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
@@ -1336,12 +1436,22 @@ pub fn boot(spec: &BootSpec, steps: &[MenuStep]) -> Result<BootLog> {
         q.send_keys(&step.keys)?;
     }
     let log = q.wait_exit()?;
-    eprintln!("netlab: boot of {} ({:?}) took {:.1}s", spec.mac, spec.source, log.elapsed.as_secs_f64());
+    eprintln!(
+        "netlab: boot of {} ({:?}) took {:.1}s",
+        spec.mac,
+        spec.source,
+        log.elapsed.as_secs_f64()
+    );
     Ok(log)
 }
 
 /// [`boot`], then the marker, which must name `machine` and `generation`.
-pub fn boot_expect(spec: &BootSpec, steps: &[MenuStep], machine: &str, generation: u64) -> Result<(Marker, BootLog)> {
+pub fn boot_expect(
+    spec: &BootSpec,
+    steps: &[MenuStep],
+    machine: &str,
+    generation: u64,
+) -> Result<(Marker, BootLog)> {
     let log = boot(spec, steps)?;
     let m = log.expect_marker(machine, generation)?;
     Ok((m, log))

@@ -6,7 +6,7 @@ use crate::model::InventoryInfo;
 /// Counts and provenance of the inventory, for the footer.
 #[server(prefix = "/api", endpoint = "get_inventory_info")]
 pub async fn get_inventory_info() -> Result<InventoryInfo, AppError> {
-    use crate::services::{authorize, Permission};
+    use crate::services::{Permission, authorize};
 
     let state = authorize(Permission::ReadInventory).await?;
     state.inventory.info().await

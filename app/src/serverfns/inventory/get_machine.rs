@@ -6,7 +6,7 @@ use crate::model::MachineDetail;
 /// One machine with every option, its carrier and its carried names.
 #[server(prefix = "/api", endpoint = "get_machine")]
 pub async fn get_machine(name: String) -> Result<MachineDetail, AppError> {
-    use crate::services::{authorize, views, Permission};
+    use crate::services::{Permission, authorize, views};
 
     let state = authorize(Permission::ReadInventory).await?;
     let loaded = state.inventory.load().await?;

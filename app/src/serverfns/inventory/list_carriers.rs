@@ -6,7 +6,7 @@ use crate::model::CarrierView;
 /// Every carrier with its carried machines.
 #[server(prefix = "/api", endpoint = "list_carriers")]
 pub async fn list_carriers() -> Result<Vec<CarrierView>, AppError> {
-    use crate::services::{authorize, views, Permission};
+    use crate::services::{Permission, authorize, views};
 
     let state = authorize(Permission::ReadInventory).await?;
     let loaded = state.inventory.load().await?;

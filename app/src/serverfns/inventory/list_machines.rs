@@ -6,7 +6,7 @@ use crate::model::{MachineList, MachineQuery};
 /// The machines matching a query, using the same selection as `carrier ls`.
 #[server(prefix = "/api", endpoint = "list_machines")]
 pub async fn list_machines(query: MachineQuery) -> Result<MachineList, AppError> {
-    use crate::services::{authorize, views, Permission};
+    use crate::services::{Permission, authorize, views};
     use carrier_core::cluster::Selection;
 
     let state = authorize(Permission::ReadInventory).await?;
@@ -18,7 +18,8 @@ pub async fn list_machines(query: MachineQuery) -> Result<MachineList, AppError>
     )
     .map_err(|e| AppError::BadInput(e.to_string()))?;
     let loaded = state.inventory.load().await?;
-    let selected = selection.select(&loaded.cluster).map_err(|e| AppError::BadInput(e.to_string()))?;
+    let selected =
+        selection.select(&loaded.cluster).map_err(|e| AppError::BadInput(e.to_string()))?;
     Ok(MachineList {
         machines: selected.into_iter().map(views::summary).collect(),
         total: loaded.cluster.machines.len(),

@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_params_map;
 
-use crate::model::{machine_href, CarriedView, MachineDetail};
+use crate::model::{CarriedView, MachineDetail, machine_href};
 use crate::serverfns::inventory::get_machine;
 use crate::ui::components::{ErrorBox, Tags};
 

@@ -3,7 +3,7 @@ use leptos_meta::Title;
 use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
-use crate::model::{machine_href, MachineList, MachineQuery};
+use crate::model::{MachineList, MachineQuery, machine_href};
 use crate::serverfns::inventory::list_machines;
 use crate::ui::components::{ErrorBox, Tags};
 

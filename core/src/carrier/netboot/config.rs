@@ -11,8 +11,15 @@ use super::NetbootError;
 use crate::carrier::json_fields::{FieldError, Fields, expected, object_at, strings_at};
 
 /// The files copied from syslinux into the TFTP root, in upstream's order.
-pub const SYSLINUX_FILES: [&str; 7] =
-    ["pxelinux.0", "ldlinux.c32", "libcom32.c32", "libutil.c32", "memdisk", "menu.c32", "reboot.c32"];
+pub const SYSLINUX_FILES: [&str; 7] = [
+    "pxelinux.0",
+    "ldlinux.c32",
+    "libcom32.c32",
+    "libutil.c32",
+    "memdisk",
+    "menu.c32",
+    "reboot.c32",
+];
 
 /// Where the lock lives when the configuration does not say (upstream's path).
 pub const DEFAULT_LOCK_FILE: &str = "/run/confctl/build-netboot-server.lock";
@@ -77,10 +84,14 @@ pub enum TimeZone {
 impl NetbootConfig {
     /// Reads the configuration file `path`. Errors name the file and the key.
     pub fn load(path: &Path) -> Result<Self, NetbootError> {
-        let text = std::fs::read(path)
-            .map_err(|e| NetbootError::Config { file: path.to_path_buf(), message: e.to_string() })?;
-        let value: Value = serde_json::from_slice(&text)
-            .map_err(|e| NetbootError::Config { file: path.to_path_buf(), message: format!("not valid JSON: {e}") })?;
+        let text = std::fs::read(path).map_err(|e| NetbootError::Config {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let value: Value = serde_json::from_slice(&text).map_err(|e| NetbootError::Config {
+            file: path.to_path_buf(),
+            message: format!("not valid JSON: {e}"),
+        })?;
         Self::from_value(path, value)
     }
 
@@ -99,16 +110,22 @@ impl NetbootConfig {
 
     fn from_fields(file: &Path, f: &mut Fields) -> Result<Self, FieldError> {
         let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-        let abs = |p: &str| -> PathBuf { if Path::new(p).is_absolute() { p.into() } else { base.join(p) } };
-        let required =
-            |f: &mut Fields, key: &str| f.non_empty_string(key)?.ok_or_else(|| f.error(key, "missing (required)"));
+        let abs = |p: &str| -> PathBuf {
+            if Path::new(p).is_absolute() { p.into() } else { base.join(p) }
+        };
+        let required = |f: &mut Fields, key: &str| {
+            f.non_empty_string(key)?.ok_or_else(|| f.error(key, "missing (required)"))
+        };
 
         let tftp_root = abs(&required(f, "tftpRoot")?);
         let http_root = abs(&required(f, "httpRoot")?);
         let host_name = required(f, "hostName")?;
         let http_url = required(f, "httpUrl")?.trim_end_matches('/').to_string();
         if !(http_url.starts_with("http://") || http_url.starts_with("https://")) {
-            return Err(f.error("httpUrl", format!("expected an http:// or https:// URL, got '{http_url}'")));
+            return Err(f.error(
+                "httpUrl",
+                format!("expected an http:// or https:// URL, got '{http_url}'"),
+            ));
         }
 
         let syslinux = match f.take("syslinux") {
@@ -126,17 +143,23 @@ impl NetbootConfig {
                 for (name, v) in files {
                     let key = format!("syslinux.{name}");
                     if !SYSLINUX_FILES.contains(&name.as_str()) {
-                        return Err(
-                            f.error(&key, format!("unknown file (expected one of {})", SYSLINUX_FILES.join(", ")))
-                        );
+                        return Err(f.error(
+                            &key,
+                            format!("unknown file (expected one of {})", SYSLINUX_FILES.join(", ")),
+                        ));
                     }
                     let Value::String(p) = v else {
                         return Err(f.error(&key, expected("a path", &v)));
                     };
                     paths.insert(name, abs(&p));
                 }
-                if let Some(missing) = SYSLINUX_FILES.iter().find(|name| !paths.contains_key(**name)) {
-                    return Err(f.error(&format!("syslinux.{missing}"), "missing (every file needs a path)"));
+                if let Some(missing) =
+                    SYSLINUX_FILES.iter().find(|name| !paths.contains_key(**name))
+                {
+                    return Err(f.error(
+                        &format!("syslinux.{missing}"),
+                        "missing (every file needs a path)",
+                    ));
                 }
                 Syslinux::Files(paths)
             }
@@ -156,7 +179,9 @@ impl NetbootConfig {
                 let file = match (package, file) {
                     (Some(p), None) => abs(&p).join("memtest.bin"),
                     (None, Some(file)) => abs(&file),
-                    (Some(_), Some(_)) => return Err(f.error("memtest", "give either `package` or `file`, not both")),
+                    (Some(_), Some(_)) => {
+                        return Err(f.error("memtest", "give either `package` or `file`, not both"));
+                    }
                     (None, None) => return Err(f.error("memtest", "needs `package` or `file`")),
                 };
                 Some(Memtest { file, params })
@@ -168,13 +193,18 @@ impl NetbootConfig {
             Some(Value::Array(items)) => {
                 let mut images = Vec::new();
                 for (i, item) in items.into_iter().enumerate() {
-                    let mut m = object_at(&f.path(&format!("isoImages[{i}]")), item, "{file, label}")?;
-                    let file = m.non_empty_string("file")?.ok_or_else(|| m.error("file", "missing (required)"))?;
+                    let mut m =
+                        object_at(&f.path(&format!("isoImages[{i}]")), item, "{file, label}")?;
+                    let file = m
+                        .non_empty_string("file")?
+                        .ok_or_else(|| m.error("file", "missing (required)"))?;
                     let label = m.string("label")?.unwrap_or_default();
                     m.no_others("file, label")?;
                     let file = abs(&file);
                     let label = if label.is_empty() {
-                        file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                        file.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
                     } else {
                         label
                     };
@@ -189,12 +219,18 @@ impl NetbootConfig {
             .non_empty_string("profilesDir")?
             .map(|p| abs(&p))
             .unwrap_or_else(|| PathBuf::from(crate::carrier::profiles::DEFAULT_PROFILES_DIR));
-        let lock_file =
-            f.non_empty_string("lockFile")?.map(|p| abs(&p)).unwrap_or_else(|| PathBuf::from(DEFAULT_LOCK_FILE));
+        let lock_file = f
+            .non_empty_string("lockFile")?
+            .map(|p| abs(&p))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCK_FILE));
         let time_zone = match f.non_empty_string("timeZone")?.as_deref() {
             None | Some("local") => TimeZone::Local,
             Some("UTC") | Some("utc") => TimeZone::Utc,
-            Some(other) => return Err(f.error("timeZone", format!("expected \"local\" or \"UTC\", got '{other}'"))),
+            Some(other) => {
+                return Err(
+                    f.error("timeZone", format!("expected \"local\" or \"UTC\", got '{other}'"))
+                );
+            }
         };
         // Keys of upstream's baked config that carrier does not need.
         for ignored in ["ruby", "coreutils"] {
@@ -236,7 +272,10 @@ impl NetbootConfig {
                         file: name.to_string(),
                         message: format!(
                             "not found in {}",
-                            dirs.iter().map(|d| format!("'{}'", d.display())).collect::<Vec<_>>().join(", ")
+                            dirs.iter()
+                                .map(|d| format!("'{}'", d.display()))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     })?,
             };
@@ -267,7 +306,9 @@ impl NetbootConfig {
             "syslinux".into(),
             match &self.syslinux {
                 Syslinux::Dirs(d) => Value::Array(d.iter().map(|d| p(d)).collect()),
-                Syslinux::Files(f) => Value::Object(f.iter().map(|(k, v)| (k.clone(), p(v))).collect()),
+                Syslinux::Files(f) => {
+                    Value::Object(f.iter().map(|(k, v)| (k.clone(), p(v))).collect())
+                }
             },
         );
         m.insert(
@@ -280,7 +321,10 @@ impl NetbootConfig {
         m.insert(
             "isoImages".into(),
             Value::Array(
-                self.iso_images.iter().map(|i| serde_json::json!({"file": p(&i.file), "label": i.label})).collect(),
+                self.iso_images
+                    .iter()
+                    .map(|i| serde_json::json!({"file": p(&i.file), "label": i.label}))
+                    .collect(),
             ),
         );
         m.insert("profilesDir".into(), p(&self.profiles_dir));
@@ -311,7 +355,8 @@ mod tests {
     use serde_json::json;
 
     fn load(v: Value) -> Result<NetbootConfig, String> {
-        NetbootConfig::from_value(Path::new("/etc/carrier/netboot.json"), v).map_err(|e| e.to_string())
+        NetbootConfig::from_value(Path::new("/etc/carrier/netboot.json"), v)
+            .map_err(|e| e.to_string())
     }
 
     fn minimal() -> Value {
@@ -335,12 +380,17 @@ mod tests {
     fn upstream_shapes() {
         let mut v = minimal();
         v["memtest"] = json!({"package": "/nix/store/x-memtest86plus", "params": ["a", "b"]});
-        v["isoImages"] = json!([{"file": "/isos/debian.iso", "label": ""}, {"file": "rel.iso", "label": "Rel"}]);
+        v["isoImages"] =
+            json!([{"file": "/isos/debian.iso", "label": ""}, {"file": "rel.iso", "label": "Rel"}]);
         v["ruby"] = json!("/nix/store/ruby");
         v["coreutils"] = json!("/nix/store/coreutils");
-        v["syslinux"] = json!(["/usr/lib/PXELINUX", "/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux"]);
+        v["syslinux"] =
+            json!(["/usr/lib/PXELINUX", "/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux"]);
         let c = load(v).unwrap();
-        assert_eq!(c.memtest.unwrap().file, PathBuf::from("/nix/store/x-memtest86plus/memtest.bin"));
+        assert_eq!(
+            c.memtest.unwrap().file,
+            PathBuf::from("/nix/store/x-memtest86plus/memtest.bin")
+        );
         assert_eq!(c.iso_images[0].label, "debian.iso");
         assert_eq!(c.iso_images[1].file, PathBuf::from("/etc/carrier/rel.iso"));
         assert!(matches!(c.syslinux, Syslinux::Dirs(ref d) if d.len() == 3));
@@ -388,12 +438,20 @@ mod tests {
         );
         let mut v = minimal();
         v["isoImages"] = json!([{"file": "/a.iso"}, "/b.iso"]);
-        assert!(load(v).unwrap_err().ends_with("`isoImages[1]`: expected an object {file, label}, found a string"));
+        assert!(
+            load(v)
+                .unwrap_err()
+                .ends_with("`isoImages[1]`: expected an object {file, label}, found a string")
+        );
         let mut v = minimal();
         v["hostName"] = json!(["pxe"]);
         assert!(load(v).unwrap_err().ends_with("`hostName`: expected a string, found a list"));
         let mut v = minimal();
         v["isoImages"] = json!([{"file": "/a.iso", "lable": "x"}]);
-        assert!(load(v).unwrap_err().ends_with("`isoImages[0].lable`: unknown key (expected file, label)"));
+        assert!(
+            load(v)
+                .unwrap_err()
+                .ends_with("`isoImages[0].lable`: unknown key (expected file, label)")
+        );
     }
 }

@@ -2,7 +2,6 @@
 //! `<fqdn>/<N>/generation.json`. Keys in upstream's order, pretty-printed with two spaces
 //! like Ruby's `JSON.pretty_generate`, no trailing newline. kexec-netboot reads them.
 
-
 use std::fs::File;
 use std::ops::Range;
 use std::sync::Arc;
@@ -142,7 +141,9 @@ pub fn machines_json(entries: Vec<Entry>) -> (FileParts, Vec<Range<u64>>) {
     for (i, entry) in entries.into_iter().enumerate() {
         match entry {
             // Follows the previous entry in the same file: the separator is there too.
-            Entry::InFile(file, r) if i > 0 && out.last_range_end(&file) == Some(r.start.saturating_sub(sep)) => {
+            Entry::InFile(file, r)
+                if i > 0 && out.last_range_end(&file) == Some(r.start.saturating_sub(sep)) =>
+            {
                 out.push_range(&file, r.start - sep, sep);
                 let start = out.len();
                 out.push_range(&file, r.start, r.end - r.start);
@@ -170,7 +171,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn materialize(parts: &FileParts, dir: &std::path::Path, name: &str) -> (std::path::PathBuf, Vec<u8>) {
+    fn materialize(
+        parts: &FileParts,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (std::path::PathBuf, Vec<u8>) {
         let path = dir.join(name);
         parts.write_to(&mut File::create_new(&path).unwrap()).unwrap();
         let bytes = std::fs::read(&path).unwrap();
@@ -181,19 +186,26 @@ mod tests {
     #[test]
     fn machines_json_is_pretty_json_of_the_list() {
         let t = tempfile::tempdir().unwrap();
-        let values = [json!({"url": "u", "generations": [{"x": [1, 2]}, {}], "e": []}), json!({"url": "v"}), json!({"w": 3})];
-        let docs: Vec<String> = values
-            .iter()
-            .map(|v| serde_json::to_string_pretty(v).unwrap())
-            .collect();
+        let values = [
+            json!({"url": "u", "generations": [{"x": [1, 2]}, {}], "e": []}),
+            json!({"url": "v"}),
+            json!({"w": 3}),
+        ];
+        let docs: Vec<String> =
+            values.iter().map(|v| serde_json::to_string_pretty(v).unwrap()).collect();
         let entries: Vec<String> = docs.iter().map(|d| machines_entry(d)).collect();
         let expected = |docs: &[&String]| {
-            let values: Vec<Value> = docs.iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+            let values: Vec<Value> =
+                docs.iter().map(|d| serde_json::from_str(d).unwrap()).collect();
             serde_json::to_string_pretty(&json!({ "machines": values })).unwrap()
         };
-        let (parts, ranges) = machines_json(entries.iter().map(|e| Entry::Bytes(e.clone().into_bytes())).collect());
+        let (parts, ranges) =
+            machines_json(entries.iter().map(|e| Entry::Bytes(e.clone().into_bytes())).collect());
         let (path, out) = materialize(&parts, t.path(), "first.json");
-        assert_eq!(String::from_utf8(out.clone()).unwrap(), expected(&docs.iter().collect::<Vec<_>>()));
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            expected(&docs.iter().collect::<Vec<_>>())
+        );
         for (e, r) in entries.iter().zip(&ranges) {
             assert_eq!(&out[r.start as usize..r.end as usize], e.as_bytes());
         }
@@ -209,7 +221,10 @@ mod tests {
         ]);
         let (_, out2) = materialize(&parts, t.path(), "second.json");
         let new_doc = serde_json::to_string_pretty(&json!({"new": true})).unwrap();
-        assert_eq!(String::from_utf8(out2.clone()).unwrap(), expected(&[&docs[0], &new_doc, &docs[2]]));
+        assert_eq!(
+            String::from_utf8(out2.clone()).unwrap(),
+            expected(&[&docs[0], &new_doc, &docs[2]])
+        );
         assert_eq!(&out2[ranges2[1].start as usize..ranges2[1].end as usize], fresh.as_bytes());
         // Entries 1 and 2 follow each other in the first file: one run, separator included.
         let (parts, _) = machines_json(vec![
@@ -222,6 +237,9 @@ mod tests {
 
         let (parts, _) = machines_json(Vec::new());
         let (_, empty) = materialize(&parts, t.path(), "empty.json");
-        assert_eq!(String::from_utf8(empty).unwrap(), serde_json::to_string_pretty(&json!({"machines": []})).unwrap());
+        assert_eq!(
+            String::from_utf8(empty).unwrap(),
+            serde_json::to_string_pretty(&json!({"machines": []})).unwrap()
+        );
     }
 }

@@ -130,7 +130,11 @@ pub fn main_menu(
         );
     }
     if let Some(params) = memtest {
-        let _ = writeln!(out, ":memtest\nimgfree\nkernel {}\nboot || goto start\n", join_args(&tree.memtest(), params));
+        let _ = writeln!(
+            out,
+            ":memtest\nimgfree\nkernel {}\nboot || goto start\n",
+            join_args(&tree.memtest(), params)
+        );
     }
     out.push_str(":local_boot\nexit\n\n:reboot\nreboot\n\n:shell\nshell\ngoto start\n");
     out
@@ -141,17 +145,35 @@ pub fn main_menu(
 /// (for vpsAdminOS its `default` variant); every other generation follows, newest first.
 pub fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "#!ipxe\n# {} ({})\n\nset carrier-timeout {timeout_ms}\n\n:start", m.label, m.fqdn);
+    let _ = writeln!(
+        out,
+        "#!ipxe\n# {} ({})\n\nset carrier-timeout {timeout_ms}\n\n:start",
+        m.label, m.fqdn
+    );
     let _ = writeln!(out, "menu {}", m.label);
-    let ordered: Vec<_> =
-        m.generations.iter().filter(|g| g.current).chain(m.generations.iter().filter(|g| !g.current)).collect();
+    let ordered: Vec<_> = m
+        .generations
+        .iter()
+        .filter(|g| g.current)
+        .chain(m.generations.iter().filter(|g| !g.current))
+        .collect();
     let mut targets: Vec<(String, String, u64)> = Vec::new(); // (item, params, generation)
     for g in &ordered {
         // Gen <N> - <time> - <shortrev> - <kernel version>, leaving out unknown parts.
         let number = format!("Gen {}", g.number);
-        let parts =
-            [Some(number.as_str()), Some(g.time_s.as_str()), g.shortrev.as_deref(), g.kernel_version.as_deref()];
-        let title = parts.iter().flatten().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join(" - ");
+        let parts = [
+            Some(number.as_str()),
+            Some(g.time_s.as_str()),
+            g.shortrev.as_deref(),
+            g.kernel_version.as_deref(),
+        ];
+        let title = parts
+            .iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" - ");
         let title = if g.current { format!("{title} (current)") } else { title };
         match m.spin {
             Spin::Nixos => {
@@ -164,8 +186,12 @@ pub fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String {
                 for v in m.spin.variants() {
                     let item = format!("gen-{}-{}", g.number, v.name);
                     let _ = writeln!(out, "item {item} {}", v.label);
-                    let params: Vec<&str> =
-                        g.kernel_params.iter().map(String::as_str).chain(v.kernel_params.iter().copied()).collect();
+                    let params: Vec<&str> = g
+                        .kernel_params
+                        .iter()
+                        .map(String::as_str)
+                        .chain(v.kernel_params.iter().copied())
+                        .collect();
                     targets.push((item, params.join(" "), g.number));
                 }
             }

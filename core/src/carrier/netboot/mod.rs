@@ -36,16 +36,18 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{DEFAULT_LOCK_FILE, IsoImage, Memtest, NetbootConfig, SYSLINUX_FILES, Syslinux, TimeZone};
+pub use config::{
+    DEFAULT_LOCK_FILE, IsoImage, Memtest, NetbootConfig, SYSLINUX_FILES, Syslinux, TimeZone,
+};
 pub use model::{Spin, VPSADMINOS_VARIANTS, Variant};
 pub use publish::Outcome;
 pub use render::IPXE_AUTO_TIMEOUT_MS;
 
-use rayon::prelude::*;
 use crate::carrier::dist::StoreDir;
 use crate::carrier::profiles::{self, ProfileError};
 use layout::Side;
 use objects::{Meta, ObjectStore};
+use rayon::prelude::*;
 use tree::{DirSpec, io_err};
 
 /// Failures that prevent publishing anything. The trees being served stay as they are.
@@ -282,8 +284,10 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     let loaded: Vec<Option<Meta>> = keys.par_iter().map(|key| store.load(key)).collect();
     let todo: Vec<usize> = (0..links.len()).filter(|i| loaded[*i].is_none()).collect();
     let nix_store = StoreDir::system();
-    let ctx = model::Context { http_url: &cfg.http_url, time_zone: cfg.time_zone, store: &nix_store };
-    let rendered: Vec<_> = todo.par_iter().map(|&i| render_profile(&store, &links[i], &keys[i], &ctx, cfg)).collect();
+    let ctx =
+        model::Context { http_url: &cfg.http_url, time_zone: cfg.time_zone, store: &nix_store };
+    let rendered: Vec<_> =
+        todo.par_iter().map(|&i| render_profile(&store, &links[i], &keys[i], &ctx, cfg)).collect();
     let machines_reused = loaded.iter().filter(|m| m.is_some()).count();
     let mut machines_rendered = 0;
     let mut rendered_by_index: Vec<Option<Rendered>> = (0..links.len()).map(|_| None).collect();
@@ -335,10 +339,12 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
             return Err(e);
         }
     };
-    if let Err(e) = store.save_index(&published, &ranges, &dirs[1].join("machines.json"), &records) {
+    if let Err(e) = store.save_index(&published, &ranges, &dirs[1].join("machines.json"), &records)
+    {
         warnings.push(format!("could not save the object index: {e}"));
     }
-    let keep: HashSet<String> = published.iter().map(|(k, _)| k.clone()).chain(store.shared_used()).collect();
+    let keep: HashSet<String> =
+        published.iter().map(|(k, _)| k.clone()).chain(store.shared_used()).collect();
     store.collect_garbage(&keep, &mut warnings);
     faults.sort_by(|a, b| (&a.profile, a.generation).cmp(&(&b.profile, b.generation)));
     Ok(BuildReport {
@@ -395,9 +401,14 @@ fn render_profile(
 /// Keeps one machine per fqdn and per MAC: the one whose current generation was created
 /// first (then the smaller profile name), which is the one already being served when a
 /// newly deployed machine brings the collision. Returns the kept machines by name.
-fn resolve_collisions(mut candidates: Vec<(String, Meta)>, faults: &mut Vec<Fault>) -> Vec<(String, Meta)> {
+fn resolve_collisions(
+    mut candidates: Vec<(String, Meta)>,
+    faults: &mut Vec<Fault>,
+) -> Vec<(String, Meta)> {
     let current_time = |m: &Meta| m.machine.current().map(|g| g.time).unwrap_or(i64::MAX);
-    candidates.sort_by(|a, b| (current_time(&a.1), &a.1.machine.name).cmp(&(current_time(&b.1), &b.1.machine.name)));
+    candidates.sort_by(|a, b| {
+        (current_time(&a.1), &a.1.machine.name).cmp(&(current_time(&b.1), &b.1.machine.name))
+    });
     let mut fqdns: HashMap<String, String> = HashMap::new();
     let mut macs: HashMap<String, String> = HashMap::new();
     let mut kept = Vec::with_capacity(candidates.len());
@@ -422,7 +433,9 @@ fn resolve_collisions(mut candidates: Vec<(String, Meta)>, faults: &mut Vec<Faul
                 profile: m.name.clone(),
                 generation: current,
                 kind: FaultKind::MacCollision,
-                message: format!("MAC {mac} is also a MAC of profile '{owner}', which had it first and keeps it"),
+                message: format!(
+                    "MAC {mac} is also a MAC of profile '{owner}', which had it first and keeps it"
+                ),
                 left_out: true,
             });
             continue;
@@ -443,7 +456,11 @@ fn published_of(published: &[(String, Meta)]) -> Vec<render::Published<'_>> {
 }
 
 /// The tree of `content` with its shared directories saved and linked at their names.
-fn save_shared(store: &ObjectStore, side: Side, content: render::TreeContent) -> Result<DirSpec, NetbootError> {
+fn save_shared(
+    store: &ObjectStore,
+    side: Side,
+    content: render::TreeContent,
+) -> Result<DirSpec, NetbootError> {
     let render::TreeContent { mut tree, shared } = content;
     for (name, spec) in shared {
         tree.link(name, store.shared_dir(side, &spec)?);
@@ -461,7 +478,8 @@ fn tftp_tree(
     let files = syslinux
         .iter()
         .map(|(name, path)| {
-            let content = std::fs::read(path).map_err(io_err(format!("reading the syslinux file '{}'", path.display())))?;
+            let content = std::fs::read(path)
+                .map_err(io_err(format!("reading the syslinux file '{}'", path.display())))?;
             Ok((*name, content))
         })
         .collect::<Result<Vec<_>, NetbootError>>()?;
@@ -477,7 +495,12 @@ fn http_tree(
     published: &[(String, Meta)],
 ) -> Result<(DirSpec, Vec<Range<u64>>), NetbootError> {
     let (machines_json, ranges) = store.machines_json(published)?;
-    let memdisk = syslinux.iter().find(|(n, _)| *n == "memdisk").map(|(_, p)| p).expect("memdisk is a syslinux file");
-    let content = render::http_tree(cfg, store.layout(), memdisk, machines_json, &published_of(published));
+    let memdisk = syslinux
+        .iter()
+        .find(|(n, _)| *n == "memdisk")
+        .map(|(_, p)| p)
+        .expect("memdisk is a syslinux file");
+    let content =
+        render::http_tree(cfg, store.layout(), memdisk, machines_json, &published_of(published));
     Ok((save_shared(store, Side::Http, content)?, ranges))
 }

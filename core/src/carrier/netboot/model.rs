@@ -76,8 +76,16 @@ pub const VPSADMINOS_VARIANTS: [Variant; 5] = [
         label: "Default runlevel without container autostart",
         kernel_params: &["runlevel=default", "osctl.autostart=0"],
     },
-    Variant { name: "rescue", label: "Rescue runlevel (network and sshd)", kernel_params: &["runlevel=rescue"] },
-    Variant { name: "single", label: "Single-user runlevel (console only)", kernel_params: &["runlevel=single"] },
+    Variant {
+        name: "rescue",
+        label: "Rescue runlevel (network and sshd)",
+        kernel_params: &["runlevel=rescue"],
+    },
+    Variant {
+        name: "single",
+        label: "Single-user runlevel (console only)",
+        kernel_params: &["runlevel=single"],
+    },
 ];
 
 impl Spin {
@@ -143,7 +151,10 @@ pub struct BootFile {
 
 impl Machine {
     pub fn current(&self) -> &Generation {
-        self.generations.iter().find(|g| g.current).expect("a resolved machine has a current generation")
+        self.generations
+            .iter()
+            .find(|g| g.current)
+            .expect("a resolved machine has a current generation")
     }
 
     /// What the report and the main menus need of the machine.
@@ -193,12 +204,18 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
         left_out: true,
     };
     let Some(current) = profile.current() else {
-        let numbers: Vec<String> = profile.generations.iter().map(|g| g.number.to_string()).collect();
+        let numbers: Vec<String> =
+            profile.generations.iter().map(|g| g.number.to_string()).collect();
         let message = match std::fs::read_link(&profile.path) {
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                format!("no current generation: the profile link '{}' does not exist", profile.path.display())
+                format!(
+                    "no current generation: the profile link '{}' does not exist",
+                    profile.path.display()
+                )
             }
-            Err(_) => format!("no current generation: '{}' is not a symlink", profile.path.display()),
+            Err(_) => {
+                format!("no current generation: '{}' is not a symlink", profile.path.display())
+            }
             Ok(target) => format!(
                 "no current generation: the profile link '{}' points to '{}', which is none of its generations ({})",
                 profile.path.display(),
@@ -262,7 +279,8 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
 
     let mut generations = Vec::new();
     for g in profile.generations.iter().rev() {
-        let json = if g.current { Ok(current_json.clone()) } else { g.read_machine_json(ctx.store) };
+        let json =
+            if g.current { Ok(current_json.clone()) } else { g.read_machine_json(ctx.store) };
         let resolved = json.map_err(|e| (read_fault_kind(&e), e.to_string()));
         match resolved.and_then(|json| resolve_generation(g, json, spin, &url, ctx)) {
             Ok(generation) => generations.push(generation),
@@ -271,7 +289,11 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
                     profile: name.clone(),
                     generation: Some(g.number),
                     kind,
-                    message: if g.current { format!("current generation {}: {message}", g.number) } else { message },
+                    message: if g.current {
+                        format!("current generation {}: {message}", g.number)
+                    } else {
+                        message
+                    },
                     left_out: g.current,
                 };
                 faults.push(fault);
@@ -303,7 +325,8 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
             }),
         }
     }
-    let machine = Machine { name: name.clone(), spin, fqdn, label, short_label, url, generations, macs };
+    let machine =
+        Machine { name: name.clone(), spin, fqdn, label, short_label, url, generations, macs };
     (Some(machine), faults)
 }
 
@@ -313,7 +336,9 @@ fn read_fault_kind(e: &ProfileError) -> FaultKind {
         _ if e.is_not_found() => FaultKind::MissingMachineJson,
         ProfileError::DistFile(e) => dist_fault_kind(e),
         ProfileError::Read { .. } | ProfileError::ReadDir { .. } => FaultKind::Unreadable,
-        ProfileError::InvalidJson { .. } | ProfileError::Field { .. } => FaultKind::InvalidMachineJson,
+        ProfileError::InvalidJson { .. } | ProfileError::Field { .. } => {
+            FaultKind::InvalidMachineJson
+        }
     }
 }
 
@@ -341,7 +366,9 @@ fn resolve_generation(
     for name in BOOT_FILES {
         // Linked into the served trees by their real path: only regular files in the store.
         match ctx.store.resolve_file(&g.link.join(name)) {
-            Ok(real) => boot_files.push(BootFile { name, path: real, url: format!("{url}/{name}") }),
+            Ok(real) => {
+                boot_files.push(BootFile { name, path: real, url: format!("{url}/{name}") })
+            }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err((dist_fault_kind(&e), e.to_string())),
         }
@@ -374,15 +401,20 @@ fn resolve_generation(
                 .map_err(|_| invalid(format!("'{}' is not UTF-8 text", params_path.display())))?;
             let words: Vec<String> = text.split_whitespace().map(str::to_string).collect();
             for (i, word) in words.iter().enumerate() {
-                check_word(word)
-                    .map_err(|why| invalid(format!("'{}': word {} {why}", params_path.display(), i + 1)))?;
+                check_word(word).map_err(|why| {
+                    invalid(format!("'{}': word {} {why}", params_path.display(), i + 1))
+                })?;
             }
             words
         }
         Err(e) if e.is_not_found() => {
             for (i, param) in json.kernel_params.iter().enumerate() {
                 check_word(param).map_err(|why| {
-                    invalid(format!("'{}': field `kernelParams`: item {} {why}", json_path.display(), i + 1))
+                    invalid(format!(
+                        "'{}': field `kernelParams`: item {} {why}",
+                        json_path.display(),
+                        i + 1
+                    ))
                 })?;
             }
             json.kernel_params.clone()
@@ -404,7 +436,10 @@ fn resolve_generation(
     let kernel_version = kernel_version(ctx.store, &json.toplevel);
     if let Some(Err(why)) = kernel_version.as_deref().map(check_word) {
         let link = Path::new(&json.toplevel).join("kernel");
-        return Err(invalid(format!("'{}': the kernel version in its target {why}", link.display())));
+        return Err(invalid(format!(
+            "'{}': the kernel version in its target {why}",
+            link.display()
+        )));
     }
     let shortrev = json.shortrev();
     Ok(Generation {
@@ -436,7 +471,8 @@ pub fn normalize_kernel_params(
     toplevel: &str,
     boot_files: &[BootFile],
 ) -> Vec<String> {
-    let mut params: Vec<String> = params.into_iter().filter(|p| !p.starts_with("httproot=")).collect();
+    let mut params: Vec<String> =
+        params.into_iter().filter(|p| !p.starts_with("httproot=")).collect();
     if spin == Spin::Nixos && !params.iter().any(|p| p.starts_with("init=")) {
         params.insert(0, format!("init={toplevel}/init"));
     }
@@ -466,7 +502,9 @@ pub fn kernel_version(store: &StoreDir, toplevel: &str) -> Option<String> {
 /// octets separated by `:` or `-`.
 pub fn normalize_mac(mac: &str) -> Option<String> {
     let parts: Vec<&str> = mac.split([':', '-']).collect();
-    if parts.len() != 6 || !parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+    if parts.len() != 6
+        || !parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
         return None;
     }
     Some(parts.join("-").to_ascii_lowercase())
@@ -483,8 +521,13 @@ fn check_fqdn(fqdn: &str) -> Result<(), String> {
     if fqdn.starts_with(['.', '-']) {
         return Err(format!("starts with '{}'", &fqdn[..1]));
     }
-    if let Some(c) = fqdn.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))) {
-        return Err(format!("contains '{}' (allowed: letters, digits, '.', '-', '_', ':')", c.escape_default()));
+    if let Some(c) =
+        fqdn.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':')))
+    {
+        return Err(format!(
+            "contains '{}' (allowed: letters, digits, '.', '-', '_', ':')",
+            c.escape_default()
+        ));
     }
     if RESERVED_FQDNS.contains(&fqdn) {
         return Err(format!("is reserved (one of {})", RESERVED_FQDNS.join(", ")));
@@ -516,7 +559,9 @@ pub fn check_label(label: &str) -> Result<(), String> {
     if label.trim_start().starts_with('-') {
         return Err("starts with '-' (iPXE would read it as an option)".into());
     }
-    if let Some(c) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || LABEL_PUNCTUATION.contains(*c))) {
+    if let Some(c) =
+        label.chars().find(|c| !(c.is_ascii_alphanumeric() || LABEL_PUNCTUATION.contains(*c)))
+    {
         return Err(format!(
             "contains '{}' (a label may hold letters, digits, spaces and {})",
             c.escape_default(),
@@ -529,7 +574,9 @@ pub fn check_label(label: &str) -> Result<(), String> {
 /// A word of a kernel command line or a menu title: letters, digits and
 /// [`WORD_PUNCTUATION`], no space.
 pub fn check_word(word: &str) -> Result<(), String> {
-    if let Some(c) = word.chars().find(|c| !(c.is_ascii_alphanumeric() || WORD_PUNCTUATION.contains(*c))) {
+    if let Some(c) =
+        word.chars().find(|c| !(c.is_ascii_alphanumeric() || WORD_PUNCTUATION.contains(*c)))
+    {
         return Err(format!(
             "contains '{}' (allowed: letters, digits and {WORD_PUNCTUATION})",
             c.escape_default()
@@ -568,7 +615,8 @@ mod tests {
             &[bf("bzImage"), bf("initrd")],
         );
         assert_eq!(p, ["httproot=http://h/m/1/initrd", "init=/nix/store/t/init", "console=ttyS0"]);
-        let p = normalize_kernel_params(Spin::Nixos, vec!["init=/x".into()], "/t", &[bf("bzImage")]);
+        let p =
+            normalize_kernel_params(Spin::Nixos, vec!["init=/x".into()], "/t", &[bf("bzImage")]);
         assert_eq!(p, ["httproot=http://h/m/1/bzImage", "init=/x"]);
     }
 
@@ -605,24 +653,39 @@ mod tests {
     #[test]
     fn labels_and_words() {
         assert_eq!(check_label("node1.prg (rack 2) [spare] <test> 50%+").unwrap_err(), {
-            "contains '%' (a label may hold letters, digits, spaces and !()*+,-./:<=>?@[]^_~)".to_string()
+            "contains '%' (a label may hold letters, digits, spaces and !()*+,-./:<=>?@[]^_~)"
+                .to_string()
         });
         assert!(check_label("node1.prg (rack 2) [spare] <test> a+b=c?").is_ok());
         assert!(check_label(&"x".repeat(LABEL_MAX)).is_ok());
         assert!(check_label(&"x".repeat(LABEL_MAX + 1)).unwrap_err().contains("longer than 128"));
         assert!(check_label("  ").unwrap_err().contains("is empty"));
         assert!(check_label("--delete").unwrap_err().contains("starts with '-'"));
-        assert!(check_label(" --name x").unwrap_err().contains("starts with '-'"), "iPXE skips the space");
-        let bad_labels =
-            ["a ; b", "a && b", "a || b", "a #b", "a ${b}", "a\nb", "a\rb", "a\\", "a\tb", "a$b", "a'b", "Žižkov"];
+        assert!(
+            check_label(" --name x").unwrap_err().contains("starts with '-'"),
+            "iPXE skips the space"
+        );
+        let bad_labels = [
+            "a ; b", "a && b", "a || b", "a #b", "a ${b}", "a\nb", "a\rb", "a\\", "a\tb", "a$b",
+            "a'b", "Žižkov",
+        ];
         for bad in bad_labels {
             assert!(check_label(bad).is_err(), "{bad:?}");
         }
         assert!(check_label("a\nb").unwrap_err().contains("contains '\\n'"));
-        for good in ["console=ttyS0,115200n8", "init=/nix/store/x-y/init", "ip=::::h:eth0:dhcp", "a[0]=~^!?*@", ""] {
+        for good in [
+            "console=ttyS0,115200n8",
+            "init=/nix/store/x-y/init",
+            "ip=::::h:eth0:dhcp",
+            "a[0]=~^!?*@",
+            "",
+        ] {
             assert_eq!(check_word(good), Ok(()), "{good:?}");
         }
-        for bad in [";", "&&", "||", "#x", "${x}", "a\nb", "a b", "a\\", "\"q\"", "a'b", "a`b`", "(x)", "a%20b", "é"] {
+        for bad in [
+            ";", "&&", "||", "#x", "${x}", "a\nb", "a b", "a\\", "\"q\"", "a'b", "a`b`", "(x)",
+            "a%20b", "é",
+        ] {
             assert!(check_word(bad).is_err(), "{bad:?}");
         }
     }
@@ -653,7 +716,13 @@ mod tests {
 
         /// Generation `n` of `profile` (made current): a dist with a kernel, an initrd, the
         /// `machine.json` `json` (null: none) and `files` (`Err(target)`: a symlink).
-        fn generation(&self, profile: &str, n: u64, json: Value, files: &[(&str, Result<&str, &Path>)]) {
+        fn generation(
+            &self,
+            profile: &str,
+            n: u64,
+            json: Value,
+            files: &[(&str, Result<&str, &Path>)],
+        ) {
             let dist = self.dir.path().join(format!("store/{profile}-{n}-dist"));
             std::fs::create_dir(&dist).unwrap();
             std::fs::write(dist.join("bzImage"), "kernel").unwrap();
@@ -678,7 +747,10 @@ mod tests {
         fn resolve(&self, profile: &str) -> (Option<Machine>, Vec<Fault>) {
             let profiles = profiles::scan(&self.dir.path().join("profiles")).unwrap();
             let p = profiles.iter().find(|p| p.name == profile).unwrap();
-            resolve(p, &Context { http_url: "http://pxe", time_zone: TimeZone::Utc, store: &self.store })
+            resolve(
+                p,
+                &Context { http_url: "http://pxe", time_zone: TimeZone::Utc, store: &self.store },
+            )
         }
     }
 
@@ -693,8 +765,20 @@ mod tests {
     #[test]
     fn hostile_values_leave_the_machine_out() {
         let f = Fixture::new();
-        let values =
-            ["a ; b", "a && b", "a || b", "a #b", "a ${b}", "a\nb", "a\r\nMENU LABEL b", ";", "&&", "||", "#b", "${b}"];
+        let values = [
+            "a ; b",
+            "a && b",
+            "a || b",
+            "a #b",
+            "a ${b}",
+            "a\nb",
+            "a\r\nMENU LABEL b",
+            ";",
+            "&&",
+            "||",
+            "#b",
+            "${b}",
+        ];
         let mut n = 0;
         for field in ["label", "kernelParams", "toplevel", "version", "revision"] {
             for value in values {
@@ -709,8 +793,17 @@ mod tests {
                 let (machine, faults) = f.resolve(&name);
                 assert!(machine.is_none(), "{field} = {value:?} is served");
                 assert_eq!(faults.len(), 1, "{faults:?}");
-                assert_eq!((faults[0].kind, faults[0].left_out), (FaultKind::InvalidValue, true), "{}", faults[0]);
-                assert!(faults[0].message.contains(&format!("machine.json': field `{field}`: ")), "{}", faults[0]);
+                assert_eq!(
+                    (faults[0].kind, faults[0].left_out),
+                    (FaultKind::InvalidValue, true),
+                    "{}",
+                    faults[0]
+                );
+                assert!(
+                    faults[0].message.contains(&format!("machine.json': field `{field}`: ")),
+                    "{}",
+                    faults[0]
+                );
             }
         }
     }
@@ -719,11 +812,19 @@ mod tests {
     #[test]
     fn quoted_values_are_escaped() {
         let f = Fixture::new();
-        f.generation("spin", 1, json_with("spin", "x\n  - profile 'y': fake \u{1b}[31m".into()), &[]);
+        f.generation(
+            "spin",
+            1,
+            json_with("spin", "x\n  - profile 'y': fake \u{1b}[31m".into()),
+            &[],
+        );
         f.generation("fqdn", 1, json_with("fqdn", "a\nb".into()), &[]);
         f.generation("mac", 1, json_with("macs", serde_json::json!(["52:54\n"])), &[]);
-        let quoted =
-            [("spin", "'x\\n  - profile \\'y\\': fake \\u{1b}[31m'"), ("fqdn", "'a\\nb'"), ("mac", "'52:54\\n'")];
+        let quoted = [
+            ("spin", "'x\\n  - profile \\'y\\': fake \\u{1b}[31m'"),
+            ("fqdn", "'a\\nb'"),
+            ("mac", "'52:54\\n'"),
+        ];
         for (name, quoted) in quoted {
             let faults = f.resolve(name).1;
             assert!(faults[0].message.contains(quoted), "{}", faults[0]);
@@ -736,14 +837,27 @@ mod tests {
     #[test]
     fn kernel_params_file_words() {
         let f = Fixture::new();
-        f.generation("inert", 1, json_with("label", "Node".into()), &[("kernel-params", Ok("a\nMENU LABEL x\r\n"))]);
+        f.generation(
+            "inert",
+            1,
+            json_with("label", "Node".into()),
+            &[("kernel-params", Ok("a\nMENU LABEL x\r\n"))],
+        );
         let (machine, faults) = f.resolve("inert");
         assert!(faults.is_empty(), "{faults:?}");
         let params = &machine.unwrap().generations[0].kernel_params;
         assert_eq!(params[2..], ["a", "MENU", "LABEL", "x"], "{params:?}");
-        for (i, text) in ["quiet ; reboot", "quiet && x", "x || y", "#x", "${x}", "a`b`", "a\\\nb"].iter().enumerate() {
+        for (i, text) in ["quiet ; reboot", "quiet && x", "x || y", "#x", "${x}", "a`b`", "a\\\nb"]
+            .iter()
+            .enumerate()
+        {
             let name = format!("p{i}");
-            f.generation(&name, 1, json_with("label", "Node".into()), &[("kernel-params", Ok(text))]);
+            f.generation(
+                &name,
+                1,
+                json_with("label", "Node".into()),
+                &[("kernel-params", Ok(text))],
+            );
             let (machine, faults) = f.resolve(&name);
             assert!(machine.is_none(), "{text:?} is served");
             assert_eq!(faults[0].kind, FaultKind::InvalidValue, "{}", faults[0]);
@@ -771,7 +885,12 @@ mod tests {
             f.generation(name, 1, ok.clone(), &[(file, Err(secret.as_path()))]);
             let (machine, faults) = f.resolve(name);
             assert!(machine.is_none(), "{file}");
-            assert_eq!((faults[0].kind, faults[0].left_out), (FaultKind::OutsideStore, true), "{}", faults[0]);
+            assert_eq!(
+                (faults[0].kind, faults[0].left_out),
+                (FaultKind::OutsideStore, true),
+                "{}",
+                faults[0]
+            );
             let msg = &faults[0].message;
             assert!(msg.contains(&format!("confctl-{name}-1-link/{file}' resolves to '")), "{msg}");
             assert!(!msg.contains("SECRET"), "{msg}");
@@ -782,7 +901,10 @@ mod tests {
         f.generation("linked", 1, ok.clone(), &[("bzImage", Err(other_kernel.as_path()))]);
         let (machine, faults) = f.resolve("linked");
         assert!(faults.is_empty(), "{faults:?}");
-        assert_eq!(machine.unwrap().generations[0].boot_files[0].path, other_kernel.canonicalize().unwrap());
+        assert_eq!(
+            machine.unwrap().generations[0].boot_files[0].path,
+            other_kernel.canonicalize().unwrap()
+        );
 
         let mut huge = ok.to_string();
         huge.insert_str(1, &" ".repeat(dist::MACHINE_JSON_MAX as usize));
@@ -790,12 +912,18 @@ mod tests {
         let (machine, faults) = f.resolve("huge");
         assert!(machine.is_none());
         assert_eq!(faults[0].kind, FaultKind::TooLarge, "{}", faults[0]);
-        let expected =
-            format!("confctl-huge-1-link/machine.json' is {} bytes, more than the 1048576 bytes", huge.len());
+        let expected = format!(
+            "confctl-huge-1-link/machine.json' is {} bytes, more than the 1048576 bytes",
+            huge.len()
+        );
         assert!(faults[0].message.contains(&expected), "{}", faults[0]);
         let at_cap = &huge[huge.len() - dist::MACHINE_JSON_MAX as usize..];
         f.generation("at-cap", 1, Value::Null, &[("machine.json", Ok(at_cap))]);
-        assert_eq!(f.resolve("at-cap").1[0].kind, FaultKind::InvalidMachineJson, "a file at the cap is read");
+        assert_eq!(
+            f.resolve("at-cap").1[0].kind,
+            FaultKind::InvalidMachineJson,
+            "a file at the cap is read"
+        );
 
         f.generation("mixed", 1, ok.clone(), &[("kernel-params", Err(secret.as_path()))]);
         f.generation("mixed", 2, ok.clone(), &[]);
@@ -803,7 +931,10 @@ mod tests {
         let machine = machine.unwrap();
         assert_eq!(machine.generations.iter().map(|g| g.number).collect::<Vec<_>>(), [2]);
         let fault = &faults[0];
-        assert_eq!((fault.generation, fault.kind, fault.left_out), (Some(1), FaultKind::OutsideStore, false));
+        assert_eq!(
+            (fault.generation, fault.kind, fault.left_out),
+            (Some(1), FaultKind::OutsideStore, false)
+        );
     }
 
     #[test]

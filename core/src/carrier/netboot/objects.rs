@@ -128,8 +128,12 @@ impl ObjectStore {
         let http = layout.objects(Side::Http).to_path_buf();
         let mut names = [HashSet::new(), HashSet::new()];
         for (dir, names) in [&tftp, &http].into_iter().zip(&mut names) {
-            std::fs::create_dir_all(dir).map_err(io_err(format!("creating '{}'", dir.display())))?;
-            for entry in std::fs::read_dir(dir).map_err(io_err(format!("reading '{}'", dir.display())))?.flatten() {
+            std::fs::create_dir_all(dir)
+                .map_err(io_err(format!("creating '{}'", dir.display())))?;
+            for entry in std::fs::read_dir(dir)
+                .map_err(io_err(format!("reading '{}'", dir.display())))?
+                .flatten()
+            {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if name.ends_with(".tmp") {
                     let _ = remove_path(&entry.path());
@@ -214,7 +218,10 @@ impl ObjectStore {
     /// `machines.json` of the published machines, and where each entry sits in it.
     /// Entries come from the served `machines.json` when the index describes it (copied
     /// by the kernel, in runs), else from the objects' `entry.json`.
-    pub fn machines_json(&self, published: &[(String, Meta)]) -> Result<(FileParts, Vec<Range<u64>>), NetbootError> {
+    pub fn machines_json(
+        &self,
+        published: &[(String, Meta)],
+    ) -> Result<(FileParts, Vec<Range<u64>>), NetbootError> {
         let entries = published
             .iter()
             .map(|(key, _)| {
@@ -224,7 +231,9 @@ impl ObjectStore {
                     return Ok(http::Entry::InFile(file.clone(), start..end));
                 }
                 let path = self.http.join(key).join("entry.json");
-                std::fs::read(&path).map(http::Entry::Bytes).map_err(io_err(format!("reading '{}'", path.display())))
+                std::fs::read(&path)
+                    .map(http::Entry::Bytes)
+                    .map_err(io_err(format!("reading '{}'", path.display())))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(http::machines_json(entries))
@@ -304,7 +313,12 @@ impl ObjectStore {
 
     /// Saves a machine's rendered `content` (with `meta.json` from `meta`) as the object
     /// `key`. Safe to call from several threads for different keys.
-    pub fn save(&self, key: &str, content: MachineContent, meta: &Meta) -> Result<(), NetbootError> {
+    pub fn save(
+        &self,
+        key: &str,
+        content: MachineContent,
+        meta: &Meta,
+    ) -> Result<(), NetbootError> {
         let MachineContent { tftp, mut http } = content;
         http.file("meta.json", serde_json::to_vec(meta).expect("meta serializes"));
         // Both parts written, then into place: the TFTP part first, the HTTP part
@@ -333,7 +347,10 @@ impl ObjectStore {
                 }
                 let path = dir.join(name);
                 if let Err(e) = remove_path(&path) {
-                    warnings.push(format!("could not remove the unused object '{}': {e}", path.display()));
+                    warnings.push(format!(
+                        "could not remove the unused object '{}': {e}",
+                        path.display()
+                    ));
                 }
             }
         }

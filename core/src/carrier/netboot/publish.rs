@@ -72,7 +72,12 @@ where
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating '{}'", dir.display())))?;
     }
     let lock_err = |source| NetbootError::Lock { path: lock_file.to_path_buf(), source };
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(lock_file).map_err(lock_err)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_file)
+        .map_err(lock_err)?;
     let pending = with_suffix(lock_file, ".pending");
     let last = with_suffix(lock_file, ".last");
     match file.try_lock() {
@@ -125,8 +130,8 @@ where
 }
 
 fn read_last(path: &Path) -> Result<LastOutcome, NetbootError> {
-    let bytes =
-        std::fs::read(path).map_err(io_err(format!("reading the last build's outcome '{}'", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(io_err(format!("reading the last build's outcome '{}'", path.display())))?;
     serde_json::from_slice(&bytes).map_err(|e| NetbootError::Io {
         context: format!("reading the last build's outcome '{}'", path.display()),
         source: std::io::Error::new(ErrorKind::InvalidData, e),
@@ -159,7 +164,11 @@ fn is_tree_name(root_name: &str, entry: &str) -> bool {
 
 impl Root {
     fn inspect(path: &Path) -> Result<Root, NetbootError> {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -171,9 +180,10 @@ impl Root {
         let previous = match std::fs::symlink_metadata(path) {
             Err(e) if e.kind() == ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(format!("inspecting '{}'", path.display()))(e)),
-            Ok(m) if m.file_type().is_symlink() => {
-                Some(std::fs::read_link(path).map_err(io_err(format!("reading '{}'", path.display())))?)
-            }
+            Ok(m) if m.file_type().is_symlink() => Some(
+                std::fs::read_link(path)
+                    .map_err(io_err(format!("reading '{}'", path.display())))?,
+            ),
             Ok(_) => return Err(NetbootError::RootNotSymlink { path: path.to_path_buf() }),
         };
         Ok(Root { path: path.to_path_buf(), parent, name, previous })
@@ -223,9 +233,11 @@ impl Root {
             let file = entry.file_name();
             let Some(file) = file.to_str() else { continue };
             let path = entry.path();
-            let orphan_tree =
-                is_tree_name(&self.name, file) && Some(&path) != current.as_ref() && Some(&path) != spare.as_ref();
-            let orphan_link = file.strip_suffix(".link").is_some_and(|t| is_tree_name(&self.name, t));
+            let orphan_tree = is_tree_name(&self.name, file)
+                && Some(&path) != current.as_ref()
+                && Some(&path) != spare.as_ref();
+            let orphan_link =
+                file.strip_suffix(".link").is_some_and(|t| is_tree_name(&self.name, t));
             if (orphan_tree || orphan_link)
                 && let Err(e) = remove_path(&path)
             {
@@ -275,21 +287,26 @@ impl Staged {
         known: &HashMap<String, Vec<DirRecord>>,
         warnings: &mut Vec<String>,
     ) -> Result<Staged, NetbootError> {
-        let roots: Vec<Root> = trees.iter().map(|(r, _)| Root::inspect(r)).collect::<Result<_, _>>()?;
+        let roots: Vec<Root> =
+            trees.iter().map(|(r, _)| Root::inspect(r)).collect::<Result<_, _>>()?;
         for root in &roots {
             std::fs::create_dir_all(&root.parent)
                 .map_err(io_err(format!("creating '{}'", root.parent.display())))?;
         }
         // The spare: one suffix not served by any root, with a directory for every root.
         let spare = roots.first().and_then(|first| {
-            first.unserved_suffixes().into_iter().find(|s| roots.iter().all(|r| r.spare(s).is_some()))
+            first
+                .unserved_suffixes()
+                .into_iter()
+                .find(|s| roots.iter().all(|r| r.spare(s).is_some()))
         });
         for root in &roots {
             root.remove_orphans(spare.as_deref(), warnings);
         }
         let (suffix, dirs) = match spare {
             Some(suffix) => {
-                let dirs = roots.iter().map(|r| r.parent.join(format!("{}.{suffix}", r.name))).collect();
+                let dirs =
+                    roots.iter().map(|r| r.parent.join(format!("{}.{suffix}", r.name))).collect();
                 (suffix, dirs)
             }
             None => new_dirs(&roots)?,
@@ -323,7 +340,10 @@ impl Staged {
     /// the earlier ones are undone and the new trees removed. The trees served until
     /// now are kept: they are the next build's spares, and their records in `known`
     /// are passed on.
-    pub fn install(self, known: &HashMap<String, Vec<DirRecord>>) -> Result<Published, NetbootError> {
+    pub fn install(
+        self,
+        known: &HashMap<String, Vec<DirRecord>>,
+    ) -> Result<Published, NetbootError> {
         for (i, root) in self.roots.iter().enumerate() {
             let target = PathBuf::from(format!("{}.{}", root.name, self.suffix));
             if let Err(e) = swap_link(&root.path, &target) {
@@ -334,7 +354,10 @@ impl Staged {
                     };
                 }
                 self.discard();
-                return Err(io_err(format!("installing the new tree as '{}'", root.path.display()))(e));
+                return Err(io_err(format!(
+                    "installing the new tree as '{}'",
+                    root.path.display()
+                ))(e));
             }
         }
         let mut records: HashMap<String, Vec<DirRecord>> =
@@ -364,7 +387,8 @@ fn record_key(dir: &Path) -> String {
 fn new_dirs(roots: &[Root]) -> Result<(String, Vec<PathBuf>), NetbootError> {
     'pick: loop {
         let suffix = random_suffix();
-        let dirs: Vec<PathBuf> = roots.iter().map(|r| r.parent.join(format!("{}.{suffix}", r.name))).collect();
+        let dirs: Vec<PathBuf> =
+            roots.iter().map(|r| r.parent.join(format!("{}.{suffix}", r.name))).collect();
         let mut made: Vec<PathBuf> = Vec::new();
         for d in &dirs {
             match std::fs::create_dir(d) {
@@ -391,8 +415,10 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     fn listing(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         v.sort();
         v
     }
@@ -424,20 +450,27 @@ mod tests {
         let second = publish_marker(&[&a, &b], "2").unwrap();
         assert_ne!(first, second);
         assert_eq!(std::fs::read_to_string(b.join("marker")).unwrap(), "2");
-        assert_eq!(std::fs::read_to_string(first[1].join("marker")).unwrap(), "1", "the previous tree is kept whole");
+        assert_eq!(
+            std::fs::read_to_string(first[1].join("marker")).unwrap(),
+            "1",
+            "the previous tree is kept whole"
+        );
         assert_eq!(listing(t.path()).len(), 6, "two roots, two served trees, two spares");
 
         // The third build patches the first tree: the unchanged file stays, the new one
         // is written.
         let mut spec = marker("3");
         spec.link("kept", "target");
-        let third = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
+        let third =
+            publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
         assert_eq!(third, first, "the spare is reused");
         let kept = ino(&a.join("kept"));
         assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "3");
-        let fourth = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
+        let fourth =
+            publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
         assert_eq!(fourth, second);
-        let fifth = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
+        let fifth =
+            publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap().dirs;
         assert_eq!(fifth, first);
         assert_eq!(ino(&a.join("kept")), kept, "an entry with the wanted target is not rewritten");
         assert_eq!(listing(t.path()).len(), 6);
@@ -471,7 +504,11 @@ mod tests {
         assert_eq!(std::fs::read_link(s.join("link")).unwrap(), PathBuf::from("somewhere"));
         assert!(std::fs::symlink_metadata(s.join("dir")).unwrap().is_dir());
         assert_eq!(std::fs::read_to_string(s.join("dir/f")).unwrap(), "inner");
-        assert_eq!(std::fs::read_to_string(outside.join("f")).unwrap(), "keep me", "a link in the way is not followed");
+        assert_eq!(
+            std::fs::read_to_string(outside.join("f")).unwrap(),
+            "keep me",
+            "a link in the way is not followed"
+        );
     }
 
     #[test]
@@ -480,14 +517,20 @@ mod tests {
         let (a, b) = (t.path().join("tftp"), t.path().join("http"));
         publish_marker(&[&a, &b], "old").unwrap();
         publish_marker(&[&a, &b], "old").unwrap();
-        let served: Vec<PathBuf> = [&a, &b].iter().map(|r| std::fs::canonicalize(r).unwrap()).collect();
+        let served: Vec<PathBuf> =
+            [&a, &b].iter().map(|r| std::fs::canonicalize(r).unwrap()).collect();
         // A file whose parent directory does not exist cannot be written.
         let mut spec = marker("new");
         spec.file("missing/file", "x");
-        let err = publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap_err();
-        assert!(err.to_string().starts_with("writing '") && err.to_string().contains("missing/file"), "{err}");
+        let err =
+            publish(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap_err();
+        assert!(
+            err.to_string().starts_with("writing '") && err.to_string().contains("missing/file"),
+            "{err}"
+        );
         let mut expected: Vec<String> = ["tftp", "http"].iter().map(|s| s.to_string()).collect();
-        expected.extend(served.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()));
+        expected
+            .extend(served.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()));
         expected.sort();
         assert_eq!(listing(t.path()), expected, "the spares being written are removed");
         assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "old");
@@ -502,7 +545,8 @@ mod tests {
         publish_marker(&[&a, &b], "old").unwrap();
         let before_a = std::fs::read_link(&a).unwrap();
         let spec = marker("new");
-        let staged = Staged::write(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap();
+        let staged =
+            Staged::write(&[(&a, &spec), (&b, &spec)], &HashMap::new(), &mut Vec::new()).unwrap();
         // Break the second swap: the root's parent becomes a file.
         let sub = t.path().join("sub");
         std::fs::rename(&sub, t.path().join("sub-moved")).unwrap();
@@ -529,8 +573,16 @@ mod tests {
         }
         std::os::unix::fs::symlink("x", t.path().join("tftp.abcdef.link")).unwrap();
         let new = publish_marker(&[&a], "x").unwrap();
-        assert_eq!(new, [t.path().join("tftp.abc123")], "one leftover is patched into the new tree");
-        assert_eq!(listing(t.path()), ["tftp", "tftp.abc123", "tftp.keepme"], "the other leftovers are removed");
+        assert_eq!(
+            new,
+            [t.path().join("tftp.abc123")],
+            "one leftover is patched into the new tree"
+        );
+        assert_eq!(
+            listing(t.path()),
+            ["tftp", "tftp.abc123", "tftp.keepme"],
+            "the other leftovers are removed"
+        );
         assert_eq!(std::fs::read_to_string(a.join("marker")).unwrap(), "x");
     }
 
@@ -544,7 +596,8 @@ mod tests {
         let lock = t.path().join("run/build.lock");
         std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
         // Simulate a running build: hold the lock from this thread.
-        let holder = OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
+        let holder =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
         holder.lock().unwrap();
         let runs = Arc::new(AtomicU32::new(0));
         let n = 6;
@@ -573,7 +626,8 @@ mod tests {
         let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(runs.load(Ordering::SeqCst), 1, "one build for all waiting callers");
         let built = outcomes.iter().filter(|o| matches!(o, Outcome::Built(_))).count();
-        let covered = outcomes.iter().filter(|o| matches!(o, Outcome::Covered(r) if r.builds == 0)).count();
+        let covered =
+            outcomes.iter().filter(|o| matches!(o, Outcome::Covered(r) if r.builds == 0)).count();
         assert_eq!((built, covered), (1, n - 1));
     }
 
@@ -585,7 +639,8 @@ mod tests {
         let started = Arc::new(Barrier::new(2));
         let release = Arc::new(Barrier::new(2));
         let builder = {
-            let (lock, runs, started, release) = (lock.clone(), runs.clone(), started.clone(), release.clone());
+            let (lock, runs, started, release) =
+                (lock.clone(), runs.clone(), started.clone(), release.clone());
             std::thread::spawn(move || {
                 coalesced(&lock, true, || {
                     if runs.fetch_add(1, Ordering::SeqCst) == 0 {
@@ -600,7 +655,8 @@ mod tests {
         started.wait();
         // Three requests while the first build runs; they don't wait.
         for _ in 0..3 {
-            let o = coalesced(&lock, false, || panic!("must not build while another build runs")).unwrap();
+            let o = coalesced(&lock, false, || panic!("must not build while another build runs"))
+                .unwrap();
             assert!(matches!(o, Outcome::Queued));
         }
         release.wait();
@@ -616,7 +672,8 @@ mod tests {
     fn a_failed_build_is_reported_to_covered_callers() {
         let t = tempfile::tempdir().unwrap();
         let lock = t.path().join("build.lock");
-        let holder = OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
+        let holder =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock).unwrap();
         holder.lock().unwrap();
         let waiter = {
             let lock = lock.clone();
@@ -630,6 +687,9 @@ mod tests {
         write_last(&with_suffix(&lock, ".last"), &LastOutcome::Err("disk full".into())).unwrap();
         drop(holder);
         let err = waiter.join().unwrap().unwrap_err();
-        assert_eq!(err.to_string(), "the netboot build that covered this request failed: disk full");
+        assert_eq!(
+            err.to_string(),
+            "the netboot build that covered this request failed: disk full"
+        );
     }
 }

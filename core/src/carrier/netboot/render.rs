@@ -133,13 +133,18 @@ pub fn tftp_tree(
     // they are shared directories; their per-MAC links reach the machine's files
     // through the root symlink.
     let mut pxelinux_cfg = DirSpec::default();
-    pxelinux_cfg.file("default", tftp::main_menu(&cfg.host_name, &spins, !isos.is_empty(), memtest));
+    pxelinux_cfg
+        .file("default", tftp::main_menu(&cfg.host_name, &spins, !isos.is_empty(), memtest));
     let mut ipxe_dir = DirSpec::default();
     for (_, m) in published {
         for mac in &m.macs {
             let auto = format!("pxeserver/machines/{}/auto", m.fqdn);
-            pxelinux_cfg.link(format!("01-{mac}"), layout.via_root(Side::Tftp, &format!("{auto}.cfg")));
-            ipxe_dir.link(format!("01-{mac}.ipxe"), layout.via_root(Side::Tftp, &format!("{auto}.ipxe")));
+            pxelinux_cfg
+                .link(format!("01-{mac}"), layout.via_root(Side::Tftp, &format!("{auto}.cfg")));
+            ipxe_dir.link(
+                format!("01-{mac}.ipxe"),
+                layout.via_root(Side::Tftp, &format!("{auto}.ipxe")),
+            );
         }
     }
     ipxe_menus(cfg, ipxe::Tree::Tftp, published, &isos, &mut ipxe_dir);
@@ -212,7 +217,8 @@ fn iso_names(cfg: &NetbootConfig) -> Vec<(String, String)> {
         .iter()
         .enumerate()
         .map(|(i, img)| {
-            let base = img.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let base =
+                img.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             (format!("{i:02}-{base}"), img.label.clone())
         })
         .collect()
@@ -267,7 +273,12 @@ mod tests {
         swpins_info: Option<Value>,
     }
 
-    fn dist(dist: &'static str, time: i64, version: Option<&'static str>, macs: &'static [&'static str]) -> Dist {
+    fn dist(
+        dist: &'static str,
+        time: i64,
+        version: Option<&'static str>,
+        macs: &'static [&'static str],
+    ) -> Dist {
         let (kernel, revision, squashfs, swpins_info) = ("6.1.0", None, false, None);
         Dist { dist, kernel, time, version, revision, macs, params: &[], squashfs, swpins_info }
     }
@@ -282,7 +293,10 @@ mod tests {
                 let store_path = PathBuf::from(format!("/nix/store/HASH-dist-{}", d.dist));
                 let gurl = format!("{url}/{number}");
                 let mut files = vec![
-                    ("bzImage", PathBuf::from(format!("/nix/store/HASH-linux-{}/bzImage", d.kernel))),
+                    (
+                        "bzImage",
+                        PathBuf::from(format!("/nix/store/HASH-linux-{}/bzImage", d.kernel)),
+                    ),
                     ("initrd", store_path.join("initrd")),
                 ];
                 if d.squashfs {
@@ -294,7 +308,8 @@ mod tests {
                     .collect();
                 let toplevel = format!("/nix/store/HASH-nixos-system-{}", d.dist);
                 let params = d.params.iter().map(|p| p.to_string()).collect();
-                let kernel_params = model::normalize_kernel_params(spin, params, &toplevel, &boot_files);
+                let kernel_params =
+                    model::normalize_kernel_params(spin, params, &toplevel, &boot_files);
                 Generation {
                     number,
                     store_path,
@@ -317,7 +332,8 @@ mod tests {
             .collect();
         generations.reverse();
         let current_macs = &generations.iter().find(|g| g.current).unwrap().macs;
-        let mut macs: Vec<String> = current_macs.iter().filter_map(|m| model::normalize_mac(m)).collect();
+        let mut macs: Vec<String> =
+            current_macs.iter().filter_map(|m| model::normalize_mac(m)).collect();
         macs.dedup();
         Machine {
             name: name.to_string(),
@@ -338,7 +354,12 @@ mod tests {
                 revision: Some("0123456789abcdef0123456789abcdef01234567"),
                 swpins_info: Some(json!({"nixpkgs": {"rev": "0123456789abcdef"}})),
                 params,
-                ..dist("nixos1-a", T0, Some("24.05.20240101.aaaaaaa"), &["52:54:00:10:00:11", "52:54:00:10:00:99"])
+                ..dist(
+                    "nixos1-a",
+                    T0,
+                    Some("24.05.20240101.aaaaaaa"),
+                    &["52:54:00:10:00:11", "52:54:00:10:00:99"],
+                )
             },
             Dist {
                 params,
@@ -349,7 +370,15 @@ mod tests {
                     &["52:54:00:10:00:11", "52-54-00-AA-BB-CC"],
                 )
             },
-            Dist { params, ..dist("nixos1-c", T0 + 2 * DAY, Some("24.05.20240301.ccccccc"), &["52:54:00:10:00:11"]) },
+            Dist {
+                params,
+                ..dist(
+                    "nixos1-c",
+                    T0 + 2 * DAY,
+                    Some("24.05.20240301.ccccccc"),
+                    &["52:54:00:10:00:11"],
+                )
+            },
         ];
         resolved("nixos1", Spin::Nixos, "nixos1.example.org", dists, 2)
     }
@@ -378,7 +407,11 @@ mod tests {
     /// The entries of `golden` under `prefix/`.
     fn under(golden: &Golden, prefix: &str) -> Golden {
         let prefix = format!("{prefix}/");
-        golden.iter().filter(|(line, _)| line.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        golden
+            .iter()
+            .filter(|(line, _)| line.starts_with(&prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// `golden` with the prefix `from/` of every line replaced by `to/`.
@@ -437,7 +470,11 @@ mod tests {
                 machines_json.contains(&format!("\n    {entry}")),
                 "{fqdn}: entry.json is not in machines.json:\n{entry}"
             );
-            assert_eq!(object.len(), under(&object, "/tree").len() + 1, "{fqdn}: tree/ and entry.json");
+            assert_eq!(
+                object.len(),
+                under(&object, "/tree").len() + 1,
+                "{fqdn}: tree/ and entry.json"
+            );
         }
     }
 }

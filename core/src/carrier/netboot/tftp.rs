@@ -8,9 +8,17 @@ use std::fmt::Write;
 use super::model::{Generation, Machine, Spin};
 
 /// `pxelinux.cfg/default`.
-pub fn main_menu(host_name: &str, spins: &[Spin], has_iso_images: bool, memtest: Option<&[String]>) -> String {
+pub fn main_menu(
+    host_name: &str,
+    spins: &[Spin],
+    has_iso_images: bool,
+    memtest: Option<&[String]>,
+) -> String {
     let mut out = String::new();
-    header(&mut out, &["DEFAULT menu.c32", "PROMPT 0", "TIMEOUT 0", &format!("MENU TITLE {host_name}")]);
+    header(
+        &mut out,
+        &["DEFAULT menu.c32", "PROMPT 0", "TIMEOUT 0", &format!("MENU TITLE {host_name}")],
+    );
     for spin in spins {
         submenu(
             &mut out,
@@ -24,7 +32,11 @@ pub fn main_menu(host_name: &str, spins: &[Spin], has_iso_images: bool, memtest:
     }
     memtest_entry(&mut out, memtest);
     entry(&mut out, "local_boot", &[("MENU LABEL", "Local Boot"), ("LOCALBOOT", "0")]);
-    entry(&mut out, "warm_reboot", &[("MENU LABEL", "Warm Reboot"), ("KERNEL", "reboot.c32"), ("APPEND", "--warm")]);
+    entry(
+        &mut out,
+        "warm_reboot",
+        &[("MENU LABEL", "Warm Reboot"), ("KERNEL", "reboot.c32"), ("APPEND", "--warm")],
+    );
     entry(&mut out, "cold_reboot", &[("MENU LABEL", "Cold Reboot"), ("KERNEL", "reboot.c32")]);
     out
 }
@@ -34,7 +46,12 @@ pub fn spin_menu(spin: Spin, machines: &[(&str, &str)]) -> String {
     let mut out = String::new();
     header(&mut out, &[&format!("MENU TITLE {}", spin.menu_label())]);
     for (fqdn, label) in machines {
-        submenu(&mut out, fqdn, &format!("{label} >"), &format!("pxeserver/machines/{fqdn}/menu.cfg"));
+        submenu(
+            &mut out,
+            fqdn,
+            &format!("{label} >"),
+            &format!("pxeserver/machines/{fqdn}/menu.cfg"),
+        );
     }
     main_menu_entry(&mut out);
     out
@@ -62,7 +79,10 @@ pub fn iso_menu(images: &[(String, String)]) -> String {
 /// The files of `pxeserver/machines/<fqdn>/`: `(file name, content)`.
 pub fn machine_files(m: &Machine, memtest: Option<&[String]>) -> Vec<(String, String)> {
     match m.spin {
-        Spin::Nixos => vec![("menu.cfg".to_string(), nixos_menu(m, memtest)), ("auto.cfg".to_string(), nixos_auto(m))],
+        Spin::Nixos => vec![
+            ("menu.cfg".to_string(), nixos_menu(m, memtest)),
+            ("auto.cfg".to_string(), nixos_auto(m)),
+        ],
         Spin::Vpsadminos => {
             let current = m.current();
             let mut files = vec![
@@ -71,7 +91,10 @@ pub fn machine_files(m: &Machine, memtest: Option<&[String]>) -> Vec<(String, St
                 ("generations.cfg".to_string(), vpsadminos_generations(m)),
             ];
             for g in &m.generations {
-                files.push((format!("generation-{}.cfg", g.number), vpsadminos_page(m, g, false, None, memtest)));
+                files.push((
+                    format!("generation-{}.cfg", g.number),
+                    vpsadminos_page(m, g, false, None, memtest),
+                ));
             }
             files
         }
@@ -88,7 +111,8 @@ fn nixos_menu(m: &Machine, memtest: Option<&[String]>) -> String {
     let current = m.current();
     nixos_entry(&mut out, m, current, &m.fqdn, &m.label);
     for g in m.generations.iter().filter(|g| !g.current) {
-        let label = format!("Gen {} - {} - {}", g.number, g.time_s, g.shortrev.as_deref().unwrap_or(""));
+        let label =
+            format!("Gen {} - {} - {}", g.number, g.time_s, g.shortrev.as_deref().unwrap_or(""));
         nixos_entry(&mut out, m, g, &format!("{}-{}", m.fqdn, g.number), &label);
     }
     memtest_entry(&mut out, memtest);
@@ -143,8 +167,12 @@ fn vpsadminos_page(
     ));
     header(&mut out, &lines.iter().map(String::as_str).collect::<Vec<_>>());
     for v in m.spin.variants() {
-        let params: Vec<&str> =
-            g.kernel_params.iter().map(String::as_str).chain(v.kernel_params.iter().copied()).collect();
+        let params: Vec<&str> = g
+            .kernel_params
+            .iter()
+            .map(String::as_str)
+            .chain(v.kernel_params.iter().copied())
+            .collect();
         entry(
             &mut out,
             v.name,
@@ -189,7 +217,12 @@ fn vpsadminos_generations(m: &Machine) -> String {
             &format!("pxeserver/machines/{}/generation-{}.cfg", m.fqdn, g.number),
         );
     }
-    submenu(&mut out, "machine", &format!("< Back to {}", m.label), &format!("pxeserver/machines/{}/menu.cfg", m.fqdn));
+    submenu(
+        &mut out,
+        "machine",
+        &format!("< Back to {}", m.label),
+        &format!("pxeserver/machines/{}/menu.cfg", m.fqdn),
+    );
     main_menu_entry(&mut out);
     out
 }
@@ -228,7 +261,11 @@ fn memtest_entry(out: &mut String, memtest: Option<&[String]>) {
         entry(
             out,
             "memtest",
-            &[("MENU LABEL", "Memtest86"), ("LINUX", "boot/memtest86/memtest.bin"), ("APPEND", &params.join(" "))],
+            &[
+                ("MENU LABEL", "Memtest86"),
+                ("LINUX", "boot/memtest86/memtest.bin"),
+                ("APPEND", &params.join(" ")),
+            ],
         );
     }
 }

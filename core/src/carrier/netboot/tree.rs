@@ -86,7 +86,9 @@ impl FileParts {
     /// Where the last part, if it is a range, ends in its file.
     pub fn last_range_end(&self, file: &Arc<File>) -> Option<u64> {
         match self.parts.last() {
-            Some(Part::Range { file: f, offset, len }) if Arc::ptr_eq(f, file) => Some(offset + len),
+            Some(Part::Range { file: f, offset, len }) if Arc::ptr_eq(f, file) => {
+                Some(offset + len)
+            }
             _ => None,
         }
     }
@@ -126,7 +128,14 @@ impl FileParts {
                         // SAFETY: both descriptors belong to open `File`s; the call only
                         // reads and updates the two offsets.
                         let n = unsafe {
-                            libc::copy_file_range(file.as_raw_fd(), &mut off_in, out.as_raw_fd(), &mut off_out, left, 0)
+                            libc::copy_file_range(
+                                file.as_raw_fd(),
+                                &mut off_in,
+                                out.as_raw_fd(),
+                                &mut off_out,
+                                left,
+                                0,
+                            )
                         };
                         if n < 0 {
                             let e = std::io::Error::last_os_error();
@@ -249,17 +258,22 @@ impl DirSpec {
             .map(|r| r.links.as_slice());
         let mut hashes = Vec::with_capacity(if recorded { links } else { 0 });
 
-        let listing = std::fs::read_dir(dir).map_err(io_err(format!("reading '{}'", dir.display())))?;
+        let listing =
+            std::fs::read_dir(dir).map_err(io_err(format!("reading '{}'", dir.display())))?;
         let mut existing: HashMap<OsString, std::fs::FileType> = HashMap::new();
         for entry in listing {
             let entry = entry.map_err(io_err(format!("reading '{}'", dir.display())))?;
-            let kind = entry.file_type().map_err(io_err(format!("inspecting '{}'", entry.path().display())))?;
+            let kind = entry
+                .file_type()
+                .map_err(io_err(format!("inspecting '{}'", entry.path().display())))?;
             existing.insert(entry.file_name(), kind);
         }
         // Links are read relative to the open directory: no walk of its path per link.
         let dir_file = File::open(dir).map_err(io_err(format!("opening '{}'", dir.display())))?;
         let w = Writer;
-        let clear = |path: &Path| remove_path(path).map_err(io_err(format!("removing '{}'", path.display())));
+        let clear = |path: &Path| {
+            remove_path(path).map_err(io_err(format!("removing '{}'", path.display())))
+        };
         for (name, node) in &self.entries {
             let path = dir.join(name);
             let have = existing.remove(OsStr::new(name));
@@ -269,7 +283,8 @@ impl DirSpec {
                     hashes.extend(hash);
                     if have.is_some_and(|k| k.is_symlink())
                         && (trusted.zip(hash).is_some_and(|(t, h)| t.binary_search(&h).is_ok())
-                            || read_link_at(&dir_file, OsStr::new(name)).is_ok_and(|t| t == *target))
+                            || read_link_at(&dir_file, OsStr::new(name))
+                                .is_ok_and(|t| t == *target))
                     {
                         continue;
                     }
@@ -311,7 +326,8 @@ impl DirSpec {
             clear(&dir.join(name))?;
         }
         if recorded {
-            let stamp = Stamp::of_path(dir).map_err(io_err(format!("inspecting '{}'", dir.display())))?;
+            let stamp =
+                Stamp::of_path(dir).map_err(io_err(format!("inspecting '{}'", dir.display())))?;
             hashes.sort_unstable();
             records.push(DirRecord { path: rel.to_string(), stamp, links: hashes });
         }
@@ -481,7 +497,11 @@ mod tests {
     fn many_links(n: usize, changed: Option<usize>) -> DirSpec {
         let mut dir = DirSpec::default();
         for i in 0..n {
-            let target = if Some(i) == changed { format!("../objects/new-{i}") } else { format!("../objects/{i}") };
+            let target = if Some(i) == changed {
+                format!("../objects/new-{i}")
+            } else {
+                format!("../objects/{i}")
+            };
             dir.link(format!("m{i:03}"), target);
         }
         let mut root = DirSpec::default();
@@ -514,7 +534,11 @@ mod tests {
         forged[0].links.sort_unstable();
         forged[0].stamp = Stamp::of_path(&tree.join("boot")).unwrap();
         many_links(100, None).sync(&tree, &forged).unwrap();
-        assert_eq!(target(&tree, "m007"), PathBuf::from("../objects/new-7"), "the record was trusted");
+        assert_eq!(
+            target(&tree, "m007"),
+            PathBuf::from("../objects/new-7"),
+            "the record was trusted"
+        );
 
         // Any change in the directory (an entry added, removed or replaced) changes its
         // stamp, and the record is ignored: every link is read and fixed.
@@ -554,7 +578,9 @@ mod tests {
     impl DirSpec {
         /// The link hashes of the subdirectory `name`.
         fn links_of(&self, name: &str) -> Vec<u64> {
-            let Some((_, Node::Dir(d))) = self.entries.iter().find(|(n, _)| n == name) else { panic!("no {name}") };
+            let Some((_, Node::Dir(d))) = self.entries.iter().find(|(n, _)| n == name) else {
+                panic!("no {name}")
+            };
             d.entries
                 .iter()
                 .filter_map(|(n, node)| match node {
