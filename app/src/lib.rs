@@ -6,7 +6,7 @@ pub mod model;
 pub mod serverfns;
 #[cfg(feature = "ssr")]
 pub mod services;
-mod ui;
+pub mod ui;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

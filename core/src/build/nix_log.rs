@@ -30,7 +30,7 @@ pub(super) struct LogParser<'a> {
 }
 
 impl<'a> LogParser<'a> {
-    pub fn new(sink: &'a dyn EventSink, machine: Option<String>) -> Self {
+    pub(super) fn new(sink: &'a dyn EventSink, machine: Option<String>) -> Self {
         LogParser {
             sink,
             machine,
@@ -40,7 +40,7 @@ impl<'a> LogParser<'a> {
         }
     }
 
-    pub fn line(&mut self, line: &str) {
+    pub(super) fn line(&mut self, line: &str) {
         let Some(json) = line.strip_prefix("@nix ") else {
             if !line.trim().is_empty() {
                 self.errors.push(line.to_string());
@@ -108,7 +108,7 @@ impl<'a> LogParser<'a> {
     }
 
     /// Nix's error, cleaned; `fallback` when Nix said nothing.
-    pub fn error_message(&self, fallback: &str) -> String {
+    pub(super) fn error_message(&self, fallback: &str) -> String {
         let text = self.errors.join("\n");
         let text = crate::nix::clean_stderr(&text);
         if text.is_empty() { fallback.to_string() } else { text }

@@ -7,21 +7,21 @@ use serde_json::{Map, Value};
 
 /// A field that is missing or wrong: its key path and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
+pub(super) struct FieldError {
     pub key: String,
     pub message: String,
 }
 
 /// The fields of one JSON object not taken yet, and the key path of the object.
 #[derive(Debug)]
-pub struct Fields {
+pub(super) struct Fields {
     map: Map<String, Value>,
     at: String,
 }
 
 impl Fields {
     /// The top-level object of a file; else what was found instead (`a list`…).
-    pub fn top(value: Value) -> Result<Fields, &'static str> {
+    pub(super) fn top(value: Value) -> Result<Fields, &'static str> {
         match value {
             Value::Object(map) => Ok(Fields { map, at: String::new() }),
             other => Err(kind(&other)),
@@ -29,21 +29,21 @@ impl Fields {
     }
 
     /// The path of `key` of this object.
-    pub fn path(&self, key: &str) -> String {
+    pub(super) fn path(&self, key: &str) -> String {
         if self.at.is_empty() { key.to_string() } else { format!("{}.{key}", self.at) }
     }
 
     /// An error about `key` of this object.
-    pub fn error(&self, key: &str, message: impl Into<String>) -> FieldError {
+    pub(super) fn error(&self, key: &str, message: impl Into<String>) -> FieldError {
         FieldError { key: self.path(key), message: message.into() }
     }
 
     /// Takes `key` out of the object; `null` counts as absent.
-    pub fn take(&mut self, key: &str) -> Option<Value> {
+    pub(super) fn take(&mut self, key: &str) -> Option<Value> {
         self.map.remove(key).filter(|v| !v.is_null())
     }
 
-    pub fn string(&mut self, key: &str) -> Result<Option<String>, FieldError> {
+    pub(super) fn string(&mut self, key: &str) -> Result<Option<String>, FieldError> {
         match self.take(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
@@ -52,7 +52,7 @@ impl Fields {
     }
 
     /// [`Fields::string`], where `""` is an error.
-    pub fn non_empty_string(&mut self, key: &str) -> Result<Option<String>, FieldError> {
+    pub(super) fn non_empty_string(&mut self, key: &str) -> Result<Option<String>, FieldError> {
         match self.string(key)? {
             Some(s) if s.is_empty() => Err(self.error(key, "must not be empty")),
             s => Ok(s),
@@ -60,7 +60,7 @@ impl Fields {
     }
 
     /// A list of strings; absent is empty.
-    pub fn strings(&mut self, key: &str) -> Result<Vec<String>, FieldError> {
+    pub(super) fn strings(&mut self, key: &str) -> Result<Vec<String>, FieldError> {
         match self.take(key) {
             None => Ok(Vec::new()),
             Some(v) => strings_at(&self.path(key), v),
@@ -69,7 +69,7 @@ impl Fields {
 
     /// The object at `key`, to read its fields; `shape` describes it in the error when
     /// something else is there (`{file, label}`).
-    pub fn object(&mut self, key: &str, shape: &str) -> Result<Option<Fields>, FieldError> {
+    pub(super) fn object(&mut self, key: &str, shape: &str) -> Result<Option<Fields>, FieldError> {
         match self.take(key) {
             None => Ok(None),
             Some(v) => object_at(&self.path(key), v, shape).map(Some),
@@ -77,7 +77,7 @@ impl Fields {
     }
 
     /// Fails naming the first key not taken: `expected` lists the known keys.
-    pub fn no_others(&self, expected: &str) -> Result<(), FieldError> {
+    pub(super) fn no_others(&self, expected: &str) -> Result<(), FieldError> {
         match self.map.keys().next() {
             Some(k) => Err(self.error(k, format!("unknown key (expected {expected})"))),
             None => Ok(()),
@@ -85,13 +85,13 @@ impl Fields {
     }
 
     /// The keys not taken, with their values.
-    pub fn into_rest(self) -> Map<String, Value> {
+    pub(super) fn into_rest(self) -> Map<String, Value> {
         self.map
     }
 }
 
 /// The value at the key path `at` as a list of strings.
-pub fn strings_at(at: &str, value: Value) -> Result<Vec<String>, FieldError> {
+pub(super) fn strings_at(at: &str, value: Value) -> Result<Vec<String>, FieldError> {
     let Value::Array(items) = value else {
         return Err(FieldError {
             key: at.to_string(),
@@ -111,7 +111,7 @@ pub fn strings_at(at: &str, value: Value) -> Result<Vec<String>, FieldError> {
 }
 
 /// The value at the key path `at` as an object (see [`Fields::object`]).
-pub fn object_at(at: &str, value: Value, shape: &str) -> Result<Fields, FieldError> {
+pub(super) fn object_at(at: &str, value: Value, shape: &str) -> Result<Fields, FieldError> {
     match value {
         Value::Object(map) => Ok(Fields { map, at: at.to_string() }),
         other => Err(FieldError {
@@ -122,12 +122,12 @@ pub fn object_at(at: &str, value: Value, shape: &str) -> Result<Fields, FieldErr
 }
 
 /// `expected <what>, found <kind of value>`.
-pub fn expected(what: &str, found: &Value) -> String {
+pub(super) fn expected(what: &str, found: &Value) -> String {
     format!("expected {what}, found {}", kind(found))
 }
 
 /// What a value is, for messages.
-pub fn kind(v: &Value) -> &'static str {
+pub(super) fn kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::{Cluster, InventoryError, Machine, MetaConfig};
 
 /// The evaluated `cluster.<name>` values with the files that defined each.
-pub type Definitions = BTreeMap<String, (MetaConfig, Vec<String>)>;
+pub(super) type Definitions = BTreeMap<String, (MetaConfig, Vec<String>)>;
 
 /// Expands carriers and validates the result. Upstream silently keeps the first of
 /// two machines with the same name; carrier refuses (quirk decided, see docs).

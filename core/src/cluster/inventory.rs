@@ -259,7 +259,7 @@ fn evaluate_flake(conf_dir: &Path) -> Result<Vec<u8>, InventoryError> {
 }
 
 /// How often `load` evaluates while the files keep changing under it.
-pub const EVALUATIONS: usize = 3;
+pub(super) const EVALUATIONS: usize = 3;
 
 /// `$CARRIER_CACHE_DIR`, else `$XDG_CACHE_HOME/carrier`, else `$HOME/.cache/carrier`,
 /// from `env`.

@@ -434,7 +434,7 @@ impl Cluster {
 pub(crate) mod tests {
     use super::*;
 
-    pub fn meta(spin: Spin) -> MetaConfig {
+    pub(crate) fn meta(spin: Spin) -> MetaConfig {
         MetaConfig {
             managed: None,
             spin,
@@ -456,7 +456,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn machine(name: &str, spin: Spin) -> Machine {
+    pub(crate) fn machine(name: &str, spin: Spin) -> Machine {
         Machine {
             name: name.into(),
             alias: None,

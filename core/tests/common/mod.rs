@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The repository root (`core/..`).
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
@@ -33,7 +33,7 @@ fn nix_command(program: &str) -> Command {
 }
 
 /// The static busybox directory (`bin/busybox`, `bin/sh`) made by `scripts/setup`.
-pub fn busybox_dir() -> PathBuf {
+pub(crate) fn busybox_dir() -> PathBuf {
     let root = std::env::var_os("CARRIER_ROOT").map(PathBuf::from).unwrap_or_else(repo_root);
     let dir = root.join(".local/busybox");
     assert!(dir.join("bin/busybox").is_file(), "{} is missing: run scripts/setup", dir.display());
@@ -44,7 +44,7 @@ pub fn busybox_dir() -> PathBuf {
 
 /// One entry of a store path being built.
 #[derive(Debug, Clone)]
-pub enum Entry {
+pub(crate) enum Entry {
     /// A file with this content.
     Text(String),
     /// A symlink to this target.
@@ -52,10 +52,10 @@ pub enum Entry {
 }
 
 impl Entry {
-    pub fn text(s: impl Into<String>) -> Entry {
+    pub(crate) fn text(s: impl Into<String>) -> Entry {
         Entry::Text(s.into())
     }
-    pub fn link(s: impl Into<String>) -> Entry {
+    pub(crate) fn link(s: impl Into<String>) -> Entry {
         Entry::Link(s.into())
     }
 }
@@ -64,18 +64,18 @@ impl Entry {
 /// `{{name}}` stands for the store path of the entry `name` of the same batch (a real
 /// Nix string reference, so the dependency is in the closure).
 #[derive(Debug, Default)]
-pub struct Batch {
+pub(crate) struct Batch {
     items: Vec<(String, Vec<(String, Entry)>)>,
 }
 
 impl Batch {
-    pub fn new() -> Batch {
+    pub(crate) fn new() -> Batch {
         Batch::default()
     }
 
     /// Adds the store path `name` (also its attribute name) with `files` (paths may
     /// contain `/`; directories are created).
-    pub fn add(&mut self, name: &str, files: &[(&str, Entry)]) -> &mut Batch {
+    pub(crate) fn add(&mut self, name: &str, files: &[(&str, Entry)]) -> &mut Batch {
         assert!(!self.items.iter().any(|(n, _)| n == name), "{name} added twice");
         self.items.push((
             name.to_string(),
@@ -85,7 +85,7 @@ impl Batch {
     }
 
     /// Builds everything; returns name → store path.
-    pub fn build(&self) -> BTreeMap<String, PathBuf> {
+    pub(crate) fn build(&self) -> BTreeMap<String, PathBuf> {
         if self.items.is_empty() {
             return BTreeMap::new();
         }
@@ -204,7 +204,7 @@ fn nix_attr(name: &str) -> String {
 }
 
 /// Builds one store path `name` holding text files.
-pub fn build_dist(name: &str, files: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn build_dist(name: &str, files: &[(&str, &str)]) -> PathBuf {
     let mut b = Batch::new();
     let entries: Vec<(&str, Entry)> = files.iter().map(|(p, c)| (*p, Entry::text(*c))).collect();
     b.add(name, &entries);
@@ -212,18 +212,18 @@ pub fn build_dist(name: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 /// The profile name of a carried alias: `/` becomes `:`.
-pub fn profile_name(alias: &str) -> String {
+pub(crate) fn profile_name(alias: &str) -> String {
     alias.replace('/', ":")
 }
 
 /// `<dir>/confctl-<alias with / → :>`.
-pub fn profile_path(dir: &Path, alias: &str) -> PathBuf {
+pub(crate) fn profile_path(dir: &Path, alias: &str) -> PathBuf {
     dir.join(format!("confctl-{}", profile_name(alias)))
 }
 
 /// `nix-env -p <dir>/confctl-<alias> --set <path>`, as `carrier-env` does. Returns the
 /// generation now current.
-pub fn set_profile(dir: &Path, alias: &str, path: &Path) -> u64 {
+pub(crate) fn set_profile(dir: &Path, alias: &str, path: &Path) -> u64 {
     std::fs::create_dir_all(dir).unwrap();
     let profile = profile_path(dir, alias);
     nix_env(&profile, &["--set", &path.display().to_string()]);
@@ -231,7 +231,7 @@ pub fn set_profile(dir: &Path, alias: &str, path: &Path) -> u64 {
 }
 
 /// `nix-env -p <profile> --switch-generation <n>`.
-pub fn switch_generation(dir: &Path, alias: &str, number: u64) {
+pub(crate) fn switch_generation(dir: &Path, alias: &str, number: u64) {
     nix_env(&profile_path(dir, alias), &["--switch-generation", &number.to_string()]);
 }
 
@@ -246,7 +246,7 @@ fn nix_env(profile: &Path, args: &[&str]) {
 }
 
 /// The generation number the profile link names.
-pub fn current_generation(dir: &Path, alias: &str) -> Option<u64> {
+pub(crate) fn current_generation(dir: &Path, alias: &str) -> Option<u64> {
     let target = std::fs::read_link(profile_path(dir, alias)).ok()?;
     let name = target.file_name()?.to_str()?.to_string();
     let rest =
@@ -255,12 +255,12 @@ pub fn current_generation(dir: &Path, alias: &str) -> Option<u64> {
 }
 
 /// `<dir>/confctl-<alias>-<n>-link`.
-pub fn generation_link(dir: &Path, alias: &str, number: u64) -> PathBuf {
+pub(crate) fn generation_link(dir: &Path, alias: &str, number: u64) -> PathBuf {
     dir.join(format!("confctl-{}-{number}-link", profile_name(alias)))
 }
 
 /// Sets the mtime of a symlink itself (the generation's creation time), epoch seconds.
-pub fn set_link_time(link: &Path, epoch: i64) {
+pub(crate) fn set_link_time(link: &Path, epoch: i64) {
     let out = Command::new("touch")
         .arg("-h")
         .arg("-d")
@@ -272,7 +272,7 @@ pub fn set_link_time(link: &Path, epoch: i64) {
 }
 
 /// Replaces the 32-character hash of every `/nix/store/<hash>-<name>` with `HASH`.
-pub fn mask_store_hashes(text: &str) -> String {
+pub(crate) fn mask_store_hashes(text: &str) -> String {
     const PREFIX: &str = "/nix/store/";
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -294,7 +294,11 @@ pub fn mask_store_hashes(text: &str) -> String {
 /// of every regular file. A symlink whose target passes `follow` (given the link's
 /// target) is shown as the directory it points to. `replace` pairs are applied to the
 /// whole dump after store hashes are masked.
-pub fn dump_tree(root: &Path, follow: &dyn Fn(&Path) -> bool, replace: &[(&str, &str)]) -> String {
+pub(crate) fn dump_tree(
+    root: &Path,
+    follow: &dyn Fn(&Path) -> bool,
+    replace: &[(&str, &str)],
+) -> String {
     let mut listing = String::new();
     let mut contents = String::new();
     walk(root, Path::new(""), follow, &mut listing, &mut contents);
@@ -346,7 +350,7 @@ fn walk(
 
 /// Compares `actual` with the golden file `core/tests/fixtures/<rel>`; with
 /// `CARRIER_BLESS=1` in the environment, (re)writes the golden file instead.
-pub fn assert_golden(rel: &str, actual: &str) {
+pub(crate) fn assert_golden(rel: &str, actual: &str) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel);
     if std::env::var_os("CARRIER_BLESS").is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -373,7 +377,7 @@ pub fn assert_golden(rel: &str, actual: &str) {
 /// `flake/confctl.nix` as `configs/confctl.nix` when present) and makes it a git
 /// checkout with `.confctl/` ignored (the flake's source is then its tracked files).
 /// `lab_lib` is the absolute path of a copy of examples/lab/lib.
-pub fn make_flake(conf: &Path, lab_lib: &Path) {
+pub(crate) fn make_flake(conf: &Path, lab_lib: &Path) {
     for name in ["lab", "flake"] {
         let template = std::fs::read_to_string(conf.join("flake").join(format!("{name}.nix.in")))
             .unwrap()

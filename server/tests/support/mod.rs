@@ -1,3 +1,3 @@
 //! Shared helpers of server's integration tests (`mod support;` in a test file).
 
-pub mod netlab;
+pub(crate) mod netlab;

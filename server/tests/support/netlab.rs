@@ -33,13 +33,13 @@ use anyhow::{Context, Result, anyhow, bail};
 // ------------------------------------------------------------------------------------
 
 /// The checkout's root (the workspace directory).
-pub fn carrier_root() -> PathBuf {
+pub(crate) fn carrier_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 /// Where the lab's programs and boot files are. All paths exist (checked by [`tools`]).
 #[derive(Debug, Clone)]
-pub struct Tools {
+pub(crate) struct Tools {
     /// The Debian cloud kernel (`.local/kernel/vmlinuz`).
     pub kernel: PathBuf,
     /// atftpd unpacked from its .deb (`.local/atftpd/usr/sbin/atftpd`).
@@ -57,7 +57,7 @@ pub struct Tools {
 }
 
 /// The lab's tools; panics with a pointer to `scripts/setup` when one is missing.
-pub fn tools() -> &'static Tools {
+pub(crate) fn tools() -> &'static Tools {
     static TOOLS: OnceLock<Tools> = OnceLock::new();
     TOOLS.get_or_init(|| {
         let root = carrier_root();
@@ -92,7 +92,7 @@ pub fn tools() -> &'static Tools {
 }
 
 /// The syslinux files of carrier's TFTP tree (spec 3.4), with where they come from.
-pub fn syslinux_files() -> Vec<(&'static str, PathBuf)> {
+pub(crate) fn syslinux_files() -> Vec<(&'static str, PathBuf)> {
     let t = tools();
     let bios = |n: &'static str| (n, t.syslinux_bios_dir.join(n));
     vec![
@@ -107,7 +107,7 @@ pub fn syslinux_files() -> Vec<(&'static str, PathBuf)> {
 }
 
 /// Copies [`syslinux_files`] into `dir` (a TFTP root).
-pub fn install_syslinux(dir: &Path) -> Result<()> {
+pub(crate) fn install_syslinux(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)?;
     for (name, src) in syslinux_files() {
         fs::copy(&src, dir.join(name)).with_context(|| format!("copy {}", src.display()))?;
@@ -120,7 +120,7 @@ pub fn install_syslinux(dir: &Path) -> Result<()> {
 // ------------------------------------------------------------------------------------
 
 /// Runs a command to completion, killing it after `timeout`.
-pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let desc = format!("{cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -159,7 +159,7 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Output> {
 }
 
 /// [`run`], failing on a non-zero exit; returns stdout.
-pub fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<String> {
+pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> Result<String> {
     let desc = format!("{cmd:?}");
     let out = run(cmd, timeout)?;
     if !out.status.success() {
@@ -179,7 +179,7 @@ fn signal_group(pgid: u32, sig: &str) {
 
 /// A started daemon. It runs in its own process group (its PID); dropping the guard sends
 /// SIGTERM to that group, waits up to 3 s, then SIGKILLs the group (nginx workers included).
-pub struct Proc {
+pub(crate) struct Proc {
     name: String,
     child: Child,
     log: PathBuf,
@@ -188,29 +188,29 @@ pub struct Proc {
 
 impl Proc {
     /// Spawns `cmd` with stdout and stderr appended to `log`.
-    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc> {
+    pub(crate) fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Proc> {
         let file = fs::OpenOptions::new().create(true).append(true).open(log)?;
         cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).process_group(0);
         let child = cmd.spawn().with_context(|| format!("spawn {name}: {cmd:?}"))?;
         Ok(Proc { name: name.to_string(), child, log: log.to_path_buf(), stopped: false })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the process still runs (false once it exited).
-    pub fn alive(&mut self) -> bool {
+    pub(crate) fn alive(&mut self) -> bool {
         !self.stopped && matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Its output so far.
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Stops the process group (TERM, then KILL after 3 s). Idempotent.
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if self.stopped {
             return;
         }
@@ -268,7 +268,7 @@ fn free_udp_port() -> Result<u16> {
 
 /// A command, run inside network namespace `netns` when given (`ip netns exec` execs the
 /// program itself, so the PID is the program's).
-pub fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn command_in(netns: Option<&str>, program: impl AsRef<std::ffi::OsStr>) -> Command {
     match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -325,12 +325,12 @@ fn remove_stale_namespaces() {
 }
 
 /// A network namespace with `lo` up; deleted on drop.
-pub struct Netns {
+pub(crate) struct Netns {
     name: String,
 }
 
 impl Netns {
-    pub fn new() -> Result<Netns> {
+    pub(crate) fn new() -> Result<Netns> {
         remove_stale_namespaces();
         let name = unique_name('n');
         ip(&["netns", "add", &name])?;
@@ -339,7 +339,7 @@ impl Netns {
         Ok(ns)
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 }
@@ -371,7 +371,7 @@ fn alloc_net30() -> Result<(Ipv4Addr, Ipv4Addr)> {
 /// One end of the lab: the root namespace (the host, where QEMU runs) or a client namespace,
 /// linked to the lab's server namespace by a veth pair with a private /30.
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub(crate) struct Peer {
     pub label: String,
     /// This end's address (the source address the server sees).
     pub addr: Ipv4Addr,
@@ -385,17 +385,22 @@ pub struct Peer {
 
 impl Peer {
     /// A command run from this peer.
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         command_in(self.netns.as_deref(), program)
     }
 
     /// HTTP GET from this peer.
-    pub fn http_get(&self, url: &str) -> Result<HttpResponse> {
+    pub(crate) fn http_get(&self, url: &str) -> Result<HttpResponse> {
         http_get_in(self.netns.as_deref(), url)
     }
 
     /// TFTP get from this peer (non-empty result, see [`tftp_get_in`]).
-    pub fn tftp_get(&self, client: TftpClient, server: SocketAddr, path: &str) -> Result<Vec<u8>> {
+    pub(crate) fn tftp_get(
+        &self,
+        client: TftpClient,
+        server: SocketAddr,
+        path: &str,
+    ) -> Result<Vec<u8>> {
         tftp_get_in(self.netns.as_deref(), client, server, path)
     }
 }
@@ -405,7 +410,7 @@ impl Peer {
 /// address. Start nginx/atftpd on the service address with [`Lab::start_nginx`] and
 /// [`Lab::start_atftpd`]; [`Lab::link_host`] makes it reachable from the root namespace
 /// (and thus from QEMU's user-mode network).
-pub struct Lab {
+pub(crate) struct Lab {
     server: Netns,
     service: Ipv4Addr,
     clients: Vec<Netns>,
@@ -413,7 +418,7 @@ pub struct Lab {
 }
 
 impl Lab {
-    pub fn new() -> Result<Lab> {
+    pub(crate) fn new() -> Result<Lab> {
         let server = Netns::new()?;
         let (service, _) = alloc_net30()?;
         ip_in(Some(server.name()), &["addr", "add", &format!("{service}/32"), "dev", "lo"])?;
@@ -421,17 +426,17 @@ impl Lab {
     }
 
     /// The address the services listen on.
-    pub fn service_addr(&self) -> Ipv4Addr {
+    pub(crate) fn service_addr(&self) -> Ipv4Addr {
         self.service
     }
 
     /// The server namespace's name.
-    pub fn server_netns(&self) -> &str {
+    pub(crate) fn server_netns(&self) -> &str {
         self.server.name()
     }
 
     /// A new client namespace linked to the server.
-    pub fn add_client(&mut self, label: &str) -> Result<Peer> {
+    pub(crate) fn add_client(&mut self, label: &str) -> Result<Peer> {
         let ns = Netns::new()?;
         let peer = self.link(label, Some(ns.name()))?;
         self.clients.push(ns);
@@ -439,7 +444,7 @@ impl Lab {
     }
 
     /// Links the root namespace to the server (a host route to the service address).
-    pub fn link_host(&mut self) -> Result<Peer> {
+    pub(crate) fn link_host(&mut self) -> Result<Peer> {
         self.link("host", None)
     }
 
@@ -488,12 +493,12 @@ impl Lab {
     }
 
     /// nginx in the server namespace on `<service>:80`.
-    pub fn start_nginx(&self, root: &Path, opts: &NginxOptions) -> Result<Nginx> {
+    pub(crate) fn start_nginx(&self, root: &Path, opts: &NginxOptions) -> Result<Nginx> {
         Nginx::start_in(Some(self.server.name()), SocketAddr::from((self.service, 80)), root, opts)
     }
 
     /// atftpd in the server namespace, `--bind-address <service>`, port 69.
-    pub fn start_atftpd(&self, root: &Path) -> Result<Atftpd> {
+    pub(crate) fn start_atftpd(&self, root: &Path) -> Result<Atftpd> {
         Atftpd::start_in(Some(self.server.name()), SocketAddr::from((self.service, 69)), root)
     }
 }
@@ -514,7 +519,7 @@ impl Drop for Lab {
 /// A real atftpd (`--daemon --no-fork --logfile -`) serving a root that may be a symlink
 /// and may contain symlinks out of the root. It runs as root (`--user root --group root`)
 /// so that private temp trees are readable.
-pub struct Atftpd {
+pub(crate) struct Atftpd {
     proc: Proc,
     pub addr: SocketAddr,
     _dir: tempfile::TempDir,
@@ -522,7 +527,7 @@ pub struct Atftpd {
 
 impl Atftpd {
     /// On 127.0.0.1, a free UDP port.
-    pub fn start(root: &Path) -> Result<Atftpd> {
+    pub(crate) fn start(root: &Path) -> Result<Atftpd> {
         let mut last = None;
         for _ in 0..3 {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_udp_port()?));
@@ -535,7 +540,7 @@ impl Atftpd {
     }
 
     /// Bound to `bind` inside `netns` (or the root namespace).
-    pub fn start_in(netns: Option<&str>, bind: SocketAddr, root: &Path) -> Result<Atftpd> {
+    pub(crate) fn start_in(netns: Option<&str>, bind: SocketAddr, root: &Path) -> Result<Atftpd> {
         let dir = tempfile::Builder::new().prefix("netlab-atftpd.").tempdir()?;
         let log = dir.path().join("atftpd.log");
         let mut cmd = command_in(netns, &tools().atftpd);
@@ -556,17 +561,17 @@ impl Atftpd {
     }
 
     /// Its log (`Serving <file> to <addr>:<port>` per request).
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.proc.log()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.proc.pid()
     }
 
     /// `tftp://<addr>[:port]/<path>`, a URL QEMU's guest (iPXE) can boot when the address is
     /// routed from the host (a [`Lab`] service address after [`Lab::link_host`]).
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         if self.addr.port() == 69 {
             format!("tftp://{}/{path}", self.addr.ip())
         } else {
@@ -581,7 +586,7 @@ impl Atftpd {
 
 /// How [`Nginx`] serves its root.
 #[derive(Debug, Clone)]
-pub struct NginxOptions {
+pub(crate) struct NginxOptions {
     /// `allow <range>;` per entry, then `deny all;` (carrier's `allowedIPv4Ranges`); empty:
     /// no access control.
     pub allow: Vec<String>,
@@ -599,14 +604,14 @@ impl Default for NginxOptions {
 }
 
 impl NginxOptions {
-    pub fn allow(ranges: &[&str]) -> Self {
+    pub(crate) fn allow(ranges: &[&str]) -> Self {
         NginxOptions { allow: ranges.iter().map(|s| s.to_string()).collect(), ..Default::default() }
     }
 }
 
 /// A real nginx (master + worker) with its own prefix, config, logs, temp dirs and pid
 /// file in a temp dir, serving `root` with `autoindex on;` like carrier's virtual host.
-pub struct Nginx {
+pub(crate) struct Nginx {
     proc: Proc,
     pub addr: SocketAddr,
     dir: tempfile::TempDir,
@@ -614,7 +619,7 @@ pub struct Nginx {
 
 impl Nginx {
     /// On 127.0.0.1, a free port.
-    pub fn start(root: &Path, opts: &NginxOptions) -> Result<Nginx> {
+    pub(crate) fn start(root: &Path, opts: &NginxOptions) -> Result<Nginx> {
         let mut last = None;
         for _ in 0..3 {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, free_tcp_port()?));
@@ -627,7 +632,7 @@ impl Nginx {
     }
 
     /// Listening on `listen` inside `netns` (or the root namespace).
-    pub fn start_in(
+    pub(crate) fn start_in(
         netns: Option<&str>,
         listen: SocketAddr,
         root: &Path,
@@ -697,12 +702,12 @@ http {{
     }
 
     /// `http://<addr>`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The base URL as QEMU's guest sees it: the host's loopback is 10.0.2.2 there.
-    pub fn guest_url(&self) -> String {
+    pub(crate) fn guest_url(&self) -> String {
         if self.addr.ip().is_loopback() {
             format!("http://{GUEST_HOST}:{}", self.addr.port())
         } else {
@@ -710,15 +715,15 @@ http {{
         }
     }
 
-    pub fn access_log(&self) -> String {
+    pub(crate) fn access_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
     }
 
-    pub fn error_log(&self) -> String {
+    pub(crate) fn error_log(&self) -> String {
         fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.proc.pid()
     }
 }
@@ -730,24 +735,24 @@ http {{
 const FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: u16,
     pub body: Vec<u8>,
 }
 
 impl HttpResponse {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// HTTP GET with curl (no proxy), from the root namespace.
-pub fn http_get(url: &str) -> Result<HttpResponse> {
+pub(crate) fn http_get(url: &str) -> Result<HttpResponse> {
     http_get_in(None, url)
 }
 
 /// HTTP GET with curl from `netns`. Any status is returned; transport errors are errors.
-pub fn http_get_in(netns: Option<&str>, url: &str) -> Result<HttpResponse> {
+pub(crate) fn http_get_in(netns: Option<&str>, url: &str) -> Result<HttpResponse> {
     let tmp = tempfile::NamedTempFile::new()?;
     let mut c = command_in(netns, "curl");
     c.args(["-sS", "--noproxy", "*", "--max-time", "30", "-w", "%{http_code}", "-o"])
@@ -760,7 +765,7 @@ pub fn http_get_in(netns: Option<&str>, url: &str) -> Result<HttpResponse> {
 
 /// A real TFTP client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TftpClient {
+pub(crate) enum TftpClient {
     /// `curl tftp://…` with `--tftp-blksize 1428` (RFC 2348 negotiation).
     Curl,
     /// tftp-hpa's `tftp -m binary … -c get` (512-byte blocks, like PXE ROMs).
@@ -768,13 +773,13 @@ pub enum TftpClient {
 }
 
 /// TFTP get with curl from the root namespace.
-pub fn tftp_get(server: SocketAddr, path: &str) -> Result<Vec<u8>> {
+pub(crate) fn tftp_get(server: SocketAddr, path: &str) -> Result<Vec<u8>> {
     tftp_get_in(None, TftpClient::Curl, server, path)
 }
 
 /// TFTP get from `netns`. Clients may exit 0 and leave an empty file on a TFTP error, so an
 /// empty result is an error too.
-pub fn tftp_get_in(
+pub(crate) fn tftp_get_in(
     netns: Option<&str>,
     client: TftpClient,
     server: SocketAddr,
@@ -821,7 +826,7 @@ pub fn tftp_get_in(
 
 /// One file of a served tree.
 #[derive(Debug, Clone)]
-pub struct TreeFile {
+pub(crate) struct TreeFile {
     /// Path relative to the root, `/`-separated (what a client requests).
     pub rel: String,
     /// Where it really is (all symlinks resolved).
@@ -832,7 +837,7 @@ pub struct TreeFile {
 /// Every file and directory of a tree as a server sees it: symlinks (to files or to
 /// directories, inside or outside the root, and the root itself) are followed. A dangling
 /// symlink is an error. Sorted by path.
-pub fn tree_files(root: &Path) -> Result<(Vec<TreeFile>, Vec<String>)> {
+pub(crate) fn tree_files(root: &Path) -> Result<(Vec<TreeFile>, Vec<String>)> {
     fn walk(
         dir: &Path,
         rel: &str,
@@ -871,7 +876,7 @@ pub fn tree_files(root: &Path) -> Result<(Vec<TreeFile>, Vec<String>)> {
 
 /// Fetches every file of `root` over TFTP from `server` and compares it byte for byte with
 /// the file on disk. Returns the paths checked.
-pub fn verify_tree_tftp(
+pub(crate) fn verify_tree_tftp(
     root: &Path,
     server: SocketAddr,
     client: TftpClient,
@@ -897,7 +902,7 @@ pub fn verify_tree_tftp(
 
 /// Fetches every file of `root` over HTTP below `base_url` (200 and byte-equal), and every
 /// directory (200, an autoindex listing each entry). Returns the paths checked.
-pub fn verify_tree_http(root: &Path, base_url: &str) -> Result<Vec<String>> {
+pub(crate) fn verify_tree_http(root: &Path, base_url: &str) -> Result<Vec<String>> {
     let (files, dirs) = tree_files(root)?;
     let base = base_url.trim_end_matches('/');
     let mut checked = Vec::new();
@@ -941,14 +946,14 @@ pub fn verify_tree_http(root: &Path, base_url: &str) -> Result<Vec<String>> {
 // ------------------------------------------------------------------------------------
 
 /// The marker line an initramfs from [`build_initramfs`] prints.
-pub fn marker_line(machine: &str, generation: u64) -> String {
+pub(crate) fn marker_line(machine: &str, generation: u64) -> String {
     format!("NETBOOT-OK machine={machine} gen={generation}")
 }
 
 /// Writes a gzip'd newc cpio to `dest`: static busybox and an `/init` that prints
 /// `NETBOOT-OK machine=<machine> gen=<generation>` and `NETBOOT-CMDLINE: <cmdline>` to
 /// /dev/ttyS0, then powers off. The marker is baked in, so it proves which file was served.
-pub fn build_initramfs(dest: &Path, machine: &str, generation: u64) -> Result<()> {
+pub(crate) fn build_initramfs(dest: &Path, machine: &str, generation: u64) -> Result<()> {
     if machine.is_empty()
         || !machine.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
@@ -995,10 +1000,10 @@ $bb poweroff -f
 // ------------------------------------------------------------------------------------
 
 /// The host's loopback as QEMU's user-mode guest sees it.
-pub const GUEST_HOST: &str = "10.0.2.2";
+pub(crate) const GUEST_HOST: &str = "10.0.2.2";
 
 /// Boot failures that end a boot early instead of waiting for the timeout.
-pub const DEFAULT_FAIL_PATTERNS: &[&str] = &[
+pub(crate) const DEFAULT_FAIL_PATTERNS: &[&str] = &[
     "Could not find kernel image",
     "failed: No such file or directory",
     "\nboot: ",
@@ -1012,7 +1017,7 @@ pub const DEFAULT_FAIL_PATTERNS: &[&str] = &[
 
 /// Where the guest's boot program comes from.
 #[derive(Debug, Clone)]
-pub enum BootSource {
+pub(crate) enum BootSource {
     /// QEMU's built-in TFTP server serves `root`; DHCP hands out `bootfile` (`pxelinux.0`,
     /// or an iPXE script).
     BuiltinTftp { root: PathBuf, bootfile: String },
@@ -1027,7 +1032,7 @@ pub enum BootSource {
 
 /// One QEMU PXE boot.
 #[derive(Debug, Clone)]
-pub struct BootSpec {
+pub(crate) struct BootSpec {
     pub source: BootSource,
     /// The NIC's MAC, e.g. `52:54:00:12:34:56` (pxelinux asks for `01-52-54-00-12-34-56`).
     pub mac: String,
@@ -1041,10 +1046,10 @@ pub struct BootSpec {
 }
 
 /// Debian's OVMF (package `ovmf`).
-pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+pub(crate) const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 impl BootSpec {
-    pub fn new(source: BootSource, mac: &str) -> BootSpec {
+    pub(crate) fn new(source: BootSource, mac: &str) -> BootSpec {
         BootSpec {
             source,
             mac: mac.to_string(),
@@ -1058,7 +1063,7 @@ impl BootSpec {
 
 /// A key sent to the serial console (a menu.c32 menu reads serial input as key presses).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key {
+pub(crate) enum Key {
     Up,
     Down,
     Enter,
@@ -1068,7 +1073,7 @@ pub enum Key {
 }
 
 impl Key {
-    pub fn bytes(&self) -> Vec<u8> {
+    pub(crate) fn bytes(&self) -> Vec<u8> {
         match self {
             Key::Up => b"\x1b[A".to_vec(),
             Key::Down => b"\x1b[B".to_vec(),
@@ -1083,20 +1088,20 @@ impl Key {
 /// Wait until `wait_for` appears in the serial output (after the previous step's match),
 /// then send `keys`.
 #[derive(Debug, Clone)]
-pub struct MenuStep {
+pub(crate) struct MenuStep {
     pub wait_for: String,
     pub keys: Vec<Key>,
 }
 
 impl MenuStep {
-    pub fn new(wait_for: &str, keys: &[Key]) -> MenuStep {
+    pub(crate) fn new(wait_for: &str, keys: &[Key]) -> MenuStep {
         MenuStep { wait_for: wait_for.to_string(), keys: keys.to_vec() }
     }
 }
 
 /// Removes ANSI escape sequences, carriage returns and other control characters (SO/SI,
 /// BEL) from serial output.
-pub fn strip_ansi(raw: &[u8]) -> String {
+pub(crate) fn strip_ansi(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(s.len());
     let mut it = s.chars().peekable();
@@ -1138,7 +1143,7 @@ pub fn strip_ansi(raw: &[u8]) -> String {
 
 /// What an initramfs from [`build_initramfs`] printed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Marker {
+pub(crate) struct Marker {
     pub machine: String,
     pub generation: u64,
     /// `/proc/cmdline` of the booted kernel.
@@ -1146,7 +1151,7 @@ pub struct Marker {
 }
 
 /// The first marker in (stripped) serial output.
-pub fn find_marker(serial: &str) -> Option<Marker> {
+pub(crate) fn find_marker(serial: &str) -> Option<Marker> {
     let start = serial.find("NETBOOT-OK machine=")?;
     let rest = &serial[start + "NETBOOT-OK machine=".len()..];
     let machine: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
@@ -1161,7 +1166,7 @@ pub fn find_marker(serial: &str) -> Option<Marker> {
 
 /// The result of a finished boot.
 #[derive(Debug, Clone)]
-pub struct BootLog {
+pub(crate) struct BootLog {
     /// Serial output, ANSI escapes stripped.
     pub serial: String,
     /// QEMU's stderr.
@@ -1171,12 +1176,12 @@ pub struct BootLog {
 }
 
 impl BootLog {
-    pub fn marker(&self) -> Option<Marker> {
+    pub(crate) fn marker(&self) -> Option<Marker> {
         find_marker(&self.serial)
     }
 
     /// The marker, which must name `machine` and `generation`.
-    pub fn expect_marker(&self, machine: &str, generation: u64) -> Result<Marker> {
+    pub(crate) fn expect_marker(&self, machine: &str, generation: u64) -> Result<Marker> {
         match self.marker() {
             Some(m) if m.machine == machine && m.generation == generation => Ok(m),
             other => bail!(
@@ -1238,7 +1243,7 @@ impl Drop for SlotPermit {
 
 /// A running QEMU PXE boot: serial console on stdio (`-nographic`), captured; keys go to
 /// its stdin. Killed (by PID) on drop or when the boot's deadline passes.
-pub struct Qemu {
+pub(crate) struct Qemu {
     child: Child,
     stdin: Option<ChildStdin>,
     serial: Arc<Mutex<Vec<u8>>>,
@@ -1266,7 +1271,7 @@ fn capture(r: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>) -> JoinHandl
 
 impl Qemu {
     /// Starts the boot (waiting first for a free boot slot; the timeout starts after that).
-    pub fn start(spec: &BootSpec) -> Result<Qemu> {
+    pub(crate) fn start(spec: &BootSpec) -> Result<Qemu> {
         let slot = SlotPermit::acquire();
         let esc = |p: &str| p.replace(',', ",,");
         let netdev = match &spec.source {
@@ -1325,12 +1330,12 @@ impl Qemu {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The serial output so far, ANSI escapes stripped.
-    pub fn serial(&self) -> String {
+    pub(crate) fn serial(&self) -> String {
         strip_ansi(&self.serial.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
@@ -1360,7 +1365,7 @@ impl Qemu {
 
     /// Waits until `needle` appears in the serial output after the previous match, at most
     /// `timeout` (and never past the boot's deadline).
-    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<()> {
+    pub(crate) fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<()> {
         let deadline = self.deadline.min(Instant::now() + timeout);
         loop {
             let serial = self.serial();
@@ -1383,7 +1388,7 @@ impl Qemu {
     }
 
     /// Sends keys to the serial console, 200 ms apart.
-    pub fn send_keys(&mut self, keys: &[Key]) -> Result<()> {
+    pub(crate) fn send_keys(&mut self, keys: &[Key]) -> Result<()> {
         let stdin = self.stdin.as_mut().ok_or_else(|| anyhow!("QEMU's stdin is closed"))?;
         for k in keys {
             stdin.write_all(&k.bytes())?;
@@ -1395,7 +1400,7 @@ impl Qemu {
 
     /// Waits for QEMU to exit (the initramfs powers off; `-no-reboot`), killing it at the
     /// boot's deadline.
-    pub fn wait_exit(mut self) -> Result<BootLog> {
+    pub(crate) fn wait_exit(mut self) -> Result<BootLog> {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 for r in self.readers.drain(..) {
@@ -1429,7 +1434,7 @@ impl Drop for Qemu {
 }
 
 /// Boots `spec`, walking the menu `steps`, and waits for QEMU to power off.
-pub fn boot(spec: &BootSpec, steps: &[MenuStep]) -> Result<BootLog> {
+pub(crate) fn boot(spec: &BootSpec, steps: &[MenuStep]) -> Result<BootLog> {
     let mut q = Qemu::start(spec)?;
     for step in steps {
         q.wait_for(&step.wait_for, spec.timeout)?;
@@ -1446,7 +1451,7 @@ pub fn boot(spec: &BootSpec, steps: &[MenuStep]) -> Result<BootLog> {
 }
 
 /// [`boot`], then the marker, which must name `machine` and `generation`.
-pub fn boot_expect(
+pub(crate) fn boot_expect(
     spec: &BootSpec,
     steps: &[MenuStep],
     machine: &str,
@@ -1458,12 +1463,12 @@ pub fn boot_expect(
 }
 
 /// An iPXE script booting `kernel` with `initrd` and the kernel command line `cmdline`.
-pub fn ipxe_script(kernel_url: &str, initrd_url: &str, cmdline: &str) -> String {
+pub(crate) fn ipxe_script(kernel_url: &str, initrd_url: &str, cmdline: &str) -> String {
     format!("#!ipxe\nkernel {kernel_url} {cmdline}\ninitrd {initrd_url}\nboot\n")
 }
 
 /// A set of names, for checks such as "atftpd served exactly these files".
-pub fn served_by_atftpd(log: &str) -> BTreeSet<String> {
+pub(crate) fn served_by_atftpd(log: &str) -> BTreeSet<String> {
     log.lines()
         .filter_map(|l| l.split("Serving ").nth(1))
         .filter_map(|r| r.split(" to ").next())

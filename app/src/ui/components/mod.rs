@@ -1,8 +1,8 @@
 //! Pieces shared by several pages.
 
-mod error_box;
-mod layout;
-mod tags;
+pub mod error_box;
+pub mod layout;
+pub mod tags;
 
 pub use error_box::ErrorBox;
 pub use layout::Layout;

@@ -1,8 +1,8 @@
 //! One module per page.
 
-mod carriers;
-mod machine;
-mod machines;
+pub mod carriers;
+pub mod machine;
+pub mod machines;
 
 pub use carriers::CarriersPage;
 pub use machine::MachinePage;

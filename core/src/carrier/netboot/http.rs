@@ -99,24 +99,24 @@ fn machine_out(m: &Machine) -> MachineOut<'_> {
 }
 
 /// `<fqdn>/machine.json`.
-pub fn machine_json(m: &Machine) -> String {
+pub(super) fn machine_json(m: &Machine) -> String {
     serde_json::to_string_pretty(&machine_out(m)).expect("the machine serializes")
 }
 
 /// `<fqdn>/<N>/generation.json`.
-pub fn generation_json(m: &Machine, g: &Generation) -> String {
+pub(super) fn generation_json(m: &Machine, g: &Generation) -> String {
     serde_json::to_string_pretty(&generation_out(m, g)).expect("the generation serializes")
 }
 
 /// The machine object as it appears inside `machines.json`: every line after the first
 /// indented by four spaces, so [`machines_json`] only concatenates.
-pub fn machines_entry(machine_json: &str) -> String {
+pub(super) fn machines_entry(machine_json: &str) -> String {
     machine_json.replace('\n', "\n    ")
 }
 
 /// An entry of `machines.json` (made by [`machines_entry`]): its bytes, or where it sits
 /// in a `machines.json` written earlier (open).
-pub enum Entry {
+pub(super) enum Entry {
     Bytes(Vec<u8>),
     InFile(Arc<File>, Range<u64>),
 }
@@ -129,7 +129,7 @@ const EMPTY: &[u8] = b"{\n  \"machines\": []\n}";
 /// `machines.json` from its entries, which are only concatenated, and where each entry
 /// sits in it. Entries that follow each other in the file they come from are copied in
 /// one run, with the separator between them.
-pub fn machines_json(entries: Vec<Entry>) -> (FileParts, Vec<Range<u64>>) {
+pub(super) fn machines_json(entries: Vec<Entry>) -> (FileParts, Vec<Range<u64>>) {
     let mut out = FileParts::default();
     if entries.is_empty() {
         out.push_bytes(EMPTY);

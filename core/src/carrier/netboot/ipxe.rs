@@ -22,7 +22,7 @@ use super::model::{Machine, Spin};
 
 /// Which tree a script is written for.
 #[derive(Debug, Clone, Copy)]
-pub enum Tree<'a> {
+pub(super) enum Tree<'a> {
     Tftp,
     Http { url: &'a str },
 }
@@ -35,39 +35,39 @@ impl Tree<'_> {
         }
     }
 
-    pub fn boot_file(&self, fqdn: &str, number: u64, name: &str) -> String {
+    pub(super) fn boot_file(&self, fqdn: &str, number: u64, name: &str) -> String {
         match self {
             Tree::Tftp => format!("/boot/{fqdn}/{number}/{name}"),
             Tree::Http { url } => format!("{url}/{fqdn}/{number}/{name}"),
         }
     }
 
-    pub fn machine_menu(&self, fqdn: &str) -> String {
+    pub(super) fn machine_menu(&self, fqdn: &str) -> String {
         match self {
             Tree::Tftp => format!("/pxeserver/machines/{fqdn}/menu.ipxe"),
             Tree::Http { url } => format!("{url}/{fqdn}/menu.ipxe"),
         }
     }
 
-    pub fn main_menu(&self) -> String {
+    pub(super) fn main_menu(&self) -> String {
         format!("{}/ipxe/menu.ipxe", self.prefix())
     }
 
-    pub fn memdisk(&self) -> String {
+    pub(super) fn memdisk(&self) -> String {
         match self {
             Tree::Tftp => "/memdisk".to_string(),
             Tree::Http { url } => format!("{url}/ipxe/memdisk"),
         }
     }
 
-    pub fn memtest(&self) -> String {
+    pub(super) fn memtest(&self) -> String {
         match self {
             Tree::Tftp => "/boot/memtest86/memtest.bin".to_string(),
             Tree::Http { url } => format!("{url}/ipxe/memtest.bin"),
         }
     }
 
-    pub fn iso_image(&self, file: &str) -> String {
+    pub(super) fn iso_image(&self, file: &str) -> String {
         match self {
             Tree::Tftp => format!("/boot/iso-images/{file}"),
             Tree::Http { url } => format!("{url}/ipxe/iso-images/{file}"),
@@ -76,7 +76,7 @@ impl Tree<'_> {
 }
 
 /// `ipxe/boot.ipxe`, the same in both trees (its chains are relative to itself).
-pub fn boot_script() -> String {
+pub(super) fn boot_script() -> String {
     "#!ipxe\n\
      # carrier netboot: this NIC's own menu when there is one, else the main menu.\n\
      chain --autofree 01-${mac:hexhyp}.ipxe || chain --autofree menu.ipxe\n"
@@ -85,7 +85,7 @@ pub fn boot_script() -> String {
 
 /// `ipxe/menu.ipxe`. `machines` are `(spin, fqdn, label)` sorted by profile name;
 /// spins are listed in first-appearance order, like the PXELINUX main menu.
-pub fn main_menu(
+pub(super) fn main_menu(
     tree: Tree,
     host_name: &str,
     machines: &[(Spin, &str, &str)],
@@ -143,7 +143,7 @@ pub fn main_menu(
 /// A machine's `menu.ipxe` (`timeout_ms` 0: wait for a choice) or `auto.ipxe` (boot the
 /// default after `timeout_ms`). The current generation comes first and is the default
 /// (for vpsAdminOS its `default` variant); every other generation follows, newest first.
-pub fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String {
+pub(super) fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -15,14 +15,14 @@ use super::config::NetbootConfig;
 
 /// Which tree a directory belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub(super) enum Side {
     Tftp,
     Http,
 }
 
 /// The names of the roots and of their objects directories.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(super) struct Layout {
     tftp_objects: PathBuf,
     http_objects: PathBuf,
     tftp_objects_name: String,
@@ -32,7 +32,7 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(cfg: &NetbootConfig) -> Layout {
+    pub(super) fn new(cfg: &NetbootConfig) -> Layout {
         let (tftp_objects, http_objects) = (cfg.tftp_objects(), cfg.http_objects());
         Layout {
             tftp_objects_name: file_name(&tftp_objects),
@@ -45,7 +45,7 @@ impl Layout {
     }
 
     /// The objects directory of a tree (`<root>.objects`).
-    pub fn objects(&self, side: Side) -> &Path {
+    pub(super) fn objects(&self, side: Side) -> &Path {
         match side {
             Side::Tftp => &self.tftp_objects,
             Side::Http => &self.http_objects,
@@ -53,22 +53,22 @@ impl Layout {
     }
 
     /// `boot/<fqdn>` in the TFTP tree → the object's boot directory.
-    pub fn tftp_boot_target(&self, key: &str) -> PathBuf {
+    pub(super) fn tftp_boot_target(&self, key: &str) -> PathBuf {
         PathBuf::from(format!("../../{}/{key}/boot", self.tftp_objects_name))
     }
 
     /// `pxeserver/machines/<fqdn>` in the TFTP tree → the object's menus.
-    pub fn tftp_menus_target(&self, key: &str) -> PathBuf {
+    pub(super) fn tftp_menus_target(&self, key: &str) -> PathBuf {
         PathBuf::from(format!("../../../{}/{key}/menus", self.tftp_objects_name))
     }
 
     /// `<fqdn>` in the HTTP tree → the object's tree.
-    pub fn http_target(&self, key: &str) -> PathBuf {
+    pub(super) fn http_target(&self, key: &str) -> PathBuf {
         PathBuf::from(format!("../{}/{key}/tree", self.http_objects_name))
     }
 
     /// `<name>` at a tree's root → the shared directory `key` in the objects directory.
-    pub fn shared_target(&self, side: Side, key: &str) -> PathBuf {
+    pub(super) fn shared_target(&self, side: Side, key: &str) -> PathBuf {
         let objects = match side {
             Side::Tftp => &self.tftp_objects_name,
             Side::Http => &self.http_objects_name,
@@ -80,7 +80,7 @@ impl Layout {
     /// in the tree being served: through the root symlink, which sits next to the
     /// objects directory. A shared directory is reached from every tree that uses it, so
     /// a link in it cannot lead into one tree directly.
-    pub fn via_root(&self, side: Side, path: &str) -> PathBuf {
+    pub(super) fn via_root(&self, side: Side, path: &str) -> PathBuf {
         let root = match side {
             Side::Tftp => &self.tftp_root_name,
             Side::Http => &self.http_root_name,

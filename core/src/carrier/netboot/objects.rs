@@ -67,7 +67,7 @@ const KEY_BYTES: usize = 12;
 
 /// What a build needs of a machine without reading its object's files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Meta {
+pub(super) struct Meta {
     pub machine: MachineSummary,
     /// Faults that did not leave the machine out (a skipped generation, an invalid MAC).
     pub faults: Vec<Fault>,
@@ -97,7 +97,7 @@ struct Index {
     trees: HashMap<String, Vec<DirRecord>>,
 }
 
-pub struct ObjectStore {
+pub(super) struct ObjectStore {
     layout: Layout,
     tftp: PathBuf,
     http: PathBuf,
@@ -122,7 +122,7 @@ pub struct ObjectStore {
 impl ObjectStore {
     /// Opens (creates) the object directories, removes unfinished objects and reads the
     /// index.
-    pub fn open(cfg: &NetbootConfig) -> Result<Self, NetbootError> {
+    pub(super) fn open(cfg: &NetbootConfig) -> Result<Self, NetbootError> {
         let layout = Layout::new(cfg);
         let tftp = layout.objects(Side::Tftp).to_path_buf();
         let http = layout.objects(Side::Http).to_path_buf();
@@ -181,7 +181,7 @@ impl ObjectStore {
     }
 
     /// The key of a profile's object.
-    pub fn key(&self, profile: &ProfileLinks) -> String {
+    pub(super) fn key(&self, profile: &ProfileLinks) -> String {
         let mut h = Sha256::new();
         h.update(&self.settings_key);
         let mut field = |b: &[u8]| {
@@ -204,7 +204,7 @@ impl ObjectStore {
 
     /// The object's summary, when a complete object exists for `key`: from the index
     /// (taken out of it: call once per key), else from the object's `meta.json`.
-    pub fn load(&self, key: &str) -> Option<Meta> {
+    pub(super) fn load(&self, key: &str) -> Option<Meta> {
         if !(self.tftp_names.contains(key) && self.http_names.contains(key)) {
             return None;
         }
@@ -218,7 +218,7 @@ impl ObjectStore {
     /// `machines.json` of the published machines, and where each entry sits in it.
     /// Entries come from the served `machines.json` when the index describes it (copied
     /// by the kernel, in runs), else from the objects' `entry.json`.
-    pub fn machines_json(
+    pub(super) fn machines_json(
         &self,
         published: &[(String, Meta)],
     ) -> Result<(FileParts, Vec<Range<u64>>), NetbootError> {
@@ -241,7 +241,7 @@ impl ObjectStore {
 
     /// The [`DirRecord`]s of the trees written by the last two builds, by tree directory
     /// path.
-    pub fn tree_records(&self) -> &HashMap<String, Vec<DirRecord>> {
+    pub(super) fn tree_records(&self) -> &HashMap<String, Vec<DirRecord>> {
         &self.trees
     }
 
@@ -249,7 +249,7 @@ impl ObjectStore {
     /// their entries sit in `machines_json` (the file just published, its entries at
     /// `ranges`, in the order of `published`) and the trees' `records`. Written under a
     /// temporary name and renamed, so a reader sees the old index or the new one.
-    pub fn save_index(
+    pub(super) fn save_index(
         &self,
         published: &[(String, Meta)],
         ranges: &[Range<u64>],
@@ -282,7 +282,7 @@ impl ObjectStore {
     /// links inside it must not lead out of it (they would resolve from the objects
     /// directory); links that reach into the tree go through the root symlink
     /// ([`Layout::via_root`]).
-    pub fn shared_dir(&self, side: Side, spec: &DirSpec) -> Result<PathBuf, NetbootError> {
+    pub(super) fn shared_dir(&self, side: Side, spec: &DirSpec) -> Result<PathBuf, NetbootError> {
         let mut h = Sha256::new();
         h.update(FORMAT);
         h.update(b"\0shared dir\0");
@@ -302,18 +302,18 @@ impl ObjectStore {
     }
 
     /// Keys of the shared directories used by the trees written in this build.
-    pub fn shared_used(&self) -> Vec<String> {
+    pub(super) fn shared_used(&self) -> Vec<String> {
         self.shared_used.lock().expect("used keys").clone()
     }
 
     /// Where the objects are and how the trees link to them.
-    pub fn layout(&self) -> &Layout {
+    pub(super) fn layout(&self) -> &Layout {
         &self.layout
     }
 
     /// Saves a machine's rendered `content` (with `meta.json` from `meta`) as the object
     /// `key`. Safe to call from several threads for different keys.
-    pub fn save(
+    pub(super) fn save(
         &self,
         key: &str,
         content: MachineContent,
@@ -338,7 +338,7 @@ impl ObjectStore {
     }
 
     /// Removes every object not in `keep` (the index stays).
-    pub fn collect_garbage(&self, keep: &HashSet<String>, warnings: &mut Vec<String>) {
+    pub(super) fn collect_garbage(&self, keep: &HashSet<String>, warnings: &mut Vec<String>) {
         let created = self.created.lock().expect("created keys");
         for (dir, names) in [(&self.tftp, &self.tftp_names), (&self.http, &self.http_names)] {
             for name in names.iter().chain(created.iter()) {
@@ -357,7 +357,7 @@ impl ObjectStore {
     }
 
     /// Removes the objects made by this build (whose publication failed).
-    pub fn discard_created(&self) {
+    pub(super) fn discard_created(&self) {
         for key in self.created.lock().expect("created keys").iter() {
             let _ = remove_path(&self.tftp.join(key));
             let _ = remove_path(&self.http.join(key));

@@ -64,7 +64,11 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 /// Runs `build` under the lock at `lock_file`, coalescing concurrent requests (see the
 /// module documentation). With `wait` false, a call that finds a build running returns
 /// [`Outcome::Queued`] at once.
-pub fn coalesced<F>(lock_file: &Path, wait: bool, mut build: F) -> Result<Outcome, NetbootError>
+pub(super) fn coalesced<F>(
+    lock_file: &Path,
+    wait: bool,
+    mut build: F,
+) -> Result<Outcome, NetbootError>
 where
     F: FnMut() -> Result<BuildReport, NetbootError>,
 {
@@ -249,7 +253,7 @@ impl Root {
 
 /// Publishes each tree's content at its root, atomically: [`Staged::write`], then
 /// [`Staged::install`].
-pub fn publish(
+pub(super) fn publish(
     trees: &[(&Path, &DirSpec)],
     known: &HashMap<String, Vec<DirRecord>>,
     warnings: &mut Vec<String>,
@@ -258,7 +262,7 @@ pub fn publish(
 }
 
 /// Trees written and not yet served.
-pub struct Staged {
+pub(super) struct Staged {
     roots: Vec<Root>,
     suffix: String,
     dirs: Vec<PathBuf>,
@@ -267,7 +271,7 @@ pub struct Staged {
 
 /// What [`publish`] did.
 #[derive(Debug)]
-pub struct Published {
+pub(super) struct Published {
     /// The tree directories now served, in the order of the roots.
     pub dirs: Vec<PathBuf>,
     /// The [`DirRecord`]s of the trees just written and of the trees served until now
@@ -282,7 +286,7 @@ impl Staged {
     /// problems that did not stop publishing (a leftover that could not be removed). If
     /// writing fails, the directories being written are removed.
     /// `known` holds the [`DirRecord`]s of earlier builds by tree directory path.
-    pub fn write(
+    pub(super) fn write(
         trees: &[(&Path, &DirSpec)],
         known: &HashMap<String, Vec<DirRecord>>,
         warnings: &mut Vec<String>,
@@ -340,7 +344,7 @@ impl Staged {
     /// the earlier ones are undone and the new trees removed. The trees served until
     /// now are kept: they are the next build's spares, and their records in `known`
     /// are passed on.
-    pub fn install(
+    pub(super) fn install(
         self,
         known: &HashMap<String, Vec<DirRecord>>,
     ) -> Result<Published, NetbootError> {

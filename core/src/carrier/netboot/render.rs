@@ -18,7 +18,7 @@ pub const IPXE_AUTO_TIMEOUT_MS: u32 = 5000;
 /// A machine's part of the trees: what `boot/<fqdn>`, `pxeserver/machines/<fqdn>` (TFTP)
 /// and `<fqdn>` (HTTP) show, and its entry of `machines.json`.
 #[derive(Debug)]
-pub struct MachineContent {
+pub(super) struct MachineContent {
     /// `boot/` (`<N>/bzImage`, `<N>/initrd`, `current`) and `menus/` (PXELINUX menus,
     /// `menu.ipxe`, `auto.ipxe`).
     pub tftp: DirSpec,
@@ -29,7 +29,7 @@ pub struct MachineContent {
 
 /// Renders a machine's part of both trees. Depends only on `m` and on the settings of
 /// `cfg` that the object key covers (`httpUrl`, memtest; the time zone is in `m`).
-pub fn machine(m: &Machine, cfg: &NetbootConfig) -> MachineContent {
+pub(super) fn machine(m: &Machine, cfg: &NetbootConfig) -> MachineContent {
     let memtest = cfg.memtest.as_ref().map(|mt| mt.params.as_slice());
     let current = m.current().number.to_string();
 
@@ -78,17 +78,17 @@ pub fn machine(m: &Machine, cfg: &NetbootConfig) -> MachineContent {
 /// A tree's content, and the directories at its root that are shared between successive
 /// trees while they stay the same (saved as objects, then linked at their name).
 #[derive(Debug)]
-pub struct TreeContent {
+pub(super) struct TreeContent {
     pub tree: DirSpec,
     pub shared: Vec<(&'static str, DirSpec)>,
 }
 
 /// A published machine: its object key and summary, in profile name order.
-pub type Published<'a> = (&'a str, &'a MachineSummary);
+pub(super) type Published<'a> = (&'a str, &'a MachineSummary);
 
 /// The TFTP tree: the syslinux files (`(name, content)`), menus, links to the machines'
 /// objects; `pxelinux.cfg/` and `ipxe/` shared.
-pub fn tftp_tree(
+pub(super) fn tftp_tree(
     cfg: &NetbootConfig,
     layout: &Layout,
     syslinux: Vec<(&'static str, Vec<u8>)>,
@@ -153,7 +153,7 @@ pub fn tftp_tree(
 
 /// The HTTP tree: `machines_json` (made by `objects`, mostly ranges of the served one),
 /// links to the machines' objects, `ipxe/` shared.
-pub fn http_tree(
+pub(super) fn http_tree(
     cfg: &NetbootConfig,
     layout: &Layout,
     memdisk: &Path,

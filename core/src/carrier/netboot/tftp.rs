@@ -8,7 +8,7 @@ use std::fmt::Write;
 use super::model::{Generation, Machine, Spin};
 
 /// `pxelinux.cfg/default`.
-pub fn main_menu(
+pub(super) fn main_menu(
     host_name: &str,
     spins: &[Spin],
     has_iso_images: bool,
@@ -42,7 +42,7 @@ pub fn main_menu(
 }
 
 /// `pxeserver/<spin>.cfg`: `machines` are `(fqdn, label)`, already sorted by profile name.
-pub fn spin_menu(spin: Spin, machines: &[(&str, &str)]) -> String {
+pub(super) fn spin_menu(spin: Spin, machines: &[(&str, &str)]) -> String {
     let mut out = String::new();
     header(&mut out, &[&format!("MENU TITLE {}", spin.menu_label())]);
     for (fqdn, label) in machines {
@@ -58,7 +58,7 @@ pub fn spin_menu(spin: Spin, machines: &[(&str, &str)]) -> String {
 }
 
 /// `pxeserver/iso-images.cfg`: `images` are `(file name under boot/iso-images, label)`.
-pub fn iso_menu(images: &[(String, String)]) -> String {
+pub(super) fn iso_menu(images: &[(String, String)]) -> String {
     let mut out = String::new();
     header(&mut out, &["MENU TITLE ISO images"]);
     for (i, (file, label)) in images.iter().enumerate() {
@@ -77,7 +77,7 @@ pub fn iso_menu(images: &[(String, String)]) -> String {
 }
 
 /// The files of `pxeserver/machines/<fqdn>/`: `(file name, content)`.
-pub fn machine_files(m: &Machine, memtest: Option<&[String]>) -> Vec<(String, String)> {
+pub(super) fn machine_files(m: &Machine, memtest: Option<&[String]>) -> Vec<(String, String)> {
     match m.spin {
         Spin::Nixos => vec![
             ("menu.cfg".to_string(), nixos_menu(m, memtest)),

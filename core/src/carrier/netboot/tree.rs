@@ -23,7 +23,7 @@ use crate::links::read_link_at;
 
 /// The content of a directory: its entries by name, in the order they were added.
 #[derive(Debug, Default)]
-pub struct DirSpec {
+pub(super) struct DirSpec {
     entries: Vec<(String, Node)>,
 }
 
@@ -38,7 +38,7 @@ enum Node {
 /// The content of a file made of bytes and of ranges of another open file, which the
 /// kernel copies (`copy_file_range`) without passing them through this process.
 #[derive(Debug, Default)]
-pub struct FileParts {
+pub(super) struct FileParts {
     pub(super) parts: Vec<Part>,
     len: u64,
 }
@@ -56,11 +56,11 @@ pub(super) enum Part {
 
 impl FileParts {
     /// The length of the content so far.
-    pub fn len(&self) -> u64 {
+    pub(super) fn len(&self) -> u64 {
         self.len
     }
 
-    pub fn push_bytes(&mut self, bytes: &[u8]) {
+    pub(super) fn push_bytes(&mut self, bytes: &[u8]) {
         self.len += bytes.len() as u64;
         if let Some(Part::Bytes(last)) = self.parts.last_mut() {
             last.extend_from_slice(bytes);
@@ -71,7 +71,7 @@ impl FileParts {
 
     /// Appends `len` bytes of `file` from `offset`; a range that continues the previous
     /// one in the same file extends it.
-    pub fn push_range(&mut self, file: &Arc<File>, offset: u64, len: u64) {
+    pub(super) fn push_range(&mut self, file: &Arc<File>, offset: u64, len: u64) {
         self.len += len;
         if let Some(Part::Range { file: f, offset: o, len: l }) = self.parts.last_mut()
             && Arc::ptr_eq(f, file)
@@ -84,7 +84,7 @@ impl FileParts {
     }
 
     /// Where the last part, if it is a range, ends in its file.
-    pub fn last_range_end(&self, file: &Arc<File>) -> Option<u64> {
+    pub(super) fn last_range_end(&self, file: &Arc<File>) -> Option<u64> {
         match self.parts.last() {
             Some(Part::Range { file: f, offset, len }) if Arc::ptr_eq(f, file) => {
                 Some(offset + len)
@@ -109,7 +109,7 @@ impl FileParts {
     }
 
     /// Writes the content to the (empty) file `out`.
-    pub fn write_to(&self, out: &mut File) -> std::io::Result<()> {
+    pub(super) fn write_to(&self, out: &mut File) -> std::io::Result<()> {
         use std::io::{Seek, SeekFrom, Write};
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::FileExt;
@@ -169,24 +169,24 @@ impl FileParts {
 }
 
 impl DirSpec {
-    pub fn file(&mut self, name: impl Into<String>, content: impl Into<Vec<u8>>) {
+    pub(super) fn file(&mut self, name: impl Into<String>, content: impl Into<Vec<u8>>) {
         self.entries.push((name.into(), Node::File(content.into())));
     }
 
-    pub fn parts(&mut self, name: impl Into<String>, parts: FileParts) {
+    pub(super) fn parts(&mut self, name: impl Into<String>, parts: FileParts) {
         self.entries.push((name.into(), Node::Parts(parts)));
     }
 
-    pub fn link(&mut self, name: impl Into<String>, target: impl Into<PathBuf>) {
+    pub(super) fn link(&mut self, name: impl Into<String>, target: impl Into<PathBuf>) {
         self.entries.push((name.into(), Node::Link(target.into())));
     }
 
-    pub fn dir(&mut self, name: impl Into<String>, spec: DirSpec) {
+    pub(super) fn dir(&mut self, name: impl Into<String>, spec: DirSpec) {
         self.entries.push((name.into(), Node::Dir(spec)));
     }
 
     /// Feeds the content into `h`: equal content, equal hash (a shared directory's key).
-    pub fn hash(&self, h: &mut Sha256) {
+    pub(super) fn hash(&self, h: &mut Sha256) {
         for (name, node) in &self.entries {
             let (tag, bytes): (u8, &[u8]) = match node {
                 Node::File(c) => (b'f', c),
@@ -212,7 +212,7 @@ impl DirSpec {
 
     /// Creates the directory `dir`, which must not exist, holding this content: what a
     /// new directory costs, without the listing and comparing of [`DirSpec::sync`].
-    pub fn create(&self, dir: &Path) -> Result<(), NetbootError> {
+    pub(super) fn create(&self, dir: &Path) -> Result<(), NetbootError> {
         let w = Writer;
         w.dir(dir)?;
         for (name, node) in &self.entries {
@@ -234,7 +234,11 @@ impl DirSpec {
     /// Returns a [`DirRecord`] of every directory with many links, and trusts `known`
     /// records (of an earlier call on the same directory) whose directory was not
     /// modified since.
-    pub fn sync(&self, dir: &Path, known: &[DirRecord]) -> Result<Vec<DirRecord>, NetbootError> {
+    pub(super) fn sync(
+        &self,
+        dir: &Path,
+        known: &[DirRecord],
+    ) -> Result<Vec<DirRecord>, NetbootError> {
         let mut records = Vec::new();
         self.sync_in(dir, "", known, &mut records)?;
         Ok(records)
@@ -339,7 +343,7 @@ impl DirSpec {
 /// modification and change time. Writing a file, or adding, removing or replacing an
 /// entry of a directory, changes the times.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stamp {
+pub(super) struct Stamp {
     dev: u64,
     ino: u64,
     pub size: u64,
@@ -348,7 +352,7 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    pub fn of(m: &std::fs::Metadata) -> Stamp {
+    pub(super) fn of(m: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
         Stamp {
@@ -361,7 +365,7 @@ impl Stamp {
     }
 
     /// The stamp of `path` itself (a symlink is not followed).
-    pub fn of_path(path: &Path) -> std::io::Result<Stamp> {
+    pub(super) fn of_path(path: &Path) -> std::io::Result<Stamp> {
         std::fs::symlink_metadata(path).map(|m| Stamp::of(&m))
     }
 }
@@ -376,7 +380,7 @@ const RECORD_MIN_LINKS: usize = 64;
 /// changes it, and symlinks cannot be changed in place: it need not read each link to
 /// find the few that changed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DirRecord {
+pub(super) struct DirRecord {
     /// Relative to the tree.
     path: String,
     stamp: Stamp,
@@ -400,13 +404,13 @@ fn same_content(path: &Path, content: &[u8]) -> bool {
 }
 
 /// An I/O error with what was being done, naming the path.
-pub fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetbootError {
+pub(super) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetbootError {
     let context = context.into();
     move |source| NetbootError::Io { context, source }
 }
 
 /// Removes a file, a symlink or a whole directory tree (symlinks are not followed).
-pub fn remove_path(path: &Path) -> std::io::Result<()> {
+pub(super) fn remove_path(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
@@ -441,12 +445,12 @@ impl Writer {
 /// A tree as the golden files of `core/tests/fixtures/netboot` show it: one entry per
 /// listing line (`dir/`, `link -> target`, `file`), with the content of each file.
 #[cfg(test)]
-pub type Golden = std::collections::BTreeMap<String, Option<String>>;
+pub(super) type Golden = std::collections::BTreeMap<String, Option<String>>;
 
 #[cfg(test)]
 impl DirSpec {
     /// This content as it appears in a golden file at `prefix` (no trailing `/`).
-    pub fn golden(&self, prefix: &str) -> Golden {
+    pub(super) fn golden(&self, prefix: &str) -> Golden {
         let mut out = Golden::new();
         self.golden_into(prefix, &mut out);
         out
@@ -480,7 +484,7 @@ impl DirSpec {
 
 /// A golden file (see [`Golden`]) parsed.
 #[cfg(test)]
-pub fn parse_golden(text: &str) -> Golden {
+pub(super) fn parse_golden(text: &str) -> Golden {
     let (listing, contents) = text.split_once("\n\n==== ").map_or((text, ""), |(l, c)| (l, c));
     let mut files = std::collections::HashMap::new();
     for block in format!("\n==== {contents}").split("\n==== ").skip(1) {
