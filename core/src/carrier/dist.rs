@@ -86,8 +86,20 @@ impl StoreDir {
     /// The real path of `path` (every symlink resolved) when it is a store path or lies
     /// inside one.
     pub fn resolve(&self, path: &Path) -> Result<PathBuf, DistFileError> {
+        // A store path named by the store's real path that is no symlink is its own real
+        // path: one `lstat` instead of a resolution of every component (a toplevel).
+        if path.parent() == Some(self.real.as_path())
+            && std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink())
+        {
+            return Ok(path.to_path_buf());
+        }
         let real = std::fs::canonicalize(path)
             .map_err(|source| DistFileError::Io { path: path.into(), source })?;
+        self.check_inside(path, real)
+    }
+
+    /// `real` (the real path of `path`) when it lies inside a store path.
+    fn check_inside(&self, path: &Path, real: PathBuf) -> Result<PathBuf, DistFileError> {
         match real.strip_prefix(&self.real) {
             Ok(rest) if rest.components().next().is_some() => Ok(real),
             _ => Err(DistFileError::OutsideStore {
@@ -98,23 +110,74 @@ impl StoreDir {
         }
     }
 
-    /// [`StoreDir::resolve`] of a path that must be a regular file (a boot file to link).
-    pub fn resolve_file(&self, path: &Path) -> Result<PathBuf, DistFileError> {
-        let real = self.resolve(path)?;
-        match std::fs::metadata(&real) {
-            Ok(m) if m.is_file() => Ok(real),
-            Ok(_) => Err(DistFileError::NotAFile { path: path.into() }),
-            Err(source) => Err(DistFileError::Io { path: path.into(), source }),
+    /// The files of the dist linked at `link` (a generation link of a carried profile).
+    /// The link is resolved once here; see [`Dist`].
+    pub fn dist<'a>(&'a self, link: &'a Path) -> Dist<'a> {
+        Dist { store: self, link, real: self.resolve(link).ok() }
+    }
+}
+
+/// The files of one dist, by name. Its link is resolved once: a file that is no symlink
+/// has the real path `<real dist>/<name>` and needs one `lstat`, not a resolution of the
+/// whole path per file (a netboot build reads five files of thousands of generations).
+/// A file that is a symlink, and every file of a dist whose link does not resolve inside
+/// the store, is resolved in full, so errors are the same either way. Errors name the path
+/// as given, `<link>/<name>`.
+#[derive(Debug)]
+pub struct Dist<'a> {
+    store: &'a StoreDir,
+    link: &'a Path,
+    /// The link's real path when it lies in the store.
+    real: Option<PathBuf>,
+}
+
+impl Dist<'_> {
+    /// `<link>/<name>`, the path errors name.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.link.join(name)
+    }
+
+    /// The real path of file `name` and, when it was no symlink, its metadata.
+    fn resolve(&self, name: &str) -> Result<(PathBuf, Option<std::fs::Metadata>), DistFileError> {
+        let given = self.path(name);
+        let Some(dir) = &self.real else {
+            return self.store.resolve(&given).map(|real| (real, None));
+        };
+        let candidate = dir.join(name);
+        match std::fs::symlink_metadata(&candidate) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let real = std::fs::canonicalize(&candidate)
+                    .map_err(|source| DistFileError::Io { path: given.clone(), source })?;
+                self.store.check_inside(&given, real).map(|real| (real, None))
+            }
+            Ok(m) => Ok((candidate, Some(m))),
+            Err(source) => Err(DistFileError::Io { path: given, source }),
         }
     }
 
-    /// The content of the regular file `path` ([`StoreDir::resolve`]d), at most `max`
-    /// bytes: a larger file is refused before anything is read. The real path is opened
-    /// with `O_NOFOLLOW` (a symlink put there after resolving is not followed) and
-    /// `O_NONBLOCK` (a FIFO does not hang the build).
-    pub fn read(&self, path: &Path, max: u64) -> Result<Vec<u8>, DistFileError> {
-        let real = self.resolve(path)?;
-        let io = |source| DistFileError::Io { path: path.into(), source };
+    /// The real path of `name`, which must be a regular file (a boot file to link).
+    pub fn resolve_file(&self, name: &str) -> Result<PathBuf, DistFileError> {
+        let (real, meta) = self.resolve(name)?;
+        let meta = match meta {
+            Some(m) => m,
+            None => std::fs::metadata(&real)
+                .map_err(|source| DistFileError::Io { path: self.path(name), source })?,
+        };
+        if meta.is_file() {
+            Ok(real)
+        } else {
+            Err(DistFileError::NotAFile { path: self.path(name) })
+        }
+    }
+
+    /// The content of the regular file `name`, at most `max` bytes: a larger file is
+    /// refused before anything is read. The real path is opened with `O_NOFOLLOW` (a
+    /// symlink put there after resolving is not followed) and `O_NONBLOCK` (a FIFO does not
+    /// hang the build).
+    pub fn read(&self, name: &str, max: u64) -> Result<Vec<u8>, DistFileError> {
+        let (real, _) = self.resolve(name)?;
+        let path = self.path(name);
+        let io = |source| DistFileError::Io { path: path.clone(), source };
         let file = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -122,20 +185,16 @@ impl StoreDir {
             .map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
-            return Err(DistFileError::NotAFile { path: path.into() });
+            return Err(DistFileError::NotAFile { path });
         }
         if meta.len() > max {
-            return Err(DistFileError::TooLarge { path: path.into(), size: meta.len(), max });
+            return Err(DistFileError::TooLarge { path, size: meta.len(), max });
         }
         let mut bytes = Vec::with_capacity(meta.len() as usize);
         // One byte more than allowed tells a file that grew since fstat.
         file.take(max + 1).read_to_end(&mut bytes).map_err(io)?;
         if bytes.len() as u64 > max {
-            return Err(DistFileError::TooLarge {
-                path: path.into(),
-                size: bytes.len() as u64,
-                max,
-            });
+            return Err(DistFileError::TooLarge { path, size: bytes.len() as u64, max });
         }
         Ok(bytes)
     }
@@ -230,46 +289,59 @@ mod tests {
 
     #[test]
     fn files_resolve_only_inside_the_store() {
-        let (t, store, dist) = fixture();
+        let (t, store, link) = fixture();
+        let dist = store.dist(&link);
         let real = |p: &str| std::fs::canonicalize(t.path().join(p)).unwrap();
-        assert_eq!(
-            store.resolve(&dist.join("kernel-params")).unwrap(),
-            real("store/aaaa-dist/kernel-params")
-        );
-        assert_eq!(
-            store.resolve_file(&dist.join("bzImage")).unwrap(),
-            real("store/bbbb-kernel/bzImage")
-        );
+        let resolved = |name| dist.resolve(name).map(|(real, _)| real);
+        assert_eq!(resolved("kernel-params").unwrap(), real("store/aaaa-dist/kernel-params"));
+        let in_store = real("store").join("bbbb-kernel");
+        assert_eq!(store.resolve(&in_store).unwrap(), in_store, "a store path is its real path");
+        let up = real("store").join("aaaa-dist/up");
+        assert!(matches!(store.resolve(&up), Err(DistFileError::OutsideStore { .. })));
+        assert_eq!(dist.resolve_file("bzImage").unwrap(), real("store/bbbb-kernel/bzImage"));
         for name in ["initrd", "machine.json"] {
-            let e = store.resolve(&dist.join(name)).unwrap_err();
+            let e = resolved(name).unwrap_err();
             assert!(matches!(e, DistFileError::OutsideStore { .. }), "{name}: {e}");
-            assert_eq!(e.path(), dist.join(name));
+            assert_eq!(e.path(), link.join(name));
             assert!(e.to_string().contains(&real("secret").display().to_string()), "{e}");
         }
         // The store directory itself is no store path.
-        assert!(matches!(store.resolve(&dist.join("up")), Err(DistFileError::OutsideStore { .. })));
-        assert!(matches!(
-            store.resolve_file(&dist.join("dir")),
-            Err(DistFileError::NotAFile { .. })
-        ));
-        assert!(store.resolve(&dist.join("missing")).unwrap_err().is_not_found());
+        assert!(matches!(resolved("up"), Err(DistFileError::OutsideStore { .. })));
+        assert!(matches!(dist.resolve_file("dir"), Err(DistFileError::NotAFile { .. })));
+        assert!(resolved("missing").unwrap_err().is_not_found());
+    }
+
+    /// A generation link is resolved once; the files of a link that leads out of the
+    /// store are refused like files that do, by their real path.
+    #[test]
+    fn the_link_of_a_dist_is_checked_too() {
+        let (t, store, link) = fixture();
+        let profiles = t.path().join("profiles");
+        std::fs::create_dir(&profiles).unwrap();
+        std::os::unix::fs::symlink(&link, profiles.join("confctl-a-1-link")).unwrap();
+        std::os::unix::fs::symlink(t.path(), profiles.join("confctl-b-1-link")).unwrap();
+        let inside = profiles.join("confctl-a-1-link");
+        let dist = store.dist(&inside);
+        assert_eq!(dist.read("kernel-params", 100).unwrap(), b"quiet");
+        assert_eq!(dist.path("kernel-params"), inside.join("kernel-params"));
+        let outside = profiles.join("confctl-b-1-link");
+        let e = store.dist(&outside).read("secret", 100).unwrap_err();
+        assert!(matches!(e, DistFileError::OutsideStore { .. }), "{e}");
+        assert_eq!(e.path(), outside.join("secret"));
     }
 
     #[test]
     fn reads_are_confined_and_capped() {
-        let (_t, store, dist) = fixture();
-        assert_eq!(store.read(&dist.join("kernel-params"), 5).unwrap(), b"quiet");
-        let e = store.read(&dist.join("kernel-params"), 4).unwrap_err();
+        let (_t, store, link) = fixture();
+        let dist = store.dist(&link);
+        assert_eq!(dist.read("kernel-params", 5).unwrap(), b"quiet");
+        let e = dist.read("kernel-params", 4).unwrap_err();
         assert!(matches!(e, DistFileError::TooLarge { size: 5, max: 4, .. }), "{e}");
         assert!(e.to_string().contains("is 5 bytes, more than the 4 bytes"), "{e}");
-        assert_eq!(
-            store.read(&dist.join("bzImage"), 100).unwrap(),
-            b"kernel",
-            "a link into another store path"
-        );
-        let e = store.read(&dist.join("machine.json"), 100).unwrap_err();
+        assert_eq!(dist.read("bzImage", 100).unwrap(), b"kernel", "a link into another store path");
+        let e = dist.read("machine.json", 100).unwrap_err();
         assert!(matches!(e, DistFileError::OutsideStore { .. }), "{e}");
-        assert!(matches!(store.read(&dist.join("dir"), 100), Err(DistFileError::NotAFile { .. })));
-        assert!(store.read(&dist.join("missing"), 100).unwrap_err().is_not_found());
+        assert!(matches!(dist.read("dir", 100), Err(DistFileError::NotAFile { .. })));
+        assert!(dist.read("missing", 100).unwrap_err().is_not_found());
     }
 }

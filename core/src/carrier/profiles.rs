@@ -21,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use super::dist::{DistFileError, MACHINE_JSON_MAX, StoreDir};
+use super::dist::{Dist, DistFileError, MACHINE_JSON_MAX, StoreDir};
 use super::json_fields::{FieldError, Fields};
 
 /// Where Nix keeps system-wide profiles, and so the carried `confctl-*` profiles.
@@ -174,7 +174,7 @@ impl Generation {
 
     /// Reads and checks this generation's `machine.json`, a file of a dist in `store`.
     pub fn read_machine_json(&self, store: &StoreDir) -> Result<MachineJson, ProfileError> {
-        MachineJson::load(&self.machine_json_path(), store)
+        MachineJson::read(&store.dist(&self.link))
     }
 }
 
@@ -353,11 +353,11 @@ pub struct MachineJson {
 }
 
 impl MachineJson {
-    /// Reads and checks `path`, a file of a dist: only when it lies in `store` and holds
-    /// at most [`MACHINE_JSON_MAX`] bytes (see [`super::dist`]).
-    pub fn load(path: &Path, store: &StoreDir) -> Result<Self, ProfileError> {
-        let bytes = store.read(path, MACHINE_JSON_MAX)?;
-        Self::parse(path, &bytes)
+    /// Reads and checks the `machine.json` of `dist`: only when it lies in the store and
+    /// holds at most [`MACHINE_JSON_MAX`] bytes (see [`super::dist`]).
+    pub fn read(dist: &Dist) -> Result<Self, ProfileError> {
+        let bytes = dist.read("machine.json", MACHINE_JSON_MAX)?;
+        Self::parse(&dist.path("machine.json"), &bytes)
     }
 
     /// Checks the JSON text `bytes`; `path` is only used in error messages.

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::config::TimeZone;
 use super::{Fault, FaultKind, GenerationSummary, MachineSummary};
-use crate::carrier::dist::{self, DistFileError, KERNEL_PARAMS_MAX, StoreDir};
+use crate::carrier::dist::{self, Dist, DistFileError, KERNEL_PARAMS_MAX, StoreDir};
 use crate::carrier::profiles::{self, MachineJson, Profile, ProfileError};
 
 /// The spins the netboot server can render.
@@ -279,10 +279,10 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
 
     let mut generations = Vec::new();
     for g in profile.generations.iter().rev() {
-        let json =
-            if g.current { Ok(current_json.clone()) } else { g.read_machine_json(ctx.store) };
+        let dist = ctx.store.dist(&g.link);
+        let json = if g.current { Ok(current_json.clone()) } else { MachineJson::read(&dist) };
         let resolved = json.map_err(|e| (read_fault_kind(&e), e.to_string()));
-        match resolved.and_then(|json| resolve_generation(g, json, spin, &url, ctx)) {
+        match resolved.and_then(|json| resolve_generation(g, &dist, json, spin, &url, ctx)) {
             Ok(generation) => generations.push(generation),
             Err((kind, message)) => {
                 let fault = Fault {
@@ -355,6 +355,7 @@ type GenFault = (FaultKind, String);
 
 fn resolve_generation(
     g: &profiles::Generation,
+    dist: &Dist,
     json: MachineJson,
     spin: Spin,
     machine_url: &str,
@@ -365,7 +366,7 @@ fn resolve_generation(
     let mut boot_files = Vec::new();
     for name in BOOT_FILES {
         // Linked into the served trees by their real path: only regular files in the store.
-        match ctx.store.resolve_file(&g.link.join(name)) {
+        match dist.resolve_file(name) {
             Ok(real) => {
                 boot_files.push(BootFile { name, path: real, url: format!("{url}/{name}") })
             }
@@ -394,8 +395,8 @@ fn resolve_generation(
             dist::STORE_DIR
         ))
     })?;
-    let params_path = g.link.join("kernel-params");
-    let raw_params: Vec<String> = match ctx.store.read(&params_path, KERNEL_PARAMS_MAX) {
+    let params_path = dist.path("kernel-params");
+    let raw_params: Vec<String> = match dist.read("kernel-params", KERNEL_PARAMS_MAX) {
         Ok(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|_| invalid(format!("'{}' is not UTF-8 text", params_path.display())))?;
