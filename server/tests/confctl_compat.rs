@@ -11,7 +11,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::netlab::{BootSource, BootSpec, Lab, Nginx, NginxOptions, boot_expect, tools};
+use support::netns::Lab;
+use support::nginx::{Nginx, NginxOptions};
+use support::qemu::{BootSource, BootSpec, boot_expect};
+use support::tools::tools;
 
 const NODE1_MAC: &str = "52:54:00:12:34:56";
 

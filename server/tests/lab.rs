@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::netlab::{run, run_ok};
+use support::processes::{run, run_ok};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Batch, Entry, generation_link, set_link_time, set_profile, switch_generation};
-use support::netlab::*;
+use support::{atftpd::*, fetch::*, initramfs::*, netns::*, nginx::*, qemu::*, tools::*};
 
 const FQDN: &str = "node1.netboot.test";
 const ALIAS: &str = "prg/node1";
