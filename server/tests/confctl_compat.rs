@@ -11,6 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use support::cli::{Carrier, ok, text};
 use support::netns::Lab;
 use support::nginx::{Nginx, NginxOptions};
 use support::qemu::{BootSource, BootSpec, boot_expect};
@@ -59,15 +60,11 @@ impl Example {
     }
 
     fn carrier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .arg("-C")
-            .arg(self.conf())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("cache"))
-            .args(args)
-            .env("CARRIER_SSH_CONFIG", self.lab().join("ssh_config"))
-            .output()
-            .unwrap()
+        Carrier::new()
+            .conf(self.conf())
+            .cache(self.tmp.path().join("cache"))
+            .ssh_config(self.lab().join("ssh_config"))
+            .output(args)
     }
 
     fn generation_json(&self, machine: &str) -> serde_json::Value {
@@ -105,14 +102,6 @@ impl Drop for Example {
             let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf));
         }
     }
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "exit {:?}\n{}", o.status.code(), text(o));
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// node1 of examples/confctl-doc boots the Debian kernel (`boot/vmlinuz`, see

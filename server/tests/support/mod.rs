@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod atftpd;
+pub(crate) mod cli;
 pub(crate) mod fetch;
 pub(crate) mod initramfs;
 pub(crate) mod netns;
