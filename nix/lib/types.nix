@@ -3,13 +3,11 @@
 # direct routes of listOf, attrsOf and submodules.
 self:
 let
-  b = builtins;
-  inherit (b)
+  inherit (builtins)
     attrNames attrValues isAttrs isList isFunction isString isInt isBool isFloat isPath
-    mapAttrs concatMap filter foldl' length head tail elem elemAt genList listToAttrs
+    mapAttrs concatMap filter foldl' length head tail elem elemAt genList
     concatStringsSep toJSON typeOf all any removeAttrs zipAttrsWith functionArgs
-    intersectAttrs substring stringLength replaceStrings match sort genericClosure
-    catAttrs hasAttr getAttr split concatLists groupBy;
+    intersectAttrs substring match catAttrs concatLists groupBy;
   inherit (self)
     applyModule concatMapStringsSep concatStrings configOf conflictMsg count dischargeDef
     evalLevel evalLevel1G evalLevelG evalModulesWith filterAttrs fix groupDefs
