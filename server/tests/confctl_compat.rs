@@ -11,7 +11,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::cli::{Carrier, ok, text};
+use support::cli::{Carrier, lab_ssh, ok, text};
 use support::netns::Lab;
 use support::nginx::{Nginx, NginxOptions};
 use support::qemu::{BootSource, BootSpec, boot_expect};
@@ -74,15 +74,7 @@ impl Example {
     }
 
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(self.lab().join("ssh_config"))
-            .arg(alias)
-            .args(argv)
-            .output()
-            .unwrap();
-        ok(&out);
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        lab_ssh(&self.lab().join("ssh_config"), alias, argv)
     }
 
     /// The machine's current build generation's toplevel.

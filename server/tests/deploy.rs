@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::cli::{Carrier, ok, text};
+use support::cli::{Carrier, lab_ssh, ok, text};
 
 struct Lab {
     tmp: tempfile::TempDir,
@@ -88,15 +88,7 @@ impl Lab {
 
     /// A command on a lab host; its exit status is checked.
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(self.dir().join("ssh_config"))
-            .arg(alias)
-            .args(argv)
-            .output()
-            .unwrap();
-        ok(&out);
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        lab_ssh(&self.dir().join("ssh_config"), alias, argv)
     }
 
     fn realpath(&self, alias: &str, path: &str) -> String {

@@ -1,4 +1,5 @@
-//! The `carrier` binary as the tests run it: one command builder and one success check.
+//! Commands as the tests run them: the `carrier` binary (one command builder, one success
+//! check) and ssh to the hosts of a `carrier lab up`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -76,4 +77,12 @@ pub(crate) fn ok(o: &Output) -> String {
 /// stdout followed by stderr, for messages and searches over both.
 pub(crate) fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `argv` on the lab host `alias` through the lab's `ssh_config` (host keys checked); its
+/// exit status is checked, its stdout returned trimmed.
+#[track_caller]
+pub(crate) fn lab_ssh(ssh_config: &Path, alias: &str, argv: &[&str]) -> String {
+    let out = Command::new("ssh").arg("-F").arg(ssh_config).arg(alias).args(argv).output();
+    ok(&out.expect("run ssh")).trim().to_string()
 }
