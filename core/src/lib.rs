@@ -12,6 +12,7 @@ pub mod lab;
 mod links;
 pub mod lock;
 pub mod nix;
+pub mod path_io;
 pub mod private_dir;
 pub mod process;
 pub mod remote;

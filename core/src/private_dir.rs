@@ -7,6 +7,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::path_io::PathIoError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PrivateDirError {
     #[error("'{}' is not a directory", path.display())]
@@ -24,20 +26,17 @@ pub enum PrivateDirError {
         path.display()
     )]
     Writable { path: PathBuf, who: &'static str, mode: u32 },
-    #[error("{action} '{}': {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
 }
 
 /// Creates `path` when missing (mode 0700, parents included), then [`check`]s it.
 pub fn ensure(path: &Path) -> Result<(), PrivateDirError> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|source| {
-        PrivateDirError::Io { action: "creating", path: path.to_path_buf(), source }
-    })?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| PrivateDirError::Io(PathIoError::at("creating", path)(source)))?;
     check(path)
 }
 
@@ -45,7 +44,7 @@ pub fn ensure(path: &Path) -> Result<(), PrivateDirError> {
 /// When `path` is a symlink, the link must be the caller's too (whoever owns it could
 /// point it elsewhere later).
 pub fn check(path: &Path) -> Result<(), PrivateDirError> {
-    let io = |source| PrivateDirError::Io { action: "reading", path: path.to_path_buf(), source };
+    let io = |source| PrivateDirError::Io(PathIoError::at("reading", path)(source));
     // SAFETY: geteuid has no preconditions and cannot fail.
     let caller = unsafe { libc::geteuid() };
     let link = std::fs::symlink_metadata(path).map_err(io)?;

@@ -255,6 +255,20 @@ let
   };
 
   # ------------------------------------------------------------ health checks
+  # How long a check is retried, and how often (both kinds of check).
+  checkTiming = {
+    timeout = mkOption {
+      type = types.ints.unsigned;
+      default = 60;
+      description = "Max number of seconds to wait for the check to pass";
+    };
+    cooldown = mkOption {
+      type = types.ints.unsigned;
+      default = 3;
+      description = "Number of seconds in between check attempts";
+    };
+  };
+
   systemdProperty = {
     _pureDefaults = true;
     options = {
@@ -266,17 +280,7 @@ let
         type = types.str;
         description = "value to be checked";
       };
-      timeout = mkOption {
-        type = types.ints.unsigned;
-        default = 60;
-        description = "Max number of seconds to wait for the check to pass";
-      };
-      cooldown = mkOption {
-        type = types.ints.unsigned;
-        default = 3;
-        description = "Number of seconds in between check attempts";
-      };
-    };
+    } // checkTiming;
   };
 
   outputCheck = what: {
@@ -316,17 +320,7 @@ let
       };
       standardOutput = outputCheck "output";
       standardError = outputCheck "error";
-      timeout = mkOption {
-        type = types.ints.unsigned;
-        default = 60;
-        description = "Max number of seconds to wait for the check to pass";
-      };
-      cooldown = mkOption {
-        type = types.ints.unsigned;
-        default = 3;
-        description = "Number of seconds in between check attempts";
-      };
-    };
+    } // checkTiming;
   };
 
   # ------------------------------------------------------------ the machine

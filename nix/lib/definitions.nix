@@ -4,13 +4,8 @@
 # the messages of failed checks.
 self:
 let
-  b = builtins;
-  inherit (b)
-    attrNames attrValues isAttrs isList isFunction isString isInt isBool isFloat isPath
-    mapAttrs concatMap filter foldl' length head tail elem elemAt genList listToAttrs
-    concatStringsSep toJSON typeOf all any removeAttrs zipAttrsWith functionArgs
-    intersectAttrs substring stringLength replaceStrings match sort genericClosure
-    catAttrs hasAttr getAttr split concatLists groupBy;
+  inherit (builtins)
+    isAttrs isInt isBool mapAttrs concatMap filter foldl' head tail all any sort;
   inherit (self)
     joinAnd min showFiles showOption showValue shortcuts;
 

@@ -3,13 +3,10 @@
 # collected with their imports, and evalModules.
 self:
 let
-  b = builtins;
-  inherit (b)
-    attrNames attrValues isAttrs isList isFunction isString isInt isBool isFloat isPath
-    mapAttrs concatMap filter foldl' length head tail elem elemAt genList listToAttrs
-    concatStringsSep toJSON typeOf all any removeAttrs zipAttrsWith functionArgs
-    intersectAttrs substring stringLength replaceStrings match sort genericClosure
-    catAttrs hasAttr getAttr split concatLists groupBy;
+  inherit (builtins)
+    attrNames isAttrs isFunction isString isPath concatMap length head elem elemAt
+    genList listToAttrs concatStringsSep typeOf all any removeAttrs functionArgs
+    intersectAttrs substring genericClosure;
   inherit (self)
     configOf evalLevelG genAttrs groupDefs id nameValuePair lib shortcuts;
 

@@ -3,13 +3,10 @@
 # options, files and values are shown in messages.
 self:
 let
-  b = builtins;
-  inherit (b)
-    attrNames attrValues isAttrs isList isFunction isString isInt isBool isFloat isPath
-    mapAttrs concatMap filter foldl' length head tail elem elemAt genList listToAttrs
-    concatStringsSep toJSON typeOf all any removeAttrs zipAttrsWith functionArgs
-    intersectAttrs substring stringLength replaceStrings match sort genericClosure
-    catAttrs hasAttr getAttr split concatLists groupBy;
+  inherit (builtins)
+    attrNames isAttrs isList isString concatMap filter foldl' length head tail elem
+    elemAt genList listToAttrs concatStringsSep toJSON typeOf zipAttrsWith substring
+    stringLength replaceStrings match genericClosure split;
   inherit (self)
     propTypes;
 
@@ -19,7 +16,7 @@ let
   fix = f: let x = f x; in x;
   min = x: y: if x < y then x else y;
   max = x: y: if x > y then x else y;
-  mod = base: int: base - (int * (b.div base int));
+  mod = base: int: base - (int * (builtins.div base int));
   isNull = x: x == null;
   optional = cond: x: if cond then [ x ] else [ ];
   optionals = cond: xs: if cond then xs else [ ];
@@ -96,7 +93,7 @@ let
   assertMsg = pred: msg: pred || throw msg;
   throwIf = cond: msg: if cond then throw msg else x: x;
   throwIfNot = cond: msg: if cond then x: x else throw msg;
-  warn = msg: b.trace "warning: ${msg}";
+  warn = msg: builtins.trace "warning: ${msg}";
   literalExpression = text: { _type = "literalExpression"; inherit text; };
   literalMD = text: { _type = "literalMD"; inherit text; };
   mdDoc = x: x;

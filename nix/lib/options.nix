@@ -4,13 +4,9 @@
 # options), including the planned trees of submodules.
 self:
 let
-  b = builtins;
-  inherit (b)
-    attrNames attrValues isAttrs isList isFunction isString isInt isBool isFloat isPath
-    mapAttrs concatMap filter foldl' length head tail elem elemAt genList listToAttrs
-    concatStringsSep toJSON typeOf all any removeAttrs zipAttrsWith functionArgs
-    intersectAttrs substring stringLength replaceStrings match sort genericClosure
-    catAttrs hasAttr getAttr split concatLists groupBy;
+  inherit (builtins)
+    attrNames isAttrs isList mapAttrs concatMap filter foldl' head tail listToAttrs all
+    any removeAttrs zipAttrsWith intersectAttrs;
   inherit (self)
     finalizeDefs hasTopOverride id keepBad mergeFinal mergeWith mkOptionType nameValuePair
     notDefinedMsg optionalAttrs pushDownWith showFiles showOption showValue typeMergeOf

@@ -3,13 +3,11 @@
 # direct routes of listOf, attrsOf and submodules.
 self:
 let
-  b = builtins;
-  inherit (b)
+  inherit (builtins)
     attrNames attrValues isAttrs isList isFunction isString isInt isBool isFloat isPath
-    mapAttrs concatMap filter foldl' length head tail elem elemAt genList listToAttrs
+    mapAttrs concatMap filter foldl' length head tail elem elemAt genList
     concatStringsSep toJSON typeOf all any removeAttrs zipAttrsWith functionArgs
-    intersectAttrs substring stringLength replaceStrings match sort genericClosure
-    catAttrs hasAttr getAttr split concatLists groupBy;
+    intersectAttrs substring match catAttrs concatLists groupBy;
   inherit (self)
     applyModule concatMapStringsSep concatStrings configOf conflictMsg count dischargeDef
     evalLevel evalLevel1G evalLevelG evalModulesWith filterAttrs fix groupDefs
@@ -45,6 +43,13 @@ let
   typeMergeOf = a: c:
     if a ? typeMerge then a.typeMerge c
     else if a.name == c.name && a.description == c.description then a
+    else null;
+
+  # The typeMerge of a type made of one element type (nullOr, listOf, attrsOf): the
+  # same type of the merged element types, or null if they do not merge.
+  elemTypeMerge = name: make: elemType: other:
+    if other.name == name then
+      (let e = typeMergeOf elemType other.elemType; in if e == null then null else make e)
     else null;
 
   mkOptionType =
@@ -192,10 +197,7 @@ let
         inherit merge' elemType;
         merge = merge' "<unknown-file>";
         isScalar = elemType.isScalar or false;
-        typeMerge = other:
-          if other.name == "nullOr" then
-            (let e = typeMergeOf elemType other.elemType; in if e == null then null else nullOr e)
-          else null;
+        typeMerge = elemTypeMerge "nullOr" nullOr elemType;
       } // optionalAttrs (shortcuts && elemType ? mergeOne) {
         mergeOne = declFile: loc: file: v: if v == null then null else elemType.mergeOne declFile loc file v;
       };
@@ -242,10 +244,7 @@ let
         check = x: isList x && (all elemType.check x || all (e: elemType.check e || isProp e) x);
         inherit merge' elemType;
         merge = merge' "<unknown-file>";
-        typeMerge = other:
-          if other.name == "listOf" then
-            (let e = typeMergeOf elemType other.elemType; in if e == null then null else listOf e)
-          else null;
+        typeMerge = elemTypeMerge "listOf" listOf elemType;
       } // optionalAttrs plainCheck {
         # a plain list of values of this scalar element type is its own merge
         plainElemCheck = elemType.check;
@@ -319,10 +318,7 @@ let
         lazyKeys = true;
         inherit merge' elemType;
         merge = merge' "<unknown-file>";
-        typeMerge = other:
-          if other.name == "attrsOf" then
-            (let e = typeMergeOf elemType other.elemType; in if e == null then null else attrsOf e)
-          else null;
+        typeMerge = elemTypeMerge "attrsOf" attrsOf elemType;
       };
     lazyAttrsOf = attrsOf;
 

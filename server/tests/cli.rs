@@ -1,30 +1,25 @@
 //! The `carrier` binary as a user runs it, against examples/cluster and real Nix.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
+
+use support::cli::{Carrier, ok};
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")
 }
 
-fn carrier(args: &[&str], cache: &std::path::Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_carrier"))
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout.clone()).unwrap()
+/// `carrier -C examples/cluster --cache-dir <cache>`.
+fn carrier(cache: &std::path::Path) -> Carrier {
+    Carrier::new().conf(example()).cache(cache)
 }
 
 #[test]
 fn ls_prints_the_managed_machines_table() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = stdout(&carrier(&["-C", example().to_str().unwrap(), "ls"], tmp.path()));
+    let out = ok(&carrier(tmp.path()).output(&["ls"]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "SPIN", "HOST.FQDN"]);
     assert!(
@@ -39,11 +34,7 @@ fn ls_prints_the_managed_machines_table() {
 #[test]
 fn ls_json_records_and_columns() {
     let tmp = tempfile::tempdir().unwrap();
-    let conf = example();
-    let out = stdout(&carrier(
-        &["-C", conf.to_str().unwrap(), "ls", "pxe-server#*", "--json"],
-        tmp.path(),
-    ));
+    let out = ok(&carrier(tmp.path()).output(&["ls", "pxe-server#*", "--json"]));
     let records: serde_json::Value = serde_json::from_str(&out).unwrap();
     let names: Vec<&str> =
         records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
@@ -58,23 +49,18 @@ fn ls_json_records_and_columns() {
     );
     assert_eq!(records[0]["runnable"], false);
 
-    let out = stdout(&carrier(
-        &[
-            "-C",
-            conf.to_str().unwrap(),
-            "ls",
-            "--managed",
-            "all",
-            "--tag",
-            "netboot",
-            "--tag",
-            "^rescue",
-            "-o",
-            "name,labels.boot",
-            "--json",
-        ],
-        tmp.path(),
-    ));
+    let out = ok(&carrier(tmp.path()).output(&[
+        "ls",
+        "--managed",
+        "all",
+        "--tag",
+        "netboot",
+        "--tag",
+        "^rescue",
+        "-o",
+        "name,labels.boot",
+        "--json",
+    ]));
     let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rows, serde_json::json!([{"name": "pxe-server#node1", "labels.boot": "pxe"}]));
 }
@@ -82,13 +68,12 @@ fn ls_json_records_and_columns() {
 #[test]
 fn bad_arguments_name_the_value() {
     let tmp = tempfile::tempdir().unwrap();
-    let conf = example();
-    let o = carrier(&["-C", conf.to_str().unwrap(), "ls", "--attr", "nonsense"], tmp.path());
+    let o = carrier(tmp.path()).output(&["ls", "--attr", "nonsense"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid --attr 'nonsense'"));
-    let o = carrier(&["-C", conf.to_str().unwrap(), "ls", "--managed", "maybe"], tmp.path());
+    let o = carrier(tmp.path()).output(&["ls", "--managed", "maybe"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid --managed 'maybe'"));
-    let o = carrier(&["-C", tmp.path().join("nowhere").to_str().unwrap(), "ls"], tmp.path());
+    let o = carrier(tmp.path()).conf(tmp.path().join("nowhere")).output(&["ls"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nowhere/cluster' does not exist"));
 }
@@ -96,17 +81,7 @@ fn bad_arguments_name_the_value() {
 #[test]
 fn missing_nix_says_how_to_install_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_carrier"))
-        .env("PATH", tmp.path())
-        .args([
-            "--cache-dir",
-            tmp.path().to_str().unwrap(),
-            "-C",
-            example().to_str().unwrap(),
-            "ls",
-        ])
-        .output()
-        .unwrap();
+    let o = carrier(tmp.path()).command(&["ls"]).env("PATH", tmp.path()).output().unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("Nix is not installed") && err.contains("apt-get install"), "{err}");
@@ -158,15 +133,11 @@ fn ls_does_not_follow_directory_symlinks() {
     std::os::unix::fs::symlink("..", conf.join("cluster/prg/up")).unwrap();
     std::os::unix::fs::symlink("/nix/store", conf.join("cluster/a/result")).unwrap();
     std::os::unix::fs::symlink(".", conf.join("self")).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
-    cmd.arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .arg("-C")
-        .arg(&conf)
-        .args(["ls", "--json"]);
+    let mut cmd =
+        Carrier::new().conf(&conf).cache(tmp.path().join("cache")).command(&["ls", "--json"]);
     let (o, timed_out) = run_with_timeout(&mut cmd, tmp.path(), std::time::Duration::from_secs(60));
     assert!(!timed_out, "`carrier ls` did not finish within 60 s");
-    let records: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let records: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
     let names: Vec<&str> =
         records.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["a", "prg/b"]);
@@ -176,13 +147,11 @@ fn ls_does_not_follow_directory_symlinks() {
 fn cache_dir_must_be_private_and_never_a_shared_default() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
-    let conf = example();
-    let conf = conf.to_str().unwrap();
 
     let open = tmp.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let o = carrier(&["-C", conf, "ls"], &open);
+    let o = carrier(&open).output(&["ls"]);
     assert!(!o.status.success(), "a world-writable cache was used");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("'{}'", open.display())) && err.contains("writable by"), "{err}");
@@ -194,7 +163,7 @@ fn cache_dir_must_be_private_and_never_a_shared_default() {
     std::fs::create_dir(&theirs).unwrap();
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
-    let o = carrier(&["-C", conf, "ls"], &theirs);
+    let o = carrier(&theirs).output(&["ls"]);
     assert!(!o.status.success(), "another user's cache was used");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -205,8 +174,9 @@ fn cache_dir_must_be_private_and_never_a_shared_default() {
     // No cache directory configured at all: an error, not a directory under $TMPDIR.
     let shared = tmp.path().join("shared-tmp");
     std::fs::create_dir(&shared).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_carrier"))
-        .args(["-C", conf, "ls"])
+    let o = Carrier::new()
+        .conf(example())
+        .command(&["ls"])
         .env_remove("CARRIER_CACHE_DIR")
         .env_remove("XDG_CACHE_HOME")
         .env_remove("HOME")

@@ -11,7 +11,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::netlab::{BootSource, BootSpec, Lab, Nginx, NginxOptions, boot_expect, tools};
+use support::cli::{Carrier, lab_ssh, ok, text};
+use support::netns::Lab;
+use support::nginx::{Nginx, NginxOptions};
+use support::qemu::{BootSource, BootSpec, boot_expect};
+use support::tools::tools;
 
 const NODE1_MAC: &str = "52:54:00:12:34:56";
 
@@ -56,15 +60,11 @@ impl Example {
     }
 
     fn carrier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .arg("-C")
-            .arg(self.conf())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("cache"))
-            .args(args)
-            .env("CARRIER_SSH_CONFIG", self.lab().join("ssh_config"))
-            .output()
-            .unwrap()
+        Carrier::new()
+            .conf(self.conf())
+            .cache(self.tmp.path().join("cache"))
+            .ssh_config(self.lab().join("ssh_config"))
+            .output(args)
     }
 
     fn generation_json(&self, machine: &str) -> serde_json::Value {
@@ -74,15 +74,7 @@ impl Example {
     }
 
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(self.lab().join("ssh_config"))
-            .arg(alias)
-            .args(argv)
-            .output()
-            .unwrap();
-        ok(&out);
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        lab_ssh(&self.lab().join("ssh_config"), alias, argv)
     }
 
     /// The machine's current build generation's toplevel.
@@ -102,14 +94,6 @@ impl Drop for Example {
             let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf));
         }
     }
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "exit {:?}\n{}", o.status.code(), text(o));
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// node1 of examples/confctl-doc boots the Debian kernel (`boot/vmlinuz`, see

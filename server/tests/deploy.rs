@@ -3,8 +3,12 @@
 //! profiles set by `carrier profile set` on the carrier. The first test mirrors the
 //! upstream acceptance scenario (spec 6.1) step by step; the others break things.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use support::cli::{Carrier, lab_ssh, ok, text};
 
 struct Lab {
     tmp: tempfile::TempDir,
@@ -41,16 +45,17 @@ impl Lab {
         self.dir().join("hosts").join(alias)
     }
 
+    /// `carrier` on this lab, with configuration directory `conf` and cache `cache` (below
+    /// the lab's temp dir).
+    fn cli(&self, conf: &Path, cache: &str) -> Carrier {
+        Carrier::new()
+            .conf(conf)
+            .cache(self.tmp.path().join(cache))
+            .ssh_config(self.dir().join("ssh_config"))
+    }
+
     fn carrier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .arg("-C")
-            .arg(self.conf())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("cache"))
-            .args(args)
-            .env("CARRIER_SSH_CONFIG", self.dir().join("ssh_config"))
-            .output()
-            .unwrap()
+        self.cli(&self.conf(), "cache").output(args)
     }
 
     fn deploy(&self, args: &[&str]) -> Output {
@@ -83,15 +88,7 @@ impl Lab {
 
     /// A command on a lab host; its exit status is checked.
     fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(self.dir().join("ssh_config"))
-            .arg(alias)
-            .args(argv)
-            .output()
-            .unwrap();
-        ok(&out);
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        lab_ssh(&self.dir().join("ssh_config"), alias, argv)
     }
 
     fn realpath(&self, alias: &str, path: &str) -> String {
@@ -177,20 +174,6 @@ impl Drop for Unfreeze {
     fn drop(&mut self) {
         let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
     }
-}
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn file(p: &Path) -> String {
@@ -591,13 +574,8 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     ok(&out);
     let _ = std::fs::remove_dir_all(conf2.join(".confctl"));
     let deploy2 = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
-        cmd.arg("-C")
-            .arg(&conf2)
-            .arg("--cache-dir")
-            .arg(lab.tmp.path().join("cache2"))
-            .args(["deploy", "-y", "--json"]);
-        cmd.args(args).env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
+        let mut cmd = lab.cli(&conf2, "cache2").command(&["deploy", "-y", "--json"]);
+        cmd.args(args);
         cmd
     };
     ok(&deploy2(&["--build-only", "node2"]).output().unwrap());
@@ -606,10 +584,8 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     ok(&deploy2(&["--copy-only", "-g", &gen_c2, "node2"]).output().unwrap());
 
     let spawn = |conf: &Path, cache: &str, generation: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
-        cmd.arg("-C").arg(conf).arg("--cache-dir").arg(lab.tmp.path().join(cache));
-        cmd.args(["deploy", "-y", "--json", "-g", generation, "node2"])
-            .env("CARRIER_SSH_CONFIG", lab.dir().join("ssh_config"));
+        let mut cmd =
+            lab.cli(conf, cache).command(&["deploy", "-y", "--json", "-g", generation, "node2"]);
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

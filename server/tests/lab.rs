@@ -10,7 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::netlab::{run, run_ok};
+use support::cli::{Carrier, ok};
+use support::processes::{run, run_ok};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -34,9 +35,9 @@ impl Lab {
     }
 
     fn carrier(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
-        cmd.arg("-C").arg(fixture()).arg("lab").args(args).arg("--dir").arg(self.dir());
-        cmd.env("CARRIER_CACHE_DIR", self.tmp.path().join("cache"));
+        let mut cmd =
+            Carrier::new().conf(fixture()).cache(self.tmp.path().join("cache")).command(&["lab"]);
+        cmd.args(args).arg("--dir").arg(self.dir());
         run(&mut cmd, TIMEOUT).unwrap()
     }
 
@@ -60,12 +61,6 @@ impl Drop for Lab {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-#[track_caller]
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "failed ({}): {}{}", o.status, text(&o.stdout), text(&o.stderr));
-    text(&o.stdout)
 }
 
 /// Running and not a zombie (PID 1 of some containers never reaps).

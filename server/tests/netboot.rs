@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Batch, Entry, generation_link, set_link_time, set_profile, switch_generation};
-use support::netlab::*;
+use support::cli;
+use support::{atftpd::*, fetch::*, initramfs::*, netns::*, nginx::*, qemu::*, tools::*};
 
 const FQDN: &str = "node1.netboot.test";
 const ALIAS: &str = "prg/node1";
@@ -116,11 +117,8 @@ impl Carrier {
             "timeZone": "UTC",
         });
         std::fs::write(&config, json.to_string()).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .args(["netboot", "build", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
+        let mut cmd = cli::Carrier::new().command(&["netboot", "build", "--config"]);
+        cmd.arg(&config).output().unwrap()
     }
 
     fn assert_cmdline(&self, m: &Marker, generation: u64, http_url: &str) {

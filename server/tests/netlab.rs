@@ -1,4 +1,4 @@
-//! Proves the netboot lab (tests/support/netlab.rs) on a hand-made tree laid out like
+//! Proves the netboot lab (tests/support/) on a hand-made tree laid out like
 //! carrier's (spec 3.4-3.6): real atftpd and nginx serve it, QEMU PXE-boots it.
 //!
 //! The tree: `netboot/tftp -> tftp.<random>` and `netboot/http -> http.<random>`, whose boot
@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
-use support::netlab::*;
+use support::{atftpd::*, fetch::*, initramfs::*, netns::*, nginx::*, qemu::*, tools::*};
 
 const FQDN: &str = "m1.netlab.test";
 /// Has a `pxelinux.cfg/01-…` file: boots generation 2 with no menu.

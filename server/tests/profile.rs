@@ -1,8 +1,12 @@
 //! `carrier profile set|delete-generations` with the real nix-env on real store paths
 //! (added with `nix-store --add`), real hook scripts and a real lock.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use support::cli::{self, ok};
 
 struct Carrier {
     tmp: tempfile::TempDir,
@@ -40,15 +44,15 @@ impl Carrier {
         std::fs::read_to_string(self.tmp.path().join("events.log")).unwrap_or_default()
     }
 
+    /// `carrier profile --host-config <host.json>`, ready for a subcommand.
+    fn profile_command(&self) -> Command {
+        let mut cmd = cli::Carrier::new().command(&["profile", "--host-config"]);
+        cmd.arg(self.tmp.path().join("host.json"));
+        cmd
+    }
+
     fn carrier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .arg("profile")
-            .arg("--host-config")
-            .arg(self.tmp.path().join("host.json"))
-            .args(args)
-            .current_dir(self.tmp.path())
-            .output()
-            .unwrap()
+        self.profile_command().args(args).current_dir(self.tmp.path()).output().unwrap()
     }
 }
 
@@ -71,10 +75,6 @@ fn store_path(marker: &str) -> String {
 
 fn realpath(p: &Path) -> String {
     std::fs::canonicalize(p).unwrap().display().to_string()
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
@@ -289,12 +289,8 @@ fn a_lock_wait_has_a_deadline_and_names_the_holder() {
     let c = Carrier::with(&format!("sleep 3; {LOG_HOOK}"), serde_json::json!({ "lockTimeout": 1 }));
     let (a, b) = (store_path("wait-a"), store_path("wait-b"));
     let (p1, p2) = (c.profile("one"), c.profile("two"));
-    let mut first = Command::new(env!("CARGO_BIN_EXE_carrier"))
-        .args(["profile", "--host-config"])
-        .arg(c.tmp.path().join("host.json"))
-        .args(["set", "-p", p1.to_str().unwrap(), &a])
-        .spawn()
-        .unwrap();
+    let mut first =
+        c.profile_command().args(["set", "-p", p1.to_str().unwrap(), &a]).spawn().unwrap();
     std::thread::sleep(std::time::Duration::from_millis(700));
     let o = c.carrier(&["set", "-p", p2.to_str().unwrap(), &b]);
     assert!(!o.status.success());

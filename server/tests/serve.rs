@@ -2,6 +2,8 @@
 //! wrapper on PATH), real HTTP over loopback. Addresses other than loopback are only
 //! ever bound inside a network namespace of the test's own (`unshare --net`).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
@@ -10,19 +12,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::cli::Carrier;
+
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")
 }
 
 /// `carrier serve` with a fresh database and cache below `state`; `args` follow `serve`.
 fn serve_command(conf: &Path, state: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_carrier"));
-    cmd.arg("--cache-dir")
-        .arg(state.join("cache"))
-        .arg("-C")
-        .arg(conf)
-        .arg("serve")
-        .arg("--database-url")
+    let mut cmd = Carrier::new().conf(conf).cache(state.join("cache")).command(&["serve"]);
+    cmd.arg("--database-url")
         .arg(format!("sqlite://{}", state.join("carrier.db").display()))
         .arg("--site-root")
         .arg(state.join("site"))

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
+use crate::path_io::PathIoError;
 use crate::private_dir::{self, PrivateDirError};
 use layout::{HostLayout, Layout};
 use process::Stopped;
@@ -33,13 +34,8 @@ pub const HIDDEN_ON_HOSTS: [&str; 3] = ["/nix", "/root", "/run"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
-    #[error("{action} '{}': {source}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     #[error("machine '{machine}': its ssh target '{alias}' cannot be a lab host alias ({reason})")]
     Alias { machine: String, alias: String, reason: &'static str },
     #[error("machines '{first}' and '{second}' have the same ssh target '{alias}'")]
@@ -68,8 +64,8 @@ pub enum LabError {
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LabError {
-    let path = path.to_path_buf();
-    move |source| LabError::Io { action, path, source }
+    let err = PathIoError::at(action, path);
+    move |source| LabError::Io(err(source))
 }
 
 /// One host to simulate, taken from a cluster machine.
@@ -575,7 +571,7 @@ fn mkdir(layout: &Layout, path: &Path) -> Result<(), LabError> {
                     let source = std::io::Error::other(
                         "it exists and is not a directory (links are not followed)",
                     );
-                    return Err(LabError::Io { action: "creating", path: dir, source });
+                    return Err(io("creating", &dir)(source));
                 }
             }
             Err(e) => return Err(io("creating", &dir)(e)),

@@ -186,13 +186,7 @@ pub(super) fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String
                 for v in m.spin.variants() {
                     let item = format!("gen-{}-{}", g.number, v.name);
                     let _ = writeln!(out, "item {item} {}", v.label);
-                    let params: Vec<&str> = g
-                        .kernel_params
-                        .iter()
-                        .map(String::as_str)
-                        .chain(v.kernel_params.iter().copied())
-                        .collect();
-                    targets.push((item, params.join(" "), g.number));
+                    targets.push((item, g.variant_cmdline(v), g.number));
                 }
             }
         }

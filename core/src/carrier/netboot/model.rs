@@ -141,6 +141,20 @@ pub struct Generation {
     pub swpins_info: Option<Value>,
 }
 
+impl Generation {
+    /// The kernel command line of a vpsAdminOS boot variant: the generation's parameters,
+    /// then the variant's (both menus, TFTP and iPXE, boot the same line).
+    pub fn variant_cmdline(&self, variant: &Variant) -> String {
+        let params: Vec<&str> = self
+            .kernel_params
+            .iter()
+            .map(String::as_str)
+            .chain(variant.kernel_params.iter().copied())
+            .collect();
+        params.join(" ")
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootFile {
     pub name: &'static str,

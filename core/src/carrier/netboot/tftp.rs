@@ -167,12 +167,6 @@ fn vpsadminos_page(
     ));
     header(&mut out, &lines.iter().map(String::as_str).collect::<Vec<_>>());
     for v in m.spin.variants() {
-        let params: Vec<&str> = g
-            .kernel_params
-            .iter()
-            .map(String::as_str)
-            .chain(v.kernel_params.iter().copied())
-            .collect();
         entry(
             &mut out,
             v.name,
@@ -180,7 +174,7 @@ fn vpsadminos_page(
                 ("MENU LABEL", v.label),
                 ("LINUX", &format!("boot/{}/{}/bzImage", m.fqdn, g.number)),
                 ("INITRD", &format!("boot/{}/{}/initrd", m.fqdn, g.number)),
-                ("APPEND", &params.join(" ")),
+                ("APPEND", &g.variant_cmdline(v)),
             ],
         );
     }
