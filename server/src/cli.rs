@@ -151,9 +151,13 @@ pub enum ProfileCommand {
         store_path: Vec<String>,
     },
     /// Delete generations (numbers, `old`, `+N`, `Nd`), then run the on-change hooks.
+    /// Several profiles at once: `-p A -p B <list for A> <list for B>`, each list
+    /// comma-separated (`1,2`); the hooks then run once, after all of them.
     DeleteGenerations {
-        #[arg(short = 'p', long)]
-        profile: PathBuf,
+        /// The profile: <profiles dir>/confctl-<alias> (repeatable).
+        #[arg(short = 'p', long, required = true)]
+        profile: Vec<PathBuf>,
+        /// With one profile: its generations; with several: one list per profile.
         #[arg(required = true)]
         generations: Vec<String>,
     },
