@@ -40,6 +40,12 @@ pub enum GenerationError {
     Host(#[from] HostError),
     #[error("{host}: unexpected output of `{command}`: {message}")]
     Output { host: String, command: String, message: String },
+    #[error("reading the confctl settings of {}: {source}", conf_dir.display())]
+    Settings {
+        conf_dir: PathBuf,
+        #[source]
+        source: crate::nix::NixError,
+    },
     #[error("removing build generation {}: {source}", dir.display())]
     RemoveLocal {
         dir: PathBuf,
