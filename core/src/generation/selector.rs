@@ -76,17 +76,12 @@ impl Selector {
         }
     }
 
-    /// The generations of one machine (oldest first) this selector picks for removal,
-    /// as indices. The current generation is never picked: an explicit selector that
-    /// names it is an error, the others pass over it.
-    pub fn select(
-        &self,
-        gens: &[Record],
-        now: jiff::Timestamp,
-    ) -> Result<Vec<usize>, GenerationError> {
-        let picked: Vec<usize> = match self {
+    /// The generations of one machine (oldest first) this selector names, as indices;
+    /// the current one too, except for `old` (what `generation ls` shows).
+    pub fn matches(&self, gens: &[Record], now: jiff::Timestamp) -> Vec<usize> {
+        match self {
             Selector::Offset(k) => offset(gens.len(), *k).into_iter().collect(),
-            Selector::Old => (0..gens.len()).collect(),
+            Selector::Old => (0..gens.len()).filter(|&i| !gens[i].is_current()).collect(),
             Selector::OlderThanDays(n) => {
                 let secs = i64::try_from(*n).unwrap_or(i64::MAX / DAY).saturating_mul(DAY);
                 let limit = now.as_second().saturating_sub(secs);
@@ -99,7 +94,18 @@ impl Selector {
             Selector::Name { glob, .. } => {
                 (0..gens.len()).filter(|&i| glob.is_match(&gens[i].name)).collect()
             }
-        };
+        }
+    }
+
+    /// The generations of one machine (oldest first) this selector picks for removal,
+    /// as indices. The current generation is never picked: an explicit selector that
+    /// names it is an error, the others pass over it.
+    pub fn select(
+        &self,
+        gens: &[Record],
+        now: jiff::Timestamp,
+    ) -> Result<Vec<usize>, GenerationError> {
+        let picked = self.matches(gens, now);
         if self.is_explicit() {
             if let Some(&i) = picked.iter().find(|&&i| gens[i].is_current()) {
                 return Err(GenerationError::Current {
@@ -188,6 +194,12 @@ mod tests {
         assert_eq!(picked("9"), Vec::<usize>::new());
         assert_eq!(picked("g*"), [0, 1, 3]);
         assert_eq!(picked("g1"), [0]);
+        assert_eq!(
+            sel("g*").matches(&gens(), now()),
+            [0, 1, 2, 3],
+            "listing shows the current one"
+        );
+        assert_eq!(sel("old").matches(&gens(), now()), [0, 1, 3]);
     }
 
     #[test]
