@@ -53,6 +53,16 @@ impl FromStr for Selector {
         if s.is_empty() || s.starts_with('-') {
             return Err(bad("expected a number, `old`, `Nd`, `+N` or a generation name or glob"));
         }
+        // `3x`, `10days`: a typo of a count, not a name (names have dashes)
+        let glob_chars = ['*', '?', '[', '{'];
+        if s.starts_with(|c: char| c.is_ascii_digit())
+            && !s.contains('-')
+            && !s.contains(glob_chars)
+        {
+            return Err(bad(
+                "neither a number nor `Nd`, and generation names look like YYYY-MM-DD--HH-MM-SS",
+            ));
+        }
         if s.contains('/') || s.chars().any(char::is_whitespace) {
             return Err(bad("generation names contain no `/` and no white space"));
         }
@@ -180,6 +190,11 @@ mod tests {
         assert!(err("a[").starts_with("invalid generation selector 'a[': not a valid glob"));
         assert!(err("a/b").contains("no `/`"));
         assert!(err("99999999999999999999").contains("too large"));
+        assert_eq!(
+            err("3x"),
+            "invalid generation selector '3x': neither a number nor `Nd`, and generation names look like YYYY-MM-DD--HH-MM-SS"
+        );
+        assert!(err("10days").contains("'10days'"));
     }
 
     #[test]
