@@ -116,13 +116,13 @@ impl Selector {
         now: jiff::Timestamp,
     ) -> Result<Vec<usize>, GenerationError> {
         let picked = self.matches(gens, now);
-        if self.is_explicit() {
-            if let Some(&i) = picked.iter().find(|&&i| gens[i].is_current()) {
-                return Err(GenerationError::Current {
-                    machine: gens[i].machine.clone(),
-                    name: gens[i].name.clone(),
-                });
-            }
+        if self.is_explicit()
+            && let Some(&i) = picked.iter().find(|&&i| gens[i].is_current())
+        {
+            return Err(GenerationError::Current {
+                machine: gens[i].machine.clone(),
+                name: gens[i].name.clone(),
+            });
         }
         Ok(picked.into_iter().filter(|&i| !gens[i].is_current()).collect())
     }
