@@ -256,6 +256,10 @@ fn host_and_carried_generations_are_listed_removed_and_rotated() {
         "{node1_roots:?}"
     );
 
+    let out = lab.carrier(&["generation", "rm", "-y", "node1", &kept[0]]);
+    failed(&out, "is the current one");
+    assert_eq!(lab.local_generations("node1"), kept);
+
     // collect-garbage: runnable machines only, a carried one is named with its carrier
     let out = lab.carrier(&["collect-garbage", "-y", "{node1,pxe#node1}"]);
     ok(&out);
