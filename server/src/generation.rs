@@ -1,7 +1,6 @@
 //! `carrier generation ls|rm|rotate` and `carrier collect-garbage`: selection, one SSH
 //! connection per host, carrier-core's generation functions, tables or JSON.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use carrier_core::cluster::{Cluster, Machine};
 use carrier_core::generation::{self, Record, Selector, Settings};
-use carrier_core::remote::{Connections, Hosts, SshSettings};
+use carrier_core::remote::{Connections, HostError, Hosts, SshSettings};
 
 use crate::cli::{
     CollectGarbageArgs, GcArgs, GenerationArgs, GenerationCommand, GenerationLsArgs,
@@ -80,51 +79,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-/// Every selected machine's generations, oldest first: its local ones, its remote ones,
-/// or both joined. A machine whose remote generations cannot be read is reported on
-/// stderr and counted in the second value.
+/// Every selected machine's generations (see `generation::gather`); machines whose
+/// remote generations cannot be read are reported on stderr and counted.
 async fn gather(
     ctx: &Selected,
     hosts: &impl Hosts,
     local: bool,
     remote: bool,
 ) -> (Vec<Vec<Record>>, usize) {
-    let mut failures = 0;
-    let mut remote_gens: Vec<Vec<Record>> = vec![Vec::new(); ctx.names.len()];
-    if remote {
-        let mut targets = Vec::new();
-        let mut at = Vec::new();
-        for (i, m) in ctx.machines().enumerate() {
-            match generation::remote_target(&ctx.cluster, m) {
-                Ok(t) => {
-                    targets.push(t);
-                    at.push(i);
-                }
-                Err(e) => {
-                    eprintln!("{}: {e}", m.name);
-                    failures += 1;
-                }
-            }
-        }
-        for (i, result) in at.into_iter().zip(generation::list_remote(hosts, &targets).await) {
-            match result {
-                Ok(gens) => remote_gens[i] = gens,
-                Err(e) => {
-                    eprintln!("{}: {e}", ctx.names[i]);
-                    failures += 1;
-                }
-            }
-        }
+    let machines: Vec<&Machine> = ctx.machines().collect();
+    let gathered =
+        generation::gather(&ctx.cluster, &machines, &ctx.conf_dir, hosts, local, remote).await;
+    for (machine, e) in &gathered.errors {
+        eprintln!("{machine}: {e}");
     }
-    let all = ctx
-        .machines()
-        .zip(remote_gens)
-        .map(|(m, host)| {
-            let build = if local { generation::local(&ctx.conf_dir, &m.name) } else { Vec::new() };
-            generation::unify(host, build)
-        })
-        .collect();
-    (all, failures)
+    (gathered.machines.into_iter().map(|(_, g)| g).collect(), gathered.errors.len())
 }
 
 fn print_records(records: &[&Record]) -> anyhow::Result<()> {
@@ -290,10 +259,8 @@ fn print_plan(plan: &[Record], dry_run: bool) -> anyhow::Result<()> {
     Ok(out.flush()?)
 }
 
-/// Removes `records` (local parts, then remote ones: one command per profile or
-/// carrier), then collects garbage on the hosts that changed and `gc_on` accepts (the
-/// machine, or a carried machine's carrier). Errors are printed; the result says
-/// whether everything succeeded.
+/// Removes `records` and collects garbage where `gc_on` says (see
+/// `generation::remove`), printing what happens; whether everything succeeded.
 async fn remove(
     ctx: &Selected,
     hosts: &impl Hosts,
@@ -301,55 +268,33 @@ async fn remove(
     gc: &GcArgs,
     gc_on: impl Fn(&Machine) -> bool,
 ) -> anyhow::Result<bool> {
-    let mut ok = true;
-    let roots = ctx.roots_dir();
-    for r in records {
-        println!("Removing {} generation {}@{}", r.presence(), r.machine, r.name);
-        if let Err(e) = generation::remove_local(&ctx.conf_dir, &roots, r) {
-            eprintln!("{}: {e}", r.machine);
-            ok = false;
-        }
+    let max = usize::try_from(gc.max_concurrent_gc).unwrap_or(usize::MAX);
+    let removed = generation::remove(
+        &ctx.cluster,
+        &ctx.conf_dir,
+        &ctx.roots_dir(),
+        hosts,
+        records,
+        generation::Gc { on: &gc_on, max_concurrent: max },
+        &|line| println!("{line}"),
+    )
+    .await?;
+    for e in &removed.errors {
+        eprintln!("{e}");
     }
-    let remote: Vec<&Record> = records.iter().copied().filter(|r| r.host.is_some()).collect();
-    let mut changed: BTreeSet<String> = BTreeSet::new();
-    for (host, result) in generation::remove_remote(hosts, &remote).await? {
-        match result {
-            Ok(()) => {
-                changed.insert(host);
-            }
-            Err(e) => {
-                eprintln!("{host}: {e}");
-                ok = false;
-            }
-        }
-    }
-    let mut gc_targets: Vec<(String, u16)> = Vec::new();
-    for r in &remote {
-        let Some(h) = &r.host else { continue };
-        let Some(m) = ctx.cluster.get(&r.machine) else { continue };
-        let host_machine = generation::host_machine(&ctx.cluster, m)?;
-        let target = (h.host.clone(), h.port);
-        if changed.contains(&h.host) && gc_on(host_machine) && !gc_targets.contains(&target) {
-            gc_targets.push(target);
-        }
-    }
-    if !gc_targets.is_empty() {
-        ok &= run_gc(hosts, &gc_targets, gc.max_concurrent_gc).await;
-    }
-    Ok(ok)
+    let gc_ok = print_gc(&removed.gc);
+    Ok(removed.errors.is_empty() && gc_ok)
 }
 
-/// `nix-collect-garbage` on each host; prints `<host>: <summary>`; false when one failed.
-async fn run_gc(hosts: &impl Hosts, targets: &[(String, u16)], max: u64) -> bool {
-    println!("Collecting garbage on {} host(s)", targets.len());
-    let max = usize::try_from(max).unwrap_or(usize::MAX);
+/// Prints `<host>: <summary>` per host; false when one failed.
+fn print_gc(results: &[(String, Result<String, HostError>)]) -> bool {
     let mut failed = Vec::new();
-    for (host, result) in generation::collect_garbage(hosts, targets, max).await {
+    for (host, result) in results {
         match result {
             Ok(summary) => println!("{host}: {summary}"),
             Err(e) => {
                 eprintln!("{host}: {e}");
-                failed.push(host);
+                failed.push(host.as_str());
             }
         }
     }
@@ -390,9 +335,11 @@ pub fn collect_garbage(global: &GlobalArgs, args: CollectGarbageArgs) -> anyhow:
     let hosts = connections(args.ssh_config.clone(), args.command_timeout)?;
     let rt = runtime()?;
     let ok = rt.block_on(async {
-        let ok = run_gc(&hosts, &targets, args.max_concurrent_gc).await;
+        let max = usize::try_from(args.max_concurrent_gc).unwrap_or(usize::MAX);
+        println!("Collecting garbage on {} host(s)", targets.len());
+        let results = generation::collect_garbage(&hosts, &targets, max).await;
         hosts.close().await;
-        ok
+        print_gc(&results)
     });
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

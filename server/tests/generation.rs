@@ -180,6 +180,20 @@ fn host_and_carried_generations_are_listed_removed_and_rotated() {
     let listed = lab.ls(&["-r", "node1"]);
     let listed: Vec<(u64, bool)> = listed.into_iter().map(|(_, n, c)| (n, c)).collect();
     assert_eq!(listed, host);
+    // the dates too: nix-env prints `YYYY-MM-DD HH:MM:SS`, names are `YYYY-MM-DD--HH-MM-SS`
+    let out = lab.carrier(&["generation", "ls", "--json", "-r", "node1"]);
+    let records: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> =
+        records.iter().map(|r| r["name"].as_str().unwrap().to_string()).collect();
+    let dates: Vec<String> = lab
+        .ssh("node1.lab", &["nix-env", "-p", SYSTEM, "--list-generations"])
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some(format!("{}--{}", f.get(1)?, f.get(2)?.replace(':', "-")))
+        })
+        .collect();
+    assert_eq!(names, dates);
     let carried: Vec<(u64, bool)> =
         lab.ls(&["-r", "pxe#node1"]).into_iter().map(|(_, n, c)| (n, c)).collect();
     assert_eq!(carried, lab.nix_env_generations("pxe.lab", CARRIED));

@@ -15,6 +15,7 @@ use crate::remote::HostError;
 
 pub mod remote;
 pub mod retention;
+mod run;
 pub mod selector;
 
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub(crate) mod tests;
 
 pub use remote::{RemoteTarget, collect_garbage, list_remote, remove_remote};
 pub use retention::{Limits, Settings};
+pub use run::{Gathered, Gc, Removed, gather, remove};
 pub use selector::Selector;
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 
 use super::remote::{Deletion, deletions};
 use super::*;
+use crate::cluster::Machine;
 use crate::remote::fake::{FakeHost, FakeHosts, Reply};
 
 const DAY: i64 = 24 * 60 * 60;
@@ -281,4 +282,126 @@ fn local_removal_takes_the_directory_and_its_roots() {
     );
     let entries = std::fs::read_dir(build_gens::machine_dir(&conf, "a/b")).unwrap().count();
     assert_eq!(entries, 2, "the kept generation and `current`, nothing hidden left");
+}
+
+/// node1 (standalone, host `node1`) and pxe#node1 (carried by `pxe`).
+fn cluster() -> crate::cluster::Cluster {
+    use crate::cluster::Spin;
+    use crate::cluster::model::tests::machine;
+    let mut carried = machine("node1", Spin::Nixos);
+    carried.name = "pxe#node1".into();
+    carried.carrier = Some("pxe".into());
+    let mut pxe = machine("pxe", Spin::Nixos);
+    pxe.meta_config.carrier.enable = true;
+    crate::cluster::Cluster { machines: vec![machine("node1", Spin::Nixos), pxe, carried] }
+}
+
+/// A local build generation of `machine` holding `toplevel`.
+fn build_generation(conf: &std::path::Path, machine: &str, day: u32, toplevel: &str) {
+    let name = format!("2026-01-0{day}--00-00-00");
+    let dir = build_gens::machine_dir(conf, machine).join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = serde_json::json!({"mode": "swpins", "date": format!("2026-01-0{day}T00:00:00Z"),
+        "toplevel": toplevel, "swpins": {}});
+    std::fs::write(dir.join("generation.json"), json.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn gather_and_remove_old_generations_with_gc_where_it_applies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (conf, roots) = (tmp.path().join("conf"), tmp.path().join("roots"));
+    build_generation(&conf, "node1", 1, "/nix/store/lone");
+    build_generation(&conf, "node1", 2, "/nix/store/n3");
+    let node1 = FakeHost::new("node1");
+    node1.reply(
+        "sh -c",
+        [Reply::ok(&format!(
+            "/nix/store/n3\n{SYSTEM}-1-link;/nix/store/n1;100;;\n\
+             {SYSTEM}-2-link;/nix/store/n2;200;;\n{SYSTEM}-3-link;/nix/store/n3;300;;\n"
+        ))],
+    );
+    node1.reply("nix-env", [Reply::ok("")]);
+    node1.reply("nix-collect-garbage", [Reply::ok("0 store paths deleted, 0.00 MiB freed")]);
+    let pxe = FakeHost::new("pxe");
+    let profile = "/nix/var/nix/profiles/confctl-node1";
+    let generation = |n: u64, current: bool| {
+        serde_json::json!({"number": n, "time": n * 100, "date": "x", "current": current,
+            "store_path": format!("/nix/store/d{n}"), "machine": null, "error": null})
+    };
+    let listing = serde_json::json!([{"name": "node1", "path": profile, "current": "/nix/store/d2",
+        "generations": [generation(1, false), generation(2, true)]}]);
+    pxe.reply("carrier profile list", [Reply::ok(&listing.to_string())]);
+    pxe.reply("carrier profile delete-generations", [Reply::ok("")]);
+    pxe.reply("nix-collect-garbage", [Reply::ok("2 store paths deleted, 1.00 MiB freed")]);
+    let hosts = FakeHosts::new(&[&node1, &pxe]);
+    let cluster = cluster();
+    let machines: Vec<&Machine> =
+        ["node1", "pxe#node1"].iter().map(|n| cluster.get(n).unwrap()).collect();
+
+    let gathered = gather(&cluster, &machines, &conf, &hosts, true, true).await;
+    assert!(gathered.errors.is_empty(), "{:?}", gathered.errors);
+    let (_, node1_gens) = &gathered.machines[0];
+    let presence: Vec<&str> = node1_gens.iter().map(Record::presence).collect();
+    assert_eq!(presence, ["host", "host", "build+host", "build"], "{node1_gens:?}");
+    assert_eq!(node1_gens[2].current_str(), "build+host", "no `current` link: the newest build");
+
+    let old: Selector = "old".parse().unwrap();
+    let now = jiff::Timestamp::now();
+    let mut picked: Vec<&Record> = Vec::new();
+    for (_, g) in &gathered.machines {
+        picked.extend(old.select(g, now).unwrap().into_iter().map(|i| &g[i]));
+    }
+    let lines = std::sync::Mutex::new(Vec::new());
+    let on_line = |l: String| lines.lock().unwrap().push(l);
+    let gc_on = |m: &Machine| m.name == "pxe";
+    let removed = remove(
+        &cluster,
+        &conf,
+        &roots,
+        &hosts,
+        &picked,
+        Gc { on: &gc_on, max_concurrent: 5 },
+        &on_line,
+    )
+    .await
+    .unwrap();
+    assert!(removed.success(), "{removed:?}");
+    assert_eq!(node1.logged("nix-env"), [format!("nix-env -p {SYSTEM} --delete-generations 1 2")]);
+    assert_eq!(
+        pxe.logged("carrier profile delete"),
+        [format!("carrier profile delete-generations -p {profile} 1")]
+    );
+    assert!(node1.logged("nix-collect-garbage").is_empty(), "node1's GC is off");
+    assert_eq!(removed.gc.len(), 1);
+    assert_eq!(removed.gc[0].0, "pxe");
+    assert_eq!(local(&conf, "node1").len(), 1, "the lone build generation is gone");
+    let lines = lines.into_inner().unwrap();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines.contains(&"Removing build generation node1@2026-01-01--00-00-00".to_string()));
+}
+
+#[tokio::test]
+async fn a_failed_deletion_gets_no_garbage_collection() {
+    let node1 = FakeHost::new("node1");
+    node1.reply("nix-env", [Reply::fail("error: cannot delete")]);
+    let hosts = FakeHosts::new(&[&node1]);
+    let cluster = cluster();
+    let mut r = record("node1", 1, 1, false);
+    r.host.as_mut().unwrap().host = "node1".into();
+    let tmp = tempfile::tempdir().unwrap();
+    let removed = remove(
+        &cluster,
+        tmp.path(),
+        tmp.path(),
+        &hosts,
+        &[&r],
+        Gc { on: &|_| true, max_concurrent: 5 },
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    assert!(!removed.success());
+    assert!(removed.errors[0].starts_with("node1: running `nix-env"), "{:?}", removed.errors);
+    assert!(removed.gc.is_empty());
+    assert!(node1.logged("nix-collect-garbage").is_empty());
 }
