@@ -8,6 +8,7 @@ pub mod carrier;
 pub mod cluster;
 pub mod deploy;
 pub mod events;
+pub mod generation;
 pub mod lab;
 mod links;
 pub mod lock;

@@ -16,6 +16,7 @@ use crate::private_dir::{self, PrivateDirError};
 /// carrier's evaluator, as `(path relative to nix/, content)`.
 pub const EVALUATOR_FILES: &[(&str, &str)] = &[
     ("eval-cluster.nix", include_str!("../../nix/eval-cluster.nix")),
+    ("eval-settings.nix", include_str!("../../nix/eval-settings.nix")),
     ("lib/modules.nix", include_str!("../../nix/lib/modules.nix")),
     ("lib/module-system.nix", include_str!("../../nix/lib/module-system.nix")),
     ("lib/helpers.nix", include_str!("../../nix/lib/helpers.nix")),

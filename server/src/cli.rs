@@ -62,6 +62,124 @@ pub enum Command {
     Lab(LabArgs),
     /// On a netbooted machine: load (kexec) another generation its carrier offers.
     KexecNetboot(KexecNetbootArgs),
+    /// Generations: local build generations, host and carried generations.
+    Generation(GenerationArgs),
+    /// Run nix-collect-garbage on the selected machines (carriers included; carried
+    /// machines have no store of their own).
+    CollectGarbage(CollectGarbageArgs),
+}
+
+#[derive(Args)]
+pub struct GenerationArgs {
+    #[command(subcommand)]
+    pub command: GenerationCommand,
+}
+
+#[derive(Subcommand)]
+pub enum GenerationCommand {
+    /// List generations: local build generations (default), host or carried ones (-r),
+    /// or both (-l -r), joined where they hold the same store path.
+    Ls(GenerationLsArgs),
+    /// Remove generations: `rm [pattern] <selector>` with a selector `N`/`-N` (offset:
+    /// 0 the newest, 1 the oldest, -1 the one before the newest), `old`, `Nd` (older
+    /// than N days), `+N` (all but the newest N) or a name/glob. Never the current one.
+    Rm(GenerationRmArgs),
+    /// Remove generations by the retention limits (`buildGenerations`,
+    /// `hostGenerations`: min, max, maxAge), then collect garbage where configured.
+    Rotate(GenerationRotateArgs),
+}
+
+/// Where generations are read and changed.
+#[derive(Args)]
+pub struct GenerationSource {
+    /// Local build generations (the default without -r).
+    #[arg(short = 'l', long)]
+    pub local: bool,
+    /// Generations on the hosts: the system profile, or the carried profile on the carrier.
+    #[arg(short = 'r', long)]
+    pub remote: bool,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds a command on a host may run (garbage collection included).
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub command_timeout: u64,
+}
+
+/// Garbage collection after remote changes.
+#[derive(Args)]
+pub struct GcArgs {
+    /// Do not run nix-collect-garbage after removing remote generations.
+    #[arg(long = "no-gc", visible_alias = "no-collect-garbage")]
+    pub no_gc: bool,
+    /// Hosts collecting garbage at the same time.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent_gc: u64,
+}
+
+#[derive(Args)]
+pub struct GenerationLsArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Only generations this selector names (as for `rm`; the current one included).
+    #[arg(allow_hyphen_values = true)]
+    pub generation: Option<String>,
+    #[command(flatten)]
+    pub source: GenerationSource,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct GenerationRmArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The selector; with a single argument, that argument is the selector and every
+    /// selected machine is concerned.
+    #[arg(allow_hyphen_values = true)]
+    pub selector: Option<String>,
+    #[command(flatten)]
+    pub source: GenerationSource,
+    #[command(flatten)]
+    pub gc: GcArgs,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+}
+
+#[derive(Args)]
+pub struct GenerationRotateArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub source: GenerationSource,
+    #[command(flatten)]
+    pub gc: GcArgs,
+    /// Print what would be removed, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+}
+
+#[derive(Args)]
+pub struct CollectGarbageArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Hosts collecting garbage at the same time.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent_gc: u64,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds nix-collect-garbage may run on a host.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub command_timeout: u64,
 }
 
 #[derive(Args)]
@@ -151,9 +269,13 @@ pub enum ProfileCommand {
         store_path: Vec<String>,
     },
     /// Delete generations (numbers, `old`, `+N`, `Nd`), then run the on-change hooks.
+    /// Several profiles at once: `-p A -p B <list for A> <list for B>`, each list
+    /// comma-separated (`1,2`); the hooks then run once, after all of them.
     DeleteGenerations {
-        #[arg(short = 'p', long)]
-        profile: PathBuf,
+        /// The profile: <profiles dir>/confctl-<alias> (repeatable).
+        #[arg(short = 'p', long, required = true)]
+        profile: Vec<PathBuf>,
+        /// With one profile: its generations; with several: one list per profile.
         #[arg(required = true)]
         generations: Vec<String>,
     },

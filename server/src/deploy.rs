@@ -95,17 +95,24 @@ fn confirm(
     generation: Option<&str>,
     action: Action,
 ) -> anyhow::Result<()> {
+    let mut summary = String::new();
+    for m in machines {
+        summary.push_str(&format!("  {}\n", m.name));
+    }
+    summary.push_str(&format!("Generation: {}\n", generation.unwrap_or("new build")));
+    summary.push_str(&format!("Target action: {}\n", action.as_str()));
+    ask_to_continue("deploy", &summary)
+}
+
+/// Shows `summary` on stderr and asks `Continue? [y/N]`; only `y`/`yes` goes on. A
+/// non-interactive input is refused: `-y` says yes up front.
+pub(crate) fn ask_to_continue(what: &str, summary: &str) -> anyhow::Result<()> {
     let stdin = std::io::stdin();
     if !stdin.is_terminal() {
-        bail!("refusing to deploy without confirmation on a non-interactive input: pass -y/--yes");
+        bail!("refusing to {what} without confirmation on a non-interactive input: pass -y/--yes");
     }
     let mut err = std::io::stderr().lock();
-    for m in machines {
-        writeln!(err, "  {}", m.name)?;
-    }
-    writeln!(err, "Generation: {}", generation.unwrap_or("new build"))?;
-    writeln!(err, "Target action: {}", action.as_str())?;
-    write!(err, "Continue? [y/N] ")?;
+    write!(err, "{summary}Continue? [y/N] ")?;
     err.flush()?;
     let mut line = String::new();
     stdin.lock().read_line(&mut line).context("reading the answer")?;

@@ -42,7 +42,11 @@ pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Pretty on a terminal, compact for programs.
-fn write_json(out: &mut impl Write, value: &impl Serialize, pretty: bool) -> anyhow::Result<()> {
+pub(crate) fn write_json(
+    out: &mut impl Write,
+    value: &impl Serialize,
+    pretty: bool,
+) -> anyhow::Result<()> {
     if pretty {
         serde_json::to_writer_pretty(&mut *out, value)?;
     } else {
@@ -90,7 +94,7 @@ fn columns_json(m: &Machine, columns: &[String]) -> Value {
     Value::Object(obj)
 }
 
-fn write_table(
+pub(crate) fn write_table(
     out: &mut impl Write,
     header: &[String],
     rows: &[Vec<String>],

@@ -1,6 +1,7 @@
 //! `carrier profile`: carried profiles on this carrier.
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -27,12 +28,38 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<ExitCode> {
                 .collect()
         }
         ProfileCommand::DeleteGenerations { profile, generations } => {
-            vec![(profile, ProfileChange::DeleteGenerations { generations })]
+            delete_lists(profile, generations)?
+                .into_iter()
+                .map(|(p, generations)| (p, ProfileChange::DeleteGenerations { generations }))
+                .collect()
         }
         ProfileCommand::List { profile, json } => return list(&config, profile.as_deref(), json),
     };
     apply_all(&config, &changes, &|line| eprintln!("{line}"))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pairs profiles with their generations: one profile takes every argument; several
+/// take one argument each, a comma-separated list. Each item is checked by `apply_all`.
+fn delete_lists(
+    profiles: Vec<PathBuf>,
+    lists: Vec<String>,
+) -> anyhow::Result<Vec<(PathBuf, Vec<String>)>> {
+    let split = |l: &str| l.split(',').map(str::to_string).collect::<Vec<_>>();
+    if profiles.len() == 1 {
+        return Ok(profiles
+            .into_iter()
+            .map(|p| (p, lists.iter().flat_map(|l| split(l)).collect()))
+            .collect());
+    }
+    if profiles.len() != lists.len() {
+        anyhow::bail!(
+            "{} profiles (-p) but {} generation lists: give one comma-separated list per profile, in the same order",
+            profiles.len(),
+            lists.len()
+        );
+    }
+    Ok(profiles.into_iter().zip(lists.iter().map(|l| split(l))).collect())
 }
 
 fn list(

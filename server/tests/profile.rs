@@ -212,6 +212,41 @@ fn several_profiles_in_one_set_run_the_hooks_once() {
     assert_eq!(c.events().lines().count(), 1);
 }
 
+#[test]
+fn several_profiles_in_one_delete_run_the_hooks_once() {
+    let c = Carrier::new(LOG_HOOK);
+    let paths: Vec<String> = (1..=4).map(|i| store_path(&format!("del-{i}"))).collect();
+    let (p1, p2) = (c.profile("node1"), c.profile("node2"));
+    for p in [&p1, &p2] {
+        for path in &paths {
+            ok(&c.carrier(&["set", "-p", p.to_str().unwrap(), path]));
+        }
+    }
+    let hooks_before = c.events().lines().count();
+    // one comma-separated list of generations per profile, in the same order
+    let (s1, s2) = (p1.to_str().unwrap(), p2.to_str().unwrap());
+    ok(&c.carrier(&["delete-generations", "-p", s1, "-p", s2, "1,2", "3"]));
+    for (alias, gone, kept) in [("node1", [1, 2], [3, 4]), ("node2", [3, 3], [1, 2])] {
+        for n in gone {
+            assert!(!c.profile(&format!("{alias}-{n}-link")).exists(), "{alias} {n}");
+        }
+        for n in kept {
+            assert!(c.profile(&format!("{alias}-{n}-link")).exists(), "{alias} {n}");
+        }
+    }
+    assert_eq!(c.events().lines().count(), hooks_before + 1, "one hook run: {}", c.events());
+
+    // a count mismatch or a bad list changes nothing and names the problem
+    let out = c.carrier(&["delete-generations", "-p", s1, "-p", s2, "4"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 profiles (-p) but 1 generation lists"), "{err}");
+    let out = c.carrier(&["delete-generations", "-p", s1, "-p", s2, "4", "1,x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid generation 'x'"));
+    assert!(c.profile("node1-4-link").exists() && c.profile("node2-1-link").exists());
+    assert_eq!(c.events().lines().count(), hooks_before + 1);
+}
+
 /// Where the carrier records that its on-change hooks have not succeeded since a
 /// profile changed.
 fn pending(c: &Carrier, alias: &str) -> PathBuf {

@@ -136,13 +136,7 @@ pub fn find(conf_dir: &Path, machine: &str, selector: &str) -> Option<Generation
     let numeric = selector.strip_prefix('-').unwrap_or(selector);
     if !numeric.is_empty() && numeric.bytes().all(|c| c.is_ascii_digit()) {
         let n: i64 = selector.parse().ok()?;
-        let len = gens.len() as i64;
-        let idx = match n {
-            0 => len - 1,
-            k if k > 0 => k - 1,
-            k => len - 1 + k,
-        };
-        return usize::try_from(idx).ok().and_then(|i| gens.get(i)).cloned();
+        return crate::generation::selector::offset(gens.len(), n).map(|i| gens[i].clone());
     }
     if selector == "current" {
         let target = std::fs::read_link(machine_dir(conf_dir, machine).join("current")).ok();
@@ -281,6 +275,24 @@ fn make_input_roots(roots_dir: &Path, built: &Built<'_>, gen_name: &str) -> Resu
     let base = format!("{}-generation-{gen_name}", safe_name(built.machine));
     for (role, path) in built.flake.map(|f| &f.inputs).into_iter().flatten() {
         replace_symlink(Path::new(path), &roots_dir.join(format!("{base}-input.{role}")))?;
+    }
+    Ok(())
+}
+
+/// Removes every GC root of one generation (`<safe host>-generation-<gen>-*` in
+/// `roots_dir`), so that its store paths may be collected. A missing directory has none.
+pub fn remove_roots(roots_dir: &Path, machine: &str, gen_name: &str) -> std::io::Result<()> {
+    let prefix = format!("{}-generation-{gen_name}-", safe_name(machine));
+    let entries = match std::fs::read_dir(roots_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            std::fs::remove_file(entry.path())?;
+        }
     }
     Ok(())
 }

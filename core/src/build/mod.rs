@@ -28,7 +28,7 @@ use crate::nix::{self, NixError};
 
 use generations::FlakeInputs;
 pub use generations::{
-    Generation, default_gc_roots_dir, find, generations_root, list, machine_dir,
+    Generation, default_gc_roots_dir, find, generations_root, list, machine_dir, remove_roots,
 };
 
 /// How to build.
