@@ -113,7 +113,13 @@ impl StoreDir {
     /// The files of the dist linked at `link` (a generation link of a carried profile).
     /// The link is resolved once here; see [`Dist`].
     pub fn dist<'a>(&'a self, link: &'a Path) -> Dist<'a> {
-        Dist { store: self, link, real: self.resolve(link).ok() }
+        // nix-env's links hold absolute store paths: resolving the target is resolving
+        // the link, without walking the profiles directory's path again.
+        let real = match std::fs::read_link(link) {
+            Ok(target) if target.is_absolute() => self.resolve(&target),
+            _ => self.resolve(link),
+        };
+        Dist { store: self, link, real: real.ok() }
     }
 }
 
