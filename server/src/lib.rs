@@ -3,10 +3,12 @@
 pub mod build;
 pub mod cli;
 pub mod deploy;
+pub mod history;
 pub mod kexec_netboot;
 pub mod lab;
 pub mod ls;
 pub mod netboot;
 pub mod profile;
+pub mod records;
 pub mod serve;
 pub mod web;

@@ -1,7 +1,7 @@
 //! The `carrier` binary: parses the command line and hands over to a command module.
 
 use clap::Parser;
-use server::{build, cli, deploy, kexec_netboot, lab, ls, netboot, profile, serve};
+use server::{build, cli, deploy, history, kexec_netboot, lab, ls, netboot, profile, serve};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Deploy(args) => deploy::run(&cli.global, args),
         cli::Command::Lab(args) => lab::run(&cli.global, args),
         cli::Command::KexecNetboot(args) => kexec_netboot::run(args),
+        cli::Command::History(args) => history::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,
