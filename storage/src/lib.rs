@@ -157,15 +157,17 @@ fn create_sqlite_file(url: &str) -> Result<(), StoreError> {
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .map_err(|source| StoreError::Open { url: redact(url), source })?;
     let path = options.get_filename();
-    if path.as_os_str() == ":memory:" || path.exists() {
+    if path.as_os_str() == ":memory:" {
         return Ok(());
     }
     let create = |source| StoreError::Create { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(create)?;
     }
-    std::fs::OpenOptions::new().write(true).create(true).mode(0o600).open(path).map_err(create)?;
-    Ok(())
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(create(e)),
+        _ => Ok(()),
+    }
 }
 
 /// The URL without its password, for messages.
