@@ -241,3 +241,60 @@ fn a_deploy_whose_recording_fails_still_deploys_and_says_so() {
     );
     assert!(!Path::new(&frozen.join("carrier.sqlite")).exists());
 }
+
+/// `carrier` with the configuration `conf` and nothing else configured.
+fn carrier_in(conf: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_carrier"))
+        .arg("-C")
+        .arg(conf)
+        .args(args)
+        .env_remove("CARRIER_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn history_without_records_creates_nothing_and_a_newer_database_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let out = carrier_in(&conf, &["history", "--json"]);
+    ok(&out);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
+    assert!(!conf.join(".confctl").exists(), "no database made just to list nothing");
+
+    // a database a newer carrier migrated, named by the environment
+    let file = tmp.path().join("newer.sqlite");
+    let url = format!("sqlite://{}", file.display());
+    let out = carrier_in(&conf, &["--database-url", &url, "history"]);
+    ok(&out);
+    tokio_block_on(async {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (9999, 'from the future', 1, x'00', 1)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    });
+    let out = Command::new(env!("CARGO_BIN_EXE_carrier"))
+        .arg("-C")
+        .arg(&conf)
+        .arg("history")
+        .env("CARRIER_DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("the database {url} was written by a newer carrier")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("migration 9999"), "{stderr}");
+}
+
+fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
