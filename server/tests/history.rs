@@ -7,6 +7,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+// the storage tests' databases: one place that knows how to run a PostgreSQL cluster
+#[path = "../../storage/tests/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
 struct Lab {
     tmp: tempfile::TempDir,
 }
@@ -297,4 +302,36 @@ fn history_without_records_creates_nothing_and_a_newer_database_is_refused() {
 
 fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+#[test]
+fn a_build_is_recorded_in_postgresql() {
+    let pg = support::Postgres::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("conf");
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
+    ok(&Command::new("cp").arg("-r").arg(&example).arg(&conf).output().unwrap());
+    let _ = std::fs::remove_dir_all(conf.join(".confctl"));
+    let cache = tmp.path().join("cache");
+    let carrier = |args: &[&str]| {
+        let mut all = vec!["--cache-dir", cache.to_str().unwrap()];
+        all.extend(args);
+        carrier_in(&conf, &all)
+    };
+    let url = pg.url();
+    let build = carrier(&["--database-url", &url, "build", "node2"]);
+    let roots = carrier_core::build::default_gc_roots_dir(&std::fs::canonicalize(&conf).unwrap());
+    let _ = std::fs::remove_dir_all(roots);
+    ok(&build);
+    let out = carrier(&["--database-url", &url, "history", "--json"]);
+    ok(&out);
+    let runs: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0]["kind"].as_str(), runs[0]["success"].as_bool()),
+        (Some("build"), Some(true))
+    );
+    assert_eq!(machines(&runs[0]), [("node2".to_string(), "built".to_string())]);
+    assert_eq!(runs[0]["git"], Value::Null, "not in git: recorded as such");
+    assert!(!conf.join(".confctl/carrier.sqlite").exists(), "the URL replaces the default");
 }
