@@ -1,7 +1,7 @@
 //! `carrier build`: builds the selected managed machines (spec 2.0, 2.1) and records
 //! their local build generations (spec 1.6). Nix's progress goes to stderr; the result
 //! to stdout: `Built generations:`, each generation name, its machines indented (or
-//! JSON: machine name -> generation).
+//! JSON: machine name -> generation). The run is recorded (`carrier history`).
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -9,9 +9,11 @@ use std::process::ExitCode;
 
 use carrier_core::build::{self, BuildOptions};
 use carrier_core::cluster::Machine;
-use carrier_core::events::{Event, EventSink};
+use carrier_core::events::{Event, EventSink, Phase};
+use carrier_storage::RunKind;
 
 use crate::cli::{BuildArgs, GlobalArgs};
+use crate::records::{Recorder, Request};
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
@@ -36,7 +38,28 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
         ssh_config: args.ssh_config.clone(),
         ..BuildOptions::new(inventory.cache_dir())
     };
-    let generations = build::build(&global.config, &machines, &opts, &StderrProgress)?;
+    let recorder = Recorder::start(
+        global,
+        Request {
+            kind: RunKind::Build,
+            select: &args.select,
+            action: None,
+            options: serde_json::to_value(&args)?,
+            generation: None,
+            machines: machines.iter().map(|m| m.name.clone()).collect(),
+        },
+    );
+    let generations = match build::build(&global.config, &machines, &opts, &StderrProgress) {
+        Ok(generations) => {
+            recorder.built(generations.iter().map(|(m, g)| (m.as_str(), g.name.as_str())));
+            generations
+        }
+        Err(e) => {
+            let e = anyhow::Error::from(e);
+            recorder.failed(Some(Phase::Build), &e);
+            return Err(e);
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {

@@ -30,6 +30,10 @@ pub struct GlobalArgs {
     /// Where evaluated inventories are cached [default: $XDG_CACHE_HOME/carrier]
     #[arg(long, env = "CARRIER_CACHE_DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+    /// The database of records (builds, deploys) and of the dashboard: sqlite://<file> or
+    /// postgres://... [default: sqlite://<config dir>/.confctl/carrier.sqlite]
+    #[arg(long, env = "CARRIER_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
 }
 
 impl GlobalArgs {
@@ -41,6 +45,12 @@ impl GlobalArgs {
             None => carrier_core::cluster::Inventory::default_cache_dir()?,
         };
         Ok(carrier_core::cluster::Inventory::new(dir))
+    }
+
+    /// `--database-url`, else the configuration directory's SQLite file: one database for
+    /// the CLI and `carrier serve`.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| carrier_storage::default_url(&self.config))
     }
 }
 
@@ -67,6 +77,8 @@ pub enum Command {
     /// Run nix-collect-garbage on the selected machines (carriers included; carried
     /// machines have no store of their own).
     CollectGarbage(CollectGarbageArgs),
+    /// Recorded builds and deploys, newest first, with each machine's outcome.
+    History(HistoryArgs),
 }
 
 #[derive(Args)]
@@ -180,6 +192,18 @@ pub struct CollectGarbageArgs {
     /// Seconds nix-collect-garbage may run on a host.
     #[arg(long, value_name = "SECS", default_value_t = 3600)]
     pub command_timeout: u64,
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    /// Only runs of these machines: a name or glob, as for every command.
+    pub pattern: Option<String>,
+    /// Print JSON: a list of runs.
+    #[arg(long)]
+    pub json: bool,
+    /// At most this many runs.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: usize,
 }
 
 #[derive(Args)]
@@ -310,8 +334,8 @@ pub enum NetbootCommand {
     },
 }
 
-/// Machine selection shared by every command.
-#[derive(Args, Debug)]
+/// Machine selection shared by every command (recorded as given).
+#[derive(Args, Debug, serde::Serialize)]
 pub struct SelectArgs {
     /// Machine name, flake key or glob (`*`, `?`, `[..]`, `{a,b}`; `#` is ordinary).
     pub pattern: Option<String>,
@@ -347,9 +371,11 @@ pub struct LsArgs {
     pub hide_header: bool,
 }
 
-#[derive(Args)]
+/// Serialised (without the selection) as a build record's options.
+#[derive(Args, serde::Serialize)]
 pub struct BuildArgs {
     #[command(flatten)]
+    #[serde(skip)]
     pub select: SelectArgs,
     /// Print JSON: machine name -> generation.
     #[arg(long)]
@@ -377,9 +403,6 @@ pub struct ServeArgs {
     /// Address to listen on. A non-loopback address needs a token, or --public.
     #[arg(long, env = "CARRIER_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
-    /// Database URL [default: sqlite in $XDG_DATA_HOME/carrier/carrier.db]
-    #[arg(long, env = "CARRIER_DATABASE_URL")]
-    pub database_url: Option<String>,
     /// The built site (CSS, WASM) produced by `cargo leptos build`.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -410,11 +433,14 @@ fn parse_host_name(value: &str) -> Result<String, String> {
     app::services::HostAllowList::parse_name(value)
 }
 
-#[derive(Args)]
+/// Serialised (without the selection and action) as a deploy record's options.
+#[derive(Args, serde::Serialize)]
 pub struct DeployArgs {
     #[command(flatten)]
+    #[serde(skip)]
     pub select: SelectArgs,
     /// switch (default), boot, test or dry-activate.
+    #[serde(skip)]
     pub action: Option<String>,
     /// Do not ask for confirmation.
     #[arg(short = 'y', long = "yes")]

@@ -1,5 +1,6 @@
 //! `carrier deploy [pattern [action]]`: selection, confirmation, then carrier-core's
-//! build and deploy engine; progress as lines, the report as a table or JSON.
+//! build and deploy engine; progress as lines, the report as a table or JSON. The run
+//! is recorded (`carrier history`); a deploy goes on when it cannot be.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -9,9 +10,11 @@ use anyhow::{Context, bail};
 use carrier_core::build::BuildOptions;
 use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings, Timeouts};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
+use carrier_storage::RunKind;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{DeployArgs, GlobalArgs};
+use crate::records::{Recorder, Request};
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse()?;
@@ -27,47 +30,34 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     if !args.yes {
         confirm(&machines, args.generation.as_deref(), action)?;
     }
-    let sink = Printer::new(args.json);
-    let timeouts = Timeouts {
-        command: Duration::from_secs(args.command_timeout),
-        copy: Duration::from_secs(args.copy_timeout),
-        lock: Duration::from_secs(args.lock_timeout),
-    };
-    // one deploy per configuration directory at a time (its builds and generations)
-    let _lock = deploy::lock_conf_dir(&global.config, timeouts.lock, &sink)?;
-    let build_options = BuildOptions {
-        builders: args.builders.clone(),
-        ssh_config: args.ssh_config.clone(),
-        ..BuildOptions::new(inventory.cache_dir())
-    };
-    let artifacts = deploy::artifacts(
-        &global.config,
-        &machines,
-        args.generation.as_deref(),
-        &build_options,
-        &sink,
-    )?;
-    if args.build_only {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let targets = deploy::plan::targets(&loaded.cluster, &machines, &artifacts)?;
-    let opts = DeployOptions {
-        action,
-        max_concurrent_copy: args.max_concurrent_copy,
-        one_by_one: args.one_by_one,
-        copy_only: args.copy_only,
-        dry_activate_first: args.dry_activate_first,
-        auto_rollback: match (args.enable_auto_rollback, args.disable_auto_rollback) {
-            (true, _) => Some(true),
-            (_, true) => Some(false),
-            _ => None,
+    let recorder = Recorder::start(
+        global,
+        Request {
+            kind: RunKind::Deploy,
+            select: &args.select,
+            action: Some(action.as_str()),
+            options: serde_json::to_value(&args)?,
+            generation: args.generation.as_deref(),
+            machines: machines.iter().map(|m| m.name.clone()).collect(),
         },
-        health_checks: !args.no_health_checks,
-        timeouts,
+    );
+    let sink = Printer::new(args.json);
+    let report = match execute(global, &args, action, &inventory, &loaded.cluster, &machines, &sink)
+    {
+        Ok(Done::Built(artifacts)) => {
+            recorder.built(artifacts.iter().map(|a| (a.machine.as_str(), a.generation.as_str())));
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(Done::Deployed(report)) => {
+            recorder.deployed(&report);
+            report
+        }
+        Err(e) => {
+            let phase = e.downcast_ref::<deploy::ArtifactError>().map(|_| Phase::Build);
+            recorder.failed(phase, &e);
+            return Err(e);
+        }
     };
-    let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let report = runtime.block_on(deploy::run(targets, &opts, ssh, &sink));
     if args.json {
         serde_json::to_writer(std::io::stdout().lock(), &report)?;
         println!();
@@ -87,6 +77,65 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if report.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// How a deploy that did not fail as a whole ended.
+enum Done {
+    /// `--build-only`: the artifacts built (or found).
+    Built(Vec<deploy::Artifact>),
+    Deployed(deploy::DeployReport),
+}
+
+/// Everything after the confirmation: lock, build (or find) the artifacts, deploy.
+fn execute(
+    global: &GlobalArgs,
+    args: &DeployArgs,
+    action: Action,
+    inventory: &carrier_core::cluster::Inventory,
+    cluster: &carrier_core::cluster::Cluster,
+    machines: &[&carrier_core::cluster::Machine],
+    sink: &Printer,
+) -> anyhow::Result<Done> {
+    let timeouts = Timeouts {
+        command: Duration::from_secs(args.command_timeout),
+        copy: Duration::from_secs(args.copy_timeout),
+        lock: Duration::from_secs(args.lock_timeout),
+    };
+    // one deploy per configuration directory at a time (its builds and generations)
+    let _lock = deploy::lock_conf_dir(&global.config, timeouts.lock, sink)?;
+    let build_options = BuildOptions {
+        builders: args.builders.clone(),
+        ssh_config: args.ssh_config.clone(),
+        ..BuildOptions::new(inventory.cache_dir())
+    };
+    let artifacts = deploy::artifacts(
+        &global.config,
+        machines,
+        args.generation.as_deref(),
+        &build_options,
+        sink,
+    )?;
+    if args.build_only {
+        return Ok(Done::Built(artifacts));
+    }
+    let targets = deploy::plan::targets(cluster, machines, &artifacts)?;
+    let opts = DeployOptions {
+        action,
+        max_concurrent_copy: args.max_concurrent_copy,
+        one_by_one: args.one_by_one,
+        copy_only: args.copy_only,
+        dry_activate_first: args.dry_activate_first,
+        auto_rollback: match (args.enable_auto_rollback, args.disable_auto_rollback) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        health_checks: !args.no_health_checks,
+        timeouts,
+    };
+    let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(Done::Deployed(runtime.block_on(deploy::run(targets, &opts, ssh, sink))))
 }
 
 /// Upstream's confirmation: the machines, the generation and the action, then y/N.

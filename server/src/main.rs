@@ -1,7 +1,9 @@
 //! The `carrier` binary: parses the command line and hands over to a command module.
 
 use clap::Parser;
-use server::{build, cli, deploy, generation, kexec_netboot, lab, ls, netboot, profile, serve};
+use server::{
+    build, cli, deploy, generation, history, kexec_netboot, lab, ls, netboot, profile, serve,
+};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
@@ -16,6 +18,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::KexecNetboot(args) => kexec_netboot::run(args),
         cli::Command::Generation(args) => generation::run(&cli.global, args),
         cli::Command::CollectGarbage(args) => generation::collect_garbage(&cli.global, args),
+        cli::Command::History(args) => history::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

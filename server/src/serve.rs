@@ -1,9 +1,9 @@
-//! `carrier serve`: composes the dashboard. Builds the configuration, the database
-//! pool and the router, and passes them down explicitly as Leptos context. Decides who
-//! may be served: a token from a file or the environment, never from the arguments; no
+//! `carrier serve`: composes the dashboard. Builds the configuration, opens the database
+//! (the one the CLI records in, `GlobalArgs::database_url`) and the router, and passes
+//! them down explicitly as Leptos context. Decides who may be served: a token from a file or the environment, never from the arguments; no
 //! non-loopback address without a token unless told `--public`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -14,8 +14,6 @@ use app::{App, shell};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::web::{WebConfig, harden};
@@ -30,32 +28,6 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .init();
     tokio::runtime::Runtime::new()?.block_on(serve(global, args))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// The default embedded database: SQLite in `$XDG_DATA_HOME/carrier/carrier.db`.
-fn default_database_url() -> anyhow::Result<String> {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dir = env("XDG_DATA_HOME")
-        .map(|d| d.join("carrier"))
-        .or_else(|| env("HOME").map(|h| h.join(".local/share/carrier")))
-        .context("neither XDG_DATA_HOME nor HOME is set; pass --database-url")?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(format!("sqlite://{}", dir.join("carrier.db").display()))
-}
-
-pub async fn connect(url: &str) -> anyhow::Result<SqlitePool> {
-    let options: SqliteConnectOptions =
-        url.parse().with_context(|| format!("invalid --database-url '{url}'"))?;
-    let pool = SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect_with(options.create_if_missing(true))
-        .await
-        .with_context(|| format!("opening the database '{url}'"))?;
-    sqlx::migrate!("../migrations/sqlite")
-        .run(&pool)
-        .await
-        .context("running database migrations")?;
-    Ok(pool)
 }
 
 /// The whole web application, ready to serve; tests call this too.
@@ -167,11 +139,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(args.request_timeout),
     };
     let conf_dir = std::path::absolute(&global.config)?;
-    let db = connect(&match args.database_url {
-        Some(url) => url,
-        None => default_database_url()?,
-    })
-    .await?;
+    let db = carrier_storage::Store::open(&global.database_url()).await?;
     let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db);
     // Evaluate once up front so configuration errors show in the log at start.
     if let Err(e) = service.load().await {

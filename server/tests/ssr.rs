@@ -31,12 +31,12 @@ async fn harness_with(
     web: WebConfig,
 ) -> Harness {
     let tmp = tempfile::tempdir().unwrap();
-    let db =
-        server::serve::connect(&format!("sqlite://{}", tmp.path().join("carrier.db").display()))
-            .await
-            .unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("carrier.db").display());
+    let store = carrier_storage::Store::open(&url).await.unwrap();
+    // the test reads the tables itself
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
     let cache_dir = cache_dir.unwrap_or_else(|| tmp.path().join("cache"));
-    let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, db.clone());
+    let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, store);
     let state = AppState {
         inventory: Arc::new(service),
         access: Arc::new(AccessPolicy { token: token.map(Into::into) }),

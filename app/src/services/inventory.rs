@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use carrier_core::cluster::{Inventory, InventoryError, Loaded, Outcome};
-use sqlx::SqlitePool;
+use carrier_storage::Store;
 
 use crate::error::AppError;
 use crate::model::InventoryInfo;
@@ -14,12 +14,12 @@ use crate::model::InventoryInfo;
 pub struct InventoryService {
     inventory: Arc<Inventory>,
     conf_dir: PathBuf,
-    db: SqlitePool,
+    db: Store,
     recorded: Mutex<Option<String>>,
 }
 
 impl InventoryService {
-    pub fn new(inventory: Inventory, conf_dir: PathBuf, db: SqlitePool) -> Self {
+    pub fn new(inventory: Inventory, conf_dir: PathBuf, db: Store) -> Self {
         InventoryService {
             inventory: Arc::new(inventory),
             conf_dir,
@@ -80,14 +80,8 @@ impl InventoryService {
 
     pub async fn info(&self) -> Result<InventoryInfo, AppError> {
         let loaded = self.load().await?;
-        let evaluated_at: Option<String> = sqlx::query_scalar(
-            "SELECT evaluated_at FROM evaluations WHERE content_key = ? AND error IS NULL ORDER BY id DESC LIMIT 1",
-        )
-        .bind(&loaded.key)
-        .fetch_optional(&self.db)
-        .await
-        .map_err(|e| {
-            tracing::error!("reading evaluations: {e}");
+        let evaluated_at = self.db.last_evaluation(&loaded.key).await.map_err(|e| {
+            tracing::error!("{e}");
             AppError::Internal
         })?;
         Ok(InventoryInfo {
@@ -105,18 +99,9 @@ impl InventoryService {
         duration_ms: i64,
         error: Option<&str>,
     ) {
-        let result = sqlx::query(
-            "INSERT INTO evaluations (content_key, evaluated_at, machines, duration_ms, error) \
-             VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?, ?, ?)",
-        )
-        .bind(key)
-        .bind(machines.map(|m| m as i64))
-        .bind(duration_ms)
-        .bind(error)
-        .execute(&self.db)
-        .await;
+        let result = self.db.record_evaluation(key, machines, duration_ms, error).await;
         if let Err(e) = result {
-            tracing::error!("recording an evaluation: {e}");
+            tracing::error!("{e}");
         }
     }
 

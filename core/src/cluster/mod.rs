@@ -13,4 +13,4 @@ pub use inventory::{
     Inventory, Loaded, Outcome, discover_module_files, flake_argv, flake_installable, is_flake,
 };
 pub use model::*;
-pub use select::{AttrFilter, ManagedFilter, SelectError, Selection, TagFilter};
+pub use select::{AttrFilter, ManagedFilter, NamePattern, SelectError, Selection, TagFilter};

@@ -172,16 +172,7 @@ impl PatternMatcher {
         if pattern.starts_with("m_") && cluster.machines.iter().any(|m| m.key() == pattern) {
             return Ok(PatternMatcher::Key(pattern.to_string()));
         }
-        let glob = globset::GlobBuilder::new(pattern)
-            .literal_separator(false)
-            .backslash_escape(true)
-            .empty_alternates(true)
-            .build()
-            .map_err(|e| SelectError::Pattern {
-                pattern: pattern.to_string(),
-                reason: e.kind().to_string(),
-            })?;
-        Ok(PatternMatcher::Glob(glob.compile_matcher()))
+        Ok(PatternMatcher::Glob(glob(pattern)?))
     }
 
     fn matches(&self, m: &Machine) -> bool {
@@ -190,6 +181,37 @@ impl PatternMatcher {
             PatternMatcher::Key(key) => &m.key() == key,
             PatternMatcher::Glob(g) => g.is_match(&m.name),
         }
+    }
+}
+
+fn glob(pattern: &str) -> Result<globset::GlobMatcher, SelectError> {
+    let glob = globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .empty_alternates(true)
+        .build()
+        .map_err(|e| SelectError::Pattern {
+            pattern: pattern.to_string(),
+            reason: e.kind().to_string(),
+        })?;
+    Ok(glob.compile_matcher())
+}
+
+/// The pattern on bare machine names, for machines that may no longer be in the cluster
+/// (records of past runs): the exact name, else the same glob as [`Selection`]'s.
+#[derive(Debug, Clone)]
+pub struct NamePattern {
+    exact: String,
+    glob: globset::GlobMatcher,
+}
+
+impl NamePattern {
+    pub fn parse(pattern: &str) -> Result<Self, SelectError> {
+        Ok(NamePattern { exact: pattern.to_string(), glob: glob(pattern)? })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        name == self.exact || self.glob.is_match(name)
     }
 }
 
@@ -242,6 +264,17 @@ mod tests {
         );
         assert_eq!(names(&sel(None, &[], &[], Some("n"))), ["legacy"]);
         assert_eq!(names(&sel(None, &[], &[], Some("a"))).len(), 6);
+    }
+
+    #[test]
+    fn name_patterns_match_names_as_selections_do() {
+        let p = NamePattern::parse("pxe#node*").unwrap();
+        assert!(p.matches("pxe#node1") && !p.matches("node1"));
+        let odd = NamePattern::parse("odd[1]").unwrap();
+        assert!(odd.matches("odd[1]") && odd.matches("odd1"), "the exact name, then the glob");
+        assert!(matches!(NamePattern::parse("odd[name"), Err(SelectError::Pattern { .. })));
+        let braces = NamePattern::parse("{a,b}/x").unwrap();
+        assert!(braces.matches("a/x") && braces.matches("b/x") && !braces.matches("c/x"));
     }
 
     #[test]
