@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use carrier_core::cluster::{Inventory, InventoryError, Loaded, Outcome};
+use carrier_core::cluster::{Inventory, InventoryError, LoadOutcome, Loaded};
 use sqlx::SqlitePool;
 
 use crate::error::AppError;
@@ -45,7 +45,7 @@ impl InventoryService {
                 AppError::Internal
             })?;
         let elapsed = started.elapsed().as_millis() as i64;
-        let Outcome { key, cached, cluster } = outcome.map_err(|e| {
+        let LoadOutcome { key, cached, cluster } = outcome.map_err(|e| {
             tracing::error!("loading the cluster: {e}");
             match e {
                 // the operator's own setup; the message holds no path outside it

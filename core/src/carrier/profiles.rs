@@ -130,12 +130,12 @@ pub struct Profile {
     /// The real path of the profile link; None when it is missing or dangling.
     pub store_path: Option<PathBuf>,
     /// Ascending by number. At most one is `current`.
-    pub generations: Vec<Generation>,
+    pub generations: Vec<ProfileGeneration>,
 }
 
 /// One generation of a carried profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Generation {
+pub struct ProfileGeneration {
     pub number: u64,
     /// `<dir>/confctl-<name>-<N>-link`.
     pub link: PathBuf,
@@ -150,23 +150,26 @@ pub struct Generation {
 
 impl Profile {
     /// The current generation, if the profile link points to one of the generations.
-    pub fn current(&self) -> Option<&Generation> {
+    pub fn current(&self) -> Option<&ProfileGeneration> {
         self.generations.iter().find(|g| g.current)
     }
 
     /// The generation with the given number.
-    pub fn generation(&self, number: u64) -> Option<&Generation> {
+    pub fn generation(&self, number: u64) -> Option<&ProfileGeneration> {
         self.generations.iter().find(|g| g.number == number)
     }
 
     /// Reads and checks the `machine.json` of one of this profile's generations (in the
     /// system's store).
-    pub fn read_machine_json(&self, generation: &Generation) -> Result<MachineJson, ProfileError> {
+    pub fn read_machine_json(
+        &self,
+        generation: &ProfileGeneration,
+    ) -> Result<MachineJson, ProfileError> {
         generation.read_machine_json(&StoreDir::system())
     }
 }
 
-impl Generation {
+impl ProfileGeneration {
     /// `<link>/machine.json`.
     pub fn machine_json_path(&self) -> PathBuf {
         self.link.join("machine.json")
@@ -258,7 +261,7 @@ impl ProfileLinks {
                 .map_err(|source| ProfileError::Read { path: g.link.clone(), source })?;
             let store_path =
                 resolver.resolve(&g.link, &g.target).unwrap_or_else(|| g.target.clone());
-            generations.push(Generation {
+            generations.push(ProfileGeneration {
                 number: g.number,
                 link: g.link.clone(),
                 store_path,

@@ -22,7 +22,7 @@ use crate::private_dir;
 pub struct Inventory {
     cache_dir: PathBuf,
     /// What the last evaluated content key gave: a cluster, or the configuration's error.
-    last: Mutex<Option<Outcome>>,
+    last: Mutex<Option<LoadOutcome>>,
     /// Held while a load misses `last`: concurrent callers wait for one evaluation.
     evaluating: Mutex<()>,
 }
@@ -41,7 +41,7 @@ pub struct Loaded {
 /// rejects it, or its values do not form a valid cluster) is remembered by content key
 /// like a cluster is: asking again before a file changes returns it without running Nix.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct LoadOutcome {
     /// Content key of the configuration files.
     pub key: String,
     /// False when Nix ran for this call.
@@ -83,14 +83,14 @@ impl Inventory {
     /// Files still changing after [`EVALUATIONS`] evaluations: the last result is
     /// returned, but not cached.
     pub fn load(&self, conf_dir: &Path) -> Result<Loaded, InventoryError> {
-        let Outcome { key, cached, cluster } = self.load_outcome(conf_dir)?;
+        let LoadOutcome { key, cached, cluster } = self.load_outcome(conf_dir)?;
         Ok(Loaded { cluster: cluster?, key, cached })
     }
 
     /// Like [`Inventory::load`], keeping apart errors in the configuration (in the
-    /// [`Outcome`], remembered by content key) and errors of the surroundings (`Err`: no
+    /// [`LoadOutcome`], remembered by content key) and errors of the surroundings (`Err`: no
     /// cluster directory, unreadable files, Nix missing; tried again on the next call).
-    pub fn load_outcome(&self, conf_dir: &Path) -> Result<Outcome, InventoryError> {
+    pub fn load_outcome(&self, conf_dir: &Path) -> Result<LoadOutcome, InventoryError> {
         let conf_dir = std::path::absolute(conf_dir)
             .map_err(|e| InventoryError::io(format!("resolving {}", conf_dir.display()), e))?;
         let cluster_dir = conf_dir.join("cluster");
@@ -129,7 +129,7 @@ impl Inventory {
                     Ok(cluster)
                 });
                 if !unchanged {
-                    return Ok(Outcome { key: before.key, cached: false, cluster });
+                    return Ok(LoadOutcome { key: before.key, cached: false, cluster });
                 }
                 return Ok(self.remember(before.key, cluster, false));
             }
@@ -146,8 +146,8 @@ impl Inventory {
         key: String,
         cluster: Result<Arc<Cluster>, InventoryError>,
         cached: bool,
-    ) -> Outcome {
-        let outcome = Outcome { key, cached, cluster };
+    ) -> LoadOutcome {
+        let outcome = LoadOutcome { key, cached, cluster };
         *self.last.lock().expect("inventory lock") = Some(outcome.clone());
         outcome
     }
@@ -171,9 +171,9 @@ impl Inventory {
         Ok(snapshot)
     }
 
-    fn remembered(&self, key: &str) -> Option<Outcome> {
+    fn remembered(&self, key: &str) -> Option<LoadOutcome> {
         match &*self.last.lock().expect("inventory lock") {
-            Some(last) if last.key == key => Some(Outcome { cached: true, ..last.clone() }),
+            Some(last) if last.key == key => Some(LoadOutcome { cached: true, ..last.clone() }),
             _ => None,
         }
     }

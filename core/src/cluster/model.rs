@@ -23,6 +23,23 @@ pub enum Spin {
 }
 
 impl Spin {
+    /// The spin of an option value or a `machine.json` (`nixos`, …); None for any other.
+    pub fn parse(s: &str) -> Option<Spin> {
+        [Spin::Openvz, Spin::Nixos, Spin::Vpsadminos, Spin::Other]
+            .into_iter()
+            .find(|spin| spin.as_str() == s)
+    }
+
+    /// The spin's name for people (netboot menus).
+    pub fn label(self) -> &'static str {
+        match self {
+            Spin::Openvz => "OpenVZ",
+            Spin::Nixos => "NixOS",
+            Spin::Vpsadminos => "vpsAdminOS",
+            Spin::Other => "other",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Spin::Openvz => "openvz",
@@ -466,6 +483,18 @@ pub(crate) mod tests {
             extra_modules: vec![],
             files: vec![format!("/conf/cluster/{name}/module.nix")],
         }
+    }
+
+    #[test]
+    fn spin_parses_the_serialised_names_only() {
+        for spin in [Spin::Openvz, Spin::Nixos, Spin::Vpsadminos, Spin::Other] {
+            let json = serde_json::to_string(&spin).unwrap();
+            assert_eq!(json, format!("\"{}\"", spin.as_str()));
+            assert_eq!(Spin::parse(spin.as_str()), Some(spin));
+        }
+        assert_eq!(Spin::parse("NixOS"), None);
+        assert_eq!(Spin::parse(""), None);
+        assert_eq!(Spin::Vpsadminos.label(), "vpsAdminOS");
     }
 
     #[test]
