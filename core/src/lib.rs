@@ -14,4 +14,5 @@ pub mod lock;
 pub mod nix;
 pub mod private_dir;
 pub mod process;
+pub mod profile_name;
 pub mod remote;

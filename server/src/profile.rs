@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use carrier_core::carrier::profile_change::{HostConfig, ProfileChange, apply_all, check_profile};
 use carrier_core::carrier::profiles;
 
@@ -40,15 +39,8 @@ fn list(
     profile: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let only = match profile {
-        Some(p) => {
-            check_profile(config, p)?;
-            let name = p.file_name().and_then(|n| n.to_str()).context("profile name")?;
-            Some(name.trim_start_matches("confctl-").to_string())
-        }
-        None => None,
-    };
-    let listing = profiles::list(&config.profiles_dir, only.as_deref())?;
+    let only = profile.map(|p| check_profile(config, p)).transpose()?;
+    let listing = profiles::list(&config.profiles_dir, only.as_ref())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if json {

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Where carried machines keep their profiles on a carrier.
-pub const PROFILES_DIR: &str = "/nix/var/nix/profiles";
+use crate::profile_name::{ProfileName, SYSTEM_PROFILE};
 
 /// The machine's spin: selects the system evaluator and the netboot menu layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -305,13 +304,13 @@ impl Machine {
         self.alias.as_deref().unwrap_or(&self.cluster_name)
     }
 
-    /// Carried machines: `/nix/var/nix/profiles/confctl-<alias with / -> :>`;
-    /// everything else: the system profile.
+    /// Carried machines: their [`ProfileName`] on the carrier; everything else: the
+    /// system profile.
     pub fn profile(&self) -> String {
         if self.is_carried() {
-            format!("{PROFILES_DIR}/confctl-{}", safe_name(self.carried_alias()))
+            ProfileName::for_alias(self.carried_alias()).path()
         } else {
-            format!("{PROFILES_DIR}/system")
+            SYSTEM_PROFILE.to_string()
         }
     }
 
