@@ -6,6 +6,7 @@
 pub mod build;
 pub mod carrier;
 pub mod cluster;
+pub mod conf_dir;
 pub mod deploy;
 pub mod events;
 pub mod lab;

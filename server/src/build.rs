@@ -15,8 +15,9 @@ use crate::cli::{BuildArgs, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
+    let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
-    let loaded = inventory.load(&global.config)?;
+    let loaded = inventory.load(&conf_dir)?;
     // Only managed machines are built, whatever --managed says (upstream's deploy
     // front part, spec 2.0 step 1).
     let machines: Vec<Machine> = selection
@@ -36,7 +37,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
         ssh_config: args.ssh_config.clone(),
         ..BuildOptions::new(inventory.cache_dir())
     };
-    let generations = build::build(&global.config, &machines, &opts, &StderrProgress)?;
+    let generations = build::build(&conf_dir, &machines, &opts, &StderrProgress)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {

@@ -16,8 +16,9 @@ use crate::cli::{DeployArgs, GlobalArgs};
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse()?;
     let selection = args.select.selection()?;
+    let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
-    let loaded = inventory.load(&global.config)?;
+    let loaded = inventory.load(&conf_dir)?;
     // only managed machines are deployed, whatever --managed says (spec 2.0 step 1)
     let machines: Vec<_> =
         selection.select(&loaded.cluster)?.into_iter().filter(|m| m.is_managed()).collect();
@@ -34,19 +35,14 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
         lock: Duration::from_secs(args.lock_timeout),
     };
     // one deploy per configuration directory at a time (its builds and generations)
-    let _lock = deploy::lock_conf_dir(&global.config, timeouts.lock, &sink)?;
+    let _lock = deploy::lock_conf_dir(&conf_dir, timeouts.lock, &sink)?;
     let build_options = BuildOptions {
         builders: args.builders.clone(),
         ssh_config: args.ssh_config.clone(),
         ..BuildOptions::new(inventory.cache_dir())
     };
-    let artifacts = deploy::artifacts(
-        &global.config,
-        &machines,
-        args.generation.as_deref(),
-        &build_options,
-        &sink,
-    )?;
+    let artifacts =
+        deploy::artifacts(&conf_dir, &machines, args.generation.as_deref(), &build_options, &sink)?;
     if args.build_only {
         return Ok(ExitCode::SUCCESS);
     }

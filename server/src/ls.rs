@@ -14,7 +14,7 @@ const DEFAULT_COLUMNS: [&str; 3] = ["name", "spin", "host.fqdn"];
 
 pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
-    let loaded = global.inventory()?.load(&global.config)?;
+    let loaded = global.inventory()?.load(&global.conf_dir()?)?;
     let machines = selection.select(&loaded.cluster)?;
     let columns = args.output.clone().unwrap_or_else(|| DEFAULT_COLUMNS.map(String::from).to_vec());
     let stdout = std::io::stdout();

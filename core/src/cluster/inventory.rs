@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::expand::{Definitions, expand};
 use super::{Cluster, InventoryError, MetaConfig};
+use crate::conf_dir::ConfDir;
 use crate::nix::{self, NixError};
 use crate::private_dir;
 
@@ -82,7 +83,7 @@ impl Inventory {
     /// evaluation never gets the newer result stored under the older content's key.
     /// Files still changing after [`EVALUATIONS`] evaluations: the last result is
     /// returned, but not cached.
-    pub fn load(&self, conf_dir: &Path) -> Result<Loaded, InventoryError> {
+    pub fn load(&self, conf_dir: &ConfDir) -> Result<Loaded, InventoryError> {
         let LoadOutcome { key, cached, cluster } = self.load_outcome(conf_dir)?;
         Ok(Loaded { cluster: cluster?, key, cached })
     }
@@ -90,15 +91,14 @@ impl Inventory {
     /// Like [`Inventory::load`], keeping apart errors in the configuration (in the
     /// [`LoadOutcome`], remembered by content key) and errors of the surroundings (`Err`: no
     /// cluster directory, unreadable files, Nix missing; tried again on the next call).
-    pub fn load_outcome(&self, conf_dir: &Path) -> Result<LoadOutcome, InventoryError> {
-        let conf_dir = std::path::absolute(conf_dir)
-            .map_err(|e| InventoryError::io(format!("resolving {}", conf_dir.display()), e))?;
-        let cluster_dir = conf_dir.join("cluster");
+    pub fn load_outcome(&self, conf_dir: &ConfDir) -> Result<LoadOutcome, InventoryError> {
+        let cluster_dir = conf_dir.cluster_dir();
+        let conf_dir = conf_dir.path();
         if !cluster_dir.is_dir() {
             return Err(InventoryError::MissingClusterDir(cluster_dir));
         }
         private_dir::ensure(&self.cache_dir)?;
-        let mut before = self.snapshot(&conf_dir)?;
+        let mut before = self.snapshot(conf_dir)?;
         if let Some(outcome) = self.remembered(&before.key) {
             return Ok(outcome);
         }
@@ -112,12 +112,12 @@ impl Inventory {
                 let cluster = parse_output(&raw).and_then(|output| expand(&output)).map(Arc::new);
                 return Ok(self.remember(before.key, cluster, true));
             }
-            let raw = match self.evaluate(&conf_dir, &cluster_dir) {
+            let raw = match self.evaluate(conf_dir, &cluster_dir) {
                 Ok(raw) => Ok(raw),
                 Err(e @ InventoryError::Eval { .. }) => Err(e),
                 Err(e) => return Err(e),
             };
-            let after = self.snapshot(&conf_dir)?;
+            let after = self.snapshot(conf_dir)?;
             if after == before || attempt == EVALUATIONS {
                 let unchanged = after == before;
                 let cluster = raw.and_then(|raw| {
@@ -565,8 +565,10 @@ mod tests {
     fn missing_cluster_dir_is_named() {
         let tmp = tempfile::tempdir().unwrap();
         let inv = Inventory::new(tmp.path().join("cache"));
-        let err = inv.load(&tmp.path().join("nope")).unwrap_err().to_string();
-        assert!(err.contains("nope/cluster") && err.contains("does not exist"), "{err}");
+        std::fs::create_dir(tmp.path().join("conf")).unwrap();
+        let conf = ConfDir::resolve(&tmp.path().join("conf")).unwrap();
+        let err = inv.load(&conf).unwrap_err().to_string();
+        assert!(err.contains("conf/cluster") && err.contains("does not exist"), "{err}");
     }
 
     #[test]
