@@ -4,7 +4,7 @@
 //! JSON: machine name -> generation).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use carrier_core::build::{self, BuildOptions};
@@ -18,17 +18,8 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
     let loaded = inventory.load(&conf_dir)?;
-    // Only managed machines are built, whatever --managed says (upstream's deploy
-    // front part, spec 2.0 step 1).
-    let machines: Vec<Machine> = selection
-        .select(&loaded.cluster)?
-        .into_iter()
-        .filter(|m| m.is_managed())
-        .cloned()
-        .collect();
-    if machines.is_empty() {
-        anyhow::bail!("No machines to build");
-    }
+    let machines: Vec<Machine> =
+        selection.select_managed(&loaded.cluster, "build")?.into_iter().cloned().collect();
     let opts = BuildOptions {
         show_trace: args.show_trace,
         max_jobs: args.max_jobs.clone(),
@@ -38,16 +29,10 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
         ..BuildOptions::new(inventory.cache_dir())
     };
     let generations = build::build(&conf_dir, &machines, &opts, &StderrProgress)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        if stdout.is_terminal() {
-            serde_json::to_writer_pretty(&mut out, &generations)?;
-        } else {
-            serde_json::to_writer(&mut out, &generations)?;
-        }
-        writeln!(out)?;
+        crate::json::print(&generations)?;
     } else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut by_gen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (machine, g) in &generations {
             by_gen.entry(g.name.as_str()).or_default().push(machine);
@@ -59,8 +44,8 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "  {h}")?;
             }
         }
+        out.flush()?;
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -19,12 +19,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
     let loaded = inventory.load(&conf_dir)?;
-    // only managed machines are deployed, whatever --managed says (spec 2.0 step 1)
-    let machines: Vec<_> =
-        selection.select(&loaded.cluster)?.into_iter().filter(|m| m.is_managed()).collect();
-    if machines.is_empty() {
-        bail!("no machines to deploy");
-    }
+    let machines = selection.select_managed(&loaded.cluster, "deploy")?;
     if !args.yes {
         confirm(&machines, args.generation.as_deref(), action)?;
     }
@@ -65,8 +60,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let report = runtime.block_on(deploy::run(targets, &opts, ssh, &sink));
     if args.json {
-        serde_json::to_writer(std::io::stdout().lock(), &report)?;
-        println!();
+        crate::json::print(&report)?;
     } else {
         for m in &report.machines {
             let state = match &m.state {

@@ -68,7 +68,7 @@ fn down(dir: PathBuf, purge: bool) -> anyhow::Result<ExitCode> {
 fn status(dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let hosts = lab::status(&dir)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&hosts)?);
+        crate::json::print(&hosts)?;
     } else {
         print!("{}", table(&hosts));
     }

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod cli;
 pub mod deploy;
+pub mod json;
 pub mod kexec_netboot;
 pub mod lab;
 pub mod ls;

@@ -1,6 +1,6 @@
 //! `carrier profile`: carried profiles on this carrier.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use carrier_core::carrier::profile_change::{HostConfig, ProfileChange, apply_all, check_profile};
@@ -41,16 +41,10 @@ fn list(
 ) -> anyhow::Result<ExitCode> {
     let only = profile.map(|p| check_profile(config, p)).transpose()?;
     let listing = profiles::list(&config.profiles_dir, only.as_ref())?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     if json {
-        if stdout.is_terminal() {
-            serde_json::to_writer_pretty(&mut out, &listing)?;
-        } else {
-            serde_json::to_writer(&mut out, &listing)?;
-        }
-        writeln!(out)?;
+        crate::json::print(&listing)?;
     } else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for p in &listing {
             writeln!(out, "{}", p.path.display())?;
             for g in &p.generations {
@@ -74,7 +68,7 @@ fn list(
                 )?;
             }
         }
+        out.flush()?;
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
