@@ -132,9 +132,4 @@ impl InventoryService {
             .replace(&cache, "<carrier cache>");
         self.conf_dir.relative_message(&text)
     }
-
-    /// Paths relative to the configuration directory, for display.
-    pub fn relative(&self, path: &str) -> String {
-        self.conf_dir.display_relative(path)
-    }
 }
