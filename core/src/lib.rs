@@ -6,6 +6,7 @@
 pub mod build;
 pub mod carrier;
 pub mod cluster;
+pub mod conf_dir;
 pub mod deploy;
 pub mod events;
 pub mod generation;
@@ -16,4 +17,5 @@ pub mod nix;
 pub mod path_io;
 pub mod private_dir;
 pub mod process;
+pub mod profile_name;
 pub mod remote;

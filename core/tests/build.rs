@@ -6,11 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use carrier_core::build::{self, BuildOptions, Generation};
 use carrier_core::cluster::{Inventory, Machine};
+use carrier_core::conf_dir::ConfDir;
 use carrier_core::events::{Event, Outcome, Recorder};
 
 /// A copy of examples/lab and a private cache; removes the copy's GC roots when done
@@ -32,8 +33,8 @@ impl Lab {
         Lab { dir, cache: tempfile::tempdir().unwrap() }
     }
 
-    fn conf(&self) -> PathBuf {
-        std::fs::canonicalize(self.dir.path()).unwrap()
+    fn conf(&self) -> ConfDir {
+        ConfDir::resolve(self.dir.path()).unwrap()
     }
 
     fn machines(&self, names: &[&str]) -> Vec<Machine> {
@@ -101,7 +102,7 @@ fn machine_json(dist: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dist.join("machine.json")).unwrap()).unwrap()
 }
 
-fn gen_dirs(conf: &Path, machine: &str) -> Vec<String> {
+fn gen_dirs(conf: &ConfDir, machine: &str) -> Vec<String> {
     entries(&build::machine_dir(conf, machine)).into_iter().filter(|n| n != "current").collect()
 }
 
@@ -196,7 +197,7 @@ fn lab_machines_build_into_generations() {
         assert_eq!(build::list(&conf, m), std::slice::from_ref(g));
     }
     assert!(
-        conf.join(".confctl/generations/pxe#node1/current").exists(),
+        conf.path().join(".confctl/generations/pxe#node1/current").exists(),
         "'#' is kept in the directory name"
     );
 

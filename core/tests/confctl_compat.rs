@@ -11,6 +11,7 @@ use std::process::Command;
 
 use carrier_core::build::{self, BuildOptions, Generation};
 use carrier_core::cluster::Inventory;
+use carrier_core::conf_dir::ConfDir;
 use carrier_core::events::Recorder;
 
 /// `examples/lab` and one configuration (`conf`) side by side in a temporary
@@ -45,17 +46,21 @@ impl Conf {
     }
 
     fn conf(&self) -> PathBuf {
-        std::fs::canonicalize(self.dir.path().join("conf")).unwrap()
+        self.conf_dir().path().to_path_buf()
+    }
+
+    fn conf_dir(&self) -> ConfDir {
+        ConfDir::resolve(&self.dir.path().join("conf")).unwrap()
     }
 
     fn build(&self, names: &[&str]) -> Result<BTreeMap<String, Generation>, build::BuildError> {
-        let loaded = Inventory::new(self.cache.path()).load(&self.conf()).unwrap();
+        let loaded = Inventory::new(self.cache.path()).load(&self.conf_dir()).unwrap();
         let machines: Vec<_> = names
             .iter()
             .map(|n| loaded.cluster.get(n).unwrap_or_else(|| panic!("no machine {n}")).clone())
             .collect();
         build::build(
-            &self.conf(),
+            &self.conf_dir(),
             &machines,
             &BuildOptions::new(self.cache.path()),
             &Recorder::default(),
@@ -65,7 +70,7 @@ impl Conf {
 
 impl Drop for Conf {
     fn drop(&mut self) {
-        if let Ok(conf) = std::fs::canonicalize(self.dir.path().join("conf")) {
+        if let Ok(conf) = ConfDir::resolve(&self.dir.path().join("conf")) {
             let _ = std::fs::remove_dir_all(build::default_gc_roots_dir(&conf));
         }
     }
@@ -277,7 +282,7 @@ fn flake_outputs_give_the_same_machines_and_systems() {
     .unwrap();
     let names = ["a", "carrier", "carrier#a", "os"];
     let legacy = c.build(&names).unwrap();
-    let inventory = Inventory::new(c.cache.path()).load(&conf).unwrap();
+    let inventory = Inventory::new(c.cache.path()).load(&c.conf_dir()).unwrap();
     common::make_flake(&conf, &lab_lib);
     let flake_args = ["--no-write-lock-file"];
 
@@ -315,7 +320,8 @@ fn flake_outputs_give_the_same_machines_and_systems() {
 
     // carrier reads the flake configuration: the same machines (the flake's copies of
     // the carried entries' modules live in the store, and it names no definition files)
-    let from_flake = Inventory::new(tempfile::tempdir().unwrap().path()).load(&conf).unwrap();
+    let from_flake =
+        Inventory::new(tempfile::tempdir().unwrap().path()).load(&c.conf_dir()).unwrap();
     assert_eq!(from_flake.cluster.machines.len(), names.len());
     for m in &from_flake.cluster.machines {
         let mut m = m.clone();
@@ -412,7 +418,7 @@ fn flake_outputs_give_the_same_machines_and_systems() {
         assert_eq!(gj["inputs_info"]["nixpkgs"]["input"], "nixpkgs");
         assert!(gj.get("swpins").is_none(), "{gj}");
         assert_eq!(std::fs::read_link(g.dir.join("nixpkgs.input")).unwrap(), Path::new(lab_input));
-        let root = build::default_gc_roots_dir(&conf).join(format!(
+        let root = build::default_gc_roots_dir(&c.conf_dir()).join(format!(
             "{}-generation-{}-input.nixpkgs",
             name.replace('/', ":"),
             g.name

@@ -4,15 +4,20 @@
 use std::path::{Path, PathBuf};
 
 use carrier_core::cluster::{Cluster, Inventory, InventoryError, Selection, Spin};
+use carrier_core::conf_dir::ConfDir;
 use serde_json::json;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
+fn resolved(dir: &Path) -> ConfDir {
+    ConfDir::resolve(dir).unwrap()
+}
+
 fn load(dir: &Path) -> Result<Cluster, InventoryError> {
     let cache = tempfile::tempdir().unwrap();
-    Inventory::new(cache.path()).load(dir).map(|l| (*l.cluster).clone())
+    Inventory::new(cache.path()).load(&resolved(dir)).map(|l| (*l.cluster).clone())
 }
 
 fn load_err(name: &str) -> String {
@@ -197,7 +202,7 @@ fn two_carried_entries_with_one_name_are_refused() {
 #[test]
 fn missing_cluster_directory_is_named() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = load(&tmp.path().join("absent")).unwrap_err().to_string();
+    let err = ConfDir::resolve(&tmp.path().join("absent")).unwrap_err().to_string();
     assert!(err.contains("absent/cluster") && err.contains("does not exist"), "{err}");
 }
 
@@ -208,25 +213,25 @@ fn unchanged_cluster_is_not_evaluated_again() {
     let conf = tmp.path().join("conf");
     write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = [ "one" ]; }; }"#)]);
 
-    let first = Inventory::new(&cache).load(&conf).unwrap();
+    let first = Inventory::new(&cache).load(&resolved(&conf)).unwrap();
     assert!(!first.cached, "first load evaluates");
     // a new Inventory (a new process) reads the on-disk cache
     let inv = Inventory::new(&cache);
-    let second = inv.load(&conf).unwrap();
+    let second = inv.load(&resolved(&conf)).unwrap();
     assert!(second.cached);
     assert_eq!(first.key, second.key);
     assert_eq!(*first.cluster, *second.cluster);
 
     write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = [ "two" ]; }; }"#)]);
-    let third = inv.load(&conf).unwrap();
+    let third = inv.load(&resolved(&conf)).unwrap();
     assert!(!third.cached, "an edit re-evaluates");
     assert_eq!(third.cluster.get("a").unwrap().meta_config.tags, ["two"]);
 
     // an error is not cached: fixing the file works at once
     write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = "x"; }; }"#)]);
-    assert!(inv.load(&conf).is_err());
+    assert!(inv.load(&resolved(&conf)).is_err());
     write_cluster(&conf, &[("a", r#"{ cluster.a = { spin = "nixos"; tags = [ "one" ]; }; }"#)]);
-    let fixed = inv.load(&conf).unwrap();
+    let fixed = inv.load(&resolved(&conf)).unwrap();
     assert!(fixed.cached, "back to the first content: served from the cache");
     assert_eq!(fixed.cluster.get("a").unwrap().meta_config.tags, ["one"]);
 }
@@ -246,16 +251,16 @@ fn a_configuration_error_is_remembered_by_content_key() {
         ),
     ] {
         write_cluster(&conf, &[("a", module)]);
-        let first = inv.load_outcome(&conf).unwrap();
+        let first = inv.load_outcome(&resolved(&conf)).unwrap();
         let message = first.cluster.as_ref().unwrap_err().to_string();
         assert!(!first.cached && message.contains(error), "{message}");
-        let again = inv.load_outcome(&conf).unwrap();
+        let again = inv.load_outcome(&resolved(&conf)).unwrap();
         assert!(again.cached, "the same content is not evaluated again");
         assert_eq!(
             (again.key, again.cluster.unwrap_err().to_string()),
             (first.key, message.clone())
         );
-        assert_eq!(inv.load(&conf).unwrap_err().to_string(), message);
+        assert_eq!(inv.load(&resolved(&conf)).unwrap_err().to_string(), message);
     }
 }
 
@@ -303,7 +308,7 @@ fn evaluator_output_matches_golden_files() {
 fn concurrent_loads_share_one_evaluation() {
     let cache = tempfile::tempdir().unwrap();
     let inventory = Inventory::new(cache.path());
-    let dir = fixture("helpers");
+    let dir = resolved(&fixture("helpers"));
     let loads: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..6).map(|_| s.spawn(|| inventory.load(&dir))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
@@ -335,7 +340,7 @@ fn planted_evaluator_files_are_replaced_before_use() {
     std::fs::write(evaluator.join("extra.nix"), "throw \"planted extra\"\n").unwrap();
 
     let loaded = Inventory::new(cache.path())
-        .load(&fixture("helpers"))
+        .load(&resolved(&fixture("helpers")))
         .expect("the embedded evaluator is used");
     assert!(!loaded.cached);
     assert!(loaded.cluster.get("prg/node3").is_some());
@@ -363,7 +368,7 @@ fn load_through_gate(
     let gate = conf.join("cluster/a/gate");
     let started = std::time::Instant::now();
     let result = std::thread::scope(|s| {
-        let load = s.spawn(|| inventory.load(conf));
+        let load = s.spawn(|| inventory.load(&resolved(conf)));
         let mut opens = 0;
         // Nothing in this loop may panic: the scope would wait for the load, and the
         // load for Nix, which waits at the gate for this loop.

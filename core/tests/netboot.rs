@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 
-use carrier_core::carrier::netboot::{self, FaultKind, NetbootConfig, Outcome};
+use carrier_core::carrier::netboot::{self, FaultKind, NetbootConfig, RequestOutcome};
 use carrier_core::carrier::profiles;
 use common::*;
 use serde_json::{Value, json};
@@ -918,16 +918,16 @@ fn concurrent_builds_coalesce() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     // A caller that does not wait only queues.
-    assert!(matches!(netboot::request_build(&cfg, false).unwrap(), Outcome::Queued));
+    assert!(matches!(netboot::request_build(&cfg, false).unwrap(), RequestOutcome::Queued));
     drop(holder);
-    let outcomes: Vec<Outcome> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let outcomes: Vec<RequestOutcome> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let built: Vec<&netboot::BuildReport> = outcomes
         .iter()
-        .filter_map(|o| if let Outcome::Built(r) = o { Some(r) } else { None })
+        .filter_map(|o| if let RequestOutcome::Built(r) = o { Some(r) } else { None })
         .collect();
     let covered: Vec<&netboot::BuildReport> = outcomes
         .iter()
-        .filter_map(|o| if let Outcome::Covered(r) = o { Some(r) } else { None })
+        .filter_map(|o| if let RequestOutcome::Covered(r) = o { Some(r) } else { None })
         .collect();
     assert_eq!(built.len(), 1, "{outcomes:?}");
     assert_eq!(

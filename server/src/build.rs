@@ -4,7 +4,7 @@
 //! JSON: machine name -> generation). The run is recorded (`carrier history`).
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use carrier_core::build::{self, BuildOptions};
@@ -17,19 +17,11 @@ use crate::records::{Recorder, Request};
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
+    let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
-    let loaded = inventory.load(&global.config)?;
-    // Only managed machines are built, whatever --managed says (upstream's deploy
-    // front part, spec 2.0 step 1).
-    let machines: Vec<Machine> = selection
-        .select(&loaded.cluster)?
-        .into_iter()
-        .filter(|m| m.is_managed())
-        .cloned()
-        .collect();
-    if machines.is_empty() {
-        anyhow::bail!("No machines to build");
-    }
+    let loaded = inventory.load(&conf_dir)?;
+    let machines: Vec<Machine> =
+        selection.select_managed(&loaded.cluster, "build")?.into_iter().cloned().collect();
     let opts = BuildOptions {
         show_trace: args.show_trace,
         max_jobs: args.max_jobs.clone(),
@@ -49,7 +41,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
             machines: machines.iter().map(|m| m.name.clone()).collect(),
         },
     );
-    let generations = match build::build(&global.config, &machines, &opts, &StderrProgress) {
+    let generations = match build::build(&conf_dir, &machines, &opts, &StderrProgress) {
         Ok(generations) => {
             recorder.built(generations.iter().map(|(m, g)| (m.as_str(), g.name.as_str())));
             generations
@@ -60,16 +52,10 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        if stdout.is_terminal() {
-            serde_json::to_writer_pretty(&mut out, &generations)?;
-        } else {
-            serde_json::to_writer(&mut out, &generations)?;
-        }
-        writeln!(out)?;
+        crate::json::print(&generations)?;
     } else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let mut by_gen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (machine, g) in &generations {
             by_gen.entry(g.name.as_str()).or_default().push(machine);
@@ -81,8 +67,8 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "  {h}")?;
             }
         }
+        out.flush()?;
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use carrier_core::cluster::Selection;
+use carrier_core::conf_dir::{ConfDir, ConfDirError};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -37,6 +38,11 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// The configuration directory, resolved to its real path.
+    pub fn conf_dir(&self) -> Result<ConfDir, ConfDirError> {
+        ConfDir::resolve(&self.config)
+    }
+
     pub fn inventory(
         &self,
     ) -> Result<carrier_core::cluster::Inventory, carrier_core::cluster::InventoryError> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use carrier_core::build::BuildOptions;
+use carrier_core::conf_dir::ConfDir;
 use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings, Timeouts};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
 use carrier_storage::RunKind;
@@ -19,14 +20,10 @@ use crate::records::{Recorder, Request};
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse()?;
     let selection = args.select.selection()?;
+    let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
-    let loaded = inventory.load(&global.config)?;
-    // only managed machines are deployed, whatever --managed says (spec 2.0 step 1)
-    let machines: Vec<_> =
-        selection.select(&loaded.cluster)?.into_iter().filter(|m| m.is_managed()).collect();
-    if machines.is_empty() {
-        bail!("no machines to deploy");
-    }
+    let loaded = inventory.load(&conf_dir)?;
+    let machines = selection.select_managed(&loaded.cluster, "deploy")?;
     if !args.yes {
         confirm(&machines, args.generation.as_deref(), action)?;
     }
@@ -42,25 +39,25 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
         },
     );
     let sink = Printer::new(args.json);
-    let report = match execute(global, &args, action, &inventory, &loaded.cluster, &machines, &sink)
-    {
-        Ok(Done::Built(artifacts)) => {
-            recorder.built(artifacts.iter().map(|a| (a.machine.as_str(), a.generation.as_str())));
-            return Ok(ExitCode::SUCCESS);
-        }
-        Ok(Done::Deployed(report)) => {
-            recorder.deployed(&report);
-            report
-        }
-        Err(e) => {
-            let phase = e.downcast_ref::<deploy::ArtifactError>().map(|_| Phase::Build);
-            recorder.failed(phase, &e);
-            return Err(e);
-        }
-    };
+    let report =
+        match execute(&conf_dir, &args, action, &inventory, &loaded.cluster, &machines, &sink) {
+            Ok(Done::Built(artifacts)) => {
+                recorder
+                    .built(artifacts.iter().map(|a| (a.machine.as_str(), a.generation.as_str())));
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(Done::Deployed(report)) => {
+                recorder.deployed(&report);
+                report
+            }
+            Err(e) => {
+                let phase = e.downcast_ref::<deploy::ArtifactError>().map(|_| Phase::Build);
+                recorder.failed(phase, &e);
+                return Err(e);
+            }
+        };
     if args.json {
-        serde_json::to_writer(std::io::stdout().lock(), &report)?;
-        println!();
+        crate::json::print(&report)?;
     } else {
         for m in &report.machines {
             let state = match &m.state {
@@ -88,7 +85,7 @@ enum Done {
 
 /// Everything after the confirmation: lock, build (or find) the artifacts, deploy.
 fn execute(
-    global: &GlobalArgs,
+    conf_dir: &ConfDir,
     args: &DeployArgs,
     action: Action,
     inventory: &carrier_core::cluster::Inventory,
@@ -102,19 +99,14 @@ fn execute(
         lock: Duration::from_secs(args.lock_timeout),
     };
     // one deploy per configuration directory at a time (its builds and generations)
-    let _lock = deploy::lock_conf_dir(&global.config, timeouts.lock, sink)?;
+    let _lock = deploy::lock_conf_dir(conf_dir, timeouts.lock, sink)?;
     let build_options = BuildOptions {
         builders: args.builders.clone(),
         ssh_config: args.ssh_config.clone(),
         ..BuildOptions::new(inventory.cache_dir())
     };
-    let artifacts = deploy::artifacts(
-        &global.config,
-        machines,
-        args.generation.as_deref(),
-        &build_options,
-        sink,
-    )?;
+    let artifacts =
+        deploy::artifacts(conf_dir, machines, args.generation.as_deref(), &build_options, sink)?;
     if args.build_only {
         return Ok(Done::Built(artifacts));
     }

@@ -1,6 +1,7 @@
 //! `carrier generation ls|rm|rotate` and `carrier collect-garbage`: selection, one SSH
 //! connection per host, carrier-core's generation functions, tables or JSON.
 
+use carrier_core::conf_dir::ConfDir;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use crate::cli::{
     GenerationRmArgs, GenerationRotateArgs, GenerationSource, GlobalArgs, SelectArgs,
 };
 use crate::deploy::ask_to_continue;
-use crate::ls::{write_json, write_table};
+use crate::ls::write_table;
 
 pub fn run(global: &GlobalArgs, args: GenerationArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -32,7 +33,7 @@ struct Selected {
     cluster: Arc<Cluster>,
     names: Vec<String>,
     /// The configuration directory's real path (its GC roots are named after it).
-    conf_dir: PathBuf,
+    conf_dir: ConfDir,
     cache_dir: PathBuf,
 }
 
@@ -40,14 +41,13 @@ impl Selected {
     fn load(global: &GlobalArgs, select: &SelectArgs) -> anyhow::Result<Selected> {
         let selection = select.selection()?;
         let inventory = global.inventory()?;
-        let loaded = inventory.load(&global.config)?;
+        let conf_dir = global.conf_dir()?;
+        let loaded = inventory.load(&conf_dir)?;
         let names: Vec<String> =
             selection.select(&loaded.cluster)?.into_iter().map(|m| m.name.clone()).collect();
         if names.is_empty() {
             bail!("no machines selected");
         }
-        let conf_dir = std::fs::canonicalize(&global.config)
-            .with_context(|| format!("reading {}", global.config.display()))?;
         Ok(Selected {
             cluster: loaded.cluster.clone(),
             names,
@@ -141,9 +141,7 @@ fn ls(global: &GlobalArgs, args: GenerationLsArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     if args.json {
-        let stdout = std::io::stdout();
-        let pretty = std::io::IsTerminal::is_terminal(&stdout);
-        write_json(&mut stdout.lock(), &shown, pretty)?;
+        crate::json::print(&shown)?;
     } else {
         print_records(&shown)?;
     }

@@ -2,7 +2,7 @@
 //! its machines' outcomes; the pattern keeps the runs of matching machines (and only
 //! those machines' lines). As a table, or JSON (pretty on a terminal).
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use carrier_core::cluster::NamePattern;
@@ -25,20 +25,12 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
             runs
         })?
     };
-    let stdout = std::io::stdout();
-    let pretty = stdout.is_terminal();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
-        if pretty {
-            serde_json::to_writer_pretty(&mut out, &runs)?;
-        } else {
-            serde_json::to_writer(&mut out, &runs)?;
-        }
-        writeln!(out)?;
-    } else {
-        for run in &runs {
-            write_run(&mut out, run)?;
-        }
+        return crate::json::print(&runs).map(|()| ExitCode::SUCCESS);
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for run in &runs {
+        write_run(&mut out, run)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

@@ -10,16 +10,22 @@ use carrier_core::lab::{self, HostStatus, UpOptions};
 use crate::cli::{GlobalArgs, LabArgs, LabCommand};
 
 pub fn run(global: &GlobalArgs, args: LabArgs) -> anyhow::Result<ExitCode> {
-    let dir = args.dir.clone().unwrap_or_else(|| lab::default_dir(&global.config));
+    // `down` and `status` need the configuration only for the default state directory
+    let lab_dir = |dir: Option<PathBuf>| match dir {
+        Some(dir) => anyhow::Ok(dir),
+        None => Ok(global.conf_dir()?.lab_dir()),
+    };
     match args.command {
-        LabCommand::Up => up(global, dir),
-        LabCommand::Down { purge } => down(dir, purge),
-        LabCommand::Status { json } => status(dir, json),
+        LabCommand::Up => up(global, args.dir),
+        LabCommand::Down { purge } => down(lab_dir(args.dir)?, purge),
+        LabCommand::Status { json } => status(lab_dir(args.dir)?, json),
     }
 }
 
-fn up(global: &GlobalArgs, dir: PathBuf) -> anyhow::Result<ExitCode> {
-    let loaded = global.inventory()?.load(&global.config)?;
+fn up(global: &GlobalArgs, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let conf_dir = global.conf_dir()?;
+    let dir = dir.unwrap_or_else(|| conf_dir.lab_dir());
+    let loaded = global.inventory()?.load(&conf_dir)?;
     let hosts = lab::plan(&loaded.cluster)?;
     let exe = std::env::current_exe().context("locating the running carrier binary")?;
     let carrier_bin_dir =
@@ -62,7 +68,7 @@ fn down(dir: PathBuf, purge: bool) -> anyhow::Result<ExitCode> {
 fn status(dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
     let hosts = lab::status(&dir)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&hosts)?);
+        crate::json::print(&hosts)?;
     } else {
         print!("{}", table(&hosts));
     }

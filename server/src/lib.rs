@@ -5,6 +5,7 @@ pub mod cli;
 pub mod deploy;
 pub mod generation;
 pub mod history;
+pub mod json;
 pub mod kexec_netboot;
 pub mod lab;
 pub mod ls;

@@ -1,6 +1,6 @@
 //! `carrier ls`: the machine table (configurable columns) or JSON.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use carrier_core::cluster::{Machine, attr_to_string};
@@ -14,46 +14,29 @@ const DEFAULT_COLUMNS: [&str; 3] = ["name", "spin", "host.fqdn"];
 
 pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
-    let loaded = global.inventory()?.load(&global.config)?;
+    let loaded = global.inventory()?.load(&global.conf_dir()?)?;
     let machines = selection.select(&loaded.cluster)?;
     let columns = args.output.clone().unwrap_or_else(|| DEFAULT_COLUMNS.map(String::from).to_vec());
-    let stdout = std::io::stdout();
-    let pretty = stdout.is_terminal();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     if args.json {
         if args.output.is_some() {
             let rows: Vec<Value> = machines.iter().map(|m| columns_json(m, &columns)).collect();
-            write_json(&mut out, &rows, pretty)?;
+            crate::json::print(&rows)?;
         } else {
             let rows: Vec<Record> = machines.iter().map(|m| Record::new(m)).collect();
-            write_json(&mut out, &rows, pretty)?;
+            crate::json::print(&rows)?;
         }
     } else {
         let rows: Vec<Vec<String>> = machines
             .iter()
             .map(|m| columns.iter().map(|c| attr_to_string(m.attr(c).as_ref())).collect())
             .collect();
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         write_table(&mut out, &columns, &rows, !args.hide_header)?;
+        out.flush()?;
     }
-    out.flush()?;
     // The process ends here: skip freeing a large cluster piece by piece.
     std::mem::forget(loaded);
     Ok(ExitCode::SUCCESS)
-}
-
-/// Pretty on a terminal, compact for programs.
-pub(crate) fn write_json(
-    out: &mut impl Write,
-    value: &impl Serialize,
-    pretty: bool,
-) -> anyhow::Result<()> {
-    if pretty {
-        serde_json::to_writer_pretty(&mut *out, value)?;
-    } else {
-        serde_json::to_writer(&mut *out, value)?;
-    }
-    writeln!(out)?;
-    Ok(())
 }
 
 /// The full machine record (upstream's machine JSON, spec 1.4) plus derived fields.

@@ -11,7 +11,7 @@ pub fn run(args: NetbootArgs) -> anyhow::Result<ExitCode> {
     let config = NetbootConfig::load(&config)?;
     let report = build(&config)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::json::print(&report)?;
     } else {
         print!("{}", report.progress());
     }

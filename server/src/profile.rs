@@ -1,10 +1,9 @@
 //! `carrier profile`: carried profiles on this carrier.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use carrier_core::carrier::profile_change::{HostConfig, ProfileChange, apply_all, check_profile};
 use carrier_core::carrier::profiles;
 
@@ -67,25 +66,12 @@ fn list(
     profile: Option<&std::path::Path>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let only = match profile {
-        Some(p) => {
-            check_profile(config, p)?;
-            let name = p.file_name().and_then(|n| n.to_str()).context("profile name")?;
-            Some(name.trim_start_matches("confctl-").to_string())
-        }
-        None => None,
-    };
-    let listing = profiles::list(&config.profiles_dir, only.as_deref())?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let only = profile.map(|p| check_profile(config, p)).transpose()?;
+    let listing = profiles::list(&config.profiles_dir, only.as_ref())?;
     if json {
-        if stdout.is_terminal() {
-            serde_json::to_writer_pretty(&mut out, &listing)?;
-        } else {
-            serde_json::to_writer(&mut out, &listing)?;
-        }
-        writeln!(out)?;
+        crate::json::print(&listing)?;
     } else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         for p in &listing {
             writeln!(out, "{}", p.path.display())?;
             for g in &p.generations {
@@ -109,7 +95,7 @@ fn list(
                 )?;
             }
         }
+        out.flush()?;
     }
-    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

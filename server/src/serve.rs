@@ -138,7 +138,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         hosts: HostAllowList::new(args.addr, &args.allowed_hosts),
         request_timeout: Duration::from_secs(args.request_timeout),
     };
-    let conf_dir = std::path::absolute(&global.config)?;
+    let conf_dir = global.conf_dir()?;
     let db = carrier_storage::Store::open(&global.database_url()).await?;
     let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db);
     // Evaluate once up front so configuration errors show in the log at start.
@@ -153,7 +153,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
-    println!("carrier dashboard for {} on http://{}/", conf_dir.display(), listener.local_addr()?);
+    println!("carrier dashboard for {conf_dir} on http://{}/", listener.local_addr()?);
     axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

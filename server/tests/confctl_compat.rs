@@ -90,7 +90,7 @@ impl Example {
 impl Drop for Example {
     fn drop(&mut self) {
         let _ = self.carrier(&["lab", "down", "--dir", self.lab().to_str().unwrap(), "--purge"]);
-        if let Ok(conf) = std::fs::canonicalize(self.conf()) {
+        if let Ok(conf) = carrier_core::conf_dir::ConfDir::resolve(&self.conf()) {
             let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf));
         }
     }

@@ -8,6 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use carrier_core::conf_dir::ConfDir;
 use support::cli::{Carrier, lab_ssh, ok, text};
 
 struct Lab {
@@ -143,8 +144,9 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
-        let roots = carrier_core::build::default_gc_roots_dir(&self.conf());
-        let _ = std::fs::remove_dir_all(roots);
+        if let Ok(conf) = ConfDir::resolve(&self.conf()) {
+            let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf));
+        }
     }
 }
 
@@ -647,6 +649,7 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     let log = lab.ssh("node2.lab", &["cat", "/run/carrier-activations.log"]);
     assert!(log.trim_end().ends_with(&format!("switch {c}")), "{log}");
     assert_ne!(a, c);
+    let conf2 = ConfDir::resolve(&conf2).unwrap();
     let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf2));
 }
 

@@ -138,7 +138,9 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
-        let roots = carrier_core::build::default_gc_roots_dir(&self.conf());
+        let roots = carrier_core::build::default_gc_roots_dir(
+            &carrier_core::conf_dir::ConfDir::resolve(&self.conf()).unwrap(),
+        );
         let _ = std::fs::remove_dir_all(roots);
     }
 }
@@ -258,8 +260,9 @@ fn host_and_carried_generations_are_listed_removed_and_rotated() {
     ok(&lab.carrier(&["generation", "rotate", "-y", "node1"]));
     let kept = lab.local_generations("node1");
     assert_eq!(kept.len(), 1, "{kept:?}");
-    let roots =
-        carrier_core::build::default_gc_roots_dir(&std::fs::canonicalize(lab.conf()).unwrap());
+    let roots = carrier_core::build::default_gc_roots_dir(
+        &carrier_core::conf_dir::ConfDir::resolve(&lab.conf()).unwrap(),
+    );
     let node1_roots: Vec<String> = std::fs::read_dir(&roots)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())

@@ -98,7 +98,9 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
-        let roots = carrier_core::build::default_gc_roots_dir(&self.conf());
+        let roots = carrier_core::build::default_gc_roots_dir(
+            &carrier_core::conf_dir::ConfDir::resolve(&self.conf()).unwrap(),
+        );
         let _ = std::fs::remove_dir_all(roots);
     }
 }
@@ -320,7 +322,9 @@ fn a_build_is_recorded_in_postgresql() {
     };
     let url = pg.url();
     let build = carrier(&["--database-url", &url, "build", "node2"]);
-    let roots = carrier_core::build::default_gc_roots_dir(&std::fs::canonicalize(&conf).unwrap());
+    let roots = carrier_core::build::default_gc_roots_dir(
+        &carrier_core::conf_dir::ConfDir::resolve(&conf).unwrap(),
+    );
     let _ = std::fs::remove_dir_all(roots);
     ok(&build);
     let out = carrier(&["--database-url", &url, "history", "--json"]);

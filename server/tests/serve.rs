@@ -159,6 +159,18 @@ fn counting_nix(dir: &Path, runs: &Path) -> String {
     path.unwrap().into_string().unwrap()
 }
 
+/// The configuration directory is resolved once, at start: one that does not exist is
+/// refused by name before anything listens.
+#[test]
+fn a_missing_configuration_directory_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let conf = tmp.path().join("nowhere");
+    let cmd = serve_command(&conf, tmp.path(), &["--addr", "127.0.0.1:0"]);
+    let out = Server::try_start(cmd).err().expect("served a configuration that does not exist");
+    assert!(out.contains("nowhere/cluster' does not exist"), "{out}");
+    assert!(!tmp.path().join("carrier.db").exists(), "no database created: {out}");
+}
+
 /// The acceptance test of the failure cache: a configuration that does not evaluate,
 /// 50 requests (pages and server functions, 10 connections at a time): Nix runs once
 /// (when the server starts) and the database holds one evaluation.

@@ -8,6 +8,7 @@ use app::services::{AccessPolicy, AppState, InventoryService};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use carrier_core::cluster::Inventory;
+use carrier_core::conf_dir::ConfDir;
 use leptos::prelude::get_configuration;
 use server::web::WebConfig;
 use tower::ServiceExt;
@@ -36,6 +37,7 @@ async fn harness_with(
     // the test reads the tables itself
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
     let cache_dir = cache_dir.unwrap_or_else(|| tmp.path().join("cache"));
+    let conf_dir = ConfDir::resolve(&conf_dir).unwrap();
     let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, store);
     let state = AppState {
         inventory: Arc::new(service),

@@ -1,11 +1,11 @@
 //! The dashboard's view of the cluster: loads it through carrier-core off the async
 //! runtime, and keeps a durable record of every evaluation (when Nix ran or failed).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use carrier_core::cluster::{Inventory, InventoryError, Loaded, Outcome};
+use carrier_core::cluster::{Inventory, InventoryError, LoadOutcome, Loaded};
+use carrier_core::conf_dir::ConfDir;
 use carrier_storage::Store;
 
 use crate::error::AppError;
@@ -13,13 +13,13 @@ use crate::model::InventoryInfo;
 
 pub struct InventoryService {
     inventory: Arc<Inventory>,
-    conf_dir: PathBuf,
+    conf_dir: ConfDir,
     db: Store,
     recorded: Mutex<Option<String>>,
 }
 
 impl InventoryService {
-    pub fn new(inventory: Inventory, conf_dir: PathBuf, db: Store) -> Self {
+    pub fn new(inventory: Inventory, conf_dir: ConfDir, db: Store) -> Self {
         InventoryService {
             inventory: Arc::new(inventory),
             conf_dir,
@@ -28,7 +28,7 @@ impl InventoryService {
         }
     }
 
-    pub fn conf_dir(&self) -> &std::path::Path {
+    pub fn conf_dir(&self) -> &ConfDir {
         &self.conf_dir
     }
 
@@ -45,7 +45,7 @@ impl InventoryService {
                 AppError::Internal
             })?;
         let elapsed = started.elapsed().as_millis() as i64;
-        let Outcome { key, cached, cluster } = outcome.map_err(|e| {
+        let LoadOutcome { key, cached, cluster } = outcome.map_err(|e| {
             tracing::error!("loading the cluster: {e}");
             match e {
                 // the operator's own setup; the message holds no path outside it
@@ -108,22 +108,13 @@ impl InventoryService {
     /// The error as the browser may see it: paths of the configuration directory made
     /// relative, the cache directory (carrier's evaluator lives there) named, not shown.
     pub fn user_message(&self, e: &InventoryError) -> String {
-        let abs = |dir: &std::path::Path| {
-            std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()).display().to_string()
-        };
-        let (conf, cache) = (abs(&self.conf_dir), abs(self.inventory.cache_dir()));
-        e.to_string()
+        let dir = self.inventory.cache_dir();
+        let cache = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let cache = cache.display().to_string();
+        let text = e
+            .to_string()
             .replace(&format!("{cache}/"), "<carrier cache>/")
-            .replace(&cache, "<carrier cache>")
-            .replace(&format!("{conf}/"), "")
-            .replace(&conf, ".")
-    }
-
-    /// Paths relative to the configuration directory, for display.
-    pub fn relative(&self, path: &str) -> String {
-        let abs = std::path::absolute(&self.conf_dir)
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        path.strip_prefix(&format!("{abs}/")).unwrap_or(path).to_string()
+            .replace(&cache, "<carrier cache>");
+        self.conf_dir.relative_message(&text)
     }
 }

@@ -47,7 +47,7 @@ pub fn detail(cluster: &Cluster, m: &Machine, service: &InventoryService) -> Mac
         profile: m.profile(),
         runnable: m.is_runnable(),
         build_attribute: m.meta_config.build_attribute.join("."),
-        files: m.files.iter().map(|f| service.relative(f)).collect(),
+        files: m.files.iter().map(|f| service.conf_dir().display_relative(f)).collect(),
         options,
         carried_as,
         carries,

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cluster::safe_name;
+use crate::conf_dir::ConfDir;
 
 use super::BuildError;
 
@@ -67,23 +68,17 @@ pub(super) struct FlakeInputs {
     pub inputs_info: serde_json::Value,
 }
 
-/// `<conf>/.confctl/generations`.
-pub fn generations_root(conf_dir: &Path) -> PathBuf {
-    conf_dir.join(".confctl").join("generations")
-}
-
 /// The generations directory of one machine (`/` in names becomes `:`, `#` stays).
-pub fn machine_dir(conf_dir: &Path, machine: &str) -> PathBuf {
-    generations_root(conf_dir).join(safe_name(machine))
+pub fn machine_dir(conf_dir: &ConfDir, machine: &str) -> PathBuf {
+    conf_dir.generations_dir().join(safe_name(machine))
 }
 
 /// Where the generations' GC roots live (spec 1.6):
 /// `/nix/var/nix/gcroots/per-user/<login>/confctl-<8 hex of sha256(realpath conf)>`.
-/// `conf_dir` must already be the real path.
-pub fn default_gc_roots_dir(conf_dir: &Path) -> PathBuf {
+pub fn default_gc_roots_dir(conf_dir: &ConfDir) -> PathBuf {
     let login =
         std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| "root".into());
-    let digest = hex::encode(Sha256::digest(conf_dir.as_os_str().as_encoded_bytes()));
+    let digest = hex::encode(Sha256::digest(conf_dir.path().as_os_str().as_encoded_bytes()));
     PathBuf::from("/nix/var/nix/gcroots/per-user")
         .join(login)
         .join(format!("confctl-{}", &digest[..8]))
@@ -92,7 +87,7 @@ pub fn default_gc_roots_dir(conf_dir: &Path) -> PathBuf {
 /// The generations of `machine`, oldest first (by date, then name). Directories that do
 /// not load are skipped (upstream prints `Ignoring invalid generation <dir>`; a library
 /// has no terminal, and one broken directory must not hide the others).
-pub fn list(conf_dir: &Path, machine: &str) -> Vec<Generation> {
+pub fn list(conf_dir: &ConfDir, machine: &str) -> Vec<Generation> {
     let dir = machine_dir(conf_dir, machine);
     let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
     let mut gens: Vec<(jiff::Timestamp, Generation)> = entries
@@ -131,7 +126,7 @@ fn load(dir: &Path, name: &str, machine: &str) -> Option<(jiff::Timestamp, Gener
 /// The generation `selector` names (spec 4.1): `0` the newest, `k` the k-th oldest,
 /// `-k` the (k+1)-th newest, `current` the `current` link (the newest when the link is
 /// missing or dangling), anything else an exact directory name.
-pub fn find(conf_dir: &Path, machine: &str, selector: &str) -> Option<Generation> {
+pub fn find(conf_dir: &ConfDir, machine: &str, selector: &str) -> Option<Generation> {
     let gens = list(conf_dir, machine);
     let numeric = selector.strip_prefix('-').unwrap_or(selector);
     if !numeric.is_empty() && numeric.bytes().all(|c| c.is_ascii_digit()) {
@@ -177,7 +172,7 @@ impl Built<'_> {
 /// so a reader never sees half a generation nor a generation whose paths may be
 /// collected.
 pub(super) fn record(
-    conf_dir: &Path,
+    conf_dir: &ConfDir,
     built: &Built<'_>,
     gen_name: &str,
     date: &str,
@@ -325,7 +320,7 @@ fn io(context: String, source: std::io::Error) -> BuildError {
 mod tests {
     use super::*;
 
-    fn write_gen(conf: &Path, machine: &str, name: &str, date: &str, toplevel: &str) {
+    fn write_gen(conf: &ConfDir, machine: &str, name: &str, date: &str, toplevel: &str) {
         let dir = machine_dir(conf, machine).join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let json = serde_json::json!({"mode": "swpins", "date": date, "toplevel": toplevel, "auto_rollback": null, "swpins": {}});
@@ -335,7 +330,7 @@ mod tests {
     #[test]
     fn list_sorts_by_date_and_skips_invalid() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = tmp.path();
+        let c = &ConfDir::resolve(tmp.path()).unwrap();
         write_gen(c, "a/b", "2026-01-02--00-00-00", "2026-01-02T00:00:00+00:00", "/nix/store/2");
         write_gen(c, "a/b", "2026-01-01--00-00-00", "2026-01-01T00:00:00+00:00", "/nix/store/1");
         std::fs::create_dir_all(machine_dir(c, "a/b").join("broken")).unwrap();
@@ -351,7 +346,7 @@ mod tests {
     #[test]
     fn selectors() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = tmp.path();
+        let c = &ConfDir::resolve(tmp.path()).unwrap();
         for d in 1..=3 {
             write_gen(
                 c,
@@ -376,8 +371,10 @@ mod tests {
 
     #[test]
     fn gc_roots_dir_hashes_the_conf_dir() {
-        let d = default_gc_roots_dir(Path::new("/conf"));
-        let hex = &hex::encode(Sha256::digest(b"/conf"))[..8];
+        let tmp = tempfile::tempdir().unwrap();
+        let d = default_gc_roots_dir(&ConfDir::resolve(tmp.path()).unwrap());
+        let real = std::fs::canonicalize(tmp.path()).unwrap();
+        let hex = &hex::encode(Sha256::digest(real.as_os_str().as_encoded_bytes()))[..8];
         assert!(d.to_string_lossy().ends_with(&format!("confctl-{hex}")), "{}", d.display());
         assert!(d.starts_with("/nix/var/nix/gcroots/per-user"));
     }

@@ -23,13 +23,12 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::{
     Machine, Spin, discover_module_files, flake_argv, flake_installable, is_flake,
 };
+use crate::conf_dir::ConfDir;
 use crate::events::{Event, EventSink, Outcome, Phase};
 use crate::nix::{self, NixError};
 
 use generations::FlakeInputs;
-pub use generations::{
-    Generation, default_gc_roots_dir, find, generations_root, list, machine_dir, remove_roots,
-};
+pub use generations::{Generation, default_gc_roots_dir, find, list, machine_dir, remove_roots};
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -108,7 +107,7 @@ struct EvalMachine<'a> {
 /// each (a reused one when the toplevel did not change). Returns machine name →
 /// generation.
 pub fn build(
-    conf_dir: &Path,
+    conf: &ConfDir,
     machines: &[Machine],
     opts: &BuildOptions,
     sink: &dyn EventSink,
@@ -116,11 +115,6 @@ pub fn build(
     if machines.is_empty() {
         return Err(BuildError::NoMachines);
     }
-    // realpath: the GC roots' directory is keyed by it (spec 1.6)
-    let conf_dir = std::fs::canonicalize(conf_dir).map_err(|e| BuildError::Io {
-        context: format!("resolving {}", conf_dir.display()),
-        source: e,
-    })?;
     for m in machines {
         if !matches!(m.meta_config.spin, Spin::Nixos | Spin::Vpsadminos) {
             return Err(BuildError::NotBuildable {
@@ -133,19 +127,20 @@ pub fn build(
         }
     }
     let evaluator = nix::materialize_evaluator(&opts.cache_dir).map_err(nix_error(&[]))?;
-    let flake = is_flake(&conf_dir);
+    let conf_dir = conf.path();
+    let flake = is_flake(conf_dir);
     let module_files = if flake {
         Vec::new()
     } else {
-        discover_module_files(&conf_dir.join("cluster")).map_err(|e| BuildError::Io {
-            context: format!("reading {}", conf_dir.join("cluster").display()),
+        discover_module_files(&conf.cluster_dir()).map_err(|e| BuildError::Io {
+            context: format!("reading {}", conf.cluster_dir().display()),
             source: std::io::Error::other(e.to_string()),
         })?
     };
     let module_files_json = serde_json::to_string(&module_files).expect("paths serialize");
-    let (gen_name, date) = generation_name(&conf_dir, machines);
+    let (gen_name, date) = generation_name(conf, machines);
 
-    let settings = if flake { Some(eval_flake_settings(&conf_dir, machines)?) } else { None };
+    let settings = if flake { Some(eval_flake_settings(conf_dir, machines)?) } else { None };
 
     sink.emit(Event::PhaseStarted { phase: Phase::Build, machines: machines.len() });
     // Groups of identical search paths, in the order of their first machine: nix.nixPath,
@@ -161,7 +156,7 @@ pub fn build(
             None => groups.push((path, vec![m])),
         }
     }
-    let work = conf_dir.join(".confctl").join("build");
+    let work = conf.build_dir();
     std::fs::create_dir_all(&work).map_err(|e| BuildError::Io {
         context: format!("creating {}", work.display()),
         source: e,
@@ -176,7 +171,7 @@ pub fn build(
     for (i, (nix_path, group)) in groups.iter().enumerate() {
         let ctx = GroupCtx {
             evaluator: &evaluator,
-            conf_dir: &conf_dir,
+            conf_dir,
             module_files_json: &module_files_json,
             nix_path,
             machines: group,
@@ -211,7 +206,7 @@ pub fn build(
         built.extend(group.iter().copied().zip(outs).map(|(m, t)| (m, t, None)));
     }
 
-    let roots_dir = opts.gc_roots_dir.clone().unwrap_or_else(|| default_gc_roots_dir(&conf_dir));
+    let roots_dir = opts.gc_roots_dir.clone().unwrap_or_else(|| default_gc_roots_dir(conf));
     let mut result = BTreeMap::new();
     for (m, toplevel, inputs) in built {
         let record = generations::Built {
@@ -220,7 +215,7 @@ pub fn build(
             auto_rollback: auto_rollback.as_deref(),
             flake: inputs.as_ref(),
         };
-        let generation = generations::record(&conf_dir, &record, &gen_name, &date, &roots_dir)?;
+        let generation = generations::record(conf, &record, &gen_name, &date, &roots_dir)?;
         sink.emit(Event::MachineFinished {
             phase: Phase::Build,
             machine: m.name.clone(),
@@ -237,7 +232,7 @@ pub fn build(
 /// 8601 date. One run uses one name for all machines; when a machine already has a
 /// directory of that name (two runs within a second), the run waits for the next
 /// second rather than overwrite or invent a time.
-fn generation_name(conf_dir: &Path, machines: &[Machine]) -> (String, String) {
+fn generation_name(conf_dir: &ConfDir, machines: &[Machine]) -> (String, String) {
     loop {
         let now = jiff::Zoned::now();
         let name = now.strftime("%Y-%m-%d--%H-%M-%S").to_string();

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::profile_name::ProfileName;
+
 /// The carrier's own settings, `/etc/carrier/host.json` (written by the NixOS module).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -42,7 +44,7 @@ fn default_hook_timeout() -> u64 {
 }
 
 fn default_profiles_dir() -> PathBuf {
-    PathBuf::from(crate::cluster::PROFILES_DIR)
+    PathBuf::from(crate::profile_name::PROFILES_DIR)
 }
 
 fn default_lock_file() -> PathBuf {
@@ -127,8 +129,11 @@ pub enum ProfileChangeError {
 }
 
 /// Only `<profiles dir>/confctl-<name>` may be changed: a typo must not touch the
-/// system profile or anything else.
-pub fn check_profile(config: &HostConfig, profile: &Path) -> Result<(), ProfileChangeError> {
+/// system profile or anything else. Returns the profile's name.
+pub fn check_profile(
+    config: &HostConfig,
+    profile: &Path,
+) -> Result<ProfileName, ProfileChangeError> {
     let bad = |reason: &str| ProfileChangeError::Profile {
         profile: profile.to_path_buf(),
         reason: reason.into(),
@@ -141,10 +146,7 @@ pub fn check_profile(config: &HostConfig, profile: &Path) -> Result<(), ProfileC
             config.profiles_dir.display()
         )));
     }
-    match name.strip_prefix("confctl-") {
-        Some(rest) if !rest.is_empty() && !rest.ends_with("-link") => Ok(()),
-        _ => Err(bad("the name must be confctl-<alias>")),
-    }
+    ProfileName::from_file_name(name).ok_or_else(|| bad("the name must be confctl-<alias>"))
 }
 
 /// Generation patterns nix-env understands; anything else is refused up front.
@@ -339,7 +341,7 @@ fn pending(config: &HostConfig) -> Result<Vec<PathBuf>, ProfileChangeError> {
         Ok(entries) => Ok(entries
             .filter_map(|e| e.ok())
             .map(|e| e.file_name())
-            .filter(|n| n.to_str().is_some_and(|n| n.starts_with("confctl-")))
+            .filter(|n| n.to_str().and_then(ProfileName::from_file_name).is_some())
             .map(|n| config.profiles_dir.join(n))
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),

@@ -23,9 +23,7 @@ use serde_json::{Map, Value};
 
 use super::dist::{Dist, DistFileError, MACHINE_JSON_MAX, StoreDir};
 use super::json_fields::{FieldError, Fields};
-
-/// Where Nix keeps system-wide profiles, and so the carried `confctl-*` profiles.
-pub const DEFAULT_PROFILES_DIR: &str = crate::cluster::PROFILES_DIR;
+use crate::profile_name::{ProfileName, parse_generation_link};
 
 /// Reading profiles or a `machine.json`. Every variant names the path concerned.
 #[derive(Debug, thiserror::Error)]
@@ -81,18 +79,6 @@ impl ProfileError {
     }
 }
 
-/// Splits a directory entry name into `(profile name, generation number)` when it is a
-/// generation link: `^confctl-(.+)-(\d+)-link$` with a greedy name, so the name is
-/// everything before the *last* `-<digits>-link` and dashed names work.
-pub fn parse_generation_link(file_name: &str) -> Option<(&str, u64)> {
-    let rest = file_name.strip_prefix("confctl-")?.strip_suffix("-link")?;
-    let (name, number) = rest.rsplit_once('-')?;
-    if name.is_empty() || number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((name, number.parse().ok()?))
-}
-
 /// The links of one profile as found in the directory, before anything is resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileLinks {
@@ -130,12 +116,12 @@ pub struct Profile {
     /// The real path of the profile link; None when it is missing or dangling.
     pub store_path: Option<PathBuf>,
     /// Ascending by number. At most one is `current`.
-    pub generations: Vec<Generation>,
+    pub generations: Vec<ProfileGeneration>,
 }
 
 /// One generation of a carried profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Generation {
+pub struct ProfileGeneration {
     pub number: u64,
     /// `<dir>/confctl-<name>-<N>-link`.
     pub link: PathBuf,
@@ -150,23 +136,26 @@ pub struct Generation {
 
 impl Profile {
     /// The current generation, if the profile link points to one of the generations.
-    pub fn current(&self) -> Option<&Generation> {
+    pub fn current(&self) -> Option<&ProfileGeneration> {
         self.generations.iter().find(|g| g.current)
     }
 
     /// The generation with the given number.
-    pub fn generation(&self, number: u64) -> Option<&Generation> {
+    pub fn generation(&self, number: u64) -> Option<&ProfileGeneration> {
         self.generations.iter().find(|g| g.number == number)
     }
 
     /// Reads and checks the `machine.json` of one of this profile's generations (in the
     /// system's store).
-    pub fn read_machine_json(&self, generation: &Generation) -> Result<MachineJson, ProfileError> {
+    pub fn read_machine_json(
+        &self,
+        generation: &ProfileGeneration,
+    ) -> Result<MachineJson, ProfileError> {
         generation.read_machine_json(&StoreDir::system())
     }
 }
 
-impl Generation {
+impl ProfileGeneration {
     /// `<link>/machine.json`.
     pub fn machine_json_path(&self) -> PathBuf {
         self.link.join("machine.json")
@@ -186,7 +175,7 @@ impl Generation {
 pub fn scan_links(dir: &Path) -> Result<Vec<ProfileLinks>, ProfileError> {
     let read_dir = |source| ProfileError::ReadDir { dir: dir.to_path_buf(), source };
     // (profile name, number, link, inode); the file type comes with the listing.
-    let mut found: Vec<(String, u64, PathBuf, u64)> = Vec::new();
+    let mut found: Vec<(ProfileName, u64, PathBuf, u64)> = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_dir)? {
         let entry = entry.map_err(read_dir)?;
         let file_name = entry.file_name();
@@ -196,13 +185,12 @@ pub fn scan_links(dir: &Path) -> Result<Vec<ProfileLinks>, ProfileError> {
         if entry.file_type().is_ok_and(|t| !t.is_symlink()) {
             continue;
         }
-        found.push((name.to_string(), number, entry.path(), entry.ino()));
+        found.push((name, number, entry.path(), entry.ino()));
     }
-    let mut names: Vec<String> = found.iter().map(|(n, ..)| n.clone()).collect();
+    let mut names: Vec<ProfileName> = found.iter().map(|(n, ..)| n.clone()).collect();
     names.sort_unstable();
     names.dedup();
-    let profile_links: Vec<PathBuf> =
-        names.iter().map(|n| dir.join(format!("confctl-{n}"))).collect();
+    let profile_links: Vec<PathBuf> = names.iter().map(|n| dir.join(n.file_name())).collect();
     // Links are read relative to the open directory: no walk of its path per link.
     let dir_file = std::fs::File::open(dir).map_err(read_dir)?;
     let read = |path: &PathBuf| match crate::links::read_link_at(
@@ -217,7 +205,7 @@ pub fn scan_links(dir: &Path) -> Result<Vec<ProfileLinks>, ProfileError> {
     let generation_targets: Vec<_> = found.par_iter().map(|(_, _, link, _)| read(link)).collect();
     let profile_targets: Vec<_> = profile_links.par_iter().map(read).collect();
 
-    let mut groups: BTreeMap<String, Vec<GenerationLink>> = BTreeMap::new();
+    let mut groups: BTreeMap<ProfileName, Vec<GenerationLink>> = BTreeMap::new();
     for ((name, number, link, inode), target) in found.into_iter().zip(generation_targets) {
         if let Some(target) = target? {
             groups.entry(name).or_default().push(GenerationLink { number, link, inode, target });
@@ -228,7 +216,12 @@ pub fn scan_links(dir: &Path) -> Result<Vec<ProfileLinks>, ProfileError> {
         // None when every generation link vanished since the listing
         let Some(mut generations) = groups.remove(&name) else { continue };
         generations.sort_by_key(|g| g.number);
-        profiles.push(ProfileLinks { name, path, target: target?, generations });
+        profiles.push(ProfileLinks {
+            name: name.into_string(),
+            path,
+            target: target?,
+            generations,
+        });
     }
     Ok(profiles)
 }
@@ -258,7 +251,7 @@ impl ProfileLinks {
                 .map_err(|source| ProfileError::Read { path: g.link.clone(), source })?;
             let store_path =
                 resolver.resolve(&g.link, &g.target).unwrap_or_else(|| g.target.clone());
-            generations.push(Generation {
+            generations.push(ProfileGeneration {
                 number: g.number,
                 link: g.link.clone(),
                 store_path,
@@ -460,18 +453,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn generation_link_names() {
-        assert_eq!(parse_generation_link("confctl-node1-3-link"), Some(("node1", 3)));
-        assert_eq!(parse_generation_link("confctl-my-node-2-12-link"), Some(("my-node-2", 12)));
-        assert_eq!(parse_generation_link("confctl-os:node2-1-link"), Some(("os:node2", 1)));
-        assert_eq!(parse_generation_link("confctl-node1"), None);
-        assert_eq!(parse_generation_link("confctl--1-link"), None);
-        assert_eq!(parse_generation_link("confctl-x-1a-link"), None);
-        assert_eq!(parse_generation_link("system-1-link"), None);
-        assert_eq!(parse_generation_link("confctl-x--link"), None);
-    }
-
-    #[test]
     fn machine_json_defaults_and_errors() {
         let p = Path::new("/x/machine.json");
         let m = MachineJson::from_value(p, json!({"toplevel": "/t", "fqdn": null, "other": 1}))
@@ -544,11 +525,11 @@ pub struct GenerationListing {
 
 /// Every `confctl-*` profile of `dir` (or only `confctl-<only>`), with generations and
 /// what their `machine.json` says.
-pub fn list(dir: &Path, only: Option<&str>) -> Result<Vec<ProfileListing>, ProfileError> {
+pub fn list(dir: &Path, only: Option<&ProfileName>) -> Result<Vec<ProfileListing>, ProfileError> {
     let store = StoreDir::system();
     Ok(scan(dir)?
         .into_iter()
-        .filter(|p| only.is_none_or(|name| p.name == name))
+        .filter(|p| only.is_none_or(|name| p.name == name.as_str()))
         .map(|p| ProfileListing {
             generations: p
                 .generations

@@ -6,7 +6,7 @@ use std::sync::Arc;
 /// Cloneable, so that a configuration's error can be remembered and returned again.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InventoryError {
-    #[error("no cluster directory: '{}' does not exist (expected the configuration directory holding cluster/<name>/module.nix)", .0.display())]
+    #[error("{}", crate::conf_dir::missing_cluster_dir(.0))]
     MissingClusterDir(PathBuf),
 
     #[error(

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::expand::{Definitions, expand};
 use super::{Cluster, InventoryError, MetaConfig};
+use crate::conf_dir::ConfDir;
 use crate::nix::{self, NixError};
 use crate::private_dir;
 
@@ -22,7 +23,7 @@ use crate::private_dir;
 pub struct Inventory {
     cache_dir: PathBuf,
     /// What the last evaluated content key gave: a cluster, or the configuration's error.
-    last: Mutex<Option<Outcome>>,
+    last: Mutex<Option<LoadOutcome>>,
     /// Held while a load misses `last`: concurrent callers wait for one evaluation.
     evaluating: Mutex<()>,
 }
@@ -41,7 +42,7 @@ pub struct Loaded {
 /// rejects it, or its values do not form a valid cluster) is remembered by content key
 /// like a cluster is: asking again before a file changes returns it without running Nix.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub struct LoadOutcome {
     /// Content key of the configuration files.
     pub key: String,
     /// False when Nix ran for this call.
@@ -82,23 +83,22 @@ impl Inventory {
     /// evaluation never gets the newer result stored under the older content's key.
     /// Files still changing after [`EVALUATIONS`] evaluations: the last result is
     /// returned, but not cached.
-    pub fn load(&self, conf_dir: &Path) -> Result<Loaded, InventoryError> {
-        let Outcome { key, cached, cluster } = self.load_outcome(conf_dir)?;
+    pub fn load(&self, conf_dir: &ConfDir) -> Result<Loaded, InventoryError> {
+        let LoadOutcome { key, cached, cluster } = self.load_outcome(conf_dir)?;
         Ok(Loaded { cluster: cluster?, key, cached })
     }
 
     /// Like [`Inventory::load`], keeping apart errors in the configuration (in the
-    /// [`Outcome`], remembered by content key) and errors of the surroundings (`Err`: no
+    /// [`LoadOutcome`], remembered by content key) and errors of the surroundings (`Err`: no
     /// cluster directory, unreadable files, Nix missing; tried again on the next call).
-    pub fn load_outcome(&self, conf_dir: &Path) -> Result<Outcome, InventoryError> {
-        let conf_dir = std::path::absolute(conf_dir)
-            .map_err(|e| InventoryError::io(format!("resolving {}", conf_dir.display()), e))?;
-        let cluster_dir = conf_dir.join("cluster");
+    pub fn load_outcome(&self, conf_dir: &ConfDir) -> Result<LoadOutcome, InventoryError> {
+        let cluster_dir = conf_dir.cluster_dir();
+        let conf_dir = conf_dir.path();
         if !cluster_dir.is_dir() {
             return Err(InventoryError::MissingClusterDir(cluster_dir));
         }
         private_dir::ensure(&self.cache_dir)?;
-        let mut before = self.snapshot(&conf_dir)?;
+        let mut before = self.snapshot(conf_dir)?;
         if let Some(outcome) = self.remembered(&before.key) {
             return Ok(outcome);
         }
@@ -112,12 +112,12 @@ impl Inventory {
                 let cluster = parse_output(&raw).and_then(|output| expand(&output)).map(Arc::new);
                 return Ok(self.remember(before.key, cluster, true));
             }
-            let raw = match self.evaluate(&conf_dir, &cluster_dir) {
+            let raw = match self.evaluate(conf_dir, &cluster_dir) {
                 Ok(raw) => Ok(raw),
                 Err(e @ InventoryError::Eval { .. }) => Err(e),
                 Err(e) => return Err(e),
             };
-            let after = self.snapshot(&conf_dir)?;
+            let after = self.snapshot(conf_dir)?;
             if after == before || attempt == EVALUATIONS {
                 let unchanged = after == before;
                 let cluster = raw.and_then(|raw| {
@@ -129,7 +129,7 @@ impl Inventory {
                     Ok(cluster)
                 });
                 if !unchanged {
-                    return Ok(Outcome { key: before.key, cached: false, cluster });
+                    return Ok(LoadOutcome { key: before.key, cached: false, cluster });
                 }
                 return Ok(self.remember(before.key, cluster, false));
             }
@@ -146,8 +146,8 @@ impl Inventory {
         key: String,
         cluster: Result<Arc<Cluster>, InventoryError>,
         cached: bool,
-    ) -> Outcome {
-        let outcome = Outcome { key, cached, cluster };
+    ) -> LoadOutcome {
+        let outcome = LoadOutcome { key, cached, cluster };
         *self.last.lock().expect("inventory lock") = Some(outcome.clone());
         outcome
     }
@@ -171,9 +171,9 @@ impl Inventory {
         Ok(snapshot)
     }
 
-    fn remembered(&self, key: &str) -> Option<Outcome> {
+    fn remembered(&self, key: &str) -> Option<LoadOutcome> {
         match &*self.last.lock().expect("inventory lock") {
-            Some(last) if last.key == key => Some(Outcome { cached: true, ..last.clone() }),
+            Some(last) if last.key == key => Some(LoadOutcome { cached: true, ..last.clone() }),
             _ => None,
         }
     }
@@ -565,8 +565,10 @@ mod tests {
     fn missing_cluster_dir_is_named() {
         let tmp = tempfile::tempdir().unwrap();
         let inv = Inventory::new(tmp.path().join("cache"));
-        let err = inv.load(&tmp.path().join("nope")).unwrap_err().to_string();
-        assert!(err.contains("nope/cluster") && err.contains("does not exist"), "{err}");
+        std::fs::create_dir(tmp.path().join("conf")).unwrap();
+        let conf = ConfDir::resolve(&tmp.path().join("conf")).unwrap();
+        let err = inv.load(&conf).unwrap_err().to_string();
+        assert!(err.contains("conf/cluster") && err.contains("does not exist"), "{err}");
     }
 
     #[test]

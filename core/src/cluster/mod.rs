@@ -10,7 +10,7 @@ mod select;
 pub use error::InventoryError;
 pub use expand::expand;
 pub use inventory::{
-    Inventory, Loaded, Outcome, discover_module_files, flake_argv, flake_installable, is_flake,
+    Inventory, LoadOutcome, Loaded, discover_module_files, flake_argv, flake_installable, is_flake,
 };
 pub use model::*;
 pub use select::{AttrFilter, ManagedFilter, NamePattern, SelectError, Selection, TagFilter};

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Where carried machines keep their profiles on a carrier.
-pub const PROFILES_DIR: &str = "/nix/var/nix/profiles";
+use crate::profile_name::{ProfileName, SYSTEM_PROFILE};
 
 /// The machine's spin: selects the system evaluator and the netboot menu layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -23,6 +22,23 @@ pub enum Spin {
 }
 
 impl Spin {
+    /// The spin of an option value or a `machine.json` (`nixos`, …); None for any other.
+    pub fn parse(s: &str) -> Option<Spin> {
+        [Spin::Openvz, Spin::Nixos, Spin::Vpsadminos, Spin::Other]
+            .into_iter()
+            .find(|spin| spin.as_str() == s)
+    }
+
+    /// The spin's name for people (netboot menus).
+    pub fn label(self) -> &'static str {
+        match self {
+            Spin::Openvz => "OpenVZ",
+            Spin::Nixos => "NixOS",
+            Spin::Vpsadminos => "vpsAdminOS",
+            Spin::Other => "other",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Spin::Openvz => "openvz",
@@ -288,13 +304,13 @@ impl Machine {
         self.alias.as_deref().unwrap_or(&self.cluster_name)
     }
 
-    /// Carried machines: `/nix/var/nix/profiles/confctl-<alias with / -> :>`;
-    /// everything else: the system profile.
+    /// Carried machines: their [`ProfileName`] on the carrier; everything else: the
+    /// system profile.
     pub fn profile(&self) -> String {
         if self.is_carried() {
-            format!("{PROFILES_DIR}/confctl-{}", safe_name(self.carried_alias()))
+            ProfileName::for_alias(self.carried_alias()).path()
         } else {
-            format!("{PROFILES_DIR}/system")
+            SYSTEM_PROFILE.to_string()
         }
     }
 
@@ -466,6 +482,18 @@ pub(crate) mod tests {
             extra_modules: vec![],
             files: vec![format!("/conf/cluster/{name}/module.nix")],
         }
+    }
+
+    #[test]
+    fn spin_parses_the_serialised_names_only() {
+        for spin in [Spin::Openvz, Spin::Nixos, Spin::Vpsadminos, Spin::Other] {
+            let json = serde_json::to_string(&spin).unwrap();
+            assert_eq!(json, format!("\"{}\"", spin.as_str()));
+            assert_eq!(Spin::parse(spin.as_str()), Some(spin));
+        }
+        assert_eq!(Spin::parse("NixOS"), None);
+        assert_eq!(Spin::parse(""), None);
+        assert_eq!(Spin::Vpsadminos.label(), "vpsAdminOS");
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum SelectError {
     Tag(String),
     #[error("invalid --managed '{0}': expected y, yes, n, no, a or all")]
     Managed(String),
+    /// A build or deploy selected no managed machine; names what was to be done.
+    #[error("no machines to {0}")]
+    NoMachines(&'static str),
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +153,22 @@ impl Selection {
             })
             .collect())
     }
+
+    /// The machines a build or deploy acts on (`what`: "build", "deploy"): the selected
+    /// ones that are managed, whatever the managed filter says (upstream's deploy front
+    /// part, spec 2.0 step 1). None is an error.
+    pub fn select_managed<'a>(
+        &self,
+        cluster: &'a Cluster,
+        what: &'static str,
+    ) -> Result<Vec<&'a Machine>, SelectError> {
+        let machines: Vec<&Machine> =
+            self.select(cluster)?.into_iter().filter(|m| m.is_managed()).collect();
+        if machines.is_empty() {
+            return Err(SelectError::NoMachines(what));
+        }
+        Ok(machines)
+    }
 }
 
 fn attr_matches(m: &Machine, f: &AttrFilter) -> bool {
@@ -275,6 +294,24 @@ mod tests {
         assert!(matches!(NamePattern::parse("odd[name"), Err(SelectError::Pattern { .. })));
         let braces = NamePattern::parse("{a,b}/x").unwrap();
         assert!(braces.matches("a/x") && braces.matches("b/x") && !braces.matches("c/x"));
+    }
+
+    #[test]
+    fn builds_and_deploys_take_managed_machines_only_and_need_one() {
+        let c = cluster();
+        let names = |s: &Selection, what| {
+            s.select_managed(&c, what).map(|ms| ms.iter().map(|m| m.name.clone()).collect())
+        };
+        let managed: Result<Vec<String>, _> = names(&sel(None, &[], &[], None), "deploy");
+        assert_eq!(managed.unwrap(), ["node1", "node2", "prg/web1", "pxe", "pxe#node1"]);
+        // --managed all or no still leaves the unmanaged machine out
+        let all = names(&sel(None, &[], &[], Some("a")), "build").unwrap();
+        assert_eq!(all, ["node1", "node2", "prg/web1", "pxe", "pxe#node1"]);
+        let e = names(&sel(Some("legacy"), &[], &[], Some("a")), "build").unwrap_err();
+        assert_eq!(e, SelectError::NoMachines("build"));
+        assert_eq!(e.to_string(), "no machines to build");
+        let e = names(&sel(Some("nothing"), &[], &[], None), "deploy").unwrap_err();
+        assert_eq!(e.to_string(), "no machines to deploy");
     }
 
     #[test]

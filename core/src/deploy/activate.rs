@@ -8,9 +8,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::plan::{Action, Kind, Target};
+use crate::profile_name::SYSTEM_PROFILE;
 use crate::remote::{Host, HostError, failure_message, holding_activation_lock};
-
-pub const SYSTEM_PROFILE: &str = "/nix/var/nix/profiles/system";
 
 /// Where a target stands before the deploy (spec 2.0 step 6).
 #[derive(Debug, PartialEq, Eq)]

@@ -13,13 +13,14 @@ pub mod plan;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cluster::Machine;
+use crate::conf_dir::ConfDir;
 use crate::events::{Event, EventSink, Outcome, Phase};
 pub use crate::remote::SshSettings;
 use crate::remote::{Connections, Host, HostError, HostLock, Hosts};
@@ -163,7 +164,7 @@ pub enum ArtifactError {
 /// existing build generation (every machine must have it; upstream would ask whether to
 /// go on without the others, carrier refuses and names them).
 pub fn artifacts(
-    conf_dir: &Path,
+    conf_dir: &ConfDir,
     machines: &[&Machine],
     generation: Option<&str>,
     build_options: &crate::build::BuildOptions,
@@ -202,11 +203,11 @@ pub fn artifacts(
 /// The lock of one configuration directory (`.confctl/deploy.lock`): one deploy of it
 /// at a time, a second one waits at most `wait`, saying for whom (events).
 pub fn lock_conf_dir(
-    conf_dir: &Path,
+    conf_dir: &ConfDir,
     wait: Duration,
     sink: &dyn EventSink,
 ) -> Result<std::fs::File, crate::lock::LockError> {
-    let path = conf_dir.join(".confctl/deploy.lock");
+    let path = conf_dir.deploy_lock();
     let on_wait =
         |line: String| sink.emit(Event::Notice { phase: Phase::Build, machine: None, line });
     crate::lock::acquire(&path, &this_run(), wait, &on_wait)

@@ -12,7 +12,7 @@ use crate::events::Recorder;
 use crate::remote::fake::{FakeHost, FakeHosts, Reply};
 
 const CURRENT: &str = "/run/current-system";
-const SYSTEM: &str = activate::SYSTEM_PROFILE;
+const SYSTEM: &str = crate::profile_name::SYSTEM_PROFILE;
 
 fn standalone(machine: &str) -> Target {
     Target {

@@ -5,6 +5,7 @@
 //! `nix-collect-garbage` on hosts. Remote reads and changes go through
 //! [`crate::remote::Hosts`] only (see [`remote`]).
 
+use crate::conf_dir::ConfDir;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -139,7 +140,7 @@ pub fn approx_name(date: jiff::Timestamp) -> String {
 }
 
 /// The local build generations of `machine`, oldest first.
-pub fn local(conf_dir: &Path, machine: &str) -> Vec<Record> {
+pub fn local(conf_dir: &ConfDir, machine: &str) -> Vec<Record> {
     let current = build_gens::find(conf_dir, machine, "current").map(|g| g.name);
     build_gens::list(conf_dir, machine)
         .into_iter()
@@ -185,7 +186,7 @@ pub fn unify(host: Vec<Record>, build: Vec<Record>) -> Vec<Record> {
 /// Removes a local build generation: its directory (first renamed to a hidden name, so
 /// listings stop seeing it at once), then its GC roots. The current one is refused.
 pub fn remove_local(
-    conf_dir: &Path,
+    conf_dir: &ConfDir,
     roots_dir: &Path,
     record: &Record,
 ) -> Result<(), GenerationError> {

@@ -1,6 +1,7 @@
 //! `carrier generation rotate`'s retention rules (spec 4.4): `min`/`max`/`maxAge` per
 //! machine, falling back to the configuration's `confctl.*` settings. Pure.
 
+use crate::conf_dir::ConfDir;
 use std::path::Path;
 
 use super::GenerationError;
@@ -77,11 +78,11 @@ struct HostSettingsJson {
 impl Settings {
     /// Evaluates the configuration's settings: upstream's defaults, overridden by
     /// `<conf_dir>/configs/confctl.nix` where it exists.
-    pub fn load(conf_dir: &Path, cache_dir: &Path) -> Result<Settings, GenerationError> {
+    pub fn load(conf_dir: &ConfDir, cache_dir: &Path) -> Result<Settings, GenerationError> {
         let failed =
-            |source| GenerationError::Settings { conf_dir: conf_dir.to_path_buf(), source };
+            |source| GenerationError::Settings { conf_dir: conf_dir.path().to_path_buf(), source };
         let evaluator = nix::materialize_evaluator(cache_dir).map_err(failed)?;
-        let conf = conf_dir.display().to_string();
+        let conf = conf_dir.path().display().to_string();
         let argv = nix::eval_json_argv(&evaluator.join("eval-settings.nix"), &[("confDir", &conf)]);
         let out = nix::run(&argv).map_err(failed)?;
         let json: SettingsJson = serde_json::from_slice(&out)

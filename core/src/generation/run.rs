@@ -2,6 +2,7 @@
 //! selected machine's generations, and removing some (local parts, then one command
 //! per profile or carrier) followed by garbage collection where it applies.
 
+use crate::conf_dir::ConfDir;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -22,7 +23,7 @@ pub struct Gathered {
 pub async fn gather<H: Hosts>(
     cluster: &Cluster,
     machines: &[&Machine],
-    conf_dir: &Path,
+    conf_dir: &ConfDir,
     hosts: &H,
     local: bool,
     remote: bool,
@@ -86,7 +87,7 @@ impl Removed {
 /// current generation among `records` is refused before anything changes.
 pub async fn remove<H: Hosts>(
     cluster: &Cluster,
-    conf_dir: &Path,
+    conf_dir: &ConfDir,
     roots_dir: &Path,
     hosts: &H,
     records: &[&Record],

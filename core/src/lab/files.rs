@@ -121,7 +121,7 @@ pub fn known_hosts_line(alias: &str, public_key: &str) -> Option<String> {
 /// The carrier's `host.json` (see `HostConfig`): record the event, then rebuild netboot.
 pub fn host_json(host: &HostLayout) -> String {
     let value = json!({
-        "profilesDir": crate::cluster::PROFILES_DIR,
+        "profilesDir": crate::profile_name::PROFILES_DIR,
         "lockFile": "/run/carrier/profile.lock",
         "onChange": [
             ["/bin/sh", host.record_event().display().to_string()],
@@ -140,7 +140,7 @@ pub fn netboot_json(host: &HostLayout, host_name: &str) -> String {
         "hostName": host_name,
         "httpUrl": format!("http://{}", host.alias),
         "syslinux": ["/usr/lib/PXELINUX", "/usr/lib/syslinux/modules/bios", "/usr/lib/syslinux"],
-        "profilesDir": crate::cluster::PROFILES_DIR,
+        "profilesDir": crate::profile_name::PROFILES_DIR,
         "lockFile": "/run/carrier/netboot.lock",
     });
     serde_json::to_string_pretty(&value).expect("JSON") + "\n"

@@ -178,11 +178,6 @@ fn existing_layout(dir: &Path) -> Result<Layout, LabError> {
     Ok(Layout::new(std::path::absolute(dir).map_err(io("resolving", dir))?))
 }
 
-/// The default state directory of a configuration directory.
-pub fn default_dir(conf_dir: &Path) -> PathBuf {
-    conf_dir.join(".carrier-lab")
-}
-
 /// The bind-mounted directory `path` lies under, if any (then lab hosts cannot see it).
 pub fn hidden_on_hosts(path: &Path) -> Option<&'static str> {
     HIDDEN_ON_HOSTS.into_iter().find(|d| path.starts_with(d))

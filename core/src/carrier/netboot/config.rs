@@ -218,7 +218,7 @@ impl NetbootConfig {
         let profiles_dir = f
             .non_empty_string("profilesDir")?
             .map(|p| abs(&p))
-            .unwrap_or_else(|| PathBuf::from(crate::carrier::profiles::DEFAULT_PROFILES_DIR));
+            .unwrap_or_else(|| PathBuf::from(crate::profile_name::PROFILES_DIR));
         let lock_file = f
             .non_empty_string("lockFile")?
             .map(|p| abs(&p))

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
-use super::model::{BootFile, Generation, Machine, Variant};
+use super::model::{BootFile, BootGeneration, BootMachine, Variant, variants};
 use super::tree::FileParts;
 
 #[derive(Serialize)]
@@ -62,7 +62,7 @@ struct VariantOut<'a> {
     kernel_params: &'a [&'a str],
 }
 
-fn generation_out<'a>(m: &'a Machine, g: &'a Generation) -> GenerationOut<'a> {
+fn generation_out<'a>(m: &'a BootMachine, g: &'a BootGeneration) -> GenerationOut<'a> {
     GenerationOut {
         url: &g.url,
         store_path: g.store_path.display().to_string(),
@@ -78,7 +78,7 @@ fn generation_out<'a>(m: &'a Machine, g: &'a Generation) -> GenerationOut<'a> {
         kernel_version: &g.kernel_version,
         kernel_params: &g.kernel_params,
         boot_files: BootFilesOut(&g.boot_files),
-        variants: m.spin.variants().iter().map(variant_out).collect(),
+        variants: variants(m.spin).iter().map(variant_out).collect(),
         swpins_info: &g.swpins_info,
     }
 }
@@ -87,7 +87,7 @@ fn variant_out(v: &Variant) -> VariantOut<'_> {
     VariantOut { name: v.name, label: v.label, kernel_params: v.kernel_params }
 }
 
-fn machine_out(m: &Machine) -> MachineOut<'_> {
+fn machine_out(m: &BootMachine) -> MachineOut<'_> {
     MachineOut {
         url: &m.url,
         name: &m.name,
@@ -99,12 +99,12 @@ fn machine_out(m: &Machine) -> MachineOut<'_> {
 }
 
 /// `<fqdn>/machine.json`.
-pub(super) fn machine_json(m: &Machine) -> String {
+pub(super) fn machine_json(m: &BootMachine) -> String {
     serde_json::to_string_pretty(&machine_out(m)).expect("the machine serializes")
 }
 
 /// `<fqdn>/<N>/generation.json`.
-pub(super) fn generation_json(m: &Machine, g: &Generation) -> String {
+pub(super) fn generation_json(m: &BootMachine, g: &BootGeneration) -> String {
     serde_json::to_string_pretty(&generation_out(m, g)).expect("the generation serializes")
 }
 

@@ -18,7 +18,8 @@
 
 use std::fmt::Write;
 
-use super::model::{Machine, Spin};
+use super::model::{BootMachine, variants};
+use crate::cluster::Spin;
 
 /// Which tree a script is written for.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +102,7 @@ pub(super) fn main_menu(
         }
     }
     for spin in &spins {
-        let _ = writeln!(out, "item --gap {}", spin.menu_label());
+        let _ = writeln!(out, "item --gap {}", spin.label());
         for (_, fqdn, label) in machines.iter().filter(|(s, _, _)| s == spin) {
             let _ = writeln!(out, "item m-{fqdn} {label} >");
         }
@@ -143,7 +144,7 @@ pub(super) fn main_menu(
 /// A machine's `menu.ipxe` (`timeout_ms` 0: wait for a choice) or `auto.ipxe` (boot the
 /// default after `timeout_ms`). The current generation comes first and is the default
 /// (for vpsAdminOS its `default` variant); every other generation follows, newest first.
-pub(super) fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String {
+pub(super) fn machine_script(tree: Tree, m: &BootMachine, timeout_ms: u32) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -176,14 +177,15 @@ pub(super) fn machine_script(tree: Tree, m: &Machine, timeout_ms: u32) -> String
             .join(" - ");
         let title = if g.current { format!("{title} (current)") } else { title };
         match m.spin {
-            Spin::Nixos => {
+            // Resolving admits no other spins (`RENDERED_SPINS`).
+            Spin::Nixos | Spin::Openvz | Spin::Other => {
                 let item = format!("gen-{}", g.number);
                 let _ = writeln!(out, "item {item} {title}");
                 targets.push((item, g.pxe_kernel_params.join(" "), g.number));
             }
             Spin::Vpsadminos => {
                 let _ = writeln!(out, "item --gap {title}");
-                for v in m.spin.variants() {
+                for v in variants(m.spin) {
                     let item = format!("gen-{}-{}", g.number, v.name);
                     let _ = writeln!(out, "item {item} {}", v.label);
                     targets.push((item, g.variant_cmdline(v), g.number));

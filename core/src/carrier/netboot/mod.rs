@@ -39,12 +39,13 @@ use serde::{Deserialize, Serialize};
 pub use config::{
     DEFAULT_LOCK_FILE, IsoImage, Memtest, NetbootConfig, SYSLINUX_FILES, Syslinux, TimeZone,
 };
-pub use model::{Spin, VPSADMINOS_VARIANTS, Variant};
-pub use publish::Outcome;
+pub use model::{VPSADMINOS_VARIANTS, Variant};
+pub use publish::RequestOutcome;
 pub use render::IPXE_AUTO_TIMEOUT_MS;
 
 use crate::carrier::dist::StoreDir;
 use crate::carrier::profiles::{self, ProfileError};
+use crate::cluster::Spin;
 use layout::Side;
 use objects::{Meta, ObjectStore};
 use rayon::prelude::*;
@@ -149,7 +150,7 @@ impl std::fmt::Display for Fault {
 
 /// A published machine, as the report and the main menus need it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MachineSummary {
+pub struct PublishedMachine {
     /// The profile name.
     pub name: String,
     pub spin: Spin,
@@ -158,11 +159,11 @@ pub struct MachineSummary {
     /// Normalised (`aa-bb-cc-dd-ee-ff`), from the current generation.
     pub macs: Vec<String>,
     /// Published generations, newest first.
-    pub generations: Vec<GenerationSummary>,
+    pub generations: Vec<PublishedGeneration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GenerationSummary {
+pub struct PublishedGeneration {
     pub number: u64,
     pub time: i64,
     pub time_s: String,
@@ -172,8 +173,8 @@ pub struct GenerationSummary {
     pub current: bool,
 }
 
-impl MachineSummary {
-    pub fn current(&self) -> Option<&GenerationSummary> {
+impl PublishedMachine {
+    pub fn current(&self) -> Option<&PublishedGeneration> {
         self.generations.iter().find(|g| g.current)
     }
 }
@@ -186,7 +187,7 @@ pub struct BuildReport {
     /// The HTTP tree directory now served.
     pub http_dir: PathBuf,
     /// Published machines, by profile name.
-    pub machines: Vec<MachineSummary>,
+    pub machines: Vec<PublishedMachine>,
     /// Everything left out, by profile name. Non-empty means the caller should exit
     /// non-zero.
     pub faults: Vec<Fault>,
@@ -256,14 +257,14 @@ impl BuildReport {
 /// per caller). `Ok` even when machines were left out: check `faults`.
 pub fn build(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     match request_build(cfg, true)? {
-        Outcome::Built(r) | Outcome::Covered(r) => Ok(r),
-        Outcome::Queued => unreachable!("a waiting request is never only queued"),
+        RequestOutcome::Built(r) | RequestOutcome::Covered(r) => Ok(r),
+        RequestOutcome::Queued => unreachable!("a waiting request is never only queued"),
     }
 }
 
 /// Like [`build`]; with `wait` false, a call that finds a build running only asks for
-/// one more build and returns [`Outcome::Queued`].
-pub fn request_build(cfg: &NetbootConfig, wait: bool) -> Result<Outcome, NetbootError> {
+/// one more build and returns [`RequestOutcome::Queued`].
+pub fn request_build(cfg: &NetbootConfig, wait: bool) -> Result<RequestOutcome, NetbootError> {
     publish::coalesced(&cfg.lock_file, wait, || build_once(cfg))
 }
 

@@ -14,46 +14,16 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::TimeZone;
-use super::{Fault, FaultKind, GenerationSummary, MachineSummary};
+use super::{Fault, FaultKind, PublishedGeneration, PublishedMachine};
 use crate::carrier::dist::{self, Dist, DistFileError, KERNEL_PARAMS_MAX, StoreDir};
 use crate::carrier::profiles::{self, MachineJson, Profile, ProfileError};
+use crate::cluster::Spin;
 
-/// The spins the netboot server can render.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Spin {
-    Nixos,
-    Vpsadminos,
-}
-
-impl Spin {
-    pub fn parse(s: &str) -> Option<Spin> {
-        match s {
-            "nixos" => Some(Spin::Nixos),
-            "vpsadminos" => Some(Spin::Vpsadminos),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Spin::Nixos => "nixos",
-            Spin::Vpsadminos => "vpsadminos",
-        }
-    }
-
-    /// The spin's name in menus.
-    pub fn menu_label(self) -> &'static str {
-        match self {
-            Spin::Nixos => "NixOS",
-            Spin::Vpsadminos => "vpsAdminOS",
-        }
-    }
-}
+/// The spins the netboot server renders; a profile of any other spin is left out.
+pub const RENDERED_SPINS: [Spin; 2] = [Spin::Nixos, Spin::Vpsadminos];
 
 /// A boot variant of a vpsAdminOS generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,12 +58,11 @@ pub const VPSADMINOS_VARIANTS: [Variant; 5] = [
     },
 ];
 
-impl Spin {
-    pub fn variants(self) -> &'static [Variant] {
-        match self {
-            Spin::Nixos => &[],
-            Spin::Vpsadminos => &VPSADMINOS_VARIANTS,
-        }
+/// The boot variants of a spin's generations (only vpsAdminOS has any).
+pub fn variants(spin: Spin) -> &'static [Variant] {
+    match spin {
+        Spin::Vpsadminos => &VPSADMINOS_VARIANTS,
+        Spin::Nixos | Spin::Openvz | Spin::Other => &[],
     }
 }
 
@@ -102,7 +71,7 @@ pub const BOOT_FILES: [&str; 3] = ["bzImage", "initrd", "root.squashfs"];
 
 /// A machine ready to render.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Machine {
+pub struct BootMachine {
     /// The profile name (safe alias).
     pub name: String,
     pub spin: Spin,
@@ -113,13 +82,13 @@ pub struct Machine {
     /// `<httpUrl>/<fqdn>`.
     pub url: String,
     /// Descending by number; exactly one is current.
-    pub generations: Vec<Generation>,
+    pub generations: Vec<BootGeneration>,
     /// The current generation's MACs, normalised (`aa-bb-cc-dd-ee-ff`), without duplicates.
     pub macs: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Generation {
+pub struct BootGeneration {
     pub number: u64,
     pub store_path: PathBuf,
     pub url: String,
@@ -141,7 +110,7 @@ pub struct Generation {
     pub swpins_info: Option<Value>,
 }
 
-impl Generation {
+impl BootGeneration {
     /// The kernel command line of a vpsAdminOS boot variant: the generation's parameters,
     /// then the variant's (both menus, TFTP and iPXE, boot the same line).
     pub fn variant_cmdline(&self, variant: &Variant) -> String {
@@ -163,8 +132,8 @@ pub struct BootFile {
     pub url: String,
 }
 
-impl Machine {
-    pub fn current(&self) -> &Generation {
+impl BootMachine {
+    pub fn current(&self) -> &BootGeneration {
         self.generations
             .iter()
             .find(|g| g.current)
@@ -172,8 +141,8 @@ impl Machine {
     }
 
     /// What the report and the main menus need of the machine.
-    pub fn summary(&self) -> MachineSummary {
-        MachineSummary {
+    pub fn summary(&self) -> PublishedMachine {
+        PublishedMachine {
             name: self.name.clone(),
             spin: self.spin,
             fqdn: self.fqdn.clone(),
@@ -182,7 +151,7 @@ impl Machine {
             generations: self
                 .generations
                 .iter()
-                .map(|g| GenerationSummary {
+                .map(|g| PublishedGeneration {
                     number: g.number,
                     time: g.time,
                     time_s: g.time_s.clone(),
@@ -207,7 +176,7 @@ pub struct Context<'a> {
 /// Resolves one profile. Returns the machine (None when it is left out) and every fault
 /// found: faults of other generations skip that generation, faults of the current
 /// generation leave the machine out, an invalid MAC only skips that MAC.
-pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>) {
+pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<BootMachine>, Vec<Fault>) {
     let mut faults = Vec::new();
     let name = &profile.name;
     let machine_fault = |kind, generation: Option<u64>, message: String| Fault {
@@ -255,7 +224,7 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
         }
     };
     let json_path = current.machine_json_path();
-    let Some(spin) = Spin::parse(&current_json.spin) else {
+    let Some(spin) = Spin::parse(&current_json.spin).filter(|s| RENDERED_SPINS.contains(s)) else {
         faults.push(machine_fault(
             FaultKind::UnknownSpin,
             Some(current.number),
@@ -340,7 +309,7 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<Machine>, Vec<Fault>
         }
     }
     let machine =
-        Machine { name: name.clone(), spin, fqdn, label, short_label, url, generations, macs };
+        BootMachine { name: name.clone(), spin, fqdn, label, short_label, url, generations, macs };
     (Some(machine), faults)
 }
 
@@ -368,13 +337,13 @@ fn dist_fault_kind(e: &DistFileError) -> FaultKind {
 type GenFault = (FaultKind, String);
 
 fn resolve_generation(
-    g: &profiles::Generation,
+    g: &profiles::ProfileGeneration,
     dist: &Dist,
     json: MachineJson,
     spin: Spin,
     machine_url: &str,
     ctx: &Context,
-) -> Result<Generation, GenFault> {
+) -> Result<BootGeneration, GenFault> {
     let url = format!("{machine_url}/{}", g.number);
     let json_path = g.machine_json_path();
     let mut boot_files = Vec::new();
@@ -457,7 +426,7 @@ fn resolve_generation(
         )));
     }
     let shortrev = json.shortrev();
-    Ok(Generation {
+    Ok(BootGeneration {
         number: g.number,
         store_path: g.store_path.clone(),
         url,
@@ -494,7 +463,7 @@ pub fn normalize_kernel_params(
     let url = |name: &str| boot_files.iter().find(|b| b.name == name).map(|b| b.url.clone());
     let httproot = match spin {
         Spin::Vpsadminos => url("root.squashfs"),
-        Spin::Nixos => url("initrd").or_else(|| url("bzImage")),
+        Spin::Nixos | Spin::Openvz | Spin::Other => url("initrd").or_else(|| url("bzImage")),
     };
     if let Some(u) = httproot {
         params.insert(0, format!("httproot={u}"));
@@ -759,7 +728,7 @@ mod tests {
             std::os::unix::fs::symlink(&link, profiles.join(format!("confctl-{profile}"))).unwrap();
         }
 
-        fn resolve(&self, profile: &str) -> (Option<Machine>, Vec<Fault>) {
+        fn resolve(&self, profile: &str) -> (Option<BootMachine>, Vec<Fault>) {
             let profiles = profiles::scan(&self.dir.path().join("profiles")).unwrap();
             let p = profiles.iter().find(|p| p.name == profile).unwrap();
             resolve(

@@ -51,7 +51,7 @@ use super::config::{NetbootConfig, TimeZone};
 use super::layout::{Layout, Side};
 use super::render::MachineContent;
 use super::tree::{DirRecord, DirSpec, FileParts, Stamp, io_err, remove_path};
-use super::{Fault, MachineSummary, NetbootError, http};
+use super::{Fault, NetbootError, PublishedMachine, http};
 use crate::carrier::profiles::ProfileLinks;
 
 /// Bump when the rendered output changes, so old objects are not reused. 2: values of
@@ -68,7 +68,7 @@ const KEY_BYTES: usize = 12;
 /// What a build needs of a machine without reading its object's files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Meta {
-    pub machine: MachineSummary,
+    pub machine: PublishedMachine,
     /// Faults that did not leave the machine out (a skipped generation, an invalid MAC).
     pub faults: Vec<Fault>,
 }

@@ -38,7 +38,7 @@ use crate::links::{random_suffix, swap_link};
 
 /// What a coalesced build request came to.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum RequestOutcome {
     /// This call ran the build (`report.builds` times: more than once when requests
     /// arrived meanwhile).
     Built(BuildReport),
@@ -63,12 +63,12 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// Runs `build` under the lock at `lock_file`, coalescing concurrent requests (see the
 /// module documentation). With `wait` false, a call that finds a build running returns
-/// [`Outcome::Queued`] at once.
+/// [`RequestOutcome::Queued`] at once.
 pub(super) fn coalesced<F>(
     lock_file: &Path,
     wait: bool,
     mut build: F,
-) -> Result<Outcome, NetbootError>
+) -> Result<RequestOutcome, NetbootError>
 where
     F: FnMut() -> Result<BuildReport, NetbootError>,
 {
@@ -89,14 +89,14 @@ where
         Err(std::fs::TryLockError::WouldBlock) => {
             File::create(&pending).map_err(io_err(format!("creating '{}'", pending.display())))?;
             if !wait {
-                return Ok(Outcome::Queued);
+                return Ok(RequestOutcome::Queued);
             }
             file.lock().map_err(lock_err)?;
             if !pending.exists() {
                 return match read_last(&last)? {
                     LastOutcome::Ok(mut report) => {
                         report.builds = 0;
-                        Ok(Outcome::Covered(report))
+                        Ok(RequestOutcome::Covered(report))
                     }
                     LastOutcome::Err(message) => Err(NetbootError::Coalesced { message }),
                 };
@@ -122,7 +122,7 @@ where
                 }
                 if !pending.exists() {
                     drop(file);
-                    return Ok(Outcome::Built(report));
+                    return Ok(RequestOutcome::Built(report));
                 }
             }
             Err(e) => {
@@ -627,11 +627,14 @@ mod tests {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
         drop(holder);
-        let outcomes: Vec<Outcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let outcomes: Vec<RequestOutcome> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(runs.load(Ordering::SeqCst), 1, "one build for all waiting callers");
-        let built = outcomes.iter().filter(|o| matches!(o, Outcome::Built(_))).count();
-        let covered =
-            outcomes.iter().filter(|o| matches!(o, Outcome::Covered(r) if r.builds == 0)).count();
+        let built = outcomes.iter().filter(|o| matches!(o, RequestOutcome::Built(_))).count();
+        let covered = outcomes
+            .iter()
+            .filter(|o| matches!(o, RequestOutcome::Covered(r) if r.builds == 0))
+            .count();
         assert_eq!((built, covered), (1, n - 1));
     }
 
@@ -661,11 +664,13 @@ mod tests {
         for _ in 0..3 {
             let o = coalesced(&lock, false, || panic!("must not build while another build runs"))
                 .unwrap();
-            assert!(matches!(o, Outcome::Queued));
+            assert!(matches!(o, RequestOutcome::Queued));
         }
         release.wait();
         match builder.join().unwrap() {
-            Outcome::Built(r) => assert_eq!(r.builds, 2, "the running builder built once more"),
+            RequestOutcome::Built(r) => {
+                assert_eq!(r.builds, 2, "the running builder built once more")
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(runs.load(Ordering::SeqCst), 2);

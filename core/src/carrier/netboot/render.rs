@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use super::config::NetbootConfig;
 use super::layout::{Layout, Side};
-use super::model::{Machine, Spin};
+use super::model::BootMachine;
 use super::tree::{DirSpec, FileParts};
-use super::{MachineSummary, http, ipxe, tftp};
+use super::{PublishedMachine, http, ipxe, tftp};
+use crate::cluster::Spin;
 
 /// How long the per-MAC iPXE script waits before booting the default entry.
 pub const IPXE_AUTO_TIMEOUT_MS: u32 = 5000;
@@ -29,7 +30,7 @@ pub(super) struct MachineContent {
 
 /// Renders a machine's part of both trees. Depends only on `m` and on the settings of
 /// `cfg` that the object key covers (`httpUrl`, memtest; the time zone is in `m`).
-pub(super) fn machine(m: &Machine, cfg: &NetbootConfig) -> MachineContent {
+pub(super) fn machine(m: &BootMachine, cfg: &NetbootConfig) -> MachineContent {
     let memtest = cfg.memtest.as_ref().map(|mt| mt.params.as_slice());
     let current = m.current().number.to_string();
 
@@ -84,7 +85,7 @@ pub(super) struct TreeContent {
 }
 
 /// A published machine: its object key and summary, in profile name order.
-pub(super) type Published<'a> = (&'a str, &'a MachineSummary);
+pub(super) type Published<'a> = (&'a str, &'a PublishedMachine);
 
 /// The TFTP tree: the syslinux files (`(name, content)`), menus, links to the machines'
 /// objects; `pxelinux.cfg/` and `ipxe/` shared.
@@ -242,7 +243,7 @@ mod tests {
 
     use super::*;
     use crate::carrier::netboot::config::TimeZone;
-    use crate::carrier::netboot::model::{self, BootFile, Generation};
+    use crate::carrier::netboot::model::{self, BootFile, BootGeneration};
     use crate::carrier::netboot::tree::{Golden, parse_golden};
     use crate::carrier::profiles::shortrev;
     use serde_json::{Value, json};
@@ -284,9 +285,9 @@ mod tests {
     }
 
     /// What `model::resolve` makes of a profile whose generations 1, 2, … are `dists`.
-    fn resolved(name: &str, spin: Spin, fqdn: &str, dists: Vec<Dist>, current: u64) -> Machine {
+    fn resolved(name: &str, spin: Spin, fqdn: &str, dists: Vec<Dist>, current: u64) -> BootMachine {
         let url = format!("{URL}/{fqdn}");
-        let mut generations: Vec<Generation> = dists
+        let mut generations: Vec<BootGeneration> = dists
             .into_iter()
             .zip(1..)
             .map(|(d, number)| {
@@ -310,7 +311,7 @@ mod tests {
                 let params = d.params.iter().map(|p| p.to_string()).collect();
                 let kernel_params =
                     model::normalize_kernel_params(spin, params, &toplevel, &boot_files);
-                Generation {
+                BootGeneration {
                     number,
                     store_path,
                     url: gurl,
@@ -335,7 +336,7 @@ mod tests {
         let mut macs: Vec<String> =
             current_macs.iter().filter_map(|m| model::normalize_mac(m)).collect();
         macs.dedup();
-        Machine {
+        BootMachine {
             name: name.to_string(),
             spin,
             fqdn: fqdn.to_string(),
@@ -347,7 +348,7 @@ mod tests {
         }
     }
 
-    fn nixos1() -> Machine {
+    fn nixos1() -> BootMachine {
         let params = &["console=ttyS0", "loglevel=4"];
         let dists = vec![
             Dist {
@@ -383,7 +384,7 @@ mod tests {
         resolved("nixos1", Spin::Nixos, "nixos1.example.org", dists, 2)
     }
 
-    fn node2() -> Machine {
+    fn node2() -> BootMachine {
         // The dist's `kernel-params` file, as `model` splits it (its stale `httproot=`
         // is dropped by the normalisation).
         let params = &["quiet", "panic=10", "httproot=http://stale.invalid/root.squashfs"];
@@ -400,7 +401,7 @@ mod tests {
         resolved("os:node2", Spin::Vpsadminos, "node2.prg.example.org", dists, 2)
     }
 
-    fn web2() -> Machine {
+    fn web2() -> BootMachine {
         resolved("web-2", Spin::Nixos, "web-2", vec![dist("web-2-a", T0 + 20 * DAY, None, &[])], 1)
     }
 

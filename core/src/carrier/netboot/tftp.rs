@@ -5,7 +5,8 @@
 
 use std::fmt::Write;
 
-use super::model::{Generation, Machine, Spin};
+use super::model::{BootGeneration, BootMachine, variants};
+use crate::cluster::Spin;
 
 /// `pxelinux.cfg/default`.
 pub(super) fn main_menu(
@@ -23,7 +24,7 @@ pub(super) fn main_menu(
         submenu(
             &mut out,
             spin.as_str(),
-            &format!("{} >", spin.menu_label()),
+            &format!("{} >", spin.label()),
             &format!("pxeserver/{}.cfg", spin.as_str()),
         );
     }
@@ -44,7 +45,7 @@ pub(super) fn main_menu(
 /// `pxeserver/<spin>.cfg`: `machines` are `(fqdn, label)`, already sorted by profile name.
 pub(super) fn spin_menu(spin: Spin, machines: &[(&str, &str)]) -> String {
     let mut out = String::new();
-    header(&mut out, &[&format!("MENU TITLE {}", spin.menu_label())]);
+    header(&mut out, &[&format!("MENU TITLE {}", spin.label())]);
     for (fqdn, label) in machines {
         submenu(
             &mut out,
@@ -77,9 +78,10 @@ pub(super) fn iso_menu(images: &[(String, String)]) -> String {
 }
 
 /// The files of `pxeserver/machines/<fqdn>/`: `(file name, content)`.
-pub(super) fn machine_files(m: &Machine, memtest: Option<&[String]>) -> Vec<(String, String)> {
+pub(super) fn machine_files(m: &BootMachine, memtest: Option<&[String]>) -> Vec<(String, String)> {
     match m.spin {
-        Spin::Nixos => vec![
+        // Resolving admits no other spins (`RENDERED_SPINS`).
+        Spin::Nixos | Spin::Openvz | Spin::Other => vec![
             ("menu.cfg".to_string(), nixos_menu(m, memtest)),
             ("auto.cfg".to_string(), nixos_auto(m)),
         ],
@@ -105,7 +107,7 @@ pub(super) fn machine_files(m: &Machine, memtest: Option<&[String]>) -> Vec<(Str
 /// label; then every other generation, newest first. Upstream lists
 /// `generations[1..]` instead (quirk 11: the newest is missing and the current one is
 /// listed twice when the current one is not the newest).
-fn nixos_menu(m: &Machine, memtest: Option<&[String]>) -> String {
+fn nixos_menu(m: &BootMachine, memtest: Option<&[String]>) -> String {
     let mut out = String::new();
     header(&mut out, &[&format!("MENU TITLE {}", m.label)]);
     let current = m.current();
@@ -121,14 +123,20 @@ fn nixos_menu(m: &Machine, memtest: Option<&[String]>) -> String {
 }
 
 /// NixOS `auto.cfg`, the per-MAC target: boots the current generation without a menu.
-fn nixos_auto(m: &Machine) -> String {
+fn nixos_auto(m: &BootMachine) -> String {
     let mut out = String::new();
     header(&mut out, &[&format!("DEFAULT {}", m.fqdn), "PROMPT 0", "TIMEOUT 50"]);
     nixos_entry(&mut out, m, m.current(), &m.fqdn, &m.label);
     out
 }
 
-fn nixos_entry(out: &mut String, m: &Machine, g: &Generation, label: &str, menu_label: &str) {
+fn nixos_entry(
+    out: &mut String,
+    m: &BootMachine,
+    g: &BootGeneration,
+    label: &str,
+    menu_label: &str,
+) {
     entry(
         out,
         label,
@@ -144,8 +152,8 @@ fn nixos_entry(out: &mut String, m: &Machine, g: &Generation, label: &str, menu_
 /// vpsAdminOS `menu.cfg` (root page), `auto.cfg` (root page with a timeout, in tenths
 /// of a second) and `generation-<N>.cfg` (not root).
 fn vpsadminos_page(
-    m: &Machine,
-    g: &Generation,
+    m: &BootMachine,
+    g: &BootGeneration,
     root: bool,
     timeout: Option<u32>,
     memtest: Option<&[String]>,
@@ -166,7 +174,7 @@ fn vpsadminos_page(
         g.kernel_version.as_deref().unwrap_or("")
     ));
     header(&mut out, &lines.iter().map(String::as_str).collect::<Vec<_>>());
-    for v in m.spin.variants() {
+    for v in variants(m.spin) {
         entry(
             &mut out,
             v.name,
@@ -192,7 +200,7 @@ fn vpsadminos_page(
 /// vpsAdminOS `generations.cfg`: every generation, newest first, the current one marked.
 /// Each entry has its own LABEL `generation-<N>` (upstream gives them all the LABEL
 /// `generations`, quirk 12).
-fn vpsadminos_generations(m: &Machine) -> String {
+fn vpsadminos_generations(m: &BootMachine) -> String {
     let mut out = String::new();
     header(&mut out, &[&format!("MENU TITLE {} - generations", m.label)]);
     for g in &m.generations {
