@@ -5,6 +5,7 @@
 use super::remote::{Deletion, deletions};
 use super::*;
 use crate::cluster::Machine;
+use crate::conf_dir::ConfDir;
 use crate::remote::fake::{FakeHost, FakeHosts, Reply};
 
 const DAY: i64 = 24 * 60 * 60;
@@ -239,7 +240,7 @@ fn unification_joins_equal_store_paths() {
 #[test]
 fn local_removal_takes_the_directory_and_its_roots() {
     let tmp = tempfile::tempdir().unwrap();
-    let conf = tmp.path().join("conf");
+    let conf = conf_dir(&tmp);
     let roots = tmp.path().join("roots");
     std::fs::create_dir_all(&roots).unwrap();
     for (name, day) in [("2026-01-01--00-00-00", "01"), ("2026-01-02--00-00-00", "02")] {
@@ -297,7 +298,13 @@ fn cluster() -> crate::cluster::Cluster {
 }
 
 /// A local build generation of `machine` holding `toplevel`.
-fn build_generation(conf: &std::path::Path, machine: &str, day: u32, toplevel: &str) {
+/// An empty configuration directory in `tmp`.
+fn conf_dir(tmp: &tempfile::TempDir) -> ConfDir {
+    std::fs::create_dir_all(tmp.path().join("conf")).unwrap();
+    ConfDir::resolve(&tmp.path().join("conf")).unwrap()
+}
+
+fn build_generation(conf: &ConfDir, machine: &str, day: u32, toplevel: &str) {
     let name = format!("2026-01-0{day}--00-00-00");
     let dir = build_gens::machine_dir(conf, machine).join(&name);
     std::fs::create_dir_all(&dir).unwrap();
@@ -309,7 +316,7 @@ fn build_generation(conf: &std::path::Path, machine: &str, day: u32, toplevel: &
 #[tokio::test]
 async fn gather_and_remove_old_generations_with_gc_where_it_applies() {
     let tmp = tempfile::tempdir().unwrap();
-    let (conf, roots) = (tmp.path().join("conf"), tmp.path().join("roots"));
+    let (conf, roots) = (conf_dir(&tmp), tmp.path().join("roots"));
     build_generation(&conf, "node1", 1, "/nix/store/lone");
     build_generation(&conf, "node1", 2, "/nix/store/n3");
     let node1 = FakeHost::new("node1");
@@ -391,7 +398,7 @@ async fn a_failed_deletion_gets_no_garbage_collection() {
     let tmp = tempfile::tempdir().unwrap();
     let removed = remove(
         &cluster,
-        tmp.path(),
+        &conf_dir(&tmp),
         tmp.path(),
         &hosts,
         &[&r],
