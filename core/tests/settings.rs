@@ -9,7 +9,7 @@ fn load(confctl_nix: Option<&str>) -> Result<Settings, String> {
         std::fs::create_dir(conf.path().join("configs")).unwrap();
         std::fs::write(conf.path().join("configs/confctl.nix"), text).unwrap();
     }
-    Settings::load(conf.path(), cache.path())
+    Settings::load(&carrier_core::conf_dir::ConfDir::resolve(conf.path()).unwrap(), cache.path())
         .map_err(|e| format!("{e:#}: {:?}", std::error::Error::source(&e).map(ToString::to_string)))
 }
 
