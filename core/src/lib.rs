@@ -15,3 +15,4 @@ pub mod nix;
 pub mod private_dir;
 pub mod process;
 pub mod remote;
+pub mod status;
