@@ -9,4 +9,5 @@ pub mod ls;
 pub mod netboot;
 pub mod profile;
 pub mod serve;
+pub mod status;
 pub mod web;

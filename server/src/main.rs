@@ -1,7 +1,7 @@
 //! The `carrier` binary: parses the command line and hands over to a command module.
 
 use clap::Parser;
-use server::{build, cli, deploy, kexec_netboot, lab, ls, netboot, profile, serve};
+use server::{build, cli, deploy, kexec_netboot, lab, ls, netboot, profile, serve, status};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Profile(args) => profile::run(args),
         cli::Command::Netboot(args) => netboot::run(args),
         cli::Command::Deploy(args) => deploy::run(&cli.global, args),
+        cli::Command::Status(args) => status::run(&cli.global, args),
         cli::Command::Lab(args) => lab::run(&cli.global, args),
         cli::Command::KexecNetboot(args) => kexec_netboot::run(args),
     };
