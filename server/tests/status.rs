@@ -87,6 +87,17 @@ impl Lab {
         std::fs::write(&f, format!("{}{marker}{}", &text[..start], &text[end..])).unwrap();
     }
 
+    /// Live processes whose command line names this lab's ssh_config (SSH masters).
+    fn ssh_processes(&self) -> Vec<String> {
+        let cfg = self.dir().join("ssh_config").display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&cfg))
+            .collect()
+    }
+
     /// Stops the lab sshd of `alias` (its recorded PID), as a host going down.
     fn stop(&self, alias: &str) {
         let lab: Value =
@@ -147,6 +158,7 @@ fn standalone_states_follow_builds_and_deploys() {
         assert_eq!(s.machine(m)["drift_since"], Value::Null);
     }
     assert_eq!(s.0["connections"], 2, "one connection per host");
+    assert_eq!(lab.ssh_processes(), Vec::<String>::new(), "no connection is left open");
     let gen_a = lab.generation("node1");
 
     // a newer build, not deployed
