@@ -76,7 +76,11 @@ pub(super) fn standalone(t: &StatusTarget, read: &SystemRead) -> MachineStatus {
 
 fn classify_standalone(t: &StatusTarget, read: &SystemRead) -> (State, Option<String>) {
     let Some(current) = read.current.as_deref() else {
-        return (State::Unknown, Some(format!("{} does not exist", super::read::CURRENT_SYSTEM)));
+        let none = format!("nothing activated ({} does not exist)", super::read::CURRENT_SYSTEM);
+        return match t.desired {
+            Some(_) => (State::Outdated, Some(none)),
+            None => (State::Unknown, Some(format!("{}; {none}", no_desired(t)))),
+        };
     };
     let Some(desired) = t.desired.as_ref() else {
         return (State::Unknown, Some(format!("{}; running {}", no_desired(t), current.display())));

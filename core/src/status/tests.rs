@@ -193,6 +193,29 @@ async fn a_system_carrier_never_built_is_foreign() {
     );
 }
 
+/// A host that never activated anything: outdated when there is something to deploy,
+/// unknown (saying both) when not.
+#[tokio::test(start_paused = true)]
+async fn a_host_without_a_system_is_outdated_or_unknown() {
+    let host = FakeHost::new("n1.lab");
+    let m = status(&[standalone("n1")], &[&host]).await.machines.remove(0);
+    assert_eq!(m.state, State::Outdated);
+    assert_eq!(m.detail.as_deref(), Some("nothing activated (/run/current-system does not exist)"));
+    assert_eq!(m.drift_since, Some(BUILT_B));
+
+    let mut t = standalone("n1");
+    t.desired = None;
+    t.built.clear();
+    let m = status(&[t], &[&host]).await.machines.remove(0);
+    assert_eq!(m.state, State::Unknown);
+    assert_eq!(
+        m.detail.as_deref(),
+        Some(
+            "no local build generation (run carrier build); nothing activated (/run/current-system does not exist)"
+        )
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn unknown_without_a_build_or_a_readable_answer() {
     let host = host_on("n1", "a");
