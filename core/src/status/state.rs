@@ -51,11 +51,6 @@ fn no_desired(t: &StatusTarget) -> String {
     }
 }
 
-/// The later of two optional times: when the difference began.
-fn later(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    a.max(b).filter(|_| a.is_some() || b.is_some())
-}
-
 /// A standalone machine: the desired generation against the running system, the
 /// system profile (what boots next) and the booted system.
 pub(super) fn standalone(t: &StatusTarget, read: &SystemRead) -> MachineStatus {
@@ -63,7 +58,8 @@ pub(super) fn standalone(t: &StatusTarget, read: &SystemRead) -> MachineStatus {
     let built = t.desired.as_ref().and_then(|d| d.built);
     let drift_since = match state {
         State::UpToDate | State::Unknown | State::Unreachable => None,
-        _ => later(built, read.profile_time),
+        // the later of the two (None is less than any time): when the difference began
+        _ => built.max(read.profile_time),
     };
     MachineStatus {
         drift_since,
@@ -169,7 +165,7 @@ pub(super) fn carried(
     };
     let drift_since = match state {
         State::Outdated | State::Foreign | State::NotStaged => {
-            later(desired.and_then(|d| d.built), read.staged.as_ref().map(|s| s.time))
+            desired.and_then(|d| d.built).max(read.staged.as_ref().map(|s| s.time))
         }
         _ => None,
     };

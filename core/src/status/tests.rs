@@ -159,6 +159,18 @@ async fn boot_next_or_booted_other_is_reboot_pending() {
         Some("running the desired generation, booted generation gen-a")
     );
 
+    // the drift began when the profile was set, after the build
+    let host = host_on("n1", "a");
+    let answer = format!(
+        "current {}\nprofile {}\nprofile-time {}\n",
+        store("n1-a"),
+        store("n1-b"),
+        BUILT_B + 600
+    );
+    host.reply("sh -c", [Reply::ok(&answer)]);
+    let m = status(&[standalone("n1")], &[&host]).await.machines.remove(0);
+    assert_eq!((m.state, m.drift_since), (State::RebootPending, Some(BUILT_B + 600)));
+
     // no /run/booted-system (the host cannot say): not a reason for a reboot
     let host = host_on("n1", "b");
     host.reply("sh -c", [Reply::ok(&format!("current {0}\nprofile {0}\n", store("n1-b")))]);
