@@ -19,3 +19,4 @@ pub mod private_dir;
 pub mod process;
 pub mod profile_name;
 pub mod remote;
+pub mod status;

@@ -74,6 +74,8 @@ pub enum Command {
     Netboot(NetbootArgs),
     /// Build, copy and activate machines; `<carrier>#<machine>` sets carried profiles.
     Deploy(DeployArgs),
+    /// What each machine runs or has staged, against its last build (or `-g`).
+    Status(StatusArgs),
     /// Simulated hosts (sshd in their own mount namespaces) for real deploys on one machine.
     Lab(LabArgs),
     /// On a netbooted machine: load (kexec) another generation its carrier offers.
@@ -496,4 +498,23 @@ pub struct DeployArgs {
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Compare with this build generation (name, offset or `current`) instead of the
+    /// last build.
+    #[arg(short = 'g', long = "generation", allow_hyphen_values = true)]
+    pub generation: Option<String>,
+    /// Print JSON: one record per machine.
+    #[arg(long)]
+    pub json: bool,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds to connect to a host, and again for each read on it.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }

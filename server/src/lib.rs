@@ -13,4 +13,5 @@ pub mod netboot;
 pub mod profile;
 pub mod records;
 pub mod serve;
+pub mod status;
 pub mod web;

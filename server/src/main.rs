@@ -3,6 +3,7 @@
 use clap::Parser;
 use server::{
     build, cli, deploy, generation, history, kexec_netboot, lab, ls, netboot, profile, serve,
+    status,
 };
 
 fn main() -> std::process::ExitCode {
@@ -14,6 +15,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Profile(args) => profile::run(args),
         cli::Command::Netboot(args) => netboot::run(args),
         cli::Command::Deploy(args) => deploy::run(&cli.global, args),
+        cli::Command::Status(args) => status::run(&cli.global, args),
         cli::Command::Lab(args) => lab::run(&cli.global, args),
         cli::Command::KexecNetboot(args) => kexec_netboot::run(args),
         cli::Command::Generation(args) => generation::run(&cli.global, args),

@@ -25,8 +25,17 @@ use crate::private_dir::{self, PrivateDirError};
 use layout::{HostLayout, Layout};
 use process::Stopped;
 
-/// How long `up` waits for every host to accept an ssh login.
+/// How long `up` waits for every host to accept an ssh login, per started group of
+/// [`START_GROUP`] hosts (see [`start_timeout`]).
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
+pub const START_GROUP: usize = 10;
+
+/// The shared deadline of `up` for `hosts` hosts: their logins are checked one after
+/// the other, so a large lab (50 hosts for a benchmark) gets [`START_TIMEOUT`] per
+/// [`START_GROUP`] hosts begun.
+pub fn start_timeout(hosts: usize) -> Duration {
+    START_TIMEOUT * hosts.div_ceil(START_GROUP).max(1) as u32
+}
 
 /// The directories bind-mounted on every lab host: whatever lies below them on the
 /// developer's machine is invisible on the hosts.
@@ -294,7 +303,8 @@ fn start_all(
         };
         started.push((record, child));
     }
-    let deadline = Instant::now() + START_TIMEOUT;
+    let timeout = start_timeout(started.len());
+    let deadline = Instant::now() + timeout;
     for (record, child) in started.iter_mut() {
         let host = layout.host(&record.alias);
         let mut last = String::from("its port never accepted a connection");
@@ -319,7 +329,7 @@ fn start_all(
             if Instant::now() >= deadline {
                 return Err(start_error(
                     &host,
-                    format!("not reachable within {START_TIMEOUT:?}: {last}"),
+                    format!("not reachable within {timeout:?}: {last}"),
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -600,6 +610,14 @@ mod tests {
     use super::*;
     use crate::cluster::model::tests::machine;
     use crate::cluster::{Host, Spin};
+
+    #[test]
+    fn larger_labs_get_longer_to_start() {
+        assert_eq!(start_timeout(0), Duration::from_secs(10));
+        assert_eq!(start_timeout(10), Duration::from_secs(10));
+        assert_eq!(start_timeout(11), Duration::from_secs(20));
+        assert_eq!(start_timeout(50), Duration::from_secs(50));
+    }
 
     fn host(target: Option<&str>) -> Option<Host> {
         Some(Host {

@@ -1,7 +1,7 @@
 //! A scripted [`Host`] for fast tests of the engines: a host is a few links (what a
 //! path resolves to) and files; it does what the deploy engine's commands do to them
 //! (`realpath`, `cat`, `switch-to-configuration`, `nix-env --set`, `carrier profile
-//! set`, the auto-rollback protocol, the locks), answers scripted replies instead
+//! set`, the auto-rollback protocol, the locks, status's system read), answers scripted replies instead
 //! where a test says so, and logs every command. Deadlines are honoured on tokio's
 //! clock, so tests on a paused clock take no real time.
 
@@ -190,8 +190,39 @@ impl FakeHost {
                 ok()
             }
             ["flock", "-n", "-o", ..] => self.auto_rollback(argv).await,
+            ["sh", "-c", script, "sh"] if *script == crate::status::read::SYSTEM_SCRIPT => {
+                output_of(0, &self.system_answer())
+            }
             _ => output_of(127, &format!("fake host: no script for `{}`", argv.join(" "))),
         }
+    }
+
+    /// What `carrier status`'s system read prints: the links, the uptime (the first
+    /// field of the file `/proc/uptime`), the running system's info files.
+    fn system_answer(&self) -> String {
+        let state = self.state();
+        let mut out = String::new();
+        for (key, path) in [
+            ("current", "/run/current-system"),
+            ("booted", "/run/booted-system"),
+            ("profile", "/nix/var/nix/profiles/system"),
+        ] {
+            if let Some(to) = state.links.get(path) {
+                out.push_str(&format!("{key} {to}\n"));
+            }
+        }
+        out.push_str("profile-time \n");
+        if let Some(up) = state.files.get("/proc/uptime") {
+            out.push_str(&format!("uptime {}\n", up.split(' ').next().unwrap_or("")));
+        }
+        for name in ["inputs-info", "swpins-info"] {
+            if let Some(text) =
+                state.files.get(&format!("/run/current-system/etc/confctl/{name}.json"))
+            {
+                out.push_str(&format!("{name} {}\n{text}", text.len()));
+            }
+        }
+        out
     }
 
     /// The auto-rollback script (spec 2.3) under the activation lock: activates, says

@@ -1,5 +1,5 @@
-//! The hosts carrier acts on (deploy targets, carriers; the status and generation
-//! readers to come): the [`Host`] trait (commands with a deadline, closure copies, the
+//! The hosts carrier acts on (deploy targets, carriers, the status reader; the
+//! generation reader to come): the [`Host`] trait (commands with a deadline, closure copies, the
 //! host's deploy lock) and [`Hosts`], which opens and closes them for one run.
 //! [`ssh`] implements them over one multiplexed SSH connection per host (or locally
 //! for `localhost`); unit tests of the engines use a scripted fake (`fake`).

@@ -1,0 +1,277 @@
+//! `carrier status` (spec 4.5): for every selected machine, what it should run (a local
+//! build generation), what is staged for it and what it runs, read in parallel over one
+//! connection per host (carried machines through their carrier's), as one [`State`] per
+//! machine. Hosts are reached only through [`crate::remote::Host`]; `read` opens them
+//! over SSH, `read_on` takes any [`Hosts`]. docs/status.md.
+
+pub mod read;
+mod state;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::carrier::profiles::MachineJson;
+use crate::cluster::{Cluster, Machine};
+pub use crate::deploy::plan::{Kind, PlanError};
+use crate::remote::{Connections, Hosts, SshSettings};
+pub use read::SystemRead;
+
+/// One clear state per machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Standalone: runs the desired generation, which is also the system profile (what
+    /// boots next) and, when the host says, what it booted.
+    UpToDate,
+    /// Carried: the carrier's profile holds the desired generation. Whether the machine
+    /// booted it is not known yet ([`CarriedRead::booted`]).
+    Staged,
+    /// Standalone: the system profile is the desired generation but the running system
+    /// is not, or the running system is not what the host booted.
+    RebootPending,
+    /// Runs (standalone) or has staged (carried) another generation carrier built.
+    Outdated,
+    /// Carried: the carrier has no generation of the machine's profile.
+    NotStaged,
+    /// Runs or has staged a system no local build generation of the machine has.
+    Foreign,
+    /// The host (for carried machines: the carrier) could not be reached.
+    Unreachable,
+    /// Reached, but the state cannot be told (nothing built, an unreadable answer).
+    Unknown,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::UpToDate => "up to date",
+            State::Staged => "staged",
+            State::RebootPending => "reboot pending",
+            State::Outdated => "outdated",
+            State::NotStaged => "not staged",
+            State::Foreign => "foreign",
+            State::Unreachable => "unreachable",
+            State::Unknown => "unknown",
+        }
+    }
+}
+
+/// The local build generation a machine is compared against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    pub generation: String,
+    /// The built attribute (for carried machines: the dist).
+    pub toplevel: PathBuf,
+    /// When it was built, epoch seconds.
+    pub built: Option<i64>,
+}
+
+/// What status reads for one machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusTarget {
+    pub machine: String,
+    /// The SSH destination: the machine's own, or its carrier's.
+    pub host: String,
+    pub port: u16,
+    pub kind: Kind,
+    /// None when the machine has no (such) build generation.
+    pub desired: Option<Desired>,
+    /// Every local build generation of the machine, `(name, toplevel)`, oldest first:
+    /// what carrier built for it.
+    pub built: Vec<(String, PathBuf)>,
+}
+
+/// One machine's status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachineStatus {
+    pub machine: String,
+    pub host: String,
+    pub state: State,
+    /// Why: the reason a host is unreachable, what runs instead of what.
+    pub detail: Option<String>,
+    pub desired: Option<Desired>,
+    /// Since when the machine has differed from the desired generation, epoch seconds:
+    /// the later of the desired generation's build and the setting of what the host's
+    /// profile holds now (when known).
+    pub drift_since: Option<i64>,
+    /// Standalone machines: what the host says (None when it could not be read).
+    pub system: Option<SystemRead>,
+    /// Carried machines: what the carrier's profile says.
+    pub carried: Option<CarriedRead>,
+    /// The deployed inputs (flake mode) or swpins info: the running system's
+    /// `etc/confctl/*-info.json`, or the staged generation's `machine.json`.
+    pub inputs_info: Option<serde_json::Value>,
+    pub swpins_info: Option<serde_json::Value>,
+}
+
+/// A carried machine as its carrier's profile shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CarriedRead {
+    pub carrier: String,
+    pub profile: String,
+    /// The profile's current generation; None when nothing is staged.
+    pub staged: Option<StagedGeneration>,
+    /// How many generations the profile has.
+    pub generations: usize,
+    /// What the machine booted. Netbooted machines will report it to `carrier serve`
+    /// when they boot; until then it is always None (unknown), never guessed.
+    pub booted: Option<Booted>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StagedGeneration {
+    pub number: u64,
+    pub store_path: PathBuf,
+    /// When it was set, epoch seconds.
+    pub time: i64,
+    pub machine_json: Option<MachineJson>,
+}
+
+/// What a netbooted machine reported it booted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Booted {
+    pub store_path: PathBuf,
+    pub generation: Option<u64>,
+    /// When it booted, epoch seconds.
+    pub time: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub machines: Vec<MachineStatus>,
+    /// SSH connections opened (one per host at most).
+    pub connections: usize,
+}
+
+/// The machines `carrier status` looks at (spec 4.5): managed ones with an SSH target,
+/// and carried ones.
+pub fn selectable(m: &Machine) -> bool {
+    m.is_managed() && (m.is_runnable() || m.is_carried())
+}
+
+/// One target per machine, compared with its build generation `selector` (spec 4.1;
+/// `current`, the last build, when None).
+pub fn targets(
+    conf_dir: &crate::conf_dir::ConfDir,
+    cluster: &Cluster,
+    machines: &[&Machine],
+    selector: Option<&str>,
+) -> Result<Vec<StatusTarget>, PlanError> {
+    let selector = selector.unwrap_or("current");
+    machines
+        .iter()
+        .map(|m| {
+            let (host_machine, kind) = match &m.carrier {
+                Some(carrier) => {
+                    let c = cluster.get(carrier).ok_or_else(|| PlanError::UnknownCarrier {
+                        machine: m.name.clone(),
+                        carrier: carrier.clone(),
+                    })?;
+                    (c, Kind::Carried { carrier: carrier.clone(), profile: m.profile() })
+                }
+                None => (*m, Kind::Standalone),
+            };
+            let host = host_machine
+                .target_host()
+                .ok_or_else(|| PlanError::NoTarget(host_machine.name.clone()))?;
+            let desired = crate::build::find(conf_dir, &m.name, selector).map(|g| Desired {
+                built: g.date.parse::<jiff::Timestamp>().ok().map(|t| t.as_second()),
+                generation: g.name,
+                toplevel: g.toplevel,
+            });
+            let built = crate::build::list(conf_dir, &m.name)
+                .into_iter()
+                .map(|g| (g.name, g.toplevel))
+                .collect();
+            Ok(StatusTarget {
+                machine: m.name.clone(),
+                host: host.to_string(),
+                port: host_machine.target_port(),
+                kind,
+                desired,
+                built,
+            })
+        })
+        .collect()
+}
+
+/// Reads the status of `targets` over SSH; each command on a host has `timeout`.
+pub async fn read(
+    targets: &[StatusTarget],
+    ssh: SshSettings,
+    timeout: Duration,
+) -> std::io::Result<StatusReport> {
+    Ok(read_on(targets, Connections::new(ssh, timeout)?).await)
+}
+
+/// Reads the status of `targets` on `hosts`, every host at the same time, then closes
+/// them. A host's reads share its one connection: its system (when one of its own
+/// machines is selected) and its carried profiles (when one it carries is).
+pub async fn read_on<H: Hosts>(targets: &[StatusTarget], hosts: H) -> StatusReport {
+    let mut groups: Vec<((&str, u16), Vec<&StatusTarget>)> = Vec::new();
+    for t in targets {
+        let key = (t.host.as_str(), t.port);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(t),
+            None => groups.push((key, vec![t])),
+        }
+    }
+    let reads = groups.iter().map(|((host, port), group)| read_host(&hosts, host, *port, group));
+    let mut machines: Vec<MachineStatus> =
+        futures::future::join_all(reads).await.into_iter().flatten().collect();
+    // the order of `targets`
+    machines.sort_by_key(|m| targets.iter().position(|t| t.machine == m.machine));
+    let connections = hosts.opened();
+    hosts.close().await;
+    StatusReport { machines, connections }
+}
+
+async fn read_host<H: Hosts>(
+    hosts: &H,
+    host: &str,
+    port: u16,
+    group: &[&StatusTarget],
+) -> Vec<MachineStatus> {
+    let remote = match hosts.open(host, port).await {
+        Ok(remote) => remote,
+        Err(e) => {
+            let error = read::ReadError::Host(e);
+            return group.iter().map(|t| state::failed(t, &error)).collect();
+        }
+    };
+    let wants = |standalone: bool| group.iter().any(|t| (t.kind == Kind::Standalone) == standalone);
+    let (system, profiles) = futures::join!(
+        async {
+            match wants(true) {
+                true => Some(read::system(&*remote).await),
+                false => None,
+            }
+        },
+        async {
+            match wants(false) {
+                true => Some(read::profiles(&*remote).await),
+                false => None,
+            }
+        }
+    );
+    group
+        .iter()
+        .map(|t| match &t.kind {
+            Kind::Standalone => match system.as_ref().expect("read when a machine is standalone") {
+                Ok(read) => state::standalone(t, read),
+                Err(e) => state::failed(t, e),
+            },
+            Kind::Carried { carrier, profile } => {
+                match profiles.as_ref().expect("read when a machine is carried") {
+                    Ok(listing) => state::carried(t, carrier, profile, listing),
+                    Err(e) => state::failed(t, e),
+                }
+            }
+        })
+        .collect()
+}

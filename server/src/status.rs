@@ -1,0 +1,91 @@
+//! `carrier status [pattern]`: selection, then carrier-core's status reader; a table with
+//! one state per machine and the age of any drift, or JSON.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use carrier_core::remote::SshSettings;
+use carrier_core::status::{self, MachineStatus};
+
+use crate::cli::{GlobalArgs, StatusArgs};
+
+pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let selection = args.select.selection()?;
+    let conf_dir = global.conf_dir()?;
+    let loaded = global.inventory()?.load(&conf_dir)?;
+    let machines: Vec<_> =
+        selection.select(&loaded.cluster)?.into_iter().filter(|m| status::selectable(m)).collect();
+    if machines.is_empty() {
+        bail!("no machines to check (managed machines with a target, and carried machines)");
+    }
+    let targets =
+        status::targets(&conf_dir, &loaded.cluster, &machines, args.generation.as_deref())?;
+    let timeout = Duration::from_secs(args.timeout);
+    let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: Some(timeout) };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let report = runtime.block_on(status::read(&targets, ssh, timeout))?;
+    if args.json {
+        crate::json::print(&report)?;
+    } else {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let rows: Vec<[String; 6]> = report.machines.iter().map(|m| row(m, now)).collect();
+        let header =
+            ["MACHINE", "STATE", "DRIFT", "UPTIME", "GENERATION", "DETAIL"].map(String::from);
+        let mut widths = header.clone().map(|h| h.len());
+        for r in &rows {
+            for (w, cell) in widths.iter_mut().zip(r) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        for r in std::iter::once(&header).chain(&rows) {
+            let cells: Vec<String> =
+                r.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            writeln!(out, "{}", cells.join("  ").trim_end())?;
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// machine, state, age of the drift, uptime, the generation compared with, detail.
+fn row(m: &MachineStatus, now: i64) -> [String; 6] {
+    let drift = m.drift_since.map(|t| age((now - t).max(0) as f64)).unwrap_or_default();
+    let uptime = m.system.as_ref().and_then(|s| s.uptime).map(age).unwrap_or_default();
+    let generation = m.desired.as_ref().map(|d| d.generation.clone()).unwrap_or_default();
+    [
+        m.machine.clone(),
+        m.state.as_str().to_string(),
+        drift,
+        uptime,
+        generation,
+        m.detail.clone().unwrap_or_default(),
+    ]
+}
+
+/// Upstream's uptime format: `3.2d`, `5.0h`, `12.0m`, `30.0s`.
+fn age(secs: f64) -> String {
+    match secs {
+        s if s >= 86400.0 => format!("{:.1}d", s / 86400.0),
+        s if s >= 3600.0 => format!("{:.1}h", s / 3600.0),
+        s if s >= 60.0 => format!("{:.1}m", s / 60.0),
+        s => format!("{s:.1}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age;
+
+    #[test]
+    fn ages_read_like_upstream_uptimes() {
+        assert_eq!(age(30.0), "30.0s");
+        assert_eq!(age(720.0), "12.0m");
+        assert_eq!(age(18000.0), "5.0h");
+        assert_eq!(age(3.2 * 86400.0), "3.2d");
+    }
+}

@@ -1,0 +1,273 @@
+//! `carrier status` against a real lab: sshd hosts with their own /nix (`carrier lab
+//! up`), real builds of examples/lab, real deploys; the states a machine goes through
+//! (up to date, outdated, reboot pending, unreachable; carried staged, outdated, not
+//! staged) read over SSH and, for carried machines, through their carrier.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+struct Lab {
+    tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    /// A copy of examples/lab (its configs get edited) and a lab of its hosts.
+    fn up() -> Lab {
+        let tmp = tempfile::tempdir().unwrap();
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
+        let conf = tmp.path().join("conf");
+        ok(&Command::new("cp").arg("-r").arg(&example).arg(&conf).output().unwrap());
+        let _ = std::fs::remove_dir_all(conf.join(".confctl"));
+        let lab = Lab { tmp };
+        ok(&lab.carrier(&["lab", "up", "--dir", lab.dir().to_str().unwrap()]));
+        lab
+    }
+
+    fn conf(&self) -> PathBuf {
+        self.tmp.path().join("conf")
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.tmp.path().join("lab")
+    }
+
+    fn carrier(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_carrier"))
+            .arg("-C")
+            .arg(self.conf())
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .args(args)
+            .env("CARRIER_SSH_CONFIG", self.dir().join("ssh_config"))
+            .output()
+            .unwrap()
+    }
+
+    fn deploy(&self, args: &[&str]) {
+        let mut all = vec!["deploy", "-y"];
+        all.extend(args);
+        ok(&self.carrier(&all));
+    }
+
+    /// `carrier status --json <args>`: each machine's record by name.
+    fn status(&self, args: &[&str]) -> Status {
+        let mut all = vec!["status", "--json"];
+        all.extend(args);
+        let out = self.carrier(&all);
+        ok(&out);
+        Status(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}")))
+    }
+
+    /// A command on a lab host; its exit status is checked.
+    fn ssh(&self, alias: &str, argv: &[&str]) -> String {
+        let out = Command::new("ssh")
+            .arg("-F")
+            .arg(self.dir().join("ssh_config"))
+            .arg(alias)
+            .args(argv)
+            .output()
+            .unwrap();
+        ok(&out);
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// The name of the machine's last build generation.
+    fn generation(&self, machine: &str) -> String {
+        let link = self.conf().join(".confctl/generations").join(machine).join("current");
+        std::fs::read_link(link).unwrap().file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    fn set_marker(&self, machine: &str, marker: &str) {
+        let f = self.conf().join("cluster").join(machine).join("config.nix");
+        let text = std::fs::read_to_string(&f).unwrap();
+        let start = text.find("confctl.marker = \"").expect("sets confctl.marker") + 18;
+        let end = start + text[start..].find('"').unwrap();
+        std::fs::write(&f, format!("{}{marker}{}", &text[..start], &text[end..])).unwrap();
+    }
+
+    /// Live processes whose command line names this lab's ssh_config (SSH masters).
+    fn ssh_processes(&self) -> Vec<String> {
+        let cfg = self.dir().join("ssh_config").display().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(&cfg))
+            .collect()
+    }
+
+    /// Stops the lab sshd of `alias` (its recorded PID), as a host going down.
+    fn stop(&self, alias: &str) {
+        let lab: Value =
+            serde_json::from_slice(&std::fs::read(self.dir().join("lab.json")).unwrap()).unwrap();
+        let host = lab["hosts"].as_array().unwrap().iter().find(|h| h["alias"] == alias).unwrap();
+        let pid = host["pid"].as_i64().unwrap().to_string();
+        assert!(Command::new("kill").arg(&pid).status().unwrap().success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
+        let roots = carrier_core::build::default_gc_roots_dir(
+            &carrier_core::conf_dir::ConfDir::resolve(&self.conf()).unwrap(),
+        );
+        let _ = std::fs::remove_dir_all(roots);
+    }
+}
+
+struct Status(Value);
+
+impl Status {
+    fn machine(&self, name: &str) -> &Value {
+        self.0["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["machine"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", self.0))
+    }
+
+    fn state(&self, name: &str) -> &str {
+        self.machine(name)["state"].as_str().unwrap()
+    }
+}
+
+fn ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Standalone machines: up to date, outdated (a newer build not deployed), reboot
+/// pending (deployed with `boot`), back to up to date, unreachable (sshd stopped).
+#[test]
+fn standalone_states_follow_builds_and_deploys() {
+    let lab = Lab::up();
+    lab.deploy(&["{node1,node2}"]);
+    let s = lab.status(&["{node1,node2}"]);
+    for m in ["node1", "node2"] {
+        assert_eq!(s.state(m), "up-to-date", "{m}: {}", s.0);
+        assert_eq!(s.machine(m)["desired"]["generation"], lab.generation(m).as_str());
+        assert!(s.machine(m)["system"]["uptime"].as_f64().unwrap() > 0.0, "{}", s.0);
+        assert_eq!(s.machine(m)["drift_since"], Value::Null);
+    }
+    assert_eq!(s.0["connections"], 2, "one connection per host");
+    assert_eq!(lab.ssh_processes(), Vec::<String>::new(), "no connection is left open");
+    let gen_a = lab.generation("node1");
+
+    // a newer build, not deployed
+    lab.set_marker("node1", "B");
+    ok(&lab.carrier(&["build", "node1"]));
+    let gen_b = lab.generation("node1");
+    assert_ne!(gen_a, gen_b);
+    let s = lab.status(&["node1"]);
+    assert_eq!(s.state("node1"), "outdated", "{}", s.0);
+    assert_eq!(s.machine("node1")["detail"], format!("running generation {gen_a}").as_str());
+    assert!(s.machine("node1")["drift_since"].is_i64(), "{}", s.0);
+    // -g: compared with the generation it runs
+    let s = lab.status(&["-g", &gen_a, "node1"]);
+    assert_eq!(s.state("node1"), "up-to-date", "{}", s.0);
+    let s = lab.status(&["-g", "-1", "node1"]);
+    assert_eq!(s.state("node1"), "up-to-date", "-1 is the one before the newest: {}", s.0);
+
+    // deployed with boot: the profile is B, the running system A
+    lab.deploy(&["-g", &gen_b, "node1", "boot"]);
+    let s = lab.status(&["node1"]);
+    assert_eq!(s.state("node1"), "reboot-pending", "{}", s.0);
+    assert_eq!(
+        s.machine("node1")["detail"],
+        format!("the desired generation boots next; running generation {gen_a}").as_str()
+    );
+    // the host booted A (what a boot would have left), then switched to B
+    lab.deploy(&["-g", &gen_b, "node1", "switch"]);
+    assert_eq!(lab.status(&["node1"]).state("node1"), "up-to-date");
+    let a = lab.ssh("node1.lab", &["readlink", "-f", "/nix/var/nix/profiles/system-1-link"]);
+    lab.ssh("node1.lab", &["ln", "-sfn", &a, "/run/booted-system"]);
+    let s = lab.status(&["node1"]);
+    assert_eq!(s.state("node1"), "reboot-pending", "{}", s.0);
+    assert_eq!(
+        s.machine("node1")["detail"],
+        format!("running the desired generation, booted generation {gen_a}").as_str()
+    );
+
+    // a host that is down is unreachable, with the reason; the other is still read
+    lab.stop("node2.lab");
+    let out = lab.carrier(&["status", "{node1,node2}"]);
+    ok(&out);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let row = table.lines().find(|l| l.starts_with("node2 ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("unreachable") && row.contains("cannot connect to node2.lab"), "{table}");
+    assert!(
+        table.lines().any(|l| l.starts_with("node1 ") && l.contains("reboot pending")),
+        "{table}"
+    );
+}
+
+/// Carried machines read through their carrier: not staged, staged, outdated (a newer
+/// build not deployed); booted stays unknown (no check-ins yet).
+#[test]
+fn carried_states_are_read_through_the_carrier() {
+    let lab = Lab::up();
+    lab.deploy(&["pxe"]);
+    ok(&lab.carrier(&["build", "pxe#*"]));
+    let s = lab.status(&["pxe*"]);
+    assert_eq!(s.state("pxe"), "up-to-date", "{}", s.0);
+    for m in ["pxe#node1", "pxe#os1"] {
+        assert_eq!(s.state(m), "not-staged", "{m}: {}", s.0);
+        assert!(s.machine(m)["drift_since"].is_i64(), "{}", s.0);
+    }
+
+    lab.deploy(&["-g", &lab.generation("pxe#node1"), "pxe#*"]);
+    let s = lab.status(&["pxe*"]);
+    assert_eq!(s.0["connections"], 1, "carried machines go through the carrier's connection");
+    for m in ["pxe#node1", "pxe#os1"] {
+        assert_eq!(s.state(m), "staged", "{m}: {}", s.0);
+        let carried = &s.machine(m)["carried"];
+        assert_eq!(carried["staged"]["number"], 1, "{}", s.0);
+        assert_eq!(carried["booted"], Value::Null, "booted is not known yet");
+        // the staged generation's machine.json, as the carrier read it
+        assert_eq!(carried["staged"]["machine_json"]["marker"], "A", "{}", s.0);
+    }
+
+    lab.set_marker("node1", "B");
+    ok(&lab.carrier(&["build", "pxe#node1"]));
+    let s = lab.status(&["pxe#*"]);
+    assert_eq!(s.state("pxe#node1"), "outdated", "{}", s.0);
+    assert_eq!(
+        s.machine("pxe#node1")["detail"],
+        format!("staged generation 1 is generation {}", first_generation(&lab, "pxe#node1"))
+            .as_str(),
+        "{}",
+        s.0
+    );
+    assert_eq!(s.state("pxe#os1"), "staged", "{}", s.0);
+
+    lab.stop("pxe.lab");
+    let s = lab.status(&["pxe#*"]);
+    assert_eq!(s.state("pxe#node1"), "unreachable", "{}", s.0);
+    assert!(
+        s.machine("pxe#node1")["detail"].as_str().unwrap().contains("cannot connect to pxe.lab"),
+        "{}",
+        s.0
+    );
+}
+
+/// The oldest build generation of `machine`.
+fn first_generation(lab: &Lab, machine: &str) -> String {
+    let dir = lab.conf().join(".confctl/generations").join(machine);
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n != "current")
+        .collect();
+    names.sort();
+    names.remove(0)
+}
