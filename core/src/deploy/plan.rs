@@ -102,6 +102,27 @@ pub enum PlanError {
 }
 
 /// One target per machine, in the order given.
+/// Where `m` is acted on: the machine whose host is reached (its carrier for a carried
+/// machine), how, and that host's address.
+pub fn reach<'a>(
+    cluster: &'a Cluster,
+    m: &'a Machine,
+) -> Result<(&'a Machine, Kind, &'a str), PlanError> {
+    let (host_machine, kind) = match &m.carrier {
+        Some(carrier) => {
+            let c = cluster.get(carrier).ok_or_else(|| PlanError::UnknownCarrier {
+                machine: m.name.clone(),
+                carrier: carrier.clone(),
+            })?;
+            (c, Kind::Carried { carrier: carrier.clone(), profile: m.profile() })
+        }
+        None => (m, Kind::Standalone),
+    };
+    let host =
+        host_machine.target_host().ok_or_else(|| PlanError::NoTarget(host_machine.name.clone()))?;
+    Ok((host_machine, kind, host))
+}
+
 pub fn targets(
     cluster: &Cluster,
     machines: &[&Machine],
@@ -115,19 +136,7 @@ pub fn targets(
                 .find(|a| a.machine == m.name)
                 .cloned()
                 .ok_or_else(|| PlanError::NoArtifact(m.name.clone()))?;
-            let (host_machine, kind) = match &m.carrier {
-                Some(carrier) => {
-                    let c = cluster.get(carrier).ok_or_else(|| PlanError::UnknownCarrier {
-                        machine: m.name.clone(),
-                        carrier: carrier.clone(),
-                    })?;
-                    (c, Kind::Carried { carrier: carrier.clone(), profile: m.profile() })
-                }
-                None => (*m, Kind::Standalone),
-            };
-            let host = host_machine
-                .target_host()
-                .ok_or_else(|| PlanError::NoTarget(host_machine.name.clone()))?;
+            let (host_machine, kind, host) = reach(cluster, m)?;
             Ok(Target {
                 machine: m.name.clone(),
                 host: host.to_string(),

@@ -166,19 +166,7 @@ pub fn targets(
     machines
         .iter()
         .map(|m| {
-            let (host_machine, kind) = match &m.carrier {
-                Some(carrier) => {
-                    let c = cluster.get(carrier).ok_or_else(|| PlanError::UnknownCarrier {
-                        machine: m.name.clone(),
-                        carrier: carrier.clone(),
-                    })?;
-                    (c, Kind::Carried { carrier: carrier.clone(), profile: m.profile() })
-                }
-                None => (*m, Kind::Standalone),
-            };
-            let host = host_machine
-                .target_host()
-                .ok_or_else(|| PlanError::NoTarget(host_machine.name.clone()))?;
+            let (host_machine, kind, host) = crate::deploy::plan::reach(cluster, m)?;
             let desired = crate::build::find(conf_dir, &m.name, selector).map(|g| Desired {
                 built: g.date.parse::<jiff::Timestamp>().ok().map(|t| t.as_second()),
                 generation: g.name,
