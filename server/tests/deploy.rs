@@ -9,56 +9,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use carrier_core::conf_dir::ConfDir;
-use support::cli::{Carrier, lab_ssh, ok, text};
+use support::cli::{ok, text};
 
-struct Lab {
-    tmp: tempfile::TempDir,
-}
+support::lab::lab_type!();
 
 impl Lab {
-    /// A copy of examples/lab (its configs get edited) and a lab of its hosts.
-    fn up() -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
-        let out = Command::new("cp")
-            .arg("-r")
-            .arg(&example)
-            .arg(tmp.path().join("conf"))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
-        let lab = Lab { tmp };
-        let out = lab.carrier(&["lab", "up", "--dir", lab.dir().to_str().unwrap()]);
-        ok(&out);
-        lab
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.tmp.path().join("conf")
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("lab")
-    }
-
-    fn host_root(&self, alias: &str) -> PathBuf {
-        self.dir().join("hosts").join(alias)
-    }
-
-    /// `carrier` on this lab, with configuration directory `conf` and cache `cache` (below
-    /// the lab's temp dir).
-    fn cli(&self, conf: &Path, cache: &str) -> Carrier {
-        Carrier::new()
-            .conf(conf)
-            .cache(self.tmp.path().join(cache))
-            .ssh_config(self.dir().join("ssh_config"))
-    }
-
-    fn carrier(&self, args: &[&str]) -> Output {
-        self.cli(&self.conf(), "cache").output(args)
-    }
-
     fn deploy(&self, args: &[&str]) -> Output {
         let mut all = vec!["deploy", "-y"];
         all.extend(args);
@@ -74,22 +29,6 @@ impl Lab {
         Report(
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out))),
         )
-    }
-
-    /// Live processes whose command line names this lab's ssh_config (SSH masters).
-    fn ssh_processes(&self) -> Vec<String> {
-        let cfg = self.dir().join("ssh_config").display().to_string();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .filter(|c| c.contains(&cfg))
-            .collect()
-    }
-
-    /// A command on a lab host; its exit status is checked.
-    fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        lab_ssh(&self.dir().join("ssh_config"), alias, argv)
     }
 
     fn realpath(&self, alias: &str, path: &str) -> String {
@@ -130,23 +69,7 @@ impl Lab {
     }
 
     fn set_marker(&self, marker: &str) {
-        for m in ["pxe", "node1", "node2", "os1"] {
-            let f = self.conf().join("cluster").join(m).join("config.nix");
-            let text = std::fs::read_to_string(&f).unwrap();
-            let re = text.find("confctl.marker = \"").expect("config sets confctl.marker");
-            let start = re + "confctl.marker = \"".len();
-            let end = start + text[start..].find('"').unwrap();
-            std::fs::write(&f, format!("{}{marker}{}", &text[..start], &text[end..])).unwrap();
-        }
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
-        if let Ok(conf) = ConfDir::resolve(&self.conf()) {
-            let _ = std::fs::remove_dir_all(carrier_core::build::default_gc_roots_dir(&conf));
-        }
+        self.0.set_marker(&["pxe", "node1", "node2", "os1"], marker);
     }
 }
 
@@ -571,7 +494,7 @@ fn concurrent_deploys_of_one_machine_take_turns() {
     ok(&lab.deploy(&["--build-only", "node2"]));
     let (gen_c1, c) = lab.generation("node2");
     // B: the same system from a second copy of the configuration (another operator)
-    let conf2 = lab.tmp.path().join("conf2");
+    let conf2 = lab.tmp().join("conf2");
     let out = Command::new("cp").arg("-r").arg(lab.conf()).arg(&conf2).output().unwrap();
     ok(&out);
     let _ = std::fs::remove_dir_all(conf2.join(".confctl"));

@@ -3,75 +3,18 @@
 //! of examples/lab, read and removed with the real nix-env on the hosts and through
 //! `carrier profile` on the carrier, whose netboot tree is rebuilt by its hook.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Output;
 
 use serde_json::Value;
+use support::cli::{ok, text};
 
-struct Lab {
-    tmp: tempfile::TempDir,
-}
+support::lab::lab_type!();
 
 impl Lab {
-    /// A copy of examples/lab (its configs get edited) and a lab of its hosts.
-    fn up() -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
-        let out = Command::new("cp")
-            .arg("-r")
-            .arg(&example)
-            .arg(tmp.path().join("conf"))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
-        let lab = Lab { tmp };
-        ok(&lab.carrier(&["lab", "up", "--dir", lab.dir().to_str().unwrap()]));
-        lab
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.tmp.path().join("conf")
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("lab")
-    }
-
-    fn carrier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .arg("-C")
-            .arg(self.conf())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("cache"))
-            .args(args)
-            .env("CARRIER_SSH_CONFIG", self.dir().join("ssh_config"))
-            .output()
-            .unwrap()
-    }
-
-    /// A command on a lab host; its exit status is checked.
-    fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(self.dir().join("ssh_config"))
-            .arg(alias)
-            .args(argv)
-            .output()
-            .unwrap();
-        ok(&out);
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     fn set_marker(&self, marker: &str) {
-        for m in ["pxe", "node1", "node2", "os1"] {
-            let f = self.conf().join("cluster").join(m).join("config.nix");
-            let text = std::fs::read_to_string(&f).unwrap();
-            let re = text.find("confctl.marker = \"").expect("config sets confctl.marker");
-            let start = re + "confctl.marker = \"".len();
-            let end = start + text[start..].find('"').unwrap();
-            std::fs::write(&f, format!("{}{marker}{}", &text[..start], &text[end..])).unwrap();
-        }
+        self.0.set_marker(&["pxe", "node1", "node2", "os1"], marker);
     }
 
     /// `generation ls --json` with `args`: (machine, number, current) per record.
@@ -133,28 +76,6 @@ impl Lab {
         out.sort();
         out
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
-        let roots = carrier_core::build::default_gc_roots_dir(
-            &carrier_core::conf_dir::ConfDir::resolve(&self.conf()).unwrap(),
-        );
-        let _ = std::fs::remove_dir_all(roots);
-    }
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "exit {:?}\n{}", o.status.code(), text(o));
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn failed(o: &Output, message: &str) {

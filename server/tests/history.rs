@@ -6,55 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use support::cli::{ok, text};
 
 // the storage tests' databases: one place that knows how to run a PostgreSQL cluster
 #[path = "../../storage/tests/support/mod.rs"]
 #[allow(dead_code)]
+mod storage_support;
 mod support;
 
-struct Lab {
-    tmp: tempfile::TempDir,
-}
+support::lab::lab_type!();
 
 impl Lab {
-    /// A copy of examples/lab and a lab of its hosts.
-    fn up() -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
-        let out = Command::new("cp")
-            .arg("-r")
-            .arg(&example)
-            .arg(tmp.path().join("conf"))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let _ = std::fs::remove_dir_all(tmp.path().join("conf/.confctl"));
-        let lab = Lab { tmp };
-        ok(&lab.carrier(&["lab", "up", "--dir", lab.dir().to_str().unwrap()]));
-        lab
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.tmp.path().join("conf")
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("lab")
-    }
-
-    fn carrier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .arg("-C")
-            .arg(self.conf())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("cache"))
-            .args(args)
-            .env("CARRIER_SSH_CONFIG", self.dir().join("ssh_config"))
-            .env_remove("CARRIER_DATABASE_URL")
-            .output()
-            .unwrap()
-    }
-
     fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .arg("-C")
@@ -75,34 +37,6 @@ impl Lab {
         ok(&out);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
     }
-
-    /// The machine's current build generation's name.
-    fn generation(&self, machine: &str) -> String {
-        let link = self.conf().join(".confctl/generations").join(machine).join("current");
-        std::fs::read_link(link).unwrap().file_name().unwrap().to_string_lossy().into_owned()
-    }
-
-    fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(self.dir().join("ssh_config"))
-            .arg(alias)
-            .args(argv)
-            .output()
-            .unwrap();
-        ok(&out);
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
-        let roots = carrier_core::build::default_gc_roots_dir(
-            &carrier_core::conf_dir::ConfDir::resolve(&self.conf()).unwrap(),
-        );
-        let _ = std::fs::remove_dir_all(roots);
-    }
 }
 
 /// Makes a directory writable again (chattr -i) when the test ends, even on a panic.
@@ -112,18 +46,6 @@ impl Drop for Unfreeze {
     fn drop(&mut self) {
         let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
     }
-}
-
-fn ok(o: &Output) {
-    assert!(o.status.success(), "exit {:?}\n{}", o.status.code(), text(o));
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn machines(run: &Value) -> Vec<(String, String)> {
@@ -150,11 +72,11 @@ fn builds_and_deploys_are_recorded_and_listed() {
     let revision = lab.git(&["rev-parse", "HEAD"]);
 
     ok(&lab.carrier(&["build", "node1"]));
-    let built = lab.generation("node1");
+    let built = lab.generation_name("node1");
     // an edit not committed: the deploy's tree is dirty
     std::fs::write(lab.conf().join("NOTES"), "not committed\n").unwrap();
     ok(&lab.carrier(&["deploy", "-y", "node1", "switch", "--one-by-one"]));
-    let deployed = lab.generation("node1");
+    let deployed = lab.generation_name("node1");
     let missing = lab.carrier(&["deploy", "-y", "-g", "1999-01-01--00-00-00", "node2", "boot"]);
     assert!(!missing.status.success(), "{}", text(&missing));
 
@@ -219,7 +141,7 @@ fn builds_and_deploys_are_recorded_and_listed() {
 #[test]
 fn a_deploy_whose_recording_fails_still_deploys_and_says_so() {
     let lab = Lab::up();
-    let frozen = lab.tmp.path().join("frozen");
+    let frozen = lab.tmp().join("frozen");
     std::fs::create_dir(&frozen).unwrap();
     // immutable: not even root may create the database file in it
     ok(&Command::new("chattr").arg("+i").arg(&frozen).output().unwrap());
@@ -235,7 +157,7 @@ fn a_deploy_whose_recording_fails_still_deploys_and_says_so() {
         &std::fs::read(
             lab.conf()
                 .join(".confctl/generations/node1")
-                .join(lab.generation("node1"))
+                .join(lab.generation_name("node1"))
                 .join("generation.json"),
         )
         .unwrap(),
@@ -308,7 +230,7 @@ fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn a_build_is_recorded_in_postgresql() {
-    let pg = support::Postgres::start();
+    let pg = storage_support::Postgres::start();
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("conf");
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");

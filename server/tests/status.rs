@@ -3,48 +3,16 @@
 //! (up to date, outdated, reboot pending, unreachable; carried staged, outdated, not
 //! staged) read over SSH and, for carried machines, through their carrier.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod support;
+
+use std::process::Command;
 
 use serde_json::Value;
+use support::cli::ok;
 
-struct Lab {
-    tmp: tempfile::TempDir,
-}
+support::lab::lab_type!();
 
 impl Lab {
-    /// A copy of examples/lab (its configs get edited) and a lab of its hosts.
-    fn up() -> Lab {
-        let tmp = tempfile::tempdir().unwrap();
-        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
-        let conf = tmp.path().join("conf");
-        ok(&Command::new("cp").arg("-r").arg(&example).arg(&conf).output().unwrap());
-        let _ = std::fs::remove_dir_all(conf.join(".confctl"));
-        let lab = Lab { tmp };
-        ok(&lab.carrier(&["lab", "up", "--dir", lab.dir().to_str().unwrap()]));
-        lab
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.tmp.path().join("conf")
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.tmp.path().join("lab")
-    }
-
-    fn carrier(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_carrier"))
-            .arg("-C")
-            .arg(self.conf())
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("cache"))
-            .args(args)
-            .env("CARRIER_SSH_CONFIG", self.dir().join("ssh_config"))
-            .output()
-            .unwrap()
-    }
-
     fn deploy(&self, args: &[&str]) {
         let mut all = vec!["deploy", "-y"];
         all.extend(args);
@@ -60,42 +28,8 @@ impl Lab {
         Status(serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}")))
     }
 
-    /// A command on a lab host; its exit status is checked.
-    fn ssh(&self, alias: &str, argv: &[&str]) -> String {
-        let out = Command::new("ssh")
-            .arg("-F")
-            .arg(self.dir().join("ssh_config"))
-            .arg(alias)
-            .args(argv)
-            .output()
-            .unwrap();
-        ok(&out);
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    /// The name of the machine's last build generation.
-    fn generation(&self, machine: &str) -> String {
-        let link = self.conf().join(".confctl/generations").join(machine).join("current");
-        std::fs::read_link(link).unwrap().file_name().unwrap().to_string_lossy().into_owned()
-    }
-
     fn set_marker(&self, machine: &str, marker: &str) {
-        let f = self.conf().join("cluster").join(machine).join("config.nix");
-        let text = std::fs::read_to_string(&f).unwrap();
-        let start = text.find("confctl.marker = \"").expect("sets confctl.marker") + 18;
-        let end = start + text[start..].find('"').unwrap();
-        std::fs::write(&f, format!("{}{marker}{}", &text[..start], &text[end..])).unwrap();
-    }
-
-    /// Live processes whose command line names this lab's ssh_config (SSH masters).
-    fn ssh_processes(&self) -> Vec<String> {
-        let cfg = self.dir().join("ssh_config").display().to_string();
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .filter(|c| c.contains(&cfg))
-            .collect()
+        self.0.set_marker(&[machine], marker);
     }
 
     /// Stops the lab sshd of `alias` (its recorded PID), as a host going down.
@@ -106,16 +40,6 @@ impl Lab {
         let pid = host["pid"].as_i64().unwrap().to_string();
         assert!(Command::new("kill").arg(&pid).status().unwrap().success());
         std::thread::sleep(std::time::Duration::from_millis(300));
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.carrier(&["lab", "down", "--dir", self.dir().to_str().unwrap(), "--purge"]);
-        let roots = carrier_core::build::default_gc_roots_dir(
-            &carrier_core::conf_dir::ConfDir::resolve(&self.conf()).unwrap(),
-        );
-        let _ = std::fs::remove_dir_all(roots);
     }
 }
 
@@ -136,16 +60,6 @@ impl Status {
     }
 }
 
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// Standalone machines: up to date, outdated (a newer build not deployed), reboot
 /// pending (deployed with `boot`), back to up to date, unreachable (sshd stopped).
 #[test]
@@ -155,18 +69,18 @@ fn standalone_states_follow_builds_and_deploys() {
     let s = lab.status(&["{node1,node2}"]);
     for m in ["node1", "node2"] {
         assert_eq!(s.state(m), "up-to-date", "{m}: {}", s.0);
-        assert_eq!(s.machine(m)["desired"]["generation"], lab.generation(m).as_str());
+        assert_eq!(s.machine(m)["desired"]["generation"], lab.generation_name(m).as_str());
         assert!(s.machine(m)["system"]["uptime"].as_f64().unwrap() > 0.0, "{}", s.0);
         assert_eq!(s.machine(m)["drift_since"], Value::Null);
     }
     assert_eq!(s.0["connections"], 2, "one connection per host");
     assert_eq!(lab.ssh_processes(), Vec::<String>::new(), "no connection is left open");
-    let gen_a = lab.generation("node1");
+    let gen_a = lab.generation_name("node1");
 
     // a newer build, not deployed
     lab.set_marker("node1", "B");
     ok(&lab.carrier(&["build", "node1"]));
-    let gen_b = lab.generation("node1");
+    let gen_b = lab.generation_name("node1");
     assert_ne!(gen_a, gen_b);
     let s = lab.status(&["node1"]);
     assert_eq!(s.state("node1"), "outdated", "{}", s.0);
@@ -225,7 +139,7 @@ fn carried_states_are_read_through_the_carrier() {
         assert!(s.machine(m)["drift_since"].is_i64(), "{}", s.0);
     }
 
-    lab.deploy(&["-g", &lab.generation("pxe#node1"), "pxe#*"]);
+    lab.deploy(&["-g", &lab.generation_name("pxe#node1"), "pxe#*"]);
     let s = lab.status(&["pxe*"]);
     assert_eq!(s.0["connections"], 1, "carried machines go through the carrier's connection");
     for m in ["pxe#node1", "pxe#os1"] {

@@ -51,6 +51,9 @@ impl Carrier {
         if let Some(ssh_config) = &self.ssh_config {
             cmd.env("CARRIER_SSH_CONFIG", ssh_config);
         }
+        // a test's records go to its own configuration's database, never to one the
+        // environment names
+        cmd.env_remove("CARRIER_DATABASE_URL");
         cmd.args(args);
         cmd
     }

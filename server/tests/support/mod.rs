@@ -22,6 +22,7 @@ pub(crate) mod atftpd;
 pub(crate) mod cli;
 pub(crate) mod fetch;
 pub(crate) mod initramfs;
+pub(crate) mod lab;
 pub(crate) mod netns;
 pub(crate) mod nginx;
 pub(crate) mod processes;
