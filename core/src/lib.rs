@@ -3,6 +3,7 @@
 //! The CLI (`server` crate) and the dashboard (`app` crate) are thin adapters over
 //! the functions here.
 
+pub mod auth;
 pub mod build;
 pub mod carrier;
 pub mod cluster;

@@ -87,6 +87,115 @@ pub enum Command {
     CollectGarbage(CollectGarbageArgs),
     /// Recorded builds and deploys, newest first, with each machine's outcome.
     History(HistoryArgs),
+    /// Manage dashboard accounts: add (the first admin too), change a password, remove, list.
+    User(UserArgs),
+    /// Manage API tokens of accounts: create (shown once), list, revoke.
+    Token(TokenArgs),
+    /// The audit log of account, token and other changes, newest first.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+pub struct UserArgs {
+    #[command(subcommand)]
+    pub command: UserCommand,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Add an account; the password is asked twice on the terminal or read from a file.
+    Add {
+        name: String,
+        /// viewer, deployer or admin.
+        #[arg(long)]
+        role: String,
+        /// Limit a deployer to these machines: a name pattern, tag:<tag> or <carrier>#*
+        /// (repeatable; the union). Without it: every machine.
+        #[arg(long)]
+        scope: Vec<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Change an account's password; its sessions end.
+    Passwd {
+        name: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Remove an account with its sessions and tokens.
+    Rm { name: String },
+    /// List accounts.
+    Ls {
+        /// Print JSON: a list of accounts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct PasswordArgs {
+    /// Read the password from this file (its first line) instead of the terminal.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for an account and print it, once.
+    Create {
+        /// The account the token acts for.
+        #[arg(long)]
+        user: String,
+        /// The token's name, unique per account.
+        name: String,
+        /// The role the token acts with, at most the account's [default: the account's].
+        #[arg(long)]
+        rights: Option<String>,
+        /// Narrow the token to these machines (as `user add --scope`) [default: the
+        /// account's scope].
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Days until the token expires.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
+    /// List tokens (never their secrets).
+    Ls {
+        /// Only this account's.
+        #[arg(long)]
+        user: Option<String>,
+        /// Print JSON: a list of tokens.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an account's token by name.
+    Revoke {
+        #[arg(long)]
+        user: String,
+        name: String,
+    },
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// Print JSON: a list of entries.
+    #[arg(long)]
+    pub json: bool,
+    /// At most this many entries.
+    #[arg(short = 'n', long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only entries of this actor.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only entries of this action (e.g. user.add, token.revoke).
+    #[arg(long)]
+    pub action: Option<String>,
 }
 
 #[derive(Args)]

@@ -1,5 +1,6 @@
 //! The `carrier` binary's commands, as a library so tests can drive them.
 
+pub mod accounts;
 pub mod build;
 pub mod cli;
 pub mod deploy;

@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use server::{
-    build, cli, deploy, generation, history, kexec_netboot, lab, ls, netboot, profile, serve,
-    status,
+    accounts, build, cli, deploy, generation, history, kexec_netboot, lab, ls, netboot, profile,
+    serve, status,
 };
 
 fn main() -> std::process::ExitCode {
@@ -21,6 +21,9 @@ fn main() -> std::process::ExitCode {
         cli::Command::Generation(args) => generation::run(&cli.global, args),
         cli::Command::CollectGarbage(args) => generation::collect_garbage(&cli.global, args),
         cli::Command::History(args) => history::run(&cli.global, args),
+        cli::Command::User(args) => accounts::user(&cli.global, args),
+        cli::Command::Token(args) => accounts::token(&cli.global, args),
+        cli::Command::Audit(args) => accounts::audit(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -159,7 +159,7 @@ fn phase_name(phase: Phase) -> String {
 }
 
 /// The OS user running carrier and this host's name.
-fn who() -> (String, String) {
+pub(crate) fn who() -> (String, String) {
     let host = whoami::fallible::hostname().unwrap_or_else(|_| "unknown".into());
     (whoami::username(), host)
 }

@@ -3,6 +3,7 @@
 //! `Any` driver with runtime queries whose `$1` placeholders both dialects accept.
 //! Decisions: docs/storage.md.
 
+mod accounts;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,9 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateError, Migrator};
 
+pub use accounts::{
+    ApiToken, AuditEntry, AuditFilter, NewAuditEntry, User, UserId, hash_password, verify_password,
+};
 pub use records::{GitState, MachineOutcome, NewRun, Run, RunEnd, RunId, RunKind};
 
 /// The SQLite file inside the configuration directory, beside the build generations.
@@ -34,6 +38,18 @@ pub enum StoreError {
     Newer { url: String, version: i64, known: i64 },
     #[error("migrating the database {url}: {source}")]
     Migrate { url: String, source: MigrateError },
+    #[error("a user named '{0}' exists already")]
+    UserExists(String),
+    #[error("no user named '{0}'")]
+    NoUser(String),
+    #[error("user '{user}' has a token named '{name}' already")]
+    TokenExists { user: String, name: String },
+    #[error("user '{user}' has no active token named '{name}'")]
+    NoToken { user: String, name: String },
+    #[error("a token of '{user}' cannot have {rights} rights: the user is a {role}")]
+    Rights { user: String, role: carrier_core::auth::Role, rights: carrier_core::auth::Role },
+    #[error("making a secret: {0}")]
+    Secret(String),
     #[error("database error while {what}: {source}")]
     Query { what: &'static str, source: sqlx::Error },
 }

@@ -6,6 +6,7 @@ mod access;
 mod inventory;
 mod origin;
 pub mod security;
+pub mod sign_in_limit;
 pub mod views;
 
 pub use access::{AccessPolicy, Permission};

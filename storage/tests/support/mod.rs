@@ -196,6 +196,7 @@ fn nobody() -> (u32, u32) {
 }
 
 /// A file's permission bits.
+#[allow(dead_code, reason = "only store.rs checks file modes")]
 pub(crate) fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
