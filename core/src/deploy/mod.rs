@@ -8,6 +8,7 @@ pub mod activate;
 pub mod copy;
 pub mod health;
 pub mod plan;
+pub mod reboot;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use crate::events::{Event, EventSink, Outcome, Phase};
 pub use crate::remote::SshSettings;
 use crate::remote::{Connections, Host, HostError, HostLock, Hosts};
 pub use plan::{Action, Artifact, Kind, Target};
+pub use reboot::WaitOnline;
 
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -37,6 +39,9 @@ pub struct DeployOptions {
     /// machine's `autoRollback.enable`.
     pub auto_rollback: Option<bool>,
     pub health_checks: bool,
+    /// Reboot the standalone machines after a `boot` activation (`--reboot`).
+    pub reboot: bool,
+    pub wait_online: WaitOnline,
     pub timeouts: Timeouts,
 }
 
@@ -73,6 +78,8 @@ impl Default for DeployOptions {
             dry_activate_first: false,
             auto_rollback: None,
             health_checks: true,
+            reboot: false,
+            wait_online: WaitOnline::default(),
             timeouts: Timeouts::default(),
         }
     }
@@ -113,6 +120,8 @@ pub enum DeployError {
     /// when a hook failed).
     #[error("setting carried profiles on {carrier}: {source}")]
     CarriedProfiles { carrier: String, source: HostError },
+    #[error(transparent)]
+    Reboot(#[from] reboot::RebootError),
     #[error("health checks failed: {}", join(.0))]
     HealthChecks(Vec<health::CheckFailure>),
 }
@@ -297,6 +306,9 @@ impl<H: Hosts> Run<'_, H> {
             return;
         }
         self.activate(&copied).await;
+        if self.opts.reboot && self.opts.action == Action::Boot {
+            self.reboot(group).await;
+        }
         self.health_checks(group).await;
     }
 
@@ -483,9 +495,82 @@ impl<H: Hosts> Run<'_, H> {
         }
     }
 
-    /// Health checks of the standalone machines deployed (switch and test only).
+    /// Reboots the standalone machines activated, one at a time in activation order
+    /// (spec 2.3 step 5); `localhost` and carried machines are skipped with a message.
+    async fn reboot(&mut self, group: &[Target]) {
+        let activated: Vec<&Target> = plan::activation_order(&group.iter().collect::<Vec<_>>())
+            .into_iter()
+            .filter(|t| matches!(self.states.get(&t.machine), Some(MachineState::Deployed)))
+            .collect();
+        // carried machines stay `copied` with `boot`: they are skipped whatever their state
+        let carried: Vec<&Target> = group.iter().filter(|t| t.carrier().is_some()).collect();
+        if activated.is_empty() && carried.is_empty() {
+            return;
+        }
+        self.sink.emit(Event::PhaseStarted { phase: Phase::Reboot, machines: activated.len() });
+        for t in carried {
+            self.skip_reboot(
+                t,
+                format!(
+                    "Skipping reboot of carried machine {}: it needs a netboot reboot",
+                    t.machine
+                ),
+            );
+        }
+        let mut stopped = false;
+        for t in activated.into_iter().filter(|t| t.carrier().is_none()) {
+            if t.host == "localhost" {
+                self.skip_reboot(t, format!("Skipping reboot of {} as it is localhost", t.machine));
+                continue;
+            }
+            if stopped {
+                self.not_attempted(t, STOPPED);
+                continue;
+            }
+            let result = match self.hosts.open(&t.host, t.port).await {
+                Ok(host) => reboot::reboot(&*host, self.opts.wait_online).await.map_err(Into::into),
+                Err(e) => Err(DeployError::from(e)),
+            };
+            match result {
+                Ok(took) => {
+                    let line = format!(
+                        "{} ({}) is online (took {:.1}s to reboot)",
+                        t.machine,
+                        t.host,
+                        took.as_secs_f64()
+                    );
+                    self.sink.emit(Event::Notice {
+                        phase: Phase::Reboot,
+                        machine: Some(t.machine.clone()),
+                        line,
+                    });
+                    self.finish(Phase::Reboot, t, MachineState::Deployed);
+                }
+                Err(e) => stopped = !self.fail(Phase::Reboot, t, e, true),
+            }
+        }
+        self.sink.emit(Event::PhaseFinished { phase: Phase::Reboot });
+    }
+
+    /// Says why `t` is not rebooted; its state stays what it is.
+    fn skip_reboot(&self, t: &Target, reason: String) {
+        let outcome = Outcome::Skipped { reason };
+        self.sink.emit(Event::MachineFinished {
+            phase: Phase::Reboot,
+            machine: t.machine.clone(),
+            outcome,
+        });
+    }
+
+    /// Health checks of the standalone machines deployed (switch and test, or boot with
+    /// a reboot).
     async fn health_checks(&mut self, group: &[Target]) {
-        if !self.opts.health_checks || !matches!(self.opts.action, Action::Switch | Action::Test) {
+        let running_new = match self.opts.action {
+            Action::Switch | Action::Test => true,
+            Action::Boot => self.opts.reboot,
+            _ => false,
+        };
+        if !self.opts.health_checks || !running_new {
             return;
         }
         let deployed: Vec<&Target> = group

@@ -170,6 +170,8 @@ impl FakeHost {
                 }
                 ok()
             }
+            // the host goes down; tests script what `cat /proc/uptime` answers after it
+            ["reboot"] => ok(),
             ["nix-env", "-p", profile, "--set", path] => {
                 self.link(profile, path);
                 ok()
