@@ -442,6 +442,11 @@ fn parse_host_name(value: &str) -> Result<String, String> {
 }
 
 /// Serialised (without the selection and action) as a deploy record's options.
+/// Records an option by its command-line spelling.
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
 #[derive(Args, serde::Serialize)]
 pub struct DeployArgs {
     #[command(flatten)]
@@ -480,6 +485,14 @@ pub struct DeployArgs {
     /// Skip health checks after activation.
     #[arg(long)]
     pub no_health_checks: bool,
+    /// Reboot the standalone machines after activating (only with action `boot`).
+    #[arg(long)]
+    pub reboot: bool,
+    /// With --reboot: seconds to wait for each host to come back, `wait` (no limit)
+    /// or `nowait`.
+    #[arg(long, value_name = "SECS|wait|nowait", default_value = "600")]
+    #[serde(serialize_with = "as_text")]
+    pub wait_online: carrier_core::deploy::WaitOnline,
     /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
     #[arg(long, env = "CARRIER_SSH_CONFIG")]
     pub ssh_config: Option<PathBuf>,

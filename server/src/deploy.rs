@@ -19,13 +19,16 @@ use crate::records::{Recorder, Request};
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse()?;
+    if args.reboot && action != Action::Boot {
+        bail!("--reboot can be used only with action boot (not {})", action.as_str());
+    }
     let selection = args.select.selection()?;
     let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
     let loaded = inventory.load(&conf_dir)?;
     let machines = selection.select_managed(&loaded.cluster, "deploy")?;
     if !args.yes {
-        confirm(&machines, args.generation.as_deref(), action)?;
+        confirm(&machines, args.generation.as_deref(), action, args.reboot)?;
     }
     let recorder = Recorder::start(
         global,
@@ -123,6 +126,8 @@ fn execute(
             _ => None,
         },
         health_checks: !args.no_health_checks,
+        reboot: args.reboot,
+        wait_online: args.wait_online,
         timeouts,
     };
     let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
@@ -135,13 +140,15 @@ fn confirm(
     machines: &[&carrier_core::cluster::Machine],
     generation: Option<&str>,
     action: Action,
+    reboot: bool,
 ) -> anyhow::Result<()> {
     let mut summary = String::new();
     for m in machines {
         summary.push_str(&format!("  {}\n", m.name));
     }
     summary.push_str(&format!("Generation: {}\n", generation.unwrap_or("new build")));
-    summary.push_str(&format!("Target action: {}\n", action.as_str()));
+    let reboot = if reboot { " + reboot" } else { "" };
+    summary.push_str(&format!("Target action: {}{reboot}\n", action.as_str()));
     ask_to_continue("deploy", &summary)
 }
 

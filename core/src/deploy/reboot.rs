@@ -22,6 +22,17 @@ impl Default for WaitOnline {
     }
 }
 
+/// As `--wait-online` takes it.
+impl std::fmt::Display for WaitOnline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitOnline::Wait => f.write_str("wait"),
+            WaitOnline::NoWait => f.write_str("nowait"),
+            WaitOnline::Within(limit) => write!(f, "{}", limit.as_secs()),
+        }
+    }
+}
+
 impl std::str::FromStr for WaitOnline {
     type Err = String;
 
