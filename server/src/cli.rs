@@ -2,7 +2,7 @@
 //! [`SelectArgs`], which parses into carrier-core's shared `Selection`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use carrier_core::cluster::Selection;
 use carrier_core::conf_dir::{ConfDir, ConfDirError};
@@ -388,6 +388,17 @@ pub struct BuildArgs {
     /// Print JSON: machine name -> generation.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub nix: NixBuildArgs,
+    /// ssh_config for remote builders' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// How Nix builds, for `build` and `deploy`.
+#[derive(Args, serde::Serialize)]
+pub struct NixBuildArgs {
     /// Pass --show-trace to Nix.
     #[arg(long)]
     pub show_trace: bool,
@@ -401,9 +412,24 @@ pub struct BuildArgs {
     /// everything is built there).
     #[arg(long)]
     pub builders: Option<String>,
-    /// ssh_config for remote builders' aliases (a lab's `ssh_config`, for example).
-    #[arg(long, env = "CARRIER_SSH_CONFIG")]
-    pub ssh_config: Option<PathBuf>,
+}
+
+impl NixBuildArgs {
+    /// The build options these say, Nix's code materialized in `cache_dir`.
+    pub fn options(
+        &self,
+        cache_dir: &Path,
+        ssh_config: Option<PathBuf>,
+    ) -> carrier_core::build::BuildOptions {
+        carrier_core::build::BuildOptions {
+            show_trace: self.show_trace,
+            max_jobs: self.max_jobs.clone(),
+            cores: self.cores,
+            builders: self.builders.clone(),
+            ssh_config,
+            ..carrier_core::build::BuildOptions::new(cache_dir)
+        }
+    }
 }
 
 #[derive(Args)]
@@ -505,9 +531,9 @@ pub struct DeployArgs {
     /// Seconds to wait for a lock (the configuration directory's, a host's) before failing.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub lock_timeout: u64,
-    /// Nix's --builders for the build: remote builders, e.g. 'ssh://host x86_64-linux'.
-    #[arg(long)]
-    pub builders: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub nix: NixBuildArgs,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -530,4 +556,24 @@ pub struct StatusArgs {
     /// Seconds to connect to a host, and again for each read on it.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_passes_nix_build_flags_like_build() {
+        let argv =
+            ["carrier", "deploy", "-j", "3", "--cores", "2", "--show-trace", "--builders", "b"];
+        let Command::Deploy(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("not deploy");
+        };
+        let opts = args.nix.options(Path::new("/cache"), None);
+        assert!(opts.show_trace);
+        assert_eq!(opts.max_jobs.as_deref(), Some("3"));
+        assert_eq!(opts.cores, Some(2));
+        assert_eq!(opts.builders.as_deref(), Some("b"));
+        assert_eq!(opts.cache_dir, Path::new("/cache"));
+    }
 }

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use carrier_core::build::BuildOptions;
 use carrier_core::conf_dir::ConfDir;
 use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings, Timeouts};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
@@ -103,11 +102,7 @@ fn execute(
     };
     // one deploy per configuration directory at a time (its builds and generations)
     let _lock = deploy::lock_conf_dir(conf_dir, timeouts.lock, sink)?;
-    let build_options = BuildOptions {
-        builders: args.builders.clone(),
-        ssh_config: args.ssh_config.clone(),
-        ..BuildOptions::new(inventory.cache_dir())
-    };
+    let build_options = args.nix.options(inventory.cache_dir(), args.ssh_config.clone());
     let artifacts =
         deploy::artifacts(conf_dir, machines, args.generation.as_deref(), &build_options, sink)?;
     if args.build_only {
