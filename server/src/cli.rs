@@ -511,6 +511,9 @@ pub struct DeployArgs {
     /// Skip health checks after activation.
     #[arg(long)]
     pub no_health_checks: bool,
+    /// With --one-by-one: failed health checks do not stop the run.
+    #[arg(long)]
+    pub keep_going: bool,
     /// Reboot the standalone machines after activating (only with action `boot`).
     #[arg(long)]
     pub reboot: bool,

@@ -121,6 +121,7 @@ fn execute(
             _ => None,
         },
         health_checks: !args.no_health_checks,
+        keep_going: args.keep_going,
         reboot: args.reboot,
         wait_online: args.wait_online,
         timeouts,

@@ -39,6 +39,8 @@ pub struct DeployOptions {
     /// machine's `autoRollback.enable`.
     pub auto_rollback: Option<bool>,
     pub health_checks: bool,
+    /// Failed health checks do not stop a `one_by_one` run (`--keep-going`).
+    pub keep_going: bool,
     /// Reboot the standalone machines after a `boot` activation (`--reboot`).
     pub reboot: bool,
     pub wait_online: WaitOnline,
@@ -78,6 +80,7 @@ impl Default for DeployOptions {
             dry_activate_first: false,
             auto_rollback: None,
             health_checks: true,
+            keep_going: false,
             reboot: false,
             wait_online: WaitOnline::default(),
             timeouts: Timeouts::default(),
@@ -263,7 +266,7 @@ pub async fn run_on<H: Hosts>(
     let groups: Vec<&[Target]> =
         if opts.one_by_one { targets.chunks(1).collect() } else { vec![targets] };
     for group in groups {
-        if run.any_failed() {
+        if run.stops() {
             group.iter().for_each(|t| run.not_attempted(t, STOPPED));
             continue;
         }
@@ -296,7 +299,7 @@ impl<H: Hosts> Run<'_, H> {
         }
         // Nothing is activated when a host was unreachable or a copy failed: every host
         // stays on what it runs.
-        if self.any_failed() {
+        if self.stops() {
             copied.iter().for_each(|t| {
                 self.not_attempted(
                     t,
@@ -590,6 +593,13 @@ impl<H: Hosts> Run<'_, H> {
                 None => self.finish(Phase::HealthCheck, t, MachineState::Deployed),
                 Some(f) => {
                     self.fail(Phase::HealthCheck, t, DeployError::HealthChecks(f), true);
+                    if self.opts.keep_going {
+                        self.sink.emit(Event::Notice {
+                            phase: Phase::HealthCheck,
+                            machine: Some(t.machine.clone()),
+                            line: "Health checks have failed, going on".into(),
+                        });
+                    }
                 }
             }
         }
@@ -655,8 +665,15 @@ impl<H: Hosts> Run<'_, H> {
             .insert(t.machine.clone(), MachineState::NotAttempted { reason: reason.to_string() });
     }
 
-    fn any_failed(&self) -> bool {
-        self.states.values().any(|s| matches!(s, MachineState::Failed { .. }))
+    /// Whether a failure so far stops the run: any, but with `keep_going` not one of
+    /// health checks.
+    fn stops(&self) -> bool {
+        let keep_going = self.opts.keep_going;
+        self.states.values().any(|s| match s {
+            MachineState::Failed { phase: Phase::HealthCheck, .. } => !keep_going,
+            MachineState::Failed { .. } => true,
+            _ => false,
+        })
     }
 }
 

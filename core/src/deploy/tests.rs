@@ -620,3 +620,30 @@ fn wait_online_parses_upstreams_values() {
         Err("invalid --wait-online 'soon': expected wait, nowait or seconds".to_string())
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn keep_going_goes_on_one_by_one_after_failed_health_checks_only() {
+    let targets = [with_check(standalone("node1"), &["check-marker"], 2, 1), standalone("node2")];
+    for keep_going in [false, true] {
+        let (node1, node2) = (host_on_a("node1"), host_on_a("node2"));
+        node1.reply("check-marker", [Reply::fail("no")]);
+        let opts = DeployOptions { one_by_one: true, keep_going, ..DeployOptions::default() };
+        let (report, events) = deploy(&targets, &opts, &[&node1, &node2]).await;
+        assert_eq!(failure(&report, "node1").0, Phase::HealthCheck);
+        let going_on = events.iter().any(|e| {
+            matches!(e, Event::Notice { line, .. } if line == "Health checks have failed, going on")
+        });
+        assert_eq!(going_on, keep_going);
+        if keep_going {
+            assert!(matches!(state(&report, "node2"), MachineState::Deployed), "{report:?}");
+        } else {
+            assert_eq!(not_attempted(&report, "node2"), STOPPED);
+        }
+    }
+    // any other failure still stops the run
+    let (node1, node2) = (host_on_a("node1"), host_on_a("node2"));
+    node1.reply(&stc("/nix/store/node1-b", "switch"), [Reply::fail("boom")]);
+    let opts = DeployOptions { one_by_one: true, keep_going: true, ..DeployOptions::default() };
+    let (report, _) = deploy(&targets, &opts, &[&node1, &node2]).await;
+    assert_eq!(not_attempted(&report, "node2"), STOPPED);
+}
