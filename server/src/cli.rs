@@ -85,6 +85,9 @@ pub enum Command {
     /// Run nix-collect-garbage on the selected machines (carriers included; carried
     /// machines have no store of their own).
     CollectGarbage(CollectGarbageArgs),
+    /// Whether each selected machine answers over SSH (`cat /proc/uptime`); exits
+    /// non-zero when one does not. Carried machines are not reached directly.
+    TestConnection(TestConnectionArgs),
     /// Recorded builds and deploys, newest first, with each machine's outcome.
     History(HistoryArgs),
 }
@@ -540,6 +543,18 @@ pub struct DeployArgs {
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct TestConnectionArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds to connect to a host (upstream's ConnectTimeout=3), and again to read.
+    #[arg(long, value_name = "SECS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 #[derive(Args)]

@@ -3,7 +3,7 @@
 use clap::Parser;
 use server::{
     build, cli, deploy, generation, history, kexec_netboot, lab, ls, netboot, profile, serve,
-    status,
+    status, test_connection,
 };
 
 fn main() -> std::process::ExitCode {
@@ -21,6 +21,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Generation(args) => generation::run(&cli.global, args),
         cli::Command::CollectGarbage(args) => generation::collect_garbage(&cli.global, args),
         cli::Command::History(args) => history::run(&cli.global, args),
+        cli::Command::TestConnection(args) => test_connection::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

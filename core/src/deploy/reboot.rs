@@ -54,8 +54,6 @@ impl std::str::FromStr for WaitOnline {
 pub enum RebootError {
     #[error("reading the uptime before the reboot: {0}")]
     Uptime(HostError),
-    #[error("cannot parse the uptime of {host}: '{text}'")]
-    BadUptime { host: String, text: String },
     #[error("running `reboot` on {host}: {source}")]
     Reboot { host: String, source: HostError },
     #[error("{host} was not back online within {secs} s after `reboot`")]
@@ -67,22 +65,10 @@ const POLL_EVERY: Duration = Duration::from_millis(300);
 /// The deadline of one poll: a host that is down does not answer at all.
 const POLL_LIMIT: Duration = Duration::from_secs(5);
 
-/// The host's uptime in seconds, from `cat /proc/uptime`.
-async fn uptime(host: &impl Host, limit: Duration) -> Result<f64, RebootError> {
-    let out =
-        host.output_within(&["cat", "/proc/uptime"], limit).await.map_err(RebootError::Uptime)?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let first = text.split_whitespace().next().filter(|_| out.status.success());
-    first.and_then(|f| f.parse().ok()).ok_or_else(|| RebootError::BadUptime {
-        host: host.name().to_string(),
-        text: text.trim().to_string(),
-    })
-}
-
 /// Reboots `host` and, unless `wait` is [`WaitOnline::NoWait`], waits until its uptime
 /// is lower than before; returns how long that took.
 pub async fn reboot(host: &impl Host, wait: WaitOnline) -> Result<Duration, RebootError> {
-    let before = uptime(host, host.command_timeout()).await?;
+    let before = host.uptime(host.command_timeout()).await.map_err(RebootError::Uptime)?;
     let started = tokio::time::Instant::now();
     // the connection may drop before `reboot` answers: only a host that says no failed
     match host.output_within(&["reboot"], POLL_LIMIT).await {
@@ -104,7 +90,7 @@ pub async fn reboot(host: &impl Host, wait: WaitOnline) -> Result<Duration, Rebo
         WaitOnline::Within(limit) => Some(limit),
     };
     loop {
-        if uptime(host, POLL_LIMIT).await.is_ok_and(|now| now < before) {
+        if host.uptime(POLL_LIMIT).await.is_ok_and(|now| now < before) {
             return Ok(started.elapsed());
         }
         if limit.is_some_and(|l| started.elapsed() >= l) {

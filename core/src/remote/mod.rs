@@ -11,6 +11,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod probe;
 pub mod ssh;
 
 #[cfg(test)]
@@ -114,6 +115,26 @@ pub trait Host: Send + Sync {
                     message: failure_message(&out),
                 })
             }
+        }
+    }
+
+    /// The host's uptime in seconds: the first field of `cat /proc/uptime` (how the
+    /// reboot and the connection test tell that a host answers, and since when).
+    fn uptime(&self, limit: Duration) -> impl Future<Output = Result<f64, HostError>> + Send {
+        async move {
+            let argv = ["cat", "/proc/uptime"];
+            let out = self.output_within(&argv, limit).await?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let first = text.split_whitespace().next().filter(|_| out.status.success());
+            first.and_then(|f| f.parse().ok()).ok_or_else(|| HostError::Run {
+                host: self.name().to_string(),
+                command: argv.join(" "),
+                message: if out.status.success() {
+                    format!("not an uptime: '{}'", text.trim())
+                } else {
+                    failure_message(&out)
+                },
+            })
         }
     }
 
