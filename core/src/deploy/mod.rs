@@ -531,7 +531,11 @@ impl<H: Hosts> Run<'_, H> {
                 continue;
             }
             let result = match self.hosts.open(&t.host, t.port).await {
-                Ok(host) => reboot::reboot(&*host, self.opts.wait_online).await.map_err(Into::into),
+                Ok(host) => {
+                    reboot::reboot(self.hosts, (&t.host, t.port), &*host, self.opts.wait_online)
+                        .await
+                        .map_err(Into::into)
+                }
                 Err(e) => Err(DeployError::from(e)),
             };
             match result {

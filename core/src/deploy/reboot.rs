@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::remote::{Host, HostError};
+use crate::remote::{Host, HostError, Hosts};
 
 /// How long `--wait-online` waits for a rebooted host (upstream's default: 600 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +65,15 @@ const POLL_EVERY: Duration = Duration::from_millis(300);
 /// The deadline of one poll: a host that is down does not answer at all.
 const POLL_LIMIT: Duration = Duration::from_secs(5);
 
-/// Reboots `host` and, unless `wait` is [`WaitOnline::NoWait`], waits until its uptime
-/// is lower than before; returns how long that took.
-pub async fn reboot(host: &impl Host, wait: WaitOnline) -> Result<Duration, RebootError> {
+/// Reboots `host` (opened from `hosts` as `name`:`port`) and, unless `wait` is
+/// [`WaitOnline::NoWait`], waits until its uptime is lower than before, asking each time
+/// over a new connection (the reboot ended the old one); returns how long that took.
+pub async fn reboot<H: Hosts>(
+    hosts: &H,
+    (name, port): (&str, u16),
+    host: &H::Host,
+    wait: WaitOnline,
+) -> Result<Duration, RebootError> {
     let before = host.uptime(host.command_timeout()).await.map_err(RebootError::Uptime)?;
     let started = tokio::time::Instant::now();
     // the connection may drop before `reboot` answers: only a host that says no failed
@@ -90,7 +96,11 @@ pub async fn reboot(host: &impl Host, wait: WaitOnline) -> Result<Duration, Rebo
         WaitOnline::Within(limit) => Some(limit),
     };
     loop {
-        if host.uptime(POLL_LIMIT).await.is_ok_and(|now| now < before) {
+        let now = match hosts.reconnect(name, port).await {
+            Ok(host) => host.uptime(POLL_LIMIT).await.ok(),
+            Err(_) => None,
+        };
+        if now.is_some_and(|now| now < before) {
             return Ok(started.elapsed());
         }
         if limit.is_some_and(|l| started.elapsed() >= l) {

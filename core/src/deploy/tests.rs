@@ -511,8 +511,10 @@ async fn reboots_come_after_every_activation_one_host_at_a_time() {
         let boot = log.iter().position(|l| l.ends_with("switch-to-configuration boot"));
         let reboot = log.iter().position(|l| l == "reboot");
         assert!(boot < reboot && boot.is_some(), "{log:?}");
-        // the uptime before, then polls until it is lower: 4 reads
+        // the uptime before, then polls until it is lower: 4 reads, each polled one over
+        // a new connection (the reboot ends the old one)
         assert_eq!(host.logged("cat /proc/uptime").len(), 4, "{log:?}");
+        assert_eq!(host.logged("reconnect").len(), 3, "{log:?}");
     }
     // node2 is activated before node1 reboots, and node1 is back before node2 reboots
     let order: Vec<(Phase, String)> = events

@@ -374,6 +374,13 @@ impl Hosts for FakeHosts {
         Ok(Arc::clone(host))
     }
 
+    async fn reconnect(&self, name: &str, port: u16) -> Result<Arc<FakeHost>, HostError> {
+        if let Some(host) = self.hosts.get(name) {
+            host.state().log.push("reconnect".into());
+        }
+        self.open(name, port).await
+    }
+
     fn local(&self) -> Arc<FakeHost> {
         Arc::clone(&self.hosts["localhost"])
     }

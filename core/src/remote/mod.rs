@@ -169,6 +169,14 @@ pub trait Hosts: Sync {
         port: u16,
     ) -> impl Future<Output = Result<Arc<Self::Host>, HostError>> + Send;
 
+    /// Drops the host's connection (a reboot ends it) and opens a new one; unlike
+    /// [`Hosts::open`] this tries again after a failure.
+    fn reconnect(
+        &self,
+        name: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<Arc<Self::Host>, HostError>> + Send;
+
     /// This machine, for commands that run here (builder-side health checks).
     fn local(&self) -> Arc<Self::Host>;
 
