@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
-use carrier_core::build::{self, BuildOptions};
+use carrier_core::build;
 use carrier_core::cluster::Machine;
 use carrier_core::events::{Event, EventSink, Phase};
 use carrier_storage::RunKind;
@@ -22,14 +22,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let loaded = inventory.load(&conf_dir)?;
     let machines: Vec<Machine> =
         selection.select_managed(&loaded.cluster, "build")?.into_iter().cloned().collect();
-    let opts = BuildOptions {
-        show_trace: args.show_trace,
-        max_jobs: args.max_jobs.clone(),
-        cores: args.cores,
-        builders: args.builders.clone(),
-        ssh_config: args.ssh_config.clone(),
-        ..BuildOptions::new(inventory.cache_dir())
-    };
+    let opts = args.nix.options(inventory.cache_dir(), args.ssh_config.clone());
     let recorder = Recorder::start(
         global,
         Request {

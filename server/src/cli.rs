@@ -2,7 +2,7 @@
 //! [`SelectArgs`], which parses into carrier-core's shared `Selection`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use carrier_core::cluster::Selection;
 use carrier_core::conf_dir::{ConfDir, ConfDirError};
@@ -85,6 +85,9 @@ pub enum Command {
     /// Run nix-collect-garbage on the selected machines (carriers included; carried
     /// machines have no store of their own).
     CollectGarbage(CollectGarbageArgs),
+    /// Whether each selected machine answers over SSH (`cat /proc/uptime`); exits
+    /// non-zero when one does not. Carried machines are not reached directly.
+    TestConnection(TestConnectionArgs),
     /// Recorded builds and deploys, newest first, with each machine's outcome.
     History(HistoryArgs),
     /// Manage dashboard accounts: add (the first admin too), change a password, remove, list.
@@ -497,6 +500,17 @@ pub struct BuildArgs {
     /// Print JSON: machine name -> generation.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub nix: NixBuildArgs,
+    /// ssh_config for remote builders' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// How Nix builds, for `build` and `deploy`.
+#[derive(Args, serde::Serialize)]
+pub struct NixBuildArgs {
     /// Pass --show-trace to Nix.
     #[arg(long)]
     pub show_trace: bool,
@@ -510,9 +524,24 @@ pub struct BuildArgs {
     /// everything is built there).
     #[arg(long)]
     pub builders: Option<String>,
-    /// ssh_config for remote builders' aliases (a lab's `ssh_config`, for example).
-    #[arg(long, env = "CARRIER_SSH_CONFIG")]
-    pub ssh_config: Option<PathBuf>,
+}
+
+impl NixBuildArgs {
+    /// The build options these say, Nix's code materialized in `cache_dir`.
+    pub fn options(
+        &self,
+        cache_dir: &Path,
+        ssh_config: Option<PathBuf>,
+    ) -> carrier_core::build::BuildOptions {
+        carrier_core::build::BuildOptions {
+            show_trace: self.show_trace,
+            max_jobs: self.max_jobs.clone(),
+            cores: self.cores,
+            builders: self.builders.clone(),
+            ssh_config,
+            ..carrier_core::build::BuildOptions::new(cache_dir)
+        }
+    }
 }
 
 #[derive(Args)]
@@ -551,6 +580,11 @@ fn parse_host_name(value: &str) -> Result<String, String> {
 }
 
 /// Serialised (without the selection and action) as a deploy record's options.
+/// Records an option by its command-line spelling.
+fn as_text<T: std::fmt::Display, S: serde::Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(value)
+}
+
 #[derive(Args, serde::Serialize)]
 pub struct DeployArgs {
     #[command(flatten)]
@@ -589,6 +623,17 @@ pub struct DeployArgs {
     /// Skip health checks after activation.
     #[arg(long)]
     pub no_health_checks: bool,
+    /// With --one-by-one: failed health checks do not stop the run.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Reboot the standalone machines after activating (only with action `boot`).
+    #[arg(long)]
+    pub reboot: bool,
+    /// With --reboot: seconds to wait for each host to come back, `wait` (no limit)
+    /// or `nowait`.
+    #[arg(long, value_name = "SECS|wait|nowait", default_value = "600")]
+    #[serde(serialize_with = "as_text")]
+    pub wait_online: carrier_core::deploy::WaitOnline,
     /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
     #[arg(long, env = "CARRIER_SSH_CONFIG")]
     pub ssh_config: Option<PathBuf>,
@@ -601,12 +646,24 @@ pub struct DeployArgs {
     /// Seconds to wait for a lock (the configuration directory's, a host's) before failing.
     #[arg(long, value_name = "SECS", default_value_t = 600)]
     pub lock_timeout: u64,
-    /// Nix's --builders for the build: remote builders, e.g. 'ssh://host x86_64-linux'.
-    #[arg(long)]
-    pub builders: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub nix: NixBuildArgs,
     /// Print the final report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args)]
+pub struct TestConnectionArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds to connect to a host (upstream's ConnectTimeout=3), and again to read.
+    #[arg(long, value_name = "SECS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 #[derive(Args)]
@@ -626,4 +683,24 @@ pub struct StatusArgs {
     /// Seconds to connect to a host, and again for each read on it.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_passes_nix_build_flags_like_build() {
+        let argv =
+            ["carrier", "deploy", "-j", "3", "--cores", "2", "--show-trace", "--builders", "b"];
+        let Command::Deploy(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("not deploy");
+        };
+        let opts = args.nix.options(Path::new("/cache"), None);
+        assert!(opts.show_trace);
+        assert_eq!(opts.max_jobs.as_deref(), Some("3"));
+        assert_eq!(opts.cores, Some(2));
+        assert_eq!(opts.builders.as_deref(), Some("b"));
+        assert_eq!(opts.cache_dir, Path::new("/cache"));
+    }
 }

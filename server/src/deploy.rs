@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use carrier_core::build::BuildOptions;
 use carrier_core::conf_dir::ConfDir;
 use carrier_core::deploy::{self, Action, DeployOptions, MachineState, SshSettings, Timeouts};
 use carrier_core::events::{Event, EventSink, Outcome, Phase};
@@ -19,13 +18,16 @@ use crate::records::{Recorder, Request};
 
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse()?;
+    if args.reboot && action != Action::Boot {
+        bail!("--reboot can be used only with action boot (not {})", action.as_str());
+    }
     let selection = args.select.selection()?;
     let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
     let loaded = inventory.load(&conf_dir)?;
     let machines = selection.select_managed(&loaded.cluster, "deploy")?;
     if !args.yes {
-        confirm(&machines, args.generation.as_deref(), action)?;
+        confirm(&machines, args.generation.as_deref(), action, args.reboot)?;
     }
     let recorder = Recorder::start(
         global,
@@ -100,11 +102,7 @@ fn execute(
     };
     // one deploy per configuration directory at a time (its builds and generations)
     let _lock = deploy::lock_conf_dir(conf_dir, timeouts.lock, sink)?;
-    let build_options = BuildOptions {
-        builders: args.builders.clone(),
-        ssh_config: args.ssh_config.clone(),
-        ..BuildOptions::new(inventory.cache_dir())
-    };
+    let build_options = args.nix.options(inventory.cache_dir(), args.ssh_config.clone());
     let artifacts =
         deploy::artifacts(conf_dir, machines, args.generation.as_deref(), &build_options, sink)?;
     if args.build_only {
@@ -123,6 +121,9 @@ fn execute(
             _ => None,
         },
         health_checks: !args.no_health_checks,
+        keep_going: args.keep_going,
+        reboot: args.reboot,
+        wait_online: args.wait_online,
         timeouts,
     };
     let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
@@ -135,13 +136,15 @@ fn confirm(
     machines: &[&carrier_core::cluster::Machine],
     generation: Option<&str>,
     action: Action,
+    reboot: bool,
 ) -> anyhow::Result<()> {
     let mut summary = String::new();
     for m in machines {
         summary.push_str(&format!("  {}\n", m.name));
     }
     summary.push_str(&format!("Generation: {}\n", generation.unwrap_or("new build")));
-    summary.push_str(&format!("Target action: {}\n", action.as_str()));
+    let reboot = if reboot { " + reboot" } else { "" };
+    summary.push_str(&format!("Target action: {}{reboot}\n", action.as_str()));
     ask_to_continue("deploy", &summary)
 }
 

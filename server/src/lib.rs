@@ -15,4 +15,5 @@ pub mod profile;
 pub mod records;
 pub mod serve;
 pub mod status;
+pub mod test_connection;
 pub mod web;

@@ -3,7 +3,7 @@
 use clap::Parser;
 use server::{
     accounts, build, cli, deploy, generation, history, kexec_netboot, lab, ls, netboot, profile,
-    serve, status,
+    serve, status, test_connection,
 };
 
 fn main() -> std::process::ExitCode {
@@ -24,6 +24,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::User(args) => accounts::user(&cli.global, args),
         cli::Command::Token(args) => accounts::token(&cli.global, args),
         cli::Command::Audit(args) => accounts::audit(&cli.global, args),
+        cli::Command::TestConnection(args) => test_connection::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

@@ -188,3 +188,16 @@ fn cache_dir_must_be_private_and_never_a_shared_default() {
     assert!(err.contains("CARRIER_CACHE_DIR") && err.contains("--cache-dir"), "{err}");
     assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0, "nothing written to $TMPDIR");
 }
+
+#[test]
+fn reboot_needs_action_boot_and_wait_online_names_a_bad_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = carrier(tmp.path()).output(&["deploy", "-y", "--reboot", "pxe-server", "switch"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--reboot can be used only with action boot (not switch)"), "{err}");
+    let o = carrier(tmp.path()).output(&["deploy", "--reboot", "--wait-online", "soon"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("invalid --wait-online 'soon'"), "{err}");
+}

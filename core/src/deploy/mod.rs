@@ -8,6 +8,7 @@ pub mod activate;
 pub mod copy;
 pub mod health;
 pub mod plan;
+pub mod reboot;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ use crate::events::{Event, EventSink, Outcome, Phase};
 pub use crate::remote::SshSettings;
 use crate::remote::{Connections, Host, HostError, HostLock, Hosts};
 pub use plan::{Action, Artifact, Kind, Target};
+pub use reboot::WaitOnline;
 
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
@@ -37,6 +39,11 @@ pub struct DeployOptions {
     /// machine's `autoRollback.enable`.
     pub auto_rollback: Option<bool>,
     pub health_checks: bool,
+    /// Failed health checks do not stop a `one_by_one` run (`--keep-going`).
+    pub keep_going: bool,
+    /// Reboot the standalone machines after a `boot` activation (`--reboot`).
+    pub reboot: bool,
+    pub wait_online: WaitOnline,
     pub timeouts: Timeouts,
 }
 
@@ -73,6 +80,9 @@ impl Default for DeployOptions {
             dry_activate_first: false,
             auto_rollback: None,
             health_checks: true,
+            keep_going: false,
+            reboot: false,
+            wait_online: WaitOnline::default(),
             timeouts: Timeouts::default(),
         }
     }
@@ -113,6 +123,8 @@ pub enum DeployError {
     /// when a hook failed).
     #[error("setting carried profiles on {carrier}: {source}")]
     CarriedProfiles { carrier: String, source: HostError },
+    #[error(transparent)]
+    Reboot(#[from] reboot::RebootError),
     #[error("health checks failed: {}", join(.0))]
     HealthChecks(Vec<health::CheckFailure>),
 }
@@ -254,7 +266,7 @@ pub async fn run_on<H: Hosts>(
     let groups: Vec<&[Target]> =
         if opts.one_by_one { targets.chunks(1).collect() } else { vec![targets] };
     for group in groups {
-        if run.any_failed() {
+        if run.stops() {
             group.iter().for_each(|t| run.not_attempted(t, STOPPED));
             continue;
         }
@@ -287,7 +299,7 @@ impl<H: Hosts> Run<'_, H> {
         }
         // Nothing is activated when a host was unreachable or a copy failed: every host
         // stays on what it runs.
-        if self.any_failed() {
+        if self.stops() {
             copied.iter().for_each(|t| {
                 self.not_attempted(
                     t,
@@ -297,6 +309,9 @@ impl<H: Hosts> Run<'_, H> {
             return;
         }
         self.activate(&copied).await;
+        if self.opts.reboot && self.opts.action == Action::Boot {
+            self.reboot(group).await;
+        }
         self.health_checks(group).await;
     }
 
@@ -483,9 +498,86 @@ impl<H: Hosts> Run<'_, H> {
         }
     }
 
-    /// Health checks of the standalone machines deployed (switch and test only).
+    /// Reboots the standalone machines activated, one at a time in activation order
+    /// (spec 2.3 step 5); `localhost` and carried machines are skipped with a message.
+    async fn reboot(&mut self, group: &[Target]) {
+        let activated: Vec<&Target> = plan::activation_order(&group.iter().collect::<Vec<_>>())
+            .into_iter()
+            .filter(|t| matches!(self.states.get(&t.machine), Some(MachineState::Deployed)))
+            .collect();
+        // carried machines stay `copied` with `boot`: they are skipped whatever their state
+        let carried: Vec<&Target> = group.iter().filter(|t| t.carrier().is_some()).collect();
+        if activated.is_empty() && carried.is_empty() {
+            return;
+        }
+        self.sink.emit(Event::PhaseStarted { phase: Phase::Reboot, machines: activated.len() });
+        for t in carried {
+            self.skip_reboot(
+                t,
+                format!(
+                    "Skipping reboot of carried machine {}: it needs a netboot reboot",
+                    t.machine
+                ),
+            );
+        }
+        let mut stopped = false;
+        for t in activated.into_iter().filter(|t| t.carrier().is_none()) {
+            if t.host == "localhost" {
+                self.skip_reboot(t, format!("Skipping reboot of {} as it is localhost", t.machine));
+                continue;
+            }
+            if stopped {
+                self.not_attempted(t, STOPPED);
+                continue;
+            }
+            let result = match self.hosts.open(&t.host, t.port).await {
+                Ok(host) => {
+                    reboot::reboot(self.hosts, (&t.host, t.port), &*host, self.opts.wait_online)
+                        .await
+                        .map_err(Into::into)
+                }
+                Err(e) => Err(DeployError::from(e)),
+            };
+            match result {
+                Ok(took) => {
+                    let line = format!(
+                        "{} ({}) is online (took {:.1}s to reboot)",
+                        t.machine,
+                        t.host,
+                        took.as_secs_f64()
+                    );
+                    self.sink.emit(Event::Notice {
+                        phase: Phase::Reboot,
+                        machine: Some(t.machine.clone()),
+                        line,
+                    });
+                    self.finish(Phase::Reboot, t, MachineState::Deployed);
+                }
+                Err(e) => stopped = !self.fail(Phase::Reboot, t, e, true),
+            }
+        }
+        self.sink.emit(Event::PhaseFinished { phase: Phase::Reboot });
+    }
+
+    /// Says why `t` is not rebooted; its state stays what it is.
+    fn skip_reboot(&self, t: &Target, reason: String) {
+        let outcome = Outcome::Skipped { reason };
+        self.sink.emit(Event::MachineFinished {
+            phase: Phase::Reboot,
+            machine: t.machine.clone(),
+            outcome,
+        });
+    }
+
+    /// Health checks of the standalone machines deployed (switch and test, or boot with
+    /// a reboot).
     async fn health_checks(&mut self, group: &[Target]) {
-        if !self.opts.health_checks || !matches!(self.opts.action, Action::Switch | Action::Test) {
+        let running_new = match self.opts.action {
+            Action::Switch | Action::Test => true,
+            Action::Boot => self.opts.reboot,
+            _ => false,
+        };
+        if !self.opts.health_checks || !running_new {
             return;
         }
         let deployed: Vec<&Target> = group
@@ -505,6 +597,13 @@ impl<H: Hosts> Run<'_, H> {
                 None => self.finish(Phase::HealthCheck, t, MachineState::Deployed),
                 Some(f) => {
                     self.fail(Phase::HealthCheck, t, DeployError::HealthChecks(f), true);
+                    if self.opts.keep_going {
+                        self.sink.emit(Event::Notice {
+                            phase: Phase::HealthCheck,
+                            machine: Some(t.machine.clone()),
+                            line: "Health checks have failed, going on".into(),
+                        });
+                    }
                 }
             }
         }
@@ -570,8 +669,15 @@ impl<H: Hosts> Run<'_, H> {
             .insert(t.machine.clone(), MachineState::NotAttempted { reason: reason.to_string() });
     }
 
-    fn any_failed(&self) -> bool {
-        self.states.values().any(|s| matches!(s, MachineState::Failed { .. }))
+    /// Whether a failure so far stops the run: any, but with `keep_going` not one of
+    /// health checks.
+    fn stops(&self) -> bool {
+        let keep_going = self.opts.keep_going;
+        self.states.values().any(|s| match s {
+            MachineState::Failed { phase: Phase::HealthCheck, .. } => !keep_going,
+            MachineState::Failed { .. } => true,
+            _ => false,
+        })
     }
 }
 

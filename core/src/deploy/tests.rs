@@ -484,3 +484,168 @@ async fn a_hung_health_check_is_killed_at_its_timeout() {
     assert_eq!(started.elapsed().as_secs(), 5);
     assert_eq!(node1.logged("check-marker").len(), 1);
 }
+
+fn reboot_opts(wait_online: WaitOnline) -> DeployOptions {
+    DeployOptions { action: Action::Boot, reboot: true, wait_online, ..DeployOptions::default() }
+}
+
+/// A host whose uptime is 500 s until it reboots, then down for two polls, then 2 s.
+fn rebooting_host(machine: &str) -> Arc<FakeHost> {
+    let host = host_on_a(machine);
+    host.reply(
+        "cat /proc/uptime",
+        [Reply::ok("500.00 900.00"), Reply::Hang, Reply::fail("down"), Reply::ok("2.00 3.00")],
+    );
+    host
+}
+
+#[tokio::test(start_paused = true)]
+async fn reboots_come_after_every_activation_one_host_at_a_time() {
+    let (node1, node2) = (rebooting_host("node1"), rebooting_host("node2"));
+    let targets = [standalone("node1"), standalone("node2")];
+    let (report, events) =
+        deploy(&targets, &reboot_opts(WaitOnline::default()), &[&node1, &node2]).await;
+    assert!(report.success(), "{report:?}");
+    for host in [&node1, &node2] {
+        let log = host.log();
+        let boot = log.iter().position(|l| l.ends_with("switch-to-configuration boot"));
+        let reboot = log.iter().position(|l| l == "reboot");
+        assert!(boot < reboot && boot.is_some(), "{log:?}");
+        // the uptime before, then polls until it is lower: 4 reads, each polled one over
+        // a new connection (the reboot ends the old one)
+        assert_eq!(host.logged("cat /proc/uptime").len(), 4, "{log:?}");
+        assert_eq!(host.logged("reconnect").len(), 3, "{log:?}");
+    }
+    // node2 is activated before node1 reboots, and node1 is back before node2 reboots
+    let order: Vec<(Phase, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MachineFinished { phase, machine, .. }
+                if matches!(phase, Phase::Activate | Phase::Reboot) =>
+            {
+                Some((*phase, machine.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let expected = [
+        (Phase::Activate, "node1"),
+        (Phase::Activate, "node2"),
+        (Phase::Reboot, "node1"),
+        (Phase::Reboot, "node2"),
+    ]
+    .map(|(p, m)| (p, m.to_string()));
+    assert_eq!(order, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn nowait_only_sends_reboot() {
+    let node1 = rebooting_host("node1");
+    let (report, _) =
+        deploy(&[standalone("node1")], &reboot_opts(WaitOnline::NoWait), &[&node1]).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(node1.logged("reboot"), ["reboot"]);
+    assert_eq!(node1.logged("cat /proc/uptime").len(), 1, "{:?}", node1.log());
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_polls_until_the_host_is_back_however_long() {
+    let node1 = host_on_a("node1");
+    let mut replies = vec![Reply::ok("500.00 1")];
+    replies.extend(std::iter::repeat_n(Reply::Hang, 300)); // 300 polls of 5 s: 25 min
+    replies.push(Reply::ok("1.00 1"));
+    node1.reply("cat /proc/uptime", replies);
+    let (report, _) =
+        deploy(&[standalone("node1")], &reboot_opts(WaitOnline::Wait), &[&node1]).await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(node1.logged("cat /proc/uptime").len(), 302);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_not_back_in_time_fails_and_stops_the_reboots() {
+    let (node1, node2) = (host_on_a("node1"), rebooting_host("node2"));
+    // the uptime never goes down
+    node1.reply("cat /proc/uptime", [Reply::ok("500.00 1"), Reply::ok("501.00 1")]);
+    let opts = reboot_opts(WaitOnline::Within(Duration::from_secs(30)));
+    let (report, _) =
+        deploy(&[standalone("node1"), standalone("node2")], &opts, &[&node1, &node2]).await;
+    let (phase, error, changed) = failure(&report, "node1");
+    assert_eq!(phase, Phase::Reboot);
+    assert_eq!(error, "node1.lab was not back online within 30 s after `reboot`");
+    assert!(changed);
+    assert_eq!(not_attempted(&report, "node2"), STOPPED);
+    assert!(node2.logged("reboot").is_empty(), "{:?}", node2.log());
+}
+
+#[tokio::test(start_paused = true)]
+async fn carried_machines_and_localhost_are_not_rebooted() {
+    let pxe = FakeHost::new("pxe.lab");
+    let local = FakeHost::new("localhost");
+    let mut here = standalone("here");
+    here.host = "localhost".into();
+    local.link(CURRENT, "/nix/store/here-a");
+    let (report, events) = deploy(
+        &[carried("pxe", "node1"), here],
+        &reboot_opts(WaitOnline::default()),
+        &[&pxe, &local],
+    )
+    .await;
+    assert!(report.success(), "{report:?}");
+    assert!(pxe.logged("reboot").is_empty() && local.logged("reboot").is_empty());
+    let skipped: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MachineFinished {
+                phase: Phase::Reboot,
+                outcome: Outcome::Skipped { reason },
+                ..
+            } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        skipped,
+        [
+            "Skipping reboot of carried machine pxe#node1: it needs a netboot reboot",
+            "Skipping reboot of here as it is localhost",
+        ]
+    );
+}
+
+#[test]
+fn wait_online_parses_upstreams_values() {
+    assert_eq!("wait".parse(), Ok(WaitOnline::Wait));
+    assert_eq!("nowait".parse(), Ok(WaitOnline::NoWait));
+    assert_eq!("42".parse(), Ok(WaitOnline::Within(Duration::from_secs(42))));
+    assert_eq!(
+        "soon".parse::<WaitOnline>(),
+        Err("invalid --wait-online 'soon': expected wait, nowait or seconds".to_string())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_going_goes_on_one_by_one_after_failed_health_checks_only() {
+    let targets = [with_check(standalone("node1"), &["check-marker"], 2, 1), standalone("node2")];
+    for keep_going in [false, true] {
+        let (node1, node2) = (host_on_a("node1"), host_on_a("node2"));
+        node1.reply("check-marker", [Reply::fail("no")]);
+        let opts = DeployOptions { one_by_one: true, keep_going, ..DeployOptions::default() };
+        let (report, events) = deploy(&targets, &opts, &[&node1, &node2]).await;
+        assert_eq!(failure(&report, "node1").0, Phase::HealthCheck);
+        let going_on = events.iter().any(|e| {
+            matches!(e, Event::Notice { line, .. } if line == "Health checks have failed, going on")
+        });
+        assert_eq!(going_on, keep_going);
+        if keep_going {
+            assert!(matches!(state(&report, "node2"), MachineState::Deployed), "{report:?}");
+        } else {
+            assert_eq!(not_attempted(&report, "node2"), STOPPED);
+        }
+    }
+    // any other failure still stops the run
+    let (node1, node2) = (host_on_a("node1"), host_on_a("node2"));
+    node1.reply(&stc("/nix/store/node1-b", "switch"), [Reply::fail("boom")]);
+    let opts = DeployOptions { one_by_one: true, keep_going: true, ..DeployOptions::default() };
+    let (report, _) = deploy(&targets, &opts, &[&node1, &node2]).await;
+    assert_eq!(not_attempted(&report, "node2"), STOPPED);
+}

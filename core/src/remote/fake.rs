@@ -170,6 +170,8 @@ impl FakeHost {
                 }
                 ok()
             }
+            // the host goes down; tests script what `cat /proc/uptime` answers after it
+            ["reboot"] => ok(),
             ["nix-env", "-p", profile, "--set", path] => {
                 self.link(profile, path);
                 ok()
@@ -370,6 +372,13 @@ impl Hosts for FakeHosts {
         }
         self.opened.lock().expect("opened").insert(name.to_string());
         Ok(Arc::clone(host))
+    }
+
+    async fn reconnect(&self, name: &str, port: u16) -> Result<Arc<FakeHost>, HostError> {
+        if let Some(host) = self.hosts.get(name) {
+            host.state().log.push("reconnect".into());
+        }
+        self.open(name, port).await
     }
 
     fn local(&self) -> Arc<FakeHost> {

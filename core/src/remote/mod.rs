@@ -11,6 +11,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod probe;
 pub mod ssh;
 
 #[cfg(test)]
@@ -117,6 +118,26 @@ pub trait Host: Send + Sync {
         }
     }
 
+    /// The host's uptime in seconds: the first field of `cat /proc/uptime` (how the
+    /// reboot and the connection test tell that a host answers, and since when).
+    fn uptime(&self, limit: Duration) -> impl Future<Output = Result<f64, HostError>> + Send {
+        async move {
+            let argv = ["cat", "/proc/uptime"];
+            let out = self.output_within(&argv, limit).await?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let first = text.split_whitespace().next().filter(|_| out.status.success());
+            first.and_then(|f| f.parse().ok()).ok_or_else(|| HostError::Run {
+                host: self.name().to_string(),
+                command: argv.join(" "),
+                message: if out.status.success() {
+                    format!("not an uptime: '{}'", text.trim())
+                } else {
+                    failure_message(&out)
+                },
+            })
+        }
+    }
+
     /// `realpath <path>`, or None when it does not exist (or the host cannot tell).
     fn realpath(&self, path: &str) -> impl Future<Output = Option<String>> + Send {
         async move {
@@ -143,6 +164,14 @@ pub trait Hosts: Sync {
 
     /// The host `name` (reached on `port`).
     fn open(
+        &self,
+        name: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<Arc<Self::Host>, HostError>> + Send;
+
+    /// Drops the host's connection (a reboot ends it) and opens a new one; unlike
+    /// [`Hosts::open`] this tries again after a failure.
+    fn reconnect(
         &self,
         name: &str,
         port: u16,

@@ -441,6 +441,11 @@ impl Hosts for Connections {
         self.get(name, port)
     }
 
+    async fn reconnect(&self, name: &str, port: u16) -> Result<Arc<Remote>, HostError> {
+        self.open.lock().expect("connections").remove(&(name.to_string(), port));
+        self.get(name, port).await
+    }
+
     fn local(&self) -> Arc<Remote> {
         Arc::new(Remote::local(self.command_timeout))
     }
