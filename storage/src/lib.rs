@@ -3,6 +3,7 @@
 //! `Any` driver with runtime queries whose `$1` placeholders both dialects accept.
 //! Decisions: docs/storage.md.
 
+mod checkins;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateError, Migrator};
 
+pub use checkins::{Checkin, NewCheckin};
 pub use records::{GitState, MachineOutcome, NewRun, Run, RunEnd, RunId, RunKind};
 
 /// The SQLite file inside the configuration directory, beside the build generations.
