@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod carrier;
+pub mod checkin;
 pub mod cluster;
 pub mod conf_dir;
 pub mod deploy;
