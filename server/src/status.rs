@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
+use carrier_core::profile_name::ProfileName;
 use carrier_core::remote::SshSettings;
-use carrier_core::status::{self, MachineStatus};
+use carrier_core::status::{self, Booted, Kind, MachineStatus, StatusTarget};
+use carrier_storage::{Checkin, Store, StoreError};
 
 use crate::cli::{GlobalArgs, StatusArgs};
 
@@ -20,11 +22,18 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
     if machines.is_empty() {
         bail!("no machines to check (managed machines with a target, and carried machines)");
     }
-    let targets =
+    let mut targets =
         status::targets(&conf_dir, &loaded.cluster, &machines, args.generation.as_deref())?;
     let timeout = Duration::from_secs(args.timeout);
     let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: Some(timeout) };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if targets.iter().any(|t| matches!(t.kind, Kind::Carried { .. })) {
+        match runtime.block_on(latest_checkins(global)) {
+            Ok(checkins) => add_checkins(&mut targets, &checkins),
+            // the hosts still say what is staged
+            Err(e) => eprintln!("warning: check-ins not read, booted state unknown: {e}"),
+        }
+    }
     let report = runtime.block_on(status::read(&targets, ssh, timeout))?;
     if args.json {
         crate::json::print(&report)?;
@@ -50,6 +59,36 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The latest check-in per (carrier, machine); none when nothing was ever recorded here
+/// (no database is created just to say so).
+async fn latest_checkins(global: &GlobalArgs) -> Result<Vec<Checkin>, StoreError> {
+    if global.database_url.is_none() && !crate::history::default_file(global).exists() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(&global.database_url()).await?;
+    let checkins = store.latest_checkins().await;
+    store.close().await;
+    checkins
+}
+
+/// Gives each carried target its latest check-in: the carrier's name and the carried
+/// profile's name (the netboot tree's machine name) identify it.
+fn add_checkins(targets: &mut [StatusTarget], checkins: &[Checkin]) {
+    for t in targets {
+        let Kind::Carried { carrier, profile } = &t.kind else { continue };
+        let Some(name) = profile.rsplit('/').next().and_then(ProfileName::from_file_name) else {
+            continue;
+        };
+        let found = checkins.iter().find(|c| c.carrier == *carrier && c.machine == name.as_str());
+        t.checkin = found.map(|c| Booted {
+            generation: c.generation,
+            store_path: None,
+            time: c.received_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_second()),
+            mac: c.mac.clone(),
+        });
+    }
 }
 
 /// machine, state, age of the drift, uptime, the generation compared with, detail.
