@@ -1,6 +1,7 @@
 //! The `carrier` binary's commands, as a library so tests can drive them.
 
 pub mod build;
+pub mod checkin;
 pub mod cli;
 pub mod deploy;
 pub mod generation;
