@@ -118,7 +118,53 @@ fn age(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use super::*;
+
+    /// A carried target gets the check-in of its carrier and profile name only.
+    #[test]
+    fn each_carried_machine_gets_its_own_checkin() {
+        let target = |kind| StatusTarget {
+            machine: "m".into(),
+            host: "h".into(),
+            port: 22,
+            kind,
+            desired: None,
+            built: Vec::new(),
+            checkin: None,
+        };
+        let carried = |carrier: &str, alias: &str| {
+            target(Kind::Carried {
+                carrier: carrier.into(),
+                profile: ProfileName::for_alias(alias).path(),
+            })
+        };
+        let mut targets =
+            [carried("pxe", "prg/node1"), carried("pxe2", "prg/node1"), target(Kind::Standalone)];
+        let checkin = |carrier: &str, machine: &str, generation| Checkin {
+            received_at: "2026-12-03T12:00:00Z".into(),
+            carrier: carrier.into(),
+            machine: machine.into(),
+            generation,
+            mac: "52:54:00:12:34:56".into(),
+            cmdline: String::new(),
+            source: "10.0.2.15".into(),
+        };
+        add_checkins(
+            &mut targets,
+            &[checkin("pxe", "prg:node1", 2), checkin("pxe3", "prg:node1", 9)],
+        );
+        assert_eq!(
+            targets[0].checkin,
+            Some(Booted {
+                generation: 2,
+                store_path: None,
+                time: 1_796_299_200,
+                mac: "52:54:00:12:34:56".into()
+            })
+        );
+        assert_eq!(targets[1].checkin, None, "another carrier's machine of the same name");
+        assert_eq!(targets[2].checkin, None);
+    }
 
     #[test]
     fn ages_read_like_upstream_uptimes() {
