@@ -16,8 +16,9 @@ const LABEL: &[u8] = b"carrier-checkin-v1\0";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckinError {
-    #[error("reading the check-in secret '{}': {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    // `error`, not `source`: the message carries it, so it is not shown twice in a chain
+    #[error("reading the check-in secret '{}': {error}", path.display())]
+    Read { path: PathBuf, error: std::io::Error },
     #[error(
         "the check-in secret '{}' is readable or writable by others (mode {mode:o}): it must be \
          0600 or stricter",
@@ -26,6 +27,8 @@ pub enum CheckinError {
     Exposed { path: PathBuf, mode: u32 },
     #[error("the check-in secret '{}' is not {SECRET_LEN} bytes written as hex", path.display())]
     Malformed { path: PathBuf },
+    #[error("creating the check-in secret '{}': {error}", path.display())]
+    Create { path: PathBuf, error: std::io::Error },
 }
 
 /// A carrier's check-in secret.
@@ -41,7 +44,7 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// Reads a secret file: hex text (surrounding white space ignored), mode 0600 or stricter.
     pub fn read(path: &Path) -> Result<Secret, CheckinError> {
-        let read = |source| CheckinError::Read { path: path.to_path_buf(), source };
+        let read = |error| CheckinError::Read { path: path.to_path_buf(), error };
         let meta = std::fs::metadata(path).map_err(read)?;
         if meta.mode() & 0o077 != 0 {
             return Err(CheckinError::Exposed {
@@ -53,6 +56,27 @@ impl Secret {
         let mut bytes = [0; SECRET_LEN];
         hex::decode_to_slice(text.trim(), &mut bytes)
             .map_err(|_| CheckinError::Malformed { path: path.to_path_buf() })?;
+        Ok(Secret(bytes))
+    }
+
+    /// Writes a new random secret to `path` (mode 0600). An existing file is left alone
+    /// and refused: replacing a secret invalidates every token the carrier serves.
+    pub fn create(path: &Path) -> Result<Secret, CheckinError> {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let create = |error| CheckinError::Create { path: path.to_path_buf(), error };
+        let mut bytes = [0; SECRET_LEN];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut r| r.read_exact(&mut bytes))
+            .map_err(create)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(create)?;
+        file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes()).map_err(create)?;
         Ok(Secret(bytes))
     }
 
@@ -129,5 +153,21 @@ mod tests {
         let err = Secret::read(&path).unwrap_err().to_string();
         assert!(err.contains("is not 32 bytes written as hex"), "{err}");
         assert_eq!(format!("{:?}", secret(7)), "Secret(***)");
+    }
+
+    #[test]
+    fn a_new_secret_is_random_private_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.secret"), dir.path().join("b.secret"));
+        let secret = Secret::create(&a).unwrap();
+        assert_eq!(std::fs::metadata(&a).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(Secret::read(&a).unwrap(), secret);
+        assert_ne!(Secret::create(&b).unwrap(), secret);
+        let err = Secret::create(&a).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("creating the check-in secret '{}'", a.display())),
+            "{err}"
+        );
+        assert_eq!(Secret::read(&a).unwrap(), secret, "left alone");
     }
 }

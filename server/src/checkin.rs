@@ -80,7 +80,7 @@ async fn checkin(State(state): State<CheckinState>, request: Request) -> Answer 
     let secret = match Secret::read(&state.secrets.join(format!("{}.secret", body.carrier))) {
         Ok(s) => s,
         // an unknown carrier answers as a wrong token: carrier names cannot be probed
-        Err(CheckinError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(CheckinError::Read { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
             return answer(StatusCode::FORBIDDEN, "forbidden\n");
         }
         Err(e) => {
