@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod build;
 pub mod carrier;
+pub mod checkin;
 pub mod cluster;
 pub mod conf_dir;
 pub mod deploy;

@@ -452,6 +452,13 @@ pub enum NetbootCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new random check-in secret (mode 0600) for `checkin.secretFile`; the same
+    /// file goes to `<configuration>/.confctl/checkin/<carrier>.secret` for `carrier serve`.
+    /// An existing file is never replaced.
+    CheckinSecret {
+        /// Where to write it.
+        file: PathBuf,
+    },
 }
 
 /// Machine selection shared by every command (recorded as given).

@@ -36,7 +36,7 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn default_file(global: &GlobalArgs) -> std::path::PathBuf {
+pub(crate) fn default_file(global: &GlobalArgs) -> std::path::PathBuf {
     global.config.join(carrier_storage::DEFAULT_FILE)
 }
 

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod build;
+pub mod checkin;
 pub mod cli;
 pub mod deploy;
 pub mod generation;

@@ -140,6 +140,10 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     };
     let conf_dir = global.conf_dir()?;
     let db = carrier_storage::Store::open(&global.database_url()).await?;
+    let checkin = crate::checkin::CheckinState {
+        store: db.clone(),
+        secrets: crate::checkin::secrets_dir(conf_dir.path()),
+    };
     let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db);
     // Evaluate once up front so configuration errors show in the log at start.
     if let Err(e) = service.load().await {
@@ -149,12 +153,14 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.site_addr = args.addr;
     leptos_options.site_root = args.site_root.display().to_string().into();
-    let app = router(state, leptos_options, &web);
+    // the check-in route answers machines, which have no dashboard token
+    let app =
+        router(state, leptos_options, &web).merge(harden(crate::checkin::router(checkin), &web));
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
     println!("carrier dashboard for {conf_dir} on http://{}/", listener.local_addr()?);
-    axum::serve(listener, app.into_make_service())
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

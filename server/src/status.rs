@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
+use carrier_core::profile_name::ProfileName;
 use carrier_core::remote::SshSettings;
-use carrier_core::status::{self, MachineStatus};
+use carrier_core::status::{self, Booted, Kind, MachineStatus, StatusTarget};
+use carrier_storage::{Checkin, Store, StoreError};
 
 use crate::cli::{GlobalArgs, StatusArgs};
 
@@ -20,11 +22,18 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
     if machines.is_empty() {
         bail!("no machines to check (managed machines with a target, and carried machines)");
     }
-    let targets =
+    let mut targets =
         status::targets(&conf_dir, &loaded.cluster, &machines, args.generation.as_deref())?;
     let timeout = Duration::from_secs(args.timeout);
     let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: Some(timeout) };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    if targets.iter().any(|t| matches!(t.kind, Kind::Carried { .. })) {
+        match runtime.block_on(latest_checkins(global)) {
+            Ok(checkins) => add_checkins(&mut targets, &checkins),
+            // the hosts still say what is staged
+            Err(e) => eprintln!("warning: check-ins not read, booted state unknown: {e}"),
+        }
+    }
     let report = runtime.block_on(status::read(&targets, ssh, timeout))?;
     if args.json {
         crate::json::print(&report)?;
@@ -50,6 +59,36 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The latest check-in per (carrier, machine); none when nothing was ever recorded here
+/// (no database is created just to say so).
+async fn latest_checkins(global: &GlobalArgs) -> Result<Vec<Checkin>, StoreError> {
+    if global.database_url.is_none() && !crate::history::default_file(global).exists() {
+        return Ok(Vec::new());
+    }
+    let store = Store::open(&global.database_url()).await?;
+    let checkins = store.latest_checkins().await;
+    store.close().await;
+    checkins
+}
+
+/// Gives each carried target its latest check-in: the carrier's name and the carried
+/// profile's name (the netboot tree's machine name) identify it.
+fn add_checkins(targets: &mut [StatusTarget], checkins: &[Checkin]) {
+    for t in targets {
+        let Kind::Carried { carrier, profile } = &t.kind else { continue };
+        let Some(name) = profile.rsplit('/').next().and_then(ProfileName::from_file_name) else {
+            continue;
+        };
+        let found = checkins.iter().find(|c| c.carrier == *carrier && c.machine == name.as_str());
+        t.checkin = found.map(|c| Booted {
+            generation: c.generation,
+            store_path: None,
+            time: c.received_at.parse::<jiff::Timestamp>().map_or(0, |t| t.as_second()),
+            mac: c.mac.clone(),
+        });
+    }
 }
 
 /// machine, state, age of the drift, uptime, the generation compared with, detail.
@@ -79,7 +118,53 @@ fn age(secs: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::age;
+    use super::*;
+
+    /// A carried target gets the check-in of its carrier and profile name only.
+    #[test]
+    fn each_carried_machine_gets_its_own_checkin() {
+        let target = |kind| StatusTarget {
+            machine: "m".into(),
+            host: "h".into(),
+            port: 22,
+            kind,
+            desired: None,
+            built: Vec::new(),
+            checkin: None,
+        };
+        let carried = |carrier: &str, alias: &str| {
+            target(Kind::Carried {
+                carrier: carrier.into(),
+                profile: ProfileName::for_alias(alias).path(),
+            })
+        };
+        let mut targets =
+            [carried("pxe", "prg/node1"), carried("pxe2", "prg/node1"), target(Kind::Standalone)];
+        let checkin = |carrier: &str, machine: &str, generation| Checkin {
+            received_at: "2026-12-03T12:00:00Z".into(),
+            carrier: carrier.into(),
+            machine: machine.into(),
+            generation,
+            mac: "52:54:00:12:34:56".into(),
+            cmdline: String::new(),
+            source: "10.0.2.15".into(),
+        };
+        add_checkins(
+            &mut targets,
+            &[checkin("pxe", "prg:node1", 2), checkin("pxe3", "prg:node1", 9)],
+        );
+        assert_eq!(
+            targets[0].checkin,
+            Some(Booted {
+                generation: 2,
+                store_path: None,
+                time: 1_796_299_200,
+                mac: "52:54:00:12:34:56".into()
+            })
+        );
+        assert_eq!(targets[1].checkin, None, "another carrier's machine of the same name");
+        assert_eq!(targets[2].checkin, None);
+    }
 
     #[test]
     fn ages_read_like_upstream_uptimes() {

@@ -126,7 +126,7 @@ fn standalone_states_follow_builds_and_deploys() {
 }
 
 /// Carried machines read through their carrier: not staged, staged, outdated (a newer
-/// build not deployed); booted stays unknown (no check-ins yet).
+/// build not deployed); booted from a recorded check-in, unknown without one.
 #[test]
 fn carried_states_are_read_through_the_carrier() {
     let lab = Lab::up();
@@ -150,6 +150,42 @@ fn carried_states_are_read_through_the_carrier() {
         // the staged generation's machine.json, as the carrier read it
         assert_eq!(carried["staged"]["machine_json"]["marker"], "A", "{}", s.0);
     }
+
+    // node1 checks in (as `POST /api/checkin` records it): it booted the staged generation
+    let profile = s.machine("pxe#node1")["carried"]["profile"].as_str().unwrap().to_string();
+    let name = carrier_core::profile_name::ProfileName::from_file_name(
+        profile.rsplit('/').next().unwrap(),
+    )
+    .unwrap();
+    let url = carrier_storage::default_url(&lab.conf());
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let store = carrier_storage::Store::open(&url).await.unwrap();
+        let checkin = carrier_storage::NewCheckin {
+            carrier: "pxe".into(),
+            machine: name.as_str().into(),
+            generation: 1,
+            mac: "52:54:00:12:34:56".into(),
+            cmdline: "carrier.generation=1".into(),
+            source: "10.0.2.15".into(),
+        };
+        store.record_checkin(&checkin).await.unwrap();
+        store.close().await;
+    });
+    let s = lab.status(&["pxe#*"]);
+    let node1 = s.machine("pxe#node1");
+    assert_eq!(
+        (s.state("pxe#node1"), node1["detail"].as_str()),
+        ("staged", Some("staged and booted")),
+        "{}",
+        s.0
+    );
+    assert_eq!(node1["carried"]["booted"]["generation"], 1, "{}", s.0);
+    assert_eq!(
+        node1["carried"]["booted"]["store_path"], node1["carried"]["staged"]["store_path"],
+        "{}",
+        s.0
+    );
+    assert_eq!(s.machine("pxe#os1")["carried"]["booted"], Value::Null, "{}", s.0);
 
     lab.set_marker("node1", "B");
     ok(&lab.carrier(&["build", "pxe#node1"]));

@@ -4,6 +4,7 @@
 //! Decisions: docs/storage.md.
 
 mod accounts;
+mod checkins;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 pub use accounts::{
     ApiToken, AuditEntry, AuditFilter, NewAuditEntry, User, UserId, hash_password, verify_password,
 };
+pub use checkins::{Checkin, NewCheckin};
 pub use records::{GitState, MachineOutcome, NewRun, Run, RunEnd, RunId, RunKind};
 
 /// The SQLite file inside the configuration directory, beside the build generations.

@@ -6,7 +6,9 @@ mod support;
 
 use std::str::FromStr;
 
-use carrier_storage::{GitState, MachineOutcome, NewRun, RunEnd, RunKind, Store, StoreError};
+use carrier_storage::{
+    Checkin, GitState, MachineOutcome, NewCheckin, NewRun, RunEnd, RunKind, Store, StoreError,
+};
 use serde_json::json;
 
 fn new_run(kind: RunKind, machines: &[&str]) -> NewRun {
@@ -52,7 +54,7 @@ async fn migrations_apply_on_an_empty_database(url: &str) {
             .fetch_all(&pool(url).await)
             .await
             .unwrap();
-    assert_eq!(applied, [1, 2, 4]);
+    assert_eq!(applied, [1, 2, 3, 4]);
 }
 on_both_backends!(migrations_apply_on_an_empty_database);
 
@@ -194,6 +196,45 @@ async fn history_is_filtered_by_machine(url: &str) {
     assert!(store.runs(&|m: &str| m == "nothing", 10).await.unwrap().is_empty());
 }
 on_both_backends!(history_is_filtered_by_machine);
+
+fn checkin(carrier: &str, machine: &str, generation: u64, source: &str) -> NewCheckin {
+    NewCheckin {
+        carrier: carrier.into(),
+        machine: machine.into(),
+        generation,
+        mac: "52:54:00:12:34:56".into(),
+        cmdline: format!("init=/nix/store/x/init carrier.generation={generation}"),
+        source: source.into(),
+    }
+}
+
+async fn the_latest_checkin_per_machine_is_read(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    assert!(store.latest_checkins().await.unwrap().is_empty());
+    store.record_checkin(&checkin("pxe", "node1", 3, "10.0.0.5")).await.unwrap();
+    store.record_checkin(&checkin("pxe", "node2", 7, "10.0.0.6")).await.unwrap();
+    store.record_checkin(&checkin("pxe", "node1", 4, "10.0.0.5")).await.unwrap();
+    // the same profile name on another carrier is another machine
+    store.record_checkin(&checkin("pxe2", "node1", 1, "10.0.1.5")).await.unwrap();
+    store.record_checkin(&checkin("pxe", "node1", 2, "10.0.0.9")).await.unwrap();
+    store.close().await;
+
+    let latest = Store::open(url).await.unwrap().latest_checkins().await.unwrap();
+    let key = |c: &Checkin| (c.carrier.clone(), c.machine.clone(), c.generation, c.source.clone());
+    assert_eq!(
+        latest.iter().map(key).collect::<Vec<_>>(),
+        [
+            ("pxe".into(), "node1".into(), 2, "10.0.0.9".into()),
+            ("pxe".into(), "node2".into(), 7, "10.0.0.6".into()),
+            ("pxe2".into(), "node1".into(), 1, "10.0.1.5".into()),
+        ],
+        "the last received per (carrier, machine), even when it is an older generation"
+    );
+    assert_eq!(latest[0].mac, "52:54:00:12:34:56");
+    assert_eq!(latest[0].cmdline, "init=/nix/store/x/init carrier.generation=2");
+    assert!(jiff::Timestamp::from_str(&latest[0].received_at).is_ok(), "{}", latest[0].received_at);
+}
+on_both_backends!(the_latest_checkin_per_machine_is_read);
 
 #[tokio::test]
 async fn a_new_sqlite_file_is_private_and_its_directory_is_made() {

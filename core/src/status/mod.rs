@@ -28,9 +28,14 @@ pub enum State {
     /// Standalone: runs the desired generation, which is also the system profile (what
     /// boots next) and, when the host says, what it booted.
     UpToDate,
-    /// Carried: the carrier's profile holds the desired generation. Whether the machine
-    /// booted it is not known yet ([`CarriedRead::booted`]).
+    /// Carried: the carrier's profile holds the desired generation, and the machine's
+    /// latest check-in booted it, or there is no check-in ([`CarriedRead::booted`] None).
     Staged,
+    /// Carried: the desired generation is staged, but the latest check-in booted another
+    /// one that is not older (e.g. a newer generation since rolled back).
+    StagedNotBooted,
+    /// Carried: the desired generation is staged, the latest check-in booted an older one.
+    BootedOlder,
     /// Standalone: the system profile is the desired generation but the running system
     /// is not, or the running system is not what the host booted.
     RebootPending,
@@ -51,6 +56,8 @@ impl State {
         match self {
             State::UpToDate => "up to date",
             State::Staged => "staged",
+            State::StagedNotBooted => "staged not booted",
+            State::BootedOlder => "booted older",
             State::RebootPending => "reboot pending",
             State::Outdated => "outdated",
             State::NotStaged => "not staged",
@@ -84,6 +91,9 @@ pub struct StatusTarget {
     /// Every local build generation of the machine, `(name, toplevel)`, oldest first:
     /// what carrier built for it.
     pub built: Vec<(String, PathBuf)>,
+    /// Carried machines: the latest check-in (from the database, given by the caller;
+    /// its `store_path` is filled from the carrier's listing).
+    pub checkin: Option<Booted>,
 }
 
 /// One machine's status.
@@ -118,8 +128,8 @@ pub struct CarriedRead {
     pub staged: Option<StagedGeneration>,
     /// How many generations the profile has.
     pub generations: usize,
-    /// What the machine booted. Netbooted machines will report it to `carrier serve`
-    /// when they boot; until then it is always None (unknown), never guessed.
+    /// What the machine last reported it booted (`POST /api/checkin` of `carrier serve`);
+    /// None without a check-in (unknown, never guessed).
     pub booted: Option<Booted>,
 }
 
@@ -132,13 +142,16 @@ pub struct StagedGeneration {
     pub machine_json: Option<MachineJson>,
 }
 
-/// What a netbooted machine reported it booted.
+/// What a netbooted machine reported it booted: its latest check-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Booted {
-    pub store_path: PathBuf,
-    pub generation: Option<u64>,
-    /// When it booted, epoch seconds.
+    /// The carried profile's generation number it booted.
+    pub generation: u64,
+    /// That generation's store path, when the carrier still has it.
+    pub store_path: Option<PathBuf>,
+    /// When the check-in was received, epoch seconds.
     pub time: i64,
+    pub mac: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +196,7 @@ pub fn targets(
                 kind,
                 desired,
                 built,
+                checkin: None,
             })
         })
         .collect()

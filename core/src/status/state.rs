@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::read::{ReadError, SystemRead};
-use super::{CarriedRead, MachineStatus, StagedGeneration, State, StatusTarget};
+use super::{Booted, CarriedRead, MachineStatus, StagedGeneration, State, StatusTarget};
 use crate::carrier::profiles::ProfileListing;
 
 fn status(t: &StatusTarget, state: State, detail: Option<String>) -> MachineStatus {
@@ -123,6 +123,12 @@ pub(super) fn carried(
         .and_then(|n| n.strip_prefix("confctl-"))
         .unwrap_or(profile);
     let found = listing.iter().find(|p| p.name == name);
+    let booted = t.checkin.clone().map(|b| Booted {
+        store_path: found
+            .and_then(|p| p.generations.iter().find(|g| g.number == b.generation))
+            .map(|g| g.store_path.clone()),
+        ..b
+    });
     let staged =
         found.and_then(|p| p.generations.iter().find(|g| g.current)).map(|g| StagedGeneration {
             number: g.number,
@@ -135,7 +141,7 @@ pub(super) fn carried(
         profile: profile.to_string(),
         generations: found.map_or(0, |p| p.generations.len()),
         staged,
-        booted: None,
+        booted,
     };
     let desired = t.desired.as_ref();
     let (state, detail) = match (&read.staged, desired) {
@@ -149,7 +155,26 @@ pub(super) fn carried(
         (Some(s), None) => {
             (State::Unknown, Some(format!("{}; staged generation {}", no_desired(t), s.number)))
         }
-        (Some(s), Some(d)) if s.store_path == d.toplevel => (State::Staged, None),
+        (Some(s), Some(d)) if s.store_path == d.toplevel => match &read.booted {
+            None => (State::Staged, None),
+            Some(b) if b.generation == s.number => {
+                (State::Staged, Some("staged and booted".to_string()))
+            }
+            Some(b) if b.generation < s.number => (
+                State::BootedOlder,
+                Some(format!(
+                    "booted generation {}, older than the staged generation {}",
+                    b.generation, s.number
+                )),
+            ),
+            Some(b) => (
+                State::StagedNotBooted,
+                Some(format!(
+                    "booted generation {}, not the staged generation {}",
+                    b.generation, s.number
+                )),
+            ),
+        },
         (Some(s), Some(_)) if built_as(t, &s.store_path).is_none() => (
             State::Foreign,
             Some(format!(
@@ -164,7 +189,11 @@ pub(super) fn carried(
         ),
     };
     let drift_since = match state {
-        State::Outdated | State::Foreign | State::NotStaged => {
+        State::Outdated
+        | State::Foreign
+        | State::NotStaged
+        | State::BootedOlder
+        | State::StagedNotBooted => {
             desired.and_then(|d| d.built).max(read.staged.as_ref().map(|s| s.time))
         }
         _ => None,

@@ -34,6 +34,7 @@ fn standalone(machine: &str) -> StatusTarget {
             ("gen-a".into(), store(&format!("{machine}-a")).into()),
             ("gen-b".into(), store(&format!("{machine}-b")).into()),
         ],
+        checkin: None,
     }
 }
 
@@ -314,7 +315,7 @@ async fn carried_machines_are_read_through_one_listing_on_their_carrier() {
     let read = x.carried.as_ref().unwrap();
     assert_eq!(read.staged.as_ref().unwrap().number, 2);
     assert_eq!(read.generations, 2);
-    assert_eq!(read.booted, None, "booted is unknown until netboot check-ins");
+    assert_eq!(read.booted, None, "booted is unknown without a check-in");
     assert_eq!(x.inputs_info, Some(serde_json::json!({"nixpkgs": {"rev": "x-dist-b"}})));
 
     let y = by_name(&report, "pxe#y");
@@ -331,6 +332,70 @@ async fn carried_machines_are_read_through_one_listing_on_their_carrier() {
         Some("pxe has no generation of /nix/var/nix/profiles/confctl-w")
     );
     assert_eq!(w.drift_since, Some(BUILT_B));
+}
+
+/// What the latest check-in of a carried machine says, against its staged generation 2.
+#[tokio::test(start_paused = true)]
+async fn checkins_tell_whether_the_staged_generation_was_booted() {
+    let carrier = host_on("pxe", "b");
+    let x = |alias| {
+        profile(
+            alias,
+            &[(1, &format!("{alias}-dist-a"), 10), (2, &format!("{alias}-dist-b"), 20)],
+            2,
+        )
+    };
+    listing_reply(&carrier, &[x("x"), x("y"), x("z"), x("u"), x("v")]);
+    let checkin = |generation| {
+        Some(Booted { generation, store_path: None, time: 30, mac: "52:54:00:00:00:01".into() })
+    };
+    let with =
+        |alias, booted: Option<Booted>| StatusTarget { checkin: booted, ..carried("pxe", alias) };
+    let targets = [
+        with("x", checkin(2)),
+        with("y", checkin(1)),
+        with("z", checkin(3)),
+        with("u", None),
+        // staged is not the desired one: that state stays, the check-in is still shown
+        StatusTarget {
+            desired: Some(Desired {
+                generation: "gen-a".into(),
+                toplevel: store("v-dist-a").into(),
+                built: Some(BUILT_B),
+            }),
+            ..with("v", checkin(2))
+        },
+    ];
+    let report = status(&targets, &[&carrier]).await;
+    let got = |m: &str| {
+        let m = by_name(&report, m);
+        (m.state, m.detail.clone())
+    };
+    assert_eq!(got("pxe#x"), (State::Staged, Some("staged and booted".into())));
+    let booted = by_name(&report, "pxe#x").carried.as_ref().unwrap().booted.clone().unwrap();
+    assert_eq!(booted.store_path, Some(store("x-dist-b").into()), "the generation's store path");
+    assert_eq!((booted.generation, booted.time), (2, 30));
+    assert_eq!(
+        got("pxe#y"),
+        (
+            State::BootedOlder,
+            Some("booted generation 1, older than the staged generation 2".into())
+        )
+    );
+    assert_eq!(by_name(&report, "pxe#y").drift_since, Some(BUILT_B), "since the desired build");
+    assert_eq!(
+        got("pxe#z"),
+        (State::StagedNotBooted, Some("booted generation 3, not the staged generation 2".into()))
+    );
+    assert_eq!(
+        by_name(&report, "pxe#z").carried.as_ref().unwrap().booted.as_ref().unwrap().store_path,
+        None,
+        "generation 3 is gone"
+    );
+    assert_eq!(got("pxe#u"), (State::Staged, None), "no check-in: booted unknown");
+    assert_eq!(by_name(&report, "pxe#u").carried.as_ref().unwrap().booted, None);
+    assert_eq!(got("pxe#v").0, State::Outdated);
+    assert!(by_name(&report, "pxe#v").carried.as_ref().unwrap().booted.is_some());
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,6 +1,6 @@
 //! The builder's configuration file: upstream's baked builder config (`tftpRoot`,
 //! `httpRoot`, `hostName`, `httpUrl`, `syslinux`, `memtest`, `isoImages`) plus carrier's
-//! `profilesDir`, `lockFile` and `timeZone`. docs/netboot.md describes every key.
+//! `profilesDir`, `lockFile`, `timeZone` and `checkin`. docs/netboot.md describes every key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::NetbootError;
+use super::model::check_word;
 use crate::carrier::json_fields::{FieldError, Fields, expected, object_at, strings_at};
+use crate::checkin::Secret;
 
 /// The files copied from syslinux into the TFTP root, in upstream's order.
 pub const SYSLINUX_FILES: [&str; 7] = [
@@ -46,6 +48,22 @@ pub struct NetbootConfig {
     pub lock_file: PathBuf,
     /// The zone of `time_s` in menus and JSON.
     pub time_zone: TimeZone,
+    /// Where netbooted machines report what they booted; None: no check-in parameters.
+    pub checkin: Option<Checkin>,
+}
+
+/// The check-in section: each machine's own generation entries get
+/// `carrier.checkin=<url> carrier.carrier=<carrier> carrier.machine=<profile>
+/// carrier.generation=<n> carrier.token=<token>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkin {
+    /// `carrier serve`'s check-in endpoint, e.g. `http://10.0.0.1:3000/api/checkin`.
+    pub url: String,
+    /// This carrier's machine name in the cluster configuration (selects the secret the
+    /// server verifies with).
+    pub carrier: String,
+    pub secret_file: PathBuf,
+    pub secret: Secret,
 }
 
 /// Where the syslinux files are found.
@@ -232,12 +250,37 @@ impl NetbootConfig {
                 );
             }
         };
+        let checkin = match f.object("checkin", "{url, carrier, secretFile} or null")? {
+            None => None,
+            Some(mut c) => {
+                let mut required = |key: &str| {
+                    let value = c
+                        .non_empty_string(key)?
+                        .ok_or_else(|| c.error(key, "missing (required)"))?;
+                    check_word(&value).map_err(|why| c.error(key, why))?;
+                    Ok::<_, FieldError>(value)
+                };
+                let url = required("url")?;
+                let carrier = required("carrier")?;
+                let secret_file = abs(&required("secretFile")?);
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(c.error(
+                        "url",
+                        format!("expected an http:// or https:// URL, got '{url}'"),
+                    ));
+                }
+                c.no_others("url, carrier, secretFile")?;
+                let secret =
+                    Secret::read(&secret_file).map_err(|e| c.error("secretFile", e.to_string()))?;
+                Some(Checkin { url, carrier, secret_file, secret })
+            }
+        };
         // Keys of upstream's baked config that carrier does not need.
         for ignored in ["ruby", "coreutils"] {
             f.take(ignored);
         }
         f.no_others(
-            "tftpRoot, httpRoot, hostName, httpUrl, syslinux, memtest, isoImages, profilesDir, lockFile, timeZone",
+            "tftpRoot, httpRoot, hostName, httpUrl, syslinux, memtest, isoImages, profilesDir, lockFile, timeZone, checkin",
         )?;
         if tftp_root == http_root {
             return Err(f.error("httpRoot", "must differ from `tftpRoot`"));
@@ -253,6 +296,7 @@ impl NetbootConfig {
             profiles_dir,
             lock_file,
             time_zone,
+            checkin,
         })
     }
 
@@ -337,6 +381,12 @@ impl NetbootConfig {
             }
             .into(),
         );
+        if let Some(c) = &self.checkin {
+            m.insert(
+                "checkin".into(),
+                serde_json::json!({"url": c.url, "carrier": c.carrier, "secretFile": p(&c.secret_file)}),
+            );
+        }
         Value::Object(m)
     }
 }
@@ -374,6 +424,59 @@ mod tests {
         assert_eq!(c.time_zone, TimeZone::Local);
         assert_eq!(c.syslinux, Syslinux::Dirs(vec!["/usr/lib/syslinux".into()]));
         assert_eq!(c.tftp_objects(), PathBuf::from("/srv/tftp.objects"));
+        assert_eq!(c.checkin, None);
+    }
+
+    /// A secret file of mode 0600 in a temporary directory.
+    fn secret_file(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("checkin.secret");
+        std::fs::write(&path, "01".repeat(crate::checkin::SECRET_LEN)).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    #[test]
+    fn checkin_section() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = secret_file(dir.path());
+        let mut v = minimal();
+        v["checkin"] = json!({"url": "http://10.0.0.1:3000/api/checkin", "carrier": "pxe",
+                              "secretFile": secret});
+        let c = load(v.clone()).unwrap();
+        let checkin = c.checkin.as_ref().unwrap();
+        assert_eq!(
+            (checkin.url.as_str(), checkin.carrier.as_str()),
+            ("http://10.0.0.1:3000/api/checkin", "pxe")
+        );
+        assert_eq!(checkin.secret, Secret::from_bytes([1; crate::checkin::SECRET_LEN]));
+        assert_eq!(load(c.to_value()).unwrap(), c, "round trip");
+
+        let with = |key: &str, value: Value| {
+            let mut v = v.clone();
+            v["checkin"][key] = value;
+            load(v).unwrap_err()
+        };
+        assert!(with("url", json!("http://x/a b")).ends_with(
+            "`checkin.url`: contains ' ' (allowed: letters, digits and !*+,-./:=?@[]^_~)"
+        ));
+        assert!(
+            with("url", json!("ftp://x"))
+                .ends_with("`checkin.url`: expected an http:// or https:// URL, got 'ftp://x'")
+        );
+        assert!(with("carrier", json!("p\"xe")).contains("`checkin.carrier`: contains '\\\"'"));
+        assert!(
+            with("secretFile", json!("/nonexistent/secret")).contains(
+                "`checkin.secretFile`: reading the check-in secret '/nonexistent/secret'"
+            )
+        );
+        assert!(
+            with("token", json!("x"))
+                .ends_with("`checkin.token`: unknown key (expected url, carrier, secretFile)")
+        );
+        let mut v = v.clone();
+        v["checkin"].as_object_mut().unwrap().remove("carrier");
+        assert!(load(v).unwrap_err().ends_with("`checkin.carrier`: missing (required)"));
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub(super) fn machine_script(tree: Tree, m: &BootMachine, timeout_ms: u32) -> St
             Spin::Nixos | Spin::Openvz | Spin::Other => {
                 let item = format!("gen-{}", g.number);
                 let _ = writeln!(out, "item {item} {title}");
-                targets.push((item, g.pxe_kernel_params.join(" "), g.number));
+                targets.push((item, g.pxe_cmdline(), g.number));
             }
             Spin::Vpsadminos => {
                 let _ = writeln!(out, "item --gap {title}");

@@ -285,8 +285,12 @@ fn build_once(cfg: &NetbootConfig) -> Result<BuildReport, NetbootError> {
     let loaded: Vec<Option<Meta>> = keys.par_iter().map(|key| store.load(key)).collect();
     let todo: Vec<usize> = (0..links.len()).filter(|i| loaded[*i].is_none()).collect();
     let nix_store = StoreDir::system();
-    let ctx =
-        model::Context { http_url: &cfg.http_url, time_zone: cfg.time_zone, store: &nix_store };
+    let ctx = model::Context {
+        http_url: &cfg.http_url,
+        time_zone: cfg.time_zone,
+        store: &nix_store,
+        checkin: cfg.checkin.as_ref(),
+    };
     let rendered: Vec<_> =
         todo.par_iter().map(|&i| render_profile(&store, &links[i], &keys[i], &ctx, cfg)).collect();
     let machines_reused = loaded.iter().filter(|m| m.is_some()).count();

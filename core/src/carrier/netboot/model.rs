@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::config::TimeZone;
+use super::config::{Checkin, TimeZone};
 use super::{Fault, FaultKind, PublishedGeneration, PublishedMachine};
 use crate::carrier::dist::{self, Dist, DistFileError, KERNEL_PARAMS_MAX, StoreDir};
 use crate::carrier::profiles::{self, MachineJson, Profile, ProfileError};
@@ -106,6 +106,10 @@ pub struct BootGeneration {
     pub kernel_params: Vec<String>,
     /// What the NixOS PXELINUX menus append.
     pub pxe_kernel_params: Vec<String>,
+    /// The check-in parameters (`carrier.checkin=...`, with this machine's token) when
+    /// the configuration has a check-in section. Only in this machine's boot entries and
+    /// `kernel-params` files, never in JSON: `machines.json` gathers every machine's.
+    pub checkin_params: Vec<String>,
     pub boot_files: Vec<BootFile>,
     pub swpins_info: Option<Value>,
 }
@@ -119,8 +123,24 @@ impl BootGeneration {
             .iter()
             .map(String::as_str)
             .chain(variant.kernel_params.iter().copied())
+            .chain(self.checkin_params.iter().map(String::as_str))
             .collect();
         params.join(" ")
+    }
+
+    /// The kernel command line of the NixOS-style menu entries (PXELINUX and iPXE).
+    pub fn pxe_cmdline(&self) -> String {
+        self.pxe_kernel_params
+            .iter()
+            .chain(&self.checkin_params)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// What the generation's `kernel-params` file holds.
+    pub fn kernel_params_file(&self) -> String {
+        self.kernel_params.iter().chain(&self.checkin_params).cloned().collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -171,6 +191,7 @@ pub struct Context<'a> {
     pub time_zone: TimeZone,
     /// The store the dists' files must lie in.
     pub store: &'a StoreDir,
+    pub checkin: Option<&'a Checkin>,
 }
 
 /// Resolves one profile. Returns the machine (None when it is left out) and every fault
@@ -265,7 +286,7 @@ pub fn resolve(profile: &Profile, ctx: &Context) -> (Option<BootMachine>, Vec<Fa
         let dist = ctx.store.dist(&g.link);
         let json = if g.current { Ok(current_json.clone()) } else { MachineJson::read(&dist) };
         let resolved = json.map_err(|e| (read_fault_kind(&e), e.to_string()));
-        match resolved.and_then(|json| resolve_generation(g, &dist, json, spin, &url, ctx)) {
+        match resolved.and_then(|json| resolve_generation(name, g, &dist, json, spin, &url, ctx)) {
             Ok(generation) => generations.push(generation),
             Err((kind, message)) => {
                 let fault = Fault {
@@ -337,6 +358,7 @@ fn dist_fault_kind(e: &DistFileError) -> FaultKind {
 type GenFault = (FaultKind, String);
 
 fn resolve_generation(
+    name: &str,
     g: &profiles::ProfileGeneration,
     dist: &Dist,
     json: MachineJson,
@@ -405,6 +427,20 @@ fn resolve_generation(
         }
         Err(e) => return Err((dist_fault_kind(&e), e.to_string())),
     };
+    let (raw_params, checkin_params) = match ctx.checkin {
+        None => (raw_params, Vec::new()),
+        Some(c) => {
+            check_word(name).map_err(|why| {
+                invalid(format!(
+                    "profile name '{}' {why}: it cannot be a check-in parameter",
+                    name.escape_default()
+                ))
+            })?;
+            // A dist names no check-in values of its own: the carrier's come last and alone.
+            let raw = raw_params.into_iter().filter(|p| !p.starts_with("carrier.")).collect();
+            (raw, checkin_params(c, name, g.number))
+        }
+    };
     let kernel_params = normalize_kernel_params(spin, raw_params, &json.toplevel, &boot_files);
     let pxe_kernel_params = if kernel_params.is_empty() {
         vec![format!("init={}/init", json.toplevel), "loglevel=7".to_string()]
@@ -441,9 +477,21 @@ fn resolve_generation(
         macs: json.macs,
         kernel_params,
         pxe_kernel_params,
+        checkin_params,
         boot_files,
         swpins_info: json.swpins_info,
     })
+}
+
+/// The kernel parameters a machine's generation entry passes for the check-in.
+pub fn checkin_params(c: &Checkin, machine: &str, generation: u64) -> Vec<String> {
+    vec![
+        format!("carrier.checkin={}", c.url),
+        format!("carrier.carrier={}", c.carrier),
+        format!("carrier.machine={machine}"),
+        format!("carrier.generation={generation}"),
+        format!("carrier.token={}", c.secret.token(&c.carrier, machine)),
+    ]
 }
 
 /// Spec 3.2 step 6.4: drop `httproot=`; NixOS gets `init=<toplevel>/init` prepended when
@@ -729,12 +777,23 @@ mod tests {
         }
 
         fn resolve(&self, profile: &str) -> (Option<BootMachine>, Vec<Fault>) {
+            self.resolve_with(profile, None)
+        }
+
+        fn resolve_with(
+            &self,
+            profile: &str,
+            checkin: Option<&Checkin>,
+        ) -> (Option<BootMachine>, Vec<Fault>) {
             let profiles = profiles::scan(&self.dir.path().join("profiles")).unwrap();
             let p = profiles.iter().find(|p| p.name == profile).unwrap();
-            resolve(
-                p,
-                &Context { http_url: "http://pxe", time_zone: TimeZone::Utc, store: &self.store },
-            )
+            let ctx = Context {
+                http_url: "http://pxe",
+                time_zone: TimeZone::Utc,
+                store: &self.store,
+                checkin,
+            };
+            resolve(p, &ctx)
         }
     }
 
@@ -848,6 +907,85 @@ mod tests {
             let expected = format!("confctl-{name}-1-link/kernel-params': word ");
             assert!(faults[0].message.contains(&expected), "{}", faults[0]);
         }
+    }
+
+    /// With a check-in section, each generation's own entries carry the check-in URL and
+    /// the machine's token; the dist's own `carrier.*` words are dropped; the JSON that
+    /// `machines.json` gathers carries no token.
+    #[test]
+    fn checkin_params_are_in_the_machines_own_entries_only() {
+        let f = Fixture::new();
+        let secret = crate::checkin::Secret::from_bytes([7; crate::checkin::SECRET_LEN]);
+        let checkin = Checkin {
+            url: "http://10.0.0.1:3000/api/checkin".into(),
+            carrier: "pxe".into(),
+            secret_file: f.secret(),
+            secret: secret.clone(),
+        };
+        let forged = "quiet carrier.machine=other carrier.token=forged";
+        f.generation("node1", 1, json_with("label", "Node".into()), &[]);
+        f.generation(
+            "node1",
+            2,
+            json_with("label", "Node".into()),
+            &[("kernel-params", Ok(forged))],
+        );
+        let (machine, faults) = f.resolve_with("node1", Some(&checkin));
+        assert!(faults.is_empty(), "{faults:?}");
+        let m = machine.unwrap();
+        let token = secret.token("pxe", "node1");
+        for g in &m.generations {
+            let expected = [
+                "carrier.checkin=http://10.0.0.1:3000/api/checkin".to_string(),
+                "carrier.carrier=pxe".into(),
+                "carrier.machine=node1".into(),
+                format!("carrier.generation={}", g.number),
+                format!("carrier.token={token}"),
+            ];
+            assert_eq!(g.checkin_params, expected);
+            assert!(
+                !g.kernel_params.iter().any(|p| p.starts_with("carrier.")),
+                "{:?}",
+                g.kernel_params
+            );
+            assert!(g.pxe_cmdline().ends_with(&expected.join(" ")), "{}", g.pxe_cmdline());
+        }
+        assert!(m.generations[0].kernel_params.contains(&"quiet".to_string()));
+
+        let cfg = super::super::config::NetbootConfig::from_value(
+            Path::new("/etc/netboot.json"),
+            serde_json::json!({"tftpRoot": "/t", "httpRoot": "/h", "hostName": "pxe",
+                               "httpUrl": "http://pxe", "syslinux": "/s"}),
+        )
+        .unwrap();
+        let content = super::super::render::machine(&m, &cfg);
+        let files = |golden: super::super::tree::Golden| -> Vec<(String, String)> {
+            golden.into_iter().filter_map(|(path, text)| Some((path, text?))).collect()
+        };
+        let tftp = files(content.tftp.golden(""));
+        let http = files(content.http.golden(""));
+        let with_token = |files: &[(String, String)]| -> Vec<String> {
+            files.iter().filter(|(_, t)| t.contains(&token)).map(|(p, _)| p.clone()).collect()
+        };
+        assert_eq!(
+            with_token(&tftp),
+            ["/menus/auto.cfg", "/menus/auto.ipxe", "/menus/menu.cfg", "/menus/menu.ipxe"]
+        );
+        assert_eq!(
+            with_token(&http),
+            [
+                "/tree/1/kernel-params",
+                "/tree/2/kernel-params",
+                "/tree/auto.ipxe",
+                "/tree/menu.ipxe"
+            ],
+            "not in machine.json, generation.json nor entry.json (machines.json)"
+        );
+        // without the section: no check-in parameter anywhere
+        let (plain, _) = f.resolve("node1");
+        let plain = plain.unwrap();
+        assert!(plain.generations.iter().all(|g| g.checkin_params.is_empty()));
+        assert!(plain.generations[0].kernel_params.iter().any(|p| p == "carrier.token=forged"));
     }
 
     /// Files of the dist that resolve outside the store are neither read nor linked; a

@@ -382,6 +382,13 @@ fn settings_key(cfg: &NetbootConfig) -> Vec<u8> {
             }
         }
     }
+    // Absent, it adds nothing: the keys of configurations without it stay as they were.
+    if let Some(c) = &cfg.checkin {
+        for part in ["checkin", &c.url, &c.carrier, &c.secret.fingerprint()] {
+            h.update(part);
+            h.update([0]);
+        }
+    }
     match cfg.time_zone {
         TimeZone::Utc => h.update(b"UTC\0"),
         TimeZone::Local => {

@@ -64,7 +64,7 @@ pub(super) fn machine(m: &BootMachine, cfg: &NetbootConfig) -> MachineContent {
             gdir.link(f.name, &f.path);
         }
         gdir.file("generation.json", http::generation_json(m, g));
-        gdir.file("kernel-params", g.kernel_params.join(" "));
+        gdir.file("kernel-params", g.kernel_params_file());
         tree.dir(g.number.to_string(), gdir);
     }
     let http_tree = ipxe::Tree::Http { url: &cfg.http_url };
@@ -326,6 +326,7 @@ mod tests {
                     kernel_version: Some(d.kernel.to_string()),
                     pxe_kernel_params: kernel_params.clone(),
                     kernel_params,
+                    checkin_params: Vec::new(),
                     boot_files,
                     swpins_info: d.swpins_info,
                 }

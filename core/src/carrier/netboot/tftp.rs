@@ -144,7 +144,7 @@ fn nixos_entry(
             ("MENU LABEL", menu_label),
             ("LINUX", &format!("boot/{}/{}/bzImage", m.fqdn, g.number)),
             ("INITRD", &format!("boot/{}/{}/initrd", m.fqdn, g.number)),
-            ("APPEND", &g.pxe_kernel_params.join(" ")),
+            ("APPEND", &g.pxe_cmdline()),
         ],
     );
 }
