@@ -85,6 +85,15 @@ fn health_check_runs_the_checks_of_what_machines_run_now() {
     );
     assert!(out.contains("error: Health checks failed"), "{out}");
 
+    // deploy's upstream switch: the last of --health-checks/--no-health-checks wins
+    ok(&lab.carrier(&["deploy", "-y", "--health-checks", "--no-health-checks", "node2"]));
+    lab.set_marker(&["node2"], "checked");
+    let o =
+        lab.carrier(&["deploy", "-y", "--json", "--no-health-checks", "--health-checks", "node2"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["machines"][0]["phase"], "health-check", "{report}");
+
     // what has no checks of its own is named, and nothing left to check is an error
     let o = lab.carrier(&["health-check", "pxe#*"]);
     assert!(!o.status.success());
