@@ -48,6 +48,13 @@ pub enum Event {
 /// Where events go. Implementations must be cheap: they are called from worker threads.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event);
+
+    /// An interactive deploy's question before `machine`'s step in `phase` (copy,
+    /// activation, carried profile, reboot): whether to go on. A sink that cannot ask
+    /// says no, so nothing happens that nobody confirmed.
+    fn confirm(&self, _phase: Phase, _machine: &str) -> bool {
+        false
+    }
 }
 
 /// Drops every event.

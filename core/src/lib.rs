@@ -21,4 +21,5 @@ pub mod private_dir;
 pub mod process;
 pub mod profile_name;
 pub mod remote;
+pub mod settings;
 pub mod status;

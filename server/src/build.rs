@@ -15,13 +15,14 @@ use carrier_storage::RunKind;
 use crate::cli::{BuildArgs, GlobalArgs};
 use crate::records::{Recorder, Request};
 
-pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
+pub fn run(global: &GlobalArgs, mut args: BuildArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
     let conf_dir = global.conf_dir()?;
     let inventory = global.inventory()?;
     let loaded = inventory.load(&conf_dir)?;
     let machines: Vec<Machine> =
         selection.select_managed(&loaded.cluster, "build")?.into_iter().cloned().collect();
+    args.nix.default_max_jobs(&conf_dir, inventory.cache_dir())?;
     let opts = args.nix.options(inventory.cache_dir(), args.ssh_config.clone());
     let recorder = Recorder::start(
         global,

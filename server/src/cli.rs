@@ -90,6 +90,14 @@ pub enum Command {
     TestConnection(TestConnectionArgs),
     /// Recorded builds and deploys, newest first, with each machine's outcome.
     History(HistoryArgs),
+    /// Run the selected machines' health checks against what they run now (no deploy);
+    /// exits non-zero when a check fails.
+    HealthCheck(HealthCheckArgs),
+    /// With one machine and no command: an interactive shell on it. With a command
+    /// (after the pattern, or after `--`): that command on every selected machine, each
+    /// output line prefixed by the machine, then every exit status; exits non-zero when
+    /// one failed. Carried machines are reached at a host of their own only.
+    Ssh(SshArgs),
     /// Manage dashboard accounts: add (the first admin too), change a password, remove, list.
     User(UserArgs),
     /// Manage API tokens of accounts: create (shown once), list, revoke.
@@ -487,7 +495,8 @@ impl SelectArgs {
 pub struct LsArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Columns (attribute paths), comma-separated [default: name,spin,host.fqdn]
+    /// Columns (attribute paths), comma-separated [default: `confctl.list.columns` of
+    /// configs/confctl.nix, else name,spin,host.fqdn]
     #[arg(short = 'o', long = "output", value_delimiter = ',')]
     pub output: Option<Vec<String>>,
     /// Print JSON: full machine records, or the chosen columns when -o is given.
@@ -507,6 +516,11 @@ pub struct BuildArgs {
     /// Print JSON: machine name -> generation.
     #[arg(long)]
     pub json: bool,
+    /// Accepted for compatibility with upstream: `carrier build` changes no machine and
+    /// asks nothing.
+    #[arg(short = 'y', long = "yes")]
+    #[serde(skip)]
+    pub yes: bool,
     #[command(flatten)]
     #[serde(flatten)]
     pub nix: NixBuildArgs,
@@ -521,7 +535,8 @@ pub struct NixBuildArgs {
     /// Pass --show-trace to Nix.
     #[arg(long)]
     pub show_trace: bool,
-    /// Nix's --max-jobs (a number or `auto`).
+    /// Nix's --max-jobs (a number or `auto`) [default: `confctl.nix.maxJobs` of
+    /// configs/confctl.nix, else Nix's own].
     #[arg(short = 'j', long)]
     pub max_jobs: Option<String>,
     /// Nix's --cores.
@@ -534,6 +549,20 @@ pub struct NixBuildArgs {
 }
 
 impl NixBuildArgs {
+    /// Without `-j`: the configuration's `confctl.nix.maxJobs` (evaluated only then), so
+    /// the build and its record say the value used.
+    pub fn default_max_jobs(
+        &mut self,
+        conf_dir: &ConfDir,
+        cache_dir: &Path,
+    ) -> Result<(), carrier_core::settings::SettingsError> {
+        if self.max_jobs.is_none() {
+            let settings = carrier_core::settings::ConfctlSettings::load(conf_dir, cache_dir)?;
+            self.max_jobs = settings.nix_max_jobs;
+        }
+        Ok(())
+    }
+
     /// The build options these say, Nix's code materialized in `cache_dir`.
     pub fn options(
         &self,
@@ -606,6 +635,10 @@ pub struct DeployArgs {
     /// Deploy this existing build generation instead of building.
     #[arg(short = 'g', long = "generation")]
     pub generation: Option<String>,
+    /// Ask before each machine's copy, activation (or carried profile) and reboot; the
+    /// answers are read from standard input (end of input: no).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
     /// Copies running at the same time.
     #[arg(long, default_value_t = 5)]
     pub max_concurrent_copy: usize,
@@ -627,8 +660,12 @@ pub struct DeployArgs {
     /// Force auto-rollback off.
     #[arg(long)]
     pub disable_auto_rollback: bool,
+    /// Run health checks after activation (the default; upstream's `--health-checks`).
+    #[arg(long, overrides_with = "no_health_checks")]
+    #[serde(skip)]
+    pub health_checks: bool,
     /// Skip health checks after activation.
-    #[arg(long)]
+    #[arg(long, overrides_with = "health_checks")]
     pub no_health_checks: bool,
     /// With --one-by-one: failed health checks do not stop the run.
     #[arg(long)]
@@ -674,6 +711,58 @@ pub struct TestConnectionArgs {
 }
 
 #[derive(Args)]
+pub struct HealthCheckArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Accepted for compatibility: nothing changes, so nothing is asked.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// Checks running at the same time.
+    #[arg(short = 'j', long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_jobs: u64,
+    /// Print JSON: every check with its outcome, and the counts.
+    #[arg(long)]
+    pub json: bool,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct SshArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The command and its arguments, each word passed as given (for shell syntax run
+    /// `sh -c '...'`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
+    /// Run the command on all machines at once (default: one after the other).
+    #[arg(short = 'p', long)]
+    pub parallel: bool,
+    /// Group machines with the same exit status and output.
+    #[arg(short = 'g', long)]
+    pub aggregate: bool,
+    /// Give this text to the command on its standard input.
+    #[arg(short = 'i', long, conflicts_with = "input_file")]
+    pub input_string: Option<String>,
+    /// Give this file to the command on its standard input.
+    #[arg(short = 'f', long)]
+    pub input_file: Option<PathBuf>,
+    /// ssh_config with the hosts' aliases (a lab's `ssh_config`, for example).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// Seconds to connect to a host.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// Seconds the command may run on a host before it is killed there.
+    #[arg(long, value_name = "SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub command_timeout: u64,
+}
+
+#[derive(Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub select: SelectArgs,
@@ -695,6 +784,51 @@ pub struct StatusArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ssh(argv: &[&str]) -> SshArgs {
+        match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Ssh(args) => args,
+            _ => panic!("not ssh"),
+        }
+    }
+
+    #[test]
+    fn ssh_takes_the_command_after_the_pattern_with_or_without_dashes() {
+        for argv in [
+            &["carrier", "ssh", "-p", "node*", "uname", "-a"][..],
+            &["carrier", "ssh", "-p", "node*", "--", "uname", "-a"],
+        ] {
+            let args = ssh(argv);
+            assert_eq!(args.select.pattern.as_deref(), Some("node*"));
+            assert_eq!(args.command, ["uname", "-a"]);
+            assert!(args.parallel);
+        }
+        let args = ssh(&["carrier", "ssh", "node1"]);
+        assert!(args.command.is_empty());
+        let both = ["carrier", "ssh", "-i", "x", "-f", "/f", "n", "cat"];
+        assert!(Cli::try_parse_from(both).is_err(), "one input only");
+    }
+
+    #[test]
+    fn health_checks_can_be_switched_on_and_off_the_last_flag_winning() {
+        let deploy = |argv: &[&str]| match Cli::try_parse_from(argv).expect("parses").command {
+            Command::Deploy(args) => args,
+            _ => panic!("not deploy"),
+        };
+        assert!(!deploy(&["carrier", "deploy"]).no_health_checks);
+        assert!(deploy(&["carrier", "deploy", "--no-health-checks"]).no_health_checks);
+        let on = deploy(&["carrier", "deploy", "--no-health-checks", "--health-checks"]);
+        assert!(!on.no_health_checks);
+        let off = deploy(&["carrier", "deploy", "--health-checks", "--no-health-checks"]);
+        assert!(off.no_health_checks);
+        assert!(deploy(&["carrier", "deploy", "-i", "-y"]).interactive);
+        let Command::Build(build) =
+            Cli::try_parse_from(["carrier", "build", "-y"]).expect("build -y parses").command
+        else {
+            panic!("not build");
+        };
+        assert!(build.yes);
+    }
 
     #[test]
     fn deploy_passes_nix_build_flags_like_build() {

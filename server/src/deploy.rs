@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::{DeployArgs, GlobalArgs};
 use crate::records::{Recorder, Request};
 
-pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
+pub fn run(global: &GlobalArgs, mut args: DeployArgs) -> anyhow::Result<ExitCode> {
     let action: Action = args.action.as_deref().unwrap_or("switch").parse()?;
     if args.reboot && action != Action::Boot {
         bail!("--reboot can be used only with action boot (not {})", action.as_str());
@@ -26,6 +26,9 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let inventory = global.inventory()?;
     let loaded = inventory.load(&conf_dir)?;
     let machines = selection.select_managed(&loaded.cluster, "deploy")?;
+    if args.generation.is_none() {
+        args.nix.default_max_jobs(&conf_dir, inventory.cache_dir())?;
+    }
     if !args.yes {
         confirm(&machines, args.generation.as_deref(), action, args.reboot)?;
     }
@@ -40,7 +43,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
             machines: machines.iter().map(|m| m.name.clone()).collect(),
         },
     );
-    let sink = Printer::new(args.json);
+    let sink = Printer::new(args.json, args.interactive);
     let report =
         match execute(&conf_dir, &args, action, &inventory, &loaded.cluster, &machines, &sink) {
             Ok(Done::Built(artifacts)) => {
@@ -71,6 +74,9 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
                     format!("FAILED in {phase:?} ({now}): {error}")
                 }
                 MachineState::NotAttempted { reason } => format!("not attempted: {reason}"),
+                MachineState::Declined { phase } => {
+                    format!("declined before {}", phase_name(*phase))
+                }
             };
             println!("{:<24} {:<22} {state}", m.machine, m.generation);
         }
@@ -115,6 +121,7 @@ fn execute(
         one_by_one: args.one_by_one,
         copy_only: args.copy_only,
         dry_activate_first: args.dry_activate_first,
+        interactive: args.interactive,
         auto_rollback: match (args.enable_auto_rollback, args.disable_auto_rollback) {
             (true, _) => Some(true),
             (_, true) => Some(false),
@@ -164,15 +171,17 @@ pub(crate) fn ask_to_continue(what: &str, summary: &str) -> anyhow::Result<()> {
 }
 
 /// Progress on stderr (stdout carries the report): a bar per phase on a terminal,
-/// plain lines otherwise (and always for skips and failures).
+/// plain lines otherwise (and always for skips and failures). An interactive deploy's
+/// questions are asked on stderr and answered on stdin (no bars then).
 struct Printer {
     json: bool,
     bar: Option<std::sync::Mutex<Option<ProgressBar>>>,
 }
 
 impl Printer {
-    fn new(json: bool) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| std::sync::Mutex::new(None));
+    fn new(json: bool, interactive: bool) -> Self {
+        let bar =
+            (std::io::stderr().is_terminal() && !interactive).then(|| std::sync::Mutex::new(None));
         Printer { json, bar }
     }
 
@@ -185,6 +194,30 @@ impl Printer {
 }
 
 impl EventSink for Printer {
+    /// Upstream's per-machine question; only `y`/`yes` goes on, the end of the input is
+    /// no. It blocks the run, which waits for the answer anyway (interactive steps run
+    /// one at a time).
+    fn confirm(&self, phase: Phase, machine: &str) -> bool {
+        let question = match phase {
+            Phase::Copy => format!("Copy the generation to {machine}?"),
+            Phase::Activate => format!("Activate {machine}?"),
+            Phase::CarriedProfile => format!("Set the carried profile of {machine}?"),
+            Phase::Reboot => format!("Reboot {machine}?"),
+            other => format!("Go on with {} of {machine}?", phase_name(other)),
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "{question} [y/N] ");
+        let _ = err.flush();
+        let mut line = String::new();
+        match std::io::stdin().lock().read_line(&mut line) {
+            Ok(n) if n > 0 => matches!(line.trim(), "y" | "Y" | "yes"),
+            _ => {
+                let _ = writeln!(err);
+                false
+            }
+        }
+    }
+
     fn emit(&self, event: Event) {
         if let Some(slot) = &self.bar {
             let mut slot = slot.lock().expect("bar lock");

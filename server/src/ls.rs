@@ -4,19 +4,24 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use carrier_core::cluster::{Machine, attr_to_string};
+use carrier_core::settings::ConfctlSettings;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::cli::{GlobalArgs, LsArgs};
 
-/// Upstream's `confctl.list.columns` default.
-const DEFAULT_COLUMNS: [&str; 3] = ["name", "spin", "host.fqdn"];
-
 pub fn run(global: &GlobalArgs, args: LsArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
-    let loaded = global.inventory()?.load(&global.conf_dir()?)?;
+    let conf_dir = global.conf_dir()?;
+    let inventory = global.inventory()?;
+    let loaded = inventory.load(&conf_dir)?;
     let machines = selection.select(&loaded.cluster)?;
-    let columns = args.output.clone().unwrap_or_else(|| DEFAULT_COLUMNS.map(String::from).to_vec());
+    // without -o: the configuration's `confctl.list.columns` (evaluated only for a table)
+    let columns = match &args.output {
+        Some(columns) => columns.clone(),
+        None if args.json => Vec::new(),
+        None => ConfctlSettings::load(&conf_dir, inventory.cache_dir())?.list_columns,
+    };
     if args.json {
         if args.output.is_some() {
             let rows: Vec<Value> = machines.iter().map(|m| columns_json(m, &columns)).collect();

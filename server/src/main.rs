@@ -2,8 +2,8 @@
 
 use clap::Parser;
 use server::{
-    accounts, build, cli, deploy, generation, history, kexec_netboot, lab, ls, netboot, profile,
-    serve, status, test_connection,
+    accounts, build, cli, deploy, generation, health_check, history, kexec_netboot, lab, ls,
+    netboot, profile, serve, ssh, status, test_connection,
 };
 
 fn main() -> std::process::ExitCode {
@@ -25,6 +25,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Token(args) => accounts::token(&cli.global, args),
         cli::Command::Audit(args) => accounts::audit(&cli.global, args),
         cli::Command::TestConnection(args) => test_connection::run(&cli.global, args),
+        cli::Command::HealthCheck(args) => health_check::run(&cli.global, args),
+        cli::Command::Ssh(args) => ssh::run(&cli.global, args),
     };
     match result {
         Ok(code) => code,

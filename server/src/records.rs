@@ -100,6 +100,9 @@ impl Recorder {
                     MachineState::NotAttempted { reason } => {
                         ("not-attempted", None, Some(reason.clone()))
                     }
+                    MachineState::Declined { phase } => {
+                        ("declined", Some(phase_name(*phase)), None)
+                    }
                 };
                 MachineOutcome {
                     machine: m.machine.clone(),

@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
-use carrier_core::remote::probe::{Probe, probe_all};
-use carrier_core::remote::{Connections, Hosts, SshSettings};
+use carrier_core::remote::probe::probe_all;
+use carrier_core::remote::{Connections, Destination, Hosts, SshSettings};
 
 use crate::cli::{GlobalArgs, TestConnectionArgs};
 
@@ -31,13 +31,8 @@ pub fn run(global: &GlobalArgs, args: TestConnectionArgs) -> anyhow::Result<Exit
             "no runnable machines selected (carried machines and machines without a target are not)"
         );
     }
-    let probes: Vec<Probe> = runnable
-        .iter()
-        .filter_map(|m| {
-            let host = m.target_host()?.to_string();
-            Some(Probe { machine: m.name.clone(), host, port: m.target_port() })
-        })
-        .collect();
+    let probes: Vec<Destination> =
+        runnable.iter().filter_map(|m| Destination::of(m).ok()).collect();
     let limit = Duration::from_secs(args.timeout);
     let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: Some(limit) };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -1,7 +1,8 @@
 //! Health checks after activation (spec 2.3 step 6): systemd properties (NixOS with
 //! `healthChecks.systemd.enable`), `builderCommands` run here and `machineCommands` run on
 //! the target. Each check retries every `cooldown` seconds until it passes or its
-//! `timeout` has passed; all checks run concurrently (at most 5 at a time).
+//! `timeout` has passed; all checks run concurrently (at most `max_jobs` at a time).
+//! Deploys run them after activation, `carrier health-check` on what machines run now.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +10,6 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use super::Target;
 use crate::cluster::{Machine, OutputMatch, Spin, attr_to_string};
 use crate::events::{Event, EventSink, Phase};
 use crate::remote::{Host, HostError, Hosts};
@@ -221,39 +221,94 @@ async fn run_check<H: Host>(check: &Check, target: &H, local: &H) -> Result<(), 
     }
 }
 
-/// Runs the checks of every target (their failures also as log lines); returns the
-/// checks that failed, per machine.
+/// One machine's checks and the host they run on (builder commands run here).
+#[derive(Debug, Clone, Copy)]
+pub struct MachineChecks<'a> {
+    pub machine: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    pub checks: &'a [Check],
+}
+
+impl<'a> MachineChecks<'a> {
+    /// The checks of a standalone machine with a target: what `carrier health-check`
+    /// runs without a deploy.
+    pub fn of(m: &'a Machine, checks: &'a [Check]) -> Option<Self> {
+        let host = m.target_host().filter(|_| m.is_runnable())?;
+        Some(MachineChecks { machine: &m.name, host, port: m.target_port(), checks })
+    }
+}
+
+/// Why `carrier health-check` runs no check on `m`, if it runs none.
+pub fn not_checked(m: &Machine) -> Option<&'static str> {
+    if m.is_carried() {
+        Some("a carried machine has no health checks of its own (they run on standalone machines)")
+    } else if !m.is_runnable() {
+        Some("it has no ssh target (host.target is null)")
+    } else if !m.is_managed() {
+        Some("it is not managed: health checks run on managed machines only")
+    } else if checks_of(m).is_empty() {
+        Some("it has no health checks configured")
+    } else {
+        None
+    }
+}
+
+/// The outcome of one check: `error` is its last failure, `None` when it passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub machine: String,
+    pub description: String,
+    pub error: Option<CheckError>,
+}
+
+/// Runs the checks of every machine, at most `max_jobs` at a time (their failures
+/// also as log lines); returns every check's outcome in the order given.
 pub async fn run_all(
-    targets: &[&Target],
+    machines: &[MachineChecks<'_>],
     hosts: &impl Hosts,
+    max_jobs: usize,
     sink: &dyn EventSink,
-) -> BTreeMap<String, Vec<CheckFailure>> {
-    let semaphore = &Semaphore::new(5);
+) -> Vec<CheckResult> {
+    let semaphore = &Semaphore::new(max_jobs.max(1));
     let local = &hosts.local();
-    let jobs = targets.iter().flat_map(|t| {
+    let jobs = machines.iter().flat_map(|t| {
         t.checks.iter().map(move |check| async move {
             let _permit = semaphore.acquire().await.expect("semaphore open");
-            let result = match hosts.open(&t.host, t.port).await {
+            let result = match hosts.open(t.host, t.port).await {
                 Ok(host) => run_check(check, &*host, local).await,
                 Err(e) => Err(e.into()),
             };
-            (t.machine.clone(), check.description.clone(), result)
+            CheckResult {
+                machine: t.machine.to_string(),
+                description: check.description.clone(),
+                error: result.err(),
+            }
         })
     });
     let results = futures::future::join_all(jobs).await;
-    let mut failures: BTreeMap<String, Vec<CheckFailure>> = BTreeMap::new();
-    for (machine, description, result) in results {
-        if let Err(error) = result {
-            let failure = CheckFailure { description, error };
+    for r in &results {
+        if let Some(error) = &r.error {
             sink.emit(Event::Log {
                 phase: Phase::HealthCheck,
-                machine: Some(machine.clone()),
-                line: failure.to_string(),
+                machine: Some(r.machine.clone()),
+                line: format!("{}: {error}", r.description),
             });
-            failures.entry(machine).or_default().push(failure);
         }
     }
-    failures
+    results
+}
+
+/// The checks that failed, per machine.
+pub fn failures(results: Vec<CheckResult>) -> BTreeMap<String, Vec<CheckFailure>> {
+    let mut out: BTreeMap<String, Vec<CheckFailure>> = BTreeMap::new();
+    for r in results {
+        if let Some(error) = r.error {
+            let failure = CheckFailure { description: r.description, error };
+            out.entry(r.machine).or_default().push(failure);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -284,6 +339,60 @@ mod tests {
         assert_eq!(message(1, "bad"), Err("exit status 1, expected 0".into()));
         assert_eq!(message(0, "nope"), Err("stdout does not include \"ok\"".into()));
         assert_eq!(message(0, "ok but bad"), Err("stdout includes \"bad\"".into()));
+    }
+
+    /// `carrier health-check`'s path: checks run where they belong (machine commands on
+    /// the target, builder commands here), every outcome comes back in order, and an
+    /// unreachable host fails its checks with the connection error.
+    #[tokio::test(start_paused = true)]
+    async fn every_check_reports_its_outcome_without_a_deploy() {
+        use crate::remote::fake::{FakeHost, FakeHosts, Reply};
+        let (a, b) = (FakeHost::new("a.lab"), FakeHost::new("b.lab"));
+        a.reply("check-a", [Reply::ok("ok")]);
+        b.unreachable();
+        let hosts = FakeHosts::new(&[&a, &b]);
+        hosts.local().reply("check-here", [Reply::ok("ok but bad")]);
+        let remote = |argv: &str| Check {
+            description: argv.into(),
+            ..check(CheckKind::Remote(vec![argv.into()]))
+        };
+        let a_checks = [
+            remote("check-a"),
+            Check {
+                description: "here".into(),
+                ..check(CheckKind::Local(vec!["check-here".into()]))
+            },
+        ];
+        let b_checks = [remote("check-b")];
+        let machines = [
+            MachineChecks { machine: "a", host: "a.lab", port: 22, checks: &a_checks },
+            MachineChecks { machine: "b", host: "b.lab", port: 22, checks: &b_checks },
+        ];
+        let sink = crate::events::Recorder::default();
+        let results = run_all(&machines, &hosts, 1, &sink).await;
+        let text: Vec<(&str, &str, Option<String>)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r.machine.as_str(),
+                    r.description.as_str(),
+                    r.error.as_ref().map(|e| e.to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            text,
+            [
+                ("a", "check-a", None),
+                ("a", "here", Some("stdout includes \"bad\"".into())),
+                ("b", "check-b", Some("cannot connect to b.lab: Connection refused".into())),
+            ]
+        );
+        assert_eq!(a.logged("check"), ["check-a"]);
+        assert_eq!(hosts.local().logged("check"), ["check-here", "check-here"], "retried once");
+        let failed = failures(results);
+        assert_eq!(failed.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(sink.events().len(), 2, "one log line per failure");
     }
 
     #[test]

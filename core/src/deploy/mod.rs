@@ -35,6 +35,9 @@ pub struct DeployOptions {
     pub one_by_one: bool,
     pub copy_only: bool,
     pub dry_activate_first: bool,
+    /// Ask the sink ([`EventSink::confirm`]) before each machine's copy, activation (or
+    /// carried profile) and reboot; a machine declined goes no further (`--interactive`).
+    pub interactive: bool,
     /// `Some(true)`/`Some(false)` force auto-rollback on or off; `None` follows each
     /// machine's `autoRollback.enable`.
     pub auto_rollback: Option<bool>,
@@ -78,6 +81,7 @@ impl Default for DeployOptions {
             one_by_one: false,
             copy_only: false,
             dry_activate_first: false,
+            interactive: false,
             auto_rollback: None,
             health_checks: true,
             keep_going: false,
@@ -107,6 +111,9 @@ pub enum MachineState {
     },
     /// Not attempted because the run stopped after another machine failed.
     NotAttempted { reason: String },
+    /// The operator declined the machine's step in `phase` (`--interactive`); it went no
+    /// further (declined at activation: copied only).
+    Declined { phase: Phase },
 }
 
 /// Why a machine failed.
@@ -280,6 +287,9 @@ pub async fn run_on<H: Hosts>(
 
 const STOPPED: &str = "the run stopped after a failure";
 
+/// Health checks running at the same time during a deploy (upstream's default `-j`).
+const HEALTH_CHECK_JOBS: usize = 5;
+
 /// One run: where it sends events, and where each machine stands so far.
 struct Run<'a, H> {
     opts: &'a DeployOptions,
@@ -352,8 +362,11 @@ impl<H: Hosts> Run<'_, H> {
         pending
     }
 
-    /// Copies the closures; returns the targets copied, in their order.
+    /// Copies the closures; returns the targets copied, in their order. Interactive:
+    /// each machine is asked for first, then the confirmed ones are copied.
     async fn copy<'t>(&mut self, pending: &[&'t Target]) -> Vec<&'t Target> {
+        let pending = self.confirmed(Phase::Copy, pending);
+        let pending = pending.as_slice();
         let order = plan::copy_order(pending);
         self.sink.emit(Event::PhaseStarted { phase: Phase::Copy, machines: order.len() });
         let opts = self.opts;
@@ -395,9 +408,17 @@ impl<H: Hosts> Run<'_, H> {
     async fn activate(&mut self, ready: &[&Target]) {
         let order = plan::activation_order(ready);
         self.sink.emit(Event::PhaseStarted { phase: Phase::Activate, machines: order.len() });
+        let phase_of = |t: &Target| match t.carrier() {
+            Some(_) => Phase::CarriedProfile,
+            None => Phase::Activate,
+        };
         let mut stopped = false;
         let mut carried_by: Vec<(&str, Vec<&Target>)> = Vec::new();
         for t in order {
+            let asked = t.carrier().is_none() || self.opts.action == Action::Switch;
+            if asked && !stopped && self.declines(phase_of(t), t) {
+                continue;
+            }
             match t.carrier() {
                 Some(carrier) if self.opts.action == Action::Switch => {
                     match carried_by.iter_mut().find(|(c, _)| *c == carrier) {
@@ -530,6 +551,10 @@ impl<H: Hosts> Run<'_, H> {
                 self.not_attempted(t, STOPPED);
                 continue;
             }
+            if self.opts.interactive && !self.sink.confirm(Phase::Reboot, &t.machine) {
+                self.skip_reboot(t, format!("Skipping reboot of {}: declined", t.machine));
+                continue;
+            }
             let result = match self.hosts.open(&t.host, t.port).await {
                 Ok(host) => {
                     reboot::reboot(self.hosts, (&t.host, t.port), &*host, self.opts.wait_online)
@@ -591,7 +616,17 @@ impl<H: Hosts> Run<'_, H> {
             return;
         }
         self.sink.emit(Event::PhaseStarted { phase: Phase::HealthCheck, machines: deployed.len() });
-        let mut failures = health::run_all(&deployed, self.hosts, self.sink).await;
+        let checked: Vec<health::MachineChecks> = deployed
+            .iter()
+            .map(|t| health::MachineChecks {
+                machine: &t.machine,
+                host: &t.host,
+                port: t.port,
+                checks: &t.checks,
+            })
+            .collect();
+        let results = health::run_all(&checked, self.hosts, HEALTH_CHECK_JOBS, self.sink).await;
+        let mut failures = health::failures(results);
         for t in deployed {
             match failures.remove(&t.machine) {
                 None => self.finish(Phase::HealthCheck, t, MachineState::Deployed),
@@ -637,6 +672,7 @@ impl<H: Hosts> Run<'_, H> {
                 reason: format!("already using target generation {}", t.artifact.generation),
             },
             MachineState::NotAttempted { reason } => Outcome::Skipped { reason: reason.clone() },
+            MachineState::Declined { .. } => Outcome::Skipped { reason: "declined".into() },
             MachineState::Failed { error, .. } => Outcome::Failed { error: error.to_string() },
         };
         self.sink.emit(Event::MachineFinished { phase, machine: t.machine.clone(), outcome });
@@ -661,6 +697,21 @@ impl<H: Hosts> Run<'_, H> {
             self.fail(phase, t, error.clone(), changed(i));
         }
         false
+    }
+
+    /// With `interactive`, whether the operator declines `t`'s step in `phase` (then
+    /// recorded as declined); never without.
+    fn declines(&mut self, phase: Phase, t: &Target) -> bool {
+        if !self.opts.interactive || self.sink.confirm(phase, &t.machine) {
+            return false;
+        }
+        self.finish(phase, t, MachineState::Declined { phase });
+        true
+    }
+
+    /// The targets the operator confirms for `phase` (all without `interactive`).
+    fn confirmed<'t>(&mut self, phase: Phase, targets: &[&'t Target]) -> Vec<&'t Target> {
+        targets.iter().copied().filter(|t| !self.declines(phase, t)).collect()
     }
 
     /// Recorded without an event: the machine had no step.

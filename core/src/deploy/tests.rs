@@ -649,3 +649,73 @@ async fn keep_going_goes_on_one_by_one_after_failed_health_checks_only() {
     let (report, _) = deploy(&targets, &opts, &[&node1, &node2]).await;
     assert_eq!(not_attempted(&report, "node2"), STOPPED);
 }
+
+/// Answers an interactive deploy's questions from a script and records them.
+struct Operator {
+    declines: Vec<(Phase, &'static str)>,
+    asked: std::sync::Mutex<Vec<(Phase, String)>>,
+}
+
+impl EventSink for Operator {
+    fn emit(&self, _: Event) {}
+
+    fn confirm(&self, phase: Phase, machine: &str) -> bool {
+        self.asked.lock().unwrap().push((phase, machine.to_string()));
+        !self.declines.contains(&(phase, machine))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn interactive_asks_before_each_step_and_a_declined_machine_goes_no_further() {
+    let (a, b, c) = (host_on_a("a"), host_on_a("b"), host_on_a("c"));
+    let pxe = FakeHost::new("pxe.lab");
+    let operator = Operator {
+        declines: vec![(Phase::Copy, "b"), (Phase::Activate, "c")],
+        asked: Default::default(),
+    };
+    let opts = DeployOptions { interactive: true, ..DeployOptions::default() };
+    let targets = [standalone("a"), standalone("b"), standalone("c"), carried("pxe", "n1")];
+    let hosts = FakeHosts::new(&[&a, &b, &c, &pxe]);
+    let report = run_on(&targets, &opts, hosts, &operator).await;
+
+    assert!(matches!(state(&report, "a"), MachineState::Deployed));
+    assert!(matches!(state(&report, "b"), MachineState::Declined { phase: Phase::Copy }));
+    assert!(matches!(state(&report, "c"), MachineState::Declined { phase: Phase::Activate }));
+    assert!(matches!(state(&report, "pxe#n1"), MachineState::Deployed));
+    assert!(report.success(), "declining is the operator's choice, not a failure");
+    assert_eq!(b.logged("copy"), Vec::<String>::new(), "b is not copied to");
+    assert_eq!(c.logged("copy").len(), 1, "c is copied");
+    assert_eq!(c.link_of(CURRENT).as_deref(), Some("/nix/store/c-a"), "c is not activated");
+    assert_eq!(
+        *operator.asked.lock().unwrap(),
+        [
+            (Phase::Copy, "a".to_string()),
+            (Phase::Copy, "b".into()),
+            (Phase::Copy, "c".into()),
+            (Phase::Copy, "pxe#n1".into()),
+            (Phase::Activate, "a".into()),
+            (Phase::Activate, "c".into()),
+            (Phase::CarriedProfile, "pxe#n1".into()),
+        ]
+    );
+
+    // a sink that cannot ask deploys nothing interactively
+    let a = host_on_a("a");
+    let (report, _) = deploy(&[standalone("a")], &opts, &[&a]).await;
+    assert!(matches!(state(&report, "a"), MachineState::Declined { phase: Phase::Copy }));
+    assert_eq!(a.logged("copy"), Vec::<String>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn interactive_reboots_only_what_the_operator_confirms() {
+    let (a, b) = (rebooting_host("a"), rebooting_host("b"));
+    let operator = Operator { declines: vec![(Phase::Reboot, "b")], asked: Default::default() };
+    let opts = DeployOptions { interactive: true, ..reboot_opts(WaitOnline::default()) };
+    let report =
+        run_on(&[standalone("a"), standalone("b")], &opts, FakeHosts::new(&[&a, &b]), &operator)
+            .await;
+    assert!(report.success(), "{report:?}");
+    assert_eq!(a.logged("reboot"), ["reboot"]);
+    assert_eq!(b.logged("reboot"), Vec::<String>::new(), "declined");
+    assert!(operator.asked.lock().unwrap().contains(&(Phase::Reboot, "b".to_string())));
+}

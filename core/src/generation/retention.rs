@@ -6,7 +6,6 @@ use std::path::Path;
 
 use super::GenerationError;
 use crate::cluster::{GenerationLimits, HostGenerationLimits, Machine};
-use crate::nix;
 
 /// Resolved limits for one machine and one kind of generations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,39 +58,13 @@ impl Default for Settings {
     }
 }
 
-/// `confctl.*` as `eval-settings.nix` prints it.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SettingsJson {
-    build_generations: Limits,
-    host_generations: HostSettingsJson,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HostSettingsJson {
-    #[serde(flatten)]
-    limits: Limits,
-    collect_garbage: bool,
-}
-
 impl Settings {
     /// Evaluates the configuration's settings: upstream's defaults, overridden by
     /// `<conf_dir>/configs/confctl.nix` where it exists.
     pub fn load(conf_dir: &ConfDir, cache_dir: &Path) -> Result<Settings, GenerationError> {
-        let failed =
-            |source| GenerationError::Settings { conf_dir: conf_dir.path().to_path_buf(), source };
-        let evaluator = nix::materialize_evaluator(cache_dir).map_err(failed)?;
-        let conf = conf_dir.path().display().to_string();
-        let argv = nix::eval_json_argv(&evaluator.join("eval-settings.nix"), &[("confDir", &conf)]);
-        let out = nix::run(&argv).map_err(failed)?;
-        let json: SettingsJson = serde_json::from_slice(&out)
-            .map_err(|e| failed(nix::NixError::Failed { message: e.to_string() }))?;
-        Ok(Settings {
-            build_generations: json.build_generations,
-            host_generations: json.host_generations.limits,
-            collect_garbage: json.host_generations.collect_garbage,
-        })
+        let all = crate::settings::ConfctlSettings::load(conf_dir, cache_dir)
+            .map_err(|e| GenerationError::Settings { conf_dir: e.conf_dir, source: e.source })?;
+        Ok(all.generations)
     }
 
     pub fn build_limits(&self, m: &Machine) -> Limits {

@@ -283,6 +283,24 @@ impl Host for FakeHost {
         self.exec(argv, Some(limit)).await
     }
 
+    /// Logs `argv` and then `<<< input`; `cat` answers its input.
+    async fn output_with_input(
+        &self,
+        argv: &[&str],
+        input: &[u8],
+        limit: Duration,
+    ) -> Result<Output, HostError> {
+        let input = String::from_utf8_lossy(input).into_owned();
+        if argv == ["cat"] {
+            let line = format!("cat <<< {input}");
+            self.state().log.push(line);
+            return Ok(output_of(0, &input));
+        }
+        let out = self.exec(argv, Some(limit)).await;
+        self.state().log.push(format!("<<< {input}"));
+        out
+    }
+
     async fn output_unbounded(&self, argv: &[&str]) -> Result<Output, HostError> {
         self.exec(argv, None).await
     }

@@ -11,6 +11,7 @@ use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod command;
 pub mod probe;
 pub mod ssh;
 
@@ -43,6 +44,44 @@ pub enum HostError {
     CopyTimedOut { host: String, secs: u64 },
 }
 
+/// A machine and the host it is reached at directly (its ssh target and port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub machine: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why a machine is not reached directly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReachable {
+    #[error(
+        "{machine} is a carried machine without a host of its own (host.target is null): it is reached only through its carrier {carrier}"
+    )]
+    CarriedWithoutHost { machine: String, carrier: String },
+    #[error("{0} has no ssh target (host.target is null)")]
+    NoTarget(String),
+}
+
+impl Destination {
+    /// Where `m` itself answers: its ssh target; a carried machine only by a host of its
+    /// own (`host.target` of the netbooted machine), never through its carrier.
+    pub fn of(m: &crate::cluster::Machine) -> Result<Destination, NotReachable> {
+        let host = match &m.carrier {
+            Some(carrier) => {
+                m.meta_config.host.as_ref().and_then(|h| h.target.as_deref()).ok_or_else(|| {
+                    NotReachable::CarriedWithoutHost {
+                        machine: m.name.clone(),
+                        carrier: carrier.clone(),
+                    }
+                })?
+            }
+            None => m.target_host().ok_or_else(|| NotReachable::NoTarget(m.name.clone()))?,
+        };
+        Ok(Destination { machine: m.name.clone(), host: host.to_string(), port: m.target_port() })
+    }
+}
+
 /// What a closure copy reports while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CopyEvent {
@@ -67,6 +106,14 @@ pub trait Host: Send + Sync {
     fn output_within(
         &self,
         argv: &[&str],
+        limit: Duration,
+    ) -> impl Future<Output = Result<Output, HostError>> + Send;
+
+    /// [`Host::output_within`] with `input` on the command's standard input.
+    fn output_with_input(
+        &self,
+        argv: &[&str],
+        input: &[u8],
         limit: Duration,
     ) -> impl Future<Output = Result<Output, HostError>> + Send;
 
@@ -239,6 +286,39 @@ pub fn failure_message(out: &Output) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Spin;
+    use crate::cluster::model::tests::machine;
+
+    #[test]
+    fn carried_machines_are_reached_at_their_own_host_only() {
+        let mut node = machine("node1", Spin::Nixos);
+        node.meta_config.host = Some(crate::cluster::Host {
+            name: None,
+            location: None,
+            domain: None,
+            full_domain: None,
+            fqdn: None,
+            target: Some("node1.lab".into()),
+            port: 2222,
+        });
+        let reached = Destination::of(&node).unwrap();
+        assert_eq!((reached.host.as_str(), reached.port), ("node1.lab", 2222));
+
+        let mut carried = node.clone();
+        carried.name = "pxe#node1".into();
+        carried.carrier = Some("pxe".into());
+        assert_eq!(Destination::of(&carried).unwrap().host, "node1.lab");
+        carried.meta_config.host = None;
+        assert_eq!(
+            Destination::of(&carried).unwrap_err().to_string(),
+            "pxe#node1 is a carried machine without a host of its own (host.target is null): it is reached only through its carrier pxe"
+        );
+        node.meta_config.host.as_mut().unwrap().target = None;
+        assert_eq!(
+            Destination::of(&node).unwrap_err().to_string(),
+            "node1 has no ssh target (host.target is null)"
+        );
+    }
 
     #[test]
     fn the_activation_lock_takes_its_inputs_as_arguments() {

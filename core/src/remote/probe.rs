@@ -3,19 +3,11 @@
 
 use std::time::Duration;
 
-use super::{Host, HostError, Hosts};
-
-/// One host to reach: the machine's name, its ssh target and port.
-#[derive(Debug, Clone)]
-pub struct Probe {
-    pub machine: String,
-    pub host: String,
-    pub port: u16,
-}
+use super::{Destination, Host, HostError, Hosts};
 
 /// Each machine with its host's uptime in seconds, or why it could not be read.
 pub async fn probe_all<H: Hosts>(
-    probes: &[Probe],
+    probes: &[Destination],
     hosts: &H,
     limit: Duration,
 ) -> Vec<(String, Result<f64, HostError>)> {
@@ -41,8 +33,8 @@ mod tests {
         up.file("/proc/uptime", "12.50 20.00\n");
         down.unreachable();
         hung.reply("cat /proc/uptime", [Reply::Hang]);
-        let probes: Vec<Probe> = ["up", "down", "hung"]
-            .map(|m| Probe { machine: m.into(), host: format!("{m}.lab"), port: 22 })
+        let probes: Vec<Destination> = ["up", "down", "hung"]
+            .map(|m| Destination { machine: m.into(), host: format!("{m}.lab"), port: 22 })
             .to_vec();
         let hosts = FakeHosts::new(&[&up, &down, &hung]);
         let results = probe_all(&probes, &hosts, Duration::from_secs(3)).await;

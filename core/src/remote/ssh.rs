@@ -56,7 +56,14 @@ impl Remote {
         Remote { conn: Conn::Local, command_timeout }
     }
 
-    async fn spawn_output(&self, argv: &[&str], shown: &[&str]) -> Result<Output, HostError> {
+    /// Runs `argv` (shown as `shown` in errors), with `input` on its standard input
+    /// (written while the output is read, so neither side waits for the other).
+    async fn spawn_output(
+        &self,
+        argv: &[&str],
+        shown: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<Output, HostError> {
         let (program, args) = argv.split_first().expect("argv has a program");
         let err = |message: String| HostError::Run {
             host: self.name().to_string(),
@@ -64,19 +71,78 @@ impl Remote {
             message,
         };
         match &self.conn {
-            Conn::Ssh { session, .. } => session
-                .command(*program)
-                .args(args.iter().copied())
-                .output()
-                .await
-                .map_err(|e| err(e.to_string())),
-            Conn::Local => tokio::process::Command::new(program)
-                .args(args)
-                .kill_on_drop(true)
-                .output()
-                .await
-                .map_err(|e| err(e.to_string())),
+            Conn::Ssh { session, .. } => {
+                let mut cmd = session.command(*program);
+                cmd.args(args.iter().copied());
+                let Some(_) = input else {
+                    return cmd.output().await.map_err(|e| err(e.to_string()));
+                };
+                let mut child = cmd
+                    .stdin(openssh::Stdio::piped())
+                    .stdout(openssh::Stdio::piped())
+                    .stderr(openssh::Stdio::piped())
+                    .spawn()
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                let stdin = child.stdin().take();
+                let (_, out) = tokio::join!(feed(stdin, input), child.wait_with_output());
+                out.map_err(|e| err(e.to_string()))
+            }
+            Conn::Local => {
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args).kill_on_drop(true);
+                let Some(_) = input else {
+                    return cmd.output().await.map_err(|e| err(e.to_string()));
+                };
+                let mut child = cmd
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| err(e.to_string()))?;
+                let stdin = child.stdin.take();
+                let (_, out) = tokio::join!(feed(stdin, input), child.wait_with_output());
+                out.map_err(|e| err(e.to_string()))
+            }
         }
+    }
+
+    /// Runs `argv` under `timeout`: killed on the host when `limit` passes (whole
+    /// seconds, rounded up).
+    async fn timed_output(
+        &self,
+        argv: &[&str],
+        input: Option<&[u8]>,
+        limit: Duration,
+    ) -> Result<Output, HostError> {
+        let secs = limit.as_secs_f64().ceil().max(1.0) as u64;
+        let (secs_s, grace_s) = (secs.to_string(), KILL_GRACE.as_secs().to_string());
+        let mut wrapped = vec!["timeout", "-k", &grace_s, &secs_s];
+        wrapped.extend_from_slice(argv);
+        let started = Instant::now();
+        let answer = Duration::from_secs(secs) + KILL_GRACE + ANSWER_GRACE;
+        let run = self.spawn_output(&wrapped, argv, input);
+        let out = match tokio::time::timeout(answer, run).await {
+            Ok(out) => out?,
+            Err(_) => {
+                return Err(HostError::NoAnswer {
+                    host: self.name().into(),
+                    command: argv.join(" "),
+                    secs,
+                });
+            }
+        };
+        // 124: timeout's SIGTERM ended it; 137: the SIGKILL after the grace did
+        let killed = matches!(out.status.code(), Some(124 | 137))
+            && started.elapsed() >= Duration::from_secs(secs);
+        if killed {
+            return Err(HostError::TimedOut {
+                host: self.name().into(),
+                command: argv.join(" "),
+                secs,
+            });
+        }
+        Ok(out)
     }
 
     async fn copy(
@@ -247,40 +313,21 @@ impl Host for Remote {
         self.command_timeout
     }
 
-    /// Runs `argv` under `timeout`: killed on the host when `limit` passes (whole
-    /// seconds, rounded up).
     async fn output_within(&self, argv: &[&str], limit: Duration) -> Result<Output, HostError> {
-        let secs = limit.as_secs_f64().ceil().max(1.0) as u64;
-        let (secs_s, grace_s) = (secs.to_string(), KILL_GRACE.as_secs().to_string());
-        let mut wrapped = vec!["timeout", "-k", &grace_s, &secs_s];
-        wrapped.extend_from_slice(argv);
-        let started = Instant::now();
-        let answer = Duration::from_secs(secs) + KILL_GRACE + ANSWER_GRACE;
-        let out = match tokio::time::timeout(answer, self.spawn_output(&wrapped, argv)).await {
-            Ok(out) => out?,
-            Err(_) => {
-                return Err(HostError::NoAnswer {
-                    host: self.name().into(),
-                    command: argv.join(" "),
-                    secs,
-                });
-            }
-        };
-        // 124: timeout's SIGTERM ended it; 137: the SIGKILL after the grace did
-        let killed = matches!(out.status.code(), Some(124 | 137))
-            && started.elapsed() >= Duration::from_secs(secs);
-        if killed {
-            return Err(HostError::TimedOut {
-                host: self.name().into(),
-                command: argv.join(" "),
-                secs,
-            });
-        }
-        Ok(out)
+        self.timed_output(argv, None, limit).await
+    }
+
+    async fn output_with_input(
+        &self,
+        argv: &[&str],
+        input: &[u8],
+        limit: Duration,
+    ) -> Result<Output, HostError> {
+        self.timed_output(argv, Some(input), limit).await
     }
 
     async fn output_unbounded(&self, argv: &[&str]) -> Result<Output, HostError> {
-        self.spawn_output(argv, argv).await
+        self.spawn_output(argv, argv, None).await
     }
 
     /// `nix-copy-closure --to <host>` through this connection (`NIX_SSHOPTS`), killed
@@ -306,6 +353,14 @@ impl Host for Remote {
         on_wait: &(dyn Fn(String) + Sync),
     ) -> impl Future<Output = Result<HostLock<'a>, HostError>> + Send {
         self.take_lock(who, wait, on_wait)
+    }
+}
+
+/// Writes `input` to a command's standard input, then closes it.
+async fn feed<W: tokio::io::AsyncWrite + Unpin>(stdin: Option<W>, input: Option<&[u8]>) {
+    if let (Some(mut stdin), Some(input)) = (stdin, input) {
+        // a command that does not read all of it closes the pipe: not an error
+        let _ = tokio::io::AsyncWriteExt::write_all(&mut stdin, input).await;
     }
 }
 
@@ -469,6 +524,25 @@ impl Hosts for Connections {
     }
 }
 
+/// The system `ssh` argv of an interactive session on `host` (`carrier ssh <machine>`),
+/// with what carrier's own connections use: the same ssh_config, user root, strict
+/// host key checking.
+pub fn interactive_argv(settings: &SshSettings, host: &str, port: u16) -> Vec<String> {
+    let mut argv = vec!["ssh".to_string()];
+    if let Some(cfg) = &settings.config_file {
+        argv.extend(["-F".to_string(), cfg.display().to_string()]);
+    }
+    argv.extend(["-o", "StrictHostKeyChecking=yes", "-l", "root"].map(String::from));
+    if let Some(t) = settings.connect_timeout {
+        argv.extend(["-o".to_string(), format!("ConnectTimeout={}", t.as_secs().max(1))]);
+    }
+    if port != 22 {
+        argv.extend(["-p".to_string(), port.to_string()]);
+    }
+    argv.extend(["--".to_string(), host.to_string()]);
+    argv
+}
+
 /// openssh reports the master's stderr; a changed host key is called out explicitly.
 fn connect_message(e: &openssh::Error) -> String {
     let text =
@@ -485,6 +559,45 @@ fn connect_message(e: &openssh::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interactive_session_checks_host_keys_with_the_same_config() {
+        let settings = SshSettings {
+            config_file: Some("/lab/ssh_config".into()),
+            connect_timeout: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(
+            interactive_argv(&settings, "-oProxyCommand=x", 2222),
+            [
+                "ssh",
+                "-F",
+                "/lab/ssh_config",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-l",
+                "root",
+                "-o",
+                "ConnectTimeout=3",
+                "-p",
+                "2222",
+                "--",
+                "-oProxyCommand=x"
+            ]
+        );
+        assert_eq!(
+            interactive_argv(&SshSettings::default(), "node1", 22),
+            ["ssh", "-o", "StrictHostKeyChecking=yes", "-l", "root", "--", "node1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_local_command_with_input_reads_it() {
+        let out = Remote::local(Duration::from_secs(5))
+            .output_with_input(&["cat"], b"carried\n", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, b"carried\n");
+    }
 
     #[tokio::test]
     async fn a_local_command_past_its_deadline_is_killed_and_reported() {
