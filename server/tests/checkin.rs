@@ -133,3 +133,17 @@ async fn bad_bodies_are_refused_naming_the_field() {
     }
     assert!(h.store.latest_checkins().await.unwrap().is_empty(), "nothing recorded");
 }
+
+/// The token travels in the kernel command line the machine reports; the record keeps the
+/// command line without it (whoever reads the records could check in as the machine).
+#[tokio::test]
+async fn the_recorded_command_line_has_no_token() {
+    let h = harness().await;
+    let t = token(PXE, "pxe", "node1");
+    let mut b = body("node1", 2);
+    b["cmdline"] = json!(format!("init=/x carrier.token={t} carrier.generation=2"));
+    let (status, text) = post(&h, Some(&t), &b).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    let latest = h.store.latest_checkins().await.unwrap();
+    assert_eq!(latest[0].cmdline, "init=/x carrier.token=(redacted) carrier.generation=2");
+}
