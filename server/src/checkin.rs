@@ -1,13 +1,18 @@
 //! `POST /api/checkin`: a netbooted machine reports what it booted. Authenticated by the
 //! machine's token (HMAC of its carrier's secret, `carrier_core::checkin`), checked in
-//! constant time; refused reports are recorded nowhere. Design: docs/status.md, "Booted".
+//! constant time; rate-limited per source address (the sign-in limiter's sliding window);
+//! refused reports are recorded nowhere. Design: docs/status.md, "Booted".
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
 
+use app::services::sign_in_limit::{RetryAfter, SignInLimiter};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use carrier_core::carrier::netboot::model::check_word;
 use carrier_core::checkin::{CheckinError, Secret};
@@ -19,12 +24,19 @@ pub const BODY_MAX: usize = 4096;
 /// The longest kernel command line accepted.
 pub const CMDLINE_MAX: usize = 2048;
 
-/// What the route needs: where to record, and where each carrier's secret lies
-/// (`<secrets>/<carrier>.secret`).
+/// What the route needs: where to record, where each carrier's secret lies
+/// (`<secrets>/<carrier>.secret`), and the counts of recent check-ins per address.
 #[derive(Clone)]
 pub struct CheckinState {
     pub store: Store,
     pub secrets: PathBuf,
+    limiter: Arc<SignInLimiter>,
+}
+
+impl CheckinState {
+    pub fn new(store: Store, secrets: PathBuf) -> CheckinState {
+        CheckinState { store, secrets, limiter: Arc::default() }
+    }
 }
 
 /// The directory of the carriers' secrets in a configuration directory.
@@ -52,31 +64,58 @@ fn answer(status: StatusCode, text: impl Into<String>) -> Answer {
     (status, text.into())
 }
 
-async fn checkin(State(state): State<CheckinState>, request: Request) -> Answer {
-    let source = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+/// The rate limit, with the sign-in limiter's rules (docs/status.md): every check-in
+/// counts against its source address (`PER_ADDRESS` in the window) and against the
+/// address and the machine it names together (`PER_ACCOUNT`); over either, 429 before the
+/// token is looked at. A body that is not valid counts under one name for all of them.
+async fn checkin(State(state): State<CheckinState>, request: Request) -> Response {
+    let address = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let source = address.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let address = address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     let token = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
-    let Some(token) = token else {
-        return answer(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>\n");
+    let body = match axum::body::to_bytes(request.into_body(), BODY_MAX).await {
+        Ok(bytes) => serde_json::from_slice::<Body>(&bytes)
+            .map_err(|e| answer(StatusCode::BAD_REQUEST, format!("invalid body: {e}\n")))
+            .and_then(|b| match check(&b) {
+                Ok(()) => Ok(b),
+                Err(message) => Err(answer(StatusCode::BAD_REQUEST, format!("{message}\n"))),
+            }),
+        Err(_) => Err(answer(StatusCode::PAYLOAD_TOO_LARGE, "body over 4096 bytes\n")),
     };
-    let bytes = match axum::body::to_bytes(request.into_body(), BODY_MAX).await {
-        Ok(b) => b,
-        Err(_) => return answer(StatusCode::PAYLOAD_TOO_LARGE, "body over 4096 bytes\n"),
+    let named = match &body {
+        Ok(b) => format!("{address} {}/{}", b.carrier, b.machine),
+        Err(_) => format!("{address} (invalid)"),
     };
-    let body: Body = match serde_json::from_slice(&bytes) {
-        Ok(b) => b,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("invalid body: {e}\n")),
-    };
-    if let Err(message) = check(&body) {
-        return answer(StatusCode::BAD_REQUEST, format!("{message}\n"));
+    let now = Instant::now();
+    if let Err(RetryAfter(wait)) = state.limiter.check(&named, address, now) {
+        tracing::warn!("check-in from {source} over the rate limit");
+        let text = format!("too many check-ins from {source}; retry in {} s\n", wait.as_secs());
+        let retry = [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())];
+        return (StatusCode::TOO_MANY_REQUESTS, retry, text).into_response();
     }
+    // the limiter counts what it is told: here every check-in, accepted or not
+    state.limiter.failed(&named, address, now);
+    let Some(token) = token else {
+        return answer(StatusCode::UNAUTHORIZED, "missing Authorization: Bearer <token>\n")
+            .into_response();
+    };
+    match body {
+        Ok(body) => verify_and_record(&state, body, &token, source).await.into_response(),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+async fn verify_and_record(
+    state: &CheckinState,
+    body: Body,
+    token: &str,
+    source: String,
+) -> Answer {
     let secret = match Secret::read(&state.secrets.join(format!("{}.secret", body.carrier))) {
         Ok(s) => s,
         // an unknown carrier answers as a wrong token: carrier names cannot be probed
@@ -88,7 +127,7 @@ async fn checkin(State(state): State<CheckinState>, request: Request) -> Answer 
             return answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
         }
     };
-    if !secret.verify(&body.carrier, &body.machine, &token) {
+    if !secret.verify(&body.carrier, &body.machine, token) {
         tracing::warn!("refused check-in for {} on {} from {source}", body.machine, body.carrier);
         return answer(StatusCode::FORBIDDEN, "forbidden\n");
     }
@@ -97,7 +136,7 @@ async fn checkin(State(state): State<CheckinState>, request: Request) -> Answer 
         machine: body.machine,
         generation: body.generation,
         mac: body.mac.to_ascii_lowercase(),
-        cmdline: body.cmdline,
+        cmdline: without_token(&body.cmdline),
         source,
     };
     match state.store.record_checkin(&record).await {
@@ -107,6 +146,16 @@ async fn checkin(State(state): State<CheckinState>, request: Request) -> Answer 
             answer(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
         }
     }
+}
+
+/// The command line as recorded: the token parameter's value replaced, so that whoever
+/// reads the records cannot check in as the machine.
+fn without_token(cmdline: &str) -> String {
+    cmdline
+        .split(' ')
+        .map(|p| if p.starts_with("carrier.token=") { "carrier.token=(redacted)" } else { p })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Each field's rules; the error names the field.

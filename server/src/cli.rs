@@ -396,6 +396,12 @@ pub enum LabCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Reboot a lab host: restart its sshd with its uptime starting at zero (what the
+    /// host's own `reboot` runs).
+    Reboot {
+        /// The host's alias (its ssh target).
+        alias: String,
+    },
 }
 
 #[derive(Args)]

@@ -1,4 +1,4 @@
-//! `carrier lab up|down|status`: simulated hosts for real deploys (carrier_core::lab,
+//! `carrier lab up|down|status|reboot`: simulated hosts for real deploys (carrier_core::lab,
 //! docs/lab.md).
 
 use std::path::PathBuf;
@@ -19,6 +19,11 @@ pub fn run(global: &GlobalArgs, args: LabArgs) -> anyhow::Result<ExitCode> {
         LabCommand::Up => up(global, args.dir),
         LabCommand::Down { purge } => down(lab_dir(args.dir)?, purge),
         LabCommand::Status { json } => status(lab_dir(args.dir)?, json),
+        LabCommand::Reboot { alias } => {
+            let host = lab::reboot(&lab_dir(args.dir)?, &alias)?;
+            eprintln!("{alias}: rebooted (sshd pid {}, reboot {})", host.pid, host.reboots);
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -107,6 +112,7 @@ mod tests {
             pid: 123,
             alive,
             carrier,
+            reboots: 0,
         };
         assert_eq!(
             table(&[h("node1.lab", true, false), h("pxe.lab", false, true)]),

@@ -140,10 +140,8 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     };
     let conf_dir = global.conf_dir()?;
     let db = carrier_storage::Store::open(&global.database_url()).await?;
-    let checkin = crate::checkin::CheckinState {
-        store: db.clone(),
-        secrets: crate::checkin::secrets_dir(conf_dir.path()),
-    };
+    let checkin =
+        crate::checkin::CheckinState::new(db.clone(), crate::checkin::secrets_dir(conf_dir.path()));
     let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db);
     // Evaluate once up front so configuration errors show in the log at start.
     if let Err(e) = service.load().await {

@@ -1,19 +1,26 @@
 //! confctl configurations deployed unchanged with `carrier deploy` to lab hosts (real
 //! sshd, real Nix): the carrier example of confctl's documentation (`examples/confctl-doc`,
 //! its files verbatim), then the carrier's netboot trees serving node1's dist to a QEMU
-//! PXE boot through real atftpd; a flake configuration (spec Appendix A); a lab host as
-//! a remote builder; and `carrier kexec-netboot` against the carrier's tree over HTTP.
+//! PXE boot through real atftpd; the same boot checking in with a real `carrier serve`
+//! (`carrier status` then shows what node1 booted); a flake configuration (spec Appendix
+//! A); a lab host as a remote builder; and `carrier kexec-netboot` against the carrier's
+//! tree over HTTP.
 
 #[path = "../../core/tests/common/mod.rs"]
 mod common;
 mod support;
 
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use support::cli::{Carrier, lab_ssh, ok, text};
-use support::netns::Lab;
+use support::fetch::http_post_json_in;
+use support::netns::{Lab, Peer};
 use support::nginx::{Nginx, NginxOptions};
+use support::processes::{Proc, command_in, wait_ready};
 use support::qemu::{BootSource, BootSpec, boot_expect};
 use support::tools::tools;
 
@@ -344,4 +351,184 @@ fn kexec_netboot_loads_the_chosen_generation() {
         "{}",
         text(&out)
     );
+}
+
+/// node1's ramdisk gets the kernel's NIC driver (`boot/modules`, modules/lab-kernel.nix),
+/// so it can check in.
+fn add_nic_driver(conf: &Path) {
+    let dest = conf.join("boot/modules");
+    std::fs::create_dir_all(&dest).unwrap();
+    for entry in std::fs::read_dir(tools().kernel_modules()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dest.join(entry.file_name())).unwrap();
+    }
+}
+
+/// The number of check-ins in the configuration's database, whatever they say.
+fn checkins_recorded(conf: &Path) -> i64 {
+    let url = carrier_storage::default_url(conf);
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let n = sqlx::query_scalar("SELECT COUNT(*) FROM checkins").fetch_one(&db).await.unwrap();
+        db.close().await;
+        n
+    })
+}
+
+/// `carrier serve` of `conf` in the network namespace `netns`, listening on `addr`
+/// (a non-loopback address: with a dashboard token); stopped (its PID) when dropped.
+fn serve_in(ex: &Example, netns: &str, addr: SocketAddr) -> Proc {
+    let state = ex.tmp.path().join("serve");
+    std::fs::create_dir_all(&state).unwrap();
+    let token = state.join("token");
+    std::fs::write(&token, "dashboard-token\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cmd = command_in(Some(netns), support::cli::binary());
+    cmd.arg("-C")
+        .arg(ex.conf())
+        .arg("--cache-dir")
+        .arg(ex.tmp.path().join("cache"))
+        .args(["serve", "--addr", &addr.to_string(), "--token-file"])
+        .arg(&token)
+        .arg("--site-root")
+        .arg(state.join("site"))
+        .env_remove("CARRIER_DATABASE_URL")
+        .env_remove("CARRIER_TOKEN")
+        .env_remove("CARRIER_TOKEN_FILE")
+        .env_remove("CARRIER_ADDR");
+    let mut server = Proc::spawn("carrier serve", cmd, &state.join("log")).unwrap();
+    let announced = format!(" on http://{addr}/");
+    let log = state.join("log");
+    wait_ready(&mut server, Duration::from_secs(120), || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&announced))
+    })
+    .unwrap();
+    server
+}
+
+/// The lab proof of check-ins: node1 PXE-boots (QEMU, real atftpd) the tree the carrier
+/// built from its carried profile after a real deploy, its ramdisk POSTs the check-in its
+/// kernel parameters carry to a real `carrier serve` in the test's network namespace, and
+/// `carrier status` says staged and booted; then staged but not booted after a newer
+/// generation is staged, booted older after a check-in of the old one; forged, borrowed
+/// and missing tokens are refused and recorded nowhere.
+#[test]
+fn a_pxe_booted_machine_checks_in_and_status_shows_what_it_booted() {
+    let ex = Example::up("examples/confctl-doc", |conf, _| {
+        add_kernel(conf);
+        add_nic_driver(conf);
+    });
+    let mut net = Lab::new().unwrap();
+    let host = net.link_host().unwrap();
+    let addr = SocketAddr::from((net.service_addr(), 3000));
+    let url = format!("http://{addr}/api/checkin");
+
+    // one secret, on both sides; the carrier's netboot.json gets its check-in section
+    let secret = ex.conf().join(".confctl/checkin/pxe-server.secret");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    ok(&ex.carrier(&["netboot", "checkin-secret", secret.to_str().unwrap()]));
+    let etc = ex.host_root("pxe-server.lab").join("etc/carrier");
+    std::fs::copy(&secret, etc.join("checkin.secret")).unwrap();
+    let netboot_json = etc.join("netboot.json");
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&netboot_json).unwrap()).unwrap();
+    config["checkin"] = serde_json::json!({
+        "url": url, "carrier": "pxe-server", "secretFile": etc.join("checkin.secret"),
+    });
+    std::fs::write(&netboot_json, config.to_string()).unwrap();
+    ok(&ex.carrier(&["deploy", "-y"]));
+    let _server = serve_in(&ex, net.server_netns(), addr);
+
+    // node1 boots generation 1 from the carrier's TFTP tree and checks in
+    let atftpd = net.start_atftpd(&ex.host_root("pxe-server.lab").join("srv/tftp")).unwrap();
+    let mut spec = BootSpec::new(BootSource::Url(atftpd.url("pxelinux.0")), NODE1_MAC);
+    spec.nic = "virtio-net-pci".into();
+    let (marker, log) = boot_expect(&spec, &[], "node1", 1).unwrap();
+    assert!(log.serial.contains("NETBOOT-CHECKIN: 204"), "{}", log.serial);
+    let token = marker
+        .cmdline
+        .split(' ')
+        .find_map(|p| p.strip_prefix("carrier.token="))
+        .unwrap_or_else(|| panic!("no token in {:?}", marker.cmdline))
+        .to_string();
+
+    let status = |expected: &str| {
+        let out = ok(&ex.carrier(&["status", "--json", "pxe-server#node1"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let m = v["machines"][0].clone();
+        assert_eq!(m["state"], expected, "{v}");
+        m
+    };
+    let m = status("staged");
+    assert_eq!(m["detail"], "staged and booted", "{m}");
+    let booted = &m["carried"]["booted"];
+    assert_eq!((booted["generation"].as_u64(), booted["mac"].as_str()), (Some(1), Some(NODE1_MAC)));
+    assert_eq!(booted["store_path"], m["carried"]["staged"]["store_path"], "{m}");
+    // what the database holds: one check-in, from the host's end of the link
+    let latest =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(
+            async {
+                let store = carrier_storage::Store::open(&carrier_storage::default_url(&ex.conf()))
+                    .await
+                    .unwrap();
+                let latest = store.latest_checkins().await.unwrap();
+                store.close().await;
+                latest
+            },
+        );
+    assert_eq!(latest.len(), 1, "{latest:?}");
+    let c = &latest[0];
+    assert_eq!((c.carrier.as_str(), c.machine.as_str(), c.generation), ("pxe-server", "node1", 1));
+    assert_eq!(c.source, host.addr.to_string());
+    let redacted = format!("carrier.token={token}");
+    assert!(marker.cmdline.contains(&redacted), "{marker:?}");
+    assert_eq!(c.cmdline, marker.cmdline.replace(&redacted, "carrier.token=(redacted)"));
+
+    // a newer generation staged, node1 not rebooted
+    let module = ex.conf().join("modules/lab-kernel.nix");
+    let text_a = std::fs::read_to_string(&module).unwrap();
+    std::fs::write(
+        &module,
+        text_a.replacen("{\n", "{\n  environment.etc.generation.text = \"2\";\n", 1),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(1)); // staged after the check-in's second
+    ok(&ex.carrier(&["deploy", "-y", "pxe-server#node1"]));
+    let m = status("staged-not-booted");
+    assert_eq!(m["detail"], "booted generation 1 before the staged generation 2 was set", "{m}");
+
+    // node1 checks in again, having booted generation 1 (its own token, over HTTP)
+    let body = |generation: u64| {
+        serde_json::json!({"carrier": "pxe-server", "machine": "node1", "generation": generation,
+                           "mac": NODE1_MAC, "cmdline": "carrier.generation=1"})
+        .to_string()
+    };
+    let post_from = |peer: &Peer, auth: Option<&str>, body: &str| {
+        let headers: Vec<String> =
+            auth.map(|t| format!("Authorization: Bearer {t}")).into_iter().collect();
+        http_post_json_in(peer.netns.as_deref(), &url, &headers, body).unwrap()
+    };
+    assert_eq!(post_from(&host, Some(&token), &body(1)).status, 204);
+    let m = status("booted-older");
+    assert_eq!(m["detail"], "booted generation 1, older than the staged generation 2", "{m}");
+
+    // refused: recorded nowhere (from another peer: the host's address has had its
+    // check-ins for node1 in this window, see the rate limit)
+    let other = net.add_client("other").unwrap();
+    let recorded = checkins_recorded(&ex.conf());
+    assert_eq!(recorded, 2);
+    let secret = carrier_core::checkin::Secret::read(&secret).unwrap();
+    let other_carrier =
+        carrier_core::checkin::Secret::from_bytes([7; carrier_core::checkin::SECRET_LEN]);
+    for (what, auth, expected) in [
+        ("forged", Some("00".repeat(32)), 403),
+        ("another machine's", Some(secret.token("pxe-server", "node2")), 403),
+        ("another carrier's", Some(other_carrier.token("pxe-server", "node1")), 403),
+        ("missing", None, 401),
+    ] {
+        let r = post_from(&other, auth.as_deref(), &body(2));
+        assert_eq!(r.status, expected, "{what} token: {}", r.text());
+    }
+    assert_eq!(checkins_recorded(&ex.conf()), recorded, "refused check-ins are not recorded");
+    status("booted-older");
 }

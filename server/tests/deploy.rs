@@ -731,3 +731,53 @@ fn hung_activations_are_reported_with_what_was_left_running() {
     }
     ok(&lab.deploy(&["-g", &gen_a, "node2"]));
 }
+
+/// `deploy --reboot --wait-online 60` against a lab host: the lab's `reboot` restarts the
+/// host's sshd (lab.json records the new PID and the reboot), the host's uptime reads
+/// lower, the deploy waits for it and records node1 deployed, and node1 then runs what
+/// it was deployed with `boot`. A carried machine is reported as needing a netboot reboot.
+#[test]
+fn deploy_reboot_waits_until_the_lab_host_is_back() {
+    let lab = Lab::up();
+    ok(&lab.deploy(&["node1"]));
+    let host = |alias: &str| -> serde_json::Value {
+        let record: serde_json::Value =
+            serde_json::from_str(&file(&lab.dir().join("lab.json"))).unwrap();
+        record["hosts"].as_array().unwrap().iter().find(|h| h["alias"] == alias).unwrap().clone()
+    };
+    let uptime = || -> f64 {
+        let text = lab.ssh("node1.lab", &["cat", "/proc/uptime"]);
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert_eq!(host("node1.lab")["reboots"], 0);
+    let pid = host("node1.lab")["pid"].clone();
+    lab.0.set_marker(&["node1"], "R");
+    let before = uptime();
+
+    let out = lab.deploy(&["--reboot", "--wait-online", "60", "{node1,pxe#node1}", "boot"]);
+    let output = text(&out);
+    assert!(out.status.success(), "{output}");
+    assert!(output.contains("node1 (node1.lab) is online (took "), "{output}");
+    assert!(
+        output.contains("Skipping reboot of carried machine pxe#node1: it needs a netboot reboot"),
+        "{output}"
+    );
+    let after = host("node1.lab");
+    assert_eq!(after["reboots"], 1, "{after}");
+    assert_ne!(after["pid"], pid, "a new sshd");
+    assert!(uptime() < before, "the uptime starts again");
+    let (_, toplevel) = lab.generation("node1");
+    assert_eq!(lab.realpath("node1.lab", "/run/current-system"), toplevel, "booted into it");
+    assert_eq!(lab.realpath("node1.lab", "/run/booted-system"), toplevel);
+
+    let history = lab.carrier(&["history", "--json", "--limit", "1"]);
+    let runs: serde_json::Value = serde_json::from_str(&ok(&history)).unwrap();
+    let run = &runs[0];
+    assert_eq!((run["action"].as_str(), run["success"].as_bool()), (Some("boot"), Some(true)));
+    assert_eq!(run["options"]["reboot"], true, "{run}");
+    let node1 = run["machines"].as_array().unwrap().iter().find(|m| m["machine"] == "node1");
+    assert_eq!(node1.unwrap()["state"], "deployed", "{run}");
+
+    // the lab is still whole: status sees the new sshd, down stops it
+    ok(&lab.carrier(&["lab", "status", "--dir", lab.dir().to_str().unwrap()]));
+}

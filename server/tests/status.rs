@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::cli::ok;
 
@@ -30,16 +28,6 @@ impl Lab {
 
     fn set_marker(&self, machine: &str, marker: &str) {
         self.0.set_marker(&[machine], marker);
-    }
-
-    /// Stops the lab sshd of `alias` (its recorded PID), as a host going down.
-    fn stop(&self, alias: &str) {
-        let lab: Value =
-            serde_json::from_slice(&std::fs::read(self.dir().join("lab.json")).unwrap()).unwrap();
-        let host = lab["hosts"].as_array().unwrap().iter().find(|h| h["alias"] == alias).unwrap();
-        let pid = host["pid"].as_i64().unwrap().to_string();
-        assert!(Command::new("kill").arg(&pid).status().unwrap().success());
-        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }
 

@@ -19,6 +19,15 @@ hostname "$5"
 exec /usr/sbin/sshd -D -e -f "$4"
 "#;
 
+/// A lab host's `reboot` (first on its sessions' PATH, instead of the machine's own):
+/// `carrier lab reboot` restarts this host's sshd, whose uptime then starts at zero.
+/// The state directory and alias come from the session's environment (sshd_config's
+/// `SetEnv`), never from the script's text.
+pub const REBOOT_SCRIPT: &str = r#"#!/bin/sh
+# Written by `carrier lab up`: a lab host reboots by restarting its sshd (docs/lab.md).
+exec carrier lab reboot --dir "$CARRIER_LAB_DIR" "$CARRIER_LAB_HOST"
+"#;
+
 /// Mirrors the upstream acceptance test's event hook: every on-change run appends
 /// `on-change`, then `<profile> -> <target>` for each carried profile (not the
 /// `-N-link` generations), to `/run/carrier-events.log` (the host's own /run).
@@ -57,9 +66,12 @@ pub fn sshd_config(
     carrier_bin_dir: &Path,
 ) -> String {
     let mut env = format!(
-        "PATH={} NIX_CONF_DIR={} HOME=/root",
+        "PATH={}:{} NIX_CONF_DIR={} HOME=/root CARRIER_LAB_DIR={} CARRIER_LAB_HOST={}",
+        host.bin().display(),
         session_path(carrier_bin_dir),
-        layout.nix_conf_dir().display()
+        layout.nix_conf_dir().display(),
+        layout.dir.display(),
+        host.alias,
     );
     if carrier {
         env.push_str(&format!(
@@ -193,13 +205,13 @@ mod tests {
         ));
         assert!(text.contains("\nStrictModes yes\n"));
         assert!(text.contains(
-            "\nSetEnv PATH=/opt/carrier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-             NIX_CONF_DIR=/tmp/lab/nix-conf HOME=/root \
+            "\nSetEnv PATH=/tmp/lab/hosts/pxe.lab/bin:/opt/carrier/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+             NIX_CONF_DIR=/tmp/lab/nix-conf HOME=/root CARRIER_LAB_DIR=/tmp/lab CARRIER_LAB_HOST=pxe.lab \
              CARRIER_HOST_CONFIG=/tmp/lab/hosts/pxe.lab/etc/carrier/host.json \
              CARRIER_NETBOOT_CONFIG=/tmp/lab/hosts/pxe.lab/etc/carrier/netboot.json\n"
         ));
         let plain = sshd_config(&l, &l.host("node1.lab"), 2202, false, Path::new("/bin"));
-        assert!(!plain.contains("CARRIER_"));
+        assert!(!plain.contains("CARRIER_HOST_CONFIG") && !plain.contains("CARRIER_NETBOOT"));
     }
 
     #[test]

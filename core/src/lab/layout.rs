@@ -52,6 +52,13 @@ impl HostLayout {
     pub fn nix(&self) -> PathBuf {
         self.dir.join("nix")
     }
+    /// First on the PATH of the host's sessions: the lab's `reboot`.
+    pub fn bin(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+    pub fn reboot_script(&self) -> PathBuf {
+        self.bin().join("reboot")
+    }
     /// Bind-mounted over `/root`, with nothing but `.ssh/authorized_keys`: a shell rc
     /// file would cost time per command and anything it prints would corrupt
     /// `nix-store --serve`.

@@ -68,6 +68,10 @@ pub enum LabError {
     Record { file: PathBuf, message: String },
     #[error("`{}` failed ({status}): {stderr}", argv.join(" "))]
     Tool { argv: Vec<String>, status: String, stderr: String },
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error("'{alias}' is not a host of the lab in '{}' (it has: {hosts})", dir.display())]
+    UnknownHost { alias: String, dir: PathBuf, hosts: String },
     #[error("lab host '{alias}' did not start: {message}\n--- {} ---\n{log}", log_file.display())]
     Start { alias: String, message: String, log_file: PathBuf, log: String },
 }
@@ -138,6 +142,9 @@ pub struct HostRecord {
     /// sshd's PID (its own session; `down` signals exactly this PID).
     pub pid: u32,
     pub carrier: bool,
+    /// How often the host was rebooted (`reboot` on it, see [`reboot`]) since `up`.
+    #[serde(default)]
+    pub reboots: u32,
 }
 
 impl HostRecord {
@@ -300,6 +307,7 @@ fn start_all(
             port: *port,
             pid: child.id(),
             carrier: plan.carrier,
+            reboots: 0,
         };
         started.push((record, child));
     }
@@ -387,9 +395,11 @@ fn prepare_host(
     // A real NixOS host always has its profiles directory; `carrier profile list` needs it.
     let profiles = host.nix().join("var/nix/profiles");
     let ssh_dir = host.authorized_keys().parent().expect("in .ssh").to_path_buf();
-    for d in [profiles, ssh_dir.clone(), host.run().join("sshd"), host.etc()] {
+    for d in [profiles, ssh_dir.clone(), host.run().join("sshd"), host.etc(), host.bin()] {
         mkdir(layout, &d)?;
     }
+    private_dir::write_file(&host.reboot_script(), files::REBOOT_SCRIPT.as_bytes(), 0o755)
+        .map_err(io("writing", &host.reboot_script()))?;
     // sshd refuses a privilege separation directory writable by others, and (StrictModes)
     // authorized keys in a directory or file others could write, up to the home, /root.
     set_mode(&host.run().join("sshd"), 0o755)?;
@@ -462,6 +472,7 @@ pub struct HostStatus {
     pub pid: u32,
     pub alive: bool,
     pub carrier: bool,
+    pub reboots: u32,
 }
 
 pub fn status(dir: &Path) -> Result<Vec<HostStatus>, LabError> {
@@ -478,8 +489,82 @@ pub fn status(dir: &Path) -> Result<Vec<HostStatus>, LabError> {
             pid: h.pid,
             alive: h.alive(&layout),
             carrier: h.carrier,
+            reboots: h.reboots,
         })
         .collect())
+}
+
+/// What a boot does to the lab's part of a host: the system profile's generation (if
+/// any) becomes `/run/current-system` and `/run/booted-system`, as NixOS's stage 2 sets
+/// them. The profile links are read in the host's own `/nix`.
+fn boot_system_profile(host: &HostLayout) -> Result<(), LabError> {
+    let profiles = host.nix().join("var/nix/profiles");
+    let generation = match std::fs::read_link(profiles.join("system")) {
+        Ok(g) => g,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("reading", &profiles.join("system"))(e)),
+    };
+    // `system-<n>-link` (in the same directory) -> `/nix/store/…` (a path on the host)
+    let Some(name) = generation.file_name() else { return Ok(()) };
+    let link = profiles.join(name);
+    let toplevel = std::fs::read_link(&link).map_err(io("reading", &link))?;
+    if !toplevel.starts_with("/nix/store/") {
+        return Ok(());
+    }
+    for name in ["current-system", "booted-system"] {
+        let at = host.run().join(name);
+        crate::links::swap_link(&at, &toplevel).map_err(io("linking", &at))?;
+    }
+    Ok(())
+}
+
+/// Reboots lab host `alias` as a lab can (the `reboot` on its PATH runs this): stops its
+/// sshd as `down` does (the recorded PID, only while it is this host's sshd), boots the
+/// system profile (see [`boot_system_profile`]), starts a
+/// new one in a new time namespace (its uptime starts at zero, so the deploy engine sees
+/// the reboot), waits until its port accepts connections, and records the new PID and
+/// one more reboot in `lab.json`. One reboot at a time per lab (`lab.lock`).
+pub fn reboot(dir: &Path, alias: &str) -> Result<HostRecord, LabError> {
+    let layout = existing_layout(dir)?;
+    let lock_file = layout.dir.join("lab.lock");
+    let _lock =
+        crate::lock::acquire(&lock_file, &format!("reboot of {alias}"), START_TIMEOUT, &|_| {})?;
+    let mut record =
+        LabRecord::load(&layout)?.ok_or_else(|| LabError::NotUp { dir: dir.to_path_buf() })?;
+    let Some(entry) = record.hosts.iter_mut().find(|h| h.alias == alias) else {
+        let hosts = record.hosts.iter().map(|h| h.alias.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(LabError::UnknownHost {
+            alias: alias.to_string(),
+            dir: dir.to_path_buf(),
+            hosts,
+        });
+    };
+    let host = layout.host(alias);
+    process::stop(&[(entry.pid, host.sshd_config().as_path())]);
+    boot_system_profile(&host)?;
+    let mut child = process::spawn_sshd(&host)
+        .map_err(|e| start_error(&host, format!("spawning setsid: {e}")))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !process::port_accepts(entry.port) {
+        let failed = match child.try_wait() {
+            Ok(Some(status)) => Some(format!("sshd exited ({status})")),
+            _ if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Some(format!("its port did not accept a connection within {START_TIMEOUT:?}"))
+            }
+            _ => None,
+        };
+        if let Some(message) = failed {
+            return Err(start_error(&host, message));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    entry.pid = child.id();
+    entry.reboots += 1;
+    let rebooted = entry.clone();
+    write(&layout.record(), &(serde_json::to_string_pretty(&record).expect("JSON") + "\n"))?;
+    Ok(rebooted)
 }
 
 /// What `down` did to one host.
@@ -521,7 +606,8 @@ pub fn down(dir: &Path, purge: bool) -> Result<Vec<HostStopped>, LabError> {
 /// Removes only the entries `up` creates, never anything else in the directory.
 fn purge(layout: &Layout) -> Result<(), LabError> {
     let key = layout.client_key();
-    for file in [layout.ssh_config(), layout.known_hosts(), key.with_extension("pub"), key] {
+    let lock = layout.dir.join("lab.lock");
+    for file in [layout.ssh_config(), layout.known_hosts(), key.with_extension("pub"), key, lock] {
         remove_file_if_exists(&file)?;
     }
     for d in [layout.hosts_dir(), layout.nix_conf_dir()] {

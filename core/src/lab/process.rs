@@ -27,14 +27,14 @@ pub fn free_ports(count: usize) -> std::io::Result<Vec<u16>> {
 }
 
 /// The argv starting a host's sshd: `setsid` (own session, survives the CLI),
-/// `unshare` (own mounts and hostname), then [`START_SCRIPT`] with the paths as
-/// positional arguments.
-pub fn sshd_argv(host: &HostLayout) -> Vec<String> {
+/// `unshare` (own mounts, hostname and boot time: `boottime_offset`, see
+/// [`boottime_offset`]), then [`START_SCRIPT`] with the paths as positional arguments.
+pub fn sshd_argv(host: &HostLayout, boottime_offset: i64) -> Vec<String> {
     let p = |p: &Path| p.display().to_string();
     let mut argv: Vec<String> =
-        ["setsid", "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c"]
-            .map(String::from)
-            .to_vec();
+        ["setsid", "unshare", "--mount", "--uts", "--time"].map(String::from).to_vec();
+    argv.extend(["--boottime".to_string(), boottime_offset.to_string()]);
+    argv.extend(["--propagation", "private", "sh", "-c"].map(String::from));
     argv.push(START_SCRIPT.to_string());
     argv.push("sh".into());
     argv.extend([
@@ -47,11 +47,30 @@ pub fn sshd_argv(host: &HostLayout) -> Vec<String> {
     argv
 }
 
+/// The `CLOCK_BOOTTIME` offset of a new time namespace in which `/proc/uptime` starts
+/// at zero (less than a second): a lab host "boots" when its sshd starts, so a restarted
+/// host reads a lower uptime, as a rebooted one does. Offsets count from the machine's
+/// own clock, so the caller's own offset (when it runs on a lab host) is taken out.
+pub fn boottime_offset() -> std::io::Result<i64> {
+    let uptime = std::fs::read_to_string("/proc/uptime")?;
+    let seen: f64 =
+        uptime.split_whitespace().next().and_then(|f| f.parse().ok()).ok_or_else(|| {
+            std::io::Error::other(format!("/proc/uptime: not an uptime: {uptime:?}"))
+        })?;
+    // "boottime <seconds> <nanoseconds>"; absent on kernels without time namespaces
+    let own = std::fs::read_to_string("/proc/self/timens_offsets").unwrap_or_default();
+    let own: i64 = own
+        .lines()
+        .find_map(|l| l.strip_prefix("boottime")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Ok(-((seen as i64) - own))
+}
+
 /// Starts the sshd with stdout and stderr going to the host's `sshd.log`. The child's
 /// PID is sshd's: `setsid` (not a group leader here), `unshare` and `sh` all exec.
 pub fn spawn_sshd(host: &HostLayout) -> std::io::Result<Child> {
     let log = crate::private_dir::create_file(&host.log(), 0o644)?;
-    let argv = sshd_argv(host);
+    let argv = sshd_argv(host, boottime_offset()?);
     Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(Stdio::null())
@@ -215,17 +234,42 @@ mod tests {
     #[test]
     fn paths_are_arguments_not_script() {
         let host = HostLayout { alias: "node1.lab".into(), dir: "/tmp/x; rm -rf /".into() };
-        let argv = sshd_argv(&host);
+        let argv = sshd_argv(&host, -1234);
         assert_eq!(
-            argv[..8],
-            ["setsid", "unshare", "--mount", "--uts", "--propagation", "private", "sh", "-c"]
+            argv[..11],
+            [
+                "setsid",
+                "unshare",
+                "--mount",
+                "--uts",
+                "--time",
+                "--boottime",
+                "-1234",
+                "--propagation",
+                "private",
+                "sh",
+                "-c"
+            ]
         );
-        assert_eq!(argv[8], START_SCRIPT);
-        assert_eq!(argv[9], "sh");
-        assert_eq!(argv[10], "/tmp/x; rm -rf /nix");
-        assert_eq!(argv[13], "/tmp/x; rm -rf /sshd_config");
-        assert_eq!(argv[14], "node1.lab");
+        assert_eq!(argv[11], START_SCRIPT);
+        assert_eq!(argv[12], "sh");
+        assert_eq!(argv[13], "/tmp/x; rm -rf /nix");
+        assert_eq!(argv[16], "/tmp/x; rm -rf /sshd_config");
+        assert_eq!(argv[17], "node1.lab");
         assert!(!START_SCRIPT.contains("/tmp"));
+    }
+
+    #[test]
+    fn a_new_boot_time_starts_the_uptime_at_zero() {
+        let out = Command::new("unshare")
+            .args(["--time", "--boottime", &boottime_offset().unwrap().to_string()])
+            .args(["cat", "/proc/uptime"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let uptime: f64 = text.split_whitespace().next().unwrap().parse().unwrap();
+        assert!((0.0..2.0).contains(&uptime), "{text}");
     }
 
     #[test]

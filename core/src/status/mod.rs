@@ -31,10 +31,12 @@ pub enum State {
     /// Carried: the carrier's profile holds the desired generation, and the machine's
     /// latest check-in booted it, or there is no check-in ([`CarriedRead::booted`] None).
     Staged,
-    /// Carried: the desired generation is staged, but the latest check-in booted another
-    /// one that is not older (e.g. a newer generation since rolled back).
+    /// Carried: the desired generation is staged, but the machine has not booted it: its
+    /// latest check-in came before the staged generation was set (a reboot is due), or
+    /// booted another one that is not older (e.g. a newer generation since rolled back).
     StagedNotBooted,
-    /// Carried: the desired generation is staged, the latest check-in booted an older one.
+    /// Carried: the desired generation is staged, and a check-in after it was set booted
+    /// an older one.
     BootedOlder,
     /// Standalone: the system profile is the desired generation but the running system
     /// is not, or the running system is not what the host booted.

@@ -160,6 +160,15 @@ pub(super) fn carried(
             Some(b) if b.generation == s.number => {
                 (State::Staged, Some("staged and booted".to_string()))
             }
+            // the machine has not booted since the staged generation was set: it waits for
+            // a reboot, it did not pick another generation
+            Some(b) if b.time < s.time => (
+                State::StagedNotBooted,
+                Some(format!(
+                    "booted generation {} before the staged generation {} was set",
+                    b.generation, s.number
+                )),
+            ),
             Some(b) if b.generation < s.number => (
                 State::BootedOlder,
                 Some(format!(

@@ -345,10 +345,12 @@ async fn checkins_tell_whether_the_staged_generation_was_booted() {
             2,
         )
     };
-    listing_reply(&carrier, &[x("x"), x("y"), x("z"), x("u"), x("v")]);
-    let checkin = |generation| {
-        Some(Booted { generation, store_path: None, time: 30, mac: "52:54:00:00:00:01".into() })
+    listing_reply(&carrier, &[x("x"), x("y"), x("z"), x("u"), x("v"), x("w")]);
+    let checkin_at = |generation, time| {
+        Some(Booted { generation, store_path: None, time, mac: "52:54:00:00:00:01".into() })
     };
+    // after generation 2 was staged (at 20)
+    let checkin = |generation| checkin_at(generation, 30);
     let with =
         |alias, booted: Option<Booted>| StatusTarget { checkin: booted, ..carried("pxe", alias) };
     let targets = [
@@ -356,6 +358,8 @@ async fn checkins_tell_whether_the_staged_generation_was_booted() {
         with("y", checkin(1)),
         with("z", checkin(3)),
         with("u", None),
+        // booted generation 1 before generation 2 was staged: not rebooted since
+        with("w", checkin_at(1, 15)),
         // staged is not the desired one: that state stays, the check-in is still shown
         StatusTarget {
             desired: Some(Desired {
@@ -391,6 +395,13 @@ async fn checkins_tell_whether_the_staged_generation_was_booted() {
         by_name(&report, "pxe#z").carried.as_ref().unwrap().booted.as_ref().unwrap().store_path,
         None,
         "generation 3 is gone"
+    );
+    assert_eq!(
+        got("pxe#w"),
+        (
+            State::StagedNotBooted,
+            Some("booted generation 1 before the staged generation 2 was set".into())
+        )
     );
     assert_eq!(got("pxe#u"), (State::Staged, None), "no check-in: booted unknown");
     assert_eq!(by_name(&report, "pxe#u").carried.as_ref().unwrap().booted, None);

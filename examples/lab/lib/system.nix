@@ -43,6 +43,7 @@ let
       services = loose "Services (accepted, not run).";
       system.nixos.version = mkOption { type = types.str; default = "26.05.lab"; description = "The OS version (machine.json)."; };
       system.nixos.revision = mkOption { type = types.nullOr types.str; default = "0123456789abcdef0123456789abcdef01234567"; description = "The OS source revision (machine.json)."; };
+      lab.initrdModules = mkOption { type = types.nullOr types.path; default = null; description = "A directory of kernel modules (*.ko of lab.kernelImage's kernel) and a `load-order` file naming them one per line: the netboot ramdisk loads them (a NIC driver, for the check-in)."; };
       lab.kernelImage = mkOption { type = types.nullOr types.path; default = null; description = "A real kernel image to use as bzImage (for QEMU boots); a text stand-in when null."; };
       confctl.marker = mkOption { type = types.str; default = ""; description = "A free string written to /etc/confctl-marker (the acceptance tests' A/B)."; };
       environment.etc = mkOption {

@@ -30,13 +30,34 @@ pub(crate) fn http_get(url: &str) -> Result<HttpResponse> {
 
 /// HTTP GET with curl from `netns`. Any status is returned; transport errors are errors.
 pub(crate) fn http_get_in(netns: Option<&str>, url: &str) -> Result<HttpResponse> {
+    curl_in(netns, "GET", url, &[])
+}
+
+/// HTTP POST of the JSON `body` with curl from `netns`, with more `headers` (`Name: value`).
+/// Any status is returned; transport errors are errors.
+pub(crate) fn http_post_json_in(
+    netns: Option<&str>,
+    url: &str,
+    headers: &[String],
+    body: &str,
+) -> Result<HttpResponse> {
+    let mut args = vec!["-H", "Content-Type: application/json", "--data-binary", body];
+    for h in headers {
+        args.extend(["-H", h.as_str()]);
+    }
+    curl_in(netns, "POST", url, &args)
+}
+
+fn curl_in(netns: Option<&str>, method: &str, url: &str, args: &[&str]) -> Result<HttpResponse> {
     let tmp = tempfile::NamedTempFile::new()?;
     let mut c = command_in(netns, "curl");
-    c.args(["-sS", "--noproxy", "*", "--max-time", "30", "-w", "%{http_code}", "-o"])
+    c.args(["-sS", "--noproxy", "*", "--max-time", "30", "-X", method, "-w", "%{http_code}"])
+        .args(args)
+        .arg("-o")
         .arg(tmp.path())
         .arg(url);
-    let code = run_ok(&mut c, FETCH_TIMEOUT).with_context(|| format!("GET {url}"))?;
-    let status = code.trim().parse().with_context(|| format!("GET {url}: status {code:?}"))?;
+    let code = run_ok(&mut c, FETCH_TIMEOUT).with_context(|| format!("{method} {url}"))?;
+    let status = code.trim().parse().with_context(|| format!("{method} {url}: status {code:?}"))?;
     Ok(HttpResponse { status, body: fs::read(tmp.path())? })
 }
 

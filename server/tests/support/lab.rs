@@ -1,7 +1,7 @@
-//! A lab of examples/lab's hosts for one test (`carrier lab up`: sshd hosts with their own
-//! `/nix`), on a copy of the configuration that the test may edit; taken down, with the
-//! build generations' GC roots, when it is dropped. Test files wrap it in their own `Lab`
-//! (`Deref`) to add what only they need.
+//! A lab of a configuration's hosts for one test (`carrier lab up`: sshd hosts with their
+//! own `/nix`; examples/lab unless told otherwise), on a copy of the configuration that the
+//! test may edit; taken down, with the build generations' GC roots, when it is dropped.
+//! Test files wrap it in their own `Lab` (`Deref`) to add what only they need.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,8 +15,14 @@ pub(crate) struct Lab {
 impl Lab {
     /// A copy of examples/lab (without its local state) and a lab of its hosts.
     pub(crate) fn up() -> Lab {
+        Lab::up_from("examples/lab")
+    }
+
+    /// A copy of `fixture` (a configuration directory, relative to the workspace; without
+    /// its local state) and a lab of its hosts.
+    pub(crate) fn up_from(fixture: &str) -> Lab {
         let tmp = tempfile::tempdir().unwrap();
-        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
+        let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(fixture);
         let conf = tmp.path().join("conf");
         ok(&Command::new("cp").arg("-r").arg(&example).arg(&conf).output().unwrap());
         let _ = std::fs::remove_dir_all(conf.join(".confctl"));
@@ -77,6 +83,29 @@ impl Lab {
             let start = re + "confctl.marker = \"".len();
             let end = start + text[start..].find('"').unwrap();
             std::fs::write(&f, format!("{}{marker}{}", &text[..start], &text[end..])).unwrap();
+        }
+    }
+
+    /// Stops the sshd of lab host `alias` (the PID `lab up` recorded, which this test
+    /// started), as a host going down, and waits until it is gone.
+    pub(crate) fn stop(&self, alias: &str) {
+        let lab: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir().join("lab.json")).unwrap()).unwrap();
+        let hosts = lab["hosts"].as_array().unwrap();
+        let host = hosts.iter().find(|h| h["alias"] == alias).unwrap_or_else(|| panic!("{lab}"));
+        let pid = host["pid"].as_u64().unwrap().to_string();
+        ok(&Command::new("kill").arg(&pid).output().unwrap());
+        // gone, or a zombie of a PID 1 that does not reap
+        let gone = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(s) => {
+                s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with(['Z', 'X']))
+            }
+            Err(_) => true,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !gone() {
+            assert!(std::time::Instant::now() < deadline, "sshd {pid} of {alias} did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 

@@ -58,6 +58,9 @@ pub(crate) struct BootSpec {
     pub memory_mb: u32,
     /// UEFI firmware (OVMF) instead of the BIOS: the NIC's iPXE runs as an EFI driver.
     pub uefi: bool,
+    /// The NIC model (default `e1000`; `virtio-net-pci` for a booted system that uses the
+    /// network: the cloud kernel has no e1000 driver, see `Tools::kernel_modules`).
+    pub nic: String,
 }
 
 /// Debian's OVMF (package `ovmf`).
@@ -72,6 +75,7 @@ impl BootSpec {
             fail_on: DEFAULT_FAIL_PATTERNS.iter().map(|s| s.to_string()).collect(),
             memory_mb: 256,
             uefi: false,
+            nic: "e1000".to_string(),
         }
     }
 }
@@ -318,7 +322,7 @@ impl Qemu {
                 _ => Vec::<std::ffi::OsString>::new(),
             })
             .args(["-netdev", &netdev])
-            .args(["-device", &format!("e1000,netdev=n0,mac={}", spec.mac)])
+            .args(["-device", &format!("{},netdev=n0,mac={}", spec.nic, spec.mac)])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

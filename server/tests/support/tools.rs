@@ -32,6 +32,19 @@ pub(crate) struct Tools {
     pub syslinux_bios_dir: PathBuf,
     /// `/usr/lib/syslinux` (memdisk).
     pub syslinux_dir: PathBuf,
+    /// The kernel's virtio-net driver and what it needs (`.local/kernel/modules`: `*.ko`
+    /// and `load-order`); checked by [`Tools::kernel_modules`], the boots that use it.
+    kernel_modules: PathBuf,
+}
+
+impl Tools {
+    /// The directory of the kernel's NIC driver modules (the cloud kernel has none built
+    /// in); panics with a pointer to `scripts/setup` when it is missing.
+    pub(crate) fn kernel_modules(&self) -> &Path {
+        let order = self.kernel_modules.join("load-order");
+        assert!(order.is_file(), "netlab: {} is missing; run scripts/setup", order.display());
+        &self.kernel_modules
+    }
 }
 
 /// The lab's tools; panics with a pointer to `scripts/setup` when one is missing.
@@ -48,6 +61,7 @@ pub(crate) fn tools() -> &'static Tools {
             pxelinux_dir: PathBuf::from("/usr/lib/PXELINUX"),
             syslinux_bios_dir: PathBuf::from("/usr/lib/syslinux/modules/bios"),
             syslinux_dir: PathBuf::from("/usr/lib/syslinux"),
+            kernel_modules: root.join(".local/kernel/modules"),
         };
         let needed = [
             &t.kernel,
