@@ -7,7 +7,6 @@
 //! and `default`, so the lookup is `01-<mac>`, then `default`. iPXE's `ipxe/boot.ipxe`
 //! chains `01-${mac:hexhyp}.ipxe`, then `menu.ipxe`, in whichever tree it came from.
 
-use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -206,17 +205,13 @@ fn claimants(
     let store = StoreDir::system();
     let mut conflicts = Vec::new();
     let mut unserved = Vec::new();
-    let mut seen = HashSet::new();
     for profile in profiles::scan(&cfg.profiles_dir)? {
         let Some(current) = profile.current() else { continue };
         // A profile whose machine.json cannot be read is left out by the build, which
         // names the reason; it claims nothing.
         let Ok(json) = current.read_machine_json(&store) else { continue };
         let claims = json.macs.iter().any(|m| normalize_mac(m).as_deref() == Some(mac));
-        if !claims
-            || served.is_some_and(|s| s.name == profile.name)
-            || !seen.insert(profile.name.clone())
-        {
+        if !claims || served.is_some_and(|s| s.name == profile.name) {
             continue;
         }
         match served {
