@@ -466,6 +466,18 @@ pub enum NetbootCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a netbooting client with this MAC gets from the published trees: the
+    /// machine, the generation it boots by default, the PXELINUX file and the iPXE scripts.
+    Preview {
+        /// The client's MAC: six hex octets separated by ':' or by '-'.
+        mac: String,
+        /// The netboot configuration (JSON; written by the NixOS module).
+        #[arg(long, env = "CARRIER_NETBOOT_CONFIG", default_value = "/etc/carrier/netboot.json")]
+        config: PathBuf,
+        /// Print the preview as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a new random check-in secret (mode 0600) for `checkin.secretFile`; the same
     /// file goes to `<configuration>/.confctl/checkin/<carrier>.secret` for `carrier serve`.
     /// An existing file is never replaced.

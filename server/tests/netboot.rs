@@ -471,3 +471,138 @@ fn servers_follow_each_rebuild_without_a_restart() {
     );
     assert!(atftpd.log().contains(&format!("boot/{FQDN}/current/initrd")), "{}", atftpd.log());
 }
+
+impl Carrier {
+    /// `carrier netboot preview <mac> --json` with the configuration of the last build.
+    fn preview(&self, mac: &str) -> serde_json::Value {
+        let out = self.run_preview(&[mac, "--json"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "carrier netboot preview {mac} failed: {stderr}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn run_preview(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = cli::Carrier::new().command(&["netboot", "preview"]);
+        cmd.args(args).arg("--config").arg(self.dir.path().join("netboot.json")).output().unwrap()
+    }
+}
+
+/// The boot preview reads the published trees: for the machine's MAC it names the
+/// current generation and shows exactly the bytes atftpd and nginx serve under the
+/// names PXELINUX and iPXE ask for; an unknown MAC gets the default menus; after a new
+/// generation is set and the trees rebuilt it names the new one; a second machine
+/// claiming the MAC is reported as the build reports it.
+#[test]
+fn boot_preview_shows_exactly_what_is_served() {
+    let carrier = Carrier::new();
+    let nginx = Nginx::start(&carrier.http_root(), &NginxOptions::default()).unwrap();
+    let url = nginx.url();
+    carrier.build(&url);
+    let atftpd = Atftpd::start(&carrier.tftp_root()).unwrap();
+    let dist =
+        |g: u64| std::fs::canonicalize(generation_link(&carrier.profiles, ALIAS, g)).unwrap();
+    // Each previewed file is what the servers send for its path.
+    let assert_served = |p: &serde_json::Value| {
+        for (key, tftp) in [("pxelinux", true), ("ipxe_tftp", true), ("ipxe_http", false)] {
+            let (path, content) =
+                (p[key]["path"].as_str().unwrap(), p[key]["content"].as_str().unwrap());
+            let served = if tftp {
+                tftp_get(atftpd.addr, path).unwrap()
+            } else {
+                let r = http_get(&format!("{url}/{path}")).unwrap();
+                assert_eq!(r.status, 200, "{path}");
+                r.body
+            };
+            assert!(served == content.as_bytes(), "{key}: {path} as served differs:\n{content}");
+        }
+    };
+    let assert_machine = |p: &serde_json::Value, g: u64| {
+        assert_eq!(p["mac"], "52-54-00-12-34-56");
+        assert_eq!(p["machine"]["name"], "prg:node1");
+        assert_eq!(p["machine"]["fqdn"], FQDN);
+        assert_eq!(p["machine"]["generation"]["number"], g);
+        assert_eq!(p["machine"]["generation"]["store_path"], dist(g).display().to_string());
+        let params: Vec<&str> = p["machine"]["generation"]["kernel_params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let init = format!("init={}/init", carrier.toplevels[g as usize - 1].display());
+        let httproot = format!("httproot={url}/{FQDN}/{g}/initrd");
+        for want in [httproot.as_str(), init.as_str(), "console=ttyS0", "panic=-1"] {
+            assert!(params.contains(&want), "{want} not in {params:?}");
+        }
+        assert_eq!(p["pxelinux"]["path"], "pxelinux.cfg/01-52-54-00-12-34-56");
+        assert_eq!(p["ipxe_tftp"]["path"], "ipxe/01-52-54-00-12-34-56.ipxe");
+        assert_eq!(p["ipxe_http"]["path"], "ipxe/01-52-54-00-12-34-56.ipxe");
+        let pxelinux = p["pxelinux"]["content"].as_str().unwrap();
+        assert!(pxelinux.contains(&format!("/{FQDN}/{g}/initrd")), "{pxelinux}");
+        assert_served(p);
+    };
+
+    // The MAC as machine.json writes it (upper case) and as PXELINUX names it.
+    let p = carrier.preview(AUTO_MAC);
+    assert_machine(&p, 2);
+    assert_eq!(p, carrier.preview("52-54-00-12-34-56"));
+    assert_eq!(p["conflicts"], serde_json::json!([]));
+
+    let unknown = carrier.preview(&MENU_MAC.to_uppercase().replace(':', "-"));
+    assert_eq!(unknown["machine"], serde_json::Value::Null);
+    assert_eq!(unknown["pxelinux"]["path"], "pxelinux.cfg/default");
+    assert_eq!(unknown["ipxe_tftp"]["path"], "ipxe/menu.ipxe");
+    assert_eq!(unknown["ipxe_http"]["path"], "ipxe/menu.ipxe");
+    assert_served(&unknown);
+
+    // The text form names the machine and generation and prints the files as served.
+    let text = carrier.run_preview(&[AUTO_MAC]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!("boots generation 2 by default: {}", dist(2).display())),
+        "{text}"
+    );
+    assert!(text.contains(p["pxelinux"]["content"].as_str().unwrap()), "{text}");
+
+    let bad = carrier.run_preview(&["52:54:00:12:34"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains("'52:54:00:12:34' is not a MAC"), "{stderr}");
+
+    switch_generation(&carrier.profiles, ALIAS, 3);
+    assert_machine(&carrier.preview(AUTO_MAC), 2); // not rebuilt yet: still what is served
+    carrier.build(&url);
+    assert_machine(&carrier.preview(AUTO_MAC), 3);
+
+    // A second machine claiming the MAC, deployed later: the build leaves it out, the
+    // preview still shows node1 and names the conflict with the build's words.
+    let node1 = dist(3);
+    let mut batch = Batch::new();
+    let json = serde_json::json!({
+        "spin": "nixos",
+        "fqdn": "node2.netboot.test",
+        "toplevel": carrier.toplevels[0],
+        "macs": [AUTO_MAC],
+    });
+    let (kernel, initrd) = (node1.join("bzImage"), node1.join("initrd"));
+    batch.add(
+        "dist-node2",
+        &[
+            ("bzImage", Entry::link(std::fs::canonicalize(kernel).unwrap().display().to_string())),
+            ("initrd", Entry::link(std::fs::canonicalize(initrd).unwrap().display().to_string())),
+            ("machine.json", Entry::text(json.to_string())),
+        ],
+    );
+    let node2 = batch.build()["dist-node2"].clone();
+    assert_eq!(set_profile(&carrier.profiles, "prg/node2", &node2), 1);
+    let built = carrier.run_build(&url);
+    let build_stderr = String::from_utf8_lossy(&built.stderr);
+    assert!(!built.status.success(), "{build_stderr}");
+    let p = carrier.preview(AUTO_MAC);
+    assert_machine(&p, 3);
+    let conflicts = p["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0]["profile"], "prg:node2");
+    assert_eq!(conflicts[0]["kind"], "mac-collision");
+    let message = conflicts[0]["message"].as_str().unwrap();
+    assert!(message.contains("profile 'prg:node1'"), "{message}");
+    assert!(build_stderr.contains(message), "the build reports {build_stderr}, not {message}");
+}

@@ -16,8 +16,9 @@
 //! of it: create, sync, directory records), `layout` (where objects sit, the relative
 //! links to them), `objects` (per-machine objects reused between builds, shared
 //! directories, the index), `publish` (the spare tree patched, atomic swap, lock,
-//! coalescing). Imports go one way: render → tftp/ipxe/http → tree; objects and
-//! publish → tree; nothing imports objects or publish but this module.
+//! coalescing), `preview` (what a MAC gets from the published trees, read from them).
+//! Imports go one way: render → tftp/ipxe/http → tree; objects and publish → tree;
+//! nothing imports objects or publish but this module.
 
 pub mod config;
 mod http;
@@ -25,6 +26,7 @@ mod ipxe;
 mod layout;
 pub mod model;
 mod objects;
+mod preview;
 mod publish;
 mod render;
 mod tftp;
@@ -40,6 +42,9 @@ pub use config::{
     DEFAULT_LOCK_FILE, IsoImage, Memtest, NetbootConfig, SYSLINUX_FILES, Syslinux, TimeZone,
 };
 pub use model::{VPSADMINOS_VARIANTS, Variant};
+pub use preview::{
+    BootPreview, PreviewFile, PreviewGeneration, PreviewMachine, parse_mac, preview,
+};
 pub use publish::RequestOutcome;
 pub use render::IPXE_AUTO_TIMEOUT_MS;
 
@@ -83,6 +88,12 @@ pub enum NetbootError {
         #[source]
         source: std::io::Error,
     },
+
+    #[error("'{value}' is not a MAC address (six hex octets separated all by ':' or all by '-')")]
+    InvalidMac { value: String },
+
+    #[error("'{}' does not exist: the netboot trees were not built yet", root.display())]
+    NotPublished { root: PathBuf },
 
     /// This call was covered by another call's build, and that build failed.
     #[error("the netboot build that covered this request failed: {message}")]
@@ -434,15 +445,7 @@ fn resolve_collisions(
             continue;
         }
         if let Some((mac, owner)) = m.macs.iter().find_map(|mac| macs.get(mac).map(|o| (mac, o))) {
-            faults.push(Fault {
-                profile: m.name.clone(),
-                generation: current,
-                kind: FaultKind::MacCollision,
-                message: format!(
-                    "MAC {mac} is also a MAC of profile '{owner}', which had it first and keeps it"
-                ),
-                left_out: true,
-            });
+            faults.push(mac_collision(&m.name, current, mac, owner));
             continue;
         }
         fqdns.insert(m.fqdn.clone(), m.name.clone());
@@ -453,6 +456,20 @@ fn resolve_collisions(
     }
     kept.sort_by(|a, b| a.1.machine.name.cmp(&b.1.machine.name));
     kept
+}
+
+/// The fault of a machine left out because `owner` keeps its `mac` (the boot preview
+/// reports the same).
+fn mac_collision(profile: &str, generation: Option<u64>, mac: &str, owner: &str) -> Fault {
+    Fault {
+        profile: profile.to_string(),
+        generation,
+        kind: FaultKind::MacCollision,
+        message: format!(
+            "MAC {mac} is also a MAC of profile '{owner}', which had it first and keeps it"
+        ),
+        left_out: true,
+    }
 }
 
 /// The machines as the tree renderers take them.
