@@ -127,6 +127,10 @@ pub enum UserCommand {
     },
     /// Remove an account with its sessions and tokens.
     Rm { name: String },
+    /// Disable an account: its sessions end, it cannot sign in, its tokens match nothing.
+    Disable { name: String },
+    /// Enable a disabled account again (its ended sessions stay ended).
+    Enable { name: String },
     /// List accounts.
     Ls {
         /// Print JSON: a list of accounts.
