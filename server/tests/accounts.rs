@@ -205,6 +205,10 @@ fn an_account_is_disabled_and_enabled_from_the_cli_and_audited() {
     let kinds: Vec<(&str, &str)> = log.iter().map(|(a, _, o)| (a.as_str(), o.as_str())).collect();
     assert_eq!(
         kinds[..3],
-        [("user.disable", "failed: no user named 'eve'"), ("user.enable", "ok"), ("user.disable", "ok")]
+        [
+            ("user.disable", "failed: no user named 'eve'"),
+            ("user.enable", "ok"),
+            ("user.disable", "ok")
+        ]
     );
 }

@@ -103,7 +103,9 @@ async fn accounts_are_disabled_changed_and_their_sessions_listed_and_revoked(url
     store.set_disabled("bob", false).await.unwrap();
     assert_eq!(store.session_user(&second).await.unwrap(), None);
     assert!(store.token_user(&secret).await.unwrap().is_some());
-    assert!(matches!(store.set_disabled("eve", true).await, Err(StoreError::NoUser(n)) if n == "eve"));
+    assert!(
+        matches!(store.set_disabled("eve", true).await, Err(StoreError::NoUser(n)) if n == "eve")
+    );
 
     let scope = Scope::parse(&["tag:ci"]).unwrap();
     store.set_role("bob", Role::Viewer, Some(&scope)).await.unwrap();
@@ -194,7 +196,8 @@ async fn the_audit_log_is_append_only_and_filtered(url: &str) {
     assert_eq!(store.audit_log(&creates).await.unwrap()[0].actor, "alice");
     let since = AuditFilter { since: Some(all[1].at.clone()), limit: 10, ..Default::default() };
     assert_eq!(store.audit_log(&since).await.unwrap().len(), 3, "since is inclusive");
-    let future = AuditFilter { since: Some("2999-01-01T00:00:00Z".into()), limit: 10, ..Default::default() };
+    let future =
+        AuditFilter { since: Some("2999-01-01T00:00:00Z".into()), limit: 10, ..Default::default() };
     assert!(store.audit_log(&future).await.unwrap().is_empty());
 
     let pool = pool(url).await;
