@@ -7,6 +7,7 @@ pub mod cli;
 pub mod deploy;
 pub mod generation;
 pub mod history;
+pub mod identity;
 pub mod json;
 pub mod kexec_netboot;
 pub mod lab;

@@ -8,7 +8,7 @@ use crate::model::MachineDetail;
 pub async fn get_machine(name: String) -> Result<MachineDetail, AppError> {
     use crate::services::{Permission, authorize, views};
 
-    let state = authorize(Permission::ReadInventory).await?;
+    let (state, _caller) = authorize(Permission::ReadInventory).await?;
     let loaded = state.inventory.load().await?;
     let machine = loaded
         .cluster

@@ -9,7 +9,7 @@ pub async fn list_machines(query: MachineQuery) -> Result<MachineList, AppError>
     use crate::services::{Permission, authorize, views};
     use carrier_core::cluster::Selection;
 
-    let state = authorize(Permission::ReadInventory).await?;
+    let (state, _caller) = authorize(Permission::ReadInventory).await?;
     let selection = Selection::parse(
         Some(query.pattern.as_str()),
         &query.tag_list(),
