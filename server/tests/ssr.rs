@@ -554,7 +554,12 @@ async fn every_route_authorises_its_caller() {
         ("POST", "/api/get_inventory_info", "", [401, 200, 200, 200]),
         ("POST", "/api/list_carriers", "", [401, 200, 200, 200]),
         ("POST", "/api/get_machine", "name=pxe-server", [401, 200, 200, 200]),
-        ("POST", "/api/list_machines", "query[pattern]=*", [401, 200, 200, 200]),
+        (
+            "POST",
+            "/api/list_machines",
+            "query[pattern]=*&query[tags]=&query[attrs]=&query[managed]=",
+            [401, 200, 200, 200],
+        ),
         ("POST", "/api/list_my_tokens", "", [401, 200, 200, 200]),
         ("POST", "/api/list_my_sessions", "", [401, 200, 200, 200]),
         ("POST", "/api/create_token", "name=t&rights=viewer&scope=&days=1", [401, 200, 200, 200]),

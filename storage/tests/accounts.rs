@@ -194,7 +194,7 @@ async fn the_audit_log_is_append_only_and_filtered(url: &str) {
     let creates =
         AuditFilter { action: Some("token.create".into()), limit: 1, ..Default::default() };
     assert_eq!(store.audit_log(&creates).await.unwrap()[0].actor, "alice");
-    let since = AuditFilter { since: Some(all[1].at.clone()), limit: 10, ..Default::default() };
+    let since = AuditFilter { since: Some(all[2].at.clone()), limit: 10, ..Default::default() };
     assert_eq!(store.audit_log(&since).await.unwrap().len(), 3, "since is inclusive");
     let future =
         AuditFilter { since: Some("2999-01-01T00:00:00Z".into()), limit: 10, ..Default::default() };

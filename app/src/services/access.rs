@@ -18,10 +18,10 @@ use crate::error::AppError;
 /// The session cookie: HttpOnly, SameSite=Lax, Secure behind a TLS proxy.
 pub const SESSION_COOKIE: &str = "carrier_session";
 /// The shared token's cookie (one-person mode).
-pub const TOKEN_COOKIE: &str = "carrier_token";
+const TOKEN_COOKIE: &str = "carrier_token";
 /// Sessions last this long from sign-in, however busy (fixed, not sliding): a stolen
 /// cookie is worth at most a working day.
-pub const SESSION_HOURS: i64 = 12;
+const SESSION_HOURS: i64 = 12;
 
 /// What a server function or page needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -516,7 +516,8 @@ mod tests {
         }
         let nobody = p.resolve(&HeaderMap::new(), PEER).await.unwrap();
         assert_eq!((nobody.via, nobody.role()), (Via::Anonymous, None));
-        let open = AccessPolicy { anonymous_read: true, ..policy(None).await.1 };
+        let (_tmp2, other) = policy(None).await;
+        let open = AccessPolicy { anonymous_read: true, ..other };
         let reader = open.resolve(&HeaderMap::new(), PEER).await.unwrap();
         assert_eq!(reader.require(Permission::ReadInventory), Ok(()));
         assert_eq!(

@@ -66,11 +66,13 @@ pub async fn create_token(
     let details = json!({"name": name, "rights": rights, "scope": scope, "days": days});
     let result = match caller.role() {
         Some(role) if rights > role => Err(StoreError::Rights { user: owner.into(), role, rights }),
-        _ => {
-            let user = user(access, owner).await?;
-            let ttl = jiff::SignedDuration::from_hours(24 * i64::from(days));
-            access.store.create_token(&user, name, rights, scope.as_ref(), ttl).await
-        }
+        _ => match user(access, owner).await {
+            Ok(owner) => {
+                let ttl = jiff::SignedDuration::from_hours(24 * i64::from(days));
+                access.store.create_token(&owner, name, rights, scope.as_ref(), ttl).await
+            }
+            Err(e) => Err(e),
+        },
     };
     audited(access, caller, "token.create", owner, details, result).await
 }

@@ -41,7 +41,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                             <tbody>
                             {list.into_iter().map(|u| {
                                 let option = |value: &'static str, current: &str| {
-                                    view! { <option value=value selected=value == current>{value}</option> }
+                                    view! { <option value=value selected={value == current}>{value}</option> }
                                 };
                                 view! {
                                     <tr data-user=u.name.clone()>
@@ -61,7 +61,7 @@ pub fn AdminUsersPage() -> impl IntoView {
                                         <td>
                                             <ActionForm action=disable attr:class="inline">
                                                 <input type="hidden" name="name" value=u.name.clone()/>
-                                                <input type="hidden" name="disabled" value=(!u.disabled).to_string()/>
+                                                <input type="hidden" name="disabled" value={(!u.disabled).to_string()}/>
                                                 <button type="submit">{if u.disabled { "Enable" } else { "Disable" }}</button>
                                             </ActionForm>
                                             <ActionForm action=sign_out attr:class="inline">
