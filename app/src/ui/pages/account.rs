@@ -56,13 +56,14 @@ pub fn AccountPage() -> impl IntoView {
                                     (None, None) => "never used".into(),
                                 };
                                 let active = t.revoked_at.is_none();
+                                let name = t.name.clone();
                                 view! {
                                     <tr data-token=t.name.clone()>
                                         <td>{t.name.clone()}</td><td>{t.rights}</td><td>{t.scope.join(" ")}</td>
                                         <td>{t.expires_at}</td><td>{state}</td>
                                         <td>{active.then(|| view! {
                                             <ActionForm action=revoke attr:class="inline">
-                                                <input type="hidden" name="name" value=t.name.clone()/>
+                                                <input type="hidden" name="name" value=name/>
                                                 <button type="submit">"Revoke"</button>
                                             </ActionForm>
                                         })}</td>
@@ -91,13 +92,14 @@ pub fn AccountPage() -> impl IntoView {
                                     (None, false) => "active".into(),
                                 };
                                 let active = s.revoked_at.is_none();
+                                let id = s.id.clone();
                                 view! {
                                     <tr>
                                         <td>{s.created_at}</td><td>{s.expires_at}</td>
                                         <td>{s.address.unwrap_or_default()}</td><td>{state}</td>
                                         <td>{active.then(|| view! {
                                             <ActionForm action=end attr:class="inline">
-                                                <input type="hidden" name="id" value=s.id.clone()/>
+                                                <input type="hidden" name="id" value=id/>
                                                 <button type="submit">"End"</button>
                                             </ActionForm>
                                         })}</td>

@@ -43,29 +43,33 @@ pub fn AdminUsersPage() -> impl IntoView {
                                 let option = |value: &'static str, current: &str| {
                                     view! { <option value=value selected={value == current}>{value}</option> }
                                 };
+                                let names = [u.name.clone(), u.name.clone(), u.name.clone()];
+                                let [for_role, for_disable, for_sign_out] = names;
+                                let roles = ["viewer", "deployer", "admin"].map(|r| option(r, &u.role));
+                                let (scope, disabled) = (u.scope.join(" "), u.disabled);
                                 view! {
                                     <tr data-user=u.name.clone()>
                                         <td>{u.name.clone()}</td>
                                         <td>
                                             <ActionForm action=role attr:class="inline">
-                                                <input type="hidden" name="name" value=u.name.clone()/>
+                                                <input type="hidden" name="name" value=for_role/>
                                                 <select name="role">
-                                                    {option("viewer", &u.role)}{option("deployer", &u.role)}{option("admin", &u.role)}
+                                                    {roles}
                                                 </select>
-                                                <input type="text" name="scope" value=u.scope.join(" ") placeholder="every machine"/>
+                                                <input type="text" name="scope" value=scope placeholder="every machine"/>
                                                 <button type="submit">"Change"</button>
                                             </ActionForm>
                                         </td>
                                         <td>{u.created_at}</td>
-                                        <td>{if u.disabled { "disabled" } else { "enabled" }}</td>
+                                        <td>{if disabled { "disabled" } else { "enabled" }}</td>
                                         <td>
                                             <ActionForm action=disable attr:class="inline">
-                                                <input type="hidden" name="name" value=u.name.clone()/>
-                                                <input type="hidden" name="disabled" value={(!u.disabled).to_string()}/>
-                                                <button type="submit">{if u.disabled { "Enable" } else { "Disable" }}</button>
+                                                <input type="hidden" name="name" value=for_disable/>
+                                                <input type="hidden" name="disabled" value={(!disabled).to_string()}/>
+                                                <button type="submit">{if disabled { "Enable" } else { "Disable" }}</button>
                                             </ActionForm>
                                             <ActionForm action=sign_out attr:class="inline">
-                                                <input type="hidden" name="name" value=u.name.clone()/>
+                                                <input type="hidden" name="name" value=for_sign_out/>
                                                 <button type="submit" data-testid="revoke-sessions">"Sign out everywhere"</button>
                                             </ActionForm>
                                         </td>
