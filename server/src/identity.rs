@@ -34,13 +34,13 @@ pub async fn identify(
         Err(e) => return refusal(&e),
     };
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
-    if let Some(permission) = page_permission(request.uri().path()).filter(|_| is_read) {
-        if let Err(e) = caller.require(permission) {
-            return match e {
-                AppError::Unauthorized(_) => redirect("/sign-in", None),
-                e => refusal(&e),
-            };
-        }
+    if let Some(permission) = page_permission(request.uri().path()).filter(|_| is_read)
+        && let Err(e) = caller.require(permission)
+    {
+        return match e {
+            AppError::Unauthorized(_) => redirect("/sign-in", None),
+            e => refusal(&e),
+        };
     }
     request.extensions_mut().insert(caller);
     next.run(request).await
