@@ -30,6 +30,15 @@ function account(role: string, project: string): string {
   return name;
 }
 
+// Hydration starts on an idle callback after the load event: wait until the WASM was
+// fetched, the network is quiet and the main thread has been idle once more.
+async function hydrated(page: Page) {
+  await page.waitForFunction(() =>
+    performance.getEntriesByType('resource').some((e) => e.name.endsWith('.wasm')));
+  await page.waitForLoadState('networkidle');
+  await page.evaluate(() => new Promise((r) => requestIdleCallback(() => r(null), { timeout: 3000 })));
+}
+
 async function signIn(page: Page, name: string, pass = password) {
   await page.goto('/sign-in');
   await page.fill('input[name=name]', name);
@@ -66,7 +75,7 @@ test('a token is shown once', async ({ page, javaScriptEnabled }, info) => {
   const name = account('deployer', info.project.name);
   await signIn(page, name);
   await page.goto('/account');
-  await page.waitForLoadState('networkidle');
+  await hydrated(page);
   await page.fill('form[data-testid=create-token] input[name=name]', 'ci');
   await page.selectOption('form[data-testid=create-token] select[name=rights]', 'viewer');
   await page.click('form[data-testid=create-token] button[type=submit]');
@@ -96,7 +105,7 @@ test('an admin signs a user out; their next page load is signed out', async ({ b
   const adminPage = await (await browser.newContext(options)).newPage();
   await signIn(adminPage, admin);
   await adminPage.goto('/admin/users');
-  await adminPage.waitForLoadState('networkidle');
+  if (info.project.use.javaScriptEnabled) await hydrated(adminPage);
   await adminPage.locator(`tr[data-user="${user}"]`).getByTestId('revoke-sessions').click();
   await adminPage.waitForLoadState('networkidle');
   await expect.poll(() => carrier('audit', '--json', '--action', 'user.sign-out')).toContain(user);
