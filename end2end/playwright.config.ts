@@ -1,8 +1,9 @@
 import { defineConfig } from '@playwright/test';
 import * as path from 'path';
 
-// The dashboard under test: a release build of `carrier serve` over examples/cluster,
-// with a fresh database and cache in .local/e2e.
+// The dashboard under test: a release build of `carrier serve --anonymous-read` over
+// examples/cluster (as scripts/serve runs it), with a fresh database and cache in
+// .local/e2e; accounts.spec.ts adds its accounts to that database with `carrier user add`.
 const port = Number(process.env.CARRIER_E2E_PORT ?? 3197);
 const root = path.resolve(__dirname, '..');
 const state = path.join(root, '.local', 'e2e');
@@ -32,7 +33,7 @@ export default defineConfig({
     command:
       `rm -rf ${state} && mkdir -p ${state} && ${root}/target/release/carrier --config ${root}/examples/cluster ` +
       `--cache-dir ${state}/cache serve --addr 127.0.0.1:${port} ` +
-      `--database-url sqlite://${state}/carrier.db --site-root ${root}/target/site`,
+      `--database-url sqlite://${state}/carrier.db --site-root ${root}/target/site --anonymous-read`,
     url: `http://127.0.0.1:${port}/machines`,
     timeout: 120_000,
     reuseExistingServer: false,

@@ -14,8 +14,12 @@ pub enum AppError {
     BadInput(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// The caller is not signed in (401).
     #[error("not authorised: {0}")]
     Unauthorized(String),
+    /// The caller is known and may not do this (403); the message says why.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The cluster configuration does not evaluate; the message is Nix's, with paths
     /// shown relative to the configuration directory.
     #[error("{0}")]

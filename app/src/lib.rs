@@ -13,7 +13,10 @@ use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
-use ui::pages::{CarriersPage, MachinePage, MachinesPage, NotFound};
+use ui::pages::{
+    AccountPage, AdminAuditPage, AdminUsersPage, CarriersPage, MachinePage, MachinesPage, NotFound,
+    SignInPage,
+};
 
 /// The HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -52,6 +55,10 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/machines") view=MachinesPage ssr=SsrMode::Async/>
                     <Route path=path!("/machines/*name") view=MachinePage ssr=SsrMode::Async/>
                     <Route path=path!("/carriers") view=CarriersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
+                    <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/users") view=AdminUsersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/admin/audit") view=AdminAuditPage ssr=SsrMode::Async/>
                 </Routes>
             </ui::components::Layout>
         </Router>

@@ -133,6 +133,70 @@ pub fn flatten_options(value: &serde_json::Value) -> Vec<(String, String)> {
     out
 }
 
+/// Who is signed in, for the header.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallerView {
+    /// The account; `None` for the shared token and anonymous callers.
+    pub name: Option<String>,
+    pub role: Option<String>,
+    /// Signed in with a session (so a sign-out button makes sense).
+    pub session: bool,
+}
+
+/// One of the caller's API tokens (never its secret).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenView {
+    pub name: String,
+    pub rights: String,
+    pub scope: Vec<String>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+/// One session of an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionView {
+    /// The session's public id (the hash the database stores).
+    pub id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub address: Option<String>,
+    /// The session this page was loaded with.
+    pub current: bool,
+}
+
+/// One account, for admins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub role: String,
+    /// Empty: every machine.
+    pub scope: Vec<String>,
+    pub created_at: String,
+    pub disabled: bool,
+}
+
+/// One audit log entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub address: Option<String>,
+    pub action: String,
+    pub target: Option<String>,
+    pub details: String,
+    pub outcome: String,
+}
+
+/// Scope terms as typed in a form: separated by spaces or commas.
+pub fn scope_terms(text: &str) -> Vec<String> {
+    text.split([' ', ',']).filter(|t| !t.is_empty()).map(String::from).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +242,14 @@ mod tests {
                 ("tags".into(), "[\"a\"]".into()),
             ]
         );
+    }
+
+    #[test]
+    fn scope_terms_split_on_spaces_and_commas() {
+        assert_eq!(
+            scope_terms(" tag:ci, pxe-server#*  node1"),
+            ["tag:ci", "pxe-server#*", "node1"]
+        );
+        assert!(scope_terms(" , ").is_empty());
     }
 }

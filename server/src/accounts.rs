@@ -51,6 +51,8 @@ pub fn user(global: &GlobalArgs, args: UserArgs) -> anyhow::Result<ExitCode> {
             println!("removed '{name}' with its sessions and tokens");
             Ok(())
         }
+        UserCommand::Disable { name } => set_disabled(store, &name, true).await,
+        UserCommand::Enable { name } => set_disabled(store, &name, false).await,
         UserCommand::Ls { json } => {
             let users = store.users().await?;
             if json {
@@ -64,6 +66,14 @@ pub fn user(global: &GlobalArgs, args: UserArgs) -> anyhow::Result<ExitCode> {
             Ok(())
         }
     })
+}
+
+async fn set_disabled(store: &Store, name: &str, disabled: bool) -> anyhow::Result<()> {
+    let verb = if disabled { "disable" } else { "enable" };
+    let result = store.set_disabled(name, disabled).await;
+    audited(store, &format!("user.{verb}"), name, json!({}), result).await?;
+    println!("{verb}d '{name}'");
+    Ok(())
 }
 
 pub fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<ExitCode> {
@@ -110,7 +120,12 @@ pub fn token(global: &GlobalArgs, args: TokenArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn audit(global: &GlobalArgs, args: AuditArgs) -> anyhow::Result<ExitCode> {
-    let filter = AuditFilter { actor: args.actor, action: args.action, limit: args.limit.into() };
+    let filter = AuditFilter {
+        actor: args.actor,
+        action: args.action,
+        since: None,
+        limit: args.limit.into(),
+    };
     with_store(global, async |store| {
         let entries = store.audit_log(&filter).await?;
         if args.json {

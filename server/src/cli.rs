@@ -135,6 +135,10 @@ pub enum UserCommand {
     },
     /// Remove an account with its sessions and tokens.
     Rm { name: String },
+    /// Disable an account: its sessions end, it cannot sign in, its tokens match nothing.
+    Disable { name: String },
+    /// Enable a disabled account again (its ended sessions stay ended).
+    Enable { name: String },
     /// List accounts.
     Ls {
         /// Print JSON: a list of accounts.
@@ -600,24 +604,34 @@ impl NixBuildArgs {
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on. A non-loopback address needs a token, or --public.
+    /// Address to listen on. With --anonymous-read, a non-loopback address needs --public.
     #[arg(long, env = "CARRIER_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
     /// The built site (CSS, WASM) produced by `cargo leptos build`.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
-    /// A file holding the token every request must present (`Authorization: Bearer` or the
-    /// `carrier_token` cookie); or set CARRIER_TOKEN. Not readable by other users.
+    /// A file holding the shared token of one-person mode (whoever presents it as
+    /// `Authorization: Bearer` or the `carrier_token` cookie acts as an admin); or set
+    /// CARRIER_TOKEN. Not readable by other users.
     #[arg(long, env = "CARRIER_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     /// Refused with an explanation: a token in the arguments is visible to every user
     /// of the machine (`ps`).
     #[arg(long, hide = true)]
     pub token: Option<String>,
-    /// Serve a non-loopback address without a token: everyone who reaches it may read
-    /// the inventory.
+    /// Serve a non-loopback address to everyone: who reaches it may read the inventory
+    /// without signing in (implies --anonymous-read).
     #[arg(long)]
     pub public: bool,
+    /// Callers without credentials may read the inventory (machines, carriers); changes and
+    /// account pages still need a sign-in. On a non-loopback address only with --public.
+    #[arg(long)]
+    pub anonymous_read: bool,
+    /// Behind a reverse proxy: take the client address from the last `X-Forwarded-For`
+    /// entry (for the sign-in rate limit and the audit log) and mark cookies `Secure` when
+    /// it sends `X-Forwarded-Proto: https`.
+    #[arg(long)]
+    pub trust_proxy: bool,
     /// Also answer requests for this host name (the browser's `Host`), e.g. the name DNS
     /// or a reverse proxy gives this server. Repeatable. The bind address, and localhost
     /// for loopback binds, are always answered; other names are refused (DNS rebinding).

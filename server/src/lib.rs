@@ -8,6 +8,7 @@ pub mod deploy;
 pub mod generation;
 pub mod health_check;
 pub mod history;
+pub mod identity;
 pub mod json;
 pub mod kexec_netboot;
 pub mod lab;

@@ -1,7 +1,9 @@
 //! `carrier serve`: composes the dashboard. Builds the configuration, opens the database
 //! (the one the CLI records in, `GlobalArgs::database_url`) and the router, and passes
-//! them down explicitly as Leptos context. Decides who may be served: a token from a file or the environment, never from the arguments; no
-//! non-loopback address without a token unless told `--public`.
+//! them down explicitly as Leptos context. Decides who may be served: accounts (sign-in,
+//! API tokens), the shared token of one-person mode from a file or the environment (never
+//! from the arguments), anonymous reading only with `--anonymous-read`, and that on a
+//! non-loopback address only with `--public`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -42,6 +44,7 @@ fn routes() -> Vec<AxumRouteListing> {
 
 pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -> Router {
     let routes = routes();
+    let access = state.access.clone();
     let context = move || provide_context(state.clone());
     let app = Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
@@ -50,7 +53,10 @@ pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -
         })
         // unknown paths render the app's not-found page, which reads the state too
         .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
-        .with_state(leptos_options);
+        .with_state(leptos_options)
+        .merge(crate::identity::router(access.clone()))
+        // every request's caller, resolved once, before any route runs
+        .layer(axum::middleware::from_fn_with_state(access, crate::identity::identify));
     harden(app, web)
 }
 
@@ -109,31 +115,33 @@ fn check_token(token: &str, source: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A dashboard anyone on the network could read is served only when asked for.
+/// A dashboard anyone on the network could read is served only when asked for: anonymous
+/// reading on a non-loopback address needs `--public` (which implies it).
 fn check_exposure(
     addr: std::net::SocketAddr,
-    token: Option<&str>,
+    anonymous_read: bool,
     public: bool,
 ) -> anyhow::Result<()> {
-    if addr.ip().is_loopback() || token.is_some() {
+    if addr.ip().is_loopback() || !(anonymous_read || public) {
         return Ok(());
     }
     if !public {
         bail!(
-            "refusing to serve {addr} without a token: every host that reaches this address could read the \
-             inventory. Set a token (--token-file or CARRIER_TOKEN), listen on a loopback address \
-             (--addr 127.0.0.1:3000), or pass --public to serve it to everyone"
+            "refusing to serve {addr} with --anonymous-read: every host that reaches this address \
+             could read the inventory. Drop --anonymous-read (callers then sign in or present a \
+             token), listen on a loopback address (--addr 127.0.0.1:3000), or pass --public to \
+             serve it to everyone"
         );
     }
     tracing::warn!(
-        "serving {addr} without a token (--public): every host that reaches it may read the inventory"
+        "serving {addr} to everyone (--public): every host that reaches it may read the inventory"
     );
     Ok(())
 }
 
 async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let token = token(&args)?;
-    check_exposure(args.addr, token.as_deref(), args.public)?;
+    check_exposure(args.addr, args.anonymous_read, args.public)?;
     let web = WebConfig {
         hosts: HostAllowList::new(args.addr, &args.allowed_hosts),
         request_timeout: Duration::from_secs(args.request_timeout),
@@ -142,12 +150,17 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let db = carrier_storage::Store::open(&global.database_url()).await?;
     let checkin =
         crate::checkin::CheckinState::new(db.clone(), crate::checkin::secrets_dir(conf_dir.path()));
-    let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db);
+    let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db.clone());
     // Evaluate once up front so configuration errors show in the log at start.
     if let Err(e) = service.load().await {
         tracing::warn!("the cluster does not evaluate yet: {e}");
     }
-    let state = AppState { inventory: Arc::new(service), access: Arc::new(AccessPolicy { token }) };
+    let access = AccessPolicy {
+        anonymous_read: args.anonymous_read || args.public,
+        trust_proxy: args.trust_proxy,
+        ..AccessPolicy::new(db, token)
+    };
+    let state = AppState { inventory: Arc::new(service), access: Arc::new(access) };
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.site_addr = args.addr;
     leptos_options.site_root = args.site_root.display().to_string().into();

@@ -62,7 +62,9 @@ pub fn harden(router: Router, config: &WebConfig) -> Router {
             ))
             .layer(header(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
             .layer(header(header::X_FRAME_OPTIONS, "DENY"))
-            .layer(header(header::REFERRER_POLICY, "no-referrer"))
+            // not no-referrer: under it browsers send `Origin: null` on the dashboard's own
+            // form posts, which the origin check refuses; nothing goes to other origins
+            .layer(header(header::REFERRER_POLICY, "same-origin"))
             .layer(header(HeaderName::from_static("cross-origin-opener-policy"), "same-origin"))
             .layer(header(HeaderName::from_static("cross-origin-resource-policy"), "same-origin"))
             .layer(CompressionLayer::new())

@@ -188,3 +188,27 @@ fn a_token_is_shown_once_stored_hashed_limited_and_revoked() {
     );
     assert!(!db.json(&["audit", "--json"]).to_string().contains(&secret), "the audit log has it");
 }
+
+#[test]
+fn an_account_is_disabled_and_enabled_from_the_cli_and_audited() {
+    let db = Db::new();
+    ok(&db.add("bob", "viewer", &[]));
+    ok(&db.carrier(&["user", "disable", "bob"]));
+    assert_eq!(db.json(&["user", "ls", "--json"])[0]["disabled"], true);
+    let listed = String::from_utf8_lossy(&ok(&db.carrier(&["user", "ls"])).stdout).into_owned();
+    assert!(listed.contains("(disabled)"), "{listed}");
+    ok(&db.carrier(&["user", "enable", "bob"]));
+    assert_eq!(db.json(&["user", "ls", "--json"])[0]["disabled"], false);
+    let err = failed(&db.carrier(&["user", "disable", "eve"]));
+    assert!(err.contains("no user named 'eve'"), "{err}");
+    let log = actions(&db);
+    let kinds: Vec<(&str, &str)> = log.iter().map(|(a, _, o)| (a.as_str(), o.as_str())).collect();
+    assert_eq!(
+        kinds[..3],
+        [
+            ("user.disable", "failed: no user named 'eve'"),
+            ("user.enable", "ok"),
+            ("user.disable", "ok")
+        ]
+    );
+}

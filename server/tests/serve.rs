@@ -185,7 +185,7 @@ fn a_broken_cluster_runs_nix_once_for_50_requests() {
     )
     .unwrap();
     let runs = tmp.path().join("nix-runs");
-    let mut cmd = serve_command(&conf, tmp.path(), &["--addr", "127.0.0.1:0"]);
+    let mut cmd = serve_command(&conf, tmp.path(), &["--addr", "127.0.0.1:0", "--anonymous-read"]);
     cmd.env("PATH", counting_nix(tmp.path(), &runs));
     let server = Server::start(cmd);
 
@@ -252,26 +252,38 @@ fn serve_in_netns(state: &Path, args: &[&str], env: &[(&str, &str)]) -> Command 
 }
 
 #[test]
-fn a_non_loopback_address_needs_a_token_or_public() {
+fn anonymous_reading_is_an_option_and_public_on_a_non_loopback_address() {
     let tmp = tempfile::tempdir().unwrap();
-    let refused = Server::try_start(serve_in_netns(tmp.path(), &["--addr", "0.0.0.0:0"], &[]));
-    let err = refused.err().expect("served 0.0.0.0 without a token");
+    let anonymous = ["--addr", "0.0.0.0:0", "--anonymous-read"];
+    let refused = Server::try_start(serve_in_netns(tmp.path(), &anonymous, &[]));
+    let err = refused.err().expect("served 0.0.0.0 to anonymous readers without --public");
     assert!(
-        err.contains("refusing to serve 0.0.0.0:0 without a token") && err.contains("--public"),
+        err.contains("refusing to serve 0.0.0.0:0 with --anonymous-read")
+            && err.contains("--public"),
         "{err}"
     );
     assert!(!tmp.path().join("carrier.db").exists(), "refused before anything was created");
 
-    // told to serve publicly, or given a token, it starts
+    // told to serve publicly, it starts, and anonymous callers read
     let server =
         Server::start(serve_in_netns(tmp.path(), &["--addr", "0.0.0.0:0", "--public"], &[]));
-    assert!(server.output().contains("without a token (--public)"), "{}", server.output());
+    assert!(server.output().contains("to everyone (--public)"), "{}", server.output());
     drop(server);
-    Server::start(serve_in_netns(
-        tmp.path(),
-        &["--addr", "0.0.0.0:0"],
-        &[("CARRIER_TOKEN", "a-long-enough-token")],
-    ));
+    // without anonymous reading every caller signs in or presents a token: it starts
+    let server = Server::start(serve_in_netns(tmp.path(), &["--addr", "0.0.0.0:0"], &[]));
+    drop(server);
+
+    // on loopback: anonymous callers are sent to sign in, unless --anonymous-read
+    let server = Server::start(serve_command(&example(), tmp.path(), &["--addr", "127.0.0.1:0"]));
+    let (status, headers, _) = http(&server.addr, "GET", "/machines", &[]);
+    assert!(status == 303 && headers.contains("/sign-in"), "{status} {headers}");
+    let (status, _, _) = http(&server.addr, "POST", "/api/list_carriers", &[]);
+    assert_eq!(status, 401);
+    drop(server);
+    let args = ["--addr", "127.0.0.1:0", "--anonymous-read"];
+    let server = Server::start(serve_command(&example(), tmp.path(), &args));
+    let (status, _, body) = http(&server.addr, "GET", "/machines", &[]);
+    assert!(status == 200 && body.contains("pxe-server"), "{status}");
 }
 
 #[test]
@@ -307,7 +319,7 @@ fn the_token_comes_from_a_file_or_the_environment_never_the_arguments() {
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let server = Server::start(with_file());
     let (status, _, body) = http(&server.addr, "POST", "/api/list_carriers", &[]);
-    assert!(status != 200 && body.contains("a token is required"), "{status} {body}");
+    assert!(status == 401 && body.contains("sign in first"), "{status} {body}");
     let (status, _, body) = http(
         &server.addr,
         "POST",
@@ -320,6 +332,7 @@ fn the_token_comes_from_a_file_or_the_environment_never_the_arguments() {
     let mut cmd = serve_command(&example(), tmp.path(), &loopback);
     cmd.env("CARRIER_TOKEN", "s3cret-from-the-environment");
     let server = Server::start(cmd);
+    let origin = format!("http://{}", server.addr);
     let (status, _, _) = http(
         &server.addr,
         "POST",
@@ -331,15 +344,24 @@ fn the_token_comes_from_a_file_or_the_environment_never_the_arguments() {
         &server.addr,
         "POST",
         "/api/list_carriers",
-        &[("Cookie", "carrier_token=s3cret-from-the-environment")],
+        &[("Cookie", "carrier_token=s3cret-from-the-environment"), ("Origin", &origin)],
     );
     assert_eq!(status, 200);
+    // a write with cookies must name its origin (browsers always do)
+    let (status, _, _) = http(
+        &server.addr,
+        "POST",
+        "/api/list_carriers",
+        &[("Cookie", "carrier_token=s3cret-from-the-environment")],
+    );
+    assert_eq!(status, 403);
 }
 
 #[test]
 fn requests_are_traced_and_foreign_hosts_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(serve_command(&example(), tmp.path(), &["--addr", "127.0.0.1:0"]));
+    let args = ["--addr", "127.0.0.1:0", "--anonymous-read"];
+    let server = Server::start(serve_command(&example(), tmp.path(), &args));
     let (status, _, _) = http(&server.addr, "GET", "/carriers", &[]);
     assert_eq!(status, 200);
     let (status, _, body) = http(&server.addr, "GET", "/carriers", &[("Host", "evil.example")]);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use app::services::{AccessPolicy, AppState, InventoryService};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use carrier_core::auth::{Role, Scope};
 use carrier_core::cluster::Inventory;
 use carrier_core::conf_dir::ConfDir;
 use leptos::prelude::get_configuration;
@@ -17,19 +18,31 @@ struct Harness {
     _tmp: tempfile::TempDir,
     app: axum::Router,
     db: sqlx::SqlitePool,
+    store: carrier_storage::Store,
 }
 
 async fn harness(conf_dir: PathBuf, token: Option<&str>) -> Harness {
     harness_with(conf_dir, token, None, WebConfig::loopback()).await
 }
 
-/// A dashboard as `carrier serve --addr 127.0.0.1:3000` builds it; `cache_dir` replaces
-/// the fresh cache directory, `web` the HTTP settings.
+/// A dashboard as `carrier serve --addr 127.0.0.1:3000 --anonymous-read` builds it (as
+/// scripts/serve runs it); `cache_dir` replaces the fresh cache directory, `web` the HTTP
+/// settings.
 async fn harness_with(
     conf_dir: PathBuf,
     token: Option<&str>,
     cache_dir: Option<PathBuf>,
     web: WebConfig,
+) -> Harness {
+    harness_full(conf_dir, token, cache_dir, web, true).await
+}
+
+async fn harness_full(
+    conf_dir: PathBuf,
+    token: Option<&str>,
+    cache_dir: Option<PathBuf>,
+    web: WebConfig,
+    anonymous_read: bool,
 ) -> Harness {
     let tmp = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", tmp.path().join("carrier.db").display());
@@ -38,13 +51,12 @@ async fn harness_with(
     let db = sqlx::SqlitePool::connect(&url).await.unwrap();
     let cache_dir = cache_dir.unwrap_or_else(|| tmp.path().join("cache"));
     let conf_dir = ConfDir::resolve(&conf_dir).unwrap();
-    let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, store);
-    let state = AppState {
-        inventory: Arc::new(service),
-        access: Arc::new(AccessPolicy { token: token.map(Into::into) }),
-    };
+    let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, store.clone());
+    let access =
+        AccessPolicy { anonymous_read, ..AccessPolicy::new(store.clone(), token.map(Into::into)) };
+    let state = AppState { inventory: Arc::new(service), access: Arc::new(access) };
     let options = get_configuration(None).unwrap().leptos_options;
-    Harness { _tmp: tmp, app: server::serve::router(state, options, &web), db }
+    Harness { _tmp: tmp, app: server::serve::router(state, options, &web), db, store }
 }
 
 fn example() -> PathBuf {
@@ -154,11 +166,13 @@ async fn unknown_machine_is_not_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_is_enforced_for_pages_and_server_functions() {
-    let h = harness(example(), Some("s3cret")).await;
-    let (_, html) = get(&h.app, "/machines", &[]).await;
-    assert!(html.contains("a token is required"));
+async fn the_shared_token_is_enforced_for_pages_and_server_functions() {
+    let h = harness_full(example(), Some("s3cret"), None, WebConfig::loopback(), false).await;
+    let (status, html) = get(&h.app, "/machines", &[]).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "anonymous callers are sent to sign in");
     assert!(rows_empty(&html));
+    let (status, _) = get(&h.app, "/machines", &[("cookie", "carrier_token=wrong")]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (_, html) = get(&h.app, "/machines", &[("cookie", "carrier_token=s3cret")]).await;
     assert!(!rows_empty(&html));
 
@@ -171,7 +185,7 @@ async fn token_is_enforced_for_pages_and_server_functions() {
         req.body(Body::empty()).unwrap()
     };
     let resp = h.app.clone().oneshot(post(None)).await.unwrap();
-    assert_ne!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let resp = h.app.clone().oneshot(post(Some("Bearer s3cret"))).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
@@ -385,7 +399,9 @@ async fn responses_carry_security_headers_and_the_page_csp_names_its_scripts_non
     };
     assert_eq!(header(&headers, "x-content-type-options").as_deref(), Some("nosniff"));
     assert_eq!(header(&headers, "x-frame-options").as_deref(), Some("DENY"));
-    assert_eq!(header(&headers, "referrer-policy").as_deref(), Some("no-referrer"));
+    // not no-referrer: under it browsers send `Origin: null` on the dashboard's own form
+    // posts, which the origin check refuses; same-origin still sends nothing elsewhere
+    assert_eq!(header(&headers, "referrer-policy").as_deref(), Some("same-origin"));
     let csp = header(&headers, "content-security-policy").expect("the page has a CSP");
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'wasm-unsafe-eval'"), "{csp}");
     assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"), "{csp}");
@@ -480,4 +496,211 @@ async fn nix_errors_name_the_cache_directory_without_its_path() {
     assert!(html.contains("infinite recursion"), "{html}");
     assert!(html.contains("at &lt;carrier cache&gt;/evaluator-"), "{html}");
     assert!(!html.contains(&cache.path().display().to_string()), "{html}");
+}
+
+/// The dashboard as `carrier serve` runs it without `--anonymous-read`, with viewer `vic`,
+/// deployer `dee` scoped to `tag:prg` and admin `ada` (password `correct horse`), and a
+/// session cookie of each.
+async fn with_accounts() -> (Harness, Vec<(&'static str, String)>) {
+    let h = harness_full(example(), None, None, WebConfig::loopback(), false).await;
+    let hash = carrier_storage::hash_password("correct horse").unwrap();
+    let prg = Scope::parse(&["tag:prg"]).unwrap();
+    let mut cookies = vec![];
+    for (name, role, scope) in [
+        ("vic", Role::Viewer, None),
+        ("dee", Role::Deployer, Some(&prg)),
+        ("ada", Role::Admin, None),
+    ] {
+        let id = h.store.add_user(name, &hash, role, scope).await.unwrap();
+        let secret =
+            h.store.create_session(id, jiff::SignedDuration::from_hours(1), None).await.unwrap();
+        cookies.push((name, format!("carrier_session={secret}")));
+    }
+    (h, cookies)
+}
+
+const SAME_ORIGIN: [(&str, &str); 2] =
+    [("host", "127.0.0.1:3000"), ("origin", "http://127.0.0.1:3000")];
+
+/// A form post from the dashboard's own page, with `cookie` (if any), from 192.0.2.7.
+fn form_post(path: &str, cookie: Option<&str>, body: &str) -> Request<Body> {
+    let mut headers = SAME_ORIGIN.to_vec();
+    if let Some(c) = cookie {
+        headers.push(("cookie", c));
+    }
+    let mut req = api_post(path, &headers, body.to_string());
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from(([192, 0, 2, 7], 40000))));
+    req
+}
+
+/// Every route as anonymous, viewer, scoped deployer and admin: the status each gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_authorises_its_caller() {
+    let (h, cookies) = with_accounts().await;
+    const SEE: u16 = 303;
+    // (method, path, form body, [anonymous, viewer, scoped deployer, admin])
+    let table: &[(&str, &str, &str, [u16; 4])] = &[
+        ("GET", "/", "", [SEE, 200, 200, 200]),
+        ("GET", "/machines", "", [SEE, 200, 200, 200]),
+        ("GET", "/machines/pxe-server", "", [SEE, 200, 200, 200]),
+        ("GET", "/carriers", "", [SEE, 200, 200, 200]),
+        ("GET", "/no/such/page", "", [SEE, 404, 404, 404]),
+        ("GET", "/sign-in", "", [200, 200, 200, 200]),
+        ("GET", "/account", "", [SEE, 200, 200, 200]),
+        ("GET", "/admin/users", "", [SEE, 403, 403, 200]),
+        ("GET", "/admin/audit", "", [SEE, 403, 403, 200]),
+        ("POST", "/api/get_caller", "", [200, 200, 200, 200]),
+        ("POST", "/api/get_inventory_info", "", [401, 200, 200, 200]),
+        ("POST", "/api/list_carriers", "", [401, 200, 200, 200]),
+        ("POST", "/api/get_machine", "name=pxe-server", [401, 200, 200, 200]),
+        (
+            "POST",
+            "/api/list_machines",
+            "query[pattern]=*&query[tags]=&query[attrs]=&query[managed]=",
+            [401, 200, 200, 200],
+        ),
+        ("POST", "/api/list_my_tokens", "", [401, 200, 200, 200]),
+        ("POST", "/api/list_my_sessions", "", [401, 200, 200, 200]),
+        ("POST", "/api/create_token", "name=t&rights=viewer&scope=&days=1", [401, 200, 200, 200]),
+        ("POST", "/api/revoke_token", "name=t", [401, 200, 200, 200]),
+        ("POST", "/api/list_users", "", [401, 403, 403, 200]),
+        ("POST", "/api/list_audit", "actor=&action=&since=", [401, 403, 403, 200]),
+        ("POST", "/api/set_user_role", "name=vic&role=viewer&scope=", [401, 403, 403, 200]),
+        ("POST", "/api/set_user_disabled", "name=nobody&disabled=false", [401, 403, 403, 500]),
+        ("POST", "/api/revoke_user_sessions", "name=nobody", [401, 403, 403, 500]),
+    ];
+    let callers: Vec<Option<&str>> =
+        std::iter::once(None).chain(cookies.iter().map(|(_, c)| Some(c.as_str()))).collect();
+    let mut wrong = vec![];
+    for &(method, path, body, expected) in table {
+        for (caller, want) in callers.iter().zip(expected) {
+            let req = if method == "GET" {
+                let mut req = Request::get(path);
+                if let Some(c) = caller {
+                    req = req.header("cookie", *c);
+                }
+                req.body(Body::empty()).unwrap()
+            } else {
+                form_post(path, *caller, body)
+            };
+            let (status, headers, body) = send(&h.app, req).await;
+            let body = String::from_utf8_lossy(&body);
+            if status.as_u16() != want {
+                wrong.push(format!("{method} {path} as {caller:?}: {status}, expected {want}"));
+            }
+            if status == StatusCode::SEE_OTHER {
+                assert_eq!(headers["location"], "/sign-in", "{method} {path}");
+            }
+            // a refusal shows no inventory
+            if status.is_client_error() {
+                assert!(!body.contains("pxe-server"), "{method} {path} as {caller:?}: {body}");
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_and_out_with_a_form_post() {
+    let (h, _) = with_accounts().await;
+    // wrong password and unknown name: the same answer
+    for (name, password) in [("vic", "wrong"), ("nobody", "correct horse")] {
+        let body = format!("name={name}&password={}", password.replace(' ', "+"));
+        let (status, headers, _) = send(&h.app, form_post("/sign-in", None, &body)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers["location"], "/sign-in?failed=wrong", "{name}");
+        assert!(!headers.contains_key("set-cookie"));
+    }
+    let (status, html) = get(&h.app, "/sign-in?failed=wrong", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Wrong name or password."), "{html}");
+
+    let body = "name=vic&password=correct+horse";
+    let (status, headers, _) = send(&h.app, form_post("/sign-in", None, body)).await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (StatusCode::SEE_OTHER, &"/machines".parse().unwrap())
+    );
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(set_cookie.contains("; HttpOnly; SameSite=Lax; Max-Age=43200"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "not behind a TLS proxy: {set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let (status, html) = get(&h.app, "/machines", &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("vic (viewer)"), "the header names who is signed in");
+    assert!(html.contains("data-testid=\"sign-out\""));
+
+    let (status, headers, _) = send(&h.app, form_post("/sign-out", Some(&cookie), "")).await;
+    assert_eq!(
+        (status, &headers["location"]),
+        (StatusCode::SEE_OTHER, &"/sign-in".parse().unwrap())
+    );
+    assert!(headers["set-cookie"].to_str().unwrap().contains("carrier_session=; "));
+    // revoked on the server: the old cookie no longer works
+    assert_eq!(get(&h.app, "/machines", &[("cookie", &cookie)]).await.0, StatusCode::SEE_OTHER);
+
+    let log: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT action, outcome, address FROM audit_log ORDER BY id")
+            .fetch_all(&h.db)
+            .await
+            .unwrap();
+    let seen: Vec<(&str, &str)> = log.iter().map(|(a, o, _)| (a.as_str(), o.as_str())).collect();
+    assert_eq!(
+        seen,
+        [
+            ("sign-in", "failed: wrong password"),
+            ("sign-in", "failed: no such account"),
+            ("sign-in", "ok"),
+            ("sign-out", "ok"),
+        ]
+    );
+    assert!(log.iter().all(|(_, _, a)| a.as_deref() == Some("192.0.2.7")), "{log:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_signs_a_user_out_and_disables_an_account_at_once() {
+    let (h, cookies) = with_accounts().await;
+    let (vic, dee, ada) = (&cookies[0].1, &cookies[1].1, &cookies[2].1);
+    assert_eq!(get(&h.app, "/machines", &[("cookie", vic)]).await.0, StatusCode::OK);
+    let (status, _, body) =
+        send(&h.app, form_post("/api/revoke_user_sessions", Some(ada), "name=vic")).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(get(&h.app, "/machines", &[("cookie", vic)]).await.0, StatusCode::SEE_OTHER);
+
+    let body = "name=dee&disabled=true";
+    assert_eq!(
+        send(&h.app, form_post("/api/set_user_disabled", Some(ada), body)).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(get(&h.app, "/machines", &[("cookie", dee)]).await.0, StatusCode::SEE_OTHER);
+    let (_, html) = get(&h.app, "/admin/audit?action=user.disable", &[("cookie", ada)]).await;
+    assert!(html.contains(">dee<") && html.contains(">ada<"), "{html}");
+    let (_, html) = get(&h.app, "/admin/audit?since=2999-01-01", &[("cookie", ada)]).await;
+    assert!(!html.contains("user.disable"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_form_posts_are_refused() {
+    let (h, cookies) = with_accounts().await;
+    let ada = &cookies[2].1;
+    let foreign = |path: &str, cookie: Option<&str>, body: &str, origin: Option<&str>| {
+        let mut headers = vec![("host", "127.0.0.1:3000")];
+        headers.extend(origin.map(|o| ("origin", o)));
+        headers.extend(cookie.map(|c| ("cookie", c)));
+        api_post(path, &headers, body.to_string())
+    };
+    // a page elsewhere posts the sign-in form (login CSRF) or an admin's change
+    let sign_in =
+        foreign("/sign-in", None, "name=vic&password=correct+horse", Some("http://evil.example"));
+    let (status, headers, _) = send(&h.app, sign_in).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(!headers.contains_key("set-cookie"));
+    let body = "name=vic&role=admin&scope=";
+    for origin in [Some("http://evil.example"), Some("null"), None] {
+        let (status, _, _) =
+            send(&h.app, foreign("/api/set_user_role", Some(ada), body, origin)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{origin:?}");
+    }
+    assert_eq!(h.store.user("vic").await.unwrap().unwrap().role, Role::Viewer);
 }

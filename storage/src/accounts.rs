@@ -41,6 +41,17 @@ pub struct ApiToken {
     pub last_used_at: Option<String>,
 }
 
+/// A session as its holder and admins see it; `id` is the SHA-256 of the secret (what the
+/// database stores), safe to show: the secret cannot be derived from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Session {
+    pub id: String,
+    pub created_at: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    pub address: Option<String>,
+}
+
 /// An entry to append to the audit log.
 #[derive(Debug, Clone, Default)]
 pub struct NewAuditEntry {
@@ -76,6 +87,8 @@ pub struct AuditEntry {
 pub struct AuditFilter {
     pub actor: Option<String>,
     pub action: Option<String>,
+    /// Entries at or after this time (RFC 3339 UTC, as the `at` column).
+    pub since: Option<String>,
     pub limit: i64,
 }
 
@@ -100,6 +113,11 @@ fn new_secret() -> Result<(String, String), StoreError> {
     let secret = hex::encode(random_bytes::<32>()?);
     let hash = secret_hash(&secret);
     Ok((secret, hash))
+}
+
+/// The public id of a session: what the database stores for its secret.
+pub fn session_id(secret: &str) -> String {
+    secret_hash(secret)
 }
 
 /// SHA-256 suffices for 256-bit random secrets: there is nothing to guess from a hash.
@@ -195,15 +213,7 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::NoUser(name.into()));
         }
-        sqlx::query(
-            "UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL AND user_id = \
-             (SELECT id FROM users WHERE name = $2)",
-        )
-        .bind(now())
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(query(what))?;
+        revoke_all_sessions(&mut tx, name).await.map_err(query(what))?;
         tx.commit().await.map_err(query(what))
     }
 
@@ -282,6 +292,91 @@ impl Store {
         .await
         .map_err(query("revoking a session"))?;
         Ok(())
+    }
+
+    /// Disables or enables an account. Disabling ends its sessions (enabling again does not
+    /// bring them back); its tokens match nothing while it is disabled.
+    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
+        let what = "disabling or enabling a user";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let changed = sqlx::query("UPDATE users SET disabled = $1 WHERE name = $2")
+            .bind(disabled)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(query(what))?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NoUser(name.into()));
+        }
+        if disabled {
+            revoke_all_sessions(&mut tx, name).await.map_err(query(what))?;
+        }
+        tx.commit().await.map_err(query(what))
+    }
+
+    /// Changes an account's role and scope (`None`: every machine).
+    pub async fn set_role(
+        &self,
+        name: &str,
+        role: Role,
+        scope: Option<&Scope>,
+    ) -> Result<(), StoreError> {
+        let changed = sqlx::query("UPDATE users SET role = $1, scope = $2 WHERE name = $3")
+            .bind(role.as_str())
+            .bind(scope.map(scope_json))
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(query("changing a user's role"))?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NoUser(name.into()));
+        }
+        Ok(())
+    }
+
+    /// An account's sessions that have not expired, newest first.
+    pub async fn sessions(&self, user: &str) -> Result<Vec<Session>, StoreError> {
+        sqlx::query(
+            "SELECT s.id_hash, s.created_at, s.expires_at, s.revoked_at, s.address \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE u.name = $1 AND s.expires_at > $2 ORDER BY s.created_at DESC, s.id_hash",
+        )
+        .bind(user)
+        .bind(now())
+        .fetch_all(&self.pool)
+        .await
+        .and_then(|rows| rows.iter().map(session).collect())
+        .map_err(query("listing sessions"))
+    }
+
+    /// Revokes one session of `user` by its public id ([`session_id`]).
+    pub async fn revoke_session_of(&self, user: &str, id: &str) -> Result<(), StoreError> {
+        let revoked = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE id_hash = $2 AND revoked_at IS NULL \
+             AND user_id = (SELECT id FROM users WHERE name = $3)",
+        )
+        .bind(now())
+        .bind(id)
+        .bind(user)
+        .execute(&self.pool)
+        .await
+        .map_err(query("revoking a session"))?
+        .rows_affected();
+        if revoked == 0 {
+            return Err(StoreError::NoSession(user.into()));
+        }
+        Ok(())
+    }
+
+    /// Revokes every session of `user` (an admin signing them out); returns how many.
+    pub async fn revoke_sessions(&self, user: &str) -> Result<u64, StoreError> {
+        let what = "revoking sessions";
+        let mut tx = self.pool.begin().await.map_err(query(what))?;
+        let n = revoke_all_sessions(&mut tx, user).await.map_err(query(what))?;
+        tx.commit().await.map_err(query(what))?;
+        Ok(n)
     }
 
     /// Creates an API token for `user` acting with `rights` (at most the user's role) and
@@ -420,16 +515,42 @@ impl Store {
             "SELECT id, at, actor, address, action, target, details, git_revision, \
              CAST(git_dirty AS INTEGER) AS git_dirty, outcome FROM audit_log \
              WHERE ($1 IS NULL OR actor = $1) AND ($2 IS NULL OR action = $2) \
-             ORDER BY id DESC LIMIT $3",
+             AND ($3 IS NULL OR at >= $3) ORDER BY id DESC LIMIT $4",
         )
         .bind(&filter.actor)
         .bind(&filter.action)
+        .bind(&filter.since)
         .bind(filter.limit)
         .fetch_all(&self.pool)
         .await
         .and_then(|rows| rows.iter().map(audit_entry).collect())
         .map_err(query("reading the audit log"))
     }
+}
+
+async fn revoke_all_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: &str,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL AND user_id = \
+         (SELECT id FROM users WHERE name = $2)",
+    )
+    .bind(now())
+    .bind(user)
+    .execute(&mut **tx)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+fn session(row: &AnyRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.try_get("id_hash")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        address: row.try_get("address")?,
+    })
 }
 
 fn scope_json(scope: &Scope) -> String {

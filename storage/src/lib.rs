@@ -14,7 +14,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateError, Migrator};
 
 pub use accounts::{
-    ApiToken, AuditEntry, AuditFilter, NewAuditEntry, User, UserId, hash_password, verify_password,
+    ApiToken, AuditEntry, AuditFilter, NewAuditEntry, Session, User, UserId, hash_password,
+    session_id, verify_password,
 };
 pub use checkins::{Checkin, NewCheckin};
 pub use records::{GitState, MachineOutcome, NewRun, Run, RunEnd, RunId, RunKind};
@@ -48,6 +49,8 @@ pub enum StoreError {
     TokenExists { user: String, name: String },
     #[error("user '{user}' has no active token named '{name}'")]
     NoToken { user: String, name: String },
+    #[error("user '{0}' has no active session with that id")]
+    NoSession(String),
     #[error("a token of '{user}' cannot have {rights} rights: the user is a {role}")]
     Rights { user: String, role: carrier_core::auth::Role, rights: carrier_core::auth::Role },
     #[error("making a secret: {0}")]

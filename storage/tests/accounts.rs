@@ -73,6 +73,52 @@ async fn sessions_are_stored_hashed_expire_and_are_revoked(url: &str) {
 }
 on_both_backends!(sessions_are_stored_hashed_expire_and_are_revoked);
 
+async fn accounts_are_disabled_changed_and_their_sessions_listed_and_revoked(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let bob =
+        store.add_user("bob", &hash_password("pw").unwrap(), Role::Deployer, None).await.unwrap();
+    let first = store.create_session(bob, DAY, Some("192.0.2.1")).await.unwrap();
+    let second = store.create_session(bob, DAY, None).await.unwrap();
+    let secret = store
+        .create_token(&store.user("bob").await.unwrap().unwrap(), "ci", Role::Viewer, None, DAY)
+        .await
+        .unwrap();
+
+    let sessions = store.sessions("bob").await.unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s.address.as_deref() == Some("192.0.2.1")).count(), 1);
+    assert!(sessions.iter().all(|s| s.revoked_at.is_none() && s.id.len() == 64));
+    let first_id = carrier_storage::session_id(&first);
+    store.revoke_session_of("bob", &first_id).await.unwrap();
+    assert_eq!(store.session_user(&first).await.unwrap(), None);
+    assert!(store.session_user(&second).await.unwrap().is_some());
+    let err = store.revoke_session_of("alice", &first_id).await.unwrap_err();
+    assert_eq!(err.to_string(), "user 'alice' has no active session with that id");
+
+    // disabling ends the sessions (re-enabling does not bring them back) and stops tokens
+    store.set_disabled("bob", true).await.unwrap();
+    assert!(store.user("bob").await.unwrap().unwrap().disabled);
+    assert_eq!(store.session_user(&second).await.unwrap(), None);
+    assert_eq!(store.token_user(&secret).await.unwrap(), None);
+    store.set_disabled("bob", false).await.unwrap();
+    assert_eq!(store.session_user(&second).await.unwrap(), None);
+    assert!(store.token_user(&secret).await.unwrap().is_some());
+    assert!(
+        matches!(store.set_disabled("eve", true).await, Err(StoreError::NoUser(n)) if n == "eve")
+    );
+
+    let scope = Scope::parse(&["tag:ci"]).unwrap();
+    store.set_role("bob", Role::Viewer, Some(&scope)).await.unwrap();
+    let bob_now = store.user("bob").await.unwrap().unwrap();
+    assert_eq!((bob_now.role, bob_now.scope), (Role::Viewer, Some(scope)));
+    assert!(matches!(store.set_role("eve", Role::Admin, None).await, Err(StoreError::NoUser(_))));
+
+    let third = store.create_session(bob, DAY, None).await.unwrap();
+    assert_eq!(store.revoke_sessions("bob").await.unwrap(), 1);
+    assert_eq!(store.session_user(&third).await.unwrap(), None);
+}
+on_both_backends!(accounts_are_disabled_changed_and_their_sessions_listed_and_revoked);
+
 async fn tokens_are_shown_once_limited_listed_and_revoked(url: &str) {
     let store = Store::open(url).await.unwrap();
     let scope = Scope::parse(&["tag:ci"]).unwrap();
@@ -145,8 +191,14 @@ async fn the_audit_log_is_append_only_and_filtered(url: &str) {
 
     let by_alice = AuditFilter { actor: Some("alice".into()), limit: 10, ..Default::default() };
     assert_eq!(store.audit_log(&by_alice).await.unwrap().len(), 2);
-    let creates = AuditFilter { action: Some("token.create".into()), limit: 1, actor: None };
+    let creates =
+        AuditFilter { action: Some("token.create".into()), limit: 1, ..Default::default() };
     assert_eq!(store.audit_log(&creates).await.unwrap()[0].actor, "alice");
+    let since = AuditFilter { since: Some(all[2].at.clone()), limit: 10, ..Default::default() };
+    assert_eq!(store.audit_log(&since).await.unwrap().len(), 3, "since is inclusive");
+    let future =
+        AuditFilter { since: Some("2999-01-01T00:00:00Z".into()), limit: 10, ..Default::default() };
+    assert!(store.audit_log(&future).await.unwrap().is_empty());
 
     let pool = pool(url).await;
     for change in ["UPDATE audit_log SET outcome = 'forged'", "DELETE FROM audit_log"] {

@@ -75,8 +75,10 @@ impl HostAllowList {
 
     /// Checks a request's `Host` (or the URI's authority, as HTTP/2 carries it) and, for
     /// methods that may change state, its `Origin`. A request without a host (HTTP/1.0
-    /// tools) passes: browsers always send one. A write without `Origin` passes too:
-    /// browsers send it on every cross-origin write, other clients are not the threat.
+    /// tools) passes: browsers always send one. A write without `Origin` passes only
+    /// without cookies or with `Authorization`: browsers send `Origin` on every POST, so a
+    /// cookie-carrying write without one is not the dashboard's page; a client with a
+    /// bearer token is not the threat (no foreign page can make a browser send one).
     pub fn check(
         &self,
         method: &Method,
@@ -95,6 +97,13 @@ impl HostAllowList {
         match header(http::header::ORIGIN) {
             Some(origin) if !safe && !self.same_origin(origin, authority) => {
                 Err(Refusal::Origin(origin.to_string()))
+            }
+            // an `Authorization` header is no ambient credential: a foreign page cannot set it
+            None if !safe
+                && headers.contains_key(http::header::COOKIE)
+                && !headers.contains_key(http::header::AUTHORIZATION) =>
+            {
+                Err(Refusal::Origin("none".into()))
             }
             _ => Ok(()),
         }
@@ -229,6 +238,28 @@ mod tests {
         );
         // clients that send no Origin (curl, the CLI) are not browsers
         assert_eq!(l.check(&Method::POST, None, &headers(&[(HOST, "127.0.0.1:3000")])), Ok(()));
+    }
+
+    #[test]
+    fn writes_with_cookies_must_name_their_origin() {
+        let l = loopback();
+        let cookie = (http::header::COOKIE, "carrier_session=abc");
+        assert_eq!(
+            l.check(&Method::POST, None, &headers(&[(HOST, "127.0.0.1:3000"), cookie.clone()])),
+            Err(Refusal::Origin("none".into()))
+        );
+        let same = (ORIGIN, "http://127.0.0.1:3000");
+        let allowed = [(HOST, "127.0.0.1:3000"), cookie.clone(), same];
+        assert_eq!(l.check(&Method::POST, None, &headers(&allowed)), Ok(()));
+        // reads with cookies need no Origin
+        assert_eq!(
+            l.check(&Method::GET, None, &headers(&[(HOST, "127.0.0.1:3000"), cookie.clone()])),
+            Ok(())
+        );
+        // nor do writes that carry a bearer token, which no foreign page can set
+        let bearer = (http::header::AUTHORIZATION, "Bearer abc");
+        let with_bearer = [(HOST, "127.0.0.1:3000"), cookie, bearer];
+        assert_eq!(l.check(&Method::POST, None, &headers(&with_bearer)), Ok(()));
     }
 
     #[test]

@@ -8,6 +8,6 @@ use crate::model::InventoryInfo;
 pub async fn get_inventory_info() -> Result<InventoryInfo, AppError> {
     use crate::services::{Permission, authorize};
 
-    let state = authorize(Permission::ReadInventory).await?;
+    let (state, _caller) = authorize(Permission::ReadInventory).await?;
     state.inventory.info().await
 }

@@ -8,11 +8,12 @@ use crate::model::MachineDetail;
 pub async fn get_machine(name: String) -> Result<MachineDetail, AppError> {
     use crate::services::{Permission, authorize, views};
 
-    let state = authorize(Permission::ReadInventory).await?;
+    let (state, caller) = authorize(Permission::ReadInventory).await?;
     let loaded = state.inventory.load().await?;
     let machine = loaded
         .cluster
         .get(&name)
         .ok_or_else(|| AppError::NotFound(format!("no machine named '{name}' in the cluster")))?;
+    caller.check(carrier_core::auth::Action::View, &[machine], &loaded.cluster)?;
     Ok(views::detail(&loaded.cluster, machine, &state.inventory))
 }

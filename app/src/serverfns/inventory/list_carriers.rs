@@ -8,7 +8,7 @@ use crate::model::CarrierView;
 pub async fn list_carriers() -> Result<Vec<CarrierView>, AppError> {
     use crate::services::{Permission, authorize, views};
 
-    let state = authorize(Permission::ReadInventory).await?;
+    let (state, _caller) = authorize(Permission::ReadInventory).await?;
     let loaded = state.inventory.load().await?;
     Ok(loaded.cluster.carriers().map(|c| views::carrier(&loaded.cluster, c)).collect())
 }

@@ -7,7 +7,8 @@ pub fn ErrorBox(error: AppError) -> impl IntoView {
     let title = match &error {
         AppError::BadInput(_) => "Invalid filter",
         AppError::NotFound(_) => "Not found",
-        AppError::Unauthorized(_) => "Not authorised",
+        AppError::Unauthorized(_) => "Not signed in",
+        AppError::Forbidden(_) => "Not allowed",
         AppError::Cluster(_) => "The cluster configuration does not evaluate",
         AppError::Internal | AppError::Transport(_) => "Error",
     };

@@ -1,12 +1,18 @@
 //! One module per page.
 
+pub mod account;
+pub mod admin;
 pub mod carriers;
 pub mod machine;
 pub mod machines;
+pub mod sign_in;
 
+pub use account::AccountPage;
+pub use admin::{AdminAuditPage, AdminUsersPage};
 pub use carriers::CarriersPage;
 pub use machine::MachinePage;
 pub use machines::MachinesPage;
+pub use sign_in::SignInPage;
 
 use leptos::prelude::*;
 

@@ -1,0 +1,12 @@
+use leptos::prelude::*;
+
+use crate::error::AppError;
+
+/// Signs an account out everywhere (admins only); returns how many sessions ended.
+#[server(prefix = "/api", endpoint = "revoke_user_sessions")]
+pub async fn revoke_user_sessions(name: String) -> Result<u64, AppError> {
+    use crate::services::{Permission, accounts, authorize};
+
+    let (state, caller) = authorize(Permission::Administer).await?;
+    accounts::revoke_sessions(&state.access, &caller, &name).await
+}
