@@ -92,11 +92,20 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// argon2id with 19 MiB of memory, 6 passes and 1 lane: OWASP's minimum memory with more
+/// passes, about 60 ms per hash on a current 2-core server (docs/benchmarks.md). Stored
+/// hashes carry their own parameters, so verification follows whatever hashed them.
+fn hasher() -> Result<argon2::Argon2<'static>, StoreError> {
+    let params = argon2::Params::new(19 * 1024, 6, 1, None)
+        .map_err(|e| StoreError::Secret(e.to_string()))?;
+    Ok(argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params))
+}
+
 /// The argon2id hash of a password, as a PHC string with its salt and parameters.
 pub fn hash_password(password: &str) -> Result<String, StoreError> {
     let salt = SaltString::encode_b64(&random_bytes::<16>()?)
         .map_err(|e| StoreError::Secret(e.to_string()))?;
-    argon2::Argon2::default()
+    hasher()?
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| StoreError::Secret(e.to_string()))
