@@ -14,8 +14,8 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 use ui::pages::{
-    AccountPage, AdminAuditPage, AdminUsersPage, CarriersPage, MachinePage, MachinesPage, NotFound,
-    SignInPage,
+    AccountPage, AdminAuditPage, AdminUsersPage, CarriersPage, DeployPage, JobPage, JobsPage,
+    MachinePage, MachinesPage, NotFound, SignInPage,
 };
 
 /// The HTML document the server renders around [`App`].
@@ -59,6 +59,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/users") view=AdminUsersPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/audit") view=AdminAuditPage ssr=SsrMode::Async/>
+                    <Route path=path!("/deploy") view=DeployPage ssr=SsrMode::Async/>
+                    <Route path=path!("/jobs") view=JobsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
                 </Routes>
             </ui::components::Layout>
         </Router>

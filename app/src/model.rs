@@ -253,3 +253,102 @@ mod tests {
         assert!(scope_terms(" , ").is_empty());
     }
 }
+
+/// A deploy as the dashboard's form asks for it (`/deploy`): the selection, the action and
+/// the options the CLI offers. Checkboxes arrive as `Some("on")` or absent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeployForm {
+    pub pattern: String,
+    /// Space-separated tags (`^tag` excludes), as in the machines filter.
+    #[serde(default)]
+    pub tags: String,
+    /// switch, boot, test or dry-activate.
+    pub action: String,
+    /// An existing build generation; empty: build now.
+    #[serde(default)]
+    pub generation: String,
+    #[serde(default)]
+    pub dry_activate_first: Option<String>,
+    #[serde(default)]
+    pub reboot: Option<String>,
+    #[serde(default)]
+    pub skip_health_checks: Option<String>,
+    /// `default` (each machine's setting), `on` or `off`.
+    #[serde(default)]
+    pub auto_rollback: String,
+    #[serde(default)]
+    pub one_by_one: Option<String>,
+    /// When a selected machine is in another job: `queue` behind it or `refuse`.
+    #[serde(default)]
+    pub if_busy: String,
+}
+
+impl DeployForm {
+    pub fn checked(field: &Option<String>) -> bool {
+        field.as_deref().is_some_and(|v| !v.is_empty() && v != "false")
+    }
+
+    /// The tags as a list.
+    pub fn tag_list(&self) -> Vec<String> {
+        self.tags.split_whitespace().map(str::to_string).collect()
+    }
+}
+
+/// A machine a deploy would touch, shown before it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployPreviewRow {
+    pub name: String,
+    /// `carried by <carrier>` or the host it is reached at.
+    pub target: String,
+    pub build_attribute: String,
+    /// The running or queued job it is part of, if any.
+    pub busy_in: Option<i64>,
+}
+
+/// One job in lists and at the top of its page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: i64,
+    pub kind: String,
+    /// queued, running, succeeded, failed, cancelled, interrupted.
+    pub state: String,
+    pub requested_by: String,
+    pub summary: String,
+    pub machines: Vec<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub instance: Option<String>,
+    pub cancel_requested: bool,
+    pub error: Option<String>,
+    /// Each machine's final state (`deployed`, `failed in activate: ...`), once finished.
+    pub outcomes: Vec<(String, String)>,
+}
+
+impl JobView {
+    pub fn finished(&self) -> bool {
+        !matches!(self.state.as_str(), "queued" | "running")
+    }
+}
+
+/// One progress event of a job, as a line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobEventView {
+    pub seq: i64,
+    pub at: String,
+    /// build, status, copy, activate, carried-profile, reboot, health-check.
+    pub phase: String,
+    pub machine: Option<String>,
+    /// `phase`, `progress`, `log`, `notice`, `ok`, `skipped`, `failed`.
+    pub level: String,
+    pub text: String,
+}
+
+/// A job's page: the job and its events so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDetail {
+    pub job: JobView,
+    pub events: Vec<JobEventView>,
+    /// Whether the caller may cancel it (its requester or an admin, while it is not finished).
+    pub can_cancel: bool,
+}

@@ -3,10 +3,10 @@
 
 use std::sync::Mutex;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A step of a deploy run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
     Build,
@@ -18,8 +18,23 @@ pub enum Phase {
     HealthCheck,
 }
 
+impl Phase {
+    /// The phase in words (`carried profile`, `health checks`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Build => "build",
+            Phase::Status => "status",
+            Phase::Copy => "copy",
+            Phase::Activate => "activate",
+            Phase::CarriedProfile => "carried profile",
+            Phase::Reboot => "reboot",
+            Phase::HealthCheck => "health checks",
+        }
+    }
+}
+
 /// How one machine's step ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     Ok,
@@ -27,7 +42,7 @@ pub enum Outcome {
     Failed { error: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
     /// A phase starts for `machines` machines.
@@ -53,6 +68,14 @@ pub trait EventSink: Send + Sync {
     /// activation, carried profile, reboot): whether to go on. A sink that cannot ask
     /// says no, so nothing happens that nobody confirmed.
     fn confirm(&self, _phase: Phase, _machine: &str) -> bool {
+        false
+    }
+
+    /// Whether whoever started the run has asked to stop it (a dashboard job cancelled).
+    /// The deploy engine asks before each machine's copy, activation, carried profile and
+    /// reboot: a step under way finishes (and auto-rollback still guards it), later steps
+    /// are not attempted.
+    fn cancelled(&self) -> bool {
         false
     }
 }

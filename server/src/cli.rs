@@ -641,6 +641,29 @@ pub struct ServeArgs {
     /// goes on and is cached).
     #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout: u64,
+    /// ssh_config with the hosts' aliases, for deploys run as jobs (as `carrier deploy
+    /// --ssh-config`).
+    #[arg(long, env = "CARRIER_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// This instance's name among the `carrier serve` instances sharing one database
+    /// (jobs record where they run; at start, this instance's unfinished jobs are marked
+    /// interrupted). Default: the host name.
+    #[arg(long, value_name = "NAME", value_parser = parse_instance_name)]
+    pub instance: Option<String>,
+    /// Run no jobs on this instance (it still queues and shows them).
+    #[arg(long)]
+    pub no_jobs: bool,
+}
+
+fn parse_instance_name(value: &str) -> Result<String, String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(format!("'{value}': 1 to 64 letters, digits, '-', '_' or '.'"))
+    }
 }
 
 fn parse_host_name(value: &str) -> Result<String, String> {

@@ -56,7 +56,7 @@ pub fn run(global: &GlobalArgs, mut args: DeployArgs) -> anyhow::Result<ExitCode
                 report
             }
             Err(e) => {
-                let phase = e.downcast_ref::<deploy::ArtifactError>().map(|_| Phase::Build);
+                let phase = e.downcast_ref::<deploy::PrepareError>().and_then(|e| e.phase());
                 recorder.failed(phase, &e);
                 return Err(e);
             }
@@ -75,7 +75,7 @@ pub fn run(global: &GlobalArgs, mut args: DeployArgs) -> anyhow::Result<ExitCode
                 }
                 MachineState::NotAttempted { reason } => format!("not attempted: {reason}"),
                 MachineState::Declined { phase } => {
-                    format!("declined before {}", phase_name(*phase))
+                    format!("declined before {}", Phase::name(*phase))
                 }
             };
             println!("{:<24} {:<22} {state}", m.machine, m.generation);
@@ -101,21 +101,30 @@ fn execute(
     machines: &[&carrier_core::cluster::Machine],
     sink: &Printer,
 ) -> anyhow::Result<Done> {
-    let timeouts = Timeouts {
-        command: Duration::from_secs(args.command_timeout),
-        copy: Duration::from_secs(args.copy_timeout),
-        lock: Duration::from_secs(args.lock_timeout),
-    };
-    // one deploy per configuration directory at a time (its builds and generations)
-    let _lock = deploy::lock_conf_dir(conf_dir, timeouts.lock, sink)?;
+    let opts = options(args, action);
     let build_options = args.nix.options(inventory.cache_dir(), args.ssh_config.clone());
-    let artifacts =
-        deploy::artifacts(conf_dir, machines, args.generation.as_deref(), &build_options, sink)?;
-    if args.build_only {
-        return Ok(Done::Built(artifacts));
-    }
-    let targets = deploy::plan::targets(cluster, machines, &artifacts)?;
-    let opts = DeployOptions {
+    // one deploy per configuration directory at a time (its builds and generations)
+    let prepared = deploy::prepare(
+        conf_dir,
+        cluster,
+        machines,
+        args.generation.as_deref(),
+        args.build_only,
+        &build_options,
+        opts.timeouts.lock,
+        sink,
+    )?;
+    let Some(targets) = prepared.targets else {
+        return Ok(Done::Built(prepared.artifacts));
+    };
+    let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(Done::Deployed(runtime.block_on(deploy::run(targets, &opts, ssh, sink))))
+}
+
+/// The engine's options from the command line.
+fn options(args: &DeployArgs, action: Action) -> DeployOptions {
+    DeployOptions {
         action,
         max_concurrent_copy: args.max_concurrent_copy,
         one_by_one: args.one_by_one,
@@ -131,11 +140,12 @@ fn execute(
         keep_going: args.keep_going,
         reboot: args.reboot,
         wait_online: args.wait_online,
-        timeouts,
-    };
-    let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: None };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(Done::Deployed(runtime.block_on(deploy::run(targets, &opts, ssh, sink))))
+        timeouts: Timeouts {
+            command: Duration::from_secs(args.command_timeout),
+            copy: Duration::from_secs(args.copy_timeout),
+            lock: Duration::from_secs(args.lock_timeout),
+        },
+    }
 }
 
 /// Upstream's confirmation: the machines, the generation and the action, then y/N.
@@ -203,7 +213,7 @@ impl EventSink for Printer {
             Phase::Activate => format!("Activate {machine}?"),
             Phase::CarriedProfile => format!("Set the carried profile of {machine}?"),
             Phase::Reboot => format!("Reboot {machine}?"),
-            other => format!("Go on with {} of {machine}?", phase_name(other)),
+            other => format!("Go on with {} of {machine}?", Phase::name(other)),
         };
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "{question} [y/N] ");
@@ -223,7 +233,7 @@ impl EventSink for Printer {
             let mut slot = slot.lock().expect("bar lock");
             match &event {
                 Event::PhaseStarted { phase, machines } => {
-                    let bar = ProgressBar::new(*machines as u64).with_prefix(phase_name(*phase));
+                    let bar = ProgressBar::new(*machines as u64).with_prefix(Phase::name(*phase));
                     bar.set_style(
                         ProgressStyle::with_template("{prefix:>15} [{bar:30}] {pos}/{len} {msg}")
                             .expect("valid template")
@@ -250,7 +260,7 @@ impl EventSink for Printer {
         }
         let line = match event {
             Event::PhaseStarted { phase, machines } => {
-                format!("{}: {machines} machine(s)", phase_name(phase))
+                format!("{}: {machines} machine(s)", Phase::name(phase))
             }
             Event::MachineFinished {
                 phase: Phase::Status,
@@ -261,33 +271,21 @@ impl EventSink for Printer {
             }
             Event::MachineFinished { phase, machine, outcome } => match outcome {
                 Outcome::Ok if self.bar.is_some() => return,
-                Outcome::Ok => format!("[{machine}] {} done", phase_name(phase)),
+                Outcome::Ok => format!("[{machine}] {} done", Phase::name(phase)),
                 Outcome::Skipped { reason } => {
-                    format!("[{machine}] {} skipped: {reason}", phase_name(phase))
+                    format!("[{machine}] {} skipped: {reason}", Phase::name(phase))
                 }
                 Outcome::Failed { error } => {
-                    format!("[{machine}] {} failed: {error}", phase_name(phase))
+                    format!("[{machine}] {} failed: {error}", Phase::name(phase))
                 }
             },
             Event::Notice { machine: Some(m), line, .. } => format!("[{m}] {line}"),
             Event::Notice { machine: None, line, .. } => line,
             Event::Progress { phase, machine: Some(m), done, expected, .. } if !self.json => {
-                format!("[{m}] {} [{done}/{expected}]", phase_name(phase))
+                format!("[{m}] {} [{done}/{expected}]", Phase::name(phase))
             }
             _ => return,
         };
         self.line(line);
-    }
-}
-
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Build => "build",
-        Phase::Status => "status",
-        Phase::Copy => "copy",
-        Phase::Activate => "activate",
-        Phase::CarriedProfile => "carried profile",
-        Phase::Reboot => "reboot",
-        Phase::HealthCheck => "health checks",
     }
 }

@@ -9,6 +9,7 @@ pub mod generation;
 pub mod health_check;
 pub mod history;
 pub mod identity;
+pub mod jobs;
 pub mod json;
 pub mod kexec_netboot;
 pub mod lab;

@@ -70,68 +70,18 @@ impl Recorder {
 
     /// Every machine built, with its generation (a build, or `deploy --build-only`).
     pub fn built<'a>(self, built: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        let machines: Vec<MachineOutcome> = built
-            .into_iter()
-            .map(|(machine, generation)| MachineOutcome {
-                machine: machine.into(),
-                generation: Some(generation.into()),
-                state: "built".into(),
-                phase: None,
-                error: None,
-            })
-            .collect();
-        let generation = single(machines.iter().filter_map(|m| m.generation.as_deref()));
-        self.finish(RunEnd { success: true, error: None, generation, machines });
+        self.finish(built_end(built));
     }
 
     /// A deploy's report: each machine's state, with the phase and error of a failure.
     pub fn deployed(self, report: &DeployReport) {
-        let machines: Vec<MachineOutcome> = report
-            .machines
-            .iter()
-            .map(|m| {
-                let (state, phase, error) = match &m.state {
-                    MachineState::Deployed => ("deployed", None, None),
-                    MachineState::Copied => ("copied", None, None),
-                    MachineState::Current => ("current", None, None),
-                    MachineState::Failed { phase, error, .. } => {
-                        ("failed", Some(phase_name(*phase)), Some(error.to_string()))
-                    }
-                    MachineState::NotAttempted { reason } => {
-                        ("not-attempted", None, Some(reason.clone()))
-                    }
-                    MachineState::Declined { phase } => {
-                        ("declined", Some(phase_name(*phase)), None)
-                    }
-                };
-                MachineOutcome {
-                    machine: m.machine.clone(),
-                    generation: Some(m.generation.clone()),
-                    state: state.into(),
-                    phase,
-                    error,
-                }
-            })
-            .collect();
-        let generation = single(machines.iter().filter_map(|m| m.generation.as_deref()));
-        self.finish(RunEnd { success: report.success(), error: None, generation, machines });
+        self.finish(deploy_end(report));
     }
 
     /// The run failed as a whole (in `phase`, when known): every machine failed with it.
     pub fn failed(self, phase: Option<Phase>, error: &anyhow::Error) {
-        let error = format!("{error:#}");
-        let machines = self
-            .machines
-            .iter()
-            .map(|machine| MachineOutcome {
-                machine: machine.clone(),
-                generation: None,
-                state: "failed".into(),
-                phase: phase.map(phase_name),
-                error: Some(error.clone()),
-            })
-            .collect();
-        self.finish(RunEnd { success: false, error: Some(error), generation: None, machines });
+        let end = failed_end(&self.machines, phase, &format!("{error:#}"));
+        self.finish(end);
     }
 
     fn finish(self, end: RunEnd) {
@@ -148,6 +98,68 @@ impl Recorder {
             );
         }
     }
+}
+
+/// Every machine built, with its generation.
+pub fn built_end<'a>(built: impl IntoIterator<Item = (&'a str, &'a str)>) -> RunEnd {
+    let machines: Vec<MachineOutcome> = built
+        .into_iter()
+        .map(|(machine, generation)| MachineOutcome {
+            machine: machine.into(),
+            generation: Some(generation.into()),
+            state: "built".into(),
+            phase: None,
+            error: None,
+        })
+        .collect();
+    let generation = single(machines.iter().filter_map(|m| m.generation.as_deref()));
+    RunEnd { success: true, error: None, generation, machines }
+}
+
+/// How a deploy ended, from its report (`carrier deploy` and the dashboard's jobs).
+pub fn deploy_end(report: &DeployReport) -> RunEnd {
+    let machines: Vec<MachineOutcome> = report
+        .machines
+        .iter()
+        .map(|m| {
+            let (state, phase, error) = match &m.state {
+                MachineState::Deployed => ("deployed", None, None),
+                MachineState::Copied => ("copied", None, None),
+                MachineState::Current => ("current", None, None),
+                MachineState::Failed { phase, error, .. } => {
+                    ("failed", Some(phase_name(*phase)), Some(error.to_string()))
+                }
+                MachineState::NotAttempted { reason } => {
+                    ("not-attempted", None, Some(reason.clone()))
+                }
+                MachineState::Declined { phase } => ("declined", Some(phase_name(*phase)), None),
+            };
+            MachineOutcome {
+                machine: m.machine.clone(),
+                generation: Some(m.generation.clone()),
+                state: state.into(),
+                phase,
+                error,
+            }
+        })
+        .collect();
+    let generation = single(machines.iter().filter_map(|m| m.generation.as_deref()));
+    RunEnd { success: report.success(), error: None, generation, machines }
+}
+
+/// A run that failed as a whole (in `phase`, when known): every machine failed with it.
+pub fn failed_end(machines: &[String], phase: Option<Phase>, error: &str) -> RunEnd {
+    let outcomes = machines
+        .iter()
+        .map(|machine| MachineOutcome {
+            machine: machine.clone(),
+            generation: None,
+            state: "failed".into(),
+            phase: phase.map(phase_name),
+            error: Some(error.to_string()),
+        })
+        .collect();
+    RunEnd { success: false, error: Some(error.to_string()), generation: None, machines: outcomes }
 }
 
 /// The one value all items share, if they do.

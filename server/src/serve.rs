@@ -55,6 +55,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -
         .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
         .with_state(leptos_options)
         .merge(crate::identity::router(access.clone()))
+        .merge(crate::jobs::router(access.store.clone()))
         // every request's caller, resolved once, before any route runs
         .layer(axum::middleware::from_fn_with_state(access, crate::identity::identify));
     harden(app, web)
@@ -150,17 +151,34 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let db = carrier_storage::Store::open(&global.database_url()).await?;
     let checkin =
         crate::checkin::CheckinState::new(db.clone(), crate::checkin::secrets_dir(conf_dir.path()));
-    let service = InventoryService::new(global.inventory()?, conf_dir.clone(), db.clone());
+    let inventory = global.inventory()?;
+    let cache_dir = inventory.cache_dir().to_path_buf();
+    let service = Arc::new(InventoryService::new(inventory, conf_dir.clone(), db.clone()));
     // Evaluate once up front so configuration errors show in the log at start.
     if let Err(e) = service.load().await {
         tracing::warn!("the cluster does not evaluate yet: {e}");
+    }
+    if !args.no_jobs {
+        let instance = match &args.instance {
+            Some(name) => name.clone(),
+            None => crate::records::who().1,
+        };
+        let runner = crate::jobs::Runner {
+            store: db.clone(),
+            inventory: service.clone(),
+            conf_dir: conf_dir.clone(),
+            cache_dir,
+            ssh_config: args.ssh_config.clone(),
+            instance,
+        };
+        runner.start().await?;
     }
     let access = AccessPolicy {
         anonymous_read: args.anonymous_read || args.public,
         trust_proxy: args.trust_proxy,
         ..AccessPolicy::new(db, token)
     };
-    let state = AppState { inventory: Arc::new(service), access: Arc::new(access) };
+    let state = AppState { inventory: service, access: Arc::new(access) };
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.site_addr = args.addr;
     leptos_options.site_root = args.site_root.display().to_string().into();

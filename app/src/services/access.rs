@@ -28,6 +28,9 @@ const SESSION_HOURS: i64 = 12;
 pub enum Permission {
     /// Machines, carriers, the inventory's provenance.
     ReadInventory,
+    /// Start or cancel jobs (deployers; each job's machines are checked against the
+    /// caller's scope as well).
+    Deploy,
     /// One's own tokens and sessions: any signed-in account (not the shared token).
     OwnAccount,
     /// Accounts of others, their sessions, the audit log.
@@ -80,6 +83,7 @@ impl Caller {
     pub fn require(&self, permission: Permission) -> Result<(), AppError> {
         let action = match permission {
             Permission::ReadInventory => Action::View,
+            Permission::Deploy => Action::Deploy,
             Permission::Administer => Action::Administer,
             Permission::OwnAccount if self.account.is_some() => return self.signed_in(),
             Permission::OwnAccount => {

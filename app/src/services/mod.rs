@@ -5,6 +5,7 @@
 mod access;
 pub mod accounts;
 mod inventory;
+pub mod jobs;
 mod origin;
 pub mod security;
 pub mod sign_in_limit;

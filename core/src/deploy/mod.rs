@@ -232,6 +232,54 @@ pub fn lock_conf_dir(
     crate::lock::acquire(&path, &this_run(), wait, &on_wait)
 }
 
+/// What comes before the hosts are touched, for the CLI and the dashboard's jobs alike.
+pub struct Prepared {
+    /// The configuration directory's lock ([`lock_conf_dir`]), held until dropped.
+    pub lock: std::fs::File,
+    /// Built now, or the requested build generation.
+    pub artifacts: Vec<Artifact>,
+    /// Where each machine goes ([`plan::targets`]); `None` when only building.
+    pub targets: Option<Vec<Target>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactError),
+    #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+}
+
+impl PrepareError {
+    /// The phase a failure belongs to, when it is one's.
+    pub fn phase(&self) -> Option<Phase> {
+        matches!(self, PrepareError::Artifacts(_)).then_some(Phase::Build)
+    }
+}
+
+/// The first half of a deploy (blocking: Nix builds): the configuration directory's lock
+/// (waiting at most `lock_wait`), the artifacts (a new build, or `generation`), and unless
+/// `build_only` the targets. Then [`run`] deploys the targets.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    conf_dir: &ConfDir,
+    cluster: &crate::cluster::Cluster,
+    machines: &[&Machine],
+    generation: Option<&str>,
+    build_only: bool,
+    build_options: &crate::build::BuildOptions,
+    lock_wait: Duration,
+    sink: &dyn EventSink,
+) -> Result<Prepared, PrepareError> {
+    let lock = lock_conf_dir(conf_dir, lock_wait, sink)?;
+    let artifacts = artifacts(conf_dir, machines, generation, build_options, sink)?;
+    let targets =
+        if build_only { None } else { Some(plan::targets(cluster, machines, &artifacts)?) };
+    Ok(Prepared { lock, artifacts, targets })
+}
+
 /// Deploys `targets` (see [`plan::targets`]) over SSH.
 pub async fn run(
     targets: Vec<Target>,
@@ -273,8 +321,9 @@ pub async fn run_on<H: Hosts>(
     let groups: Vec<&[Target]> =
         if opts.one_by_one { targets.chunks(1).collect() } else { vec![targets] };
     for group in groups {
-        if run.stops() {
-            group.iter().for_each(|t| run.not_attempted(t, STOPPED));
+        if run.stops() || sink.cancelled() {
+            let reason = if sink.cancelled() { CANCELLED } else { STOPPED };
+            group.iter().for_each(|t| run.not_attempted(t, reason));
             continue;
         }
         run.group(group).await;
@@ -286,6 +335,7 @@ pub async fn run_on<H: Hosts>(
 }
 
 const STOPPED: &str = "the run stopped after a failure";
+const CANCELLED: &str = "the run was cancelled";
 
 /// Health checks running at the same time during a deploy (upstream's default `-j`).
 const HEALTH_CHECK_JOBS: usize = 5;
@@ -309,13 +359,13 @@ impl<H: Hosts> Run<'_, H> {
         }
         // Nothing is activated when a host was unreachable or a copy failed: every host
         // stays on what it runs.
-        if self.stops() {
-            copied.iter().for_each(|t| {
-                self.not_attempted(
-                    t,
-                    "copied, not activated: another host failed before activation",
-                )
-            });
+        if self.stops() || self.sink.cancelled() {
+            let why = if self.sink.cancelled() {
+                "copied, not activated: the run was cancelled"
+            } else {
+                "copied, not activated: another host failed before activation"
+            };
+            copied.iter().for_each(|t| self.not_attempted(t, why));
             return;
         }
         self.activate(&copied).await;
@@ -547,8 +597,8 @@ impl<H: Hosts> Run<'_, H> {
                 self.skip_reboot(t, format!("Skipping reboot of {} as it is localhost", t.machine));
                 continue;
             }
-            if stopped {
-                self.not_attempted(t, STOPPED);
+            if stopped || self.sink.cancelled() {
+                self.not_attempted(t, if stopped { STOPPED } else { CANCELLED });
                 continue;
             }
             if self.opts.interactive && !self.sink.confirm(Phase::Reboot, &t.machine) {
@@ -700,8 +750,13 @@ impl<H: Hosts> Run<'_, H> {
     }
 
     /// With `interactive`, whether the operator declines `t`'s step in `phase` (then
-    /// recorded as declined); never without.
+    /// recorded as declined); never without. A cancelled run declines every step left
+    /// (recorded as not attempted).
     fn declines(&mut self, phase: Phase, t: &Target) -> bool {
+        if self.sink.cancelled() {
+            self.not_attempted(t, CANCELLED);
+            return true;
+        }
         if !self.opts.interactive || self.sink.confirm(phase, &t.machine) {
             return false;
         }

@@ -15,6 +15,8 @@ pub fn Layout(children: Children) -> impl IntoView {
             <nav>
                 <a href="/machines">"Machines"</a>
                 <a href="/carriers">"Carriers"</a>
+                <a href="/jobs">"Jobs"</a>
+                <a href="/deploy">"Deploy"</a>
             </nav>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin;
 pub mod carriers;
+pub mod jobs;
 pub mod machine;
 pub mod machines;
 pub mod sign_in;
@@ -10,6 +11,7 @@ pub mod sign_in;
 pub use account::AccountPage;
 pub use admin::{AdminAuditPage, AdminUsersPage};
 pub use carriers::CarriersPage;
+pub use jobs::{DeployPage, JobPage, JobsPage};
 pub use machine::MachinePage;
 pub use machines::MachinesPage;
 pub use sign_in::SignInPage;

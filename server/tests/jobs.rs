@@ -1,0 +1,331 @@
+//! Deploys as jobs through a real `carrier serve` (the binary) against a real lab: sshd
+//! hosts with their own /nix, real nix-build, real carried profiles on the carrier. The
+//! requests are what a browser sends without JavaScript (form posts with a session
+//! cookie); the live log is read as server-sent events with curl.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use carrier_storage::{IfBusy, JobId, JobKind, JobState, NewJob, Store};
+use serde_json::Value;
+use support::cli::ok;
+
+support::lab::lab_type!();
+
+impl Lab {
+    fn db_url(&self) -> String {
+        format!("sqlite://{}", self.tmp().join("carrier.db").display())
+    }
+
+    /// `carrier` with this test's database.
+    fn cli_db(&self, args: &[&str]) -> Output {
+        let url = self.db_url();
+        let mut all = vec!["--database-url", url.as_str()];
+        all.extend(args);
+        self.carrier(&all)
+    }
+
+    fn add_user(&self, name: &str, role: &str, scope: Option<&str>) {
+        let file = self.tmp().join("password");
+        std::fs::write(&file, "a password of eleven\n").unwrap();
+        let mut args = vec!["user", "add", name, "--role", role];
+        if let Some(scope) = scope {
+            args.extend(["--scope", scope]);
+        }
+        args.extend(["--password-file", file.to_str().unwrap()]);
+        ok(&self.cli_db(&args));
+    }
+
+    /// `carrier serve` of the lab's configuration on a free loopback port.
+    fn serve(&self, extra: &[&str]) -> Server {
+        let mut cmd = self.cli(&self.conf(), "cache").command(&[
+            "--database-url",
+            &self.db_url(),
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--site-root",
+        ]);
+        cmd.arg(self.tmp().join("site"))
+            .arg("--ssh-config")
+            .arg(self.dir().join("ssh_config"))
+            .args(extra)
+            .env_remove("CARRIER_TOKEN")
+            .env_remove("CARRIER_TOKEN_FILE")
+            .env("RUST_LOG", "info");
+        Server::start(cmd)
+    }
+
+    fn store(&self) -> (tokio::runtime::Runtime, Store) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store = rt.block_on(Store::open(&self.db_url())).unwrap();
+        (rt, store)
+    }
+}
+
+/// A running `carrier serve`, stopped (its PID, which this test started) when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    output: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Server {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut out = output.lock().unwrap();
+                    out.push_str(&line);
+                    out.push('\n');
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let out = output.lock().unwrap().clone();
+            if let Some(rest) = out.split(" on http://").nth(1) {
+                let addr = &rest[..rest.find('/').unwrap()];
+                return Server { child, url: format!("http://{addr}"), output };
+            }
+            assert!(child.try_wait().unwrap().is_none(), "carrier serve exited:\n{out}");
+            assert!(Instant::now() < deadline, "carrier serve did not start:\n{out}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Signs `name` in; the session cookie.
+    fn sign_in(&self, name: &str) -> String {
+        let out = self.curl(&[
+            "-i",
+            "--data-urlencode",
+            &format!("name={name}"),
+            "--data-urlencode",
+            "password=a password of eleven",
+            &format!("{}/sign-in", self.url),
+        ]);
+        let cookie = out
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase().starts_with("set-cookie: carrier_session=").then_some(l)
+            })
+            .unwrap_or_else(|| panic!("no session for {name}:\n{out}"));
+        cookie["set-cookie: ".len()..].split(';').next().unwrap().to_string()
+    }
+
+    /// A form post as the browser sends it without JavaScript: (status, location, body).
+    fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+        let mut args = vec!["-i".to_string(), "-H".into(), format!("Cookie: {cookie}")];
+        for (k, v) in form {
+            args.extend(["--data-urlencode".into(), format!("{k}={v}")]);
+        }
+        args.push(format!("{}{path}", self.url));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.curl(&refs);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let location = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().starts_with("location: ").then(|| l[10..].trim()))
+            .unwrap_or_default()
+            .to_string();
+        (status, location, body.to_string())
+    }
+
+    /// A server function called as JSON (what the hydrated page does).
+    fn call(&self, cookie: &str, name: &str, form: &[(&str, &str)]) -> Value {
+        let mut args = vec![
+            "-H".to_string(),
+            format!("Cookie: {cookie}"),
+            "-H".into(),
+            "Accept: application/json".into(),
+        ];
+        for (k, v) in form {
+            args.extend(["--data-urlencode".into(), format!("{k}={v}")]);
+        }
+        args.push(format!("{}/api/{name}", self.url));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.curl(&refs);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{name}: {e}: {out}"))
+    }
+
+    fn curl(&self, args: &[&str]) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "600", "-H", &format!("Origin: {}", self.url)])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn deploy_form<'a>(pattern: &'a str, if_busy: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![("form[pattern]", pattern), ("form[action]", "switch"), ("form[if_busy]", if_busy)]
+}
+
+/// The acceptance path: a deployer starts a deploy of a carrier and one of its carried
+/// machines, gets the job's page at once, follows its log live until it ends, and the
+/// carried profile on the carrier is the new generation; a second deploy of those machines
+/// is refused naming the job; viewers and deployers outside their scope are refused and
+/// audited; the job is in the history.
+#[test]
+fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
+    let lab = Lab::up();
+    lab.add_user("dee", "deployer", None);
+    lab.add_user("vic", "viewer", None);
+    lab.add_user("oscar", "deployer", Some("os1"));
+    let server = lab.serve(&["--instance", "a"]);
+    let (dee, vic, oscar) = (server.sign_in("dee"), server.sign_in("vic"), server.sign_in("oscar"));
+    let pattern = "{pxe,pxe#node1}";
+
+    // a viewer's direct POST and a deployer outside its scope are refused
+    let (status, _, body) = server.post(&vic, "/api/start_deploy", &deploy_form(pattern, "queue"));
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) =
+        server.post(&oscar, "/api/start_deploy", &deploy_form(pattern, "queue"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("pxe#node1"), "the refusal names the machines: {body}");
+
+    // started: answered at once with the job's page
+    let started = Instant::now();
+    let (status, location, body) =
+        server.post(&dee, "/api/start_deploy", &deploy_form(pattern, "queue"));
+    assert!((300..400).contains(&status), "{status} {body}");
+    assert!(started.elapsed() < Duration::from_secs(20), "starting waited for the deploy");
+    let id: i64 =
+        location.strip_prefix("/jobs/").unwrap_or_else(|| panic!("{location}")).parse().unwrap();
+
+    // a second deploy of one of its machines, refused naming the job
+    let second = server.call(&dee, "start_deploy", &deploy_form("pxe#node1", "refuse"));
+    let second = second.to_string();
+    assert!(second.contains(&format!("is in job #{id}")), "{second}");
+
+    // the live log, from the start, until the job ends
+    let events = server.curl(&[
+        "-N",
+        &format!("{}/jobs/{id}/events?after=0", server.url),
+        "-H",
+        &format!("Cookie: {vic}"),
+    ]);
+    assert!(
+        events.contains("event: end"),
+        "the stream ends with the job:\n{events}\n{}",
+        server.output()
+    );
+    let lines: Vec<Value> = events
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let seqs: Vec<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "every event once, in order");
+    let said = |level: &str, machine: &str, text: &str| {
+        lines.iter().any(|l| {
+            l["level"] == level
+                && l["machine"] == machine
+                && l["text"].as_str().unwrap().contains(text)
+        })
+    };
+    assert!(said("ok", "pxe#node1", "carried profile done"), "{events}");
+    assert!(said("ok", "pxe", "activate done"), "{events}");
+
+    // the job's final state and outcomes; reading late replays the same log
+    let detail = server.call(&vic, "get_job", &[("id", &id.to_string())]);
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail}\n{}", server.output());
+    assert_eq!(detail["job"]["requested_by"], "dee");
+    assert_eq!(detail["events"].as_array().unwrap().len(), lines.len(), "{detail}");
+    assert!(detail["job"]["outcomes"].to_string().contains("pxe#node1"), "{detail}");
+    let name = lab.generation_name("pxe#node1");
+    let generation = lab.conf().join(".confctl/generations/pxe#node1").join(name);
+    let generation: Value =
+        serde_json::from_slice(&std::fs::read(generation.join("generation.json")).unwrap())
+            .unwrap();
+    let dist = generation["toplevel"].as_str().unwrap();
+    assert_eq!(
+        lab.ssh("pxe.lab", &["realpath", "/nix/var/nix/profiles/confctl-node1"]),
+        dist,
+        "the carried profile is the job's generation"
+    );
+
+    // the page without JavaScript shows it all
+    let page =
+        server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/jobs/{id}", server.url)]);
+    assert!(page.contains("succeeded") && page.contains("carried profile done"), "{page}");
+
+    // history and audit
+    let history = ok(&lab.cli_db(&["history", "--json"]));
+    let history: Value = serde_json::from_str(&history).unwrap();
+    let run = &history[0];
+    assert_eq!(run["user"], "dee", "{history}");
+    assert!(run["host"].as_str().unwrap().starts_with("carrier serve (a)"), "{history}");
+    let audit = ok(&lab.cli_db(&["audit", "--json", "--action", "job.deploy"]));
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let outcomes: Vec<&str> =
+        audit.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert!(outcomes.iter().any(|o| o.starts_with("ok: job")), "{audit}");
+    assert_eq!(outcomes.iter().filter(|o| o.starts_with("failed")).count(), 3, "{audit}");
+}
+
+/// Jobs a server left running are marked interrupted when it starts again (their machines
+/// freed); a queued job is cancelled by its requester, not by a viewer.
+#[test]
+fn a_restart_interrupts_what_ran_and_queued_jobs_are_cancelled() {
+    let lab = Lab::up();
+    lab.add_user("dee", "deployer", None);
+    lab.add_user("vic", "viewer", None);
+    let (rt, store) = lab.store();
+    let job = NewJob {
+        kind: JobKind::Deploy,
+        requested_by: "dee".into(),
+        request: serde_json::json!({}),
+        summary: "switch node1".into(),
+        machines: vec!["node1".into()],
+    };
+    let left = rt.block_on(store.enqueue_job(&job, IfBusy::Refuse)).unwrap();
+    rt.block_on(store.register_instance("a")).unwrap();
+    let claimed = rt.block_on(store.claim_job("a")).unwrap().unwrap();
+    assert_eq!(claimed.id, left);
+
+    // instance a comes back: what it ran is interrupted
+    let server = lab.serve(&["--instance", "a", "--no-jobs"]);
+    let after = rt.block_on(store.job(left)).unwrap().unwrap();
+    assert_eq!(after.state, JobState::Interrupted, "{after:?}");
+    assert!(after.error.as_deref().unwrap_or_default().contains("restarted"), "{after:?}");
+
+    // node1 is free again: a new job is queued (this instance runs none)
+    let dee = server.sign_in("dee");
+    let (status, location, body) =
+        server.post(&dee, "/api/start_deploy", &deploy_form("node1", "refuse"));
+    assert!((300..400).contains(&status), "{status} {body}");
+    let id: i64 = location.strip_prefix("/jobs/").unwrap().parse().unwrap();
+    let vic = server.sign_in("vic");
+    let (status, _, body) = server.post(&vic, "/api/cancel_job", &[("id", &id.to_string())]);
+    assert_eq!(status, 403, "{body}");
+    let cancelled = server.call(&dee, "cancel_job", &[("id", &id.to_string())]);
+    assert_eq!(cancelled, Value::Null, "{cancelled}");
+    let job = rt.block_on(store.job(JobId(id))).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Cancelled, "{job:?}");
+    drop(server);
+}
