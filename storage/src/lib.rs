@@ -5,6 +5,7 @@
 
 mod accounts;
 mod checkins;
+mod jobs;
 mod records;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ pub use accounts::{
     session_id, verify_password,
 };
 pub use checkins::{Checkin, NewCheckin};
+pub use jobs::{IfBusy, Job, JobEvent, JobFilter, JobId, JobKind, JobState, NewJob};
 pub use records::{GitState, MachineOutcome, NewRun, Run, RunEnd, RunId, RunKind};
 
 /// The SQLite file inside the configuration directory, beside the build generations.
@@ -53,6 +55,26 @@ pub enum StoreError {
     NoSession(String),
     #[error("a token of '{user}' cannot have {rights} rights: the user is a {role}")]
     Rights { user: String, role: carrier_core::auth::Role, rights: carrier_core::auth::Role },
+    #[error(
+        "machine '{machine}' is in job #{job} ({state}); wait for it to end, cancel it, or queue \
+         this job behind it"
+    )]
+    Busy { machine: String, job: JobId, state: JobState },
+    #[error("a job needs at least one machine")]
+    JobWithoutMachines,
+    #[error("machine '{0}' is named twice in the job")]
+    JobMachineTwice(String),
+    #[error("no job #{0}")]
+    NoJob(JobId),
+    #[error("job #{0} has ended already")]
+    JobFinished(JobId),
+    #[error("job #{job} is {from}: it cannot end as {to}")]
+    JobTransition { job: JobId, from: JobState, to: JobState },
+    #[error(
+        "serve instance '{0}' is not registered: it was declared dead after its heartbeat went \
+         stale, and its jobs were interrupted"
+    )]
+    UnknownInstance(String),
     #[error("making a secret: {0}")]
     Secret(String),
     #[error("database error while {what}: {source}")]
@@ -207,10 +229,13 @@ fn redact(url: &str) -> String {
 
 /// Now, RFC 3339 in UTC to the second: the text every time column holds.
 fn now() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Second)
-        .unwrap_or_else(|_| jiff::Timestamp::now())
-        .to_string()
+    rfc3339(jiff::Timestamp::now())
+}
+
+/// A time as the time columns hold it, RFC 3339 in UTC to the second: texts of one form
+/// compare as the times do.
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.round(jiff::Unit::Second).unwrap_or(t).to_string()
 }
 
 fn query(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
