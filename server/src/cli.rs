@@ -650,7 +650,8 @@ pub struct ServeArgs {
     /// interrupted). Default: the host name.
     #[arg(long, value_name = "NAME", value_parser = parse_instance_name)]
     pub instance: Option<String>,
-    /// Run no jobs on this instance (it still queues and shows them).
+    /// Run no jobs on this instance (it still queues and shows them, and marks its own
+    /// earlier jobs interrupted at start).
     #[arg(long)]
     pub no_jobs: bool,
 }

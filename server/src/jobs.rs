@@ -54,20 +54,34 @@ pub struct Runner {
 
 impl Runner {
     /// Registers the instance (its jobs left running by an earlier life become
-    /// interrupted), then runs jobs and the heartbeat in the background.
-    pub async fn start(self) -> anyhow::Result<()> {
+    /// interrupted), then keeps its heartbeat and, with `run_jobs`, runs jobs in the
+    /// background.
+    pub async fn start(self, run_jobs: bool) -> anyhow::Result<()> {
         self.store.register_instance(&self.instance).await?;
         let runner = Arc::new(self);
         tokio::spawn(runner.clone().heartbeat());
-        tokio::spawn(runner.work());
+        if run_jobs {
+            tokio::spawn(runner.work());
+        }
         Ok(())
     }
 
     async fn heartbeat(self: Arc<Self>) {
         loop {
             tokio::time::sleep(HEARTBEAT).await;
-            if let Err(e) = self.store.heartbeat(&self.instance).await {
-                tracing::error!("heartbeat of instance {}: {e}", self.instance);
+            match self.store.heartbeat(&self.instance).await {
+                Ok(()) => {}
+                // taken for dead by another instance (its jobs are interrupted already)
+                Err(carrier_storage::StoreError::UnknownInstance(_)) => {
+                    tracing::error!(
+                        "instance {} was taken for dead; registering again",
+                        self.instance
+                    );
+                    if let Err(e) = self.store.register_instance(&self.instance).await {
+                        tracing::error!("registering instance {}: {e}", self.instance);
+                    }
+                }
+                Err(e) => tracing::error!("heartbeat of instance {}: {e}", self.instance),
             }
             match self.store.interrupt_dead_instances(STALE).await {
                 Ok(jobs) if !jobs.is_empty() => {

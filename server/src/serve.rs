@@ -158,21 +158,19 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = service.load().await {
         tracing::warn!("the cluster does not evaluate yet: {e}");
     }
-    if !args.no_jobs {
-        let instance = match &args.instance {
-            Some(name) => name.clone(),
-            None => crate::records::who().1,
-        };
-        let runner = crate::jobs::Runner {
-            store: db.clone(),
-            inventory: service.clone(),
-            conf_dir: conf_dir.clone(),
-            cache_dir,
-            ssh_config: args.ssh_config.clone(),
-            instance,
-        };
-        runner.start().await?;
-    }
+    let instance = match &args.instance {
+        Some(name) => name.clone(),
+        None => crate::records::who().1,
+    };
+    let runner = crate::jobs::Runner {
+        store: db.clone(),
+        inventory: service.clone(),
+        conf_dir: conf_dir.clone(),
+        cache_dir,
+        ssh_config: args.ssh_config.clone(),
+        instance,
+    };
+    runner.start(!args.no_jobs).await?;
     let access = AccessPolicy {
         anonymous_read: args.anonymous_read || args.public,
         trust_proxy: args.trust_proxy,

@@ -130,6 +130,7 @@ impl Server {
     /// A form post as the browser sends it without JavaScript: (status, location, body).
     fn post(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
         let mut args = vec!["-i".to_string(), "-H".into(), format!("Cookie: {cookie}")];
+        args.extend(["-H".into(), "Accept: text/html,application/xhtml+xml".into()]);
         for (k, v) in form {
             args.extend(["--data-urlencode".into(), format!("{k}={v}")]);
         }
@@ -285,7 +286,8 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     let outcomes: Vec<&str> =
         audit.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
     assert!(outcomes.iter().any(|o| o.starts_with("ok: job")), "{audit}");
-    assert_eq!(outcomes.iter().filter(|o| o.starts_with("failed")).count(), 3, "{audit}");
+    // refused by scope and as busy; the viewer's role was refused before the request was read
+    assert_eq!(outcomes.iter().filter(|o| o.starts_with("failed")).count(), 2, "{audit}");
 }
 
 /// Jobs a server left running are marked interrupted when it starts again (their machines

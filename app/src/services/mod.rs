@@ -34,7 +34,7 @@ pub struct AppState {
 pub async fn authorize(permission: Permission) -> Result<(AppState, Caller), AppError> {
     let (state, caller) = state_and_caller()?;
     if let Err(e) = caller.require(permission) {
-        refuse_with_status(&e);
+        set_status(&e);
         return Err(e);
     }
     Ok((state, caller))
@@ -56,9 +56,11 @@ pub fn state_and_caller() -> Result<(AppState, Caller), AppError> {
     Ok((state, caller))
 }
 
-/// A refused server function call gets 401 or 403; a page that calls one while rendering
-/// keeps its status (the page's own check set it).
-fn refuse_with_status(e: &AppError) {
+/// A server function call that failed gets the status of its error (401, 403, 400, 404,
+/// else 500); a page that calls one while rendering keeps its status (the page's own check
+/// set it). Server functions whose service refuses for reasons beyond `authorize` (a
+/// deployer's scope, bad input) answer through this.
+pub fn set_status(e: &AppError) {
     use leptos::prelude::use_context;
     let is_call =
         use_context::<http::request::Parts>().is_some_and(|p| p.uri.path().starts_with("/api/"));
@@ -73,6 +75,8 @@ pub fn status_of(e: &AppError) -> http::StatusCode {
     match e {
         AppError::Unauthorized(_) => http::StatusCode::UNAUTHORIZED,
         AppError::Forbidden(_) => http::StatusCode::FORBIDDEN,
+        AppError::BadInput(_) => http::StatusCode::BAD_REQUEST,
+        AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
         _ => http::StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

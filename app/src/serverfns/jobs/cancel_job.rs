@@ -6,8 +6,8 @@ use crate::error::AppError;
 /// an admin).
 #[server(prefix = "/api", endpoint = "cancel_job")]
 pub async fn cancel_job(id: i64) -> Result<(), AppError> {
-    use crate::services::{Permission, authorize, jobs};
+    use crate::services::{Permission, authorize, jobs, set_status};
 
     let (state, caller) = authorize(Permission::Deploy).await?;
-    jobs::cancel(&state, &caller, id).await
+    jobs::cancel(&state, &caller, id).await.inspect_err(set_status)
 }

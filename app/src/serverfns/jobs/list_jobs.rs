@@ -10,8 +10,8 @@ pub async fn list_jobs(
     requested_by: String,
     state: String,
 ) -> Result<Vec<JobView>, AppError> {
-    use crate::services::{Permission, authorize, jobs};
+    use crate::services::{Permission, authorize, jobs, set_status};
 
     let (app, _caller) = authorize(Permission::ReadInventory).await?;
-    jobs::list(&app, &machine, &requested_by, &state).await
+    jobs::list(&app, &machine, &requested_by, &state).await.inspect_err(set_status)
 }
