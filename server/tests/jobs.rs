@@ -120,9 +120,7 @@ impl Server {
         ]);
         let cookie = out
             .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase().starts_with("set-cookie: carrier_session=").then_some(l)
-            })
+            .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: carrier_session="))
             .unwrap_or_else(|| panic!("no session for {name}:\n{out}"));
         cookie["set-cookie: ".len()..].split(';').next().unwrap().to_string()
     }

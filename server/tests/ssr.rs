@@ -569,6 +569,32 @@ async fn every_route_authorises_its_caller() {
         ("POST", "/api/set_user_role", "name=vic&role=viewer&scope=", [401, 403, 403, 200]),
         ("POST", "/api/set_user_disabled", "name=nobody&disabled=false", [401, 403, 403, 500]),
         ("POST", "/api/revoke_user_sessions", "name=nobody", [401, 403, 403, 500]),
+        ("GET", "/deploy", "", [SEE, 200, 200, 200]),
+        ("GET", "/jobs", "", [SEE, 200, 200, 200]),
+        ("GET", "/jobs/999/events", "", [SEE, 404, 404, 404]),
+        ("POST", "/api/list_jobs", "machine=&requested_by=&state=", [401, 200, 200, 200]),
+        ("POST", "/api/list_jobs", "machine=&requested_by=&state=bogus", [401, 400, 400, 400]),
+        ("POST", "/api/get_job", "id=999", [401, 404, 404, 404]),
+        (
+            "POST",
+            "/api/preview_deploy",
+            "form[pattern]=pxe-server&form[action]=switch",
+            [401, 200, 200, 200],
+        ),
+        // the scoped deployer's scope (tag:prg) does not hold backup
+        (
+            "POST",
+            "/api/start_deploy",
+            "form[pattern]=backup&form[action]=switch&form[if_busy]=queue",
+            [401, 403, 403, 200],
+        ),
+        (
+            "POST",
+            "/api/start_deploy",
+            "form[pattern]=prg/db1&form[action]=explode",
+            [401, 403, 400, 400],
+        ),
+        ("POST", "/api/cancel_job", "id=999", [401, 403, 404, 404]),
     ];
     let callers: Vec<Option<&str>> =
         std::iter::once(None).chain(cookies.iter().map(|(_, c)| Some(c.as_str()))).collect();

@@ -410,7 +410,7 @@ mod tests {
         let event =
             |v: serde_json::Value| event_view(JobEvent { seq: 3, at: "t".into(), event: v });
         let e = event(json!({"event": "machine-finished", "phase": "carried-profile",
-            "machine": "pxe#node1", "outcome": "failed", "error": "boom"}));
+            "machine": "pxe#node1", "outcome": {"outcome": "failed", "error": "boom"}}));
         assert_eq!(e.level, "failed");
         assert_eq!(e.phase, "carried-profile");
         assert_eq!(e.machine.as_deref(), Some("pxe#node1"));

@@ -719,3 +719,51 @@ async fn interactive_reboots_only_what_the_operator_confirms() {
     assert_eq!(b.logged("reboot"), Vec::<String>::new(), "declined");
     assert!(operator.asked.lock().unwrap().contains(&(Phase::Reboot, "b".to_string())));
 }
+
+/// A sink whose run is cancelled once `after` machines have finished a step.
+struct CancelAfter {
+    after: usize,
+    finished: std::sync::atomic::AtomicUsize,
+}
+
+impl EventSink for CancelAfter {
+    fn emit(&self, event: Event) {
+        if matches!(event, Event::MachineFinished { .. }) {
+            self.finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.finished.load(std::sync::atomic::Ordering::SeqCst) >= self.after
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_run_finishes_the_step_under_way_and_attempts_nothing_after() {
+    // one by one: a is deployed (copy, activate), then the run is cancelled
+    let (a, b) = (host_on_a("a"), host_on_a("b"));
+    let sink = CancelAfter { after: 2, finished: Default::default() };
+    let opts = DeployOptions { one_by_one: true, health_checks: false, ..DeployOptions::default() };
+    let report =
+        run_on(&[standalone("a"), standalone("b")], &opts, FakeHosts::new(&[&a, &b]), &sink).await;
+    assert!(matches!(state(&report, "a"), MachineState::Deployed), "{report:?}");
+    assert_eq!(not_attempted(&report, "b"), "the run was cancelled");
+    assert_eq!(b.logged("copy"), Vec::<String>::new(), "b is not copied to");
+    assert!(!report.success());
+
+    // in bulk, cancelled after the copies: copied, nothing activated
+    let (a, b) = (host_on_a("a"), host_on_a("b"));
+    let sink = CancelAfter { after: 2, finished: Default::default() };
+    let report = run_on(
+        &[standalone("a"), standalone("b")],
+        &DeployOptions::default(),
+        FakeHosts::new(&[&a, &b]),
+        &sink,
+    )
+    .await;
+    for (m, host) in [("a", &a), ("b", &b)] {
+        assert_eq!(not_attempted(&report, m), "copied, not activated: the run was cancelled");
+        assert_eq!(host.logged("copy").len(), 1, "{m} was copied");
+        assert_eq!(host.link_of(CURRENT), Some(format!("/nix/store/{m}-a")), "{m} not activated");
+    }
+}
