@@ -654,6 +654,10 @@ pub struct ServeArgs {
     /// earlier jobs interrupted at start).
     #[arg(long)]
     pub no_jobs: bool,
+    /// Seconds without a heartbeat after which another instance is taken for dead and its
+    /// running jobs are marked interrupted; this instance beats every third of it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
+    pub heartbeat_timeout: u64,
 }
 
 fn parse_instance_name(value: &str) -> Result<String, String> {

@@ -34,10 +34,6 @@ use crate::records::{deploy_end, failed_end, git_state};
 
 /// How often an idle runner looks for queued jobs, and a stream for new events.
 const POLL: Duration = Duration::from_millis(250);
-/// How often an instance says it is alive.
-const HEARTBEAT: Duration = Duration::from_secs(5);
-/// An instance silent this long is taken for dead: its running jobs become interrupted.
-const STALE: Duration = Duration::from_secs(30);
 
 /// What the runner needs; built once by `serve`.
 pub struct Runner {
@@ -50,6 +46,9 @@ pub struct Runner {
     pub ssh_config: Option<PathBuf>,
     /// This instance's name in the database: unique among the instances sharing it.
     pub instance: String,
+    /// An instance silent this long is taken for dead: its running jobs become
+    /// interrupted. This one beats every third of it.
+    pub stale_after: Duration,
 }
 
 impl Runner {
@@ -68,7 +67,7 @@ impl Runner {
 
     async fn heartbeat(self: Arc<Self>) {
         loop {
-            tokio::time::sleep(HEARTBEAT).await;
+            tokio::time::sleep(self.stale_after / 3).await;
             match self.store.heartbeat(&self.instance).await {
                 Ok(()) => {}
                 // taken for dead by another instance (its jobs are interrupted already)
@@ -83,7 +82,7 @@ impl Runner {
                 }
                 Err(e) => tracing::error!("heartbeat of instance {}: {e}", self.instance),
             }
-            match self.store.interrupt_dead_instances(STALE).await {
+            match self.store.interrupt_dead_instances(self.stale_after).await {
                 Ok(jobs) if !jobs.is_empty() => {
                     tracing::warn!("jobs of a silent instance marked interrupted: {jobs:?}")
                 }
@@ -100,7 +99,7 @@ impl Runner {
                 Ok(None) => tokio::time::sleep(POLL).await,
                 Err(e) => {
                     tracing::error!("claiming a job: {e}");
-                    tokio::time::sleep(HEARTBEAT).await;
+                    tokio::time::sleep(self.stale_after / 3).await;
                 }
             }
         }

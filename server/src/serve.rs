@@ -169,6 +169,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         cache_dir,
         ssh_config: args.ssh_config.clone(),
         instance,
+        stale_after: Duration::from_secs(args.heartbeat_timeout),
     };
     runner.start(!args.no_jobs).await?;
     let access = AccessPolicy {

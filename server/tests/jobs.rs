@@ -23,13 +23,20 @@ impl Lab {
 
     /// `carrier` with this test's database.
     fn cli_db(&self, args: &[&str]) -> Output {
-        let url = self.db_url();
-        let mut all = vec!["--database-url", url.as_str()];
+        self.cli_on(&self.db_url(), args)
+    }
+
+    fn cli_on(&self, url: &str, args: &[&str]) -> Output {
+        let mut all = vec!["--database-url", url];
         all.extend(args);
         self.carrier(&all)
     }
 
     fn add_user(&self, name: &str, role: &str, scope: Option<&str>) {
+        self.add_user_on(&self.db_url(), name, role, scope)
+    }
+
+    fn add_user_on(&self, url: &str, name: &str, role: &str, scope: Option<&str>) {
         let file = self.tmp().join("password");
         std::fs::write(&file, "a password of eleven\n").unwrap();
         let mut args = vec!["user", "add", name, "--role", role];
@@ -37,14 +44,18 @@ impl Lab {
             args.extend(["--scope", scope]);
         }
         args.extend(["--password-file", file.to_str().unwrap()]);
-        ok(&self.cli_db(&args));
+        ok(&self.cli_on(url, &args));
     }
 
     /// `carrier serve` of the lab's configuration on a free loopback port.
     fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_on(&self.db_url(), extra)
+    }
+
+    fn serve_on(&self, url: &str, extra: &[&str]) -> Server {
         let mut cmd = self.cli(&self.conf(), "cache").command(&[
             "--database-url",
-            &self.db_url(),
+            url,
             "serve",
             "--addr",
             "127.0.0.1:0",
@@ -61,11 +72,17 @@ impl Lab {
     }
 
     fn store(&self) -> (tokio::runtime::Runtime, Store) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let store = rt.block_on(Store::open(&self.db_url())).unwrap();
-        (rt, store)
+        store_at(&self.db_url())
     }
 }
+
+fn store_at(url: &str) -> (tokio::runtime::Runtime, Store) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = rt.block_on(Store::open(url)).unwrap();
+    (rt, store)
+}
+
+impl Lab {}
 
 /// A running `carrier serve`, stopped (its PID, which this test started) when dropped.
 struct Server {
@@ -169,6 +186,15 @@ impl Server {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Server {
+    /// Ends the server at once (SIGKILL to the PID this test started): no goodbye, as when
+    /// its machine dies.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -328,4 +354,69 @@ fn a_restart_interrupts_what_ran_and_queued_jobs_are_cancelled() {
     let job = rt.block_on(store.job(JobId(id))).unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled, "{job:?}");
     drop(server);
+}
+
+/// Two `carrier serve` instances on one throw-away PostgreSQL: a job started through A is
+/// run by exactly one of them and followed live through B; the instance that runs the next
+/// one is killed while it runs, and the other marks that job interrupted and frees its
+/// machine.
+#[test]
+fn two_instances_share_the_queue_of_one_postgresql() {
+    let lab = Lab::up();
+    let pg = support::postgres::Postgres::start();
+    let url = pg.url();
+    lab.add_user_on(&url, "dee", "deployer", None);
+    let timeout = ["--heartbeat-timeout", "6"];
+    let a = lab.serve_on(&url, &[&["--instance", "a"][..], &timeout].concat());
+    let b = lab.serve_on(&url, &[&["--instance", "b"][..], &timeout].concat());
+    let (on_a, on_b) = (a.sign_in("dee"), b.sign_in("dee"));
+
+    let (status, location, body) =
+        a.post(&on_a, "/api/start_deploy", &deploy_form("node1", "refuse"));
+    assert!((300..400).contains(&status), "{status} {body}");
+    let id: i64 = location.strip_prefix("/jobs/").unwrap().parse().unwrap();
+    let events =
+        b.curl(&["-N", "-H", &format!("Cookie: {on_b}"), &format!("{}/jobs/{id}/events", b.url)]);
+    assert!(events.contains("event: end"), "{events}");
+    assert!(events.contains("activate done"), "{events}");
+    let (rt, store) = store_at(&url);
+    let job = rt.block_on(store.job(JobId(id))).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}\nA:\n{}\nB:\n{}", a.output(), b.output());
+    assert!(["a", "b"].contains(&job.instance.as_deref().unwrap()), "{job:?}");
+    let started = format!("job {id} started");
+    let runners = [&a, &b].iter().filter(|s| s.output().contains(&started)).count();
+    assert_eq!(runners, 1, "run by exactly one instance\nA:\n{}\nB:\n{}", a.output(), b.output());
+
+    // the next job: a new build, long enough to kill its instance while it runs
+    lab.set_marker(&["node1"], "killed");
+    let (_, location, _) = b.post(&on_b, "/api/start_deploy", &deploy_form("node1", "refuse"));
+    let id: i64 = location.strip_prefix("/jobs/").unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let running = loop {
+        let job = rt.block_on(store.job(JobId(id))).unwrap().unwrap();
+        if job.state == JobState::Running {
+            break job;
+        }
+        assert!(job.state == JobState::Queued && Instant::now() < deadline, "{job:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let runner = running.instance.clone().unwrap();
+    let (victim, survivor) = if runner == "a" { (a, b) } else { (b, a) };
+    victim.kill();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let interrupted = loop {
+        let job = rt.block_on(store.job(JobId(id))).unwrap().unwrap();
+        if job.state.is_finished() {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "{job:?}\n{}", survivor.output());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(interrupted.state, JobState::Interrupted, "{interrupted:?}");
+    assert!(interrupted.error.as_deref().unwrap().contains(&runner), "{interrupted:?}");
+    // node1 is free: the survivor takes the next deploy of it
+    let on_survivor = survivor.sign_in("dee");
+    let (status, _, body) =
+        survivor.post(&on_survivor, "/api/start_deploy", &deploy_form("node1", "refuse"));
+    assert!((300..400).contains(&status), "{status} {body}");
 }

@@ -13,7 +13,8 @@
 //! cpio, nginx, tftp-hpa, busybox-static, atftpd unpacked in `.local/atftpd` and a Debian
 //! cloud kernel in `.local/kernel/vmlinuz`.
 //!
-//! One module per part: tools, processes, netns, atftpd, nginx, fetch, initramfs, qemu.
+//! One module per part: tools, processes, netns, atftpd, nginx, fetch, initramfs, qemu;
+//! `postgres` is the storage tests' throw-away PostgreSQL.
 
 // Each test binary uses a different part of the helpers.
 #![allow(dead_code)]
@@ -25,6 +26,9 @@ pub(crate) mod initramfs;
 pub(crate) mod lab;
 pub(crate) mod netns;
 pub(crate) mod nginx;
+/// The storage tests' throw-away PostgreSQL cluster (one harness for both crates).
+#[path = "../../../storage/tests/support/mod.rs"]
+pub(crate) mod postgres;
 pub(crate) mod processes;
 pub(crate) mod qemu;
 pub(crate) mod tools;

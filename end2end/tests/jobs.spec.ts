@@ -1,0 +1,82 @@
+import { test, expect, Page } from '@playwright/test';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+// Deploys as jobs in the browser, with and without JavaScript: a deployer picks machines,
+// starts a deploy, lands on the job's page and sees it to its end (live with JavaScript,
+// by reloading without); a viewer's direct POST to the deploy server function is refused.
+// The dashboard serves examples/cluster, whose machines cannot be built here (no nixpkgs):
+// the job fails in its build, which is what the page must then show. Deploys that succeed
+// against real hosts are proven in server/tests/jobs.rs.
+
+const root = path.resolve(__dirname, '..', '..');
+const state = path.join(root, '.local', 'e2e');
+const password = 'correct horse battery';
+
+function account(role: string, project: string): string {
+  const name = `${role}-${project}-${Math.random().toString(36).slice(2, 8)}`;
+  const file = path.join(state, `${name}.password`);
+  fs.writeFileSync(file, password + '\n', { mode: 0o600 });
+  execFileSync(
+    path.join(root, 'target', 'release', 'carrier'),
+    ['--config', path.join(root, 'examples', 'cluster'), '--cache-dir', path.join(state, 'cache'),
+      '--database-url', `sqlite://${state}/carrier.db`,
+      'user', 'add', name, '--role', role, '--password-file', file],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  return name;
+}
+
+async function hydrated(page: Page) {
+  await page.waitForFunction(() =>
+    performance.getEntriesByType('resource').some((e) => e.name.endsWith('.wasm')));
+  await page.waitForLoadState('networkidle');
+  await page.evaluate(() => new Promise((r) => requestIdleCallback(() => r(null), { timeout: 3000 })));
+}
+
+async function signIn(page: Page, name: string) {
+  await page.goto('/sign-in');
+  await page.fill('input[name=name]', name);
+  await page.fill('input[name=password]', password);
+  await page.click('form[data-testid=sign-in] button[type=submit]');
+  await expect(page).toHaveURL(/\/machines$/);
+}
+
+test('a deployer starts a deploy and follows its job to the end', async ({ page, javaScriptEnabled }, info) => {
+  test.setTimeout(120_000);
+  await signIn(page, account('deployer', info.project.name));
+  await page.goto('/deploy?pattern=backup');
+  await expect(page.getByTestId('deploy-preview').locator('tr[data-machine="backup"]')).toBeVisible();
+  if (javaScriptEnabled) await hydrated(page);
+  await page.getByTestId('start-deploy').click();
+  await expect(page).toHaveURL(/\/jobs\/\d+$/);
+  await expect(page.getByTestId('job-title')).toContainText('switch backup');
+  if (javaScriptEnabled) {
+    // no reload: the log and the final state arrive over the event stream
+    await hydrated(page);
+    await expect(page.getByTestId('job-state')).toHaveText(/failed/, { timeout: 90_000 });
+  } else {
+    await expect(async () => {
+      await page.reload();
+      await expect(page.getByTestId('job-state')).toHaveText(/failed/, { timeout: 1000 });
+    }).toPass({ timeout: 90_000 });
+  }
+  await expect(page.getByTestId('job-log')).toContainText('build');
+  await expect(page.getByTestId('job-error')).not.toBeEmpty();
+  // the history lists it
+  const id = page.url().split('/').pop();
+  await page.goto('/jobs?machine=backup');
+  await expect(page.locator(`tr[data-job="${id}"]`)).toContainText('failed');
+});
+
+test("a viewer's direct POST to the deploy server function is refused", async ({ page }, info) => {
+  await signIn(page, account('viewer', info.project.name));
+  const r = await page.request.post('/api/start_deploy', {
+    headers: { origin: new URL(page.url()).origin },
+    form: { 'form[pattern]': 'backup', 'form[action]': 'switch' },
+  });
+  expect(r.status()).toBe(403);
+  await page.goto('/jobs?machine=backup');
+  await expect(page.getByTestId('jobs')).not.toContainText('viewer-');
+});
