@@ -8,10 +8,6 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use support::cli::{ok, text};
 
-// the storage tests' databases: one place that knows how to run a PostgreSQL cluster
-#[path = "../../storage/tests/support/mod.rs"]
-#[allow(dead_code)]
-mod storage_support;
 mod support;
 
 support::lab::lab_type!();
@@ -230,7 +226,7 @@ fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn a_build_is_recorded_in_postgresql() {
-    let pg = storage_support::Postgres::start();
+    let pg = support::postgres::Postgres::start();
     let tmp = tempfile::tempdir().unwrap();
     let conf = tmp.path().join("conf");
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/lab");
