@@ -15,7 +15,7 @@ use leptos_router::{SsrMode, path};
 
 use ui::pages::{
     AccountPage, AdminAuditPage, AdminUsersPage, CarriersPage, DeployPage, JobPage, JobsPage,
-    MachinePage, MachinesPage, NotFound, SignInPage,
+    MachinePage, MachinesPage, NotFound, SignInPage, StatusPage,
 };
 
 /// The HTML document the server renders around [`App`].
@@ -62,6 +62,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/deploy") view=DeployPage ssr=SsrMode::Async/>
                     <Route path=path!("/jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
+                    <Route path=path!("/status") view=StatusPage ssr=SsrMode::Async/>
                 </Routes>
             </ui::components::Layout>
         </Router>

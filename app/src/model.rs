@@ -352,3 +352,51 @@ pub struct JobDetail {
     /// Whether the caller may cancel it (its requester or an admin, while it is not finished).
     pub can_cancel: bool,
 }
+
+/// The status page: every machine's state from the latest background reading.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusView {
+    /// When the hosts were last read (UTC); `None` before the first reading ended.
+    pub read_at: Option<String>,
+    /// Why the last reading failed as a whole, if it did.
+    pub error: Option<String>,
+    /// `(state, machines)`, most urgent first.
+    pub counts: Vec<(String, usize)>,
+    /// Standalone machines first, then each carrier's carried machines.
+    pub groups: Vec<StatusGroup>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusGroup {
+    /// `standalone` or `carried by <carrier>`.
+    pub name: String,
+    pub machines: Vec<StatusRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRow {
+    pub machine: String,
+    pub state: String,
+    pub tags: Vec<String>,
+    /// The build generation it should run (or have staged).
+    pub desired: Option<String>,
+    /// What runs (standalone) or is staged (carried: `generation <n>`) now.
+    pub current: Option<String>,
+    /// Carried: the generation it last reported booting.
+    pub booted: Option<String>,
+    /// How long it has differed from the desired generation (`3.2d`).
+    pub drift: Option<String>,
+    pub detail: Option<String>,
+    /// The last build or deploy recorded for it: `(when, outcome)`.
+    pub last_deploy: Option<(String, String)>,
+}
+
+/// Upstream's age format: `3.2d`, `5.0h`, `12.0m`, `30.0s`.
+pub fn age(secs: f64) -> String {
+    match secs {
+        s if s >= 86400.0 => format!("{:.1}d", s / 86400.0),
+        s if s >= 3600.0 => format!("{:.1}h", s / 3600.0),
+        s if s >= 60.0 => format!("{:.1}m", s / 60.0),
+        s => format!("{s:.1}s"),
+    }
+}

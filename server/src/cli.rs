@@ -658,6 +658,9 @@ pub struct ServeArgs {
     /// running jobs are marked interrupted; this instance beats every third of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
     pub heartbeat_timeout: u64,
+    /// Seconds between the status page's readings of every host (and after every job).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..))]
+    pub status_interval: u64,
 }
 
 fn parse_instance_name(value: &str) -> Result<String, String> {

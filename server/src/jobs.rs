@@ -49,6 +49,8 @@ pub struct Runner {
     /// An instance silent this long is taken for dead: its running jobs become
     /// interrupted. This one beats every third of it.
     pub stale_after: Duration,
+    /// Told when a job has ended (the status page reads the hosts again).
+    pub ended: Arc<tokio::sync::Notify>,
 }
 
 impl Runner {
@@ -145,6 +147,7 @@ impl Runner {
             Ok(()) => tracing::info!("job {} {}", id.0, state.as_str()),
             Err(e) => tracing::error!("ending job {}: {e}", id.0),
         }
+        self.ended.notify_one();
     }
 
     /// Records the job in the history (`carrier history`), as a CLI deploy is.

@@ -158,6 +158,8 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     if let Err(e) = service.load().await {
         tracing::warn!("the cluster does not evaluate yet: {e}");
     }
+    let board = Arc::new(app::services::status::StatusBoard::default());
+    let refresh_now = Arc::new(tokio::sync::Notify::new());
     let instance = match &args.instance {
         Some(name) => name.clone(),
         None => crate::records::who().1,
@@ -170,14 +172,24 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ssh_config: args.ssh_config.clone(),
         instance,
         stale_after: Duration::from_secs(args.heartbeat_timeout),
+        ended: refresh_now.clone(),
     };
     runner.start(!args.no_jobs).await?;
+    crate::status::Refresher {
+        board: board.clone(),
+        inventory: service.clone(),
+        store: db.clone(),
+        ssh_config: args.ssh_config.clone(),
+        interval: Duration::from_secs(args.status_interval),
+        now: refresh_now,
+    }
+    .spawn();
     let access = AccessPolicy {
         anonymous_read: args.anonymous_read || args.public,
         trust_proxy: args.trust_proxy,
         ..AccessPolicy::new(db, token)
     };
-    let state = AppState { inventory: service, access: Arc::new(access) };
+    let state = AppState { inventory: service, access: Arc::new(access), status: board };
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.site_addr = args.addr;
     leptos_options.site_root = args.site_root.display().to_string().into();

@@ -5,13 +5,21 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use anyhow::bail;
+use app::services::InventoryService;
+use app::services::status::StatusBoard;
+use carrier_core::cluster::{Cluster, Machine};
+use carrier_core::conf_dir::ConfDir;
 use carrier_core::profile_name::ProfileName;
 use carrier_core::remote::SshSettings;
-use carrier_core::status::{self, Booted, Kind, MachineStatus, StatusTarget};
+use carrier_core::status::{self, Booted, Kind, MachineStatus, StatusReport, StatusTarget};
 use carrier_storage::{Checkin, Store, StoreError};
 
 use crate::cli::{GlobalArgs, StatusArgs};
+use app::model::age;
 
 pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let selection = args.select.selection()?;
@@ -22,19 +30,28 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
     if machines.is_empty() {
         bail!("no machines to check (managed machines with a target, and carried machines)");
     }
-    let mut targets =
-        status::targets(&conf_dir, &loaded.cluster, &machines, args.generation.as_deref())?;
     let timeout = Duration::from_secs(args.timeout);
     let ssh = SshSettings { config_file: args.ssh_config.clone(), connect_timeout: Some(timeout) };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    if targets.iter().any(|t| matches!(t.kind, Kind::Carried { .. })) {
-        match runtime.block_on(latest_checkins(global)) {
-            Ok(checkins) => add_checkins(&mut targets, &checkins),
-            // the hosts still say what is staged
-            Err(e) => eprintln!("warning: check-ins not read, booted state unknown: {e}"),
+    let needs_checkins = machines.iter().any(|m| m.is_carried());
+    let checkins = match needs_checkins.then(|| runtime.block_on(latest_checkins(global))) {
+        Some(Ok(checkins)) => checkins,
+        // the hosts still say what is staged
+        Some(Err(e)) => {
+            eprintln!("warning: check-ins not read, booted state unknown: {e}");
+            Vec::new()
         }
-    }
-    let report = runtime.block_on(status::read(&targets, ssh, timeout))?;
+        None => Vec::new(),
+    };
+    let report = runtime.block_on(read(
+        &conf_dir,
+        &loaded.cluster,
+        &machines,
+        args.generation.as_deref(),
+        &checkins,
+        ssh,
+        timeout,
+    ))?;
     if args.json {
         crate::json::print(&report)?;
     } else {
@@ -59,6 +76,70 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The status of `machines` (against `generation`, default each one's current build
+/// generation), with the check-ins given: `carrier status` and the dashboard's refresher.
+pub async fn read(
+    conf_dir: &ConfDir,
+    cluster: &Cluster,
+    machines: &[&Machine],
+    generation: Option<&str>,
+    checkins: &[Checkin],
+    ssh: SshSettings,
+    timeout: Duration,
+) -> anyhow::Result<StatusReport> {
+    let mut targets = status::targets(conf_dir, cluster, machines, generation)?;
+    add_checkins(&mut targets, checkins);
+    Ok(status::read(&targets, ssh, timeout).await?)
+}
+
+/// Keeps the dashboard's status board fresh (docs/status.md, "The status page"): reads
+/// every machine `carrier status` looks at, every `interval` and when `now` is notified
+/// (a job ended), and never from a request.
+pub struct Refresher {
+    pub board: Arc<StatusBoard>,
+    pub inventory: Arc<InventoryService>,
+    pub store: Store,
+    pub ssh_config: Option<PathBuf>,
+    pub interval: Duration,
+    pub now: Arc<tokio::sync::Notify>,
+}
+
+impl Refresher {
+    pub fn spawn(self) {
+        tokio::spawn(async move {
+            loop {
+                self.refresh().await;
+                let _ = tokio::time::timeout(self.interval, self.now.notified()).await;
+            }
+        });
+    }
+
+    async fn refresh(&self) {
+        let loaded = match self.inventory.load().await {
+            Ok(loaded) => loaded,
+            Err(e) => return self.board.failed(e.to_string()),
+        };
+        let machines: Vec<&Machine> =
+            loaded.cluster.machines.iter().filter(|m| status::selectable(m)).collect();
+        let checkins = self.store.latest_checkins().await.unwrap_or_else(|e| {
+            tracing::warn!("check-ins not read, booted state unknown: {e}");
+            Vec::new()
+        });
+        let timeout = Duration::from_secs(10);
+        let ssh =
+            SshSettings { config_file: self.ssh_config.clone(), connect_timeout: Some(timeout) };
+        let conf_dir = self.inventory.conf_dir();
+        match read(conf_dir, &loaded.cluster, &machines, None, &checkins, ssh, timeout).await {
+            Ok(report) => self.board.set(report),
+            Err(e) => {
+                let message = conf_dir.relative_message(&format!("{e:#}"));
+                tracing::warn!("status not read: {message}");
+                self.board.failed(message);
+            }
+        }
+    }
 }
 
 /// The latest check-in per (carrier, machine); none when nothing was ever recorded here
@@ -104,16 +185,6 @@ fn row(m: &MachineStatus, now: i64) -> [String; 6] {
         generation,
         m.detail.clone().unwrap_or_default(),
     ]
-}
-
-/// Upstream's uptime format: `3.2d`, `5.0h`, `12.0m`, `30.0s`.
-fn age(secs: f64) -> String {
-    match secs {
-        s if s >= 86400.0 => format!("{:.1}d", s / 86400.0),
-        s if s >= 3600.0 => format!("{:.1}h", s / 3600.0),
-        s if s >= 60.0 => format!("{:.1}m", s / 60.0),
-        s => format!("{s:.1}s"),
-    }
 }
 
 #[cfg(test)]
@@ -164,13 +235,5 @@ mod tests {
         );
         assert_eq!(targets[1].checkin, None, "another carrier's machine of the same name");
         assert_eq!(targets[2].checkin, None);
-    }
-
-    #[test]
-    fn ages_read_like_upstream_uptimes() {
-        assert_eq!(age(30.0), "30.0s");
-        assert_eq!(age(720.0), "12.0m");
-        assert_eq!(age(18000.0), "5.0h");
-        assert_eq!(age(3.2 * 86400.0), "3.2d");
     }
 }

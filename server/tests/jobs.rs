@@ -173,6 +173,9 @@ impl Server {
         for (k, v) in form {
             args.extend(["--data-urlencode".into(), format!("{k}={v}")]);
         }
+        if form.is_empty() {
+            args.extend(["--data".into(), String::new()]);
+        }
         args.push(format!("{}/api/{name}", self.url));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.curl(&refs);
@@ -298,6 +301,30 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     let page =
         server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/jobs/{id}", server.url)]);
     assert!(page.contains("succeeded") && page.contains("carried profile done"), "{page}");
+
+    // the status page reflects it: the hosts are read again when a job ends
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let status = server.call(&vic, "get_status", &[]);
+        let row = |machine: &str| {
+            let groups = status["groups"].as_array().cloned().unwrap_or_default();
+            groups
+                .iter()
+                .flat_map(|g| g["machines"].as_array().cloned().unwrap_or_default())
+                .find(|m| m["machine"] == machine)
+        };
+        let state = |machine| row(machine).map(|r| r["state"].clone()).unwrap_or_default();
+        if state("pxe#node1") == "staged" && state("pxe") == "up to date" {
+            let last = row("pxe#node1").unwrap()["last_deploy"].to_string();
+            assert!(last.contains("deployed"), "{status}");
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{status}\n{}", server.output());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let groups: Vec<&str> =
+        status["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["standalone", "carried by pxe"], "{status}");
 
     // history and audit
     let history = ok(&lab.cli_db(&["history", "--json"]));

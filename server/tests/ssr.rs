@@ -54,7 +54,11 @@ async fn harness_full(
     let service = InventoryService::new(Inventory::new(cache_dir), conf_dir, store.clone());
     let access =
         AccessPolicy { anonymous_read, ..AccessPolicy::new(store.clone(), token.map(Into::into)) };
-    let state = AppState { inventory: Arc::new(service), access: Arc::new(access) };
+    let state = AppState {
+        inventory: Arc::new(service),
+        access: Arc::new(access),
+        status: Default::default(),
+    };
     let options = get_configuration(None).unwrap().leptos_options;
     Harness { _tmp: tmp, app: server::serve::router(state, options, &web), db, store }
 }
@@ -570,6 +574,8 @@ async fn every_route_authorises_its_caller() {
         ("POST", "/api/set_user_disabled", "name=nobody&disabled=false", [401, 403, 403, 500]),
         ("POST", "/api/revoke_user_sessions", "name=nobody", [401, 403, 403, 500]),
         ("GET", "/deploy", "", [SEE, 200, 200, 200]),
+        ("GET", "/status", "", [SEE, 200, 200, 200]),
+        ("POST", "/api/get_status", "", [401, 200, 200, 200]),
         ("GET", "/jobs", "", [SEE, 200, 200, 200]),
         ("GET", "/jobs/999/events", "", [SEE, 404, 404, 404]),
         ("POST", "/api/list_jobs", "machine=&requested_by=&state=", [401, 200, 200, 200]),

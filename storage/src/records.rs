@@ -206,7 +206,7 @@ impl Store {
     /// only those machines' outcomes (in name order).
     pub async fn runs(
         &self,
-        wanted: &dyn Fn(&str) -> bool,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
         limit: usize,
     ) -> Result<Vec<Run>, StoreError> {
         let what = "reading runs";

@@ -5,3 +5,4 @@ pub mod account;
 pub mod admin;
 pub mod inventory;
 pub mod jobs;
+pub mod status;

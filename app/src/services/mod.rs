@@ -9,6 +9,7 @@ pub mod jobs;
 mod origin;
 pub mod security;
 pub mod sign_in_limit;
+pub mod status;
 pub mod views;
 
 pub use access::{
@@ -26,6 +27,8 @@ use crate::error::AppError;
 pub struct AppState {
     pub inventory: Arc<InventoryService>,
     pub access: Arc<AccessPolicy>,
+    /// The latest status reading, kept fresh by `carrier serve`'s refresher.
+    pub status: Arc<status::StatusBoard>,
 }
 
 /// The one check every server function makes first: the state and the request's caller

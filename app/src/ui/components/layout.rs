@@ -15,6 +15,7 @@ pub fn Layout(children: Children) -> impl IntoView {
             <nav>
                 <a href="/machines">"Machines"</a>
                 <a href="/carriers">"Carriers"</a>
+                <a href="/status">"Status"</a>
                 <a href="/jobs">"Jobs"</a>
                 <a href="/deploy">"Deploy"</a>
             </nav>

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod machine;
 pub mod machines;
 pub mod sign_in;
+pub mod status;
 
 pub use account::AccountPage;
 pub use admin::{AdminAuditPage, AdminUsersPage};
@@ -15,6 +16,7 @@ pub use jobs::{DeployPage, JobPage, JobsPage};
 pub use machine::MachinePage;
 pub use machines::MachinesPage;
 pub use sign_in::SignInPage;
+pub use status::StatusPage;
 
 use leptos::prelude::*;
 

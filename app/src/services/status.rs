@@ -1,0 +1,150 @@
+//! The status page's data (docs/status.md, "The status page"): the latest reading of every
+//! machine, kept by `carrier serve`'s background refresher on the board, joined with the
+//! last recorded build or deploy of each machine. A page never reads a host itself.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use carrier_core::status::{MachineStatus, State, StatusReport};
+use carrier_storage::Store;
+
+use super::access::internal;
+use crate::error::AppError;
+use crate::model::{StatusGroup, StatusRow, StatusView, age};
+
+/// The latest reading, shared by the refresher (writer) and the pages (readers).
+#[derive(Default)]
+pub struct StatusBoard(RwLock<Board>);
+
+#[derive(Default)]
+struct Board {
+    report: Option<(jiff::Timestamp, StatusReport)>,
+    error: Option<String>,
+}
+
+impl StatusBoard {
+    pub fn set(&self, report: StatusReport) {
+        let mut board = self.0.write().expect("status board lock");
+        board.report = Some((jiff::Timestamp::now(), report));
+        board.error = None;
+    }
+
+    /// The reading failed as a whole (the cluster does not evaluate, say): the last good
+    /// reading stays, with the error beside it.
+    pub fn failed(&self, error: String) {
+        self.0.write().expect("status board lock").error = Some(error);
+    }
+}
+
+/// Most urgent first.
+const ORDER: [State; 10] = [
+    State::Unreachable,
+    State::Foreign,
+    State::Outdated,
+    State::NotStaged,
+    State::BootedOlder,
+    State::RebootPending,
+    State::StagedNotBooted,
+    State::Unknown,
+    State::Staged,
+    State::UpToDate,
+];
+
+/// The page: counts by state, machines grouped by carrier, each with its last deploy.
+pub async fn view(
+    board: &StatusBoard,
+    store: &Store,
+    tags: &BTreeMap<String, Vec<String>>,
+) -> Result<StatusView, AppError> {
+    let (read_at, machines, error) = {
+        let board = board.0.read().expect("status board lock");
+        let (at, machines) = match &board.report {
+            Some((at, report)) => (
+                Some(at.round(jiff::Unit::Second).unwrap_or(*at).to_string()),
+                report.machines.clone(),
+            ),
+            None => (None, Vec::new()),
+        };
+        (at, machines, board.error.clone())
+    };
+    let names: Vec<&str> = machines.iter().map(|m| m.machine.as_str()).collect();
+    let runs = store.runs(&|m| names.contains(&m), 500).await.map_err(internal)?;
+    let mut last: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for run in runs {
+        for m in run.machines {
+            let outcome = match (&m.phase, &m.error) {
+                (Some(phase), Some(e)) => format!("{} ({phase}: {e})", m.state),
+                (None, Some(e)) => format!("{} ({e})", m.state),
+                _ => m.state.clone(),
+            };
+            last.entry(m.machine).or_insert_with(|| (run.started_at.clone(), outcome));
+        }
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let mut counts: Vec<(String, usize)> = ORDER
+        .iter()
+        .map(|s| (s.as_str().to_string(), machines.iter().filter(|m| m.state == *s).count()))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    counts.insert(0, ("machines".into(), machines.len()));
+    let mut groups: BTreeMap<String, Vec<StatusRow>> = BTreeMap::new();
+    for m in &machines {
+        let group = match &m.carried {
+            Some(c) => format!("carried by {}", c.carrier),
+            None => "standalone".to_string(),
+        };
+        let row =
+            row(m, now, tags.get(&m.machine).cloned().unwrap_or_default(), last.get(&m.machine));
+        groups.entry(group).or_default().push(row);
+    }
+    let standalone = groups
+        .remove("standalone")
+        .map(|machines| StatusGroup { name: "standalone".into(), machines });
+    let groups = standalone
+        .into_iter()
+        .chain(groups.into_iter().map(|(name, machines)| StatusGroup { name, machines }))
+        .collect();
+    Ok(StatusView { read_at, error, counts, groups })
+}
+
+fn row(
+    m: &MachineStatus,
+    now: i64,
+    tags: Vec<String>,
+    last: Option<&(String, String)>,
+) -> StatusRow {
+    let current = match (&m.system, &m.carried) {
+        (Some(system), _) => system.current.as_ref().map(|p| p.display().to_string()),
+        (None, Some(c)) => c.staged.as_ref().map(|s| format!("generation {}", s.number)),
+        _ => None,
+    };
+    let booted = m
+        .carried
+        .as_ref()
+        .and_then(|c| c.booted.as_ref())
+        .map(|b| format!("generation {}", b.generation));
+    StatusRow {
+        machine: m.machine.clone(),
+        state: m.state.as_str().to_string(),
+        tags,
+        desired: m.desired.as_ref().map(|d| d.generation.clone()),
+        current,
+        booted,
+        drift: m.drift_since.map(|t| age((now - t).max(0) as f64)),
+        detail: m.detail.clone(),
+        last_deploy: last.cloned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::age;
+
+    #[test]
+    fn ages_read_like_upstream_uptimes() {
+        assert_eq!(age(30.0), "30.0s");
+        assert_eq!(age(720.0), "12.0m");
+        assert_eq!(age(18000.0), "5.0h");
+        assert_eq!(age(3.2 * 86400.0), "3.2d");
+    }
+}

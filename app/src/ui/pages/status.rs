@@ -1,0 +1,78 @@
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::model::{StatusView, machine_href};
+use crate::serverfns::status::get_status;
+use crate::ui::components::{ErrorBox, Tags};
+
+/// Every machine's state for the whole team: counts at the top, then machines grouped
+/// standalone and by carrier, with drift age and last deploy. Rendered on the server from
+/// the latest background reading (useful without JavaScript); with JavaScript it reads
+/// again every 15 seconds.
+#[component]
+pub fn StatusPage() -> impl IntoView {
+    let tick = RwSignal::new(0u32);
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |_| {
+        let _ = set_interval_with_handle(
+            move || tick.update(|n| *n += 1),
+            std::time::Duration::from_secs(15),
+        );
+    });
+    let status = Resource::new(move || tick.get(), |_| get_status());
+    view! {
+        <Title text="Status"/>
+        <h1>"Status"</h1>
+        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match status.await {
+                    Ok(view) => view! { <StatusBody view/> }.into_any(),
+                    Err(error) => view! { <ErrorBox error/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn StatusBody(view: StatusView) -> impl IntoView {
+    let StatusView { read_at, error, counts, groups } = view;
+    view! {
+        <p class="count" data-testid="status-read-at">
+            {match read_at {
+                Some(at) => format!("hosts read {at}"),
+                None => "the hosts have not been read yet".to_string(),
+            }}
+        </p>
+        {error.map(|e| view! { <p class="error" data-testid="status-error">{e}</p> })}
+        <ul class="counts" data-testid="status-counts">
+            {counts.into_iter().map(|(state, n)| {
+                let key = state.clone();
+                view! { <li data-state=key><strong>{n}</strong>" "{state}</li> }
+            }).collect_view()}
+        </ul>
+        {groups.into_iter().map(|g| view! {
+            <h2>{g.name}</h2>
+            <table class="status" data-testid="status">
+                <thead><tr><th>"Machine"</th><th>"State"</th><th>"Drift"</th><th>"Desired"</th><th>"Now"</th><th>"Booted"</th><th>"Last deploy"</th><th>"Tags"</th></tr></thead>
+                <tbody>
+                {g.machines.into_iter().map(|m| {
+                    let (name, href, class) = (m.machine.clone(), machine_href(&m.machine), format!("state {}", m.state.replace(' ', "-")));
+                    view! {
+                        <tr data-machine=name>
+                            <td><a href=href>{m.machine}</a></td>
+                            <td class=class title=m.detail.unwrap_or_default()>{m.state}</td>
+                            <td>{m.drift.unwrap_or_default()}</td>
+                            <td>{m.desired.unwrap_or_default()}</td>
+                            <td><code>{m.current.unwrap_or_default()}</code></td>
+                            <td>{m.booted.unwrap_or_default()}</td>
+                            <td>{m.last_deploy.map(|(at, outcome)| format!("{outcome}, {at}"))}</td>
+                            <td><Tags tags=m.tags/></td>
+                        </tr>
+                    }
+                }).collect_view()}
+                </tbody>
+            </table>
+        }).collect_view()}
+    }
+}
