@@ -14,6 +14,7 @@ pub mod json;
 pub mod kexec_netboot;
 pub mod lab;
 pub mod ls;
+pub mod metrics;
 pub mod netboot;
 pub mod profile;
 pub mod records;

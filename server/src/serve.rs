@@ -45,6 +45,7 @@ fn routes() -> Vec<AxumRouteListing> {
 pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -> Router {
     let routes = routes();
     let access = state.access.clone();
+    let board = state.status.clone();
     let context = move || provide_context(state.clone());
     let app = Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
@@ -56,6 +57,10 @@ pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -
         .with_state(leptos_options)
         .merge(crate::identity::router(access.clone()))
         .merge(crate::jobs::router(access.store.clone()))
+        .merge(crate::metrics::router(crate::metrics::Metrics {
+            store: access.store.clone(),
+            board,
+        }))
         // every request's caller, resolved once, before any route runs
         .layer(axum::middleware::from_fn_with_state(access, crate::identity::identify));
     harden(app, web)

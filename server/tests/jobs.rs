@@ -326,6 +326,16 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
         status["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(groups, ["standalone", "carried by pxe"], "{status}");
 
+    // metrics: from the database and the status board
+    let metrics =
+        server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/metrics", server.url)]);
+    assert!(metrics.contains("carrier_jobs{state=\"succeeded\"} 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("carrier_job_duration_seconds_count{state=\"succeeded\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("carrier_machines{status=\"staged\"} "), "{metrics}");
+
     // history and audit
     let history = ok(&lab.cli_db(&["history", "--json"]));
     let history: Value = serde_json::from_str(&history).unwrap();

@@ -575,6 +575,7 @@ async fn every_route_authorises_its_caller() {
         ("POST", "/api/revoke_user_sessions", "name=nobody", [401, 403, 403, 500]),
         ("GET", "/deploy", "", [SEE, 200, 200, 200]),
         ("GET", "/status", "", [SEE, 200, 200, 200]),
+        ("GET", "/metrics", "", [SEE, 200, 200, 200]),
         ("POST", "/api/get_status", "", [401, 200, 200, 200]),
         ("GET", "/jobs", "", [SEE, 200, 200, 200]),
         ("GET", "/jobs/999/events", "", [SEE, 404, 404, 404]),

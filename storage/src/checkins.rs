@@ -69,6 +69,15 @@ impl Store {
         .map_err(query(what))?;
         rows.iter().map(checkin).collect::<Result<_, _>>().map_err(query(what))
     }
+
+    /// How many check-ins were accepted, ever.
+    pub async fn checkin_count(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM checkins")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(query("counting check-ins"))?;
+        row.try_get("n").map_err(query("counting check-ins"))
+    }
 }
 
 fn checkin(row: &AnyRow) -> Result<Checkin, sqlx::Error> {

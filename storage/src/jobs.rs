@@ -530,6 +530,26 @@ impl Store {
             .map_err(query(what))
     }
 
+    /// How many jobs are in each state (states without jobs are left out).
+    pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
+        let what = "counting jobs";
+        let rows =
+            sqlx::query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state ORDER BY state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(query(what))?;
+        rows.iter()
+            .map(|r| {
+                let state: String = r.try_get("state")?;
+                let state = JobState::parse(&state).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown job state '{state}'").into())
+                })?;
+                Ok((state, r.try_get::<i64, _>("n")?))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query(what))
+    }
+
     /// Records that serve instance `name` (re)starts now. Jobs still `running` on an
     /// instance of that name were cut off by its end: they become `interrupted` and
     /// release their machines. Instance names must be unique among live instances.

@@ -36,6 +36,20 @@ impl StatusBoard {
     }
 }
 
+impl StatusBoard {
+    /// Machines per state and when the hosts were last read (epoch seconds), for
+    /// `/metrics`; `None` before the first reading.
+    pub fn counts(&self) -> Option<(i64, Vec<(&'static str, usize)>)> {
+        let board = self.0.read().expect("status board lock");
+        let (at, report) = board.report.as_ref()?;
+        let counts = ORDER
+            .iter()
+            .map(|s| (s.as_str(), report.machines.iter().filter(|m| m.state == *s).count()))
+            .collect();
+        Some((at.as_second(), counts))
+    }
+}
+
 /// Most urgent first.
 const ORDER: [State; 10] = [
     State::Unreachable,
