@@ -16,11 +16,27 @@ pub struct MachineSummary {
     pub is_carrier: bool,
 }
 
+/// One page of the machines a query selects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineList {
+    /// The machines of this page, in name order.
     pub machines: Vec<MachineSummary>,
     /// Machines in the cluster before filtering.
     pub total: usize,
+    /// Machines the query selects, on every page.
+    pub matched: usize,
+    /// This page, from 1.
+    pub page: usize,
+    /// Pages of [`PER_PAGE`] machines the query's machines fill (at least 1).
+    pub pages: usize,
+}
+
+/// Machines on one page of the machines page (and of its JSON answer).
+pub const PER_PAGE: usize = 100;
+
+/// The pages `matched` machines fill: at least one, an empty one when nothing matches.
+pub fn page_count(matched: usize) -> usize {
+    matched.div_ceil(PER_PAGE).max(1)
 }
 
 /// A carried `<carrier>#<alias>`: where and how a machine is carried.
@@ -69,8 +85,10 @@ pub struct InventoryInfo {
     pub content_key: String,
 }
 
-/// The query of the machines page: raw strings, exactly as a form submits them.
+/// The query of the machines page: raw strings, exactly as a form submits them (a
+/// parameter left out is empty).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MachineQuery {
     pub pattern: String,
     /// Space- or comma-separated tags; `^tag` excludes.
@@ -79,6 +97,8 @@ pub struct MachineQuery {
     pub attrs: String,
     /// `managed`, `unmanaged` or `all` (empty: all).
     pub managed: String,
+    /// The page, from 1 (empty: the first).
+    pub page: String,
 }
 
 impl MachineQuery {
@@ -94,6 +114,35 @@ impl MachineQuery {
     /// managed ones, as upstream).
     pub fn managed_or_default(&self) -> &str {
         if self.managed.trim().is_empty() { "all" } else { self.managed.trim() }
+    }
+
+    /// The page asked for: 1 when empty; an error names a value that is no page number.
+    pub fn page_number(&self) -> Result<usize, String> {
+        let page = self.page.trim();
+        if page.is_empty() {
+            return Ok(1);
+        }
+        match page.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!("invalid page '{page}': a page is a number from 1")),
+        }
+    }
+
+    /// The machines page with this query's filters, at `page`: the link of a pager.
+    pub fn page_href(&self, page: usize) -> String {
+        let mut href = String::from("/machines?");
+        for (key, value) in [
+            ("pattern", &self.pattern),
+            ("tags", &self.tags),
+            ("attrs", &self.attrs),
+            ("managed", &self.managed),
+        ] {
+            if !value.is_empty() {
+                href.push_str(&format!("{key}={}&", urlencoding::encode(value)));
+            }
+        }
+        href.push_str(&format!("page={page}"));
+        href
     }
 }
 
@@ -225,6 +274,37 @@ mod tests {
         assert_eq!(q.tag_list(), ["prod", "^web", "db"]);
         assert_eq!(q.attr_list(), ["spin=nixos", "labels.dc!=prg"]);
         assert_eq!(q.managed_or_default(), "all");
+    }
+
+    #[test]
+    fn pages() {
+        let q = |page: &str| MachineQuery { page: page.into(), ..Default::default() };
+        assert_eq!(q("").page_number(), Ok(1));
+        assert_eq!(q(" 3 ").page_number(), Ok(3));
+        for bad in ["0", "-1", "two", "1.5"] {
+            let e = q(bad).page_number().unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+        assert_eq!(page_count(0), 1);
+        assert_eq!(page_count(PER_PAGE), 1);
+        assert_eq!(page_count(PER_PAGE + 1), 2);
+        assert_eq!(page_count(1510), 16);
+    }
+
+    #[test]
+    fn page_links_keep_the_filters() {
+        let q = MachineQuery {
+            pattern: "pxe-server#*".into(),
+            tags: "prod ^web".into(),
+            managed: "all".into(),
+            page: "1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            q.page_href(2),
+            "/machines?pattern=pxe-server%23%2A&tags=prod%20%5Eweb&managed=all&page=2"
+        );
+        assert_eq!(MachineQuery::default().page_href(1), "/machines?page=1");
     }
 
     #[test]

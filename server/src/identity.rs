@@ -22,7 +22,8 @@ use serde::Deserialize;
 
 /// Resolves the caller of every request into its extensions, where server functions
 /// (`app::services::authorize`) and the sign-in routes find it. A page the caller may not
-/// see is refused here: anonymous callers are sent to the sign-in page, others get 403.
+/// see is refused here: anonymous callers are sent to the sign-in page (a JSON request is
+/// answered 401), others get 403.
 pub async fn identify(
     State(access): State<Arc<AccessPolicy>>,
     mut request: Request,
@@ -38,6 +39,8 @@ pub async fn identify(
         && let Err(e) = caller.require(permission)
     {
         return match e {
+            // a program asking for JSON gets the refusal, not a page to sign in on
+            e if crate::api::wants_json(request.headers()) => crate::api::error_response(&e),
             AppError::Unauthorized(_) => redirect("/sign-in", None),
             e => refusal(&e),
         };

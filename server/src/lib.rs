@@ -1,12 +1,14 @@
 //! The `carrier` binary's commands, as a library so tests can drive them.
 
 pub mod accounts;
+pub mod api;
 pub mod build;
 pub mod checkin;
 pub mod cli;
 pub mod deploy;
 pub mod generation;
 pub mod health_check;
+pub mod healthz;
 pub mod history;
 pub mod identity;
 pub mod jobs;

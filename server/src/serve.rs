@@ -46,6 +46,8 @@ pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -
     let routes = routes();
     let access = state.access.clone();
     let board = state.status.clone();
+    let store = access.store.clone();
+    let json_pages = axum::middleware::from_fn_with_state(state.clone(), crate::api::json_pages);
     let context = move || provide_context(state.clone());
     let app = Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context.clone(), {
@@ -56,13 +58,13 @@ pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -
         .fallback(leptos_axum::file_and_error_handler_with_context(context, shell))
         .with_state(leptos_options)
         .merge(crate::identity::router(access.clone()))
-        .merge(crate::jobs::router(access.store.clone()))
-        .merge(crate::metrics::router(crate::metrics::Metrics {
-            store: access.store.clone(),
-            board,
-        }))
+        .layer(json_pages)
+        .merge(crate::jobs::router(store.clone()))
+        .merge(crate::metrics::router(crate::metrics::Metrics { store: store.clone(), board }))
         // every request's caller, resolved once, before any route runs
-        .layer(axum::middleware::from_fn_with_state(access, crate::identity::identify));
+        .layer(axum::middleware::from_fn_with_state(access, crate::identity::identify))
+        // for everyone, whoever asks: says only which part failed
+        .merge(crate::healthz::router(store, "nix-instantiate"));
     harden(app, web)
 }
 

@@ -222,12 +222,14 @@ fn a_broken_cluster_runs_nix_once_for_50_requests() {
     });
     assert_eq!((nix_runs, rows), (1, 1), "Nix runs and evaluation rows for 50 requests");
 
-    // an edit is a new content key: evaluated (and recorded) once more
+    // an edit is a new content key: evaluated (and recorded) once more, once the files
+    // are looked at again
     std::fs::write(
         conf.join("cluster/broken/module.nix"),
         "{ cluster.broken = { spin = \"nixos\"; }; ",
     )
     .unwrap();
+    std::thread::sleep(app::services::REVALIDATE_AFTER);
     for _ in 0..3 {
         http(&server.addr, "POST", "/api/list_carriers", &[]);
     }

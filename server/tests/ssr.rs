@@ -737,3 +737,171 @@ async fn cross_site_form_posts_are_refused() {
     }
     assert_eq!(h.store.user("vic").await.unwrap().unwrap().role, Role::Viewer);
 }
+
+/// A configuration of `n` machines `m000`, `m001`, … with tag `even` on every second one.
+fn many_machines(n: usize) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        let dir = tmp.path().join(format!("cluster/m{i:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tags = if i % 2 == 0 { "[ \"even\" ]" } else { "[ ]" };
+        let module = format!("{{ cluster.m{i:03} = {{ spin = \"nixos\"; tags = {tags}; }}; }}");
+        std::fs::write(dir.join("module.nix"), module).unwrap();
+    }
+    tmp
+}
+
+async fn get_json(
+    app: &axum::Router,
+    uri: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let mut req = Request::get(uri).header("accept", "application/json");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let (status, headers, body) = send(app, req.body(Body::empty()).unwrap()).await;
+    let value = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{uri}: not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+    (status, headers, value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_machines_page_is_paginated_with_links_that_keep_the_filter() {
+    let conf = many_machines(250);
+    let h = harness(conf.path().to_path_buf(), None).await;
+    let (status, html) = get(&h.app, "/machines", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = rows(&html);
+    assert_eq!(first.len(), 100);
+    assert_eq!((first[0].as_str(), first[99].as_str()), ("m000", "m099"));
+    assert!(html.contains("250 of 250 machines"), "{html}");
+    assert!(html.contains("1–100, page 1 of 3"), "{html}");
+    assert!(html.contains("href=\"/machines?page=2\""), "a link to the next page: {html}");
+
+    let (_, html) = get(&h.app, "/machines?page=3", &[]).await;
+    let last = rows(&html);
+    assert_eq!(last.len(), 50);
+    assert_eq!((last[0].as_str(), last[49].as_str()), ("m200", "m249"));
+    assert!(html.contains("201–250, page 3 of 3"), "{html}");
+
+    // the filter applies before pages are cut, and the links carry it
+    let (_, html) = get(&h.app, "/machines?tags=even&page=2", &[]).await;
+    let even = rows(&html);
+    assert_eq!(even.len(), 25);
+    assert_eq!(even[0], "m200");
+    assert!(html.contains("125 of 250 machines"), "{html}");
+    assert!(html.contains("href=\"/machines?tags=even&amp;page=1\""), "{html}");
+
+    // a page that is not there, or no page number, is named
+    for (page, says) in
+        [("4", "invalid page &#x27;4&#x27;"), ("zero", "invalid page &#x27;zero&#x27;")]
+    {
+        let (status, html) = get(&h.app, &format!("/machines?page={page}"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(says) || html.contains(&says.replace("&#x27;", "'")), "{html}");
+        assert!(rows_empty(&html));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_pages_answer_json_with_the_data_they_show() {
+    let h = harness(example(), None).await;
+    let (status, headers, list) = get_json(&h.app, "/machines?pattern=pxe-server%23*", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert_eq!(headers["vary"], "accept");
+    let names: Vec<&str> =
+        list["machines"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(!names.is_empty() && names.iter().all(|n| n.starts_with("pxe-server#")), "{list}");
+    assert_eq!(list["matched"], names.len());
+    assert_eq!((list["page"].as_u64(), list["pages"].as_u64()), (Some(1), Some(1)));
+    assert!(list["total"].as_u64().unwrap() > names.len() as u64);
+
+    let carried = names[0];
+    let (status, _, machine) = get_json(&h.app, &app::model::machine_href(carried), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(machine["summary"]["name"], carried);
+    assert_eq!(machine["summary"]["carrier"], "pxe-server");
+
+    let (status, _, carriers) = get_json(&h.app, "/carriers", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(carriers[0]["name"], "pxe-server");
+    assert_eq!(carriers[0]["carried"].as_array().unwrap().len(), names.len());
+
+    // errors are JSON too, with the page's message and a status
+    let (status, _, e) = get_json(&h.app, "/machines/no-such-machine", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(e["error"], "not found: no machine named 'no-such-machine' in the cluster");
+    let (status, _, e) = get_json(&h.app, "/machines?attrs=nonsense", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("'nonsense'"), "{e}");
+
+    // a browser still gets the page
+    let (status, html) = get(&h.app, "/carriers", &[("accept", "text/html,*/*;q=0.8")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_answers_are_authorised_like_the_pages() {
+    let (h, cookies) = with_accounts().await;
+    let viewer = cookies.iter().find(|(n, _)| *n == "vic").map(|(_, c)| c.as_str());
+    for path in ["/machines", "/machines/pxe-server", "/carriers"] {
+        let (status, headers, body) = get_json(&h.app, path, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} anonymous: {body}");
+        assert!(headers.get("location").is_none());
+        assert!(!body.to_string().contains("pxe-server"), "{path}: {body}");
+        assert!(body["error"].as_str().unwrap().starts_with("not authorised"), "{body}");
+
+        let (status, _, body) = get_json(&h.app, path, viewer).await;
+        assert_eq!(status, StatusCode::OK, "{path} as a viewer: {body}");
+        assert!(body.to_string().contains("pxe-server"), "{path}: {body}");
+    }
+    let (status, _, _) = get_json(&h.app, "/carriers", Some("carrier_session=forged")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "an unknown session is anonymous");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_says_which_part_fails_and_nothing_else() {
+    let h = harness_full(example(), None, None, WebConfig::loopback(), false).await;
+    // for everyone, no sign-in
+    let (status, headers, body) = get_json(&h.app, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!({"database": "ok", "nix": "ok"}));
+    assert_eq!(headers["cache-control"], "no-store");
+
+    // Nix missing
+    let missing = server::healthz::router(h.store.clone(), "no-such-nix-instantiate");
+    let (status, _, body) = get_json(&missing, "/healthz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, serde_json::json!({"database": "ok", "nix": "failed"}));
+
+    // the database gone: its pool closed
+    h.store.close().await;
+    let (status, _, body) = get_json(&h.app, "/healthz", None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, serde_json::json!({"database": "failed", "nix": "ok"}));
+}
+
+/// The dashboard looks at the configuration's files again at most
+/// `REVALIDATE_AFTER` after it last did: a machine added (or a file changed) then shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_configuration_file_is_seen() {
+    let conf = many_machines(3);
+    let h = harness(conf.path().to_path_buf(), None).await;
+    let names = |list: &serde_json::Value| -> Vec<String> {
+        list["machines"].as_array().unwrap().iter().map(|m| m["name"].to_string()).collect()
+    };
+    let (_, _, list) = get_json(&h.app, "/machines", None).await;
+    assert_eq!(names(&list), ["\"m000\"", "\"m001\"", "\"m002\""]);
+
+    let module = conf.path().join("cluster/m001/module.nix");
+    std::fs::write(&module, "{ cluster.renamed = { spin = \"nixos\"; }; }").unwrap();
+    std::thread::sleep(app::services::REVALIDATE_AFTER);
+    let (_, _, list) = get_json(&h.app, "/machines", None).await;
+    assert_eq!(names(&list), ["\"m000\"", "\"m002\"", "\"renamed\""]);
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM evaluations").fetch_one(&h.db).await.unwrap();
+    assert_eq!(n, 2, "one evaluation per content");
+}

@@ -156,6 +156,12 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// A trivial query: whether the database answers (`GET /healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(query("pinging the database"))?;
+        Ok(())
+    }
+
     /// Records an evaluation of the cluster configuration (`carrier serve`).
     pub async fn record_evaluation(
         &self,

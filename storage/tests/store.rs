@@ -58,6 +58,15 @@ async fn migrations_apply_on_an_empty_database(url: &str) {
 }
 on_both_backends!(migrations_apply_on_an_empty_database);
 
+async fn a_database_answers_a_ping_until_it_is_closed(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    store.ping().await.unwrap();
+    store.close().await;
+    let e = store.ping().await.unwrap_err();
+    assert!(e.to_string().contains("pinging the database"), "{e}");
+}
+on_both_backends!(a_database_answers_a_ping_until_it_is_closed);
+
 async fn a_database_from_a_newer_carrier_is_refused(url: &str) {
     Store::open(url).await.unwrap().close().await;
     let pool = pool(url).await;

@@ -15,7 +15,7 @@ pub mod views;
 pub use access::{
     AccessPolicy, Caller, Permission, SESSION_COOKIE, SignInError, Via, cookie, session_cookie,
 };
-pub use inventory::InventoryService;
+pub use inventory::{InventoryService, REVALIDATE_AFTER};
 pub use origin::{HostAllowList, Refusal};
 
 use std::sync::Arc;
@@ -73,13 +73,13 @@ pub fn set_status(e: &AppError) {
     response.set_status(status_of(e));
 }
 
-/// The HTTP status of a refusal.
+/// The HTTP status of an error.
 pub fn status_of(e: &AppError) -> http::StatusCode {
     match e {
-        AppError::Unauthorized(_) => http::StatusCode::UNAUTHORIZED,
-        AppError::Forbidden(_) => http::StatusCode::FORBIDDEN,
         AppError::BadInput(_) => http::StatusCode::BAD_REQUEST,
         AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
+        AppError::Unauthorized(_) => http::StatusCode::UNAUTHORIZED,
+        AppError::Forbidden(_) => http::StatusCode::FORBIDDEN,
         _ => http::StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -6,9 +6,8 @@ use crate::model::CarrierView;
 /// Every carrier with its carried machines.
 #[server(prefix = "/api", endpoint = "list_carriers")]
 pub async fn list_carriers() -> Result<Vec<CarrierView>, AppError> {
-    use crate::services::{Permission, authorize, views};
+    use crate::services::{Permission, authorize};
 
     let (state, _caller) = authorize(Permission::ReadInventory).await?;
-    let loaded = state.inventory.load().await?;
-    Ok(loaded.cluster.carriers().map(|c| views::carrier(&loaded.cluster, c)).collect())
+    state.inventory.carriers().await
 }

@@ -3,12 +3,13 @@ use leptos_meta::Title;
 use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
-use crate::model::{MachineList, MachineQuery, machine_href};
+use crate::model::{MachineList, MachineQuery, PER_PAGE, machine_href};
 use crate::serverfns::inventory::list_machines;
 use crate::ui::components::{ErrorBox, Tags};
 
 /// All machines, carried ones included, with a server-side filter that works with and
-/// without JavaScript (a plain GET form).
+/// without JavaScript (a plain GET form), [`PER_PAGE`] to a page (`?page=` links that
+/// keep the filter).
 #[component]
 pub fn MachinesPage() -> impl IntoView {
     let query_map = use_query_map();
@@ -19,6 +20,7 @@ pub fn MachinesPage() -> impl IntoView {
             tags: q.get("tags").unwrap_or_default(),
             attrs: q.get("attrs").unwrap_or_default(),
             managed: q.get("managed").unwrap_or_default(),
+            page: q.get("page").unwrap_or_default(),
         }
     });
     let machines = Resource::new(move || query.get(), list_machines);
@@ -29,7 +31,7 @@ pub fn MachinesPage() -> impl IntoView {
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match machines.await {
-                    Ok(list) => view! { <MachinesTable list/> }.into_any(),
+                    Ok(list) => view! { <MachinesTable list query=query.get_untracked()/> }.into_any(),
                     Err(error) => view! { <ErrorBox error/> }.into_any(),
                 }
             })}
@@ -62,10 +64,12 @@ fn FilterForm(query: MachineQuery) -> impl IntoView {
 }
 
 #[component]
-fn MachinesTable(list: MachineList) -> impl IntoView {
-    let shown = list.machines.len();
+fn MachinesTable(list: MachineList, query: MachineQuery) -> impl IntoView {
+    let shown = || (list.pages > 1).then(|| pager(&list, &query));
+    let (top, bottom) = (shown(), shown());
     view! {
-        <p class="count" data-testid="machine-count">{format!("{shown} of {} machines", list.total)}</p>
+        <p class="count" data-testid="machine-count">{format!("{} of {} machines", list.matched, list.total)}</p>
+        {top}
         <table class="machines" data-testid="machines">
             <thead>
                 <tr><th>"Name"</th><th>"Spin"</th><th>"Target / FQDN"</th><th>"Carrier"</th><th>"Tags"</th></tr>
@@ -97,5 +101,27 @@ fn MachinesTable(list: MachineList) -> impl IntoView {
                 }).collect_view()}
             </tbody>
         </table>
+        {bottom}
+    }
+}
+
+/// Which machines this page shows, and links to the previous, next and every page.
+fn pager(list: &MachineList, query: &MachineQuery) -> impl IntoView + use<> {
+    let first = (list.page - 1) * PER_PAGE + 1;
+    let last = first + list.machines.len() - 1;
+    let current_page = list.page;
+    let link = |page: usize, label: String| {
+        let current = page == current_page;
+        view! {
+            <a href=query.page_href(page) aria-current=current.then_some("page")>{label}</a>
+        }
+    };
+    view! {
+        <nav class="pager" data-testid="pager">
+            <span>{format!("{first}–{last}, page {} of {}", list.page, list.pages)}</span>
+            {(list.page > 1).then(|| link(list.page - 1, "‹ previous".into()))}
+            {(1..=list.pages).map(|p| link(p, p.to_string())).collect_view()}
+            {(list.page < list.pages).then(|| link(list.page + 1, "next ›".into()))}
+        </nav>
     }
 }
