@@ -287,8 +287,9 @@ async fn watch_cancel(store: Store, job: JobId, cancelled: Arc<AtomicBool>) {
 
 /// `GET /jobs/<id>/events?after=<seq>`: the job's events after `after` (or the
 /// `Last-Event-ID` a reconnecting browser sends) as server-sent events, one `message` per
-/// event (its line, as JSON, with the sequence number as id), then an `end` event once
-/// the job has finished and every event was sent. Readers only. Works from the database,
+/// event (its line, as JSON, with the sequence number as id), then an `end` event (data
+/// `ended`: browsers drop events without data) once the job has finished and every event
+/// was sent. Readers only. Works from the database,
 /// so it follows a job whichever instance runs it.
 pub fn router(store: Store) -> Router {
     Router::new().route("/jobs/{id}/events", get(events)).with_state(store)
@@ -360,7 +361,7 @@ fn stream(
                 return Some((futures::stream::iter(batch), (store, last, false)));
             }
             if finished {
-                let end = vec![Ok(SseEvent::default().event("end").data(""))];
+                let end = vec![Ok(SseEvent::default().event("end").data("ended"))];
                 return Some((futures::stream::iter(end), (store, after, true)));
             }
             tokio::time::sleep(POLL).await;
