@@ -32,7 +32,7 @@ pub struct MachineList {
 }
 
 /// Machines on one page of the machines page (and of its JSON answer).
-pub const PER_PAGE: usize = 100;
+pub const PER_PAGE: usize = 50;
 
 /// The pages `matched` machines fill: at least one, an empty one when nothing matches.
 pub fn page_count(matched: usize) -> usize {
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(page_count(0), 1);
         assert_eq!(page_count(PER_PAGE), 1);
         assert_eq!(page_count(PER_PAGE + 1), 2);
-        assert_eq!(page_count(1510), 16);
+        assert_eq!(page_count(1510), 31);
     }
 
     #[test]
