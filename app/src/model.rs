@@ -192,6 +192,13 @@ pub struct CallerView {
     pub session: bool,
 }
 
+impl CallerView {
+    /// Whether the caller may start deploys (which machines is the server's to check).
+    pub fn may_deploy(&self) -> bool {
+        matches!(self.role.as_deref(), Some("deployer" | "admin"))
+    }
+}
+
 /// One of the caller's API tokens (never its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenView {
@@ -250,6 +257,17 @@ pub fn scope_terms(text: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn only_deployers_and_admins_get_the_deploy_form() {
+        let caller = |role: Option<&str>| CallerView {
+            name: Some("x".into()),
+            role: role.map(Into::into),
+            session: true,
+        };
+        assert!(caller(Some("deployer")).may_deploy() && caller(Some("admin")).may_deploy());
+        assert!(!caller(Some("viewer")).may_deploy() && !caller(None).may_deploy());
+    }
 
     #[test]
     fn hrefs_escape_hash_and_slash() {

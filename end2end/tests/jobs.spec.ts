@@ -46,6 +46,7 @@ async function signIn(page: Page, name: string) {
 test('a deployer starts a deploy and follows its job to the end', async ({ page, javaScriptEnabled }, info) => {
   test.setTimeout(120_000);
   await signIn(page, account('deployer', info.project.name));
+  await expect(page.getByTestId('nav-deploy')).toBeVisible();
   await page.goto('/deploy?pattern=backup');
   await expect(page.getByTestId('deploy-preview').locator('tr[data-machine="backup"]')).toBeVisible();
   if (javaScriptEnabled) await hydrated(page);
@@ -70,8 +71,14 @@ test('a deployer starts a deploy and follows its job to the end', async ({ page,
   await expect(page.locator(`tr[data-job="${id}"]`)).toContainText('failed');
 });
 
-test("a viewer's direct POST to the deploy server function is refused", async ({ page }, info) => {
+test("a viewer sees no deploy control, and its direct POST to the deploy server function is refused", async ({ page }, info) => {
   await signIn(page, account('viewer', info.project.name));
+  await expect(page.getByTestId('caller')).toContainText('(viewer)');
+  await expect(page.getByTestId('nav-deploy')).toHaveCount(0);
+  await page.goto('/deploy?pattern=backup');
+  await expect(page.getByTestId('deploy-preview').locator('tr[data-machine="backup"]')).toBeVisible();
+  await expect(page.getByTestId('deploy-needs-role')).toBeVisible();
+  await expect(page.getByTestId('start-deploy')).toHaveCount(0);
   const r = await page.request.post('/api/start_deploy', {
     headers: { origin: new URL(page.url()).origin },
     form: { 'form[pattern]': 'backup', 'form[action]': 'switch' },

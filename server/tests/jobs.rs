@@ -264,7 +264,8 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     let lines: Vec<Value> = events
         .lines()
         .filter_map(|l| l.strip_prefix("data: "))
-        .filter(|d| !d.is_empty())
+        // the end event's data is `ended`
+        .filter(|d| d.starts_with('{'))
         .map(|d| serde_json::from_str(d).unwrap())
         .collect();
     let seqs: Vec<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();

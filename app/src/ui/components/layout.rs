@@ -17,7 +17,12 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <a href="/carriers">"Carriers"</a>
                 <a href="/status">"Status"</a>
                 <a href="/jobs">"Jobs"</a>
-                <a href="/deploy">"Deploy"</a>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let may = caller.await.is_ok_and(|c| c.may_deploy());
+                        may.then(|| view! { <a href="/deploy" data-testid="nav-deploy">"Deploy"</a> })
+                    })}
+                </Suspense>
             </nav>
             <Suspense fallback=|| ()>
                 {move || Suspend::new(async move {

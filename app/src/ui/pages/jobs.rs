@@ -4,6 +4,7 @@ use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::model::{DeployForm, JobDetail, JobEventView, JobView};
+use crate::serverfns::account::get_caller;
 use crate::serverfns::jobs::{CancelJob, StartDeploy, get_job, list_jobs, preview_deploy};
 use crate::ui::components::ErrorBox;
 
@@ -29,16 +30,10 @@ pub fn DeployPage() -> impl IntoView {
             if form.pattern.trim().is_empty() { Ok(vec![]) } else { preview_deploy(form).await }
         },
     );
-    let start = ServerAction::<StartDeploy>::new();
     let initial = form.get_untracked();
-    let chosen = initial.action.clone();
-    let action_option = move |value: &'static str| {
-        view! { <option value=value selected={chosen == value}>{value}</option> }
-    };
-    let (pattern, tags, action) = (initial.pattern.clone(), initial.tags.clone(), initial.action);
-    let nothing_chosen = initial.pattern.trim().is_empty();
-    let (form_pattern, form_tags) = (initial.pattern, initial.tags);
-    let actions = ["switch", "boot", "test", "dry-activate"].map(action_option);
+    let (pattern, tags, action) = (initial.pattern.clone(), initial.tags.clone(), initial.action.clone());
+    // the form only for those who may deploy (the server checks every start regardless)
+    let caller = Resource::new(|| (), |_| get_caller());
     view! {
         <Title text="Deploy"/>
         <h1>"Deploy"</h1>
@@ -73,6 +68,34 @@ pub fn DeployPage() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Suspense fallback=|| ()>
+            {move || {
+                let initial = initial.clone();
+                Suspend::new(async move {
+                    match caller.await {
+                        Ok(c) if c.may_deploy() => view! { <StartForm initial/> }.into_any(),
+                        _ => view! {
+                            <p class="count" data-testid="deploy-needs-role">"Starting a deploy needs the deployer role."</p>
+                        }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
+    }
+}
+
+/// The deploy's action and options for `initial`'s selection, posted to `start_deploy`.
+#[component]
+fn StartForm(initial: DeployForm) -> impl IntoView {
+    let start = ServerAction::<StartDeploy>::new();
+    let chosen = initial.action.clone();
+    let action_option = move |value: &'static str| {
+        view! { <option value=value selected={chosen == value}>{value}</option> }
+    };
+    let actions = ["switch", "boot", "test", "dry-activate"].map(action_option);
+    let nothing_chosen = initial.pattern.trim().is_empty();
+    let (form_pattern, form_tags) = (initial.pattern, initial.tags);
+    view! {
         {move || start.value().get().and_then(Result::err).map(|error| view! { <ErrorBox error/> })}
         <ActionForm action=start attr:class="deploy" attr:data-testid="deploy-form">
             <input type="hidden" name="form[pattern]" value=form_pattern/>
