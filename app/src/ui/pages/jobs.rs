@@ -31,7 +31,8 @@ pub fn DeployPage() -> impl IntoView {
         },
     );
     let initial = form.get_untracked();
-    let (pattern, tags, action) = (initial.pattern.clone(), initial.tags.clone(), initial.action.clone());
+    let (pattern, tags, action) =
+        (initial.pattern.clone(), initial.tags.clone(), initial.action.clone());
     // the form only for those who may deploy (the server checks every start regardless)
     let caller = Resource::new(|| (), |_| get_caller());
     view! {
