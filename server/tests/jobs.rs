@@ -5,14 +5,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use carrier_storage::{IfBusy, JobId, JobKind, JobState, NewJob, Store};
 use serde_json::Value;
 use support::cli::ok;
+use support::serve::Server;
 
 support::lab::lab_type!();
 
@@ -82,49 +81,8 @@ fn store_at(url: &str) -> (tokio::runtime::Runtime, Store) {
     (rt, store)
 }
 
-impl Lab {}
-
-/// A running `carrier serve`, stopped (its PID, which this test started) when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    output: Arc<Mutex<String>>,
-}
-
+/// What a browser without JavaScript (and the hydrated page) sends.
 impl Server {
-    fn start(mut cmd: Command) -> Server {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut out = output.lock().unwrap();
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let out = output.lock().unwrap().clone();
-            if let Some(rest) = out.split(" on http://").nth(1) {
-                let addr = &rest[..rest.find('/').unwrap()];
-                return Server { child, url: format!("http://{addr}"), output };
-            }
-            assert!(child.try_wait().unwrap().is_none(), "carrier serve exited:\n{out}");
-            assert!(Instant::now() < deadline, "carrier serve did not start:\n{out}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-
     /// Signs `name` in; the session cookie.
     fn sign_in(&self, name: &str) -> String {
         let out = self.curl(&[
@@ -133,7 +91,7 @@ impl Server {
             &format!("name={name}"),
             "--data-urlencode",
             "password=a password of eleven",
-            &format!("{}/sign-in", self.url),
+            &format!("{}/sign-in", self.url()),
         ]);
         let cookie = out
             .lines()
@@ -149,7 +107,7 @@ impl Server {
         for (k, v) in form {
             args.extend(["--data-urlencode".into(), format!("{k}={v}")]);
         }
-        args.push(format!("{}{path}", self.url));
+        args.push(format!("{}{path}", self.url()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.curl(&refs);
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
@@ -176,7 +134,7 @@ impl Server {
         if form.is_empty() {
             args.extend(["--data".into(), String::new()]);
         }
-        args.push(format!("{}/api/{name}", self.url));
+        args.push(format!("{}/api/{name}", self.url()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.curl(&refs);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{name}: {e}: {out}"))
@@ -184,27 +142,11 @@ impl Server {
 
     fn curl(&self, args: &[&str]) -> String {
         let out = Command::new("curl")
-            .args(["-s", "--max-time", "600", "-H", &format!("Origin: {}", self.url)])
+            .args(["-s", "--max-time", "600", "-H", &format!("Origin: {}", self.url())])
             .args(args)
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Server {
-    /// Ends the server at once (SIGKILL to the PID this test started): no goodbye, as when
-    /// its machine dies.
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -252,7 +194,7 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     // the live log, from the start, until the job ends
     let events = server.curl(&[
         "-N",
-        &format!("{}/jobs/{id}/events?after=0", server.url),
+        &format!("{}/jobs/{id}/events?after=0", server.url()),
         "-H",
         &format!("Cookie: {vic}"),
     ]);
@@ -300,7 +242,7 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
 
     // the page without JavaScript shows it all
     let page =
-        server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/jobs/{id}", server.url)]);
+        server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/jobs/{id}", server.url())]);
     assert!(page.contains("succeeded") && page.contains("carried profile done"), "{page}");
 
     // the status page reflects it: the hosts are read again when a job ends
@@ -329,7 +271,7 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
 
     // metrics: from the database and the status board
     let metrics =
-        server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/metrics", server.url)]);
+        server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/metrics", server.url())]);
     assert!(metrics.contains("carrier_jobs{state=\"succeeded\"} 1\n"), "{metrics}");
     assert!(
         metrics.contains("carrier_job_duration_seconds_count{state=\"succeeded\"} 1\n"),
@@ -414,7 +356,7 @@ fn two_instances_share_the_queue_of_one_postgresql() {
     assert!((300..400).contains(&status), "{status} {body}");
     let id: i64 = location.strip_prefix("/jobs/").unwrap().parse().unwrap();
     let events =
-        b.curl(&["-N", "-H", &format!("Cookie: {on_b}"), &format!("{}/jobs/{id}/events", b.url)]);
+        b.curl(&["-N", "-H", &format!("Cookie: {on_b}"), &format!("{}/jobs/{id}/events", b.url())]);
     assert!(events.contains("event: end"), "{events}");
     assert!(events.contains("activate done"), "{events}");
     let (rt, store) = store_at(&url);

@@ -4,15 +4,15 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::cli::Carrier;
+use support::serve::Server;
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster")
@@ -31,68 +31,6 @@ fn serve_command(conf: &Path, state: &Path, args: &[&str]) -> Command {
         .env_remove("CARRIER_ADDR")
         .env("RUST_LOG", "info");
     cmd
-}
-
-/// A running `carrier serve`; stopped (its PID, which this test started) when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-    output: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts `cmd` and waits for the line announcing the address it listens on.
-    fn start(cmd: Command) -> Server {
-        Server::try_start(cmd)
-            .unwrap_or_else(|out| panic!("carrier serve exited before listening:\n{out}"))
-    }
-
-    /// Starts `cmd`: the server once it listens, or its output once it exited.
-    fn try_start(mut cmd: Command) -> Result<Server, String> {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let readers: Vec<_> = [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ]
-        .into_iter()
-        .map(|stream| {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut out = output.lock().unwrap();
-                    out.push_str(&line);
-                    out.push('\n');
-                }
-            })
-        })
-        .collect();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let out = output.lock().unwrap().clone();
-            if let Some(rest) = out.split(" on http://").nth(1) {
-                let addr = rest[..rest.find('/').unwrap()].to_string();
-                return Ok(Server { child, addr, output });
-            }
-            if child.try_wait().unwrap().is_some() {
-                readers.into_iter().for_each(|r| r.join().unwrap());
-                return Err(output.lock().unwrap().clone());
-            }
-            assert!(Instant::now() < deadline, "carrier serve did not start:\n{out}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One HTTP/1.1 request over a fresh connection: (status, head, body with chunked

@@ -31,4 +31,5 @@ pub(crate) mod nginx;
 pub(crate) mod postgres;
 pub(crate) mod processes;
 pub(crate) mod qemu;
+pub(crate) mod serve;
 pub(crate) mod tools;
