@@ -1,50 +1,10 @@
-import { test, expect, Page } from '@playwright/test';
-import { execFileSync } from 'child_process';
-import * as fs from 'fs';
-import * as path from 'path';
+import { test, expect } from '@playwright/test';
+import { account, carrier, hydrated, password, signIn } from './support';
 
 // Accounts in the browser, with and without JavaScript (both projects): sign-in, the
 // header, tokens shown once, an admin signing a user out, a viewer's direct POST to an
 // admin server function. The accounts are added with the real CLI to the database the
 // server under test uses (playwright.config.ts).
-
-const root = path.resolve(__dirname, '..', '..');
-const state = path.join(root, '.local', 'e2e');
-const password = 'correct horse battery';
-
-function carrier(...args: string[]): string {
-  return execFileSync(
-    path.join(root, 'target', 'release', 'carrier'),
-    ['--config', path.join(root, 'examples', 'cluster'), '--cache-dir', path.join(state, 'cache'),
-      '--database-url', `sqlite://${state}/carrier.db`, ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  ).toString();
-}
-
-/// A fresh account per test and project: names never collide across runs of the suite.
-function account(role: string, project: string): string {
-  const name = `${role}-${project}-${Math.random().toString(36).slice(2, 8)}`;
-  const file = path.join(state, `${name}.password`);
-  fs.writeFileSync(file, password + '\n', { mode: 0o600 });
-  carrier('user', 'add', name, '--role', role, '--password-file', file);
-  return name;
-}
-
-// Hydration starts on an idle callback after the load event: wait until the WASM was
-// fetched, the network is quiet and the main thread has been idle once more.
-async function hydrated(page: Page) {
-  await page.waitForFunction(() =>
-    performance.getEntriesByType('resource').some((e) => e.name.endsWith('.wasm')));
-  await page.waitForLoadState('networkidle');
-  await page.evaluate(() => new Promise((r) => requestIdleCallback(() => r(null), { timeout: 3000 })));
-}
-
-async function signIn(page: Page, name: string, pass = password) {
-  await page.goto('/sign-in');
-  await page.fill('input[name=name]', name);
-  await page.fill('input[name=password]', pass);
-  await page.click('form[data-testid=sign-in] button[type=submit]');
-}
 
 test('sign in and out', async ({ page }, info) => {
   const name = account('viewer', info.project.name);

@@ -1,7 +1,5 @@
 import { test, expect, Page } from '@playwright/test';
-import { execFileSync } from 'child_process';
-import * as fs from 'fs';
-import * as path from 'path';
+import { account, hydrated, signIn } from './support';
 
 // Deploys as jobs in the browser, with and without JavaScript: a deployer picks machines,
 // starts a deploy, lands on the job's page and sees it to its end (live with JavaScript,
@@ -10,42 +8,14 @@ import * as path from 'path';
 // the job fails in its build, which is what the page must then show. Deploys that succeed
 // against real hosts are proven in server/tests/jobs.rs.
 
-const root = path.resolve(__dirname, '..', '..');
-const state = path.join(root, '.local', 'e2e');
-const password = 'correct horse battery';
-
-function account(role: string, project: string): string {
-  const name = `${role}-${project}-${Math.random().toString(36).slice(2, 8)}`;
-  const file = path.join(state, `${name}.password`);
-  fs.writeFileSync(file, password + '\n', { mode: 0o600 });
-  execFileSync(
-    path.join(root, 'target', 'release', 'carrier'),
-    ['--config', path.join(root, 'examples', 'cluster'), '--cache-dir', path.join(state, 'cache'),
-      '--database-url', `sqlite://${state}/carrier.db`,
-      'user', 'add', name, '--role', role, '--password-file', file],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  return name;
-}
-
-async function hydrated(page: Page) {
-  await page.waitForFunction(() =>
-    performance.getEntriesByType('resource').some((e) => e.name.endsWith('.wasm')));
-  await page.waitForLoadState('networkidle');
-  await page.evaluate(() => new Promise((r) => requestIdleCallback(() => r(null), { timeout: 3000 })));
-}
-
-async function signIn(page: Page, name: string) {
-  await page.goto('/sign-in');
-  await page.fill('input[name=name]', name);
-  await page.fill('input[name=password]', password);
-  await page.click('form[data-testid=sign-in] button[type=submit]');
+async function signInAs(page: Page, name: string) {
+  await signIn(page, name);
   await expect(page).toHaveURL(/\/machines$/);
 }
 
 test('a deployer starts a deploy and follows its job to the end', async ({ page, javaScriptEnabled }, info) => {
   test.setTimeout(120_000);
-  await signIn(page, account('deployer', info.project.name));
+  await signInAs(page, account('deployer', info.project.name));
   await expect(page.getByTestId('nav-deploy')).toBeVisible();
   await page.goto('/deploy?pattern=backup');
   await expect(page.getByTestId('deploy-preview').locator('tr[data-machine="backup"]')).toBeVisible();
@@ -72,7 +42,7 @@ test('a deployer starts a deploy and follows its job to the end', async ({ page,
 });
 
 test("a viewer sees no deploy control, and its direct POST to the deploy server function is refused", async ({ page }, info) => {
-  await signIn(page, account('viewer', info.project.name));
+  await signInAs(page, account('viewer', info.project.name));
   await expect(page.getByTestId('caller')).toContainText('(viewer)');
   await expect(page.getByTestId('nav-deploy')).toHaveCount(0);
   await page.goto('/deploy?pattern=backup');
