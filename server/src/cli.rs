@@ -658,9 +658,17 @@ pub struct ServeArgs {
     /// running jobs are marked interrupted; this instance beats every third of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]
     pub heartbeat_timeout: u64,
-    /// Seconds between the status page's readings of every host (and after every job).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(5..))]
+    /// Seconds between the status page's readings of every host (and after every job);
+    /// 0: never (a configuration whose hosts do not exist, like the bundled example).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = parse_status_interval)]
     pub status_interval: u64,
+}
+
+fn parse_status_interval(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(n) if n == 0 || n >= 5 => Ok(n),
+        _ => Err(format!("'{value}': 0 (never) or at least 5 seconds")),
+    }
 }
 
 fn parse_instance_name(value: &str) -> Result<String, String> {
@@ -870,6 +878,20 @@ mod tests {
         assert!(args.command.is_empty());
         let both = ["carrier", "ssh", "-i", "x", "-f", "/f", "n", "cat"];
         assert!(Cli::try_parse_from(both).is_err(), "one input only");
+    }
+
+    #[test]
+    fn status_readings_are_off_at_0_or_every_5_seconds_or_more() {
+        let interval =
+            |v: &str| match Cli::try_parse_from(["carrier", "serve", "--status-interval", v]) {
+                Ok(Cli { command: Command::Serve(args), .. }) => Ok(args.status_interval),
+                Ok(_) => panic!("not serve"),
+                Err(e) => Err(e.to_string()),
+            };
+        assert_eq!(interval("0"), Ok(0));
+        assert_eq!(interval("5"), Ok(5));
+        let e = interval("3").unwrap_err();
+        assert!(e.contains("'3': 0 (never) or at least 5 seconds"), "{e}");
     }
 
     #[test]

@@ -182,15 +182,17 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ended: refresh_now.clone(),
     };
     runner.start(!args.no_jobs).await?;
-    crate::status::Refresher {
-        board: board.clone(),
-        inventory: service.clone(),
-        store: db.clone(),
-        ssh_config: args.ssh_config.clone(),
-        interval: Duration::from_secs(args.status_interval),
-        now: refresh_now,
+    if args.status_interval > 0 {
+        crate::status::Refresher {
+            board: board.clone(),
+            inventory: service.clone(),
+            store: db.clone(),
+            ssh_config: args.ssh_config.clone(),
+            interval: Duration::from_secs(args.status_interval),
+            now: refresh_now,
+        }
+        .spawn();
     }
-    .spawn();
     let access = AccessPolicy {
         anonymous_read: args.anonymous_read || args.public,
         trust_proxy: args.trust_proxy,

@@ -26,6 +26,8 @@ fn serve_command(conf: &Path, state: &Path, args: &[&str]) -> Command {
         .arg("--site-root")
         .arg(state.join("site"))
         .args(args)
+        // the example's hosts do not exist: no background reading of them
+        .args(["--status-interval", "0"])
         .env_remove("CARRIER_TOKEN")
         .env_remove("CARRIER_TOKEN_FILE")
         .env_remove("CARRIER_ADDR")
