@@ -73,17 +73,18 @@ impl JobState {
         }
     }
 
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+        JobState::Interrupted,
+    ];
+
     pub fn parse(text: &str) -> Option<JobState> {
-        [
-            JobState::Queued,
-            JobState::Running,
-            JobState::Succeeded,
-            JobState::Failed,
-            JobState::Cancelled,
-            JobState::Interrupted,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        JobState::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
     /// Whether the job has ended (it holds no machine and changes no more).

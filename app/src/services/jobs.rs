@@ -103,10 +103,9 @@ impl DeployRequest {
 
     /// One line for lists: `switch pxe-server#node1, node2`.
     pub fn summary(&self, machines: &[&Machine]) -> String {
-        let mut names: Vec<&str> = machines.iter().take(5).map(|m| m.name.as_str()).collect();
+        let names: Vec<&str> = machines.iter().take(5).map(|m| m.name.as_str()).collect();
         let more = machines.len().saturating_sub(names.len());
         let more = if more > 0 { format!(" and {more} more") } else { String::new() };
-        names.dedup();
         format!("{} {}{more}", self.action, names.join(", "))
     }
 }
