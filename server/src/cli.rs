@@ -482,6 +482,17 @@ pub enum NetbootCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show the last build of the netboot trees: when it ended, how long it took, what it
+    /// published and left out, or why it failed (`null` with --json when there was none
+    /// since the carrier started).
+    LastBuild {
+        /// The netboot configuration (JSON; written by the NixOS module).
+        #[arg(long, env = "CARRIER_NETBOOT_CONFIG", default_value = "/etc/carrier/netboot.json")]
+        config: PathBuf,
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a new random check-in secret (mode 0600) for `checkin.secretFile`; the same
     /// file goes to `<configuration>/.confctl/checkin/<carrier>.secret` for `carrier serve`.
     /// An existing file is never replaced.

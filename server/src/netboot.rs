@@ -1,10 +1,13 @@
 //! `carrier netboot build`: rebuild and publish this carrier's netboot trees;
 //! `carrier netboot preview`: what a MAC gets from them;
+//! `carrier netboot last-build`: the last build's outcome;
 //! `carrier netboot checkin-secret`: a new check-in secret for them.
 
 use std::process::ExitCode;
 
-use carrier_core::carrier::netboot::{BootPreview, NetbootConfig, build, preview};
+use carrier_core::carrier::netboot::{
+    BootPreview, LastOutcome, NetbootConfig, build, last_build, preview,
+};
 
 use crate::cli::{NetbootArgs, NetbootCommand};
 
@@ -17,6 +20,26 @@ pub fn run(args: NetbootArgs) -> anyhow::Result<ExitCode> {
                 crate::json::print(&preview)?;
             } else {
                 print!("{}", preview_text(&preview));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        NetbootCommand::LastBuild { config, json } => {
+            let last = last_build(&NetbootConfig::load(&config)?.lock_file)?;
+            if json {
+                crate::json::print(&last)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            match last {
+                None => {
+                    println!("no build of the netboot trees recorded since the carrier started")
+                }
+                Some(last) => {
+                    println!("last build ended {} after {:.3} s", last.finished_at, last.seconds);
+                    match last.outcome {
+                        LastOutcome::Ok(report) => println!("{}", report.summary()),
+                        LastOutcome::Err(error) => println!("failed: {error}"),
+                    }
+                }
             }
             return Ok(ExitCode::SUCCESS);
         }

@@ -482,7 +482,12 @@ impl Carrier {
     }
 
     fn run_preview(&self, args: &[&str]) -> std::process::Output {
-        let mut cmd = cli::Carrier::new().command(&["netboot", "preview"]);
+        self.run_netboot(&[&["preview"], args].concat())
+    }
+
+    /// `carrier netboot <args> --config <the last build's>`.
+    fn run_netboot(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = cli::Carrier::new().command(&["netboot"]);
         cmd.args(args).arg("--config").arg(self.dir.path().join("netboot.json")).output().unwrap()
     }
 }
@@ -605,4 +610,23 @@ fn boot_preview_shows_exactly_what_is_served() {
     let message = conflicts[0]["message"].as_str().unwrap();
     assert!(message.contains("profile 'prg:node1'"), "{message}");
     assert!(build_stderr.contains(message), "the build reports {build_stderr}, not {message}");
+
+    // `carrier netboot last-build` tells what that build did: node2 left out, and why.
+    let out = carrier.run_netboot(&["last-build", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let last: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &last["outcome"]["ok"];
+    let published: Vec<&str> = report["machines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["fqdn"].as_str().unwrap())
+        .collect();
+    assert_eq!(published, [FQDN]);
+    assert_eq!(report["faults"][0]["profile"], "prg:node2");
+    assert_eq!(report["faults"][0]["message"], message);
+    assert!(last["finished_at"].as_str().unwrap().parse::<jiff::Timestamp>().is_ok(), "{last}");
+    let text = carrier.run_netboot(&["last-build"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.starts_with("last build ended ") && text.contains("1 left out"), "{text}");
 }

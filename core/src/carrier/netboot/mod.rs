@@ -45,7 +45,7 @@ pub use model::{VPSADMINOS_VARIANTS, Variant};
 pub use preview::{
     BootPreview, PreviewFile, PreviewGeneration, PreviewMachine, parse_mac, preview,
 };
-pub use publish::RequestOutcome;
+pub use publish::{LastBuild, LastOutcome, RequestOutcome, last_build};
 pub use render::IPXE_AUTO_TIMEOUT_MS;
 
 use crate::carrier::dist::StoreDir;

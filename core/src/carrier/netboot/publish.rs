@@ -23,6 +23,10 @@
 //! marker was served by that build: it returns the outcome the builder stored in
 //! `<lockFile>.last` without building. If it finds the marker (it arrived after the
 //! builder's last check), it builds itself.
+//!
+//! **The last build.** Every build's outcome goes to `<lockFile>.last` with when it ended
+//! and how long it took ([`LastBuild`], JSON): `carrier netboot last-build` reads it, and
+//! with it the dashboard's carrier page.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -48,10 +52,45 @@ pub enum RequestOutcome {
     Queued,
 }
 
-#[derive(Serialize, Deserialize)]
-enum LastOutcome {
+/// The last build of a carrier's trees (`<lockFile>.last`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastBuild {
+    /// When it ended, RFC 3339 in UTC.
+    pub finished_at: String,
+    /// How long it took, in seconds.
+    pub seconds: f64,
+    /// What it published, or why it failed.
+    pub outcome: LastOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LastOutcome {
     Ok(BuildReport),
     Err(String),
+}
+
+impl LastBuild {
+    fn new(started: std::time::Instant, outcome: LastOutcome) -> LastBuild {
+        LastBuild {
+            finished_at: jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_default()
+                .to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            outcome,
+        }
+    }
+}
+
+/// The last build recorded next to `lock_file`; `None` when none was since the file was
+/// created (`/run` is emptied at boot).
+pub fn last_build(lock_file: &Path) -> Result<Option<LastBuild>, NetbootError> {
+    let path = with_suffix(lock_file, ".last");
+    match path.try_exists() {
+        Ok(false) => Ok(None),
+        _ => read_last(&path).map(Some),
+    }
 }
 
 /// `<path><suffix>`.
@@ -93,7 +132,7 @@ where
             }
             file.lock().map_err(lock_err)?;
             if !pending.exists() {
-                return match read_last(&last)? {
+                return match read_last(&last)?.outcome {
                     LastOutcome::Ok(mut report) => {
                         report.builds = 0;
                         Ok(RequestOutcome::Covered(report))
@@ -114,11 +153,16 @@ where
             Err(e) => return Err(io_err(format!("removing '{}'", pending.display()))(e)),
         };
         builds += 1;
+        let started = std::time::Instant::now();
         match build() {
             Ok(mut report) => {
                 report.builds = builds;
-                if serves_waiters {
-                    write_last(&last, &LastOutcome::Ok(report.clone()))?;
+                let record = LastBuild::new(started, LastOutcome::Ok(report.clone()));
+                // waiters need the outcome; for anyone else it is only a record
+                match write_last(&last, &record) {
+                    Err(e) if serves_waiters => return Err(e),
+                    Err(e) => report.warnings.push(format!("the build is not recorded: {e}")),
+                    Ok(()) => {}
                 }
                 if !pending.exists() {
                     drop(file);
@@ -126,14 +170,14 @@ where
                 }
             }
             Err(e) => {
-                write_last(&last, &LastOutcome::Err(e.to_string()))?;
+                write_last(&last, &LastBuild::new(started, LastOutcome::Err(e.to_string())))?;
                 return Err(e);
             }
         }
     }
 }
 
-fn read_last(path: &Path) -> Result<LastOutcome, NetbootError> {
+fn read_last(path: &Path) -> Result<LastBuild, NetbootError> {
     let bytes = std::fs::read(path)
         .map_err(io_err(format!("reading the last build's outcome '{}'", path.display())))?;
     serde_json::from_slice(&bytes).map_err(|e| NetbootError::Io {
@@ -142,7 +186,7 @@ fn read_last(path: &Path) -> Result<LastOutcome, NetbootError> {
     })
 }
 
-fn write_last(path: &Path, outcome: &LastOutcome) -> Result<(), NetbootError> {
+fn write_last(path: &Path, outcome: &LastBuild) -> Result<(), NetbootError> {
     let tmp = with_suffix(path, ".tmp");
     let bytes = serde_json::to_vec(outcome).expect("the outcome serializes");
     std::fs::write(&tmp, bytes).map_err(io_err(format!("writing '{}'", tmp.display())))?;
@@ -693,12 +737,36 @@ mod tests {
         }
         // The "running" builder builds again for the waiter, and that build fails.
         std::fs::remove_file(with_suffix(&lock, ".pending")).unwrap();
-        write_last(&with_suffix(&lock, ".last"), &LastOutcome::Err("disk full".into())).unwrap();
+        let failed =
+            LastBuild::new(std::time::Instant::now(), LastOutcome::Err("disk full".into()));
+        write_last(&with_suffix(&lock, ".last"), &failed).unwrap();
         drop(holder);
         let err = waiter.join().unwrap().unwrap_err();
         assert_eq!(
             err.to_string(),
             "the netboot build that covered this request failed: disk full"
         );
+    }
+
+    #[test]
+    fn every_build_is_recorded_as_the_last() {
+        let t = tempfile::tempdir().unwrap();
+        let lock = t.path().join("build.lock");
+        assert_eq!(last_build(&lock).unwrap(), None, "nothing built yet");
+        coalesced(&lock, true, || Ok(BuildReport { machines_rendered: 3, ..report() })).unwrap();
+        let last = last_build(&lock).unwrap().expect("recorded");
+        assert!(last.finished_at.parse::<jiff::Timestamp>().is_ok(), "{}", last.finished_at);
+        assert!(last.seconds >= 0.0);
+        match last.outcome {
+            LastOutcome::Ok(r) => assert_eq!((r.machines_rendered, r.builds), (3, 1)),
+            other => panic!("{other:?}"),
+        }
+        let err = coalesced(&lock, true, || Err(NetbootError::Coalesced { message: "x".into() }));
+        assert!(err.is_err());
+        let last = last_build(&lock).unwrap().expect("recorded");
+        assert!(matches!(last.outcome, LastOutcome::Err(ref m) if m.contains('x')), "{last:?}");
+        std::fs::write(with_suffix(&lock, ".last"), "{").unwrap();
+        let err = last_build(&lock).unwrap_err();
+        assert!(err.to_string().contains("build.lock.last"), "{err}");
     }
 }
