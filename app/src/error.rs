@@ -24,6 +24,10 @@ pub enum AppError {
     /// shown relative to the configuration directory.
     #[error("{0}")]
     Cluster(String),
+    /// A host the answer needs could not be asked, or did not answer (502); the message
+    /// names the host and says why.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error (see the server log)")]
     Internal,
     #[error("request failed: {0}")]

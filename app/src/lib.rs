@@ -14,8 +14,8 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 use ui::pages::{
-    AccountPage, AdminAuditPage, AdminUsersPage, CarriersPage, DeployPage, JobPage, JobsPage,
-    MachinePage, MachinesPage, NotFound, SignInPage, StatusPage,
+    AccountPage, AdminAuditPage, AdminUsersPage, CarrierPage, CarriersPage, DeployPage, JobPage,
+    JobsPage, MachinePage, MachinesPage, NotFound, SignInPage, StatusPage,
 };
 
 /// The HTML document the server renders around [`App`].
@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/machines") view=MachinesPage ssr=SsrMode::Async/>
                     <Route path=path!("/machines/*name") view=MachinePage ssr=SsrMode::Async/>
                     <Route path=path!("/carriers") view=CarriersPage ssr=SsrMode::Async/>
+                    <Route path=path!("/carriers/*name") view=CarrierPage ssr=SsrMode::Async/>
                     <Route path=path!("/sign-in") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async/>
                     <Route path=path!("/admin/users") view=AdminUsersPage ssr=SsrMode::Async/>

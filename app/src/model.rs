@@ -498,3 +498,108 @@ pub fn age(secs: f64) -> String {
         s => format!("{s:.1}s"),
     }
 }
+
+/// The URL of a carrier's page (names may hold `/`).
+pub fn carrier_href(name: &str) -> String {
+    format!("/carriers/{}", urlencoding::encode(name))
+}
+
+/// A carrier's page: what the cluster says it carries, what it holds by the latest
+/// background reading, its netboot trees' last build and its machines' check-ins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarrierDetail {
+    pub carrier: CarrierView,
+    /// When the carrier was last read (UTC); `None` before a reading.
+    pub read_at: Option<String>,
+    /// Why what it holds is not known (the reading failed, or did not reach it).
+    pub read_error: Option<String>,
+    pub profiles: Vec<CarriedProfile>,
+    pub netboot: Option<NetbootBuild>,
+    /// Why the last netboot build is not known.
+    pub netboot_error: Option<String>,
+    /// The latest check-in of each machine that netbooted from it.
+    pub checkins: Vec<CheckinRow>,
+    /// Whether the caller may change it: remove generations, rebuild its trees.
+    pub may_change: bool,
+}
+
+/// A carried profile on a carrier, with every generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedProfile {
+    /// `confctl-<alias>`.
+    pub profile: String,
+    /// The cluster's carried machine it belongs to (`pxe#node1`), if any.
+    pub machine: Option<String>,
+    /// Newest first.
+    pub generations: Vec<CarriedGeneration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedGeneration {
+    pub number: u64,
+    /// When it was set, RFC 3339 UTC.
+    pub date: String,
+    pub store_path: String,
+    pub version: Option<String>,
+    /// The short revision (or the version's), as the menus show it.
+    pub revision: Option<String>,
+    pub current: bool,
+    pub macs: Vec<String>,
+    pub kernel_params: Vec<String>,
+    /// The kernel and initrd the trees serve for it.
+    pub boot_files: Vec<String>,
+    /// Why its `machine.json` could not be read.
+    pub error: Option<String>,
+}
+
+/// The last build of a carrier's netboot trees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetbootBuild {
+    pub finished_at: String,
+    pub seconds: f64,
+    /// Why it failed (nothing was published then).
+    pub error: Option<String>,
+    /// The fqdns of the machines published.
+    pub published: Vec<String>,
+    pub rendered: usize,
+    pub reused: usize,
+    /// Machines, generations or MACs left out, and why.
+    pub faults: Vec<NetbootFault>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetbootFault {
+    pub profile: String,
+    pub generation: Option<u64>,
+    pub kind: String,
+    pub message: String,
+    /// The whole machine is left out (else a generation or a MAC).
+    pub left_out: bool,
+}
+
+/// What a netbooted machine last reported it booted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckinRow {
+    pub machine: String,
+    pub generation: u64,
+    pub mac: String,
+    pub received_at: String,
+}
+
+/// What a client with one MAC gets from a carrier's published trees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootPreviewView {
+    /// Normalised (`aa-bb-cc-dd-ee-ff`).
+    pub mac: String,
+    /// `(profile, fqdn)` of the machine served this MAC; `None`: the default menus.
+    pub machine: Option<(String, String)>,
+    /// The generation it boots by default, its store path and kernel parameters.
+    pub generation: Option<(u64, String, Vec<String>)>,
+    /// `(what, path, content)`: the PXELINUX file and the iPXE scripts served.
+    pub files: Vec<(String, String, String)>,
+    /// Other profiles claiming the MAC, left out by the build: why.
+    pub conflicts: Vec<String>,
+    /// Profiles listing the MAC that the trees do not serve it to.
+    pub unserved_claimants: Vec<String>,
+}

@@ -1,11 +1,12 @@
-//! The read pages as JSON: a `GET` of `/machines`, `/machines/<name>` or `/carriers` whose
+//! The read pages as JSON: a `GET` of `/machines`, `/machines/<name>`, `/carriers`,
+//! `/carriers/<name>`, `/jobs`, `/jobs/<id>` or `/status` whose
 //! `Accept` header names `application/json` is answered with the data the page shows, from
 //! the same service call and with the same authorisation as the page's server function
 //! (docs/api.md). Runs after the caller is resolved; every other request passes through.
 
 use app::error::AppError;
 use app::model::MachineQuery;
-use app::services::{AppState, Caller, Permission, status_of};
+use app::services::{AppState, Caller, Permission, carriers, jobs, status, status_of};
 use axum::extract::{Query, Request, State};
 use axum::http::header::{ACCEPT, HeaderValue, VARY};
 use axum::http::{HeaderMap, Method, Uri};
@@ -19,6 +20,19 @@ enum Page {
     Machines(MachineQuery),
     Machine(String),
     Carriers,
+    Carrier(String),
+    Jobs(JobsQuery),
+    Job(i64),
+    Status,
+}
+
+/// The filters of the jobs page.
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+struct JobsQuery {
+    machine: String,
+    user: String,
+    state: String,
 }
 
 /// Answers the read pages' JSON requests; tells caches that those pages vary by `Accept`.
@@ -66,14 +80,30 @@ fn page(uri: &Uri) -> Option<Result<Page, AppError>> {
             .map_err(|e| AppError::BadInput(format!("the query string: {}", e.body_text())));
         return Some(query);
     }
-    if path == "/carriers" {
-        return Some(Ok(Page::Carriers));
+    match path {
+        "/carriers" => return Some(Ok(Page::Carriers)),
+        "/status" => return Some(Ok(Page::Status)),
+        "/jobs" => {
+            let query = Query::<JobsQuery>::try_from_uri(uri)
+                .map(|Query(q)| Page::Jobs(q))
+                .map_err(|e| AppError::BadInput(format!("the query string: {}", e.body_text())));
+            return Some(query);
+        }
+        _ => {}
     }
-    let name = path.strip_prefix("/machines/").filter(|n| !n.is_empty())?;
+    if let Some(id) = path.strip_prefix("/jobs/").filter(|i| !i.is_empty() && !i.contains('/')) {
+        let id = id.parse().map_err(|_| AppError::NotFound(format!("job '{id}'")));
+        return Some(id.map(Page::Job));
+    }
+    let (name, page): (_, fn(String) -> Page) = match path.strip_prefix("/machines/") {
+        Some(name) => (name, Page::Machine),
+        None => (path.strip_prefix("/carriers/")?, Page::Carrier),
+    };
+    let name = Some(name).filter(|n| !n.is_empty())?;
     Some(
         urlencoding::decode(name)
-            .map(|n| Page::Machine(n.into_owned()))
-            .map_err(|_| AppError::BadInput(format!("the machine name '{name}' is not UTF-8"))),
+            .map(|n| page(n.into_owned()))
+            .map_err(|_| AppError::BadInput(format!("the name '{name}' is not UTF-8"))),
     )
 }
 
@@ -92,6 +122,12 @@ async fn answer(
         Page::Machines(query) => serde_json::to_value(inventory.machines(&caller, &query).await?),
         Page::Machine(name) => serde_json::to_value(inventory.machine(&caller, &name).await?),
         Page::Carriers => serde_json::to_value(inventory.carriers().await?),
+        Page::Carrier(name) => serde_json::to_value(carriers::detail(state, &caller, &name).await?),
+        Page::Jobs(q) => {
+            serde_json::to_value(jobs::list(state, &q.machine, &q.user, &q.state).await?)
+        }
+        Page::Job(id) => serde_json::to_value(jobs::detail(state, &caller, id).await?),
+        Page::Status => serde_json::to_value(status::page(state).await?),
     };
     value.map_err(|e| {
         tracing::error!("serialising a JSON answer: {e}");
@@ -135,5 +171,14 @@ mod tests {
         assert_eq!(page("/machines/"), None);
         assert_eq!(page("/account"), None);
         assert!(matches!(page("/machines/%FF"), Some(Err(AppError::BadInput(_)))));
+        assert_eq!(page("/carriers/pxe%2Fa"), Some(Ok(Page::Carrier("pxe/a".into()))));
+        assert_eq!(page("/status"), Some(Ok(Page::Status)));
+        assert_eq!(page("/jobs/12"), Some(Ok(Page::Job(12))));
+        assert!(matches!(page("/jobs/x"), Some(Err(AppError::NotFound(_)))));
+        assert_eq!(page("/jobs/12/events"), None, "the event stream is its own route");
+        let Some(Ok(Page::Jobs(q))) = page("/jobs?state=failed&machine=n1") else {
+            panic!("the jobs page");
+        };
+        assert_eq!((q.state.as_str(), q.machine.as_str()), ("failed", "n1"));
     }
 }

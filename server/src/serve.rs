@@ -198,7 +198,12 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         trust_proxy: args.trust_proxy,
         ..AccessPolicy::new(db, token)
     };
-    let state = AppState { inventory: service, access: Arc::new(access), status: board };
+    let state = AppState {
+        inventory: service,
+        access: Arc::new(access),
+        status: board,
+        ssh_config: args.ssh_config.clone(),
+    };
     let mut leptos_options = get_configuration(None)?.leptos_options;
     leptos_options.site_addr = args.addr;
     leptos_options.site_root = args.site_root.display().to_string().into();

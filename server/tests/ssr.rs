@@ -58,6 +58,7 @@ async fn harness_full(
         inventory: Arc::new(service),
         access: Arc::new(access),
         status: Default::default(),
+        ssh_config: None,
     };
     let options = get_configuration(None).unwrap().leptos_options;
     Harness { _tmp: tmp, app: server::serve::router(state, options, &web), db, store }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod carriers;
 pub mod inventory;
 pub mod jobs;
 pub mod status;

@@ -4,6 +4,7 @@
 
 mod access;
 pub mod accounts;
+pub mod carriers;
 mod inventory;
 pub mod jobs;
 mod origin;
@@ -29,6 +30,9 @@ pub struct AppState {
     pub access: Arc<AccessPolicy>,
     /// The latest status reading, kept fresh by `carrier serve`'s refresher.
     pub status: Arc<status::StatusBoard>,
+    /// The hosts' ssh_config (`carrier serve --ssh-config`), for what a page asks a host
+    /// (the boot preview).
+    pub ssh_config: Option<std::path::PathBuf>,
 }
 
 /// The one check every server function makes first: the state and the request's caller
@@ -80,6 +84,7 @@ pub fn status_of(e: &AppError) -> http::StatusCode {
         AppError::NotFound(_) => http::StatusCode::NOT_FOUND,
         AppError::Unauthorized(_) => http::StatusCode::UNAUTHORIZED,
         AppError::Forbidden(_) => http::StatusCode::FORBIDDEN,
+        AppError::Unavailable(_) => http::StatusCode::BAD_GATEWAY,
         _ => http::StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use carrier_core::status::{MachineStatus, State, StatusReport};
+use carrier_core::status::{CarrierRead, MachineStatus, State, StatusReport};
 use carrier_storage::Store;
 
 use super::access::internal;
@@ -50,6 +50,22 @@ impl StatusBoard {
     }
 }
 
+impl StatusBoard {
+    /// What the latest reading says `carrier` holds: when it was read, its contents (None
+    /// when the reading did not reach it) and the error of the whole reading.
+    pub fn carrier(&self, carrier: &str) -> (Option<String>, Option<CarrierRead>, Option<String>) {
+        let board = self.0.read().expect("status board lock");
+        let (at, read) = match &board.report {
+            Some((at, report)) => (
+                Some(at.round(jiff::Unit::Second).unwrap_or(*at).to_string()),
+                report.carriers.iter().find(|c| c.carrier == carrier).cloned(),
+            ),
+            None => (None, None),
+        };
+        (at, read, board.error.clone())
+    }
+}
+
 /// Most urgent first.
 const ORDER: [State; 10] = [
     State::Unreachable,
@@ -64,8 +80,23 @@ const ORDER: [State; 10] = [
     State::UpToDate,
 ];
 
+/// The status page of `state`'s board, with the cluster's tags (none while it does not
+/// evaluate).
+pub async fn page(state: &super::AppState) -> Result<StatusView, AppError> {
+    let tags = match state.inventory.load().await {
+        Ok(loaded) => loaded
+            .cluster
+            .machines
+            .iter()
+            .map(|m| (m.name.clone(), m.meta_config.tags.clone()))
+            .collect(),
+        Err(_) => Default::default(),
+    };
+    view(&state.status, &state.access.store, &tags).await
+}
+
 /// The page: counts by state, machines grouped by carrier, each with its last deploy.
-pub async fn view(
+async fn view(
     board: &StatusBoard,
     store: &Store,
     tags: &BTreeMap<String, Vec<String>>,

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::carrier::profiles::MachineJson;
+use crate::carrier::netboot::{BootPreview, LastBuild};
+use crate::carrier::profiles::{MachineJson, ProfileListing};
 use crate::cluster::{Cluster, Machine};
 pub use crate::deploy::plan::{Kind, PlanError};
 use crate::remote::{Connections, Hosts, SshSettings};
@@ -156,9 +157,26 @@ pub struct Booted {
     pub mac: String,
 }
 
+/// What a carrier holds, read together with its carried machines' status (the dashboard's
+/// carrier page).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CarrierRead {
+    pub carrier: String,
+    /// Every `confctl-*` profile there, with its generations.
+    pub profiles: Vec<ProfileListing>,
+    /// Why the profiles could not be read.
+    pub error: Option<String>,
+    /// The last build of its netboot trees (None: none since it started, or not read).
+    pub netboot: Option<LastBuild>,
+    /// Why the last build could not be read.
+    pub netboot_error: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub machines: Vec<MachineStatus>,
+    /// The carriers of the carried machines read.
+    pub carriers: Vec<CarrierRead>,
     /// SSH connections opened (one per host at most).
     pub connections: usize,
 }
@@ -226,44 +244,82 @@ pub async fn read_on<H: Hosts>(targets: &[StatusTarget], hosts: H) -> StatusRepo
         }
     }
     let reads = groups.iter().map(|((host, port), group)| read_host(&hosts, host, *port, group));
-    let mut machines: Vec<MachineStatus> =
-        futures::future::join_all(reads).await.into_iter().flatten().collect();
+    let (mut machines, mut carriers) = (Vec::new(), Vec::new());
+    for (statuses, carrier) in futures::future::join_all(reads).await {
+        machines.extend(statuses);
+        carriers.extend(carrier);
+    }
     // the order of `targets`
     machines.sort_by_key(|m| targets.iter().position(|t| t.machine == m.machine));
+    carriers.sort_by(|a: &CarrierRead, b| a.carrier.cmp(&b.carrier));
     let connections = hosts.opened();
     hosts.close().await;
-    StatusReport { machines, connections }
+    StatusReport { machines, carriers, connections }
 }
 
+/// What a client with `mac` gets from the published netboot trees of the carrier reached
+/// at `host`:`port`, asked over SSH (the dashboard's boot preview; on the carrier itself,
+/// `carrier netboot preview`). `mac` is checked before anything runs.
+pub async fn boot_preview(
+    host: &str,
+    port: u16,
+    mac: &str,
+    ssh: SshSettings,
+    timeout: Duration,
+) -> Result<BootPreview, read::ReadError> {
+    let mac = crate::carrier::netboot::parse_mac(mac)
+        .map_err(|e| read::ReadError::Answer(e.to_string()))?;
+    let hosts = Connections::new(ssh, timeout)
+        .map_err(|e| read::ReadError::Answer(format!("preparing SSH: {e}")))?;
+    let preview = match hosts.open(host, port).await {
+        Ok(remote) => read::boot_preview(&*remote, &mac).await,
+        Err(e) => Err(e.into()),
+    };
+    hosts.close().await;
+    preview
+}
+
+/// The statuses of a host's machines, and what it carries when it is a carrier.
 async fn read_host<H: Hosts>(
     hosts: &H,
     host: &str,
     port: u16,
     group: &[&StatusTarget],
-) -> Vec<MachineStatus> {
+) -> (Vec<MachineStatus>, Option<CarrierRead>) {
+    let carrier = group.iter().find_map(|t| match &t.kind {
+        Kind::Carried { carrier, .. } => Some(carrier.clone()),
+        Kind::Standalone => None,
+    });
     let remote = match hosts.open(host, port).await {
         Ok(remote) => remote,
         Err(e) => {
             let error = read::ReadError::Host(e);
-            return group.iter().map(|t| state::failed(t, &error)).collect();
+            let read = carrier.map(|carrier| CarrierRead {
+                carrier,
+                profiles: Vec::new(),
+                error: Some(error.to_string()),
+                netboot: None,
+                netboot_error: None,
+            });
+            return (group.iter().map(|t| state::failed(t, &error)).collect(), read);
         }
     };
-    let wants = |standalone: bool| group.iter().any(|t| (t.kind == Kind::Standalone) == standalone);
-    let (system, profiles) = futures::join!(
+    let standalone = group.iter().any(|t| t.kind == Kind::Standalone);
+    let (system, carried) = futures::join!(
         async {
-            match wants(true) {
+            match standalone {
                 true => Some(read::system(&*remote).await),
                 false => None,
             }
         },
         async {
-            match wants(false) {
-                true => Some(read::profiles(&*remote).await),
+            match carrier.is_some() {
+                true => Some(futures::join!(read::profiles(&*remote), read::netboot(&*remote))),
                 false => None,
             }
         }
     );
-    group
+    let statuses = group
         .iter()
         .map(|t| match &t.kind {
             Kind::Standalone => match system.as_ref().expect("read when a machine is standalone") {
@@ -271,11 +327,23 @@ async fn read_host<H: Hosts>(
                 Err(e) => state::failed(t, e),
             },
             Kind::Carried { carrier, profile } => {
-                match profiles.as_ref().expect("read when a machine is carried") {
+                match &carried.as_ref().expect("read when a machine is carried").0 {
                     Ok(listing) => state::carried(t, carrier, profile, listing),
                     Err(e) => state::failed(t, e),
                 }
             }
         })
-        .collect()
+        .collect();
+    let read = carrier.zip(carried).map(|(carrier, (profiles, netboot))| {
+        let (profiles, error) = match profiles {
+            Ok(listing) => (listing, None),
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
+        let (netboot, netboot_error) = match netboot {
+            Ok(last) => (last, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        CarrierRead { carrier, profiles, error, netboot, netboot_error }
+    });
+    (statuses, read)
 }

@@ -1,12 +1,14 @@
 //! The reads of `carrier status` on one host: its system in one command (a constant
 //! script: the three system links, when the profile was set, uptime, the running
-//! system's info files), and the carried profiles of a carrier in one
-//! `carrier profile list --json`.
+//! system's info files), and of a carrier its carried profiles in one
+//! `carrier profile list --json` and its netboot trees' last build in one
+//! `carrier netboot last-build --json`.
 
 use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::carrier::netboot::{BootPreview, LastBuild};
 use crate::carrier::profiles::ProfileListing;
 use crate::remote::{Host, HostError, failure_message};
 
@@ -128,8 +130,27 @@ pub fn parse_system(out: &[u8]) -> Result<SystemRead, String> {
 
 /// The carried profiles of a carrier (`carrier profile list --json` there).
 pub async fn profiles(host: &impl Host) -> Result<Vec<ProfileListing>, ReadError> {
-    let argv = ["carrier", "profile", "list", "--json"];
-    let out = host.output(&argv).await?;
+    json_answer(host, &["carrier", "profile", "list", "--json"]).await
+}
+
+/// The last build of a carrier's netboot trees (`carrier netboot last-build --json`
+/// there); `None` when none was recorded since it started.
+pub async fn netboot(host: &impl Host) -> Result<Option<LastBuild>, ReadError> {
+    json_answer(host, &["carrier", "netboot", "last-build", "--json"]).await
+}
+
+/// What a client with `mac` (normalised) gets from a carrier's published netboot trees
+/// (`carrier netboot preview <mac> --json` there).
+pub async fn boot_preview(host: &impl Host, mac: &str) -> Result<BootPreview, ReadError> {
+    json_answer(host, &["carrier", "netboot", "preview", mac, "--json"]).await
+}
+
+/// A carrier command's JSON answer.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    host: &impl Host,
+    argv: &[&str],
+) -> Result<T, ReadError> {
+    let out = host.output(argv).await?;
     let what = || format!("`{}` on {}", argv.join(" "), host.name());
     if !out.status.success() {
         return Err(ReadError::Answer(format!("{}: {}", what(), failure_message(&out))));

@@ -332,6 +332,40 @@ async fn carried_machines_are_read_through_one_listing_on_their_carrier() {
         Some("pxe has no generation of /nix/var/nix/profiles/confctl-w")
     );
     assert_eq!(w.drift_since, Some(BUILT_B));
+
+    // what the carrier holds, for its page: the whole listing, the netboot build not
+    // scripted here, so not read (and said so)
+    assert_eq!(report.carriers.len(), 1);
+    let read = &report.carriers[0];
+    assert_eq!(read.carrier, "pxe");
+    assert_eq!(read.profiles.len(), 3);
+    assert_eq!((read.error.as_ref(), read.netboot.as_ref()), (None, None));
+    assert!(read.netboot_error.as_ref().is_some_and(|e| e.contains("netboot last-build")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_carriers_last_netboot_build_is_read_with_its_profiles() {
+    let carrier = host_on("pxe", "b");
+    listing_reply(&carrier, &[profile("x", &[(1, "x-dist-a", 10)], 1)]);
+    let last = serde_json::json!({"finished_at": "2026-12-03T10:00:00Z", "seconds": 0.25,
+        "outcome": {"err": "the syslinux file 'pxelinux.0' is missing"}});
+    carrier.reply("carrier netboot last-build", [Reply::ok(&last.to_string())]);
+    let report = status(&[carried("pxe", "x")], &[&carrier]).await;
+    let read = &report.carriers[0];
+    let netboot = read.netboot.as_ref().expect("read");
+    assert_eq!((netboot.finished_at.as_str(), netboot.seconds), ("2026-12-03T10:00:00Z", 0.25));
+    assert!(matches!(&netboot.outcome,
+        crate::carrier::netboot::LastOutcome::Err(e) if e.contains("pxelinux.0")));
+    assert_eq!(read.netboot_error, None);
+
+    let standalone_only = status(&[standalone("pxe")], &[&carrier]).await;
+    assert!(standalone_only.carriers.is_empty(), "no carried machine read, no carrier read");
+
+    let carrier = host_on("pxe", "b");
+    carrier.unreachable();
+    let report = status(&[carried("pxe", "x")], &[&carrier]).await;
+    let read = &report.carriers[0];
+    assert!(read.profiles.is_empty() && read.error.is_some(), "{read:?}");
 }
 
 /// What the latest check-in of a carried machine says, against its staged generation 2.

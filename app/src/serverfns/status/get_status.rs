@@ -9,14 +9,5 @@ pub async fn get_status() -> Result<StatusView, AppError> {
     use crate::services::{Permission, authorize, status};
 
     let (state, _caller) = authorize(Permission::ReadInventory).await?;
-    let tags = match state.inventory.load().await {
-        Ok(loaded) => loaded
-            .cluster
-            .machines
-            .iter()
-            .map(|m| (m.name.clone(), m.meta_config.tags.clone()))
-            .collect(),
-        Err(_) => Default::default(),
-    };
-    status::view(&state.status, &state.access.store, &tags).await
+    status::page(&state).await
 }

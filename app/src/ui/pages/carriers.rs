@@ -2,7 +2,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use super::machine::CarriedTable;
-use crate::model::{count, machine_href};
+use crate::model::{carrier_href, count};
 use crate::serverfns::inventory::list_carriers;
 use crate::ui::components::ErrorBox;
 
@@ -19,7 +19,7 @@ pub fn CarriersPage() -> impl IntoView {
                     Ok(list) if list.is_empty() => view! { <p>"No machine has carrier.enable set."</p> }.into_any(),
                     Ok(list) => list.into_iter().map(|c| view! {
                         <section class="carrier" data-carrier=c.name.clone()>
-                            <h2><a href=machine_href(&c.name)>{c.name.clone()}</a>
+                            <h2><a href=carrier_href(&c.name)>{c.name.clone()}</a>
                                 {c.fqdn.map(|f| view! { <small>{f}</small> })}</h2>
                             <p>{count(c.carried.len(), "carried machine")}</p>
                             <CarriedTable rows=c.carried/>

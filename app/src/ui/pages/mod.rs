@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod carrier;
 pub mod carriers;
 pub mod jobs;
 pub mod machine;
@@ -11,6 +12,7 @@ pub mod status;
 
 pub use account::AccountPage;
 pub use admin::{AdminAuditPage, AdminUsersPage};
+pub use carrier::CarrierPage;
 pub use carriers::CarriersPage;
 pub use jobs::{DeployPage, JobPage, JobsPage};
 pub use machine::MachinePage;
