@@ -269,6 +269,58 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
         status["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(groups, ["standalone", "carried by pxe"], "{status}");
 
+    // the carrier's page, read with the status: the new generation is current, the
+    // netboot build the deploy triggered published node1; the boot preview, asked of the
+    // carrier now, gives node1's MAC that generation
+    let json = |path: &str| -> Value {
+        let out = server.curl(&[
+            "-H",
+            &format!("Cookie: {vic}"),
+            "-H",
+            "Accept: application/json",
+            &format!("{}{path}", server.url()),
+        ]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
+    };
+    let carrier = json("/carriers/pxe");
+    let profile = carrier["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["machine"] == "pxe#node1")
+        .unwrap_or_else(|| panic!("{carrier}"))
+        .clone();
+    let newest = &profile["generations"][0];
+    assert_eq!(
+        (&newest["current"], newest["store_path"].as_str()),
+        (&Value::Bool(true), Some(dist))
+    );
+    assert_eq!(newest["macs"], serde_json::json!(["52:54:00:12:34:56"]), "{profile}");
+    let generation_number = newest["number"].as_u64().unwrap();
+    let netboot = &carrier["netboot"];
+    assert_eq!(netboot["error"], Value::Null, "{carrier}");
+    assert!(netboot["published"].to_string().contains("node1"), "{carrier}");
+    assert_eq!(carrier["may_change"], false, "a viewer may not change the carrier");
+    let page = server.curl(&[
+        "-H",
+        &format!("Cookie: {vic}"),
+        &format!("{}/carriers/pxe?mac=52:54:00:12:34:56", server.url()),
+    ]);
+    assert!(page.contains(&format!("generation {generation_number} by default: {dist}")), "{page}");
+    assert!(page.contains("pxelinux.cfg/01-52-54-00-12-34-56"), "{page}");
+    let preview =
+        server.call(&vic, "preview_boot", &[("carrier", "pxe"), ("mac", "52-54-00-12-34-56")]);
+    assert_eq!(preview["generation"][0], generation_number, "{preview}");
+    let bad = server.call(&vic, "preview_boot", &[("carrier", "pxe"), ("mac", "52:54:00")]);
+    assert!(bad.to_string().contains("mac: '52:54:00' is not a MAC"), "{bad}");
+    let (status_code, _, body) = server.post(
+        &vic,
+        "/api/preview_boot",
+        &[("carrier", "node1"), ("mac", "52:54:00:12:34:56")],
+    );
+    assert_eq!(status_code, 404, "node1 is no carrier: {body}");
+    assert_eq!(json("/carriers/nothing")["error"], "not found: carrier 'nothing'");
+
     // metrics: from the database and the status board
     let metrics =
         server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/metrics", server.url())]);
