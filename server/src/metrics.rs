@@ -13,6 +13,7 @@ use axum::extract::{Extension, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use carrier_core::carrier::netboot::{LastBuild, LastOutcome};
 use carrier_storage::{JobFilter, JobState, Store};
 
 #[derive(Clone)]
@@ -99,5 +100,48 @@ async fn render(m: &Metrics) -> Result<String, carrier_storage::StoreError> {
         out.push_str("# TYPE carrier_status_read_timestamp_seconds gauge\n");
         let _ = writeln!(out, "carrier_status_read_timestamp_seconds {read_at}");
     }
+    netboot(&mut out, &m.board.netboot_builds());
     Ok(out)
+}
+
+/// The carriers' last netboot builds, as the latest reading found them: when each ended,
+/// how long it took, whether it failed and how many machines it left out. (A rebuild
+/// shows as a change of its timestamp: `changes()` counts them.)
+fn netboot(out: &mut String, builds: &[(String, LastBuild)]) {
+    if builds.is_empty() {
+        return;
+    }
+    type Gauge = (&'static str, &'static str, fn(&LastBuild) -> f64);
+    let gauges: [Gauge; 4] = [
+        (
+            "carrier_netboot_last_build_timestamp_seconds",
+            "When the last netboot build ended.",
+            |b| b.finished_at.parse::<jiff::Timestamp>().map_or(0.0, |t| t.as_second() as f64),
+        ),
+        (
+            "carrier_netboot_last_build_duration_seconds",
+            "How long the last netboot build took.",
+            |b| b.seconds,
+        ),
+        ("carrier_netboot_last_build_failed", "1 when the last netboot build failed.", |b| {
+            f64::from(u8::from(matches!(b.outcome, LastOutcome::Err(_))))
+        }),
+        ("carrier_netboot_left_out", "Machines the last netboot build left out.", |b| {
+            match &b.outcome {
+                LastOutcome::Ok(r) => r.faults.iter().filter(|f| f.left_out).count() as f64,
+                LastOutcome::Err(_) => 0.0,
+            }
+        }),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (carrier, last) in builds {
+            let _ = writeln!(out, "{name}{{carrier=\"{}\"}} {}", label(carrier), value(last));
+        }
+    }
+}
+
+/// A label value escaped as the text format wants it.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

@@ -330,6 +330,11 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
         "{metrics}"
     );
     assert!(metrics.contains("carrier_machines{status=\"staged\"} "), "{metrics}");
+    assert!(
+        metrics.contains("\ncarrier_netboot_last_build_failed{carrier=\"pxe\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\ncarrier_netboot_left_out{carrier=\"pxe\"} 0\n"), "{metrics}");
 
     // history and audit
     let history = ok(&lab.cli_db(&["history", "--json"]));

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
+use carrier_core::carrier::netboot::LastBuild;
 use carrier_core::status::{CarrierRead, MachineStatus, State, StatusReport};
 use carrier_storage::Store;
 
@@ -51,6 +52,13 @@ impl StatusBoard {
 }
 
 impl StatusBoard {
+    /// Each carrier's last netboot build by the latest reading (for `/metrics`).
+    pub fn netboot_builds(&self) -> Vec<(String, LastBuild)> {
+        let board = self.0.read().expect("status board lock");
+        let carriers = board.report.iter().flat_map(|(_, report)| &report.carriers);
+        carriers.filter_map(|c| Some((c.carrier.clone(), c.netboot.clone()?))).collect()
+    }
+
     /// What the latest reading says `carrier` holds: when it was read, its contents (None
     /// when the reading did not reach it) and the error of the whole reading.
     pub fn carrier(&self, carrier: &str) -> (Option<String>, Option<CarrierRead>, Option<String>) {
