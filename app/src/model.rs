@@ -401,6 +401,10 @@ pub struct DeployPreviewRow {
     pub build_attribute: String,
     /// The running or queued job it is part of, if any.
     pub busy_in: Option<i64>,
+    /// What it runs (or has staged) by the latest reading, and its state; `None`: not read.
+    pub now: Option<String>,
+    /// What the deploy would give it: a new build, or the build generation asked for.
+    pub would_get: String,
 }
 
 /// One job in lists and at the top of its page.

@@ -229,7 +229,7 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     assert_eq!(detail["events"].as_array().unwrap().len(), lines.len(), "{detail}");
     assert!(detail["job"]["outcomes"].to_string().contains("pxe#node1"), "{detail}");
     let name = lab.generation_name("pxe#node1");
-    let generation = lab.conf().join(".confctl/generations/pxe#node1").join(name);
+    let generation = lab.conf().join(".confctl/generations/pxe#node1").join(&name);
     let generation: Value =
         serde_json::from_slice(&std::fs::read(generation.join("generation.json")).unwrap())
             .unwrap();
@@ -313,6 +313,25 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     assert_eq!(preview["generation"][0], generation_number, "{preview}");
     let bad = server.call(&vic, "preview_boot", &[("carrier", "pxe"), ("mac", "52:54:00")]);
     assert!(bad.to_string().contains("mac: '52:54:00' is not a MAC"), "{bad}");
+    // the deploy form's preview: what pxe#node1 runs now and what a deploy would give it
+    let rows = server.call(&vic, "preview_deploy", &deploy_form("pxe#node1", "queue"));
+    let row = &rows[0];
+    assert_eq!(
+        row["now"].as_str(),
+        Some(format!("generation {generation_number}: {dist} (staged)").as_str()),
+        "{rows}"
+    );
+    assert_eq!(
+        row["would_get"].as_str(),
+        Some(format!("a new build (the last was {name}: {dist})").as_str())
+    );
+    let mut pinned = deploy_form("pxe#node1", "queue");
+    pinned.push(("form[generation]", "1999-01-01--00-00-00"));
+    let rows = server.call(&vic, "preview_deploy", &pinned);
+    assert!(
+        rows[0]["would_get"].as_str().unwrap().starts_with("no build generation '1999"),
+        "{rows}"
+    );
     let (status_code, _, body) = server.post(
         &vic,
         "/api/preview_boot",

@@ -5,7 +5,9 @@
 //! a job. Starting and cancelling are audited.
 
 use carrier_core::auth::{Action as AuthAction, Role};
+use carrier_core::build;
 use carrier_core::cluster::{Cluster, Machine, Selection};
+use carrier_core::conf_dir::ConfDir;
 use carrier_core::deploy::{Action, DeployOptions, Timeouts, WaitOnline};
 use carrier_core::events::{Event, Outcome};
 use carrier_storage::{IfBusy, Job, JobEvent, JobFilter, JobId, JobKind, JobState, NewJob};
@@ -120,9 +122,22 @@ pub async fn preview(
     let loaded = state.inventory.load().await?;
     let machines = request.machines(&loaded.cluster)?;
     let busy = busy_jobs(state).await?;
+    let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
+    let conf_dir = state.inventory.conf_dir().clone();
+    let generation = request.generation.clone();
+    let would_get = tokio::task::spawn_blocking(move || {
+        names.iter().map(|name| would_get(&conf_dir, name, generation.as_deref())).collect()
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!("reading build generations: {e}");
+        AppError::Internal
+    })?;
+    let would_get: Vec<String> = would_get;
     Ok(machines
         .iter()
-        .map(|m| DeployPreviewRow {
+        .zip(would_get)
+        .map(|(m, would_get)| DeployPreviewRow {
             name: m.name.clone(),
             target: match &m.carrier {
                 Some(carrier) => format!("carried by {carrier}"),
@@ -130,8 +145,27 @@ pub async fn preview(
             },
             build_attribute: m.meta_config.build_attribute.join("."),
             busy_in: busy.iter().find(|(name, _)| *name == m.name).map(|(_, id)| *id),
+            now: state.status.now(&m.name),
+            would_get,
         })
         .collect())
+}
+
+/// What a deploy would give `machine`: the build generation `-g` names, or a new build
+/// (with the last one it had, for comparison).
+fn would_get(conf_dir: &ConfDir, machine: &str, generation: Option<&str>) -> String {
+    match generation {
+        Some(g) => match build::find(conf_dir, machine, g) {
+            Some(found) => format!("build generation {}: {}", found.name, found.toplevel.display()),
+            None => format!("no build generation '{g}': the deploy will fail for it"),
+        },
+        None => match build::find(conf_dir, machine, "current") {
+            Some(last) => {
+                format!("a new build (the last was {}: {})", last.name, last.toplevel.display())
+            }
+            None => "a new build (never built here)".to_string(),
+        },
+    }
 }
 
 /// Machines in queued or running jobs, with the job.

@@ -52,6 +52,26 @@ impl StatusBoard {
 }
 
 impl StatusBoard {
+    /// What the latest reading says `machine` runs (standalone: the current system;
+    /// carried: the staged generation) and its state; `None` when it was not read.
+    pub fn now(&self, machine: &str) -> Option<String> {
+        let board = self.0.read().expect("status board lock");
+        let (_, report) = board.report.as_ref()?;
+        let m = report.machines.iter().find(|m| m.machine == machine)?;
+        let what = match (&m.system, &m.carried) {
+            (Some(system), _) => system.current.as_ref().map(|p| p.display().to_string()),
+            (None, Some(c)) => c
+                .staged
+                .as_ref()
+                .map(|g| format!("generation {}: {}", g.number, g.store_path.display())),
+            (None, None) => None,
+        };
+        Some(match what {
+            Some(what) => format!("{what} ({})", m.state.as_str()),
+            None => m.state.as_str().to_string(),
+        })
+    }
+
     /// Each carrier's last netboot build by the latest reading (for `/metrics`).
     pub fn netboot_builds(&self) -> Vec<(String, LastBuild)> {
         let board = self.0.read().expect("status board lock");

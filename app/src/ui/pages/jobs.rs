@@ -51,13 +51,14 @@ pub fn DeployPage() -> impl IntoView {
                     Ok(rows) => view! {
                         <p class="count" data-testid="deploy-count">{format!("{} machine(s) selected", rows.len())}</p>
                         <table data-testid="deploy-preview">
-                            <thead><tr><th>"Machine"</th><th>"Reached at"</th><th>"Build attribute"</th><th>"Busy"</th></tr></thead>
+                            <thead><tr><th>"Machine"</th><th>"Reached at"</th><th>"Build attribute"</th><th>"Runs now"</th><th>"Would get"</th><th>"Busy"</th></tr></thead>
                             <tbody>
                             {rows.into_iter().map(|r| {
                                 let name = r.name.clone();
                                 view! {
                                 <tr data-machine=name>
                                     <td>{r.name}</td><td>{r.target}</td><td><code>{r.build_attribute}</code></td>
+                                    <td class="now">{r.now.unwrap_or_else(|| "not read yet".into())}</td><td class="would-get">{r.would_get}</td>
                                     <td>{r.busy_in.map(|id| view! { <a href=format!("/jobs/{id}")>{format!("in job {id}")}</a> })}</td>
                                 </tr>
                                 }
