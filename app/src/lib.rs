@@ -14,8 +14,8 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 use ui::pages::{
-    AccountPage, AdminAuditPage, AdminUsersPage, CarrierPage, CarriersPage, DeployPage, JobPage,
-    JobsPage, MachinePage, MachinesPage, NotFound, SignInPage, StatusPage,
+    AccountPage, AdminAuditPage, AdminUsersPage, CarrierPage, CarriersPage, DeployPage,
+    HistoryPage, JobPage, JobsPage, MachinePage, MachinesPage, NotFound, SignInPage, StatusPage,
 };
 
 /// The HTML document the server renders around [`App`].
@@ -64,6 +64,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/jobs") view=JobsPage ssr=SsrMode::Async/>
                     <Route path=path!("/jobs/:id") view=JobPage ssr=SsrMode::Async/>
                     <Route path=path!("/status") view=StatusPage ssr=SsrMode::Async/>
+                    <Route path=path!("/history") view=HistoryPage ssr=SsrMode::Async/>
                 </Routes>
             </ui::components::Layout>
         </Router>

@@ -607,3 +607,26 @@ pub struct BootPreviewView {
     /// Profiles listing the MAC that the trees do not serve it to.
     pub unserved_claimants: Vec<String>,
 }
+
+/// One build or deploy in the history: from the CLI or a dashboard job alike.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: i64,
+    /// `build` or `deploy`.
+    pub kind: String,
+    pub user: String,
+    /// Where it ran: `user@host` for the CLI, `carrier serve (<instance>)` for a job.
+    pub host: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub action: Option<String>,
+    /// `None` while it runs (or when it was interrupted).
+    pub success: Option<bool>,
+    pub error: Option<String>,
+    /// The configuration's git revision, `+dirty` when it had changes.
+    pub git: Option<String>,
+    /// `(machine, outcome)`: `deployed`, `failed in activate: ...`.
+    pub machines: Vec<(String, String)>,
+    /// The dashboard job it was, if it was one.
+    pub job: Option<i64>,
+}

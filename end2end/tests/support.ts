@@ -7,24 +7,39 @@ import * as path from 'path';
 // (playwright.config.ts), fresh accounts, sign-in, and waiting for hydration.
 
 const root = path.resolve(__dirname, '..', '..');
-const state = path.join(root, '.local', 'e2e');
 export const password = 'correct horse battery';
 
-export function carrier(...args: string[]): string {
+/// A dashboard under test (playwright.config.ts): its configuration directory and state.
+export type Served = { config: string; state: string };
+export const example: Served = {
+  config: path.join(root, 'examples', 'cluster'),
+  state: path.join(root, '.local', 'e2e'),
+};
+export const lab: Served = {
+  config: path.join(root, '.local', 'e2e-lab', 'conf'),
+  state: path.join(root, '.local', 'e2e-lab'),
+};
+
+export function carrierOn(served: Served, ...args: string[]): string {
   return execFileSync(
     path.join(root, 'target', 'release', 'carrier'),
-    ['--config', path.join(root, 'examples', 'cluster'), '--cache-dir', path.join(state, 'cache'),
-      '--database-url', `sqlite://${state}/carrier.db`, ...args],
+    ['--config', served.config, '--cache-dir', path.join(served.state, 'cache'),
+      '--database-url', `sqlite://${served.state}/carrier.db`, ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   ).toString();
 }
 
+export function carrier(...args: string[]): string {
+  return carrierOn(example, ...args);
+}
+
 /// A fresh account per test and project: names never collide across runs of the suite.
-export function account(role: string, project: string): string {
+export function account(role: string, project: string, served = example, scope?: string): string {
   const name = `${role}-${project}-${Math.random().toString(36).slice(2, 8)}`;
-  const file = path.join(state, `${name}.password`);
+  const file = path.join(served.state, `${name}.password`);
   fs.writeFileSync(file, password + '\n', { mode: 0o600 });
-  carrier('user', 'add', name, '--role', role, '--password-file', file);
+  const extra = scope ? ['--scope', scope] : [];
+  carrierOn(served, 'user', 'add', name, '--role', role, ...extra, '--password-file', file);
   return name;
 }
 

@@ -1,12 +1,12 @@
 //! The read pages as JSON: a `GET` of `/machines`, `/machines/<name>`, `/carriers`,
-//! `/carriers/<name>`, `/jobs`, `/jobs/<id>` or `/status` whose
+//! `/carriers/<name>`, `/jobs`, `/jobs/<id>`, `/status` or `/history` whose
 //! `Accept` header names `application/json` is answered with the data the page shows, from
 //! the same service call and with the same authorisation as the page's server function
 //! (docs/api.md). Runs after the caller is resolved; every other request passes through.
 
 use app::error::AppError;
 use app::model::MachineQuery;
-use app::services::{AppState, Caller, Permission, carriers, jobs, status, status_of};
+use app::services::{AppState, Caller, Permission, carriers, history, jobs, status, status_of};
 use axum::extract::{Query, Request, State};
 use axum::http::header::{ACCEPT, HeaderValue, VARY};
 use axum::http::{HeaderMap, Method, Uri};
@@ -24,6 +24,16 @@ enum Page {
     Jobs(JobsQuery),
     Job(i64),
     Status,
+    History(HistoryQuery),
+}
+
+/// The filters of the history page.
+#[derive(Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default)]
+struct HistoryQuery {
+    machine: String,
+    user: String,
+    outcome: String,
 }
 
 /// The filters of the jobs page.
@@ -75,20 +85,13 @@ pub fn error_response(e: &AppError) -> Response {
 fn page(uri: &Uri) -> Option<Result<Page, AppError>> {
     let path = uri.path();
     if path == "/machines" {
-        let query = Query::<MachineQuery>::try_from_uri(uri)
-            .map(|Query(q)| Page::Machines(q))
-            .map_err(|e| AppError::BadInput(format!("the query string: {}", e.body_text())));
-        return Some(query);
+        return Some(query(uri).map(Page::Machines));
     }
     match path {
         "/carriers" => return Some(Ok(Page::Carriers)),
         "/status" => return Some(Ok(Page::Status)),
-        "/jobs" => {
-            let query = Query::<JobsQuery>::try_from_uri(uri)
-                .map(|Query(q)| Page::Jobs(q))
-                .map_err(|e| AppError::BadInput(format!("the query string: {}", e.body_text())));
-            return Some(query);
-        }
+        "/jobs" => return Some(query(uri).map(Page::Jobs)),
+        "/history" => return Some(query(uri).map(Page::History)),
         _ => {}
     }
     if let Some(id) = path.strip_prefix("/jobs/").filter(|i| !i.is_empty() && !i.contains('/')) {
@@ -105,6 +108,13 @@ fn page(uri: &Uri) -> Option<Result<Page, AppError>> {
             .map(|n| page(n.into_owned()))
             .map_err(|_| AppError::BadInput(format!("the name '{name}' is not UTF-8"))),
     )
+}
+
+/// A page's filters from the query string.
+fn query<Q: serde::de::DeserializeOwned>(uri: &Uri) -> Result<Q, AppError> {
+    Query::<Q>::try_from_uri(uri)
+        .map(|Query(q)| q)
+        .map_err(|e| AppError::BadInput(format!("the query string: {}", e.body_text())))
 }
 
 async fn answer(
@@ -128,6 +138,9 @@ async fn answer(
         }
         Page::Job(id) => serde_json::to_value(jobs::detail(state, &caller, id).await?),
         Page::Status => serde_json::to_value(status::page(state).await?),
+        Page::History(q) => {
+            serde_json::to_value(history::list(state, &q.machine, &q.user, &q.outcome).await?)
+        }
     };
     value.map_err(|e| {
         tracing::error!("serialising a JSON answer: {e}");

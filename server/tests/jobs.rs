@@ -355,10 +355,26 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     );
     assert!(metrics.contains("\ncarrier_netboot_left_out{carrier=\"pxe\"} 0\n"), "{metrics}");
 
+    // a deploy from the command line on the same database joins the dashboard's history,
+    // next to the job (linked to it)
+    ok(&lab.cli_db(&["deploy", "-y", "pxe#node1"]));
+    let runs = json("/history?machine=pxe%23node1");
+    let runs = runs.as_array().unwrap_or_else(|| panic!("{runs}"));
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!((&runs[0]["job"], &runs[0]["success"]), (&Value::Null, &Value::Bool(true)));
+    assert!(!runs[0]["host"].as_str().unwrap().starts_with("carrier serve"), "{runs:?}");
+    assert_eq!(runs[1]["job"], id, "{runs:?}");
+    assert!(runs[1]["machines"].to_string().contains("deployed"), "{runs:?}");
+    let page =
+        server.curl(&["-H", &format!("Cookie: {vic}"), &format!("{}/history", server.url())]);
+    assert!(page.contains(&format!("/jobs/{id}")), "{page}");
+    let bad = json("/history?outcome=maybe");
+    assert_eq!(bad["error"], "outcome: 'maybe' is not one of succeeded, failed, unfinished");
+
     // history and audit
     let history = ok(&lab.cli_db(&["history", "--json"]));
     let history: Value = serde_json::from_str(&history).unwrap();
-    let run = &history[0];
+    let run = &history[1];
     assert_eq!(run["user"], "dee", "{history}");
     assert!(run["host"].as_str().unwrap().starts_with("carrier serve (a)"), "{history}");
     let audit = ok(&lab.cli_db(&["audit", "--json", "--action", "job.deploy"]));

@@ -531,6 +531,26 @@ impl Store {
             .map_err(query(what))
     }
 
+    /// The jobs whose runs in the history are numbered `from` to `to`: `(run, job)`.
+    pub async fn jobs_of_runs(
+        &self,
+        from: RunId,
+        to: RunId,
+    ) -> Result<Vec<(RunId, JobId)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, id FROM jobs WHERE run_id >= $1 AND run_id <= $2 ORDER BY run_id",
+        )
+        .bind(from.0)
+        .bind(to.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query("reading the jobs of runs"))?;
+        rows.iter()
+            .map(|r| Ok((RunId(r.try_get("run_id")?), JobId(r.try_get("id")?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query("reading the jobs of runs"))
+    }
+
     /// How many jobs are in each state (states without jobs are left out).
     pub async fn job_counts(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
         let what = "counting jobs";

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod carriers;
+pub mod history;
 pub mod inventory;
 pub mod jobs;
 pub mod status;

@@ -5,6 +5,7 @@
 mod access;
 pub mod accounts;
 pub mod carriers;
+pub mod history;
 mod inventory;
 pub mod jobs;
 mod origin;

@@ -17,6 +17,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 <a href="/carriers">"Carriers"</a>
                 <a href="/status">"Status"</a>
                 <a href="/jobs">"Jobs"</a>
+                <a href="/history">"History"</a>
                 <Suspense fallback=|| ()>
                     {move || Suspend::new(async move {
                         let may = caller.await.is_ok_and(|c| c.may_deploy());
