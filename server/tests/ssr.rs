@@ -603,6 +603,15 @@ async fn every_route_authorises_its_caller() {
             [401, 403, 400, 400],
         ),
         ("POST", "/api/cancel_job", "id=999", [401, 403, 404, 404]),
+        ("GET", "/carriers/pxe-server", "", [SEE, 200, 200, 200]),
+        ("POST", "/api/get_carrier", "name=pxe-server", [401, 200, 200, 200]),
+        ("POST", "/api/get_carrier", "name=backup", [401, 404, 404, 404]),
+        // checked before the carrier is asked
+        ("POST", "/api/preview_boot", "carrier=pxe-server&mac=52:54", [401, 400, 400, 400]),
+        ("POST", "/api/preview_boot", "carrier=backup&mac=52:54:00:00:00:01", [401, 404, 404, 404]),
+        ("GET", "/history", "", [SEE, 200, 200, 200]),
+        ("POST", "/api/list_history", "machine=&user=&outcome=", [401, 200, 200, 200]),
+        ("POST", "/api/list_history", "machine=&user=&outcome=bad", [401, 400, 400, 400]),
     ];
     let callers: Vec<Option<&str>> =
         std::iter::once(None).chain(cookies.iter().map(|(_, c)| Some(c.as_str()))).collect();
