@@ -530,7 +530,7 @@ pub struct CarrierDetail {
 /// A carried profile on a carrier, with every generation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CarriedProfile {
-    /// `confctl-<alias>`.
+    /// Its name: `node1` for `/nix/var/nix/profiles/confctl-node1`.
     pub profile: String,
     /// The cluster's carried machine it belongs to (`pxe#node1`), if any.
     pub machine: Option<String>,

@@ -62,7 +62,7 @@ test('a deployer deploys a carried machine; the carrier page and the boot previe
     expect(newest.current).toBe(true);
   }).toPass({ timeout: 60_000 });
   await page.goto('/carriers/pxe');
-  const current = page.locator(`table[data-profile="confctl-node1"] tr[data-generation="${newest.number}"]`);
+  const current = page.locator(`table[data-profile="node1"] tr[data-generation="${newest.number}"]`);
   await expect(current).toContainText('current');
   await expect(current).toContainText(MAC);
   await expect(page.getByTestId('netboot-last-build')).toContainText('published');

@@ -43,15 +43,9 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         None => Vec::new(),
     };
-    let report = runtime.block_on(read(
-        &conf_dir,
-        &loaded.cluster,
-        &machines,
-        args.generation.as_deref(),
-        &checkins,
-        ssh,
-        timeout,
-    ))?;
+    let targets =
+        targets(&conf_dir, &loaded.cluster, &machines, args.generation.as_deref(), &checkins)?;
+    let report = runtime.block_on(status::read(&targets, ssh, timeout))?;
     if args.json {
         crate::json::print(&report)?;
     } else {
@@ -78,20 +72,19 @@ pub fn run(global: &GlobalArgs, args: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The status of `machines` (against `generation`, default each one's current build
-/// generation), with the check-ins given: `carrier status` and the dashboard's refresher.
-pub async fn read(
+/// What status reads for `machines` (against `generation`, default each one's current
+/// build generation), with the check-ins given: `carrier status` and the dashboard's
+/// refresher. Reads the local build generations: blocking.
+pub fn targets(
     conf_dir: &ConfDir,
     cluster: &Cluster,
     machines: &[&Machine],
     generation: Option<&str>,
     checkins: &[Checkin],
-    ssh: SshSettings,
-    timeout: Duration,
-) -> anyhow::Result<StatusReport> {
+) -> anyhow::Result<Vec<StatusTarget>> {
     let mut targets = status::targets(conf_dir, cluster, machines, generation)?;
     add_checkins(&mut targets, checkins);
-    Ok(status::read(&targets, ssh, timeout).await?)
+    Ok(targets)
 }
 
 /// Keeps the dashboard's status board fresh (docs/status.md, "The status page"): reads
@@ -121,8 +114,6 @@ impl Refresher {
             Ok(loaded) => loaded,
             Err(e) => return self.board.failed(e.to_string()),
         };
-        let machines: Vec<&Machine> =
-            loaded.cluster.machines.iter().filter(|m| status::selectable(m)).collect();
         let checkins = self.store.latest_checkins().await.unwrap_or_else(|e| {
             tracing::warn!("check-ins not read, booted state unknown: {e}");
             Vec::new()
@@ -130,8 +121,22 @@ impl Refresher {
         let timeout = Duration::from_secs(10);
         let ssh =
             SshSettings { config_file: self.ssh_config.clone(), connect_timeout: Some(timeout) };
-        let conf_dir = self.inventory.conf_dir();
-        match read(conf_dir, &loaded.cluster, &machines, None, &checkins, ssh, timeout).await {
+        let conf_dir = self.inventory.conf_dir().clone();
+        // the local build generations are files: read off the async runtime
+        let cluster = loaded.cluster.clone();
+        let dir = conf_dir.clone();
+        let found = tokio::task::spawn_blocking(move || {
+            let machines: Vec<&Machine> =
+                cluster.machines.iter().filter(|m| status::selectable(m)).collect();
+            targets(&dir, &cluster, &machines, None, &checkins)
+        })
+        .await;
+        let read = match found {
+            Ok(Ok(targets)) => status::read(&targets, ssh, timeout).await.map_err(Into::into),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("reading the build generations: {e}")),
+        };
+        match read {
             Ok(report) => self.board.set(report),
             Err(e) => {
                 let message = conf_dir.relative_message(&format!("{e:#}"));

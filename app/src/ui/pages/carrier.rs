@@ -4,7 +4,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::machine::CarriedTable;
 use crate::model::{
-    BootPreviewView, CarriedProfile, CarrierDetail, NetbootBuild, count, machine_href,
+    BootPreviewView, CarriedProfile, CarrierDetail, CheckinRow, NetbootBuild, count, machine_href,
 };
 use crate::serverfns::carriers::{get_carrier, preview_boot};
 use crate::ui::components::ErrorBox;
@@ -86,18 +86,25 @@ fn Detail(detail: CarrierDetail) -> impl IntoView {
         {netboot_error.map(|e| view! { <p class="error">{format!("last build not read: {e}")}</p> })}
         {netboot.map(|b| view! { <LastBuild b/> })}
         <h2>{count(profiles.len(), "carried profile")}</h2>
-        {profiles.into_iter().map(|p| view! { <Profile p/> }).collect_view()}
+        {profiles.into_iter().map(|p| view! { <Profile p/> }).collect_view().into_any()}
+        <Checkins rows=checkins/>
+        <h2>"In the cluster"</h2>
+        <CarriedTable rows=carrier.carried/>
+    }
+}
+
+#[component]
+fn Checkins(rows: Vec<CheckinRow>) -> impl IntoView {
+    view! {
         <h2>"Check-ins"</h2>
         <table class="checkins" data-testid="checkins">
             <thead><tr><th>"Machine"</th><th>"Generation"</th><th>"MAC"</th><th>"Received"</th></tr></thead>
             <tbody>
-                {checkins.into_iter().map(|c| view! {
+                {rows.into_iter().map(|c| view! {
                     <tr data-machine=c.machine.clone()><td>{c.machine.clone()}</td><td>{c.generation}</td><td><code>{c.mac}</code></td><td>{c.received_at}</td></tr>
                 }).collect_view()}
             </tbody>
         </table>
-        <h2>"In the cluster"</h2>
-        <CarriedTable rows=carrier.carried/>
     }
 }
 
