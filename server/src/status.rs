@@ -15,7 +15,7 @@ use carrier_core::cluster::{Cluster, Machine};
 use carrier_core::conf_dir::ConfDir;
 use carrier_core::profile_name::ProfileName;
 use carrier_core::remote::SshSettings;
-use carrier_core::status::{self, Booted, Kind, MachineStatus, StatusReport, StatusTarget};
+use carrier_core::status::{self, Booted, Kind, MachineStatus, StatusTarget};
 use carrier_storage::{Checkin, Store, StoreError};
 
 use crate::cli::{GlobalArgs, StatusArgs};

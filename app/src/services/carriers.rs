@@ -60,9 +60,8 @@ pub async fn detail(
             read.netboot_error,
         ),
         None => {
-            let why = board_error.or_else(|| match read_at {
-                Some(_) => Some(format!("the last reading did not reach {name}")),
-                None => None,
+            let why = board_error.or_else(|| {
+                read_at.as_ref().map(|_| format!("the last reading did not reach {name}"))
             });
             (Vec::new(), None, why, None)
         }
