@@ -906,6 +906,20 @@ mod tests {
     }
 
     #[test]
+    fn instance_names_are_a_plain_word() {
+        let instance = |v: &str| match Cli::try_parse_from(["carrier", "serve", "--instance", v]) {
+            Ok(Cli { command: Command::Serve(args), .. }) => Ok(args.instance.unwrap()),
+            Ok(_) => panic!("not serve"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(instance("web-1.prg_a").as_deref(), Ok("web-1.prg_a"));
+        for bad in ["", "a b", "a/b", "$(reboot)", "ä", &"x".repeat(65)] {
+            let e = instance(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}': 1 to 64 letters")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn health_checks_can_be_switched_on_and_off_the_last_flag_winning() {
         let deploy = |argv: &[&str]| match Cli::try_parse_from(argv).expect("parses").command {
             Command::Deploy(args) => args,

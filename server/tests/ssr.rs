@@ -580,6 +580,7 @@ async fn every_route_authorises_its_caller() {
         ("POST", "/api/get_status", "", [401, 200, 200, 200]),
         ("GET", "/jobs", "", [SEE, 200, 200, 200]),
         ("GET", "/jobs/999/events", "", [SEE, 404, 404, 404]),
+        ("GET", "/jobs/abc/events", "", [SEE, 404, 404, 404]),
         ("POST", "/api/list_jobs", "machine=&requested_by=&state=", [401, 200, 200, 200]),
         ("POST", "/api/list_jobs", "machine=&requested_by=&state=bogus", [401, 400, 400, 400]),
         ("POST", "/api/get_job", "id=999", [401, 404, 404, 404]),
