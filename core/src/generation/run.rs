@@ -83,7 +83,7 @@ pub async fn remote_generation<H: Hosts>(
 /// Where garbage is collected after a removal.
 pub struct Gc<'a> {
     /// Whether to collect on this host machine (a machine, or a carried machine's carrier).
-    pub on: &'a dyn Fn(&Machine) -> bool,
+    pub on: &'a (dyn Fn(&Machine) -> bool + Sync),
     /// Hosts collecting at the same time.
     pub max_concurrent: usize,
 }
@@ -116,7 +116,7 @@ pub async fn remove<H: Hosts>(
     hosts: &H,
     records: &[&Record],
     gc: Gc<'_>,
-    on_line: &dyn Fn(String),
+    on_line: &(dyn Fn(String) + Sync),
 ) -> Result<Removed, GenerationError> {
     if let Some(r) = records.iter().find(|r| r.is_current()) {
         return Err(GenerationError::Current { machine: r.machine.clone(), name: r.name.clone() });
