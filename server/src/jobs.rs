@@ -54,6 +54,8 @@ pub struct Runner {
     /// An instance silent this long is taken for dead: its running jobs become
     /// interrupted. This one beats every third of it.
     pub stale_after: Duration,
+    /// Jobs run at once (`--max-running-jobs`).
+    pub max_running: usize,
     /// Told when a job has ended (the status page reads the hosts again).
     pub ended: Arc<tokio::sync::Notify>,
 }
@@ -99,12 +101,26 @@ impl Runner {
         }
     }
 
+    /// Claims and runs jobs, at most `max_running` at once (the claims keep two jobs of
+    /// one machine apart).
     async fn work(self: Arc<Self>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.max_running.max(1)));
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else { return };
             match self.store.claim_job(&self.instance).await {
-                Ok(Some(job)) => self.run(job).await,
-                Ok(None) => tokio::time::sleep(POLL).await,
+                Ok(Some(job)) => {
+                    let runner = self.clone();
+                    tokio::spawn(async move {
+                        runner.run(job).await;
+                        drop(slot);
+                    });
+                }
+                Ok(None) => {
+                    drop(slot);
+                    tokio::time::sleep(POLL).await;
+                }
                 Err(e) => {
+                    drop(slot);
                     tracing::error!("claiming a job: {e}");
                     tokio::time::sleep(self.stale_after / 3).await;
                 }

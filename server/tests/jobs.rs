@@ -401,6 +401,7 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     assert_eq!(outcomes.iter().filter(|o| o.starts_with("failed")).count(), 2, "{audit}");
 
     builds_removals_and_netboot_rebuilds_are_jobs(&lab, &server, [&dee, &vic, &oscar]);
+    concurrent_profile_changes_coalesce_their_netboot_builds(&lab);
 }
 
 const CARRIED: &str = "/nix/var/nix/profiles/confctl-node1";
@@ -494,6 +495,112 @@ fn builds_removals_and_netboot_rebuilds_are_jobs(lab: &Lab, server: &Server, coo
     };
     assert!(said("log", "published "), "{detail}");
     assert!(said("ok", "netboot done"), "{detail}");
+
+    // jobs on other machines run at once: while a deploy of node2 waits for the
+    // configuration's deploy lock (held here), pxe's trees are rebuilt
+    lab.set_marker(&["node2"], "deployed beside a rebuild");
+    let lock = lab.conf().join(".confctl/deploy.lock");
+    let holder = std::fs::OpenOptions::new().create(true).append(true).open(&lock).unwrap();
+    holder.lock().unwrap();
+    let deploy = server.start_job(dee, "/api/start_deploy", &deploy_form("node2", "queue"));
+    let rebuild = server.start_job(dee, "/api/rebuild_netboot", &[("carrier", "pxe")]);
+    let rebuilt = server.finished(vic, rebuild);
+    assert_eq!(rebuilt["job"]["state"], "succeeded", "{rebuilt}\n{}", server.output());
+    let waiting = server.call(vic, "get_job", &[("id", &deploy.to_string())]);
+    assert_eq!(waiting["job"]["state"], "running", "{waiting}");
+    assert!(waiting["events"].to_string().contains("deploy.lock"), "it waits: {waiting}");
+    drop(holder);
+    let deployed = server.finished(vic, deploy);
+    assert_eq!(deployed["job"]["state"], "succeeded", "{deployed}\n{}", server.output());
+}
+
+/// Several `carrier profile set` at once on the lab's carrier while a netboot build runs
+/// (the lab's builds are too quick to overlap by themselves, so the build lock is held
+/// for a few seconds in its stead): the changes take turns on the profile lock, their
+/// on-change hooks run beside each other, and their netboot builds coalesce into fewer
+/// builds than changes. (Were the hooks run under the profile lock, each change would
+/// wait for the one before it and build on its own.) The netboot hook is wrapped to keep
+/// each build's report (`builds`: how many builds that call ran, 0 when another call's
+/// build covered it).
+fn concurrent_profile_changes_coalesce_their_netboot_builds(lab: &Lab) {
+    const CHANGES: usize = 8;
+    let host = lab.host_root("pxe.lab");
+    let host_json = host.join("etc/carrier/host.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&host_json).unwrap()).unwrap();
+    let reports = lab.tmp().join("netboot-reports.jsonl");
+    let hooks = config["onChange"].as_array_mut().unwrap();
+    let build = hooks.iter_mut().find(|h| h[1] == "netboot").expect("the lab's netboot hook");
+    let netboot_json = build[4].as_str().unwrap().to_string();
+    *build = serde_json::json!([
+        "/bin/sh",
+        "-c",
+        "exec carrier netboot build --json --config \"$1\" >> \"$2\"",
+        "sh",
+        netboot_json,
+        reports.display().to_string()
+    ]);
+    std::fs::write(&host_json, config.to_string()).unwrap();
+
+    // the carried profile's two dists (the two build generations deployed above)
+    let dir = lab.conf().join(".confctl/generations/pxe#node1");
+    let mut dists: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let json = std::fs::read(e.ok()?.path().join("generation.json")).ok()?;
+            let g: Value = serde_json::from_slice(&json).ok()?;
+            Some(g["toplevel"].as_str()?.to_string())
+        })
+        .collect();
+    dists.sort();
+    dists.dedup();
+    assert_eq!(dists.len(), 2, "{dists:?}");
+    let before = carried_generations(lab).len();
+
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let lock = "/run/carrier/netboot.lock";
+        let building = s.spawn(|| lab.ssh("pxe.lab", &["flock", lock, "sleep", "5"]));
+        // one string: ssh hands the remote shell one command line
+        let held = format!("flock -n -E 75 {lock} true; test $? = 75");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("ssh")
+            .arg("-F")
+            .arg(lab.dir().join("ssh_config"))
+            .arg("pxe.lab")
+            .arg(&held)
+            .status()
+            .is_ok_and(|s| !s.success())
+        {
+            assert!(Instant::now() < deadline, "the build lock is not taken");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let sets: Vec<_> = (0..CHANGES)
+            .map(|i| {
+                let dist = dists[i % 2].as_str();
+                s.spawn(move || {
+                    lab.ssh("pxe.lab", &["carrier", "profile", "set", "-p", CARRIED, dist])
+                })
+            })
+            .collect();
+        for set in sets {
+            set.join().unwrap();
+        }
+        building.join().unwrap();
+    });
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&reports).unwrap();
+    let reports: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), CHANGES, "one hook run per change:\n{text}");
+    let builds: u64 = reports.iter().map(|r| r["builds"].as_u64().unwrap()).sum();
+    eprintln!("{CHANGES} concurrent profile changes: {builds} netboot builds, {took:?}");
+    assert!(
+        (1..CHANGES as u64).contains(&builds),
+        "{builds} builds for {CHANGES} changes:\n{text}"
+    );
+    assert!(carried_generations(lab).len() > before, "the profile changed");
+    let records = "ls -A /nix/var/nix/profiles/.carrier-on-change-pending 2>/dev/null; true";
+    let left = lab.ssh("pxe.lab", &[records]);
+    assert_eq!(left.trim(), "", "every pending record settled");
 }
 
 /// Jobs a server left running are marked interrupted when it starts again (their machines
