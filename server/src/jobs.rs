@@ -325,7 +325,7 @@ impl Runner {
             "phase": phase,
             "error": error,
         }]});
-        self.finish_step(sink, phase, &m.name, error, report)
+        finish_step(sink, phase, &m.name, error, report)
     }
 
     /// `carrier netboot build --json` on the carrier: its summary as the log (each machine
@@ -366,29 +366,7 @@ impl Runner {
             }
             Err(e) => (Some(e.to_string()), serde_json::Value::Null),
         };
-        self.finish_step(sink, phase, &carrier.name, error, report)
-    }
-
-    /// Ends the one step of a generation removal or netboot rebuild: its machine's
-    /// outcome and the phase's end as events; the job done, or failed with `error`.
-    fn finish_step(
-        &self,
-        sink: &JobSink,
-        phase: Phase,
-        machine: &str,
-        error: Option<String>,
-        report: serde_json::Value,
-    ) -> Result<Done, Failure> {
-        let outcome = match &error {
-            None => Outcome::Ok,
-            Some(error) => Outcome::Failed { error: error.clone() },
-        };
-        sink.emit(Event::MachineFinished { phase, machine: machine.to_string(), outcome });
-        sink.emit(Event::PhaseFinished { phase });
-        match error {
-            None => Ok(Done { success: true, report, end: None }),
-            Some(message) => Err(Failure { phase: Some(phase), message }),
-        }
+        finish_step(sink, phase, &carrier.name, error, report)
     }
 
     /// The hosts' SSH settings, as for `carrier deploy`.
@@ -400,6 +378,27 @@ impl Runner {
     fn connections(&self) -> Result<Connections, Failure> {
         Connections::new(self.ssh(), Timeouts::default().command)
             .map_err(|e| Failure::new(format!("preparing SSH connections: {e}")))
+    }
+}
+
+/// Ends the one step of a generation removal or netboot rebuild: its machine's
+/// outcome and the phase's end as events; the job done, or failed with `error`.
+fn finish_step(
+    sink: &JobSink,
+    phase: Phase,
+    machine: &str,
+    error: Option<String>,
+    report: serde_json::Value,
+) -> Result<Done, Failure> {
+    let outcome = match &error {
+        None => Outcome::Ok,
+        Some(error) => Outcome::Failed { error: error.clone() },
+    };
+    sink.emit(Event::MachineFinished { phase, machine: machine.to_string(), outcome });
+    sink.emit(Event::PhaseFinished { phase });
+    match error {
+        None => Ok(Done { success: true, report, end: None }),
+        Some(message) => Err(Failure { phase: Some(phase), message }),
     }
 }
 
