@@ -360,7 +360,7 @@ pub struct DeployForm {
     /// Space-separated tags (`^tag` excludes), as in the machines filter.
     #[serde(default)]
     pub tags: String,
-    /// switch, boot, test or dry-activate.
+    /// switch, boot, test, dry-activate, or build (only build: a build job).
     pub action: String,
     /// An existing build generation; empty: build now.
     #[serde(default)]

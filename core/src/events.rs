@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-/// A step of a deploy run.
+/// A step of a run: of a deploy, or of a dashboard job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
@@ -16,6 +16,10 @@ pub enum Phase {
     CarriedProfile,
     Reboot,
     HealthCheck,
+    /// Removing generations (a dashboard job).
+    Generations,
+    /// Rebuilding a carrier's netboot trees (a dashboard job).
+    Netboot,
 }
 
 impl Phase {
@@ -29,6 +33,8 @@ impl Phase {
             Phase::CarriedProfile => "carried profile",
             Phase::Reboot => "reboot",
             Phase::HealthCheck => "health checks",
+            Phase::Generations => "generations",
+            Phase::Netboot => "netboot",
         }
     }
 }

@@ -665,6 +665,10 @@ pub struct ServeArgs {
     /// earlier jobs interrupted at start).
     #[arg(long)]
     pub no_jobs: bool,
+    /// Jobs this instance runs at once (on machines no other job holds; deploys and builds
+    /// of one configuration directory still take turns on its deploy lock).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_running_jobs: u32,
     /// Seconds without a heartbeat after which another instance is taken for dead and its
     /// running jobs are marked interrupted; this instance beats every third of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]

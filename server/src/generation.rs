@@ -264,7 +264,7 @@ async fn remove(
     hosts: &impl Hosts,
     records: &[&Record],
     gc: &GcArgs,
-    gc_on: impl Fn(&Machine) -> bool,
+    gc_on: impl Fn(&Machine) -> bool + Sync,
 ) -> anyhow::Result<bool> {
     let max = usize::try_from(gc.max_concurrent_gc).unwrap_or(usize::MAX);
     let removed = generation::remove(

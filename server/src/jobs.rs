@@ -2,10 +2,12 @@
 //!
 //! The runner claims queued jobs from the database (the claim takes the jobs' machines'
 //! locks there, so several instances sharing one PostgreSQL never run one job twice or
-//! two jobs of one machine at once), runs each on the core engine exactly as `carrier
-//! deploy` does (`deploy::prepare`, then `deploy::run`), writes its events to the
-//! database as they come, records it in the history like a CLI run, and ends it with its
-//! report. Its instance's heartbeat lets the others mark its jobs interrupted when it dies;
+//! two jobs of one machine at once), runs each by its kind on the core engine as the CLI
+//! does: a deploy as `carrier deploy` (`deploy::prepare`, then `deploy::run`), a build as
+//! `carrier build`, a generation removal as `carrier generation rm -r`, a netboot rebuild
+//! as `carrier netboot build` on the carrier. It writes the events to the database as they
+//! come, records deploys and builds in the history like CLI runs, and ends each job with
+//! its report. Its instance's heartbeat lets the others mark its jobs interrupted when it dies;
 //! at start it marks its own earlier jobs interrupted.
 
 use std::convert::Infallible;
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use app::services::jobs::{DeployRequest, event_view};
+use app::services::jobs::{DeployRequest, GenerationRmRequest, NetbootRebuildRequest, event_view};
 use app::services::{Caller, InventoryService, Permission};
 use axum::Router;
 use axum::extract::{Extension, Path, Query, State};
@@ -23,14 +25,17 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use carrier_core::build::BuildOptions;
+use carrier_core::carrier::netboot;
 use carrier_core::conf_dir::ConfDir;
-use carrier_core::deploy::{self, DeployReport, SshSettings};
-use carrier_core::events::{Event, EventSink};
-use carrier_storage::{Job, JobId, JobState, NewRun, RunKind, Store};
+use carrier_core::deploy::{self, SshSettings, Timeouts};
+use carrier_core::events::{Event, EventSink, Outcome, Phase};
+use carrier_core::generation;
+use carrier_core::remote::{Connections, Hosts};
+use carrier_storage::{Job, JobId, JobKind, JobState, NewRun, RunEnd, RunKind, Store};
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::records::{deploy_end, failed_end, git_state};
+use crate::records::{built_end, deploy_end, failed_end, git_state};
 
 /// How often an idle runner looks for queued jobs, and a stream for new events.
 const POLL: Duration = Duration::from_millis(250);
@@ -49,6 +54,8 @@ pub struct Runner {
     /// An instance silent this long is taken for dead: its running jobs become
     /// interrupted. This one beats every third of it.
     pub stale_after: Duration,
+    /// Jobs run at once (`--max-running-jobs`).
+    pub max_running: usize,
     /// Told when a job has ended (the status page reads the hosts again).
     pub ended: Arc<tokio::sync::Notify>,
 }
@@ -94,12 +101,26 @@ impl Runner {
         }
     }
 
+    /// Claims and runs jobs, at most `max_running` at once (the claims keep two jobs of
+    /// one machine apart).
     async fn work(self: Arc<Self>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(self.max_running.max(1)));
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else { return };
             match self.store.claim_job(&self.instance).await {
-                Ok(Some(job)) => self.run(job).await,
-                Ok(None) => tokio::time::sleep(POLL).await,
+                Ok(Some(job)) => {
+                    let runner = self.clone();
+                    tokio::spawn(async move {
+                        runner.run(job).await;
+                        drop(slot);
+                    });
+                }
+                Ok(None) => {
+                    drop(slot);
+                    tokio::time::sleep(POLL).await;
+                }
                 Err(e) => {
+                    drop(slot);
                     tracing::error!("claiming a job: {e}");
                     tokio::time::sleep(self.stale_after / 3).await;
                 }
@@ -117,27 +138,32 @@ impl Runner {
         let writer = tokio::spawn(write_events(self.store.clone(), id, rx));
         let watcher = tokio::spawn(watch_cancel(self.store.clone(), id, cancelled.clone()));
         let run = self.start_run(&job).await;
-        let outcome = self.deploy(&job, sink.clone()).await;
+        let outcome = match job.kind {
+            JobKind::Deploy => self.deploy(&job, sink.clone()).await,
+            JobKind::Build => self.build(&job, sink.clone()).await,
+            JobKind::GenerationRm => self.remove_generation(&job, &sink).await,
+            JobKind::NetbootRebuild => self.rebuild_netboot(&job, &sink).await,
+        };
         drop(sink);
         let _ = writer.await;
         watcher.abort();
         let (state, error, report, end) = match outcome {
-            Ok(report) => {
-                let state = if cancelled.load(Ordering::Relaxed) && !report.success() {
+            Ok(done) => {
+                let state = if cancelled.load(Ordering::Relaxed) && !done.success {
                     JobState::Cancelled
-                } else if report.success() {
+                } else if done.success {
                     JobState::Succeeded
                 } else {
                     JobState::Failed
                 };
-                (state, None, serde_json::to_value(&report).ok(), deploy_end(&report))
+                (state, None, Some(done.report), done.end)
             }
             Err(failure) => {
                 let end = failed_end(&job.machines, failure.phase, &failure.message);
-                (JobState::Failed, Some(failure.message), None, end)
+                (JobState::Failed, Some(failure.message), None, Some(end))
             }
         };
-        if let Some(run) = run
+        if let (Some(run), Some(end)) = (run, end)
             && let Err(e) = self.store.finish_run(run, &end).await
         {
             tracing::error!("recording the end of job {} in the history: {e}", id.0);
@@ -150,19 +176,25 @@ impl Runner {
         self.ended.notify_one();
     }
 
-    /// Records the job in the history (`carrier history`), as a CLI deploy is.
+    /// Records a deploy or build job in the history (`carrier history`), as a CLI deploy
+    /// or build is; the other kinds have no record there.
     async fn start_run(&self, job: &Job) -> Option<carrier_storage::RunId> {
+        let kind = match job.kind {
+            JobKind::Deploy => RunKind::Deploy,
+            JobKind::Build => RunKind::Build,
+            JobKind::GenerationRm | JobKind::NetbootRebuild => return None,
+        };
         let request = &job.request;
         let text = |k: &str| request.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let run = NewRun {
-            kind: RunKind::Deploy,
+            kind,
             user: job.requested_by.clone(),
             host: format!("carrier serve ({})", self.instance),
             selection: serde_json::json!({
                 "pattern": request.get("pattern"),
                 "tags": request.get("tags"),
             }),
-            action: text("action"),
+            action: text("action").filter(|_| kind == RunKind::Deploy),
             options: request.clone(),
             git: git_state(self.conf_dir.path()),
             generation: text("generation"),
@@ -183,10 +215,41 @@ impl Runner {
 
     /// The deploy itself: the machines as they are in the cluster now, then the same
     /// engine calls as `carrier deploy`.
-    async fn deploy(&self, job: &Job, sink: Arc<JobSink>) -> Result<DeployReport, Failure> {
-        let request: DeployRequest = serde_json::from_value(job.request.clone())
-            .map_err(|e| Failure::new(format!("the job's request cannot be read: {e}")))?;
+    async fn deploy(&self, job: &Job, sink: Arc<JobSink>) -> Result<Done, Failure> {
+        let request: DeployRequest = read_request(job)?;
         let opts = request.options().map_err(|e| Failure::new(e.to_string()))?;
+        let prepared = self.prepare(job, &request, false, sink.clone()).await?;
+        // not build-only: there are targets
+        let targets = prepared.targets.unwrap_or_default();
+        let report = deploy::run(targets, &opts, self.ssh(), &*sink).await;
+        // the configuration directory stays locked until the hosts are done
+        drop(prepared.lock);
+        let report_json = serde_json::to_value(&report).unwrap_or_default();
+        Ok(Done { success: report.success(), report: report_json, end: Some(deploy_end(&report)) })
+    }
+
+    /// A build alone, as `carrier build` (`deploy::prepare` building only): a new local
+    /// build generation of every machine.
+    async fn build(&self, job: &Job, sink: Arc<JobSink>) -> Result<Done, Failure> {
+        let request: DeployRequest = read_request(job)?;
+        let prepared = self.prepare(job, &request, true, sink).await?;
+        drop(prepared.lock);
+        let built = prepared.artifacts.iter().map(|a| (a.machine.as_str(), a.generation.as_str()));
+        let end = built_end(built);
+        let report = serde_json::json!({ "machines": end.machines });
+        Ok(Done { success: true, report, end: Some(end) })
+    }
+
+    /// The first half of a deploy or build: the machines as they are in the cluster now,
+    /// the configuration's lock, a new build (or the generation asked for), the targets
+    /// unless `build_only`. Off the async runtime.
+    async fn prepare(
+        &self,
+        job: &Job,
+        request: &DeployRequest,
+        build_only: bool,
+        sink: Arc<JobSink>,
+    ) -> Result<deploy::Prepared, Failure> {
         let loaded = self.inventory.load().await.map_err(|e| Failure::new(e.to_string()))?;
         let cluster = loaded.cluster;
         let missing: Vec<&str> =
@@ -200,8 +263,7 @@ impl Runner {
         };
         let (conf_dir, names, generation) =
             (self.conf_dir.clone(), job.machines.clone(), request.generation.clone());
-        let lock_wait = opts.timeouts.lock;
-        let blocking_sink = sink.clone();
+        let lock_wait = Timeouts::default().lock;
         let (prepared, cluster) = tokio::task::spawn_blocking(move || {
             let machines: Vec<_> = names.iter().filter_map(|n| cluster.get(n)).collect();
             let prepared = deploy::prepare(
@@ -209,28 +271,150 @@ impl Runner {
                 &cluster,
                 &machines,
                 generation.as_deref(),
-                false,
+                build_only,
                 &build,
                 lock_wait,
-                &*blocking_sink,
+                &*sink,
             );
             (prepared, cluster)
         })
         .await
         .map_err(|e| Failure::new(format!("the deploy task failed: {e}")))?;
         drop(cluster);
-        let prepared = prepared.map_err(|e| Failure {
+        prepared.map_err(|e| Failure {
             phase: e.phase(),
             message: self.conf_dir.relative_message(&e.to_string()),
-        })?;
-        // not build-only: there are targets
-        let targets = prepared.targets.unwrap_or_default();
-        let ssh = SshSettings { config_file: self.ssh_config.clone(), connect_timeout: None };
-        let report = deploy::run(targets, &opts, ssh, &*sink).await;
-        // the configuration directory stays locked until the hosts are done
-        drop(prepared.lock);
-        Ok(report)
+        })
     }
+
+    /// Removes one remote generation of one machine as `carrier generation rm -r
+    /// <machine> <N>` does (one `carrier profile delete-generations` on a carrier, so one
+    /// netboot rebuild by its hooks), without garbage collection. The generation is read
+    /// again first: one that became current meanwhile is refused.
+    async fn remove_generation(&self, job: &Job, sink: &JobSink) -> Result<Done, Failure> {
+        let request: GenerationRmRequest = read_request(job)?;
+        let loaded = self.inventory.load().await.map_err(|e| Failure::new(e.to_string()))?;
+        let cluster = &loaded.cluster;
+        let m = cluster.get(&request.machine).ok_or_else(|| {
+            Failure::new(format!("no longer in the cluster: {}", request.machine))
+        })?;
+        let phase = Phase::Generations;
+        sink.emit(Event::PhaseStarted { phase, machines: 1 });
+        let hosts = self.connections()?;
+        let removed = async {
+            let record =
+                generation::remote_generation(cluster, m, &hosts, request.generation).await?;
+            let on_line =
+                |line: String| sink.emit(Event::Log { phase, machine: Some(m.name.clone()), line });
+            let roots = carrier_core::build::default_gc_roots_dir(&self.conf_dir);
+            let no_gc = generation::Gc { on: &|_| false, max_concurrent: 1 };
+            generation::remove(cluster, &self.conf_dir, &roots, &hosts, &[&record], no_gc, &on_line)
+                .await
+        }
+        .await;
+        hosts.close().await;
+        let error = match removed {
+            Ok(r) if r.success() => None,
+            Ok(r) => Some(r.errors.join("; ")),
+            Err(e) => Some(e.to_string()),
+        };
+        let report = serde_json::json!({ "machines": [{
+            "machine": m.name,
+            "generation": request.generation,
+            "state": if error.is_none() { "removed" } else { "failed" },
+            "phase": phase,
+            "error": error,
+        }]});
+        finish_step(sink, phase, &m.name, error, report)
+    }
+
+    /// `carrier netboot build --json` on the carrier: its summary as the log (each machine
+    /// left out, each warning a notice); succeeded when the trees were published, even
+    /// with machines left out; failed when the command fails.
+    async fn rebuild_netboot(&self, job: &Job, sink: &JobSink) -> Result<Done, Failure> {
+        let request: NetbootRebuildRequest = read_request(job)?;
+        let loaded = self.inventory.load().await.map_err(|e| Failure::new(e.to_string()))?;
+        let carrier = loaded.cluster.get(&request.carrier).ok_or_else(|| {
+            Failure::new(format!("no longer in the cluster: {}", request.carrier))
+        })?;
+        let host = carrier.target_host().ok_or_else(|| {
+            Failure::new(format!("{} has no SSH target (host.target is null)", carrier.name))
+        })?;
+        let phase = Phase::Netboot;
+        sink.emit(Event::PhaseStarted { phase, machines: 1 });
+        let hosts = self.connections()?;
+        let built = async {
+            let h = hosts.open(host, carrier.target_port()).await?;
+            netboot::build_on(h.as_ref()).await
+        }
+        .await;
+        hosts.close().await;
+        let machine = Some(carrier.name.clone());
+        let (error, report) = match built {
+            Ok(report) => {
+                let summary = report.summary();
+                let mut lines = summary.lines();
+                if let Some(first) = lines.next() {
+                    let line = first.to_string();
+                    sink.emit(Event::Log { phase, machine: machine.clone(), line });
+                }
+                for line in lines {
+                    let line = line.trim_start().trim_start_matches("- ").to_string();
+                    sink.emit(Event::Notice { phase, machine: machine.clone(), line });
+                }
+                (None, serde_json::to_value(&report).unwrap_or_default())
+            }
+            Err(e) => (Some(e.to_string()), serde_json::Value::Null),
+        };
+        finish_step(sink, phase, &carrier.name, error, report)
+    }
+
+    /// The hosts' SSH settings, as for `carrier deploy`.
+    fn ssh(&self) -> SshSettings {
+        SshSettings { config_file: self.ssh_config.clone(), connect_timeout: None }
+    }
+
+    /// Connections for one job, with `carrier deploy`'s command deadline.
+    fn connections(&self) -> Result<Connections, Failure> {
+        Connections::new(self.ssh(), Timeouts::default().command)
+            .map_err(|e| Failure::new(format!("preparing SSH connections: {e}")))
+    }
+}
+
+/// Ends the one step of a generation removal or netboot rebuild: its machine's
+/// outcome and the phase's end as events; the job done, or failed with `error`.
+fn finish_step(
+    sink: &JobSink,
+    phase: Phase,
+    machine: &str,
+    error: Option<String>,
+    report: serde_json::Value,
+) -> Result<Done, Failure> {
+    let outcome = match &error {
+        None => Outcome::Ok,
+        Some(error) => Outcome::Failed { error: error.clone() },
+    };
+    sink.emit(Event::MachineFinished { phase, machine: machine.to_string(), outcome });
+    sink.emit(Event::PhaseFinished { phase });
+    match error {
+        None => Ok(Done { success: true, report, end: None }),
+        Some(message) => Err(Failure { phase: Some(phase), message }),
+    }
+}
+
+/// The job's request as its kind stores it.
+fn read_request<T: serde::de::DeserializeOwned>(job: &Job) -> Result<T, Failure> {
+    serde_json::from_value(job.request.clone())
+        .map_err(|e| Failure::new(format!("the job's request cannot be read: {e}")))
+}
+
+/// How a job's work ended (short of failing as a whole).
+struct Done {
+    success: bool,
+    /// Kept with the job: each machine's outcome.
+    report: serde_json::Value,
+    /// The end of its history record (deploys and builds).
+    end: Option<RunEnd>,
 }
 
 /// A job that failed as a whole.

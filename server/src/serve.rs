@@ -179,6 +179,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         ssh_config: args.ssh_config.clone(),
         instance,
         stale_after: Duration::from_secs(args.heartbeat_timeout),
+        max_running: args.max_running_jobs as usize,
         ended: refresh_now.clone(),
     };
     runner.start(!args.no_jobs).await?;

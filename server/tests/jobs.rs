@@ -8,7 +8,7 @@ mod support;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use carrier_storage::{IfBusy, JobId, JobKind, JobState, NewJob, Store};
+use carrier_storage::{IfBusy, JobFilter, JobId, JobKind, JobState, NewJob, Store};
 use serde_json::Value;
 use support::cli::ok;
 use support::serve::Server;
@@ -138,6 +138,21 @@ impl Server {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.curl(&refs);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{name}: {e}: {out}"))
+    }
+
+    /// A form post that starts a job: the job's id from the redirect to its page.
+    fn start_job(&self, cookie: &str, path: &str, form: &[(&str, &str)]) -> i64 {
+        let (status, location, body) = self.post(cookie, path, form);
+        assert!((300..400).contains(&status), "{path}: {status} {body}\n{}", self.output());
+        location.strip_prefix("/jobs/").unwrap_or_else(|| panic!("{location}")).parse().unwrap()
+    }
+
+    /// Follows job `id`'s live log until the job ends; then the job and its log.
+    fn finished(&self, cookie: &str, id: i64) -> Value {
+        let url = format!("{}/jobs/{id}/events", self.url());
+        let events = self.curl(&["-N", "-H", &format!("Cookie: {cookie}"), &url]);
+        assert!(events.contains("event: end"), "{events}\n{}", self.output());
+        self.call(cookie, "get_job", &[("id", &id.to_string())])
     }
 
     fn curl(&self, args: &[&str]) -> String {
@@ -384,10 +399,213 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     assert!(outcomes.iter().any(|o| o.starts_with("ok: job")), "{audit}");
     // refused by scope and as busy; the viewer's role was refused before the request was read
     assert_eq!(outcomes.iter().filter(|o| o.starts_with("failed")).count(), 2, "{audit}");
+
+    builds_removals_and_netboot_rebuilds_are_jobs(&lab, &server, [&dee, &vic, &oscar]);
+    concurrent_profile_changes_coalesce_their_netboot_builds(&lab);
+}
+
+const CARRIED: &str = "/nix/var/nix/profiles/confctl-node1";
+
+/// The carried profile's generations on the carrier, as `carrier profile list` there says:
+/// (number, current).
+fn carried_generations(lab: &Lab) -> Vec<(u64, bool)> {
+    let out = lab.ssh("pxe.lab", &["carrier", "profile", "list", "-p", CARRIED, "--json"]);
+    let listing: Value = serde_json::from_str(&out).unwrap();
+    let profile = listing.as_array().unwrap().iter().find(|p| p["path"] == CARRIED).unwrap();
+    let generations = profile["generations"].as_array().unwrap();
+    generations.iter().map(|g| (g["number"].as_u64().unwrap(), g["current"] == true)).collect()
+}
+
+/// After the deploy above: a build job makes a new local build generation (a build in
+/// the history); deployed by a job, it becomes the carried profile's new generation; the
+/// old one is removed by a job (the current one is refused naming it, a viewer and a
+/// deployer out of scope are refused); the carrier's netboot trees are rebuilt by a job.
+fn builds_removals_and_netboot_rebuilds_are_jobs(lab: &Lab, server: &Server, cookies: [&str; 3]) {
+    let [dee, vic, oscar] = cookies;
+    lab.set_marker(&["node1"], "built by a job");
+    let before = lab.generation_name("pxe#node1");
+    let build = [("form[pattern]", "pxe#node1"), ("form[action]", "build")];
+    let id = server.start_job(dee, "/api/start_deploy", &build);
+    let detail = server.finished(vic, id);
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail}\n{}", server.output());
+    assert_eq!(detail["job"]["kind"], "build", "{detail}");
+    assert_eq!(detail["job"]["outcomes"][0], serde_json::json!(["pxe#node1", "built"]));
+    let built = lab.generation_name("pxe#node1");
+    assert_ne!(built, before, "a new build generation");
+    let history: Value = serde_json::from_str(&ok(&lab.cli_db(&["history", "--json"]))).unwrap();
+    let run = &history[0];
+    assert_eq!((&run["kind"], &run["user"]), (&"build".into(), &"dee".into()), "{history}");
+    assert_eq!(run["generation"], built.as_str(), "{history}");
+    assert_eq!(carried_generations(lab), [(1, true)], "a build touches no host");
+
+    let deploy =
+        [("form[pattern]", "pxe#node1"), ("form[action]", "switch"), ("form[generation]", &built)];
+    let id = server.start_job(dee, "/api/start_deploy", &deploy);
+    let detail = server.finished(vic, id);
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail}\n{}", server.output());
+    assert_eq!(carried_generations(lab), [(1, false), (2, true)]);
+
+    // refused: a viewer, a deployer out of scope, the current generation, one that is not
+    let remove = |n: &'static str| [("machine", "pxe#node1"), ("generation", n)];
+    let (status, _, body) = server.post(vic, "/api/remove_generation", &remove("1"));
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = server.post(oscar, "/api/remove_generation", &remove("1"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("pxe#node1"), "{body}");
+    let (status, _, body) = server.post(dee, "/api/remove_generation", &remove("2"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("generation 2 of pxe#node1 is the current one"), "{body}");
+    let (status, _, body) = server.post(dee, "/api/remove_generation", &remove("9"));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("pxe#node1 has no generation 9"), "{body}");
+    assert_eq!(carried_generations(lab), [(1, false), (2, true)], "refusals change nothing");
+
+    let id = server.start_job(dee, "/api/remove_generation", &remove("1"));
+    let detail = server.finished(vic, id);
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail}\n{}", server.output());
+    assert_eq!(detail["job"]["kind"], "generation-rm", "{detail}");
+    assert_eq!(detail["job"]["machines"], serde_json::json!(["pxe#node1"]), "{detail}");
+    assert!(
+        detail["events"].to_string().contains("Removing host generation pxe#node1@"),
+        "{detail}"
+    );
+    assert_eq!(carried_generations(lab), [(2, true)], "generation 1 is gone");
+    let audit = ok(&lab.cli_db(&["audit", "--json", "--action", "job.generation-rm"]));
+    let audit: Value = serde_json::from_str(&audit).unwrap();
+    let outcomes: Vec<&str> =
+        audit.as_array().unwrap().iter().map(|e| e["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes.iter().filter(|o| o.starts_with("ok: job")).count(), 1, "{audit}");
+    // out of scope, current, unknown; the viewer's role was refused before
+    assert_eq!(outcomes.iter().filter(|o| o.starts_with("failed")).count(), 3, "{audit}");
+
+    // the carrier's netboot trees, rebuilt by a job
+    let (status, _, body) = server.post(vic, "/api/rebuild_netboot", &[("carrier", "pxe")]);
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = server.post(dee, "/api/rebuild_netboot", &[("carrier", "node1")]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("'node1' is not a carrier"), "{body}");
+    let id = server.start_job(dee, "/api/rebuild_netboot", &[("carrier", "pxe")]);
+    let detail = server.finished(vic, id);
+    assert_eq!(detail["job"]["state"], "succeeded", "{detail}\n{}", server.output());
+    assert_eq!(detail["job"]["kind"], "netboot-rebuild", "{detail}");
+    assert_eq!(detail["job"]["machines"], serde_json::json!(["pxe"]), "{detail}");
+    let events = detail["events"].as_array().unwrap();
+    let said = |level: &str, text: &str| {
+        events.iter().any(|e| e["level"] == level && e["text"].as_str().unwrap().contains(text))
+    };
+    assert!(said("log", "published "), "{detail}");
+    assert!(said("ok", "netboot done"), "{detail}");
+
+    // jobs on other machines run at once: while a deploy of node2 waits for the
+    // configuration's deploy lock (held here), pxe's trees are rebuilt
+    lab.set_marker(&["node2"], "deployed beside a rebuild");
+    let lock = lab.conf().join(".confctl/deploy.lock");
+    let holder = std::fs::OpenOptions::new().create(true).append(true).open(&lock).unwrap();
+    holder.lock().unwrap();
+    let deploy = server.start_job(dee, "/api/start_deploy", &deploy_form("node2", "queue"));
+    let rebuild = server.start_job(dee, "/api/rebuild_netboot", &[("carrier", "pxe")]);
+    let rebuilt = server.finished(vic, rebuild);
+    assert_eq!(rebuilt["job"]["state"], "succeeded", "{rebuilt}\n{}", server.output());
+    let waiting = server.call(vic, "get_job", &[("id", &deploy.to_string())]);
+    assert_eq!(waiting["job"]["state"], "running", "{waiting}");
+    assert!(waiting["events"].to_string().contains("deploy.lock"), "it waits: {waiting}");
+    drop(holder);
+    let deployed = server.finished(vic, deploy);
+    assert_eq!(deployed["job"]["state"], "succeeded", "{deployed}\n{}", server.output());
+}
+
+/// Several `carrier profile set` at once on the lab's carrier while a netboot build runs
+/// (the lab's builds are too quick to overlap by themselves, so the build lock is held
+/// for a few seconds in its stead): the changes take turns on the profile lock, their
+/// on-change hooks run beside each other, and their netboot builds coalesce into fewer
+/// builds than changes. (Were the hooks run under the profile lock, each change would
+/// wait for the one before it and build on its own.) The netboot hook is wrapped to keep
+/// each build's report (`builds`: how many builds that call ran, 0 when another call's
+/// build covered it).
+fn concurrent_profile_changes_coalesce_their_netboot_builds(lab: &Lab) {
+    const CHANGES: usize = 8;
+    let host = lab.host_root("pxe.lab");
+    let host_json = host.join("etc/carrier/host.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&host_json).unwrap()).unwrap();
+    let reports = lab.tmp().join("netboot-reports.jsonl");
+    let hooks = config["onChange"].as_array_mut().unwrap();
+    let build = hooks.iter_mut().find(|h| h[1] == "netboot").expect("the lab's netboot hook");
+    let netboot_json = build[4].as_str().unwrap().to_string();
+    *build = serde_json::json!([
+        "/bin/sh",
+        "-c",
+        "exec carrier netboot build --json --config \"$1\" >> \"$2\"",
+        "sh",
+        netboot_json,
+        reports.display().to_string()
+    ]);
+    std::fs::write(&host_json, config.to_string()).unwrap();
+
+    // the carried profile's two dists (the two build generations deployed above)
+    let dir = lab.conf().join(".confctl/generations/pxe#node1");
+    let mut dists: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let json = std::fs::read(e.ok()?.path().join("generation.json")).ok()?;
+            let g: Value = serde_json::from_slice(&json).ok()?;
+            Some(g["toplevel"].as_str()?.to_string())
+        })
+        .collect();
+    dists.sort();
+    dists.dedup();
+    assert_eq!(dists.len(), 2, "{dists:?}");
+    let before = carried_generations(lab).len();
+
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let lock = "/run/carrier/netboot.lock";
+        let building = s.spawn(|| lab.ssh("pxe.lab", &["flock", lock, "sleep", "5"]));
+        // one string: ssh hands the remote shell one command line
+        let held = format!("flock -n -E 75 {lock} true; test $? = 75");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("ssh")
+            .arg("-F")
+            .arg(lab.dir().join("ssh_config"))
+            .arg("pxe.lab")
+            .arg(&held)
+            .status()
+            .is_ok_and(|s| !s.success())
+        {
+            assert!(Instant::now() < deadline, "the build lock is not taken");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let sets: Vec<_> = (0..CHANGES)
+            .map(|i| {
+                let dist = dists[i % 2].as_str();
+                s.spawn(move || {
+                    lab.ssh("pxe.lab", &["carrier", "profile", "set", "-p", CARRIED, dist])
+                })
+            })
+            .collect();
+        for set in sets {
+            set.join().unwrap();
+        }
+        building.join().unwrap();
+    });
+    let took = started.elapsed();
+    let text = std::fs::read_to_string(&reports).unwrap();
+    let reports: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), CHANGES, "one hook run per change:\n{text}");
+    let builds: u64 = reports.iter().map(|r| r["builds"].as_u64().unwrap()).sum();
+    eprintln!("{CHANGES} concurrent profile changes: {builds} netboot builds, {took:?}");
+    assert!(
+        (1..CHANGES as u64).contains(&builds),
+        "{builds} builds for {CHANGES} changes:\n{text}"
+    );
+    assert!(carried_generations(lab).len() > before, "the profile changed");
+    let records = "ls -A /nix/var/nix/profiles/.carrier-on-change-pending 2>/dev/null; true";
+    let left = lab.ssh("pxe.lab", &[records]);
+    assert_eq!(left.trim(), "", "every pending record settled");
 }
 
 /// Jobs a server left running are marked interrupted when it starts again (their machines
-/// freed); a queued job is cancelled by its requester, not by a viewer.
+/// freed); a queued job is cancelled by its requester, not by a viewer; a netboot rebuild
+/// asked for while one is queued is coalesced into it.
 #[test]
 fn a_restart_interrupts_what_ran_and_queued_jobs_are_cancelled() {
     let lab = Lab::up();
@@ -425,6 +643,15 @@ fn a_restart_interrupts_what_ran_and_queued_jobs_are_cancelled() {
     assert_eq!(cancelled, Value::Null, "{cancelled}");
     let job = rt.block_on(store.job(JobId(id))).unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled, "{job:?}");
+
+    // a netboot rebuild asked for while one is queued is that one
+    let first = server.call(&dee, "rebuild_netboot", &[("carrier", "pxe")]);
+    let second = server.call(&dee, "rebuild_netboot", &[("carrier", "pxe")]);
+    assert!(first.is_i64() && first == second, "{first} {second}");
+    let audit = ok(&lab.cli_db(&["audit", "--json", "--action", "job.netboot-rebuild"]));
+    assert!(audit.contains(&format!("ok: coalesced into queued job {first}")), "{audit}");
+    let rebuilds = JobFilter { machine: Some("pxe".into()), ..JobFilter::default() };
+    assert_eq!(rt.block_on(store.jobs(&rebuilds, 10)).unwrap().len(), 1);
     drop(server);
 }
 

@@ -613,6 +613,9 @@ async fn every_route_authorises_its_caller() {
         ("GET", "/history", "", [SEE, 200, 200, 200]),
         ("POST", "/api/list_history", "machine=&user=&outcome=", [401, 200, 200, 200]),
         ("POST", "/api/list_history", "machine=&user=&outcome=bad", [401, 400, 400, 400]),
+        ("POST", "/api/remove_generation", "machine=nosuch&generation=1", [401, 403, 404, 404]),
+        ("POST", "/api/rebuild_netboot", "carrier=nosuch", [401, 403, 404, 404]),
+        ("POST", "/api/rebuild_netboot", "carrier=backup", [401, 403, 400, 400]),
     ];
     let callers: Vec<Option<&str>> =
         std::iter::once(None).chain(cookies.iter().map(|(_, c)| Some(c.as_str()))).collect();

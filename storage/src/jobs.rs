@@ -187,6 +187,22 @@ impl Store {
     /// a queued or running job is not stored: [`StoreError::Busy`] names the machine and
     /// that job (a running one before a queued one).
     pub async fn enqueue_job(&self, job: &NewJob, if_busy: IfBusy) -> Result<JobId, StoreError> {
+        self.enqueue(job, if_busy, false).await.map(|(id, _)| id)
+    }
+
+    /// Stores a new queued job (queued behind busy machines) unless a queued job of the
+    /// same kind on exactly the same machines exists: then that job's id, with `true`.
+    /// Two requests at once store one job.
+    pub async fn enqueue_job_coalesced(&self, job: &NewJob) -> Result<(JobId, bool), StoreError> {
+        self.enqueue(job, IfBusy::Queue, true).await
+    }
+
+    async fn enqueue(
+        &self,
+        job: &NewJob,
+        if_busy: IfBusy,
+        coalesce: bool,
+    ) -> Result<(JobId, bool), StoreError> {
         if job.machines.is_empty() {
             return Err(StoreError::JobWithoutMachines);
         }
@@ -224,6 +240,26 @@ impl Store {
                 .await
                 .map_err(query(what))?;
         }
+        if coalesce {
+            // an older queued job of this kind whose machines are exactly these
+            let same: Option<i64> = sqlx::query_scalar(
+                "SELECT j.id FROM jobs j WHERE j.id < $1 AND j.state = 'queued' AND j.kind = $2 \
+                 AND (SELECT COUNT(*) FROM job_machines o WHERE o.job_id = j.id) = $3 \
+                 AND NOT EXISTS (SELECT 1 FROM job_machines o WHERE o.job_id = j.id \
+                     AND o.machine NOT IN (SELECT machine FROM job_machines WHERE job_id = $1)) \
+                 ORDER BY j.id LIMIT 1",
+            )
+            .bind(id)
+            .bind(job.kind.as_str())
+            .bind(job.machines.len() as i64)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(query(what))?;
+            if let Some(same) = same {
+                tx.rollback().await.map_err(query(what))?;
+                return Ok((JobId(same), true));
+            }
+        }
         if if_busy == IfBusy::Refuse {
             let busy = sqlx::query(
                 "SELECT m.machine, j.id, j.state FROM job_machines m \
@@ -244,7 +280,7 @@ impl Store {
             }
         }
         tx.commit().await.map_err(query(what))?;
-        Ok(JobId(id))
+        Ok((JobId(id), false))
     }
 
     /// Starts the oldest queued job that may start (none of its machines locked, no older

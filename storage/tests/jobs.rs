@@ -164,6 +164,35 @@ async fn refuse_names_the_job_holding_the_machine(url: &str) {
 }
 on_both_backends!(refuse_names_the_job_holding_the_machine);
 
+async fn a_queued_job_of_the_same_kind_and_machines_is_reused(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let rebuild = |m: &[&str]| new_job(JobKind::NetbootRebuild, "alice", m);
+    let (running, reused) = store.enqueue_job_coalesced(&rebuild(&["pxe"])).await.unwrap();
+    assert!(!reused);
+    store.claim_job("serve-a").await.unwrap().unwrap();
+    // a running one is not reused: what it reads may be older than this request
+    let (queued, reused) = store.enqueue_job_coalesced(&rebuild(&["pxe"])).await.unwrap();
+    assert!(!reused && queued != running);
+    // two at once while that one is queued: both get it
+    let (one, two) = (rebuild(&["pxe"]), rebuild(&["pxe"]));
+    let (a, b) = tokio::join!(store.enqueue_job_coalesced(&one), store.enqueue_job_coalesced(&two));
+    assert_eq!((a.unwrap(), b.unwrap()), ((queued, true), (queued, true)));
+    // another kind, or other machines, are jobs of their own
+    let (deploy_id, reused) = store.enqueue_job_coalesced(&deploy(&["pxe"])).await.unwrap();
+    assert!(!reused && deploy_id != queued);
+    let (other, reused) = store.enqueue_job_coalesced(&rebuild(&["pxe", "pxe2"])).await.unwrap();
+    assert!(!reused && other != queued);
+    let (pxe2, reused) = store.enqueue_job_coalesced(&rebuild(&["pxe2"])).await.unwrap();
+    assert!(!reused && pxe2 != other, "a job on more machines is not this one");
+    // cancelled: no longer queued, a new request gets a new job
+    store.request_cancel(queued).await.unwrap();
+    let (next, reused) = store.enqueue_job_coalesced(&rebuild(&["pxe"])).await.unwrap();
+    assert!(!reused && next > queued);
+    let all = store.jobs(&JobFilter::default(), 100).await.unwrap();
+    assert_eq!(all.len(), 6, "{all:?}");
+}
+on_both_backends!(a_queued_job_of_the_same_kind_and_machines_is_reused);
+
 async fn a_queued_job_waits_for_the_jobs_before_it_on_its_machines(url: &str) {
     let store = Store::open(url).await.unwrap();
     let first = store.enqueue_job(&deploy(&["node1"]), IfBusy::Refuse).await.unwrap();

@@ -1,8 +1,9 @@
-//! Deploys from the dashboard as jobs (docs/jobs.md): a request is checked here (the
-//! selection resolved on the server, the caller's role and scope against every machine),
-//! queued in the store and answered at once with its id; the job runner of `carrier serve`
-//! runs it on the core engine. Reading a job, its events and the history never waits for
-//! a job. Starting and cancelling are audited.
+//! Deploys, builds, generation removals and netboot rebuilds from the dashboard as jobs
+//! (docs/jobs.md): a request is checked here (the selection resolved on the server, the
+//! caller's role and scope against every machine), queued in the store and answered at
+//! once with its id; the job runner of `carrier serve` runs it on the core engine. Reading
+//! a job, its events and the history never waits for a job. Starting and cancelling are
+//! audited.
 
 use carrier_core::auth::{Action as AuthAction, Role};
 use carrier_core::build;
@@ -10,6 +11,8 @@ use carrier_core::cluster::{Cluster, Machine, Selection};
 use carrier_core::conf_dir::ConfDir;
 use carrier_core::deploy::{Action, DeployOptions, Timeouts, WaitOnline};
 use carrier_core::events::{Event, Outcome};
+use carrier_core::generation::{self, GenerationError};
+use carrier_core::remote::{Connections, Hosts, SshSettings};
 use carrier_storage::{IfBusy, Job, JobEvent, JobFilter, JobId, JobKind, JobState, NewJob};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -19,11 +22,15 @@ use super::access::{Caller, internal};
 use crate::error::AppError;
 use crate::model::{DeployForm, DeployPreviewRow, JobDetail, JobEventView, JobView};
 
-/// What the runner needs to run a deploy job: stored as the job's request.
+/// The deploy form's action that only builds (`carrier build`): a build job.
+pub const BUILD: &str = "build";
+
+/// What the runner needs to run a deploy or build job: stored as the job's request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeployRequest {
     pub pattern: String,
     pub tags: Vec<String>,
+    /// A deploy action, or [`BUILD`].
     pub action: String,
     pub generation: Option<String>,
     pub dry_activate_first: bool,
@@ -37,12 +44,18 @@ pub struct DeployRequest {
 impl DeployRequest {
     /// The form checked: every value known, the combination allowed.
     pub fn from_form(form: &DeployForm) -> Result<DeployRequest, AppError> {
-        let action: Action = form.action.parse().map_err(|e| AppError::BadInput(format!("{e}")))?;
-        let reboot = DeployForm::checked(&form.reboot);
-        if reboot && action != Action::Boot {
-            return Err(AppError::BadInput(format!(
-                "reboot can be asked for only with the action boot (not {})",
+        let action = match form.action.as_str() {
+            BUILD => BUILD,
+            other => {
+                let action: Action =
+                    other.parse().map_err(|e| AppError::BadInput(format!("{e}")))?;
                 action.as_str()
+            }
+        };
+        let reboot = DeployForm::checked(&form.reboot);
+        if reboot && action != Action::Boot.as_str() {
+            return Err(AppError::BadInput(format!(
+                "reboot can be asked for only with the action boot (not {action})"
             )));
         }
         let auto_rollback = match form.auto_rollback.as_str() {
@@ -63,6 +76,13 @@ impl DeployRequest {
                 "generation: '{g}' is not a build generation name (like 2026-12-03--10-00-00)"
             )));
         }
+        if action == BUILD
+            && let Some(g) = &generation
+        {
+            return Err(AppError::BadInput(format!(
+                "generation: '{g}' cannot be given with the action build, which makes a new one"
+            )));
+        }
         let pattern = form.pattern.trim();
         if pattern.is_empty() {
             return Err(AppError::BadInput("pattern: name the machines to deploy".into()));
@@ -70,7 +90,7 @@ impl DeployRequest {
         Ok(DeployRequest {
             pattern: pattern.to_string(),
             tags: form.tag_list(),
-            action: action.as_str().to_string(),
+            action: action.to_string(),
             generation,
             dry_activate_first: DeployForm::checked(&form.dry_activate_first),
             reboot,
@@ -80,11 +100,17 @@ impl DeployRequest {
         })
     }
 
+    /// A build job for [`BUILD`], else a deploy job.
+    pub fn kind(&self) -> JobKind {
+        if self.action == BUILD { JobKind::Build } else { JobKind::Deploy }
+    }
+
     /// The managed machines the request selects in `cluster`.
     pub fn machines<'c>(&self, cluster: &'c Cluster) -> Result<Vec<&'c Machine>, AppError> {
         let selection = Selection::parse(Some(&self.pattern), &self.tags, &[], None)
             .map_err(|e| AppError::BadInput(e.to_string()))?;
-        selection.select_managed(cluster, "deploy").map_err(|e| AppError::BadInput(e.to_string()))
+        let verb = self.kind().as_str();
+        selection.select_managed(cluster, verb).map_err(|e| AppError::BadInput(e.to_string()))
     }
 
     /// The engine's options: the CLI's defaults, with what the form chose.
@@ -180,14 +206,16 @@ async fn busy_jobs(state: &AppState) -> Result<Vec<(String, i64)>, AppError> {
     Ok(busy)
 }
 
-/// Queues a deploy for `caller`, who must be a deployer whose scope holds every selected
-/// machine; returns the job's id at once.
+/// Queues a deploy (or with the action build, a build) for `caller`, who must be a
+/// deployer whose scope holds every selected machine; returns the job's id at once.
 pub async fn start_deploy(
     state: &AppState,
     caller: &Caller,
     form: &DeployForm,
 ) -> Result<i64, AppError> {
     let request = DeployRequest::from_form(form)?;
+    let kind = request.kind();
+    let audited = audit_action(kind);
     let loaded = state.inventory.load().await?;
     let machines = request.machines(&loaded.cluster)?;
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
@@ -196,7 +224,7 @@ pub async fn start_deploy(
         let outcome = format!("failed: {e}");
         state
             .access
-            .audit(caller, "job.deploy", Some(&request.summary(&machines)), details, &outcome)
+            .audit(caller, &audited, Some(&request.summary(&machines)), details, &outcome)
             .await?;
         return Err(e);
     }
@@ -210,7 +238,7 @@ pub async fn start_deploy(
         }
     };
     let job = NewJob {
-        kind: JobKind::Deploy,
+        kind,
         requested_by: caller.actor(),
         request: serde_json::to_value(&request).map_err(|_| AppError::Internal)?,
         summary: request.summary(&machines),
@@ -222,12 +250,159 @@ pub async fn start_deploy(
         Err(e) => format!("failed: {e}"),
     };
     let details = json!({ "request": job.request, "machines": job.machines });
-    state.access.audit(caller, "job.deploy", Some(&job.summary), details, &outcome).await?;
+    state.access.audit(caller, &audited, Some(&job.summary), details, &outcome).await?;
     match queued {
         Ok(id) => Ok(id.0),
         Err(e @ carrier_storage::StoreError::Busy { .. }) => Err(AppError::BadInput(e.to_string())),
         Err(e) => Err(internal(e)),
     }
+}
+
+/// The audit log's action for starting a job of `kind`: `job.deploy`, `job.build`, ...
+fn audit_action(kind: JobKind) -> String {
+    format!("job.{}", kind.as_str())
+}
+
+/// What the runner needs to remove a generation: stored as the job's request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationRmRequest {
+    pub machine: String,
+    /// The number of the generation in the machine's profile on its host (its system
+    /// profile, or its carried profile on its carrier).
+    pub generation: u64,
+}
+
+/// What the runner needs to rebuild a carrier's netboot trees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetbootRebuildRequest {
+    pub carrier: String,
+}
+
+/// Queues the removal of generation `generation` of `machine` (a carried machine's on
+/// its carrier, a standalone machine's system generation), as `carrier generation rm -r
+/// <machine> <generation>` does without garbage collection. The caller must be a deployer
+/// whose scope holds the machine. The generation is read from its host now: the current
+/// one, or a number the profile does not have, is refused naming it. The job holds the
+/// machine.
+pub async fn start_generation_removal(
+    state: &AppState,
+    caller: &Caller,
+    machine: &str,
+    generation: u64,
+) -> Result<i64, AppError> {
+    let request = GenerationRmRequest { machine: machine.to_string(), generation };
+    let summary = format!("remove generation {generation} of {machine}");
+    let queued = async {
+        let loaded = state.inventory.load().await?;
+        let cluster = &loaded.cluster;
+        let m = cluster
+            .get(machine)
+            .ok_or_else(|| AppError::NotFound(format!("machine '{machine}'")))?;
+        caller.check(AuthAction::Deploy, &[m], cluster)?;
+        let hosts = connections(state)?;
+        let found = generation::remote_generation(cluster, m, &hosts, generation).await;
+        hosts.close().await;
+        found.map_err(|e| match e {
+            GenerationError::Host(_) | GenerationError::Output { .. } => {
+                AppError::BadInput(format!("reading the generations of {machine}: {e}"))
+            }
+            e => AppError::BadInput(e.to_string()),
+        })?;
+        enqueue(state, caller, JobKind::GenerationRm, &request, &summary, &m.name, false).await
+    }
+    .await;
+    audit_start(
+        state,
+        caller,
+        JobKind::GenerationRm,
+        &summary,
+        json!({ "request": request }),
+        &queued,
+    )
+    .await?;
+    queued.map(|(id, _)| id)
+}
+
+/// Queues a rebuild of `carrier`'s netboot trees (`carrier netboot build` on the
+/// carrier), or, when one is queued already, answers that job's id: a request while
+/// another is waiting is covered by it. The caller must be a deployer whose scope holds
+/// the carrier machine itself. The job holds the carrier.
+pub async fn start_netboot_rebuild(
+    state: &AppState,
+    caller: &Caller,
+    carrier: &str,
+) -> Result<i64, AppError> {
+    let request = NetbootRebuildRequest { carrier: carrier.to_string() };
+    let summary = format!("rebuild the netboot trees of {carrier}");
+    let queued = async {
+        let loaded = state.inventory.load().await?;
+        let cluster = &loaded.cluster;
+        let m = cluster
+            .get(carrier)
+            .ok_or_else(|| AppError::NotFound(format!("machine '{carrier}'")))?;
+        if !m.is_carrier() {
+            return Err(AppError::BadInput(format!("carrier: '{carrier}' is not a carrier")));
+        }
+        caller.check(AuthAction::Deploy, &[m], cluster)?;
+        enqueue(state, caller, JobKind::NetbootRebuild, &request, &summary, carrier, true).await
+    }
+    .await;
+    let details = json!({ "request": request });
+    audit_start(state, caller, JobKind::NetbootRebuild, &summary, details, &queued).await?;
+    queued.map(|(id, _)| id)
+}
+
+/// SSH connections to the hosts for a short read during a request.
+fn connections(state: &AppState) -> Result<Connections, AppError> {
+    let ssh = SshSettings { config_file: state.ssh_config.clone(), connect_timeout: None };
+    Connections::new(ssh, std::time::Duration::from_secs(60)).map_err(|e| {
+        tracing::error!("preparing SSH connections: {e}");
+        AppError::Internal
+    })
+}
+
+/// Queues a job on one machine (behind the jobs before it there); with `coalesce`, a
+/// queued job of this kind on it is answered instead (`true`).
+async fn enqueue(
+    state: &AppState,
+    caller: &Caller,
+    kind: JobKind,
+    request: &impl Serialize,
+    summary: &str,
+    machine: &str,
+    coalesce: bool,
+) -> Result<(i64, bool), AppError> {
+    let job = NewJob {
+        kind,
+        requested_by: caller.actor(),
+        request: serde_json::to_value(request).map_err(|_| AppError::Internal)?,
+        summary: summary.to_string(),
+        machines: vec![machine.to_string()],
+    };
+    let store = &state.access.store;
+    let queued = if coalesce {
+        store.enqueue_job_coalesced(&job).await
+    } else {
+        store.enqueue_job(&job, IfBusy::Queue).await.map(|id| (id, false))
+    };
+    queued.map(|(id, coalesced)| (id.0, coalesced)).map_err(internal)
+}
+
+/// Audits the start of a job: queued (or coalesced into a queued one) or refused.
+async fn audit_start(
+    state: &AppState,
+    caller: &Caller,
+    kind: JobKind,
+    summary: &str,
+    details: serde_json::Value,
+    queued: &Result<(i64, bool), AppError>,
+) -> Result<(), AppError> {
+    let outcome = match queued {
+        Ok((id, false)) => format!("ok: job {id}"),
+        Ok((id, true)) => format!("ok: coalesced into queued job {id}"),
+        Err(e) => format!("failed: {e}"),
+    };
+    state.access.audit(caller, &audit_action(kind), Some(summary), details, &outcome).await
 }
 
 /// A job and its events so far.
@@ -436,6 +611,24 @@ mod tests {
         assert!(!with.health_checks);
         assert_eq!(with.auto_rollback, Some(false));
         assert_eq!(with.tags, ["prg", "^legacy"]);
+    }
+
+    #[test]
+    fn the_action_build_is_a_build_job_without_a_generation_or_reboot() {
+        let build = DeployRequest::from_form(&form("build")).unwrap();
+        assert_eq!((build.kind(), build.action.as_str()), (JobKind::Build, "build"));
+        assert_eq!(DeployRequest::from_form(&form("boot")).unwrap().kind(), JobKind::Deploy);
+        let e = DeployRequest::from_form(&DeployForm {
+            generation: "2026-12-03--10-00-00".into(),
+            ..form("build")
+        })
+        .unwrap_err();
+        assert!(e.to_string().starts_with("generation: '2026-12-03--10-00-00'"), "{e}");
+        let e =
+            DeployRequest::from_form(&DeployForm { reboot: Some("on".into()), ..form("build") })
+                .unwrap_err();
+        assert!(e.to_string().contains("(not build)"), "{e}");
+        assert_eq!(audit_action(JobKind::GenerationRm), "job.generation-rm");
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub struct AppState {
     pub access: Arc<AccessPolicy>,
     /// The latest status reading, kept fresh by `carrier serve`'s refresher.
     pub status: Arc<status::StatusBoard>,
-    /// The hosts' ssh_config (`carrier serve --ssh-config`), for what a page asks a host
-    /// (the boot preview).
+    /// The hosts' ssh_config (`carrier serve --ssh-config`), for what a request asks a
+    /// host: the boot preview, the generation a removal names before it is queued.
     pub ssh_config: Option<std::path::PathBuf>,
 }
 

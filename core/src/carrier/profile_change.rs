@@ -1,7 +1,8 @@
 //! What upstream calls `carrier-env`: changing a carried profile on the carrier
 //! (`nix-env --set` or `--delete-generations`), then running the carrier's on-change
-//! hooks. Profile changes of one carrier are serialised by an exclusive lock. Until the
-//! hooks have succeeded after a change, a record next to the profiles says so
+//! hooks. Profile changes of one carrier are serialised by an exclusive lock; the hooks
+//! run after it is released, so that the netboot builds of concurrent changes coalesce.
+//! Until the hooks have succeeded after a change, a record next to the profiles says so
 //! ([`pending_record`]): a deployer must not take such a profile for current.
 
 use std::path::{Path, PathBuf};
@@ -33,8 +34,9 @@ pub struct HostConfig {
     pub hook_timeout: u64,
 }
 
-// Lock wait and hook together stay below the deployer's default command deadline
-// (900 s), so a deploy hears the carrier's own error rather than killing it.
+// Two lock waits (before the change and after the hooks) and the hooks together stay
+// below the deployer's default command deadline (900 s), so a deploy hears the
+// carrier's own error rather than killing it.
 fn default_lock_timeout() -> u64 {
     120
 }
@@ -187,20 +189,26 @@ pub fn pending_record(profile: &Path) -> PathBuf {
     dir.join(".carrier-on-change-pending").join(profile.file_name().unwrap_or_default())
 }
 
-/// Validates every change, takes the carrier's lock, runs nix-env for each, then each
-/// on-change hook once with `CARRIER_PROFILE` and `CARRIER_ACTION` in its environment.
-/// A hook failure is reported as such: the profiles have already changed then
-/// (upstream behaves alike; the message says so).
+/// Validates every change, takes the carrier's lock, runs nix-env for each, releases the
+/// lock, then runs each on-change hook once with `CARRIER_PROFILE` and `CARRIER_ACTION` in
+/// its environment. A hook failure is reported as such: the profiles have already changed
+/// then (upstream behaves alike; the message says so).
 ///
 /// Several changes under one lock, then the hooks once: a deploy that sets several
 /// carried profiles of a carrier rebuilds its netboot tree once. Everything is
 /// validated before anything changes; `CARRIER_PROFILE` names the first profile and
 /// `CARRIER_PROFILES` all of them, one per line.
 ///
+/// The hooks run without the lock (as upstream's `carrier-env`, which takes none): the
+/// hooks of concurrent changes overlap, and `carrier netboot build` coalesces their
+/// builds (one more build covers every request that arrived during a build). Only the
+/// profile changes and the pending records are serialised.
+///
 /// Every profile about to change is recorded as pending first; the hooks run whenever
 /// a change happened or a record was left by an earlier run (even when another change
-/// failed), and only their success clears the records. `on_wait` hears whom the lock
-/// wait is for.
+/// failed). Their outcome then settles, under the lock again, every record they covered
+/// that no later change has rewritten since: success clears it, failure says why.
+/// `on_wait` hears whom a lock wait is for.
 pub fn apply_all(
     config: &HostConfig,
     changes: &[(PathBuf, ProfileChange)],
@@ -220,18 +228,18 @@ pub fn apply_all(
     }
     let Some((first, first_change)) = changes.first() else { return Ok(()) };
     let profiles: Vec<String> = changes.iter().map(|(p, _)| p.display().to_string()).collect();
-    let who = format!("carrier profile set (pid {}): {}", std::process::id(), profiles.join(" "));
+    let pid = std::process::id();
+    let who = format!("carrier profile set (pid {pid}): {}", profiles.join(" "));
     let wait = Duration::from_secs(config.lock_timeout);
-    let _lock = crate::lock::acquire(&config.lock_file, &who, wait, on_wait)?;
 
+    let mut failures = Vec::new();
+    let lock = crate::lock::acquire(&config.lock_file, &who, wait, on_wait)?;
     let earlier = pending(config)?;
     for (profile, change) in changes {
-        record_pending(
-            profile,
-            &format!("{} started, on-change hooks not yet run", change.action()),
-        )?;
+        // the pid makes the text this run's own (see `settle`)
+        let why = format!("{} started (pid {pid}), on-change hooks not yet run", change.action());
+        record_pending(profile, &why)?;
     }
-    let mut failures = Vec::new();
     let mut changed = 0;
     for (profile, change) in changes {
         let out = run(&nix_env_argv(profile, change), &[])?;
@@ -250,28 +258,27 @@ pub fn apply_all(
         for (profile, _) in changes {
             clear_pending(profile)?;
         }
+        drop(lock);
     } else {
-        let mut all = profiles.clone();
-        all.extend(
-            earlier.iter().map(|p| p.display().to_string()).filter(|p| !profiles.contains(p)),
-        );
+        // the records the hooks will cover, as they are before the hooks start
+        let covered: Vec<(PathBuf, Option<String>)> = changes
+            .iter()
+            .map(|(p, _)| p)
+            .chain(earlier.iter().filter(|p| !changes.iter().any(|(c, _)| c == *p)))
+            .map(|p| (p.clone(), read_pending(p)))
+            .collect();
+        drop(lock);
+        let all: Vec<String> = covered.iter().map(|(p, _)| p.display().to_string()).collect();
         let env = [
             ("CARRIER_PROFILE", first.display().to_string()),
             ("CARRIER_PROFILES", all.join("\n")),
             ("CARRIER_ACTION", first_change.action().to_string()),
         ];
-        match run_hooks(config, first, &env) {
-            Ok(()) => {
-                for profile in changes.iter().map(|(p, _)| p).chain(&earlier) {
-                    clear_pending(profile)?;
-                }
-            }
-            Err(e) => {
-                for profile in changes.iter().map(|(p, _)| p).chain(&earlier) {
-                    record_pending(profile, &e.to_string())?;
-                }
-                failures.push(e);
-            }
+        let hooks = run_hooks(config, first, &env);
+        let _lock = crate::lock::acquire(&config.lock_file, &who, wait, on_wait)?;
+        settle(&covered, hooks.as_ref().err())?;
+        if let Err(e) = hooks {
+            failures.push(e);
         }
     }
     let mut failures = failures.into_iter();
@@ -286,6 +293,30 @@ pub fn apply_all(
             }
         }
     }
+}
+
+/// After the hooks (under the lock): each covered record still as it was when they
+/// started is cleared (`failed` is `None`) or says why they failed. A record rewritten
+/// meanwhile belongs to a later change, whose own hooks settle it.
+fn settle(
+    covered: &[(PathBuf, Option<String>)],
+    failed: Option<&ProfileChangeError>,
+) -> Result<(), ProfileChangeError> {
+    for (profile, seen) in covered {
+        if read_pending(profile) != *seen {
+            continue;
+        }
+        match failed {
+            None => clear_pending(profile)?,
+            Some(e) => record_pending(profile, &e.to_string())?,
+        }
+    }
+    Ok(())
+}
+
+/// The text of `profile`'s pending record, if it has one.
+fn read_pending(profile: &Path) -> Option<String> {
+    std::fs::read_to_string(pending_record(profile)).ok()
 }
 
 fn run_hooks(
@@ -454,6 +485,25 @@ mod tests {
         for bad in ["", "-1", "+", "d", "5x", "1;rm", "old "] {
             assert!(check_generation(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn hooks_settle_only_the_records_no_later_change_rewrote() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (one, two) = (tmp.path().join("confctl-one"), tmp.path().join("confctl-two"));
+        record_pending(&one, "set started (pid 1)").unwrap();
+        record_pending(&two, "set started (pid 1)").unwrap();
+        let covered = [(one.clone(), read_pending(&one)), (two.clone(), read_pending(&two))];
+        // a later change of `two` while the hooks ran
+        record_pending(&two, "set started (pid 2)").unwrap();
+        settle(&covered, None).unwrap();
+        assert_eq!(read_pending(&one), None, "covered and unchanged: cleared");
+        assert!(read_pending(&two).unwrap().contains("pid 2"), "the later change's record stays");
+
+        let covered = [(two.clone(), read_pending(&two))];
+        let failed = ProfileChangeError::NoGenerations;
+        settle(&covered, Some(&failed)).unwrap();
+        assert!(read_pending(&two).unwrap().contains("no generations given"), "the failure");
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(crate) mod tests;
 
 pub use remote::{RemoteTarget, collect_garbage, list_remote, remove_remote};
 pub use retention::{Limits, Settings};
-pub use run::{Gathered, Gc, Removed, gather, remove};
+pub use run::{Gathered, Gc, Removed, gather, remote_generation, remove};
 pub use selector::Selector;
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,8 @@ pub enum GenerationError {
     Selector { selector: String, reason: String },
     #[error("generation {name} of {machine} is the current one: it is never removed")]
     Current { machine: String, name: String },
+    #[error("{machine} has no generation {number} on {host}")]
+    NoGeneration { machine: String, number: u64, host: String },
     #[error(
         "machine '{0}' has no SSH target (host.target is null): its generations cannot be read"
     )]

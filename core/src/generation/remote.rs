@@ -240,9 +240,10 @@ pub async fn collect_garbage<H: Hosts>(
     targets: &[(String, u16)],
     max_concurrent: usize,
 ) -> Vec<(String, Result<String, HostError>)> {
-    futures::stream::iter(targets.iter().map(|(name, port)| async move {
+    // owned names: a closure over borrowed ones makes the future not `Send`
+    futures::stream::iter(targets.iter().cloned().map(|(name, port)| async move {
         let result = async {
-            let host: Arc<H::Host> = hosts.open(name, *port).await?;
+            let host: Arc<H::Host> = hosts.open(&name, port).await?;
             let out = host.output(&["nix-collect-garbage"]).await?;
             if out.status.success() {
                 let text = String::from_utf8_lossy(&out.stdout).into_owned()
@@ -257,7 +258,7 @@ pub async fn collect_garbage<H: Hosts>(
             }
         }
         .await;
-        (name.clone(), result)
+        (name, result)
     }))
     .buffered(max_concurrent.max(1))
     .collect()

@@ -56,10 +56,34 @@ pub async fn gather<H: Hosts>(
     out
 }
 
+/// Generation `number` of `m`'s remote profile (its system profile, or its carried
+/// profile on its carrier), read from the host: what `carrier generation rm -r <machine>
+/// <number>` removes. The current generation is refused, an unknown number named.
+pub async fn remote_generation<H: Hosts>(
+    cluster: &Cluster,
+    m: &Machine,
+    hosts: &H,
+    number: u64,
+) -> Result<Record, GenerationError> {
+    let target = super::remote_target(cluster, m)?;
+    let host = hosts.open(&target.host, target.port).await?;
+    let gens = super::remote::list_on(host.as_ref(), &target).await?;
+    let found = gens.into_iter().find(|r| r.host.as_ref().is_some_and(|h| h.number == number));
+    let record = found.ok_or_else(|| GenerationError::NoGeneration {
+        machine: m.name.clone(),
+        number,
+        host: target.host.clone(),
+    })?;
+    if record.is_current() {
+        return Err(GenerationError::Current { machine: m.name.clone(), name: number.to_string() });
+    }
+    Ok(record)
+}
+
 /// Where garbage is collected after a removal.
 pub struct Gc<'a> {
     /// Whether to collect on this host machine (a machine, or a carried machine's carrier).
-    pub on: &'a dyn Fn(&Machine) -> bool,
+    pub on: &'a (dyn Fn(&Machine) -> bool + Sync),
     /// Hosts collecting at the same time.
     pub max_concurrent: usize,
 }
@@ -92,7 +116,7 @@ pub async fn remove<H: Hosts>(
     hosts: &H,
     records: &[&Record],
     gc: Gc<'_>,
-    on_line: &dyn Fn(String),
+    on_line: &(dyn Fn(String) + Sync),
 ) -> Result<Removed, GenerationError> {
     if let Some(r) = records.iter().find(|r| r.is_current()) {
         return Err(GenerationError::Current { machine: r.machine.clone(), name: r.name.clone() });

@@ -412,3 +412,27 @@ async fn a_failed_deletion_gets_no_garbage_collection() {
     assert!(removed.gc.is_empty());
     assert!(node1.logged("nix-collect-garbage").is_empty());
 }
+
+#[tokio::test]
+async fn one_remote_generation_is_found_by_number_unless_current_or_unknown() {
+    let pxe = FakeHost::new("pxe");
+    let profile = "/nix/var/nix/profiles/confctl-node1";
+    let generation = |n: u64, current: bool| {
+        serde_json::json!({"number": n, "time": n * 100, "date": "x", "current": current,
+            "store_path": format!("/nix/store/d{n}"), "machine": null, "error": null})
+    };
+    let listing = serde_json::json!([{"name": "node1", "path": profile, "current": "/nix/store/d2",
+        "generations": [generation(1, false), generation(2, true)]}]);
+    pxe.reply("carrier profile list", [Reply::ok(&listing.to_string())]);
+    let hosts = FakeHosts::new(&[&pxe]);
+    let cluster = cluster();
+    let m = cluster.get("pxe#node1").unwrap();
+
+    let found = remote_generation(&cluster, m, &hosts, 1).await.unwrap();
+    assert_eq!(found.store_path, "/nix/store/d1");
+    assert_eq!(found.host.as_ref().unwrap().carrier.as_deref(), Some("pxe"));
+    let e = remote_generation(&cluster, m, &hosts, 2).await.unwrap_err();
+    assert_eq!(e.to_string(), "generation 2 of pxe#node1 is the current one: it is never removed");
+    let e = remote_generation(&cluster, m, &hosts, 7).await.unwrap_err();
+    assert_eq!(e.to_string(), "pxe#node1 has no generation 7 on pxe");
+}

@@ -94,7 +94,8 @@ fn StartForm(initial: DeployForm) -> impl IntoView {
     let action_option = move |value: &'static str| {
         view! { <option value=value selected={chosen == value}>{value}</option> }
     };
-    let actions = ["switch", "boot", "test", "dry-activate"].map(action_option);
+    // build: only build, a new local build generation (`carrier build`)
+    let actions = ["switch", "boot", "test", "dry-activate", "build"].map(action_option);
     let nothing_chosen = initial.pattern.trim().is_empty();
     let (form_pattern, form_tags) = (initial.pattern, initial.tags);
     view! {

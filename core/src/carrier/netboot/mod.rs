@@ -51,6 +51,7 @@ pub use render::IPXE_AUTO_TIMEOUT_MS;
 use crate::carrier::dist::StoreDir;
 use crate::carrier::profiles::{self, ProfileError};
 use crate::cluster::Spin;
+use crate::remote::HostError;
 use layout::Side;
 use objects::{Meta, ObjectStore};
 use rayon::prelude::*;
@@ -260,6 +261,28 @@ impl BuildReport {
             out.push('\n');
         }
         out
+    }
+}
+
+/// `carrier netboot build --json` on a carrier through `host`, with the carrier's own
+/// netboot configuration (its `CARRIER_NETBOOT_CONFIG`, else the default path: what its
+/// on-change hook builds). Its report, faults included (the command then exits non-zero);
+/// an error when the command fails without one.
+pub async fn build_on(host: &impl crate::remote::Host) -> Result<BuildReport, HostError> {
+    let argv = ["carrier", "netboot", "build", "--json"];
+    let out = host.output(&argv).await?;
+    let report = serde_json::from_slice::<BuildReport>(&out.stdout);
+    match report {
+        Ok(report) if out.status.success() || !report.is_clean() => Ok(report),
+        Ok(_) | Err(_) => Err(HostError::Run {
+            host: host.name().to_string(),
+            command: argv.join(" "),
+            message: if out.status.success() {
+                format!("not a build report: '{}'", String::from_utf8_lossy(&out.stdout).trim())
+            } else {
+                crate::remote::failure_message(&out)
+            },
+        }),
     }
 }
 
@@ -525,4 +548,44 @@ fn http_tree(
     let content =
         render::http_tree(cfg, store.layout(), memdisk, machines_json, &published_of(published));
     Ok((save_shared(store, Side::Http, content)?, ranges))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::fake::{FakeHost, Reply};
+
+    #[tokio::test]
+    async fn a_remote_build_reads_the_report_faults_included() {
+        let host = FakeHost::new("pxe");
+        let faulty = BuildReport {
+            faults: vec![Fault {
+                profile: "node2".into(),
+                generation: None,
+                kind: FaultKind::NoCurrentGeneration,
+                message: "x".into(),
+                left_out: true,
+            }],
+            ..BuildReport::default()
+        };
+        let faulty = serde_json::to_string(&faulty).unwrap();
+        host.reply(
+            "carrier netboot build",
+            [
+                Reply::ok(&serde_json::to_string(&BuildReport::default()).unwrap()),
+                Reply::fail(&faulty),
+                Reply::fail("error: no such file /etc/carrier/netboot.json"),
+            ],
+        );
+        assert!(build_on(host.as_ref()).await.unwrap().is_clean());
+        assert_eq!(
+            build_on(host.as_ref()).await.unwrap().faults.len(),
+            1,
+            "left out: still a report"
+        );
+        let e = build_on(host.as_ref()).await.unwrap_err().to_string();
+        assert!(e.contains("netboot.json") && e.contains("exit status 1"), "{e}");
+        assert_eq!(host.logged("carrier netboot build").len(), 3);
+        assert_eq!(host.log()[0], "carrier netboot build --json");
+    }
 }
