@@ -1,14 +1,16 @@
 import { test, expect, Page } from '@playwright/test';
 import * as fs from 'fs';
 import * as path from 'path';
-import { account, hydrated, lab, signIn } from './support';
+import { account, carrierOn, hydrated, lab, signIn } from './support';
 
 // The dashboard over a real lab (end2end/serve-lab: sshd hosts with their own /nix, real
 // nix-build, a carrier whose on-change hook rebuilds its netboot trees), with and without
 // JavaScript: a deployer deploys a carried machine and follows the job to its success; the
 // carrier's page then shows the new generation as current, and the boot preview of the
 // machine's MAC, asked of the carrier, names that generation; the status page shows it
-// staged. A deployer scoped to another machine is refused.
+// staged. A deploy from the command line (on the dashboard's database) joins the same
+// history. The deployer removes the older generation from the carrier page, as a job.
+// A deployer scoped to another machine is refused.
 
 const MAC = '52:54:00:12:34:56';
 
@@ -33,6 +35,14 @@ test('a deployer deploys a carried machine; the carrier page and the boot previe
   test.setTimeout(300_000);
   await signIn(page, account('deployer', info.project.name, lab));
   await expect(page).toHaveURL(/\/machines$/);
+  // first a deploy from the command line: a generation to remove later, and a CLI run in
+  // the history
+  changeNode1(`${info.project.name}-cli-${Date.now()}`);
+  carrierOn(lab, 'deploy', '--ssh-config', `${lab.state}/lab/ssh_config`, '-y', 'pxe#node1');
+  await expect(async () => {
+    const gens = await node1Generations(page);
+    expect(gens.length).toBeGreaterThan(0);
+  }).toPass({ timeout: 60_000 });
   const before = (await node1Generations(page)).length;
   changeNode1(`${info.project.name}-${Date.now()}`);
 
@@ -78,6 +88,29 @@ test('a deployer deploys a carried machine; the carrier page and the boot previe
   // the status page shows it staged
   await page.goto('/status');
   await expect(page.locator('tr[data-machine="pxe#node1"]')).toContainText('staged');
+
+  // the history: the job's run, linked to it, and the command line's run before it
+  await page.goto('/history?machine=' + encodeURIComponent('pxe#node1'));
+  const runs = page.getByTestId('history').locator('tbody tr');
+  await expect(runs.first()).toContainText('job ');
+  await expect(runs.nth(1)).not.toContainText('carrier serve');
+  await expect(runs.nth(1)).toContainText('succeeded');
+
+  // the generation before, removed from the carrier page as a job
+  await page.goto('/carriers/pxe');
+  const older = page.locator(`table[data-profile="node1"] tr[data-generation="${newest.number - 1}"]`);
+  await older.getByRole('button', { name: 'Remove' }).click();
+  await expect(page).toHaveURL(/\/jobs\/\d+$/);
+  await expect(page.getByTestId('job-title')).toContainText('pxe#node1');
+  await expect(async () => {
+    await page.reload();
+    await expect(page.getByTestId('job-state')).toHaveText(/succeeded/, { timeout: 1000 });
+  }).toPass({ timeout: 120_000 });
+  await expect(async () => {
+    const numbers = (await node1Generations(page)).map((g) => g.number);
+    expect(numbers).not.toContain(newest.number - 1);
+    expect(numbers).toContain(newest.number);
+  }).toPass({ timeout: 60_000 });
 });
 
 test('a deployer scoped to another machine cannot deploy this one', async ({ page }, info) => {

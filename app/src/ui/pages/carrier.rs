@@ -69,8 +69,9 @@ fn Detail(detail: CarrierDetail) -> impl IntoView {
         netboot,
         netboot_error,
         checkins,
-        may_change: _,
+        may_change,
     } = detail;
+    let name = carrier.name.clone();
     view! {
         <h1 data-testid="carrier-name">{carrier.name.clone()}
             {carrier.fqdn.map(|f| view! { <small>" "{f}</small> })}</h1>
@@ -83,10 +84,17 @@ fn Detail(detail: CarrierDetail) -> impl IntoView {
         </p>
         {read_error.map(|e| view! { <p class="error" data-testid="carrier-error">{e}</p> })}
         <h2>"Netboot"</h2>
+        {may_change.then(|| view! {
+            // a plain form post: the answer sends the browser to the job's page
+            <form method="post" action="/api/rebuild_netboot" class="inline" data-testid="rebuild-netboot">
+                <input type="hidden" name="carrier" value=name.clone()/>
+                <button type="submit">"Rebuild the netboot trees"</button>
+            </form>
+        })}
         {netboot_error.map(|e| view! { <p class="error">{format!("last build not read: {e}")}</p> })}
         {netboot.map(|b| view! { <LastBuild b/> })}
         <h2>{count(profiles.len(), "carried profile")}</h2>
-        {profiles.into_iter().map(|p| view! { <Profile p/> }).collect_view().into_any()}
+        {profiles.into_iter().map(|p| view! { <Profile p may_change/> }).collect_view().into_any()}
         <Checkins rows=checkins/>
         <h2>"In the cluster"</h2>
         <CarriedTable rows=carrier.carried/>
@@ -136,14 +144,17 @@ fn LastBuild(b: NetbootBuild) -> impl IntoView {
     }
 }
 
+/// A carried profile's generations; with `may_change`, each one but the current can be
+/// removed (a job; a plain form post).
 #[component]
-fn Profile(p: CarriedProfile) -> impl IntoView {
+fn Profile(p: CarriedProfile, may_change: bool) -> impl IntoView {
     let CarriedProfile { profile, machine, generations } = p;
+    let removable = may_change.then(|| machine.clone()).flatten();
     view! {
         <h3 data-profile=profile.clone()>{profile.clone()}
             {machine.map(|m| view! { " · "<a href=machine_href(&m)>{m.clone()}</a> })}</h3>
         <table class="generations" data-testid="generations" data-profile=profile>
-            <thead><tr><th>"#"</th><th>"Date"</th><th>"Version"</th><th>"Current"</th><th>"MACs"</th><th>"Kernel parameters"</th><th>"Store path and boot files"</th></tr></thead>
+            <thead><tr><th>"#"</th><th>"Date"</th><th>"Version"</th><th>"Current"</th><th>"MACs"</th><th>"Kernel parameters"</th><th>"Store path and boot files"</th><th></th></tr></thead>
             <tbody>
                 {generations.into_iter().map(|g| view! {
                     <tr data-generation=g.number.to_string() class:current=g.current>
@@ -156,6 +167,13 @@ fn Profile(p: CarriedProfile) -> impl IntoView {
                         <td><code>{g.store_path}</code>
                             {g.boot_files.into_iter().map(|f| view! { <br/><code>{f}</code> }).collect_view()}
                             {g.error.map(|e| view! { <br/><span class="error">{e}</span> })}</td>
+                        <td>{removable.clone().filter(|_| !g.current).map(|machine| view! {
+                            <form method="post" action="/api/remove_generation" class="inline" data-testid="remove-generation">
+                                <input type="hidden" name="machine" value=machine/>
+                                <input type="hidden" name="generation" value=g.number.to_string()/>
+                                <button type="submit">"Remove"</button>
+                            </form>
+                        })}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
