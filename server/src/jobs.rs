@@ -56,8 +56,8 @@ pub struct Runner {
     pub stale_after: Duration,
     /// Jobs run at once (`--max-running-jobs`).
     pub max_running: usize,
-    /// Told when a job has ended (the status page reads the hosts again).
-    pub ended: Arc<tokio::sync::Notify>,
+    /// Told the machines of every job that ended (the status refresher reads them again).
+    pub ended: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
 }
 
 impl Runner {
@@ -173,7 +173,8 @@ impl Runner {
             Ok(()) => tracing::info!("job {} {}", id.0, state.as_str()),
             Err(e) => tracing::error!("ending job {}: {e}", id.0),
         }
-        self.ended.notify_one();
+        // nobody listens without a refresher (`--status-interval 0`)
+        let _ = self.ended.send(job.machines.clone());
     }
 
     /// Records a deploy or build job in the history (`carrier history`), as a CLI deploy

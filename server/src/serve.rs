@@ -166,7 +166,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("the cluster does not evaluate yet: {e}");
     }
     let board = Arc::new(app::services::status::StatusBoard::default());
-    let refresh_now = Arc::new(tokio::sync::Notify::new());
+    let (jobs_ended, jobs_ended_rx) = tokio::sync::mpsc::unbounded_channel();
     let instance = match &args.instance {
         Some(name) => name.clone(),
         None => crate::records::who().1,
@@ -180,7 +180,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         instance,
         stale_after: Duration::from_secs(args.heartbeat_timeout),
         max_running: args.max_running_jobs as usize,
-        ended: refresh_now.clone(),
+        ended: jobs_ended,
     };
     runner.start(!args.no_jobs).await?;
     if args.status_interval > 0 {
@@ -190,7 +190,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             store: db.clone(),
             ssh_config: args.ssh_config.clone(),
             interval: Duration::from_secs(args.status_interval),
-            now: refresh_now,
+            jobs_ended: jobs_ended_rx,
         }
         .spawn();
     }

@@ -88,28 +88,43 @@ pub fn targets(
 }
 
 /// Keeps the dashboard's status board fresh (docs/status.md, "The status page"): reads
-/// every machine `carrier status` looks at, every `interval` and when `now` is notified
-/// (a job ended), and never from a request.
+/// every machine `carrier status` looks at at start and every `interval`, and the
+/// machines of each job that ended (told by the job runner) right after it; never from a
+/// request.
 pub struct Refresher {
     pub board: Arc<StatusBoard>,
     pub inventory: Arc<InventoryService>,
     pub store: Store,
     pub ssh_config: Option<PathBuf>,
     pub interval: Duration,
-    pub now: Arc<tokio::sync::Notify>,
+    pub jobs_ended: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
 }
 
 impl Refresher {
-    pub fn spawn(self) {
+    pub fn spawn(mut self) {
         tokio::spawn(async move {
+            let mut next = tokio::time::Instant::now();
             loop {
-                self.refresh().await;
-                let _ = tokio::time::timeout(self.interval, self.now.notified()).await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {
+                        self.refresh(None).await;
+                        next = tokio::time::Instant::now() + self.interval;
+                    }
+                    Some(mut machines) = self.jobs_ended.recv() => {
+                        // the jobs that ended meanwhile, read together
+                        while let Ok(more) = self.jobs_ended.try_recv() {
+                            machines.extend(more);
+                        }
+                        self.refresh(Some(machines)).await;
+                    }
+                }
             }
         });
     }
 
-    async fn refresh(&self) {
+    /// Reads every machine, or `only` those (a job's; a carried machine through its
+    /// carrier, whose contents are read with it), and puts the result on the board.
+    async fn refresh(&self, only: Option<Vec<String>>) {
         let loaded = match self.inventory.load().await {
             Ok(loaded) => loaded,
             Err(e) => return self.board.failed(e.to_string()),
@@ -125,9 +140,14 @@ impl Refresher {
         // the local build generations are files: read off the async runtime
         let cluster = loaded.cluster.clone();
         let dir = conf_dir.clone();
+        let wanted = only.clone();
         let found = tokio::task::spawn_blocking(move || {
-            let machines: Vec<&Machine> =
-                cluster.machines.iter().filter(|m| status::selectable(m)).collect();
+            let machines: Vec<&Machine> = cluster
+                .machines
+                .iter()
+                .filter(|m| status::selectable(m))
+                .filter(|m| wanted.as_ref().is_none_or(|w| w.contains(&m.name)))
+                .collect();
             targets(&dir, &cluster, &machines, None, &checkins)
         })
         .await;
@@ -136,9 +156,10 @@ impl Refresher {
             Ok(Err(e)) => Err(e),
             Err(e) => Err(anyhow::anyhow!("reading the build generations: {e}")),
         };
-        match read {
-            Ok(report) => self.board.set(report),
-            Err(e) => {
+        match (read, only) {
+            (Ok(report), None) => self.board.set(report),
+            (Ok(report), Some(_)) => self.board.update(report),
+            (Err(e), _) => {
                 let message = conf_dir.relative_message(&format!("{e:#}"));
                 tracing::warn!("status not read: {message}");
                 self.board.failed(message);

@@ -30,6 +30,29 @@ impl StatusBoard {
         board.error = None;
     }
 
+    /// A reading of some machines (a job's): their statuses, and the carriers read with
+    /// them, replace the board's; the others stay as last read. Before the first whole
+    /// reading, it is the board.
+    pub fn update(&self, part: StatusReport) {
+        let mut board = self.0.write().expect("status board lock");
+        let Some((_, report)) = board.report.as_mut() else {
+            board.report = Some((jiff::Timestamp::now(), part));
+            return;
+        };
+        for m in part.machines {
+            match report.machines.iter_mut().find(|old| old.machine == m.machine) {
+                Some(old) => *old = m,
+                None => report.machines.push(m),
+            }
+        }
+        for c in part.carriers {
+            match report.carriers.iter_mut().find(|old| old.carrier == c.carrier) {
+                Some(old) => *old = c,
+                None => report.carriers.push(c),
+            }
+        }
+    }
+
     /// The reading failed as a whole (the cluster does not evaluate, say): the last good
     /// reading stays, with the error beside it.
     pub fn failed(&self, error: String) {
