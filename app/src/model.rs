@@ -34,6 +34,19 @@ pub struct MachineList {
 /// Machines on one page of the machines page (and of its JSON answer).
 pub const PER_PAGE: usize = 50;
 
+/// A page number as asked for (`?page=`): 1 when empty; an error names a value that is no
+/// page number.
+pub fn page_number(text: &str) -> Result<usize, String> {
+    let page = text.trim();
+    if page.is_empty() {
+        return Ok(1);
+    }
+    match page.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("invalid page '{page}': a page is a number from 1")),
+    }
+}
+
 /// The pages `matched` machines fill: at least one, an empty one when nothing matches.
 pub fn page_count(matched: usize) -> usize {
     matched.div_ceil(PER_PAGE).max(1)
@@ -118,14 +131,7 @@ impl MachineQuery {
 
     /// The page asked for: 1 when empty; an error names a value that is no page number.
     pub fn page_number(&self) -> Result<usize, String> {
-        let page = self.page.trim();
-        if page.is_empty() {
-            return Ok(1);
-        }
-        match page.parse::<usize>() {
-            Ok(n) if n >= 1 => Ok(n),
-            _ => Err(format!("invalid page '{page}': a page is a number from 1")),
-        }
+        page_number(&self.page)
     }
 
     /// The machines page with this query's filters, at `page`: the link of a pager.
@@ -455,16 +461,42 @@ pub struct JobDetail {
     pub can_cancel: bool,
 }
 
-/// The status page: every machine's state from the latest background reading.
+/// The status page's filter: one state (empty: every machine) and the page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatusQuery {
+    pub state: String,
+    pub page: String,
+}
+
+impl StatusQuery {
+    /// The status page with this state, at `page`: a pager's link.
+    pub fn page_href(&self, page: usize) -> String {
+        match self.state.trim() {
+            "" => format!("/status?page={page}"),
+            state => format!("/status?state={}&page={page}", urlencoding::encode(state)),
+        }
+    }
+}
+
+/// The status page: every machine's state from the latest background reading, counted by
+/// state; the machines of one state (or all), [`PER_PAGE`] to a page.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatusView {
+    /// The state shown (empty: every machine).
+    pub state: String,
+    /// Machines in that state.
+    pub matched: usize,
+    /// This page, from 1, of `pages`.
+    pub page: usize,
+    pub pages: usize,
     /// When the hosts were last read (UTC); `None` before the first reading ended.
     pub read_at: Option<String>,
     /// Why the last reading failed as a whole, if it did.
     pub error: Option<String>,
     /// `(state, machines)`, most urgent first.
     pub counts: Vec<(String, usize)>,
-    /// Standalone machines first, then each carrier's carried machines.
+    /// This page's machines: standalone ones first, then each carrier's carried machines.
     pub groups: Vec<StatusGroup>,
 }
 

@@ -5,7 +5,7 @@
 //! (docs/api.md). Runs after the caller is resolved; every other request passes through.
 
 use app::error::AppError;
-use app::model::MachineQuery;
+use app::model::{MachineQuery, StatusQuery};
 use app::services::{AppState, Caller, Permission, carriers, history, jobs, status, status_of};
 use axum::extract::{Query, Request, State};
 use axum::http::header::{ACCEPT, HeaderValue, VARY};
@@ -23,7 +23,7 @@ enum Page {
     Carrier(String),
     Jobs(JobsQuery),
     Job(i64),
-    Status,
+    Status(StatusQuery),
     History(HistoryQuery),
 }
 
@@ -89,7 +89,7 @@ fn page(uri: &Uri) -> Option<Result<Page, AppError>> {
     }
     match path {
         "/carriers" => return Some(Ok(Page::Carriers)),
-        "/status" => return Some(Ok(Page::Status)),
+        "/status" => return Some(query(uri).map(Page::Status)),
         "/jobs" => return Some(query(uri).map(Page::Jobs)),
         "/history" => return Some(query(uri).map(Page::History)),
         _ => {}
@@ -137,7 +137,7 @@ async fn answer(
             serde_json::to_value(jobs::list(state, &q.machine, &q.user, &q.state).await?)
         }
         Page::Job(id) => serde_json::to_value(jobs::detail(state, &caller, id).await?),
-        Page::Status => serde_json::to_value(status::page(state).await?),
+        Page::Status(q) => serde_json::to_value(status::page(state, &q).await?),
         Page::History(q) => {
             serde_json::to_value(history::list(state, &q.machine, &q.user, &q.outcome).await?)
         }
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(page("/account"), None);
         assert!(matches!(page("/machines/%FF"), Some(Err(AppError::BadInput(_)))));
         assert_eq!(page("/carriers/pxe%2Fa"), Some(Ok(Page::Carrier("pxe/a".into()))));
-        assert_eq!(page("/status"), Some(Ok(Page::Status)));
+        assert_eq!(page("/status"), Some(Ok(Page::Status(StatusQuery::default()))));
         assert_eq!(page("/jobs/12"), Some(Ok(Page::Job(12))));
         assert!(matches!(page("/jobs/x"), Some(Err(AppError::NotFound(_)))));
         assert_eq!(page("/jobs/12/events"), None, "the event stream is its own route");

@@ -263,7 +263,7 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     // the status page reflects it: the hosts are read again when a job ends
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
-        let status = server.call(&vic, "get_status", &[]);
+        let status = server.call(&vic, "get_status", &[("query[state]", ""), ("query[page]", "")]);
         let row = |machine: &str| {
             let groups = status["groups"].as_array().cloned().unwrap_or_default();
             groups

@@ -11,7 +11,9 @@ use carrier_storage::Store;
 
 use super::access::internal;
 use crate::error::AppError;
-use crate::model::{StatusGroup, StatusRow, StatusView, age};
+use crate::model::{
+    PER_PAGE, StatusGroup, StatusQuery, StatusRow, StatusView, age, page_count, page_number,
+};
 
 /// The latest reading, shared by the refresher (writer) and the pages (readers).
 #[derive(Default)]
@@ -131,9 +133,17 @@ const ORDER: [State; 10] = [
     State::UpToDate,
 ];
 
-/// The status page of `state`'s board, with the cluster's tags (none while it does not
-/// evaluate).
-pub async fn page(state: &super::AppState) -> Result<StatusView, AppError> {
+/// The status page of `state`'s board for `query`, with the cluster's tags (none while it
+/// does not evaluate).
+pub async fn page(state: &super::AppState, query: &StatusQuery) -> Result<StatusView, AppError> {
+    let wanted = match query.state.trim() {
+        "" => None,
+        name => Some(ORDER.into_iter().find(|s| s.as_str() == name).ok_or_else(|| {
+            let names: Vec<&str> = ORDER.iter().map(|s| s.as_str()).collect();
+            AppError::BadInput(format!("state: '{name}' is not one of {}", names.join(", ")))
+        })?),
+    };
+    let page = page_number(&query.page).map_err(AppError::BadInput)?;
     let tags = match state.inventory.load().await {
         Ok(loaded) => loaded
             .cluster
@@ -143,26 +153,54 @@ pub async fn page(state: &super::AppState) -> Result<StatusView, AppError> {
             .collect(),
         Err(_) => Default::default(),
     };
-    view(&state.status, &state.access.store, &tags).await
+    view(&state.status, &state.access.store, &tags, wanted, page).await
 }
 
-/// The page: counts by state, machines grouped by carrier, each with its last deploy.
+/// Standalone machines first, then each carrier's carried machines.
+fn group_of(m: &MachineStatus) -> String {
+    match &m.carried {
+        Some(c) => format!("carried by {}", c.carrier),
+        None => String::new(),
+    }
+}
+
+/// The page: counts by state, then one page of the machines in `wanted` (or all), grouped
+/// by carrier, each with its last deploy.
 async fn view(
     board: &StatusBoard,
     store: &Store,
     tags: &BTreeMap<String, Vec<String>>,
+    wanted: Option<State>,
+    page: usize,
 ) -> Result<StatusView, AppError> {
-    let (read_at, machines, error) = {
+    let (read_at, counts, matched, machines, error) = {
         let board = board.0.read().expect("status board lock");
-        let (at, machines) = match &board.report {
-            Some((at, report)) => (
-                Some(at.round(jiff::Unit::Second).unwrap_or(*at).to_string()),
-                report.machines.clone(),
-            ),
-            None => (None, Vec::new()),
+        let (at, all): (_, &[MachineStatus]) = match &board.report {
+            Some((at, report)) => {
+                (Some(at.round(jiff::Unit::Second).unwrap_or(*at).to_string()), &report.machines)
+            }
+            None => (None, &[]),
         };
-        (at, machines, board.error.clone())
+        let mut counts: Vec<(String, usize)> = ORDER
+            .iter()
+            .map(|s| (s.as_str().to_string(), all.iter().filter(|m| m.state == *s).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        counts.insert(0, ("machines".into(), all.len()));
+        let mut selected: Vec<&MachineStatus> =
+            all.iter().filter(|m| wanted.is_none_or(|w| m.state == w)).collect();
+        selected.sort_by_cached_key(|m| group_of(m));
+        let matched = selected.len();
+        let machines: Vec<MachineStatus> =
+            selected.into_iter().skip((page - 1) * PER_PAGE).take(PER_PAGE).cloned().collect();
+        (at, counts, matched, machines, board.error.clone())
     };
+    let pages = page_count(matched);
+    if page > pages {
+        return Err(AppError::BadInput(format!(
+            "invalid page '{page}': there are {pages} page(s)"
+        )));
+    }
     let names: Vec<&str> = machines.iter().map(|m| m.machine.as_str()).collect();
     let runs = store.runs(&|m| names.contains(&m), 500).await.map_err(internal)?;
     let mut last: BTreeMap<String, (String, String)> = BTreeMap::new();
@@ -177,30 +215,29 @@ async fn view(
         }
     }
     let now = jiff::Timestamp::now().as_second();
-    let mut counts: Vec<(String, usize)> = ORDER
-        .iter()
-        .map(|s| (s.as_str().to_string(), machines.iter().filter(|m| m.state == *s).count()))
-        .filter(|(_, n)| *n > 0)
-        .collect();
-    counts.insert(0, ("machines".into(), machines.len()));
-    let mut groups: BTreeMap<String, Vec<StatusRow>> = BTreeMap::new();
+    let mut groups: Vec<StatusGroup> = Vec::new();
     for m in &machines {
-        let group = match &m.carried {
-            Some(c) => format!("carried by {}", c.carrier),
-            None => "standalone".to_string(),
+        let name = match group_of(m) {
+            g if g.is_empty() => "standalone".to_string(),
+            g => g,
         };
         let row =
             row(m, now, tags.get(&m.machine).cloned().unwrap_or_default(), last.get(&m.machine));
-        groups.entry(group).or_default().push(row);
+        match groups.last_mut() {
+            Some(g) if g.name == name => g.machines.push(row),
+            _ => groups.push(StatusGroup { name, machines: vec![row] }),
+        }
     }
-    let standalone = groups
-        .remove("standalone")
-        .map(|machines| StatusGroup { name: "standalone".into(), machines });
-    let groups = standalone
-        .into_iter()
-        .chain(groups.into_iter().map(|(name, machines)| StatusGroup { name, machines }))
-        .collect();
-    Ok(StatusView { read_at, error, counts, groups })
+    Ok(StatusView {
+        state: wanted.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        matched,
+        page,
+        pages,
+        read_at,
+        error,
+        counts,
+        groups,
+    })
 }
 
 fn row(

@@ -1,14 +1,16 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::model::{StatusView, machine_href};
+use leptos_router::hooks::use_query_map;
+
+use crate::model::{StatusQuery, StatusView, machine_href};
 use crate::serverfns::status::get_status;
 use crate::ui::components::{ErrorBox, Tags};
 
-/// Every machine's state for the whole team: counts at the top, then machines grouped
-/// standalone and by carrier, with drift age and last deploy. Rendered on the server from
-/// the latest background reading (useful without JavaScript); with JavaScript it reads
-/// again every 15 seconds.
+/// Every machine's state for the whole team: counts at the top (each a link to the
+/// machines in that state), then machines grouped standalone and by carrier, with drift
+/// age and last deploy, 50 to a page. Rendered on the server from the latest background
+/// reading (useful without JavaScript); with JavaScript it reads again every 15 seconds.
 #[component]
 pub fn StatusPage() -> impl IntoView {
     let tick = RwSignal::new(0u32);
@@ -19,7 +21,15 @@ pub fn StatusPage() -> impl IntoView {
             std::time::Duration::from_secs(15),
         );
     });
-    let status = Resource::new(move || tick.get(), |_| get_status());
+    let query_map = use_query_map();
+    let query = Memo::new(move |_| {
+        let q = query_map.read();
+        StatusQuery {
+            state: q.get("state").unwrap_or_default(),
+            page: q.get("page").unwrap_or_default(),
+        }
+    });
+    let status = Resource::new(move || (tick.get(), query.get()), |(_, q)| get_status(q));
     view! {
         <Title text="Status"/>
         <h1>"Status"</h1>
@@ -36,7 +46,16 @@ pub fn StatusPage() -> impl IntoView {
 
 #[component]
 fn StatusBody(view: StatusView) -> impl IntoView {
-    let StatusView { read_at, error, counts, groups } = view;
+    let StatusView { state, matched, page, pages, read_at, error, counts, groups } = view;
+    let query = StatusQuery { state: state.clone(), page: String::new() };
+    let pager = (pages > 1).then(|| view! {
+        <nav class="pager" data-testid="status-pager">
+            <span>{format!("{matched} machine(s), page {page} of {pages}")}</span>
+            {(1..=pages).map(|p| view! {
+                <a href=query.page_href(p) aria-current=(p == page).then_some("page")>{p.to_string()}</a>
+            }).collect_view()}
+        </nav>
+    });
     view! {
         <p class="count" data-testid="status-read-at">
             {match read_at {
@@ -46,11 +65,17 @@ fn StatusBody(view: StatusView) -> impl IntoView {
         </p>
         {error.map(|e| view! { <p class="error" data-testid="status-error">{e}</p> })}
         <ul class="counts" data-testid="status-counts">
-            {counts.into_iter().map(|(state, n)| {
-                let key = state.clone();
-                view! { <li data-state=key><strong>{n}</strong>" "{state}</li> }
+            {counts.into_iter().map(|(name, n)| {
+                let href = match name.as_str() {
+                    "machines" => "/status".to_string(),
+                    s => StatusQuery { state: s.to_string(), page: String::new() }.page_href(1),
+                };
+                let current = (name == state || (name == "machines" && state.is_empty())).then_some("page");
+                let key = name.clone();
+                view! { <li data-state=key><a href=href aria-current=current><strong>{n}</strong>" "{name}</a></li> }
             }).collect_view()}
         </ul>
+        {pager}
         {groups.into_iter().map(|g| view! {
             <h2>{g.name}</h2>
             <table class="status" data-testid="status">
