@@ -329,15 +329,7 @@ async fn gather_and_remove_old_generations_with_gc_where_it_applies() {
     );
     node1.reply("nix-env", [Reply::ok("")]);
     node1.reply("nix-collect-garbage", [Reply::ok("0 store paths deleted, 0.00 MiB freed")]);
-    let pxe = FakeHost::new("pxe");
-    let profile = "/nix/var/nix/profiles/confctl-node1";
-    let generation = |n: u64, current: bool| {
-        serde_json::json!({"number": n, "time": n * 100, "date": "x", "current": current,
-            "store_path": format!("/nix/store/d{n}"), "machine": null, "error": null})
-    };
-    let listing = serde_json::json!([{"name": "node1", "path": profile, "current": "/nix/store/d2",
-        "generations": [generation(1, false), generation(2, true)]}]);
-    pxe.reply("carrier profile list", [Reply::ok(&listing.to_string())]);
+    let pxe = carrier_with_node1();
     pxe.reply("carrier profile delete-generations", [Reply::ok("")]);
     pxe.reply("nix-collect-garbage", [Reply::ok("2 store paths deleted, 1.00 MiB freed")]);
     let hosts = FakeHosts::new(&[&node1, &pxe]);
@@ -376,7 +368,7 @@ async fn gather_and_remove_old_generations_with_gc_where_it_applies() {
     assert_eq!(node1.logged("nix-env"), [format!("nix-env -p {SYSTEM} --delete-generations 1 2")]);
     assert_eq!(
         pxe.logged("carrier profile delete"),
-        [format!("carrier profile delete-generations -p {profile} 1")]
+        [format!("carrier profile delete-generations -p /nix/var/nix/profiles/confctl-node1 1")]
     );
     assert!(node1.logged("nix-collect-garbage").is_empty(), "node1's GC is off");
     assert_eq!(removed.gc.len(), 1);
@@ -415,15 +407,7 @@ async fn a_failed_deletion_gets_no_garbage_collection() {
 
 #[tokio::test]
 async fn one_remote_generation_is_found_by_number_unless_current_or_unknown() {
-    let pxe = FakeHost::new("pxe");
-    let profile = "/nix/var/nix/profiles/confctl-node1";
-    let generation = |n: u64, current: bool| {
-        serde_json::json!({"number": n, "time": n * 100, "date": "x", "current": current,
-            "store_path": format!("/nix/store/d{n}"), "machine": null, "error": null})
-    };
-    let listing = serde_json::json!([{"name": "node1", "path": profile, "current": "/nix/store/d2",
-        "generations": [generation(1, false), generation(2, true)]}]);
-    pxe.reply("carrier profile list", [Reply::ok(&listing.to_string())]);
+    let pxe = carrier_with_node1();
     let hosts = FakeHosts::new(&[&pxe]);
     let cluster = cluster();
     let m = cluster.get("pxe#node1").unwrap();
@@ -435,4 +419,19 @@ async fn one_remote_generation_is_found_by_number_unless_current_or_unknown() {
     assert_eq!(e.to_string(), "generation 2 of pxe#node1 is the current one: it is never removed");
     let e = remote_generation(&cluster, m, &hosts, 7).await.unwrap_err();
     assert_eq!(e.to_string(), "pxe#node1 has no generation 7 on pxe");
+}
+
+/// The carrier `pxe`, whose `carrier profile list` shows `confctl-node1` with generations
+/// 1 and 2 (current).
+fn carrier_with_node1() -> std::sync::Arc<FakeHost> {
+    let pxe = FakeHost::new("pxe");
+    let generation = |n: u64, current: bool| {
+        serde_json::json!({"number": n, "time": n * 100, "date": "x", "current": current,
+            "store_path": format!("/nix/store/d{n}"), "machine": null, "error": null})
+    };
+    let listing = serde_json::json!([{"name": "node1",
+        "path": "/nix/var/nix/profiles/confctl-node1", "current": "/nix/store/d2",
+        "generations": [generation(1, false), generation(2, true)]}]);
+    pxe.reply("carrier profile list", [Reply::ok(&listing.to_string())]);
+    pxe
 }
