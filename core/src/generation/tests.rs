@@ -368,7 +368,7 @@ async fn gather_and_remove_old_generations_with_gc_where_it_applies() {
     assert_eq!(node1.logged("nix-env"), [format!("nix-env -p {SYSTEM} --delete-generations 1 2")]);
     assert_eq!(
         pxe.logged("carrier profile delete"),
-        [format!("carrier profile delete-generations -p /nix/var/nix/profiles/confctl-node1 1")]
+        ["carrier profile delete-generations -p /nix/var/nix/profiles/confctl-node1 1"]
     );
     assert!(node1.logged("nix-collect-garbage").is_empty(), "node1's GC is off");
     assert_eq!(removed.gc.len(), 1);
