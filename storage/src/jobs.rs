@@ -567,6 +567,23 @@ impl Store {
             .map_err(query(what))
     }
 
+    /// Every machine of a queued or running job, with the job (the oldest first when a
+    /// machine is in several).
+    pub async fn busy_machines(&self) -> Result<Vec<(String, JobId)>, StoreError> {
+        let what = "reading the machines of unfinished jobs";
+        let rows = sqlx::query(
+            "SELECT m.machine, m.job_id FROM job_machines m JOIN jobs j ON j.id = m.job_id \
+             WHERE j.state IN ('queued', 'running') ORDER BY m.job_id, m.machine",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(query(what))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("machine")?, JobId(r.try_get("job_id")?))))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(query(what))
+    }
+
     /// The jobs whose runs in the history are numbered `from` to `to`: `(run, job)`.
     pub async fn jobs_of_runs(
         &self,

@@ -154,6 +154,11 @@ async fn refuse_names_the_job_holding_the_machine(url: &str) {
     let all = store.jobs(&JobFilter::default(), 100).await.unwrap();
     assert_eq!(all.len(), 2, "a refused job is not stored");
 
+    // what the deploy form shows as busy: the machines of the queued and running jobs
+    let busy = store.busy_machines().await.unwrap();
+    let expected = [("node1", running), ("node3", running), ("node2", queued), ("node3", queued)];
+    assert_eq!(busy, expected.map(|(m, j)| (m.to_string(), j)));
+
     // a machine of no queued or running job is free
     store.enqueue_job(&deploy(&["node4"]), IfBusy::Refuse).await.unwrap();
 

@@ -196,14 +196,8 @@ fn would_get(conf_dir: &ConfDir, machine: &str, generation: Option<&str>) -> Str
 
 /// Machines in queued or running jobs, with the job.
 async fn busy_jobs(state: &AppState) -> Result<Vec<(String, i64)>, AppError> {
-    let mut busy = Vec::new();
-    for s in [JobState::Running, JobState::Queued] {
-        let filter = JobFilter { state: Some(s), ..JobFilter::default() };
-        for job in state.access.store.jobs(&filter, 1000).await.map_err(internal)? {
-            busy.extend(job.machines.into_iter().map(|m| (m, job.id.0)));
-        }
-    }
-    Ok(busy)
+    let busy = state.access.store.busy_machines().await.map_err(internal)?;
+    Ok(busy.into_iter().map(|(machine, job)| (machine, job.0)).collect())
 }
 
 /// Queues a deploy (or with the action build, a build) for `caller`, who must be a
