@@ -618,6 +618,11 @@ pub struct ServeArgs {
     /// Address to listen on. With --anonymous-read, a non-loopback address needs --public.
     #[arg(long, env = "CARRIER_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// The log's format: `text` (a line per event, its fields as key=value) or `json` (a
+    /// JSON object per line: time, level, target, the event's fields and, for a request,
+    /// its method, URI and version).
+    #[arg(long, value_enum, env = "CARRIER_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
     /// The built site (CSS, WASM) produced by `cargo leptos build`.
     #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
@@ -684,6 +689,12 @@ fn parse_status_interval(value: &str) -> Result<u64, String> {
         Ok(n) if n == 0 || n >= 5 => Ok(n),
         _ => Err(format!("'{value}': 0 (never) or at least 5 seconds")),
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 fn parse_instance_name(value: &str) -> Result<String, String> {

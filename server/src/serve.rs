@@ -17,17 +17,20 @@ use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 
-use crate::cli::{GlobalArgs, ServeArgs};
+use crate::cli::{GlobalArgs, LogFormat, ServeArgs};
 use crate::web::{WebConfig, harden};
 
 pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+    let logs = tracing_subscriber::fmt().with_env_filter(
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+    );
+    match args.log_format {
         // colour codes only for a terminal, not in journald or a log file
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+        LogFormat::Text => {
+            logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init()
+        }
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
     tokio::runtime::Runtime::new()?.block_on(serve(global, args))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -325,3 +325,37 @@ fn requests_are_traced_and_foreign_hosts_refused() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `--log-format json`: one JSON object per line; a request's line has its status and
+/// latency, and its method and URI from the request's span.
+#[test]
+fn requests_are_logged_as_json_lines_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--addr", "127.0.0.1:0", "--anonymous-read", "--log-format", "json"];
+    let server = Server::start(serve_command(&example(), tmp.path(), &args));
+    let (status, _, _) = http(&server.addr, "GET", "/carriers", &[]);
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = server.output();
+        let logged = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+            })
+            .any(|l| {
+                l["fields"]["status"] == 200
+                    && l["span"]["uri"] == "/carriers"
+                    && l["span"]["method"] == "GET"
+                    && l["level"] == "INFO"
+            });
+        if logged {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no JSON line of the request:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let e = Carrier::new().output(&["serve", "--log-format", "xml"]);
+    assert!(String::from_utf8_lossy(&e.stderr).contains("'xml'"), "{e:?}");
+}
