@@ -466,16 +466,22 @@ pub struct JobDetail {
 #[serde(default)]
 pub struct StatusQuery {
     pub state: String,
+    /// Only the machines with this tag (empty: every machine); the counts too.
+    pub tag: String,
     pub page: String,
 }
 
 impl StatusQuery {
-    /// The status page with this state, at `page`: a pager's link.
+    /// The status page with this state and tag, at `page`: a pager's link.
     pub fn page_href(&self, page: usize) -> String {
-        match self.state.trim() {
-            "" => format!("/status?page={page}"),
-            state => format!("/status?state={}&page={page}", urlencoding::encode(state)),
+        let mut href = String::from("/status?");
+        for (key, value) in [("tag", &self.tag), ("state", &self.state)] {
+            if !value.trim().is_empty() {
+                href.push_str(&format!("{key}={}&", urlencoding::encode(value.trim())));
+            }
         }
+        href.push_str(&format!("page={page}"));
+        href
     }
 }
 
@@ -485,6 +491,8 @@ impl StatusQuery {
 pub struct StatusView {
     /// The state shown (empty: every machine).
     pub state: String,
+    /// The tag shown (empty: every machine).
+    pub tag: String,
     /// Machines in that state.
     pub matched: usize,
     /// This page, from 1, of `pages`.
@@ -494,7 +502,7 @@ pub struct StatusView {
     pub read_at: Option<String>,
     /// Why the last reading failed as a whole, if it did.
     pub error: Option<String>,
-    /// `(state, machines)`, most urgent first.
+    /// `(state, machines)`, most urgent first, of the tag's machines (or all).
     pub counts: Vec<(String, usize)>,
     /// This page's machines: standalone ones first, then each carrier's carried machines.
     pub groups: Vec<StatusGroup>,

@@ -283,6 +283,20 @@ fn a_deployer_deploys_a_carried_machine_as_a_job_and_watches_it_live() {
     let groups: Vec<&str> =
         status["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
     assert_eq!(groups, ["standalone", "carried by pxe"], "{status}");
+    // by tag: the lab's machines (and their carried copies) carry `lab`; the counts are of
+    // the tag's machines
+    let lab_only = server.call(&vic, "get_status", &[("query[tag]", "lab")]);
+    let names: Vec<&str> = lab_only["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["machines"].as_array().unwrap())
+        .map(|m| m["machine"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"pxe") && names.contains(&"pxe#node1"), "{lab_only}");
+    assert_eq!(lab_only["counts"][0], serde_json::json!(["machines", names.len()]), "{lab_only}");
+    let none = server.call(&vic, "get_status", &[("query[tag]", "no-such-tag")]);
+    assert_eq!((&none["matched"], &none["counts"][0][1]), (&Value::from(0), &Value::from(0)));
 
     // the carrier's page, read with the status: the new generation is current, the
     // netboot build the deploy triggered published node1; the boot preview, asked of the

@@ -153,7 +153,7 @@ pub async fn page(state: &super::AppState, query: &StatusQuery) -> Result<Status
             .collect(),
         Err(_) => Default::default(),
     };
-    view(&state.status, &state.access.store, &tags, wanted, page).await
+    view(&state.status, &state.access.store, &tags, wanted, query.tag.trim(), page).await
 }
 
 /// Standalone machines first, then each carrier's carried machines.
@@ -171,6 +171,7 @@ async fn view(
     store: &Store,
     tags: &BTreeMap<String, Vec<String>>,
     wanted: Option<State>,
+    tag: &str,
     page: usize,
 ) -> Result<StatusView, AppError> {
     let (read_at, counts, matched, machines, error) = {
@@ -181,6 +182,10 @@ async fn view(
             }
             None => (None, &[]),
         };
+        let tagged = |m: &&MachineStatus| {
+            tag.is_empty() || tags.get(&m.machine).is_some_and(|t| t.iter().any(|t| t == tag))
+        };
+        let all: Vec<&MachineStatus> = all.iter().filter(tagged).collect();
         let mut counts: Vec<(String, usize)> = ORDER
             .iter()
             .map(|s| (s.as_str().to_string(), all.iter().filter(|m| m.state == *s).count()))
@@ -188,7 +193,7 @@ async fn view(
             .collect();
         counts.insert(0, ("machines".into(), all.len()));
         let mut selected: Vec<&MachineStatus> =
-            all.iter().filter(|m| wanted.is_none_or(|w| m.state == w)).collect();
+            all.iter().copied().filter(|m| wanted.is_none_or(|w| m.state == w)).collect();
         selected.sort_by_cached_key(|m| group_of(m));
         let matched = selected.len();
         let machines: Vec<MachineStatus> =
@@ -230,6 +235,7 @@ async fn view(
     }
     Ok(StatusView {
         state: wanted.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        tag: tag.to_string(),
         matched,
         page,
         pages,

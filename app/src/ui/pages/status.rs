@@ -5,7 +5,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::model::{StatusQuery, StatusView, machine_href};
 use crate::serverfns::status::get_status;
-use crate::ui::components::{ErrorBox, Tags};
+use crate::ui::components::ErrorBox;
 
 /// Every machine's state for the whole team: counts at the top (each a link to the
 /// machines in that state), then machines grouped standalone and by carrier, with drift
@@ -26,6 +26,7 @@ pub fn StatusPage() -> impl IntoView {
         let q = query_map.read();
         StatusQuery {
             state: q.get("state").unwrap_or_default(),
+            tag: q.get("tag").unwrap_or_default(),
             page: q.get("page").unwrap_or_default(),
         }
     });
@@ -46,8 +47,11 @@ pub fn StatusPage() -> impl IntoView {
 
 #[component]
 fn StatusBody(view: StatusView) -> impl IntoView {
-    let StatusView { state, matched, page, pages, read_at, error, counts, groups } = view;
-    let query = StatusQuery { state: state.clone(), page: String::new() };
+    let StatusView { state, tag, matched, page, pages, read_at, error, counts, groups } = view;
+    let query = StatusQuery { state: state.clone(), tag: tag.clone(), page: String::new() };
+    // a state's machines (or all) of the tag shown
+    let of_state =
+        |s: &str| StatusQuery { state: s.to_string(), tag: tag.clone(), page: String::new() };
     let pager = (pages > 1).then(|| view! {
         <nav class="pager" data-testid="status-pager">
             <span>{format!("{matched} machine(s), page {page} of {pages}")}</span>
@@ -64,11 +68,14 @@ fn StatusBody(view: StatusView) -> impl IntoView {
             }}
         </p>
         {error.map(|e| view! { <p class="error" data-testid="status-error">{e}</p> })}
+        {(!tag.is_empty()).then(|| view! {
+            <p class="count" data-testid="status-tag">{format!("machines tagged {tag} · ")}<a href="/status">"every machine"</a></p>
+        })}
         <ul class="counts" data-testid="status-counts">
             {counts.into_iter().map(|(name, n)| {
                 let href = match name.as_str() {
-                    "machines" => "/status".to_string(),
-                    s => StatusQuery { state: s.to_string(), page: String::new() }.page_href(1),
+                    "machines" => of_state("").page_href(1),
+                    s => of_state(s).page_href(1),
                 };
                 let current = (name == state || (name == "machines" && state.is_empty())).then_some("page");
                 let key = name.clone();
@@ -92,7 +99,10 @@ fn StatusBody(view: StatusView) -> impl IntoView {
                             <td><code>{m.current.unwrap_or_default()}</code></td>
                             <td>{m.booted.unwrap_or_default()}</td>
                             <td>{m.last_deploy.map(|(at, outcome)| format!("{outcome}, {at}"))}</td>
-                            <td><Tags tags=m.tags/></td>
+                            <td class="tags">{m.tags.into_iter().map(|t| {
+                                let href = StatusQuery { tag: t.clone(), ..StatusQuery::default() }.page_href(1);
+                                view! { <a class="tag" href=href>{t}</a>" " }
+                            }).collect_view()}</td>
                         </tr>
                     }
                 }).collect_view()}
