@@ -152,14 +152,14 @@ pub async fn preview(
     let conf_dir = state.inventory.conf_dir().clone();
     let generation = request.generation.clone();
     let would_get = tokio::task::spawn_blocking(move || {
-        names.iter().map(|name| would_get(&conf_dir, name, generation.as_deref())).collect()
+        let each = names.iter().map(|name| would_get(&conf_dir, name, generation.as_deref()));
+        each.collect::<Vec<String>>()
     })
     .await
     .map_err(|e| {
         tracing::error!("reading build generations: {e}");
         AppError::Internal
     })?;
-    let would_get: Vec<String> = would_get;
     Ok(machines
         .iter()
         .zip(would_get)

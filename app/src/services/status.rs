@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::RwLock;
 
 use carrier_core::carrier::netboot::LastBuild;
+use carrier_core::cluster::Cluster;
 use carrier_core::status::{CarrierRead, MachineStatus, State, StatusReport};
 use carrier_storage::Store;
 
@@ -110,7 +111,7 @@ impl StatusBoard {
         let board = self.0.read().expect("status board lock");
         let (at, read) = match &board.report {
             Some((at, report)) => (
-                Some(at.round(jiff::Unit::Second).unwrap_or(*at).to_string()),
+                Some(read_time(at)),
                 report.carriers.iter().find(|c| c.carrier == carrier).cloned(),
             ),
             None => (None, None),
@@ -144,24 +145,19 @@ pub async fn page(state: &super::AppState, query: &StatusQuery) -> Result<Status
         })?),
     };
     let page = page_number(&query.page).map_err(AppError::BadInput)?;
-    let tags = match state.inventory.load().await {
-        Ok(loaded) => loaded
-            .cluster
-            .machines
-            .iter()
-            .map(|m| (m.name.clone(), m.meta_config.tags.clone()))
-            .collect(),
-        Err(_) => Default::default(),
-    };
-    view(&state.status, &state.access.store, &tags, wanted, query.tag.trim(), page).await
+    let loaded = state.inventory.load().await.ok();
+    let cluster = loaded.as_ref().map(|l| &*l.cluster);
+    view(&state.status, &state.access.store, cluster, wanted, query.tag.trim(), page).await
 }
 
-/// Standalone machines first, then each carrier's carried machines.
-fn group_of(m: &MachineStatus) -> String {
-    match &m.carried {
-        Some(c) => format!("carried by {}", c.carrier),
-        None => String::new(),
-    }
+/// The carrier of a carried machine; standalone machines (`None`) sort first.
+fn carrier_of(m: &MachineStatus) -> Option<&str> {
+    m.carried.as_ref().map(|c| c.carrier.as_str())
+}
+
+/// When the board was read, to the second.
+fn read_time(at: &jiff::Timestamp) -> String {
+    at.round(jiff::Unit::Second).unwrap_or(*at).to_string()
 }
 
 /// The page: counts by state, then one page of the machines in `wanted` (or all), grouped
@@ -169,22 +165,22 @@ fn group_of(m: &MachineStatus) -> String {
 async fn view(
     board: &StatusBoard,
     store: &Store,
-    tags: &BTreeMap<String, Vec<String>>,
+    cluster: Option<&Cluster>,
     wanted: Option<State>,
     tag: &str,
     page: usize,
 ) -> Result<StatusView, AppError> {
+    let tags = |machine: &str| -> &[String] {
+        cluster.and_then(|c| c.get(machine)).map_or(&[], |m| &m.meta_config.tags)
+    };
     let (read_at, counts, matched, machines, error) = {
         let board = board.0.read().expect("status board lock");
         let (at, all): (_, &[MachineStatus]) = match &board.report {
-            Some((at, report)) => {
-                (Some(at.round(jiff::Unit::Second).unwrap_or(*at).to_string()), &report.machines)
-            }
+            Some((at, report)) => (Some(read_time(at)), &report.machines),
             None => (None, &[]),
         };
-        let tagged = |m: &&MachineStatus| {
-            tag.is_empty() || tags.get(&m.machine).is_some_and(|t| t.iter().any(|t| t == tag))
-        };
+        let tagged =
+            |m: &&MachineStatus| tag.is_empty() || tags(&m.machine).iter().any(|t| t == tag);
         let all: Vec<&MachineStatus> = all.iter().filter(tagged).collect();
         let mut counts: Vec<(String, usize)> = ORDER
             .iter()
@@ -194,7 +190,8 @@ async fn view(
         counts.insert(0, ("machines".into(), all.len()));
         let mut selected: Vec<&MachineStatus> =
             all.iter().copied().filter(|m| wanted.is_none_or(|w| m.state == w)).collect();
-        selected.sort_by_cached_key(|m| group_of(m));
+        // stable: within a group, the reading's order
+        selected.sort_by(|a, b| carrier_of(a).cmp(&carrier_of(b)));
         let matched = selected.len();
         let machines: Vec<MachineStatus> =
             selected.into_iter().skip((page - 1) * PER_PAGE).take(PER_PAGE).cloned().collect();
@@ -222,12 +219,11 @@ async fn view(
     let now = jiff::Timestamp::now().as_second();
     let mut groups: Vec<StatusGroup> = Vec::new();
     for m in &machines {
-        let name = match group_of(m) {
-            g if g.is_empty() => "standalone".to_string(),
-            g => g,
+        let name = match carrier_of(m) {
+            Some(carrier) => format!("carried by {carrier}"),
+            None => "standalone".to_string(),
         };
-        let row =
-            row(m, now, tags.get(&m.machine).cloned().unwrap_or_default(), last.get(&m.machine));
+        let row = row(m, now, tags(&m.machine).to_vec(), last.get(&m.machine));
         match groups.last_mut() {
             Some(g) if g.name == name => g.machines.push(row),
             _ => groups.push(StatusGroup { name, machines: vec![row] }),
