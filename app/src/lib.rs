@@ -18,6 +18,19 @@ use ui::pages::{
     HistoryPage, JobPage, JobsPage, MachinePage, MachinesPage, NotFound, SignInPage, StatusPage,
 };
 
+/// The browser's entry (the `frontend` crate): hydrates the islands on the page. A
+/// server function's redirect (a started job's page) is followed as a plain navigation:
+/// there is no client-side router.
+#[cfg(feature = "hydrate")]
+pub fn hydrate_islands() {
+    let _ = leptos::server_fn::redirect::set_redirect_hook(|to: &str| {
+        if let Some(window) = web_sys::window() {
+            let _ = window.location().set_href(to);
+        }
+    });
+    leptos::mount::hydrate_islands();
+}
+
 /// The HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     // before the scripts below render: they carry this response's nonce
@@ -30,7 +43,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <AutoReload options=options.clone()/>
-                <HydrationScripts options/>
+                <HydrationScripts options islands=true/>
                 <MetaTags/>
             </head>
             <body>
@@ -41,7 +54,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 }
 
 /// Every page renders completely on the server (`SsrMode::Async`), so it works with
-/// JavaScript off; hydration then takes over in the browser.
+/// JavaScript off. Links and forms are plain HTML; only the islands (`#[island]`: the
+/// live job, the status refresh, the deploy form, the account's tokens and sessions) are
+/// hydrated in the browser, so only their code is in the WASM.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();

@@ -1,6 +1,5 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 use crate::serverfns::admin::{
@@ -103,12 +102,12 @@ pub fn AdminAuditPage() -> impl IntoView {
     view! {
         <Title text="Audit log"/>
         <h1>"Audit log"</h1>
-        <Form method="GET" action="/admin/audit" attr:class="filter" attr:data-testid="audit-filter">
+        <form method="get" action="/admin/audit" class="filter" data-testid="audit-filter">
             <label>"Actor " <input type="text" name="actor" value=actor/></label>
             <label>"Action " <input type="text" name="action" value=action placeholder="sign-in, token.create"/></label>
             <label>"Since " <input type="text" name="since" value=since placeholder="2026-12-03"/></label>
             <button type="submit">"Filter"</button>
-        </Form>
+        </form>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match entries.await {

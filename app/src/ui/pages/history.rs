@@ -1,6 +1,5 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 use crate::model::{RunView, machine_href};
@@ -23,12 +22,12 @@ pub fn HistoryPage() -> impl IntoView {
         <Title text="History"/>
         <h1>"History"</h1>
         <p class="count">"Builds and deploys from the command line and from this dashboard."</p>
-        <Form method="GET" action="/history" attr:class="filter" attr:data-testid="history-filter">
+        <form method="get" action="/history" class="filter" data-testid="history-filter">
             <label>"Machine " <input type="text" name="machine" value=machine/></label>
             <label>"User " <input type="text" name="user" value=user/></label>
             <label>"Outcome " <input type="text" name="outcome" value=outcome placeholder="succeeded, failed, unfinished"/></label>
             <button type="submit">"Filter"</button>
-        </Form>
+        </form>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match runs.await {

@@ -1,16 +1,16 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
+use crate::error::AppError;
 use crate::model::{DeployForm, JobDetail, JobEventView, JobView};
 use crate::serverfns::account::get_caller;
-use crate::serverfns::jobs::{CancelJob, StartDeploy, get_job, list_jobs, preview_deploy};
+use crate::serverfns::jobs::{StartDeploy, cancel_job, get_job, list_jobs, preview_deploy};
 use crate::ui::components::ErrorBox;
 
-/// The deploy form: the selection (previewed as the machines it resolves to) and the
-/// options; a plain form post that works without JavaScript. Starting answers at once
-/// with the job's page.
+/// The deploy form: the selection (previewed as the machines it resolves to, a plain GET
+/// form) and the options (an island: a plain form post without JavaScript). Starting
+/// answers at once with the job's page.
 #[component]
 pub fn DeployPage() -> impl IntoView {
     let query_map = use_query_map();
@@ -38,12 +38,12 @@ pub fn DeployPage() -> impl IntoView {
     view! {
         <Title text="Deploy"/>
         <h1>"Deploy"</h1>
-        <Form method="GET" action="/deploy" attr:class="filter" attr:data-testid="deploy-preview-form">
+        <form method="get" action="/deploy" class="filter" data-testid="deploy-preview-form">
             <label>"Pattern " <input type="search" name="pattern" value=pattern placeholder="node*, pxe-server#*"/></label>
             <label>"Tags " <input type="text" name="tags" value=tags placeholder="prod ^legacy"/></label>
             <input type="hidden" name="action" value=action/>
             <button type="submit">"Show machines"</button>
-        </Form>
+        </form>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match preview.await {
@@ -87,7 +87,9 @@ pub fn DeployPage() -> impl IntoView {
 }
 
 /// The deploy's action and options for `initial`'s selection, posted to `start_deploy`.
-#[component]
+/// With JavaScript a refusal shows here and the browser goes to the started job's page;
+/// without, the post answers with a redirect to it.
+#[island]
 fn StartForm(initial: DeployForm) -> impl IntoView {
     let start = ServerAction::<StartDeploy>::new();
     let chosen = initial.action.clone();
@@ -145,12 +147,12 @@ pub fn JobsPage() -> impl IntoView {
         <Title text="Jobs"/>
         <h1>"Jobs"</h1>
         <p class="count"><a href="/deploy">"Start a deploy"</a></p>
-        <Form method="GET" action="/jobs" attr:class="filter" attr:data-testid="jobs-filter">
+        <form method="get" action="/jobs" class="filter" data-testid="jobs-filter">
             <label>"Machine " <input type="text" name="machine" value=machine/></label>
             <label>"Started by " <input type="text" name="user" value=user/></label>
             <label>"State " <input type="text" name="state" value=state placeholder="running, failed"/></label>
             <button type="submit">"Filter"</button>
-        </Form>
+        </form>
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match jobs.await {
@@ -190,44 +192,70 @@ fn JobsTable(list: Vec<JobView>) -> impl IntoView {
 #[component]
 pub fn JobPage() -> impl IntoView {
     let params = use_params_map();
-    let id = Memo::new(move |_| params.read().get("id").and_then(|i| i.parse::<i64>().ok()));
-    let cancel = ServerAction::<CancelJob>::new();
-    // bumped when the live stream says the job ended: the job is read again
-    let ended = RwSignal::new(0u32);
+    let id = params.read_untracked().get("id").and_then(|i| i.parse::<i64>().ok());
     let detail = Resource::new(
-        move || (id.get(), cancel.version().get(), ended.get()),
-        |(id, _, _)| async move {
+        || (),
+        move |_| async move {
             match id {
                 Some(id) => get_job(id).await,
-                None => Err(crate::error::AppError::NotFound("job".into())),
+                None => Err(AppError::NotFound("job".into())),
             }
         },
     );
     view! {
         <Title text="Job"/>
-        {move || cancel.value().get().and_then(Result::err).map(|error| view! { <ErrorBox error/> })}
-        <Transition fallback=|| view! { <p>"Loading…"</p> }>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match detail.await {
-                    Ok(detail) => view! { <JobBody detail cancel ended/> }.into_any(),
+                    Ok(detail) => view! { <LiveJob detail/> }.into_any(),
                     Err(error) => view! { <ErrorBox error/> }.into_any(),
                 }
             })}
-        </Transition>
+        </Suspense>
+    }
+}
+
+/// The job as an island: its log follows live while it runs, and it is read again when it
+/// ends or is cancelled. The cancel button is a plain form post without JavaScript.
+#[island]
+fn LiveJob(detail: JobDetail) -> impl IntoView {
+    let id = detail.job.id;
+    let current = RwSignal::new(detail);
+    let failure = RwSignal::new(None::<AppError>);
+    let reread = move || {
+        leptos::task::spawn_local(async move {
+            match get_job(id).await {
+                Ok(detail) => current.set(detail),
+                Err(error) => failure.set(Some(error)),
+            }
+        })
+    };
+    let cancel = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        leptos::task::spawn_local(async move {
+            match cancel_job(id).await {
+                Ok(()) => reread(),
+                Err(error) => failure.set(Some(error)),
+            }
+        });
+    };
+    view! {
+        {move || failure.get().map(|error| view! { <ErrorBox error/> })}
+        {move || view! { <JobBody detail=current.get() cancel on_end=reread/> }}
     }
 }
 
 #[component]
 fn JobBody(
     detail: JobDetail,
-    cancel: ServerAction<CancelJob>,
-    ended: RwSignal<u32>,
+    cancel: impl Fn(leptos::ev::SubmitEvent) + Copy + 'static,
+    on_end: impl Fn() + Copy + 'static,
 ) -> impl IntoView {
     let JobDetail { job, events, can_cancel } = detail;
     let last = events.last().map(|e| e.seq).unwrap_or(0);
     let live = RwSignal::new(Vec::<JobEventView>::new());
     if !job.finished() {
-        follow(job.id, last, live, ended);
+        follow(job.id, last, live, on_end);
     }
     let id = job.id;
     view! {
@@ -244,10 +272,10 @@ fn JobBody(
         </p>
         {job.error.map(|e| view! { <p class="error" data-testid="job-error">{e}</p> })}
         {can_cancel.then(|| view! {
-            <ActionForm action=cancel attr:class="inline">
+            <form method="post" action="/api/cancel_job" class="inline" on:submit=cancel>
                 <input type="hidden" name="id" value=id.to_string()/>
                 <button type="submit" data-testid="cancel-job">"Cancel"</button>
-            </ActionForm>
+            </form>
         })}
         {(!job.outcomes.is_empty()).then(|| view! {
             <table data-testid="job-outcomes">
@@ -281,7 +309,7 @@ fn event_line(e: JobEventView) -> impl IntoView {
 /// Follows a running job's events in the browser (server-sent events from after `last`);
 /// the server renders the history, so this does nothing there.
 #[allow(unused_variables)]
-fn follow(id: i64, last: i64, live: RwSignal<Vec<JobEventView>>, ended: RwSignal<u32>) {
+fn follow(id: i64, last: i64, live: RwSignal<Vec<JobEventView>>, on_end: impl Fn() + 'static) {
     #[cfg(feature = "hydrate")]
     {
         use wasm_bindgen::JsCast;
@@ -307,7 +335,7 @@ fn follow(id: i64, last: i64, live: RwSignal<Vec<JobEventView>>, ended: RwSignal
         let closing = source.clone();
         let on_end = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             closing.close();
-            ended.update(|n| *n += 1);
+            on_end();
         });
         let _ = source.add_event_listener_with_callback("end", on_end.as_ref().unchecked_ref());
         on_end.forget();

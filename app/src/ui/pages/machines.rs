@@ -1,6 +1,5 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::components::Form;
 use leptos_router::hooks::use_query_map;
 
 use crate::model::{MachineList, MachineQuery, PER_PAGE, machine_href};
@@ -47,7 +46,7 @@ fn FilterForm(query: MachineQuery) -> impl IntoView {
         view! { <option value=value selected=selected>{label}</option> }
     };
     view! {
-        <Form method="GET" action="/machines" attr:class="filter" attr:data-testid="filter">
+        <form method="get" action="/machines" class="filter" data-testid="filter">
             <label>"Pattern " <input type="search" name="pattern" value=query.pattern placeholder="node*, pxe#*"/></label>
             <label>"Tags " <input type="text" name="tags" value=query.tags placeholder="prod ^legacy"/></label>
             <label>"Attributes " <input type="text" name="attrs" value=query.attrs placeholder="spin=nixos labels.dc=prg"/></label>
@@ -59,7 +58,7 @@ fn FilterForm(query: MachineQuery) -> impl IntoView {
                 </select>
             </label>
             <button type="submit">"Filter"</button>
-        </Form>
+        </form>
     }
 }
 

@@ -13,36 +13,53 @@ use crate::ui::components::ErrorBox;
 /// reading (useful without JavaScript); with JavaScript it reads again every 15 seconds.
 #[component]
 pub fn StatusPage() -> impl IntoView {
-    let tick = RwSignal::new(0u32);
-    #[cfg(feature = "hydrate")]
-    Effect::new(move |_| {
-        let _ = set_interval_with_handle(
-            move || tick.update(|n| *n += 1),
-            std::time::Duration::from_secs(15),
-        );
+    let q = use_query_map().read_untracked();
+    let query = StatusQuery {
+        state: q.get("state").unwrap_or_default(),
+        tag: q.get("tag").unwrap_or_default(),
+        page: q.get("page").unwrap_or_default(),
+    };
+    let status = Resource::new(move || (), {
+        let query = query.clone();
+        move |_| get_status(query.clone())
     });
-    let query_map = use_query_map();
-    let query = Memo::new(move |_| {
-        let q = query_map.read();
-        StatusQuery {
-            state: q.get("state").unwrap_or_default(),
-            tag: q.get("tag").unwrap_or_default(),
-            page: q.get("page").unwrap_or_default(),
-        }
-    });
-    let status = Resource::new(move || (tick.get(), query.get()), |(_, q)| get_status(q));
     view! {
         <Title text="Status"/>
         <h1>"Status"</h1>
-        <Transition fallback=|| view! { <p>"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match status.await {
-                    Ok(view) => view! { <StatusBody view/> }.into_any(),
-                    Err(error) => view! { <ErrorBox error/> }.into_any(),
-                }
-            })}
-        </Transition>
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || {
+                let query = query.clone();
+                Suspend::new(async move {
+                    match status.await {
+                        Ok(view) => view! { <LiveStatus view query/> }.into_any(),
+                        Err(error) => view! { <ErrorBox error/> }.into_any(),
+                    }
+                })
+            }}
+        </Suspense>
     }
+}
+
+/// The status of `query`'s machines as an island: read again every 15 seconds (a failed
+/// reading keeps the last one).
+#[island]
+fn LiveStatus(view: StatusView, query: StatusQuery) -> impl IntoView {
+    let current = RwSignal::new(view);
+    #[cfg(feature = "hydrate")]
+    let _ = set_interval_with_handle(
+        move || {
+            let query = query.clone();
+            leptos::task::spawn_local(async move {
+                if let Ok(view) = get_status(query).await {
+                    current.set(view);
+                }
+            });
+        },
+        std::time::Duration::from_secs(15),
+    );
+    #[cfg(not(feature = "hydrate"))]
+    let _ = query;
+    move || view! { <StatusBody view=current.get()/> }
 }
 
 #[component]
