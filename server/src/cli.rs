@@ -674,6 +674,11 @@ pub struct ServeArgs {
     /// of one configuration directory still take turns on its deploy lock).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_running_jobs: u32,
+    /// How much lower the CPU priority of background work is than the pages' (a nice
+    /// increment, 0 to 19): the jobs and the status refresher's readings, with the Nix
+    /// builds, copies and ssh sessions they start, yield to the pages. 0: the same.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub background_nice: i32,
     /// Seconds without a heartbeat after which another instance is taken for dead and its
     /// running jobs are marked interrupted; this instance beats every third of it.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(3..))]

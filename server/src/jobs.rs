@@ -33,6 +33,7 @@ use carrier_core::generation;
 use carrier_core::remote::{Connections, Hosts};
 use carrier_storage::{Job, JobId, JobKind, JobState, NewRun, RunEnd, RunKind, Store};
 use futures::StreamExt;
+use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::records::{built_end, deploy_end, failed_end, git_state};
@@ -62,14 +63,14 @@ pub struct Runner {
 
 impl Runner {
     /// Registers the instance (its jobs left running by an earlier life become
-    /// interrupted), then keeps its heartbeat and, with `run_jobs`, runs jobs in the
-    /// background.
-    pub async fn start(self, run_jobs: bool) -> anyhow::Result<()> {
+    /// interrupted), then keeps its heartbeat and, with `run_jobs`, runs jobs on
+    /// `background` (see [`background_runtime`]).
+    pub async fn start(self, run_jobs: bool, background: &Handle) -> anyhow::Result<()> {
         self.store.register_instance(&self.instance).await?;
         let runner = Arc::new(self);
         tokio::spawn(runner.clone().heartbeat());
         if run_jobs {
-            tokio::spawn(runner.work());
+            background.spawn(runner.work());
         }
         Ok(())
     }
@@ -384,6 +385,46 @@ impl Runner {
 
 /// Ends the one step of a generation removal or netboot rebuild: its machine's
 /// outcome and the phase's end as events; the job done, or failed with `error`.
+/// The runtime of the server's background work, jobs and the status refresher's readings:
+/// its threads run `nice` below the server's priority (`--background-nice`), and so do the
+/// processes they start (Nix evaluations and builds, copies, ssh), so that the pages keep
+/// their share of the CPU while jobs build and deploy. It lives as long as the process,
+/// driven by a thread of its own.
+pub fn background_runtime(nice: i32) -> std::io::Result<Handle> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("carrier-bg")
+        .on_thread_start(move || lower_priority(nice))
+        .enable_all()
+        .build()?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new().name("carrier-bg".into()).spawn(move || {
+        lower_priority(nice);
+        runtime.block_on(std::future::pending::<()>());
+    })?;
+    Ok(handle)
+}
+
+/// Adds `nice` to the calling thread's nice value (Linux: a per-thread value, inherited by
+/// the threads and processes it starts). Failing leaves the priority as it was.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    // SAFETY: plain system calls on the calling thread's own id, no memory involved
+    let done = unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (now + nice).clamp(-20, 19))
+    };
+    if done != 0 {
+        tracing::warn!(
+            "background work keeps the server's priority: setpriority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn finish_step(
     sink: &JobSink,
     phase: Phase,

@@ -185,7 +185,8 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         max_running: args.max_running_jobs as usize,
         ended: jobs_ended,
     };
-    runner.start(!args.no_jobs).await?;
+    let background = crate::jobs::background_runtime(args.background_nice)?;
+    runner.start(!args.no_jobs, &background).await?;
     if args.status_interval > 0 {
         crate::status::Refresher {
             board: board.clone(),
@@ -195,7 +196,7 @@ async fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             interval: Duration::from_secs(args.status_interval),
             jobs_ended: jobs_ended_rx,
         }
-        .spawn();
+        .spawn(&background);
     }
     let access = AccessPolicy {
         anonymous_read: args.anonymous_read || args.public,

@@ -101,8 +101,9 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    pub fn spawn(mut self) {
-        tokio::spawn(async move {
+    /// Reads on `background`, the runtime of background work (`jobs::background_runtime`).
+    pub fn spawn(mut self, background: &tokio::runtime::Handle) {
+        background.spawn(async move {
             let mut next = tokio::time::Instant::now();
             loop {
                 tokio::select! {

@@ -359,3 +359,43 @@ fn requests_are_logged_as_json_lines_when_asked() {
     let e = Carrier::new().output(&["serve", "--log-format", "xml"]);
     assert!(String::from_utf8_lossy(&e.stderr).contains("'xml'"), "{e:?}");
 }
+
+/// `(thread id, name, nice value)` of every thread of process `pid`, from
+/// `/proc/<pid>/task/*/stat`.
+fn threads_nice(pid: u32) -> Vec<(u32, String, i32)> {
+    let mut threads = vec![];
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        // after the name: state (field 3) ... nice (field 19)
+        let nice = stat[close + 2..].split(' ').nth(16).unwrap().parse().unwrap();
+        let tid = stat[..open].trim().parse().unwrap();
+        threads.push((tid, stat[open + 1..close].to_string(), nice));
+    }
+    threads
+}
+
+/// Jobs and status readings run on threads of their own, `--background-nice` below the
+/// server's priority (the processes they start inherit it); the threads answering
+/// requests keep the server's.
+#[test]
+fn background_work_runs_at_a_lower_cpu_priority_than_the_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ["--addr", "127.0.0.1:0", "--anonymous-read", "--background-nice", "7"];
+    let server = Server::start(serve_command(&example(), tmp.path(), &args));
+    let (status, _, _) = http(&server.addr, "GET", "/jobs", &[]);
+    assert_eq!(status, 200);
+    let threads = threads_nice(server.pid());
+    // the main thread: the priority the server was started with
+    let base = threads.iter().find(|t| t.0 == server.pid()).unwrap().2;
+    let (jobs, others): (Vec<_>, Vec<_>) =
+        threads.iter().partition(|(_, name, _)| name == "carrier-bg");
+    // the runtime's own thread and its two workers
+    assert!(jobs.len() >= 3, "{threads:?}");
+    assert!(jobs.iter().all(|(_, _, nice)| *nice == (base + 7).min(19)), "{threads:?}");
+    assert!(others.iter().all(|(_, _, nice)| *nice == base), "{threads:?}");
+
+    let refused = Carrier::new().output(&["serve", "--background-nice", "20"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--background-nice"), "{refused:?}");
+}

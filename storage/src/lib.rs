@@ -135,6 +135,15 @@ impl Store {
             .connect(url)
             .await
             .map_err(|source| StoreError::Open { url: redact(url), source })?;
+        if backend == Backend::Sqlite {
+            // write-ahead log: readers (pages, event streams) never wait for a writer (a
+            // job's events), nor a writer for readers. A setting of the file, kept from
+            // the first open on; every commit is still synced (`synchronous` stays FULL).
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(|source| StoreError::Open { url: redact(url), source })?;
+        }
         let migrator = backend.migrator();
         migrator.run(&pool).await.map_err(|source| match source {
             MigrateError::VersionMissing(version) => StoreError::Newer {

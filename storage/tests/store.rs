@@ -67,6 +67,34 @@ async fn a_database_answers_a_ping_until_it_is_closed(url: &str) {
 }
 on_both_backends!(a_database_answers_a_ping_until_it_is_closed);
 
+/// A SQLite database is kept in write-ahead-log mode (readers do not wait for writers);
+/// the mode is the file's, so a later opener (the CLI, another process) sees it too.
+#[tokio::test]
+async fn a_sqlite_database_uses_the_write_ahead_log() {
+    let db = support::Db::sqlite();
+    let store = Store::open(&db.url()).await.unwrap();
+    let mode: String =
+        sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool(&db.url()).await).await.unwrap();
+    assert_eq!(mode, "wal");
+    // a reader is not blocked by an exclusive write transaction (with a rollback journal
+    // it would wait for the lock, then fail)
+    let writer = pool(&db.url()).await;
+    let mut conn = writer.acquire().await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE").execute(&mut *conn).await.unwrap();
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, outcome, details) \
+         VALUES ('2026-12-04T00:00:00Z', 'x', 'y', 'ok', '{}')",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert!(store.runs(&all, 10).await.unwrap().is_empty());
+    assert!(started.elapsed() < std::time::Duration::from_secs(1), "the reader waited");
+    sqlx::query("ROLLBACK").execute(&mut *conn).await.unwrap();
+    store.close().await;
+}
+
 async fn a_database_from_a_newer_carrier_is_refused(url: &str) {
     Store::open(url).await.unwrap().close().await;
     let pool = pool(url).await;

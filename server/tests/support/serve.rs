@@ -60,6 +60,11 @@ impl Server {
     pub(crate) fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
+
+    /// The PID of the server process.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Server {
