@@ -23,6 +23,15 @@ impl Db {
         self.tmp.path().join("carrier.sqlite")
     }
 
+    /// Every byte the database holds: its file and its write-ahead log (where the last
+    /// commits stay until a checkpoint).
+    fn bytes(&self) -> Vec<u8> {
+        let mut bytes = std::fs::read(self.file()).unwrap();
+        let wal = self.tmp.path().join("carrier.sqlite-wal");
+        bytes.extend(std::fs::read(wal).unwrap_or_default());
+        bytes
+    }
+
     fn password_file(&self) -> PathBuf {
         self.tmp.path().join("password")
     }
@@ -103,7 +112,7 @@ fn the_first_admin_and_more_accounts_are_made_from_the_cli_and_audited() {
     assert!(listed.contains("tag:ci pxe-server#*"), "{listed}");
 
     // the password is stored as argon2id, never as given
-    let text = std::fs::read(db.file()).unwrap();
+    let text = db.bytes();
     assert!(!text.windows(12).any(|w| w == b"sup3r secret"), "the password is in the database");
     assert!(text.windows(10).any(|w| w == b"$argon2id$"));
 
@@ -168,7 +177,7 @@ fn a_token_is_shown_once_stored_hashed_limited_and_revoked() {
     assert_eq!(tokens[0]["rights"], "deployer");
     assert_eq!(tokens[0]["scope"], serde_json::json!(["tag:ci"]));
     assert!(!tokens.to_string().contains(&secret), "the token is listed");
-    let text = std::fs::read(db.file()).unwrap();
+    let text = db.bytes();
     assert!(!text.windows(64).any(|w| w == secret.as_bytes()), "the token is stored in the clear");
 
     ok(&db.carrier(&["token", "revoke", "--user", "bob", "ci"]));
