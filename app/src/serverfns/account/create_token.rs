@@ -10,8 +10,10 @@ pub async fn create_token(
     scope: String,
     days: u32,
 ) -> Result<String, AppError> {
-    use crate::services::{Permission, accounts, authorize};
+    use crate::services::{Permission, accounts, authorize, set_status};
 
     let (state, caller) = authorize(Permission::OwnAccount).await?;
-    accounts::create_token(&state.access, &caller, &name, &rights, &scope, days).await
+    accounts::create_token(&state.access, &caller, &name, &rights, &scope, days)
+        .await
+        .inspect_err(set_status)
 }

@@ -10,8 +10,8 @@ pub async fn list_audit(
     action: String,
     since: String,
 ) -> Result<Vec<AuditView>, AppError> {
-    use crate::services::{Permission, accounts, authorize};
+    use crate::services::{Permission, accounts, authorize, set_status};
 
     let (state, _caller) = authorize(Permission::Administer).await?;
-    accounts::audit_log(&state.access, &actor, &action, &since).await
+    accounts::audit_log(&state.access, &actor, &action, &since).await.inspect_err(set_status)
 }
