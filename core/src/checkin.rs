@@ -63,12 +63,17 @@ impl Secret {
     /// and refused: replacing a secret invalidates every token the carrier serves.
     pub fn create(path: &Path) -> Result<Secret, CheckinError> {
         use std::io::{Read, Write};
+        use std::os::unix::fs::DirBuilderExt;
         use std::os::unix::fs::OpenOptionsExt;
         let create = |error| CheckinError::Create { path: path.to_path_buf(), error };
         let mut bytes = [0; SECRET_LEN];
         std::fs::File::open("/dev/urandom")
             .and_then(|mut r| r.read_exact(&mut bytes))
             .map_err(create)?;
+        // a missing directory (`.confctl/checkin/`) is made, private
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(create)?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -76,7 +81,14 @@ impl Secret {
             .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .map_err(create)?;
-        file.write_all(format!("{}\n", hex::encode(bytes)).as_bytes()).map_err(create)?;
+        let written = file
+            .write_all(format!("{}\n", hex::encode(bytes)).as_bytes())
+            .and_then(|()| file.sync_all());
+        if let Err(error) = written {
+            // no half-written secret is left behind
+            let _ = std::fs::remove_file(path);
+            return Err(create(error));
+        }
         Ok(Secret(bytes))
     }
 
@@ -169,5 +181,15 @@ mod tests {
             "{err}"
         );
         assert_eq!(Secret::read(&a).unwrap(), secret, "left alone");
+    }
+
+    #[test]
+    fn a_new_secret_gets_its_directory_made_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(".confctl/checkin/pxe.secret");
+        let secret = Secret::create(&file).unwrap();
+        assert_eq!(Secret::read(&file).unwrap(), secret);
+        let checkin = std::fs::metadata(file.parent().unwrap()).unwrap();
+        assert_eq!(checkin.mode() & 0o777, 0o700);
     }
 }

@@ -495,7 +495,7 @@ pub enum NetbootCommand {
     },
     /// Write a new random check-in secret (mode 0600) for `checkin.secretFile`; the same
     /// file goes to `<configuration>/.confctl/checkin/<carrier>.secret` for `carrier serve`.
-    /// An existing file is never replaced.
+    /// An existing file is never replaced; a missing directory is made (mode 0700).
     CheckinSecret {
         /// Where to write it.
         file: PathBuf,

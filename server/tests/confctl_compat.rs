@@ -425,7 +425,6 @@ fn a_pxe_booted_machine_checks_in_and_status_shows_what_it_booted() {
 
     // one secret, on both sides; the carrier's netboot.json gets its check-in section
     let secret = ex.conf().join(".confctl/checkin/pxe-server.secret");
-    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
     ok(&ex.carrier(&["netboot", "checkin-secret", secret.to_str().unwrap()]));
     let etc = ex.host_root("pxe-server.lab").join("etc/carrier");
     std::fs::copy(&secret, etc.join("checkin.secret")).unwrap();
