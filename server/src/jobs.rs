@@ -1,4 +1,5 @@
-//! The job runner of `carrier serve` and the live stream of a job's events (docs/jobs.md).
+//! The job runner of `carrier serve` (docs/jobs.md); the live stream of a job's events is
+//! `job_feed.rs`.
 //!
 //! The runner claims queued jobs from the database (the claim takes the jobs' machines'
 //! locks there, so several instances sharing one PostgreSQL never run one job twice or
@@ -10,20 +11,13 @@
 //! its report. Its instance's heartbeat lets the others mark its jobs interrupted when it dies;
 //! at start it marks its own earlier jobs interrupted.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use app::services::jobs::{DeployRequest, GenerationRmRequest, NetbootRebuildRequest, event_view};
-use app::services::{Caller, InventoryService, Permission};
-use axum::Router;
-use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use app::services::InventoryService;
+use app::services::jobs::{DeployRequest, GenerationRmRequest, NetbootRebuildRequest};
 use carrier_core::build::BuildOptions;
 use carrier_core::carrier::netboot;
 use carrier_core::conf_dir::ConfDir;
@@ -32,13 +26,12 @@ use carrier_core::events::{Event, EventSink, Outcome, Phase};
 use carrier_core::generation;
 use carrier_core::remote::{Connections, Hosts};
 use carrier_storage::{Job, JobId, JobKind, JobState, NewRun, RunEnd, RunKind, Store};
-use futures::StreamExt;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use crate::records::{built_end, deploy_end, failed_end, git_state};
 
-/// How often an idle runner looks for queued jobs, and a stream for new events.
+/// How often an idle runner looks for queued jobs.
 const POLL: Duration = Duration::from_millis(250);
 
 /// What the runner needs; built once by `serve`.
@@ -509,89 +502,4 @@ async fn watch_cancel(store: Store, job: JobId, cancelled: Arc<AtomicBool>) {
             return;
         }
     }
-}
-
-/// `GET /jobs/<id>/events?after=<seq>`: the job's events after `after` (or the
-/// `Last-Event-ID` a reconnecting browser sends) as server-sent events, one `message` per
-/// event (its line, as JSON, with the sequence number as id), then an `end` event (data
-/// `ended`: browsers drop events without data) once the job has finished and every event
-/// was sent. Readers only. Works from the database,
-/// so it follows a job whichever instance runs it.
-pub fn router(store: Store) -> Router {
-    Router::new().route("/jobs/{id}/events", get(events)).with_state(store)
-}
-
-#[derive(serde::Deserialize)]
-struct After {
-    after: Option<i64>,
-}
-
-async fn events(
-    State(store): State<Store>,
-    Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
-    Query(after): Query<After>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(e) = caller.require(Permission::ReadInventory) {
-        return (app::services::status_of(&e), e.to_string()).into_response();
-    }
-    let Ok(id) = id.parse::<i64>() else {
-        return (StatusCode::NOT_FOUND, format!("no job '{id}'")).into_response();
-    };
-    match store.job(JobId(id)).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return (StatusCode::NOT_FOUND, format!("no job {id}")).into_response(),
-        Err(e) => {
-            tracing::error!("{e}");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    }
-    let resumed = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i64>().ok());
-    let from = resumed.or(after.after).unwrap_or(0).max(0);
-    Sse::new(stream(store, JobId(id), from)).keep_alive(KeepAlive::default()).into_response()
-}
-
-/// The events of `job` after `from`, read from the database as they are written.
-fn stream(
-    store: Store,
-    job: JobId,
-    from: i64,
-) -> impl futures::Stream<Item = Result<SseEvent, Infallible>> {
-    let state = (store, from, false);
-    futures::stream::unfold(state, move |(store, after, ended)| async move {
-        if ended {
-            return None;
-        }
-        loop {
-            // whether the job had ended before reading: then no event can follow
-            let finished = match store.job(job).await {
-                Ok(Some(j)) => j.state.is_finished(),
-                Ok(None) | Err(_) => true,
-            };
-            let events = store.job_events(job, after, 200).await.unwrap_or_default();
-            if !events.is_empty() {
-                let last = events.last().map(|e| e.seq).unwrap_or(after);
-                let batch: Vec<Result<SseEvent, Infallible>> = events
-                    .into_iter()
-                    .map(|e| {
-                        let seq = e.seq;
-                        let view = event_view(e);
-                        let data = serde_json::to_string(&view).unwrap_or_default();
-                        Ok(SseEvent::default().id(seq.to_string()).data(data))
-                    })
-                    .collect();
-                return Some((futures::stream::iter(batch), (store, last, false)));
-            }
-            if finished {
-                let end = vec![Ok(SseEvent::default().event("end").data("ended"))];
-                return Some((futures::stream::iter(end), (store, after, true)));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    })
-    .flatten()
 }

@@ -11,6 +11,7 @@ pub mod health_check;
 pub mod healthz;
 pub mod history;
 pub mod identity;
+pub mod job_feed;
 pub mod jobs;
 pub mod json;
 pub mod kexec_netboot;

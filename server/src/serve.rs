@@ -62,7 +62,7 @@ pub fn router(state: AppState, leptos_options: LeptosOptions, web: &WebConfig) -
         .with_state(leptos_options)
         .merge(crate::identity::router(access.clone()))
         .layer(json_pages)
-        .merge(crate::jobs::router(store.clone()))
+        .merge(crate::job_feed::router(store.clone()))
         .merge(crate::metrics::router(crate::metrics::Metrics { store: store.clone(), board }))
         // every request's caller, resolved once, before any route runs
         .layer(axum::middleware::from_fn_with_state(access, crate::identity::identify))
