@@ -209,18 +209,14 @@ pub async fn start_deploy(
 ) -> Result<i64, AppError> {
     let request = DeployRequest::from_form(form)?;
     let kind = request.kind();
-    let audited = audit_action(kind);
     let loaded = state.inventory.load().await?;
     let machines = request.machines(&loaded.cluster)?;
     let names: Vec<String> = machines.iter().map(|m| m.name.clone()).collect();
     if let Err(e) = caller.check(AuthAction::Deploy, &machines, &loaded.cluster) {
         let details = json!({ "request": request, "machines": names });
-        let outcome = format!("failed: {e}");
-        state
-            .access
-            .audit(caller, &audited, Some(&request.summary(&machines)), details, &outcome)
-            .await?;
-        return Err(e);
+        let refused = Err(e);
+        audit_start(state, caller, kind, &request.summary(&machines), details, &refused).await?;
+        return refused.map(|(id, _)| id);
     }
     let if_busy = match form.if_busy.as_str() {
         "" | "queue" => IfBusy::Queue,
@@ -238,18 +234,14 @@ pub async fn start_deploy(
         summary: request.summary(&machines),
         machines: names,
     };
-    let queued = state.access.store.enqueue_job(&job, if_busy).await;
-    let outcome = match &queued {
-        Ok(id) => format!("ok: job {}", id.0),
-        Err(e) => format!("failed: {e}"),
-    };
-    let details = json!({ "request": job.request, "machines": job.machines });
-    state.access.audit(caller, &audited, Some(&job.summary), details, &outcome).await?;
-    match queued {
-        Ok(id) => Ok(id.0),
+    let queued = match state.access.store.enqueue_job(&job, if_busy).await {
+        Ok(id) => Ok((id.0, false)),
         Err(e @ carrier_storage::StoreError::Busy { .. }) => Err(AppError::BadInput(e.to_string())),
         Err(e) => Err(internal(e)),
-    }
+    };
+    let details = json!({ "request": job.request, "machines": job.machines });
+    audit_start(state, caller, kind, &job.summary, details, &queued).await?;
+    queued.map(|(id, _)| id)
 }
 
 /// The audit log's action for starting a job of `kind`: `job.deploy`, `job.build`, ...
