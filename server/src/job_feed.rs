@@ -248,8 +248,7 @@ impl Viewer {
     /// The stored events after the last one sent, at most a page.
     async fn stored(&mut self) -> Vec<Result<SseEvent, Infallible>> {
         let page = self.feeds.store.job_events(self.job, self.seen, PAGE).await.unwrap_or_default();
-        let out = page.into_iter().map(serialised).collect::<Vec<_>>();
-        self.seen = out.last().map_or(self.seen, |(seq, _)| *seq);
-        out.iter().map(sse).collect()
+        self.seen = page.last().map_or(self.seen, |e| e.seq);
+        page.into_iter().map(|e| sse(&serialised(e))).collect()
     }
 }

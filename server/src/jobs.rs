@@ -376,8 +376,6 @@ impl Runner {
     }
 }
 
-/// Ends the one step of a generation removal or netboot rebuild: its machine's
-/// outcome and the phase's end as events; the job done, or failed with `error`.
 /// The runtime of the server's background work, jobs and the status refresher's readings:
 /// its threads run `nice` below the server's priority (`--background-nice`), and so do the
 /// processes they start (Nix evaluations and builds, copies, ssh), so that the pages keep
@@ -418,6 +416,8 @@ fn lower_priority(nice: i32) {
     }
 }
 
+/// Ends the one step of a generation removal or netboot rebuild: its machine's
+/// outcome and the phase's end as events; the job done, or failed with `error`.
 fn finish_step(
     sink: &JobSink,
     phase: Phase,
